@@ -1,0 +1,73 @@
+"""Every environment variable the project reads, read in one place.
+
+Plain Python (no Dagster import) so connectors, the mapping engine and the CLI share it. Dagster resources
+read the same names through ``dg.EnvVar``. ``.env.example`` lists them all; a test keeps the two in sync.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# name -> (default, description). The single registry of env vars; .env.example is checked against it.
+ENV_VARS: dict[str, tuple[str | None, str]] = {
+    "INTEGRATION_DATA_DIR": (".data", "Root for the embedded default: SQLite warehouse, inbox, archive."),
+    "INTEGRATION_WAREHOUSE_URL": (None, "SQLAlchemy URL of the warehouse; default sqlite:///<data dir>/warehouse.db."),
+    "INTEGRATION_INBOX_DIR": (None, "Inbox laid out as <inbox>/<system>/<entity>/<file>; default <data dir>/inbox."),
+    "INTEGRATION_ARCHIVE_DIR": (None, "Where processed files go; default <data dir>/archive."),
+    "INTEGRATION_REJECTED_DIR": (None, "Where unreadable files go, with a .reason.json; default <data dir>/rejected."),
+    "INTEGRATION_MAX_FILE_BYTES": ("2147483648", "Files larger than this are rejected unread."),
+    "INTEGRATION_MAX_FIELD_BYTES": ("1048576", "A single value larger than this quarantines its row."),
+    "INTEGRATION_CHUNK_ROWS": ("200000", "Rows mapped and validated at a time; bounds memory."),
+    "INTEGRATION_FALLBACK_ENCODING": ("cp1252", "Encoding tried when a file is not valid UTF-8."),
+    "INTEGRATION_INBOX_SETTLE_SECONDS": ("2", "A file must be unchanged this long before the sensor picks it up."),
+    "INTEGRATION_QUEUE_URL": ("sql", "'sql' (embedded queue table in the warehouse) or an amqp:// URL."),
+    "DAGSTER_HOME": (None, "Dagster instance directory (runs, event logs, schedules)."),
+}
+
+
+def _env(name: str) -> str | None:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return ENV_VARS[name][0]
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    warehouse_url: str
+    inbox_dir: Path
+    archive_dir: Path
+    rejected_dir: Path
+    max_file_bytes: int
+    max_field_bytes: int
+    chunk_rows: int
+    fallback_encoding: str
+    inbox_settle_seconds: float
+    queue_url: str
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        data_dir = Path(_env("INTEGRATION_DATA_DIR") or ".data").resolve()
+        wh = _env("INTEGRATION_WAREHOUSE_URL") or f"sqlite:///{data_dir / 'warehouse.db'}"
+        return cls(
+            data_dir=data_dir,
+            warehouse_url=wh,
+            inbox_dir=Path(_env("INTEGRATION_INBOX_DIR") or data_dir / "inbox").resolve(),
+            archive_dir=Path(_env("INTEGRATION_ARCHIVE_DIR") or data_dir / "archive").resolve(),
+            rejected_dir=Path(_env("INTEGRATION_REJECTED_DIR") or data_dir / "rejected").resolve(),
+            max_file_bytes=int(_env("INTEGRATION_MAX_FILE_BYTES") or 0),
+            max_field_bytes=int(_env("INTEGRATION_MAX_FIELD_BYTES") or 0),
+            chunk_rows=int(_env("INTEGRATION_CHUNK_ROWS") or 0),
+            fallback_encoding=_env("INTEGRATION_FALLBACK_ENCODING") or "cp1252",
+            inbox_settle_seconds=float(_env("INTEGRATION_INBOX_SETTLE_SECONDS") or 0),
+            queue_url=_env("INTEGRATION_QUEUE_URL") or "sql",
+        )
+
+
+def get_settings() -> Settings:
+    """Settings from the current environment (re-read on every call so tests can change env vars)."""
+    return Settings.from_env()

@@ -1,0 +1,72 @@
+"""Engine creation and migrations for the warehouse."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+
+from integration_assets.settings import get_settings
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+def normalise_url(url: str) -> str:
+    """Postgres goes through psycopg 3 (``postgresql+psycopg``) whatever scheme the user wrote."""
+    for prefix in ("postgresql://", "postgres://", "postgresql+psycopg2://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+@functools.cache
+def _engine(url: str) -> sa.Engine:
+    url = normalise_url(url)
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"timeout": 30})
+
+        @sa.event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+            cur = dbapi_conn.cursor()
+            # WAL lets the Dagster UI and the CLI read while a load writes.
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+
+
+def get_engine(url: str | None = None) -> sa.Engine:
+    """The warehouse engine for ``url`` (default: INTEGRATION_WAREHOUSE_URL), one per URL per process."""
+    return _engine(url or get_settings().warehouse_url)
+
+
+def is_postgres(engine: sa.Engine) -> bool:
+    return engine.dialect.name == "postgresql"
+
+
+def alembic_config(url: str | None = None) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("sqlalchemy.url", normalise_url(url or get_settings().warehouse_url).replace("%", "%%"))
+    return cfg
+
+
+def upgrade(url: str | None = None, revision: str = "heads") -> None:
+    """Bring the warehouse schema to the latest migration (idempotent)."""
+    command.upgrade(alembic_config(url), revision)
+
+
+def current_revisions(url: str | None = None) -> set[str]:
+    from alembic.runtime.migration import MigrationContext
+
+    with get_engine(url).connect() as conn:
+        return set(MigrationContext.configure(conn).get_current_heads())

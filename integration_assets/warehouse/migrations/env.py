@@ -1,0 +1,46 @@
+"""Alembic environment: runs migrations against the warehouse URL given by integration_assets.warehouse.db."""
+
+from __future__ import annotations
+
+import importlib
+
+from alembic import context
+from sqlalchemy import create_engine, pool
+
+from integration_assets.warehouse.schema import metadata
+
+# Modules that declare further tables on the shared metadata (for autogenerate).
+MODEL_MODULES = [
+    "integration_assets.queue.tables",
+    "integration_assets.alerts.tables",
+]
+for _name in MODEL_MODULES:
+    try:
+        importlib.import_module(_name)
+    except ModuleNotFoundError:
+        pass
+
+config = context.config
+target_metadata = metadata
+
+
+def run_migrations_offline() -> None:
+    context.configure(url=config.get_main_option("sqlalchemy.url"), target_metadata=target_metadata,
+                      literal_binds=True, render_as_batch=True)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_migrations_online() -> None:
+    engine = create_engine(config.get_main_option("sqlalchemy.url"), poolclass=pool.NullPool)
+    with engine.connect() as connection:
+        context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
+        with context.begin_transaction():
+            context.run_migrations()
+    engine.dispose()
+
+
+if context.is_offline_mode():
+    run_migrations_offline()
+else:
+    run_migrations_online()

@@ -62,6 +62,7 @@ def alembic_config(url: str | None = None) -> Config:
 
 def upgrade(url: str | None = None, revision: str = "heads") -> None:
     """Bring the warehouse schema to the latest migration (idempotent)."""
+    get_engine(url)  # creates the SQLite file's folder
     command.upgrade(alembic_config(url), revision)
 
 

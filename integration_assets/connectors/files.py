@@ -1,0 +1,392 @@
+"""Reading export files (CSV, JSON, JSONL, Parquet) in bounded chunks, with every record accounted for.
+
+A file either cannot be read at all (``FileRejected``, with a specific reason: empty, too large, duplicate
+headers, truncated JSON, …) or yields chunks of raw records plus the records that could not be parsed
+(``ParseFailure``: wrong column count, unbalanced quotes, invalid JSON line). Nothing here knows about
+contracts or Dagster.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import hashlib
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from integration_assets.errors import TerminalError
+
+FORMATS_BY_SUFFIX = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
+_BLOCK = 8 << 20
+# Bytes that are not valid in the file's encoding are carried through parsing as these private-use code points
+# so that the row holding them can be quarantined (and the bytes shown) instead of failing the whole file.
+_PUA_BASE = 0xF700
+BAD_BYTE_MIN, BAD_BYTE_MAX = chr(_PUA_BASE), chr(_PUA_BASE + 0xFF)
+MAX_JSON_DEPTH = 64
+
+
+def _pua_handler(err: UnicodeDecodeError) -> tuple[str, int]:
+    bad = err.object[err.start : err.end]
+    return "".join(chr(_PUA_BASE + b) for b in bad), err.end
+
+
+codecs.register_error("integration_assets_pua", _pua_handler)
+
+
+def restore_bad_bytes(text: str, fallback: str) -> str:
+    """Show the private-use markers as the fallback-decoded characters they stand for."""
+    out = []
+    for ch in text:
+        o = ord(ch)
+        if _PUA_BASE <= o <= _PUA_BASE + 0xFF:
+            out.append(bytes([o - _PUA_BASE]).decode(fallback, errors="replace"))
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+class FileRejected(TerminalError):
+    """The file as a whole cannot be loaded; ``code`` is a stable machine-readable reason."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class ParseFailure:
+    position: int  # 1-based record number in the file
+    raw: str  # the record's text as read
+    reason: str
+    check: str = "parse"
+
+
+@dataclass
+class RawChunk:
+    frame: pd.DataFrame  # one column per source column; strings (CSV) or JSON values (JSON/JSONL)
+    positions: np.ndarray  # 1-based record numbers, aligned with frame rows
+    failures: list[ParseFailure] = field(default_factory=list)
+
+
+@dataclass
+class SourceFile:
+    """An inspected file: format, encoding, header and content hash known; records not read yet."""
+
+    path: Path
+    format: str
+    size: int
+    sha256: str
+    encoding: str  # utf-8 | <fallback> | mixed
+    columns: list[str]
+    fallback_encoding: str = "cp1252"
+
+    def chunks(self, chunk_rows: int) -> Iterator[RawChunk]:
+        if self.format == "csv":
+            yield from _csv_chunks(self, chunk_rows)
+        elif self.format == "jsonl":
+            yield from _jsonl_chunks(self, chunk_rows)
+        elif self.format == "json":
+            yield from _json_chunks(self, chunk_rows)
+        elif self.format == "parquet":
+            yield from _parquet_chunks(self, chunk_rows)
+        else:  # pragma: no cover - inspect() only returns known formats
+            raise FileRejected("unsupported_format", f"unsupported format {self.format}")
+
+
+def hash_and_check_utf8(path: Path) -> tuple[str, bool]:
+    """One pass over the file: its SHA-256 and whether it is valid UTF-8."""
+    digest = hashlib.sha256()
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    valid = True
+    with path.open("rb") as fh:
+        while block := fh.read(_BLOCK):
+            digest.update(block)
+            if valid:
+                try:
+                    decoder.decode(block)
+                except UnicodeDecodeError:
+                    valid = False
+        if valid:
+            try:
+                decoder.decode(b"", final=True)
+            except UnicodeDecodeError:
+                valid = False
+    return digest.hexdigest(), valid
+
+
+def content_hash(path: Path) -> str:
+    return hash_and_check_utf8(path)[0]
+
+
+def detect_format(path: Path) -> str:
+    fmt = FORMATS_BY_SUFFIX.get(path.suffix.lower())
+    if fmt is None:
+        raise FileRejected(
+            "unsupported_format",
+            f"unsupported file type {path.suffix or '(none)'!r}; expected one of {sorted(FORMATS_BY_SUFFIX)}",
+        )
+    return fmt
+
+
+def inspect(path: Path, *, max_bytes: int, fallback_encoding: str = "cp1252") -> SourceFile:
+    """Check size, format, encoding and header without reading the records. Raises FileRejected."""
+    fmt = detect_format(path)
+    size = path.stat().st_size
+    if size == 0:
+        raise FileRejected("empty_file", "the file is empty (0 bytes)")
+    if max_bytes and size > max_bytes:
+        raise FileRejected("file_too_large", f"the file has {size} bytes, over the configured limit of {max_bytes}")
+    sha, utf8 = hash_and_check_utf8(path)
+    encoding = "utf-8"
+    if not utf8 and fmt != "parquet":
+        encoding = _classify_non_utf8(path, fallback_encoding)
+    columns: list[str] = []
+    if fmt == "csv":
+        columns = _csv_header(path, encoding, fallback_encoding)
+    elif fmt == "parquet":
+        try:
+            columns = [str(c) for c in pq.ParquetFile(path).schema_arrow.names]
+        except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a corrupt file
+            raise FileRejected("unreadable_parquet", f"not a readable Parquet file: {exc}") from exc
+    return SourceFile(path, fmt, size, sha, encoding, columns, fallback_encoding)
+
+
+def _classify_non_utf8(path: Path, fallback: str) -> str:
+    """A file that is not UTF-8 is either wholly in the fallback encoding, or UTF-8 with some stray bytes."""
+    text = path.read_bytes().decode("utf-8", errors="integration_assets_pua")
+    has_real_utf8 = any(ord(ch) > 127 and not (BAD_BYTE_MIN <= ch <= BAD_BYTE_MAX) for ch in text)
+    if has_real_utf8:
+        return "mixed"
+    try:
+        path.read_bytes().decode(fallback)
+    except UnicodeDecodeError as exc:
+        raise FileRejected(
+            "bad_encoding", f"the file is neither UTF-8 nor {fallback}: byte {exc.start} cannot be decoded"
+        ) from exc
+    return fallback
+
+
+def _decoded_text(src: SourceFile) -> str:
+    data = src.path.read_bytes()
+    if src.encoding == "utf-8":
+        return data.decode("utf-8-sig")
+    if src.encoding == "mixed":
+        return data.decode("utf-8", errors="integration_assets_pua").lstrip("\ufeff")
+    return data.decode(src.encoding)
+
+
+def _csv_header(path: Path, encoding: str, fallback: str) -> list[str]:
+    with path.open("rb") as fh:
+        head = fh.read(1 << 20)
+    enc = "utf-8" if encoding in ("utf-8", "mixed") else encoding
+    text = head.decode(enc, errors="integration_assets_pua").lstrip("\ufeff")
+    first_line = text.splitlines()[0] if text.splitlines() else ""
+    try:
+        header = next(csv.reader(io.StringIO(text)))
+    except (StopIteration, csv.Error) as exc:
+        raise FileRejected("unreadable_header", f"the header row cannot be parsed: {exc}") from exc
+    header = [h.strip() for h in header]
+    if not any(header):
+        raise FileRejected("empty_header", "the first row is empty; expected a header row")
+    seen: dict[str, int] = {}
+    for i, name in enumerate(header, 1):
+        if name in seen:
+            raise FileRejected(
+                "duplicate_header",
+                f"duplicate column name {name!r} (columns {seen[name]} and {i}); the mapping would be ambiguous",
+            )
+        seen[name] = i
+    if len(header) == 1:
+        for delim in (";", "\t", "|"):
+            if first_line.count(delim) >= 2:
+                raise FileRejected(
+                    "wrong_delimiter",
+                    f"the header has a single column but contains {first_line.count(delim)} {delim!r}: "
+                    f"the file looks {delim!r}-delimited; exports must be comma-separated",
+                )
+    return header
+
+
+def _csv_chunks(src: SourceFile, chunk_rows: int) -> Iterator[RawChunk]:
+    failures: list[ParseFailure] = []
+    counter = {"good": 0, "bad": 0}
+
+    def on_invalid(row: Any) -> str:
+        counter["bad"] += 1
+        reason = (
+            f"expected {row.expected_columns} fields, found {row.actual_columns}"
+            " (unbalanced quotes or a stray delimiter)"
+        )
+        failures.append(ParseFailure(counter["good"] + counter["bad"], row.text, reason, "csv_field_count"))
+        return "skip"
+
+    if src.encoding in ("utf-8",):
+        stream: Any = str(src.path)
+        read_opts = pacsv.ReadOptions(block_size=16 << 20, column_names=src.columns, skip_rows=1)
+    elif src.encoding == "mixed":
+        stream = io.BytesIO(_decoded_text(src).encode("utf-8"))
+        read_opts = pacsv.ReadOptions(block_size=16 << 20, column_names=src.columns, skip_rows=1)
+    else:
+        stream = str(src.path)
+        read_opts = pacsv.ReadOptions(
+            block_size=16 << 20, column_names=src.columns, skip_rows=1, encoding=src.encoding
+        )
+    reader = pacsv.open_csv(
+        stream,
+        read_options=read_opts,
+        parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=on_invalid),
+        convert_options=pacsv.ConvertOptions(
+            column_types={c: pa.string() for c in src.columns},
+            strings_can_be_null=False,
+            quoted_strings_can_be_null=False,
+        ),
+    )
+    pending: list[pa.RecordBatch] = []
+    pending_rows = 0
+
+    def flush() -> RawChunk:
+        nonlocal pending, pending_rows
+        table = pa.Table.from_batches(pending, schema=reader.schema)
+        frame = table.to_pandas(types_mapper={pa.string(): pd.StringDtype("pyarrow")}.get)
+        start = counter["good"]
+        counter["good"] += len(frame)
+        # Records that failed to parse were counted as they were met; good records fill the remaining numbers.
+        positions = np.arange(start + 1, start + len(frame) + 1, dtype=np.int64) + counter["bad"]
+        chunk = RawChunk(frame, positions, list(failures))
+        failures.clear()
+        pending, pending_rows = [], 0
+        return chunk
+
+    try:
+        for batch in reader:
+            pending.append(batch)
+            pending_rows += batch.num_rows
+            if pending_rows >= chunk_rows:
+                yield flush()
+    except pa.ArrowInvalid as exc:
+        raise FileRejected("unreadable_csv", f"the CSV cannot be parsed: {exc}") from exc
+    if pending or failures:
+        if not pending:
+            yield RawChunk(pd.DataFrame(columns=src.columns), np.empty(0, dtype=np.int64), list(failures))
+        else:
+            yield flush()
+
+
+def _depth_ok(text: str) -> bool:
+    """Reject pathologically nested JSON before json.loads recurses into it."""
+    depth = max_depth = 0
+    in_str = esc = False
+    for ch in text:
+        if in_str:
+            if esc:
+                esc = False
+            elif ch == "\\":
+                esc = True
+            elif ch == '"':
+                in_str = False
+        elif ch == '"':
+            in_str = True
+        elif ch in "[{":
+            depth += 1
+            if depth > max_depth:
+                max_depth = depth
+                if max_depth > MAX_JSON_DEPTH:
+                    return False
+        elif ch in "]}":
+            depth -= 1
+    return True
+
+
+def flatten_record(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested objects become dotted columns (HubSpot ``properties.email``); lists stay values (Odoo many2one)."""
+    out: dict[str, Any] = {}
+    for key, value in record.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(flatten_record(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def _records_to_chunk(records: list[tuple[int, Any]], failures: list[ParseFailure]) -> RawChunk:
+    rows, positions = [], []
+    for pos, rec in records:
+        if not isinstance(rec, dict):
+            failures.append(ParseFailure(pos, json.dumps(rec)[:10000], f"expected a JSON object, got {type(rec).__name__}", "json_not_object"))
+            continue
+        rows.append(flatten_record(rec))
+        positions.append(pos)
+    frame = pd.DataFrame.from_records(rows) if rows else pd.DataFrame()
+    frame.columns = [str(c) for c in frame.columns]
+    frame = frame.astype(object).where(frame.notna(), None) if rows else frame
+    return RawChunk(frame, np.asarray(positions, dtype=np.int64), failures)
+
+
+def _jsonl_chunks(src: SourceFile, chunk_rows: int) -> Iterator[RawChunk]:
+    text = _decoded_text(src)
+    batch: list[tuple[int, Any]] = []
+    failures: list[ParseFailure] = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        if not _depth_ok(line):
+            failures.append(ParseFailure(lineno, line[:10000], f"JSON nested deeper than {MAX_JSON_DEPTH} levels", "json_too_deep"))
+            continue
+        try:
+            batch.append((lineno, json.loads(line)))
+        except json.JSONDecodeError as exc:
+            failures.append(ParseFailure(lineno, line, f"invalid JSON: {exc.msg} at column {exc.colno}", "json_invalid"))
+            continue
+        if len(batch) >= chunk_rows:
+            yield _records_to_chunk(batch, failures)
+            batch, failures = [], []
+    if batch or failures:
+        yield _records_to_chunk(batch, failures)
+
+
+def _json_chunks(src: SourceFile, chunk_rows: int) -> Iterator[RawChunk]:
+    text = _decoded_text(src)
+    if not _depth_ok(text):
+        raise FileRejected("json_too_deep", f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise FileRejected(
+            "invalid_json", f"invalid or truncated JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from exc
+    if isinstance(doc, dict) and isinstance(doc.get("results"), list):
+        records = doc["results"]  # HubSpot v3 list/search response
+    elif isinstance(doc, list):
+        records = doc  # Odoo search_read result, or a bare list of HubSpot records
+    elif isinstance(doc, dict) and isinstance(doc.get("result"), list):
+        records = doc["result"]  # a JSON-RPC envelope saved as is
+    else:
+        raise FileRejected("unexpected_json_shape", "expected a JSON list of records or an object with 'results'")
+    for start in range(0, max(len(records), 1), chunk_rows):
+        part = records[start : start + chunk_rows]
+        if not part:
+            break
+        yield _records_to_chunk([(start + i + 1, r) for i, r in enumerate(part)], [])
+
+
+def _parquet_chunks(src: SourceFile, chunk_rows: int) -> Iterator[RawChunk]:
+    pf = pq.ParquetFile(src.path)
+    done = 0
+    for batch in pf.iter_batches(batch_size=chunk_rows):
+        frame = batch.to_pandas(types_mapper={pa.string(): pd.StringDtype("pyarrow")}.get)
+        frame.columns = [str(c) for c in frame.columns]
+        positions = np.arange(done + 1, done + len(frame) + 1, dtype=np.int64)
+        done += len(frame)
+        yield RawChunk(frame, positions, [])

@@ -1,0 +1,221 @@
+"""Mapping contracts: the declarative, versioned description of how one source shape becomes one canonical table.
+
+A contract is a YAML file ``contracts/<system>/<entity>[_<variant>].v<N>.yaml``. Changing how a source maps
+(a renamed column, a new date format, a new dropdown value) is an edit to a contract, never to pipeline code.
+Contracts are validated strictly when loaded: an unknown key, an unknown canonical column or an unsafe
+identifier is an error at load time, not at run time.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+CONTRACTS_DIR = Path(__file__).parent
+
+FieldType = Literal["string", "id", "integer", "decimal", "boolean", "datetime", "date", "enum", "many2one", "association"]
+# What happens to a value that is not in an enum's value map.
+UnknownPolicy = Literal["quarantine", "null", "keep", "default"]
+FileFormat = Literal["csv", "json", "jsonl", "parquet"]
+Transform = Literal["strip", "lower", "upper", "collapse_spaces"]
+
+# Canonical identifiers are plain snake_case; Postgres truncates identifiers at 63 bytes, so longer ones are refused.
+_IDENT = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+
+
+class ContractError(ValueError):
+    """A contract file is invalid (raised at load time)."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FieldSpec(_Strict):
+    """How one source column becomes one canonical column."""
+
+    to: str
+    type: FieldType = "string"
+    required: bool = False  # column must be present in the file and every value non-empty
+    transform: tuple[Transform, ...] = ()
+    max_length: int | None = None
+    formats: tuple[str, ...] = ()  # datetime/date: strptime formats, or 'iso8601', 'epoch_ms', 'epoch_s'
+    tz: str = "UTC"  # zone of naive datetimes
+    values: dict[str, str] = Field(default_factory=dict)  # enum: source value/label -> canonical value
+    case_insensitive: bool = True
+    on_unknown: UnknownPolicy = "quarantine"
+    default: str | None = None  # enum on_unknown=default
+    true_values: tuple[str, ...] = ("true", "1", "yes", "y", "t")
+    false_values: tuple[str, ...] = ("false", "0", "no", "n", "f")
+    pii: bool = False  # never shown in drift samples, alerts or exports
+
+    @field_validator("to")
+    @classmethod
+    def _ident(cls, v: str) -> str:
+        if not _IDENT.match(v):
+            raise ValueError(f"canonical column {v!r} is not a safe identifier (snake_case, at most 63 bytes)")
+        return v
+
+    @model_validator(mode="after")
+    def _coherent(self) -> FieldSpec:
+        if self.type in ("datetime", "date") and not self.formats:
+            raise ValueError(f"{self.to}: a {self.type} field needs 'formats'")
+        if self.type == "enum" and not self.values:
+            raise ValueError(f"{self.to}: an enum field needs 'values'")
+        if self.on_unknown == "default" and self.default is None:
+            raise ValueError(f"{self.to}: on_unknown=default needs 'default'")
+        return self
+
+
+class DerivedSpec(_Strict):
+    """A canonical column computed from already-mapped canonical columns."""
+
+    equals: tuple[str, str] | None = None  # (column, value) -> boolean
+    is_in: tuple[str, tuple[str, ...]] | None = Field(default=None, alias="in")
+    coalesce: tuple[str, ...] | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> DerivedSpec:
+        if sum(x is not None for x in (self.equals, self.is_in, self.coalesce)) != 1:
+            raise ValueError("a derived field takes exactly one of: equals, in, coalesce")
+        return self
+
+
+class ReferenceSpec(_Strict):
+    """A foreign key to another canonical table of the same source system."""
+
+    table: str
+    on_missing: Literal["quarantine", "keep"] = "quarantine"
+
+
+class Contract(_Strict):
+    """One version of the mapping from one source shape (system, entity, variant) to a canonical table."""
+
+    system: str
+    entity: str  # the inbox folder name, e.g. contacts or sale.order
+    variant: str = "default"  # several source shapes of one entity (e.g. csv export vs api)
+    version: int
+    target: str
+    formats: tuple[FileFormat, ...]
+    description: str = ""
+    odoo_false_is_null: bool = False  # Odoo sends false for empty char/date/many2one values
+    empty_values: tuple[str, ...] = ("",)
+    fields: dict[str, FieldSpec]
+    ignored: tuple[str, ...] = ()  # source columns known and deliberately not mapped (not reported as drift)
+    defaults: dict[str, Any] = Field(default_factory=dict)  # canonical columns the source does not have
+    derived: dict[str, DerivedSpec] = Field(default_factory=dict)
+    references: dict[str, ReferenceSpec] = Field(default_factory=dict)
+    path: str | None = None
+
+    @property
+    def id(self) -> str:
+        """The contract version recorded on every row and dead letter, e.g. ``hubspot.contacts.csv@v1``."""
+        return f"{self.system}.{self.entity}.{self.variant}@v{self.version}"
+
+    @property
+    def family(self) -> str:
+        return f"{self.system}.{self.entity}.{self.variant}"
+
+    @property
+    def required_columns(self) -> list[str]:
+        return [src for src, f in self.fields.items() if f.required]
+
+    def source_for(self, canonical: str) -> str | None:
+        for src, f in self.fields.items():
+            if f.to == canonical:
+                return src
+        return None
+
+    @property
+    def pii_columns(self) -> set[str]:
+        """Source and canonical names of PII fields."""
+        out: set[str] = set()
+        for src, f in self.fields.items():
+            if f.pii:
+                out.update((src, f.to))
+        return out
+
+    @model_validator(mode="after")
+    def _against_model(self) -> Contract:
+        from integration_assets.contracts.models import CANONICAL_MODELS, LINEAGE_COLUMNS
+
+        model = CANONICAL_MODELS.get(self.target)
+        if model is None:
+            raise ValueError(f"unknown canonical table {self.target!r}")
+        canonical = set(model.to_schema().columns)
+        targets = [f.to for f in self.fields.values()]
+        dupes = {t for t in targets if targets.count(t) > 1}
+        if dupes:
+            raise ValueError(f"several source columns map to {sorted(dupes)}")
+        produced = set(targets) | set(self.defaults) | set(self.derived)
+        unknown = produced - canonical
+        if unknown:
+            raise ValueError(f"columns not in canonical model {self.target}: {sorted(unknown)}")
+        for must in ("source_id", "source_updated_at"):
+            if must not in produced:
+                raise ValueError(f"the contract must produce {must}")
+        missing = canonical - produced - LINEAGE_COLUMNS
+        if missing:
+            raise ValueError(
+                f"canonical columns of {self.target} with no source, default or derivation: {sorted(missing)}"
+            )
+        for col, ref in self.references.items():
+            if col not in produced:
+                raise ValueError(f"reference on unknown column {col!r}")
+            if ref.table not in CANONICAL_MODELS:
+                raise ValueError(f"reference to unknown table {ref.table!r}")
+        return self
+
+
+def load_contract(path: Path) -> Contract:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return Contract.model_validate({**raw, "path": str(path)})
+    except Exception as exc:  # noqa: BLE001 - re-raised as one structured error naming the file
+        raise ContractError(f"{path.name}: {exc}") from exc
+
+
+@functools.cache
+def _registry(root: str) -> tuple[Contract, ...]:
+    contracts = [load_contract(p) for p in sorted(Path(root).glob("*/*.v*.yaml"))]
+    seen: dict[str, str] = {}
+    for c in contracts:
+        if c.id in seen:
+            raise ContractError(f"{c.id} defined twice: {seen[c.id]} and {c.path}")
+        seen[c.id] = str(c.path)
+    return tuple(contracts)
+
+
+def all_contracts(root: Path | None = None) -> list[Contract]:
+    """Every contract version shipped with the package (or under ``root``)."""
+    return list(_registry(str(root or CONTRACTS_DIR)))
+
+
+def contracts_for(system: str, entity: str, root: Path | None = None) -> list[Contract]:
+    """All versions of every variant for one inbox folder, newest version first."""
+    found = [c for c in all_contracts(root) if c.system == system and c.entity == entity]
+    return sorted(found, key=lambda c: (c.variant, -c.version))
+
+
+def known_entities(root: Path | None = None) -> list[tuple[str, str, str]]:
+    """(system, entity, target table) for every inbox folder that has a contract."""
+    seen: dict[tuple[str, str], str] = {}
+    for c in all_contracts(root):
+        seen.setdefault((c.system, c.entity), c.target)
+    return [(s, e, t) for (s, e), t in sorted(seen.items())]
+
+
+def get_contract(contract_id: str, root: Path | None = None) -> Contract:
+    for c in all_contracts(root):
+        if c.id == contract_id:
+            return c
+    raise ContractError(f"no contract {contract_id!r}")
+
+
+def clear_cache() -> None:
+    _registry.cache_clear()

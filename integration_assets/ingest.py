@@ -1,0 +1,229 @@
+"""Load one export file into its canonical table: read → contract → map → validate → quarantine → merge.
+
+This is the plain-Python core that the Dagster assets, the CLI and the benchmarks all call. It accounts
+for every record (loaded, suppressed as a duplicate, or quarantined with a reason) and writes the canonical
+rows, the dead letters, the drift findings and the ledger row of a file in one transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from integration_assets.connectors.files import FileRejected, RawChunk, SourceFile, inspect
+from integration_assets.contracts.spec import Contract, all_contracts, contracts_for
+from integration_assets.mapping.engine import ContractMapper, DriftStats, RowFailure, column_drift
+from integration_assets.settings import Settings, get_settings
+from integration_assets.warehouse import ledger
+from integration_assets.warehouse.db import get_engine
+from integration_assets.warehouse.ledger import LoadReport, new_load_id
+from integration_assets.warehouse.writer import (
+    CanonicalStage,
+    existing_keys,
+    fingerprint,
+    record_drift,
+    upsert_dead_letters,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ContractMatch:
+    contract: Contract
+    missing_required: list[str]
+    missing_optional: list[str]
+    new_columns: list[str]
+
+    def drift_findings(self) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = [{"kind": "new_column", "column": c, "rows": 0, "sample": []} for c in self.new_columns]
+        out += [{"kind": "missing_column", "column": c, "rows": 0, "sample": []} for c in self.missing_optional]
+        return out
+
+
+def match_contract(system: str, entity: str, fmt: str, columns: list[str]) -> ContractMatch:
+    """The newest contract version whose required columns the file has; FileRejected when none fits."""
+    family = contracts_for(system, entity)
+    if not family:
+        known = sorted({f"{c.system}/{c.entity}" for c in all_contracts()})
+        raise FileRejected("unknown_entity", f"no mapping contract for {system}/{entity}; known folders: {', '.join(known)}")
+    candidates = [c for c in family if fmt in c.formats]
+    if not candidates:
+        fmts = sorted({f for c in family for f in c.formats})
+        raise FileRejected("no_contract_for_format", f"{system}/{entity} has contracts for {fmts}, not {fmt}")
+    scored = [ContractMatch(c, *column_drift(c, columns)) for c in candidates]
+    fitting = [m for m in scored if not m.missing_required]
+    if fitting:
+        return max(fitting, key=lambda m: (len(m.contract.fields) - len(m.missing_optional), m.contract.version))
+    best = min(scored, key=lambda m: (len(m.missing_required), -m.contract.version))
+    hint = ""
+    for other in all_contracts():
+        if (other.system, other.entity) != (system, entity) and fmt in other.formats:
+            if not column_drift(other, columns)[0]:
+                hint = f"; the columns match {other.id}: is the file in the wrong folder (expected {other.system}/{other.entity})?"
+                break
+    raise FileRejected(
+        "missing_required_columns",
+        f"required columns missing for {best.contract.id}: {best.missing_required}{hint}",
+    )
+
+
+def _dead_letter_rows(failures: list[RowFailure], contract_id: str | None, system: str, entity: str,
+                      file_name: str, load_id: str) -> list[dict[str, Any]]:
+    rows = []
+    for f in failures:
+        raw = f.raw if isinstance(f.raw, str) else json.dumps(f.raw, default=str, ensure_ascii=False)
+        rows.append({
+            "fingerprint": fingerprint(system, entity, f.raw), "source_system": system, "entity": entity,
+            "natural_key": f.natural_key, "stage": f.stage, "check_name": f.check[:128], "reason": f.reason,
+            "column_name": f.column, "offending_value": f.value,
+            "errors": json.dumps(list(f.errors), default=str, ensure_ascii=False),
+            "raw_record": raw, "contract_version": contract_id, "file_name": file_name,
+            "position": f.position, "load_id": load_id,
+        })
+    # One record can only be quarantined once per load even if the file holds it twice.
+    unique: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        unique.setdefault(r["fingerprint"], r)
+    return list(unique.values())
+
+
+def _reference_failures(conn: sa.Connection, contract: Contract, mapped: pd.DataFrame, chunk: RawChunk,
+                        ) -> tuple[pd.DataFrame, list[RowFailure]]:
+    """Rows whose parent (e.g. the order of an order line) is not in the warehouse are quarantined.
+
+    They are re-tried automatically when the parent table is loaded (see replay_deferred_references).
+    """
+    if not contract.references or mapped.empty:
+        return mapped, []
+    bad = np.zeros(len(mapped), dtype=bool)
+    reasons: dict[int, tuple[str, str, str]] = {}
+    for col, ref in contract.references.items():
+        if ref.on_missing == "keep":
+            continue
+        values = mapped[col]
+        found = existing_keys(conn, ref.table, contract.system, values.dropna().unique().tolist())
+        missing = values.notna().to_numpy() & ~values.isin(list(found)).to_numpy()
+        for i in np.flatnonzero(missing & ~bad):
+            reasons[int(i)] = (col, str(values.iloc[i]), ref.table)
+        bad |= missing
+    if not bad.any():
+        return mapped, []
+    failures = []
+    raw = chunk.frame.reset_index(drop=True)
+    pos_index = {int(p): i for i, p in enumerate(chunk.positions)}
+    for i in np.flatnonzero(bad):
+        col, value, table = reasons[int(i)]
+        pos = int(mapped["_pos"].iloc[i])
+        rec = raw.iloc[pos_index[pos]].to_dict() if pos in pos_index else {}
+        rec = {k: (None if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA else v) for k, v in rec.items()}
+        src = contract.source_for(col) or col
+        reason = f"{src!r} refers to {table} id {value!r}, which is not in the warehouse (yet)"
+        failures.append(RowFailure(
+            position=pos, natural_key=str(mapped["source_id"].iloc[i]), stage="load",
+            check=f"reference:{col}->{table}", column=src, value=value, reason=reason,
+            raw=json.loads(json.dumps(rec, default=str)),
+            errors=({"stage": "load", "check": f"reference:{col}->{table}", "column": src, "value": value, "reason": reason},),
+        ))
+    return mapped.iloc[np.flatnonzero(~bad)].reset_index(drop=True), failures
+
+
+def ingest_file(path: Path, system: str, entity: str, *, settings: Settings | None = None,
+                engine: sa.Engine | None = None, run_id: str | None = None, force: bool = False,
+                contract_id: str | None = None, kind: str = "file") -> LoadReport:
+    """Load one file. Never raises for bad input: a rejected file comes back with status='rejected'.
+
+    ``force`` reloads content whose hash was already loaded (the merge then changes nothing unless the
+    contract changed). ``contract_id`` pins a contract version instead of choosing the newest that fits.
+    """
+    settings = settings or get_settings()
+    engine = engine or get_engine(settings.warehouse_url)
+    report = LoadReport(load_id=new_load_id(), source_system=system, entity=entity, file_name=path.name,
+                        run_id=run_id, kind=kind)
+    t0 = time.perf_counter()
+    with engine.begin() as conn:
+        ledger.start(conn, report)
+    try:
+        src = inspect(path, max_bytes=settings.max_file_bytes, fallback_encoding=settings.fallback_encoding)
+        report.content_hash, report.file_bytes = src.sha256, src.size
+        if not force:
+            with engine.connect() as conn:
+                previous = ledger.succeeded_load_for(conn, system, entity, src.sha256)
+            if previous:
+                report.status = "duplicate_file"
+                report.error = f"identical content already loaded by {previous}"
+                with engine.begin() as conn:
+                    ledger.finish(conn, report)
+                return report
+        _load(src, system, entity, settings, engine, report, contract_id)
+    except FileRejected as exc:
+        report.status, report.reason_code, report.error = "rejected", exc.code, exc.message
+        report.rows_inserted = report.rows_updated = report.rows_unchanged = report.rows_duplicate = 0
+        with engine.begin() as conn:
+            ledger.finish(conn, report)
+    except Exception as exc:
+        report.status, report.error = "failed", f"{type(exc).__name__}: {exc}"
+        with engine.begin() as conn:
+            ledger.finish(conn, report)
+        raise
+    log.info("load %s %s/%s %s read=%d loaded=%d dup=%d quarantined=%d in %.2fs", report.load_id, system, entity,
+             report.status, report.rows_read, report.rows_loaded, report.rows_duplicate, report.rows_quarantined,
+             time.perf_counter() - t0)
+    return report
+
+
+def _load(src: SourceFile, system: str, entity: str, settings: Settings, engine: sa.Engine,
+          report: LoadReport, contract_id: str | None) -> None:
+    chunks = src.chunks(settings.chunk_rows)
+    first = next(chunks, None)
+    if first is None or (first.frame.empty and not first.failures):
+        raise FileRejected("no_data_rows", "the file has no data records (header only or an empty list)")
+    columns = src.columns or list(first.frame.columns)
+    match = match_contract(system, entity, src.format, columns)
+    if contract_id and contract_id != match.contract.id:
+        from integration_assets.contracts.spec import get_contract
+
+        pinned = get_contract(contract_id)
+        match = ContractMatch(pinned, *column_drift(pinned, columns))
+        if match.missing_required:
+            raise FileRejected("missing_required_columns", f"required columns missing for {pinned.id}: {match.missing_required}")
+    contract = match.contract
+    report.contract, report.target_table = contract.id, contract.target
+    mapper = ContractMapper(contract, max_field_bytes=settings.max_field_bytes, fallback_encoding=settings.fallback_encoding)
+    drift = DriftStats()
+    quarantined = 0
+    with engine.begin() as conn:
+        stage = CanonicalStage(conn, contract.target)
+
+        def handle(chunk: RawChunk) -> None:
+            nonlocal quarantined
+            mapped = mapper.map_chunk(chunk)
+            report.rows_read += mapped.rows_in
+            drift.merge(mapped.drift)
+            frame, ref_failures = _reference_failures(conn, contract, mapped.frame, chunk)
+            failures = mapped.failures + ref_failures
+            quarantined += len(failures)
+            upsert_dead_letters(conn, _dead_letter_rows(failures, contract.id, system, entity, src.path.name, report.load_id))
+            stage.add(frame, report.load_id)
+
+        handle(first)
+        for chunk in chunks:
+            handle(chunk)
+        counts = stage.merge()
+        report.rows_inserted, report.rows_updated = counts.inserted, counts.updated
+        report.rows_unchanged, report.rows_duplicate = counts.unchanged, counts.duplicates
+        report.rows_quarantined = quarantined
+        report.drift = match.drift_findings() + drift.as_records()
+        record_drift(conn, report.load_id, system, entity, contract.id, report.drift)
+        report.status = "succeeded"
+        if not report.balanced:  # an accounting bug must never pass silently
+            raise AssertionError(f"load {report.load_id=} does not balance: {report.as_dict()}")
+        ledger.finish(conn, report)

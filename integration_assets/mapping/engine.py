@@ -1,0 +1,529 @@
+"""Apply a mapping contract to a chunk of raw records, vectorised, and split good rows from bad ones.
+
+Every input record ends in exactly one of two places: the returned canonical frame (validated by the
+canonical pandera model) or a ``RowFailure`` carrying the stage, the check, the offending column and value,
+and the raw record, ready to become a dead letter. Drift (unknown dropdown values, changed formats) is
+counted per column as it is met.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pandera.errors as pa_errors
+
+from integration_assets.connectors.files import (
+    BAD_BYTE_MAX,
+    BAD_BYTE_MIN,
+    ParseFailure,
+    RawChunk,
+    restore_bad_bytes,
+)
+from integration_assets.contracts.models import CANONICAL_MODELS
+from integration_assets.contracts.spec import Contract, FieldSpec
+from integration_assets.errors import IntegrationError
+
+_ID_RE = r"^[A-Za-z0-9_\-.:/]{1,64}$"
+_BAD_BYTES_RE = f"[{BAD_BYTE_MIN}-{BAD_BYTE_MAX}]"
+SAMPLE_LIMIT = 5
+
+
+class MappingBug(IntegrationError):
+    """The mapped frame breaks the canonical model in a way no single row explains (a contract or code bug)."""
+
+
+@dataclass(frozen=True)
+class RowFailure:
+    """One quarantined record: why, where, and the record itself. Becomes one dead letter."""
+
+    position: int
+    natural_key: str | None
+    stage: str  # parse | map | validate | load
+    check: str
+    column: str | None
+    value: str | None
+    reason: str
+    raw: dict[str, Any] | str
+    errors: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass
+class DriftStats:
+    """Per (kind, column): rows affected and a few distinct sample values (never for PII columns)."""
+
+    counts: dict[tuple[str, str], int] = field(default_factory=dict)
+    samples: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+
+    def add(self, kind: str, column: str, values: pd.Series, pii: bool) -> None:
+        if len(values) == 0:
+            return
+        key = (kind, column)
+        self.counts[key] = self.counts.get(key, 0) + len(values)
+        bucket = self.samples.setdefault(key, [])
+        if pii:
+            if not bucket:
+                bucket.append("<withheld: PII column>")
+            return
+        for v in pd.unique(values.astype(str)):
+            if len(bucket) >= SAMPLE_LIMIT:
+                break
+            if v not in bucket:
+                bucket.append(str(v)[:200])
+
+    def merge(self, other: DriftStats) -> None:
+        for key, n in other.counts.items():
+            self.counts[key] = self.counts.get(key, 0) + n
+            bucket = self.samples.setdefault(key, [])
+            for v in other.samples.get(key, []):
+                if v not in bucket and len(bucket) < SAMPLE_LIMIT:
+                    bucket.append(v)
+
+    def as_records(self) -> list[dict[str, Any]]:
+        return [
+            {"kind": k, "column": c, "rows": n, "sample": self.samples.get((k, c), [])}
+            for (k, c), n in sorted(self.counts.items())
+        ]
+
+
+@dataclass
+class MappedChunk:
+    frame: pd.DataFrame  # canonical columns + source_system, mapping_version, row_hash, _pos
+    failures: list[RowFailure]
+    drift: DriftStats
+    rows_in: int
+
+
+class _Errors:
+    """Row-level findings collected as boolean masks (vectorised), expanded into records only for bad rows."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.items: list[tuple[np.ndarray, str, str, str | None, pd.Series | None, str]] = []
+
+    def add(self, mask: Any, stage: str, check: str, column: str | None, values: pd.Series | None, message: str) -> None:
+        m = np.asarray(mask, dtype=bool)
+        if m.any():
+            self.items.append((m, stage, check, column, values, message))
+
+    def any(self) -> np.ndarray:
+        out = np.zeros(self.n, dtype=bool)
+        for m, *_ in self.items:
+            out |= m
+        return out
+
+    def for_row(self, i: int) -> list[dict[str, Any]]:
+        found = []
+        for m, stage, check, column, values, message in self.items:
+            if m[i]:
+                value = None if values is None else _display(values.iloc[i])
+                found.append({"stage": stage, "check": check, "column": column, "value": value,
+                              "reason": message.format(value=value)})
+        return found
+
+
+def _display(v: Any) -> str | None:
+    if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA:
+        return None
+    s = v if isinstance(v, str) else json.dumps(v, default=str) if isinstance(v, list | dict) else str(v)
+    return s[:500]
+
+
+def _json_safe(v: Any) -> Any:
+    if v is None or v is pd.NA or v is pd.NaT:
+        return None
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, pd.Timestamp):
+        return v.isoformat()
+    if isinstance(v, list | tuple):
+        return [_json_safe(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): _json_safe(x) for k, x in v.items()}
+    return v
+
+
+def _as_text(s: pd.Series) -> pd.Series:
+    """Source values as a nullable string series (CSV strings pass through; JSON scalars are stringified)."""
+    if isinstance(s.dtype, pd.StringDtype):
+        return s
+    if s.dtype == object:
+        def conv(v: Any) -> Any:
+            if isinstance(v, bool):
+                return "true" if v else "false"
+            if isinstance(v, float) and v.is_integer():
+                return str(int(v))
+            if isinstance(v, list | dict):
+                return json.dumps(v)
+            return str(v)
+        return s.map(conv, na_action="ignore").astype(pd.StringDtype("pyarrow"))
+    if pd.api.types.is_float_dtype(s.dtype):
+        out = s.map(lambda v: str(int(v)) if float(v).is_integer() else repr(float(v)), na_action="ignore")
+        return out.astype(pd.StringDtype("pyarrow"))
+    return s.astype(pd.StringDtype("pyarrow"))
+
+
+def _apply_transforms(t: pd.Series, transforms: tuple[str, ...]) -> pd.Series:
+    for tr in transforms:
+        if tr == "strip":
+            t = t.str.strip()
+        elif tr == "lower":
+            t = t.str.lower()
+        elif tr == "upper":
+            t = t.str.upper()
+        elif tr == "collapse_spaces":
+            t = t.str.replace(r"\s+", " ", regex=True)
+    return t
+
+
+class ContractMapper:
+    """Maps raw chunks for one contract. Stateless between chunks except for the compiled value maps."""
+
+    def __init__(self, contract: Contract, *, max_field_bytes: int = 1 << 20, fallback_encoding: str = "cp1252") -> None:
+        self.contract = contract
+        self.model = CANONICAL_MODELS[contract.target]
+        self.schema = self.model.to_schema()
+        self.columns = list(self.schema.columns)
+        self.max_field_bytes = max_field_bytes
+        self.fallback = fallback_encoding
+        self._enum_maps: dict[str, dict[str, str]] = {}
+        for src, spec in contract.fields.items():
+            if spec.type == "enum":
+                m = {k.lower() if spec.case_insensitive else k: v for k, v in spec.values.items()}
+                # The canonical values themselves are accepted too (an API export sends internal values).
+                for v in spec.values.values():
+                    m.setdefault(v.lower() if spec.case_insensitive else v, v)
+                self._enum_maps[src] = m
+        self._text_targets = [
+            c for c, col in self.schema.columns.items() if "string" in str(col.dtype).lower()
+        ]
+
+    # -- public -------------------------------------------------------------------------------------
+    def map_chunk(self, chunk: RawChunk) -> MappedChunk:
+        raw = chunk.frame
+        n = len(raw)
+        errors = _Errors(n)
+        drift = DriftStats()
+        out: dict[str, pd.Series] = {}
+        index = pd.RangeIndex(n)
+        raw = raw.reset_index(drop=True)
+
+        for src, spec in self.contract.fields.items():
+            if src in raw.columns:
+                series = raw[src]
+            else:
+                series = pd.Series([None] * n, index=index, dtype=object)
+            out[spec.to] = self._map_field(src, spec, series, errors, drift)
+
+        for col, value in self.contract.defaults.items():
+            out[col] = pd.Series([value] * n, index=index)
+        for col, d in self.contract.derived.items():
+            if d.equals is not None:
+                base, val = d.equals
+                out[col] = out[base].eq(val).astype("boolean")
+            elif d.is_in is not None:
+                base, vals = d.is_in
+                out[col] = out[base].isin(list(vals)).astype("boolean")
+            elif d.coalesce is not None:
+                acc = out[d.coalesce[0]]
+                for other in d.coalesce[1:]:
+                    acc = acc.fillna(out[other])
+                out[col] = acc
+
+        frame = pd.DataFrame({c: out[c] for c in self.columns}, index=index)
+        frame = self._to_model_dtypes(frame)
+        self._text_checks(frame, errors)
+
+        bad = errors.any()
+        good_idx = np.flatnonzero(~bad)
+        good = frame.iloc[good_idx]
+        validate_failures = self._validate(good)
+        vbad = np.zeros(n, dtype=bool)
+        vfindings: dict[int, list[dict[str, Any]]] = {}
+        for row, finding in validate_failures:
+            i = int(good_idx[row])
+            vbad[i] = True
+            vfindings.setdefault(i, []).append(finding)
+
+        failures = self._failures(raw, chunk, frame, errors, bad | vbad, vfindings)
+        failures.extend(self._parse_failures(chunk.failures))
+        keep = np.flatnonzero(~(bad | vbad))
+        result = frame.iloc[keep].reset_index(drop=True)
+        result["source_system"] = self.contract.system
+        result["mapping_version"] = self.contract.id
+        result["row_hash"] = pd.util.hash_pandas_object(result[self.columns], index=False).to_numpy().view(np.int64)
+        result["_pos"] = chunk.positions[keep] if len(chunk.positions) == n else keep + 1
+        return MappedChunk(result, failures, drift, rows_in=n + len(chunk.failures))
+
+    # -- fields -------------------------------------------------------------------------------------
+    def _missing(self, series: pd.Series) -> pd.Series:
+        miss = series.isna()
+        if series.dtype == object:
+            if self.contract.odoo_false_is_null:
+                miss = miss | series.map(lambda v: v is False)
+            miss = miss | series.map(lambda v: isinstance(v, str) and v.strip() in self.contract.empty_values)
+        elif isinstance(series.dtype, pd.StringDtype):
+            stripped = series.str.strip()
+            miss = miss | stripped.isin(list(self.contract.empty_values))
+        return miss.fillna(True).astype(bool)
+
+    def _map_field(self, src: str, spec: FieldSpec, s: pd.Series, errors: _Errors, drift: DriftStats) -> pd.Series:
+        missing = self._missing(s)
+        present = ~missing
+        if spec.required:
+            errors.add(missing, "map", "required", src, s, f"required value missing in {src!r}")
+        mapper = getattr(self, f"_type_{spec.type}")
+        result, bad, check, message = mapper(src, spec, s, present, drift)
+        if bad is not None:
+            errors.add(bad, "map", check, src, s, message)
+        return result
+
+    def _null_like(self, n: int, dtype: str) -> pd.Series:
+        return pd.Series(pd.array([None] * n, dtype=dtype))
+
+    def _type_string(self, src: str, spec: FieldSpec, s: pd.Series, present: pd.Series, drift: DriftStats) -> Any:
+        t = _apply_transforms(_as_text(s), spec.transform)
+        t = t.where(present, None)
+        bad = None
+        if spec.max_length:
+            bad = (t.str.len() > spec.max_length).fillna(False).to_numpy()
+        return t, bad, "max_length", f"{src!r} longer than {spec.max_length} characters"
+
+    def _type_id(self, src: str, spec: FieldSpec, s: pd.Series, present: pd.Series, drift: DriftStats) -> Any:
+        t = _as_text(s).str.strip().where(present, None)
+        ok = t.str.match(_ID_RE).fillna(True)
+        return t.where(ok, None), (~ok).to_numpy(), "invalid_id", f"{src!r} is not a valid id: {{value!r}}"
+
+    def _numeric(self, s: pd.Series, present: pd.Series) -> tuple[pd.Series, np.ndarray]:
+        if pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype):
+            num = s.astype("float64")
+        else:
+            if s.dtype == object:
+                # Booleans are not numbers (JSON true would otherwise become 1.0).
+                s = s.map(lambda v: "not-a-number" if isinstance(v, bool) else v)
+            num = pd.to_numeric(_as_text(s).str.strip(), errors="coerce").astype("float64")
+        num = num.where(present.to_numpy(), np.nan)
+        bad = (present.to_numpy() & num.isna().to_numpy()) | np.isinf(num.to_numpy())
+        return num, bad
+
+    def _type_decimal(self, src: str, spec: FieldSpec, s: pd.Series, present: pd.Series, drift: DriftStats) -> Any:
+        num, bad = self._numeric(s, present)
+        drift.add("type_change", src, s[bad], pii=spec.pii) if bad.any() else None
+        return num, bad, "not_a_number", f"{src!r} is not a number: {{value!r}}"
+
+    def _type_integer(self, src: str, spec: FieldSpec, s: pd.Series, present: pd.Series, drift: DriftStats) -> Any:
+        num, bad = self._numeric(s, present)
+        frac = num.notna().to_numpy() & (num.fillna(0) % 1 != 0).to_numpy()
+        bad = bad | frac
+        drift.add("type_change", src, s[bad], pii=spec.pii) if bad.any() else None
+        return num, bad, "not_an_integer", f"{src!r} is not an integer: {{value!r}}"
+
+    def _type_boolean(self, src: str, spec: FieldSpec, s: pd.Series, present: pd.Series, drift: DriftStats) -> Any:
+        t = _as_text(s).str.strip().str.lower()
+        out = pd.Series(pd.array([None] * len(s), dtype="boolean"))
+        is_true = t.isin(list(spec.true_values)).fillna(False).to_numpy()
+        is_false = t.isin(list(spec.false_values)).fillna(False).to_numpy()
+        out[is_true] = True
+        out[is_false] = False
+        bad = present.to_numpy() & ~is_true & ~is_false
+        return out, bad, "not_a_boolean", f"{src!r} is not a boolean: {{value!r}}"
+
+    def _parse_datetimes(self, spec: FieldSpec, s: pd.Series, present: pd.Series) -> tuple[pd.Series, np.ndarray]:
+        n = len(s)
+        result = pd.Series(pd.NaT, index=s.index, dtype="datetime64[ns, UTC]")
+        if pd.api.types.is_datetime64_any_dtype(s.dtype):
+            ts = s if getattr(s.dt, "tz", None) is not None else s.dt.tz_localize(spec.tz)
+            return ts.dt.tz_convert("UTC").astype("datetime64[ns, UTC]"), np.zeros(n, dtype=bool)
+        text = _as_text(s).str.strip()
+        todo = present.to_numpy().copy()
+        for fmt in spec.formats:
+            if not todo.any():
+                break
+            part = text[todo]
+            if fmt in ("epoch_ms", "epoch_s"):
+                num = pd.to_numeric(part, errors="coerce")
+                parsed = pd.to_datetime(num, unit="ms" if fmt == "epoch_ms" else "s", utc=True, errors="coerce")
+            elif fmt == "iso8601":
+                parsed = pd.to_datetime(part, format="ISO8601", utc=True, errors="coerce")
+                naive_mask = ~part.str.contains(r"(?:Z|[+-]\d\d:?\d\d)$", regex=True).fillna(False)
+                if naive_mask.any() and spec.tz != "UTC":
+                    local = pd.to_datetime(part[naive_mask], format="ISO8601", errors="coerce")
+                    parsed[naive_mask] = local.dt.tz_localize(spec.tz, ambiguous="NaT", nonexistent="NaT").dt.tz_convert("UTC")
+            else:
+                aware = "%z" in fmt
+                parsed = pd.to_datetime(part, format=fmt, errors="coerce", utc=aware)
+                if not aware:
+                    parsed = parsed.dt.tz_localize(spec.tz, ambiguous="NaT", nonexistent="NaT").dt.tz_convert("UTC")
+            parsed = parsed.astype("datetime64[ns, UTC]")
+            ok = parsed.notna().to_numpy()
+            idx = np.flatnonzero(todo)
+            result.iloc[idx[ok]] = parsed.to_numpy()[ok]
+            todo[idx[ok]] = False
+        return result, todo
+
+    def _type_datetime(self, src: str, spec: FieldSpec, s: pd.Series, present: pd.Series, drift: DriftStats) -> Any:
+        result, bad = self._parse_datetimes(spec, s, present)
+        if bad.any():
+            drift.add("format_change", src, s[bad], pii=spec.pii)
+        return result, bad, "date_format", f"{src!r} value {{value!r}} does not match {list(spec.formats)}"
+
+    def _type_date(self, src: str, spec: FieldSpec, s: pd.Series, present: pd.Series, drift: DriftStats) -> Any:
+        result, bad, check, msg = self._type_datetime(src, spec, s, present, drift)
+        return result.dt.floor("D"), bad, check, msg
+
+    def _type_enum(self, src: str, spec: FieldSpec, s: pd.Series, present: pd.Series, drift: DriftStats) -> Any:
+        t = _as_text(s).str.strip()
+        key = t.str.lower() if spec.case_insensitive else t
+        mapped = key.map(self._enum_maps[src]).astype(pd.StringDtype("pyarrow"))
+        unknown = present.to_numpy() & mapped.isna().to_numpy()
+        bad = None
+        if unknown.any():
+            drift.add("unknown_value", src, t[unknown], pii=spec.pii)
+            if spec.on_unknown == "quarantine":
+                bad = unknown
+            elif spec.on_unknown == "keep":
+                mapped = mapped.where(~unknown, t)
+            elif spec.on_unknown == "default":
+                mapped = mapped.where(~unknown, spec.default)
+        return mapped, bad, "unknown_value", f"{src!r} has a value the contract does not know: {{value!r}}"
+
+    def _type_many2one(self, src: str, spec: FieldSpec, s: pd.Series, present: pd.Series, drift: DriftStats) -> Any:
+        def first(v: Any) -> Any:
+            if v is None or v is False:
+                return None
+            if isinstance(v, list | tuple):
+                v = v[0] if v else None
+            if isinstance(v, bool) or v is None:
+                return None
+            if isinstance(v, float) and v.is_integer():
+                v = int(v)
+            if isinstance(v, int | str):
+                return str(v).strip() or None
+            return "\x01invalid"
+
+        ids = s.map(first).astype(pd.StringDtype("pyarrow")) if s.dtype == object else _as_text(s)
+        valid = ids.str.match(_ID_RE).fillna(False).to_numpy()
+        bad = present.to_numpy() & ~valid
+        ids = ids.where(~bad, None)
+        return ids, bad, "invalid_many2one", f"{src!r} is not an Odoo many2one [id, name]: {{value!r}}"
+
+    def _type_association(self, src: str, spec: FieldSpec, s: pd.Series, present: pd.Series, drift: DriftStats) -> Any:
+        def first(v: Any) -> Any:
+            if isinstance(v, str):
+                try:
+                    v = json.loads(v)
+                except ValueError:
+                    return v.strip() or None
+            if isinstance(v, dict):
+                v = v.get("results", [])
+            if isinstance(v, list) and v:
+                item = v[0]
+                return str(item.get("id")) if isinstance(item, dict) and item.get("id") is not None else None
+            return None
+
+        ids = s.map(first).astype(pd.StringDtype("pyarrow"))
+        return ids, None, "association", ""
+
+    # -- frame-level ------------------------------------------------------------------------------
+    def _to_model_dtypes(self, frame: pd.DataFrame) -> pd.DataFrame:
+        for name, col in self.schema.columns.items():
+            dt = str(col.dtype).lower()
+            if "string" in dt:
+                frame[name] = frame[name].astype(pd.StringDtype())
+            elif "datetime" in dt:
+                frame[name] = pd.to_datetime(frame[name], utc=True).astype("datetime64[ns, UTC]")
+            elif "bool" in dt:
+                frame[name] = frame[name].astype("boolean")
+            elif "float" in dt:
+                frame[name] = pd.to_numeric(frame[name], errors="coerce").astype("float64")
+        return frame
+
+    def _text_checks(self, frame: pd.DataFrame, errors: _Errors) -> None:
+        """Values Postgres cannot store (NUL) or that carry undecodable bytes or are oversized, per row."""
+        for col in self._text_targets:
+            s = frame[col]
+            src = self.contract.source_for(col) or col
+            nul = s.str.contains("\x00", regex=False).fillna(False).to_numpy()
+            errors.add(nul, "map", "nul_byte", src, s, f"{src!r} contains a NUL byte, which the warehouse cannot store")
+            badb = s.str.contains(_BAD_BYTES_RE, regex=True).fillna(False).to_numpy()
+            errors.add(badb, "parse", "invalid_encoding", src, s.map(lambda v: restore_bad_bytes(v, self.fallback), na_action="ignore"),
+                       f"{src!r} has bytes that are not valid UTF-8 (shown as {self.fallback}): {{value!r}}")
+            big = (s.str.len() > self.max_field_bytes).fillna(False).to_numpy()
+            errors.add(big, "map", "value_too_large", src, s.str.slice(0, 80),
+                       f"{src!r} value is larger than the {self.max_field_bytes}-byte field limit")
+
+    def _validate(self, good: pd.DataFrame) -> list[tuple[int, dict[str, Any]]]:
+        if good.empty:
+            return []
+        frame = good.reset_index(drop=True)
+        try:
+            self.model.validate(frame, lazy=True)
+            return []
+        except pa_errors.SchemaErrors as exc:
+            fc = exc.failure_cases
+        rowless = fc[fc["index"].isna()]
+        if not rowless.empty:
+            raise MappingBug(
+                f"contract {self.contract.id} produced a frame that breaks {self.contract.target} as a whole: "
+                + "; ".join(f"{r.column}: {r.check} ({r.failure_case})" for r in rowless.itertuples())
+            )
+        found = []
+        for r in fc.itertuples():
+            col = None if r.column is None or (isinstance(r.column, float) and math.isnan(r.column)) else str(r.column)
+            src = (self.contract.source_for(col) if col else None) or col
+            found.append((int(r.index), {
+                "stage": "validate", "check": f"{col}:{r.check}", "column": src,
+                "value": _display(r.failure_case),
+                "reason": f"{col} fails {r.check} in model {self.contract.target}: {_display(r.failure_case)!r}",
+            }))
+        return found
+
+    # -- failures -----------------------------------------------------------------------------------
+    def _failures(self, raw: pd.DataFrame, chunk: RawChunk, frame: pd.DataFrame, errors: _Errors,
+                  bad: np.ndarray, vfindings: dict[int, list[dict[str, Any]]]) -> list[RowFailure]:
+        idx = np.flatnonzero(bad)
+        if len(idx) == 0:
+            return []
+        records = raw.iloc[idx].to_dict(orient="records")
+        key_src = self.contract.source_for("source_id")
+        out = []
+        for i, rec in zip(idx, records, strict=True):
+            findings = errors.for_row(int(i)) + vfindings.get(int(i), [])
+            first = findings[0]
+            rec = {k: _json_safe(v) for k, v in rec.items()}
+            if any(f["check"] == "invalid_encoding" for f in findings):
+                rec = {k: restore_bad_bytes(v, self.fallback) if isinstance(v, str) else v for k, v in rec.items()}
+            key = frame["source_id"].iloc[i]
+            if key is pd.NA or key is None:
+                key = rec.get(key_src) if key_src else None
+            pos = int(chunk.positions[i]) if len(chunk.positions) == len(raw) else int(i) + 1
+            out.append(RowFailure(
+                position=pos, natural_key=None if key is None else str(key)[:255], stage=first["stage"],
+                check=first["check"], column=first["column"], value=first["value"], reason=first["reason"],
+                raw=rec, errors=tuple(findings),
+            ))
+        return out
+
+    def _parse_failures(self, failures: list[ParseFailure]) -> list[RowFailure]:
+        return [RowFailure(position=f.position, natural_key=None, stage="parse", check=f.check, column=None,
+                           value=None, reason=f.reason, raw=f.raw,
+                           errors=({"stage": "parse", "check": f.check, "reason": f.reason},))
+                for f in failures]
+
+
+def column_drift(contract: Contract, columns: list[str]) -> tuple[list[str], list[str], list[str]]:
+    """(missing required, missing optional, unexpected new) source columns of a file against a contract."""
+    cols = set(columns)
+    known = set(contract.fields) | set(contract.ignored)
+    missing_required = [c for c in contract.required_columns if c not in cols]
+    missing_optional = [c for c, f in contract.fields.items() if not f.required and c not in cols]
+    # Dotted JSON columns are covered by a known parent (associations.* when the contract maps associations).
+    new = [c for c in columns if c not in known and not any(c.startswith(k + ".") for k in known)]
+    return missing_required, missing_optional, new
+

@@ -1,0 +1,238 @@
+"""Idempotent, set-based loads into canonical tables.
+
+One load = one transaction: rows are staged (COPY on Postgres, executemany on SQLite) into a temporary
+table, then merged with a single ``INSERT … SELECT … ON CONFLICT (source_system, source_id) DO UPDATE …
+WHERE`` that only writes a row when the incoming version is newer (``source_updated_at``) or, at the same
+timestamp, has a different content hash (ties broken by the larger hash, so the result does not depend
+on load order). In-file duplicates are collapsed in the same statement. A replay of the same content
+therefore writes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from integration_assets.warehouse.schema import CANONICAL_TABLES, dead_letters, schema_drift
+
+STAGE_POS = "_pos"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class MergeCounts:
+    staged: int
+    inserted: int
+    updated: int
+    unchanged: int  # incl. stale versions older than what the warehouse has
+    duplicates: int  # superseded or identical copies of a key inside the same load
+
+
+def _q(conn: sa.Connection, name: str) -> str:
+    return conn.dialect.identifier_preparer.quote(name)
+
+
+class CanonicalStage:
+    """A temporary staging table for one canonical table, inside the caller's transaction."""
+
+    def __init__(self, conn: sa.Connection, table_name: str) -> None:
+        if table_name not in CANONICAL_TABLES:  # identifiers only from the allow-list
+            raise ValueError(f"unknown canonical table {table_name!r}")
+        self.conn = conn
+        self.table = CANONICAL_TABLES[table_name]
+        self.columns = [c.name for c in self.table.columns]
+        self.pg = conn.dialect.name == "postgresql"
+        self.name = f"_stage_{table_name}"
+        self.staged = 0
+        q = _q(conn, self.name)
+        if self.pg:
+            conn.exec_driver_sql(f"CREATE TEMP TABLE {q} (LIKE {_q(conn, table_name)}) ON COMMIT DROP")
+            conn.exec_driver_sql(f"ALTER TABLE {q} ADD COLUMN {STAGE_POS} bigint")
+        else:
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{q}")
+            conn.exec_driver_sql(f"CREATE TEMP TABLE {q} AS SELECT * FROM {_q(conn, table_name)} WHERE 0")
+            conn.exec_driver_sql(f"ALTER TABLE {q} ADD COLUMN {STAGE_POS} INTEGER")
+
+    def add(self, frame: pd.DataFrame, load_id: str) -> None:
+        """Stage mapped rows (canonical columns + lineage + _pos)."""
+        if frame.empty:
+            return
+        frame = frame.assign(load_id=load_id)
+        cols = [*self.columns, STAGE_POS]
+        if self.pg:
+            self._copy(frame[cols], cols)
+        else:
+            self._executemany(frame[cols], cols)
+        self.staged += len(frame)
+
+    def _copy(self, frame: pd.DataFrame, cols: list[str]) -> None:
+        arrays = {}
+        for c in cols:
+            s = frame[c]
+            if isinstance(s.dtype, pd.DatetimeTZDtype):
+                arrays[c] = pa.array(s.dt.tz_convert("UTC")).cast(pa.timestamp("us", tz="UTC"))
+            elif isinstance(s.dtype, pd.StringDtype) or s.dtype == object:
+                arrays[c] = pa.array(s.astype(object).where(s.notna(), None), type=pa.string())
+            else:
+                arrays[c] = pa.array(s, from_pandas=True)
+        buf = io.BytesIO()
+        pacsv.write_csv(pa.table(arrays), buf, pacsv.WriteOptions(include_header=False, quoting_style="needed"))
+        raw = self.conn.connection.driver_connection
+        collist = ", ".join(_q(self.conn, c) for c in cols)
+        with raw.cursor() as cur, cur.copy(f"COPY {_q(self.conn, self.name)} ({collist}) FROM STDIN (FORMAT csv)") as cp:
+            view = buf.getbuffer()
+            for start in range(0, len(view), 1 << 20):
+                cp.write(view[start : start + (1 << 20)])
+
+    def _executemany(self, frame: pd.DataFrame, cols: list[str]) -> None:
+        data: dict[str, Any] = {}
+        for c in cols:
+            s = frame[c]
+            if isinstance(s.dtype, pd.DatetimeTZDtype):
+                # SQLAlchemy's SQLite DateTime format, so ORM reads and string comparisons agree.
+                txt = s.dt.tz_convert("UTC").dt.strftime("%Y-%m-%d %H:%M:%S.%f")
+                data[c] = txt.astype(object).where(s.notna(), None)
+            elif str(s.dtype) == "boolean":
+                data[c] = s.astype(object).where(s.notna(), None).map(lambda v: None if v is None else int(v))
+            else:
+                data[c] = s.astype(object).where(s.notna(), None)
+        rows = list(zip(*(data[c].tolist() for c in cols), strict=True))
+        marks = ", ".join("?" for _ in cols)
+        collist = ", ".join(_q(self.conn, c) for c in cols)
+        self.conn.connection.driver_connection.executemany(
+            f"INSERT INTO {_q(self.conn, self.name)} ({collist}) VALUES ({marks})", rows
+        )
+
+    def merge(self) -> MergeCounts:
+        """Merge the staged rows into the canonical table; returns what changed."""
+        if self.staged == 0:
+            return MergeCounts(0, 0, 0, 0, 0)
+        c = self.conn
+        t, s = _q(c, self.table.name), _q(c, self.name)
+        cols = ", ".join(_q(c, x) for x in self.columns)
+        keys = ("source_system", "source_id")
+        sets = ", ".join(f"{_q(c, x)} = excluded.{_q(c, x)}" for x in self.columns if x not in keys)
+        newer = (
+            f"excluded.source_updated_at > {t}.source_updated_at OR "
+            f"(excluded.source_updated_at = {t}.source_updated_at AND excluded.row_hash > {t}.row_hash)"
+        )
+        if self.pg:
+            sql = f"""
+            WITH src AS (
+                SELECT DISTINCT ON (source_system, source_id) {cols} FROM {s}
+                ORDER BY source_system, source_id, source_updated_at DESC, row_hash DESC
+            ), m AS (
+                INSERT INTO {t} ({cols}) SELECT {cols} FROM src
+                ON CONFLICT (source_system, source_id) DO UPDATE SET {sets} WHERE {newer}
+                RETURNING (xmax = 0) AS inserted
+            )
+            SELECT (SELECT count(*) FROM src),
+                   count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM m"""
+            distinct, inserted, updated = c.exec_driver_sql(sql).one()
+        else:
+            distinct = c.exec_driver_sql(f"SELECT count(*) FROM (SELECT DISTINCT source_system, source_id FROM {s})").scalar_one()
+            inserted = c.exec_driver_sql(
+                f"SELECT count(*) FROM (SELECT DISTINCT source_system, source_id FROM {s}) x "
+                f"WHERE NOT EXISTS (SELECT 1 FROM {t} WHERE {t}.source_system = x.source_system AND {t}.source_id = x.source_id)"
+            ).scalar_one()
+            res = c.exec_driver_sql(f"""
+                INSERT INTO {t} ({cols})
+                SELECT {cols} FROM (
+                    SELECT *, ROW_NUMBER() OVER (PARTITION BY source_system, source_id
+                                                 ORDER BY source_updated_at DESC, row_hash DESC) AS _rn
+                    FROM {s}) WHERE _rn = 1
+                ON CONFLICT (source_system, source_id) DO UPDATE SET {sets} WHERE {newer}""")
+            updated = max(res.rowcount - inserted, 0)
+        unchanged = distinct - inserted - updated
+        return MergeCounts(self.staged, inserted, updated, unchanged, self.staged - distinct)
+
+
+def existing_keys(conn: sa.Connection, table_name: str, system: str, ids: Iterable[str]) -> set[str]:
+    """Which of ``ids`` exist in a canonical table (for referential checks)."""
+    table = CANONICAL_TABLES[table_name]
+    wanted = sorted({i for i in ids if i is not None})
+    found: set[str] = set()
+    for start in range(0, len(wanted), 500):
+        part = wanted[start : start + 500]
+        rows = conn.execute(
+            sa.select(table.c.source_id).where(table.c.source_system == system, table.c.source_id.in_(part))
+        )
+        found.update(r[0] for r in rows)
+    return found
+
+
+def fingerprint(system: str, entity: str, raw: Any) -> str:
+    """Identity of a bad record: the same record seen again updates its dead letter instead of adding one."""
+    body = raw if isinstance(raw, str) else json.dumps(raw, sort_keys=True, default=str)
+    return hashlib.sha256(f"{system}\x1f{entity}\x1f{body}".encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _insert_for(conn: sa.Connection, table: sa.Table) -> Any:
+    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
+
+
+def upsert_dead_letters(conn: sa.Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert dead letters; a record already quarantined gets attempts+1, last_seen and the latest reason.
+
+    A dead letter that had been replayed goes back to pending when the same record fails again; a discarded
+    one stays discarded (someone decided it does not matter) but its last_seen still moves.
+    """
+    if not rows:
+        return
+    now = utcnow()
+    for start in range(0, len(rows), 1000):
+        part = [{"first_seen": now, "last_seen": now, "attempts": 1, "status": "pending", **r} for r in rows[start : start + 1000]]
+        stmt = _insert_for(conn, dead_letters).values(part)
+        ex = stmt.excluded
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[dead_letters.c.fingerprint],
+            set_={
+                "last_seen": ex.last_seen,
+                "attempts": dead_letters.c.attempts + 1,
+                "stage": ex.stage,
+                "check_name": ex.check_name,
+                "reason": ex.reason,
+                "column_name": ex.column_name,
+                "offending_value": ex.offending_value,
+                "errors": ex.errors,
+                "contract_version": ex.contract_version,
+                "load_id": ex.load_id,
+                "file_name": ex.file_name,
+                "position": ex.position,
+                "status": sa.case((dead_letters.c.status == "discarded", "discarded"), else_="pending"),
+            },
+        )
+        conn.execute(stmt)
+
+
+def record_drift(conn: sa.Connection, load_id: str, system: str, entity: str, contract_version: str | None,
+                 findings: Sequence[dict[str, Any]]) -> None:
+    if not findings:
+        return
+    now = utcnow()
+    conn.execute(schema_drift.insert(), [
+        {"load_id": load_id, "source_system": system, "entity": entity, "contract_version": contract_version,
+         "kind": f["kind"], "column_name": f.get("column"), "rows_affected": int(f.get("rows", 0)),
+         "sample": json.dumps(f.get("sample", [])), "detected_at": now}
+        for f in findings
+    ])
+
+
+def positions_lookup(positions: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """Row indexes of ``wanted`` record numbers in a chunk (positions are ascending)."""
+    return np.searchsorted(positions, wanted)

@@ -9,6 +9,7 @@ import click
 # (module, attribute) of each sub-command group; a layer adds itself here.
 COMMAND_GROUPS: list[tuple[str, str]] = [
     ("integration_assets.warehouse.cli", "db"),
+    ("integration_assets.sync", "sync"),
 ]
 
 

@@ -71,3 +71,14 @@ def current_revisions(url: str | None = None) -> set[str]:
 
     with get_engine(url).connect() as conn:
         return set(MigrationContext.configure(conn).get_current_heads())
+
+
+_migrated: set[str] = set()
+
+
+def ensure_schema(url: str | None = None) -> None:
+    """Run migrations once per process for this URL (cheap afterwards)."""
+    key = normalise_url(url or get_settings().warehouse_url)
+    if key not in _migrated:
+        upgrade(key)
+        _migrated.add(key)

@@ -10,6 +10,7 @@ import click
 COMMAND_GROUPS: list[tuple[str, str]] = [
     ("integration_assets.warehouse.cli", "db"),
     ("integration_assets.sync", "sync"),
+    ("integration_assets.demo", "demo"),
 ]
 
 

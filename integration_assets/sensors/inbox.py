@@ -30,6 +30,7 @@ def inbox_run_requests(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     cache: dict[str, list] = json.loads(context.cursor) if context.cursor else {}
     new_cache: dict[str, list] = {}
     requests: list[dg.RunRequest] = []
+    keys: set[str] = set()
     for f in inbox.scan(settings, include_misplaced=True):
         if (f.system, f.entity) not in known:
             report = inbox.process(f, settings=settings, engine=engine)
@@ -46,9 +47,13 @@ def inbox_run_requests(context: dg.SensorEvaluationContext) -> dg.SensorResult:
             new_cache.pop(key, None)
             context.log.info("%s duplicates content loaded by %s; archived", f.path.name, done)
             continue
+        run_key = f"{f.system}/{f.entity}:{sha}"
+        if run_key in keys:
+            continue  # an identical file is already requested this tick
         if len(requests) < MAX_RUNS_PER_TICK:
+            keys.add(run_key)
             requests.append(dg.RunRequest(
-                run_key=f"{f.system}/{f.entity}:{sha}",
+                run_key=run_key,
                 job_name=job_name(f.system, f.entity),
                 run_config={"ops": {raw_op_name(f.system, f.entity): {"config": {"files": [str(f.path)]}}}},
                 tags={ENTITY_TAG: f"{f.system}.{f.entity}", "integration/file": f.path.name[:200],

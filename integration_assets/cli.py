@@ -11,6 +11,7 @@ COMMAND_GROUPS: list[tuple[str, str]] = [
     ("integration_assets.warehouse.cli", "db"),
     ("integration_assets.sync", "sync"),
     ("integration_assets.demo", "demo"),
+    ("integration_assets.contracts.cli", "contracts"),
 ]
 
 

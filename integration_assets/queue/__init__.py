@@ -1,0 +1,44 @@
+"""Durable event queue: one interface (``Queue``), two backends (SQL table, RabbitMQ), chosen by URL.
+
+Plain Python, no Dagster: the webhook receiver publishes, the event-processing step consumes.
+"""
+
+from integration_assets.queue.base import (
+    SOURCES,
+    Delivery,
+    InvalidMessage,
+    Message,
+    PublishNacked,
+    PublishUnroutable,
+    Queue,
+    QueueConfigError,
+    QueueError,
+    QueueUnavailable,
+    RetryOutcome,
+    Source,
+    StaleDelivery,
+    TerminalQueueError,
+    TransientQueueError,
+    backoff_delay,
+)
+from integration_assets.queue.factory import open_queue
+
+__all__ = [
+    "SOURCES",
+    "Delivery",
+    "InvalidMessage",
+    "Message",
+    "PublishNacked",
+    "PublishUnroutable",
+    "Queue",
+    "QueueConfigError",
+    "QueueError",
+    "QueueUnavailable",
+    "RetryOutcome",
+    "Source",
+    "StaleDelivery",
+    "TerminalQueueError",
+    "TransientQueueError",
+    "backoff_delay",
+    "open_queue",
+]

@@ -1,0 +1,244 @@
+"""The queue interface between the webhook receiver (producer) and the event processing (consumer).
+
+Delivery is at least once on every backend: a message is handed out again if its consumer crashes before
+``ack``, and a provider may send the same event twice. Consumers therefore deduplicate on the message id
+(the provider's event id) in the warehouse, in the same transaction as the effect, and ack after commit.
+
+Exception hierarchy (every failure is transient or terminal, STYLE.md #7)::
+
+    QueueError
+    ├── TransientQueueError          retry later; for a webhook: answer 503 so the provider retries
+    │   ├── QueueUnavailable         broker/database unreachable, connection lost, no confirm in time
+    │   └── PublishNacked            the broker refused to take responsibility (internal error, queue full)
+    └── TerminalQueueError           retrying the same call cannot succeed without a change
+        ├── QueueConfigError         bad URL, missing table, topology declared with other arguments
+        ├── PublishUnroutable        no queue bound: nothing was stored (mandatory publish came back)
+        ├── InvalidMessage           a Message that breaks the invariants below
+        └── StaleDelivery            the delivery's claim/channel is gone; another consumer owns it now
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+import random
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, ClassVar, Literal, get_args
+
+Source = Literal["stripe", "hubspot", "easypost"]
+SOURCES: frozenset[str] = frozenset(get_args(Source))
+
+RetryOutcome = Literal["retried", "dead_lettered"]
+
+# Column sizes of the queue table and of dead_letters (natural_key is String(255)).
+MAX_ID_CHARS = 255
+MAX_EVENT_TYPE_CHARS = 128
+# Reasons are stored and shown to operators; a stack trace belongs in the logs, not in every message copy.
+MAX_REASON_CHARS = 2000
+
+
+# --------------------------------------------------------------------------------------------- errors
+class QueueError(Exception):
+    """Base of every queue failure. ``message_ids`` names the messages concerned when only some failed."""
+
+    transient: ClassVar[bool] = False
+
+    def __init__(self, message: str, *, message_ids: Iterable[str] = ()) -> None:
+        super().__init__(message)
+        self.message_ids: tuple[str, ...] = tuple(message_ids)
+
+
+class TransientQueueError(QueueError):
+    transient = True
+
+
+class TerminalQueueError(QueueError):
+    transient = False
+
+
+class QueueUnavailable(TransientQueueError):
+    """The backend cannot be reached or did not confirm in time; nothing may be assumed stored."""
+
+
+class PublishNacked(TransientQueueError):
+    """The broker nacked the publish (internal error or ``overflow=reject-publish`` on a full queue)."""
+
+
+class QueueConfigError(TerminalQueueError):
+    """Bad queue URL or options, schema not migrated, or a queue that exists with different arguments."""
+
+
+class PublishUnroutable(TerminalQueueError):
+    """A mandatory publish was returned: no queue is bound, so the message was not stored anywhere."""
+
+
+class InvalidMessage(TerminalQueueError, ValueError):
+    """A ``Message`` that violates its invariants (empty id, unknown source, naive timestamp, ...)."""
+
+
+class StaleDelivery(TerminalQueueError):
+    """The delivery can no longer be settled by this consumer (claim expired and taken over, or the
+    connection it came on is gone). The message is (or will be) delivered again; nothing was changed."""
+
+
+# ------------------------------------------------------------------------------------------- records
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One provider event as accepted by the webhook receiver.
+
+    ``id`` is the idempotency key, built from the provider's own event id (``stripe:evt_…``,
+    ``hubspot:<eventId>``, ``easypost:evt_…``). ``body`` is the verified payload (for HubSpot, one element
+    of the verified array). ``headers`` holds only non-secret request headers: never signatures, tokens or
+    cookies. ``attempts`` is 0 when publishing; on a received message it counts the deliveries so far,
+    including the current one.
+    """
+
+    id: str
+    source: Source
+    event_type: str
+    body: bytes
+    headers: Mapping[str, str] = field(default_factory=dict)
+    received_at: datetime = field(default_factory=utcnow)
+    attempts: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.id, str) or not self.id or len(self.id) > MAX_ID_CHARS:
+            raise InvalidMessage(f"message id must be 1..{MAX_ID_CHARS} characters: {self.id=!r}")
+        if self.source not in SOURCES:
+            raise InvalidMessage(f"unknown source {self.source!r} for {self.id=}")
+        if not isinstance(self.event_type, str) or not self.event_type or len(self.event_type) > MAX_EVENT_TYPE_CHARS:
+            raise InvalidMessage(f"event_type must be 1..{MAX_EVENT_TYPE_CHARS} characters for {self.id=}")
+        if not isinstance(self.body, bytes):
+            raise InvalidMessage(f"body must be bytes for {self.id=}")
+        if not isinstance(self.received_at, datetime) or self.received_at.utcoffset() is None:
+            raise InvalidMessage(f"received_at must be a timezone-aware datetime for {self.id=}")
+        if any(not isinstance(k, str) or not isinstance(v, str) for k, v in self.headers.items()):
+            raise InvalidMessage(f"headers must map str to str for {self.id=}")
+        if self.attempts < 0:
+            raise InvalidMessage(f"attempts must be >= 0 for {self.id=}")
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A received message plus the backend's handle to settle it (ack, retry, release or dead-letter).
+
+    ``redelivered`` is True when the message was handed out before (crash, visibility timeout, retry).
+    """
+
+    message: Message
+    redelivered: bool
+    receipt: Any = field(repr=False, compare=False)
+
+    @property
+    def attempts(self) -> int:
+        return self.message.attempts
+
+
+# ------------------------------------------------------------------------------------------- backoff
+def backoff_delay(
+    attempt: int,
+    *,
+    base_s: float = 2.0,
+    cap_s: float = 600.0,
+    rng: Callable[[], float] = random.random,
+) -> float:
+    """Capped exponential backoff with "equal jitter" (AWS Architecture Blog, "Exponential Backoff And
+    Jitter"): half of the exponential step is fixed, half random, so retries of a burst spread out but
+    never come back immediately. ``attempt`` is the 1-based number of the attempt that just failed."""
+    step = min(cap_s, base_s * math.pow(2, max(0, attempt - 1)))
+    return step / 2 + rng() * step / 2
+
+
+def truncate_reason(reason: str) -> str:
+    reason = str(reason)
+    return reason if len(reason) <= MAX_REASON_CHARS else reason[: MAX_REASON_CHARS - 1] + "…"
+
+
+# --------------------------------------------------------------------------------------------- queue
+class Queue(abc.ABC):
+    """A durable, at-least-once work queue of provider events, with retries and a dead-letter path.
+
+    Not thread-safe: use one instance per thread (the webhook receiver keeps one in its publisher thread).
+    """
+
+    backend: ClassVar[str]
+    max_attempts: int
+
+    @abc.abstractmethod
+    def publish_many(self, messages: Sequence[Message]) -> None:
+        """Store ``messages`` durably; return only once all are stored (a committed row, or publisher
+        confirms from RabbitMQ). Raises ``TransientQueueError`` (e.g. ``QueueUnavailable``) or
+        ``TerminalQueueError`` otherwise, in which case nothing may be assumed stored (some may be: the
+        caller's retry can duplicate them, which consumers tolerate)."""
+
+    def publish(self, message: Message) -> None:
+        """Store one message durably (see ``publish_many``)."""
+        self.publish_many([message])
+
+    @abc.abstractmethod
+    def receive(
+        self, max_messages: int = 100, visibility_timeout_s: float = 300.0, *, wait_s: float = 0.0
+    ) -> list[Delivery]:
+        """Claim up to ``max_messages`` messages, waiting up to ``wait_s`` for the first one.
+
+        A claimed message that is not settled within ``visibility_timeout_s`` becomes visible again (SQL);
+        on RabbitMQ it stays reserved until this connection acks it or closes. Messages already delivered
+        ``max_attempts`` times without being settled are dead-lettered here instead of being returned."""
+
+    @abc.abstractmethod
+    def ack(self, deliveries: Sequence[Delivery]) -> None:
+        """Remove processed messages for good. Call only after the effect is committed. Acking a delivery
+        whose claim is stale is not an error: the message was processed, and a redelivery of it will be
+        a no-op for an idempotent consumer."""
+
+    @abc.abstractmethod
+    def retry(self, delivery: Delivery, reason: str, delay_s: float | None = None) -> RetryOutcome:
+        """Transient failure: put the message back after ``delay_s`` (default: capped exponential backoff
+        with jitter on its attempt count). Once it has used ``max_attempts`` attempts it is dead-lettered
+        instead, with ``reason``; the return value says which happened."""
+
+    @abc.abstractmethod
+    def release(self, deliveries: Sequence[Delivery], delay_s: float = 0.0) -> None:
+        """Give messages back without spending an attempt: the failure was not theirs (e.g. the warehouse
+        is down). A transient outage must never dead-letter an event; this is how a consumer avoids it."""
+
+    @abc.abstractmethod
+    def dead_letter(self, delivery: Delivery, reason: str, check_name: str) -> None:
+        """Permanent failure (unparseable, fails its contract, unknown event type): move the message to the
+        warehouse ``dead_letters`` table (stage ``event``) at once, with ``reason`` and ``check_name``."""
+
+    def drain_dead_letters(self, max_messages: int = 1000) -> int:
+        """Move dead-lettered messages held by the broker into the warehouse ``dead_letters`` table;
+        returns how many were moved. A no-op for backends that write dead letters directly."""
+        return 0
+
+    @abc.abstractmethod
+    def depth(self) -> int:
+        """Messages waiting to be processed (ready, delayed for retry and, where the backend can see them,
+        claimed but not yet acked)."""
+
+    @abc.abstractmethod
+    def oldest_age_seconds(self) -> float | None:
+        """Age of the oldest message waiting (0.0 when empty; None when the backend cannot tell)."""
+
+    def keepalive(self) -> None:  # noqa: B027 - optional hook, a no-op unless the backend needs one
+        """Let the backend service its connection while the caller is idle (e.g. AMQP heartbeats)."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release connections. Unacked deliveries go back to the queue (at once or at their timeout)."""
+
+    def __enter__(self) -> Queue:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

@@ -12,6 +12,7 @@ COMMAND_GROUPS: list[tuple[str, str]] = [
     ("integration_assets.sync", "sync"),
     ("integration_assets.demo", "demo"),
     ("integration_assets.contracts.cli", "contracts"),
+    ("integration_assets.dead_letters.cli", "dlq"),
 ]
 
 

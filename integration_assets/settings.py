@@ -22,6 +22,7 @@ ENV_VARS: dict[str, tuple[str | None, str]] = {
     "INTEGRATION_CHUNK_ROWS": ("200000", "Rows mapped and validated at a time; bounds memory."),
     "INTEGRATION_FALLBACK_ENCODING": ("cp1252", "Encoding tried when a file is not valid UTF-8."),
     "INTEGRATION_INBOX_SETTLE_SECONDS": ("2", "A file must be unchanged this long before the sensor picks it up."),
+    "INTEGRATION_CONTRACTS_DIR": (None, "Folder of mapping contracts (<system>/<name>.vN.yaml); default: the ones shipped in the package."),
     "INTEGRATION_QUEUE_URL": ("sql", "'sql' (embedded queue table in the warehouse) or an amqp:// URL."),
     "INTEGRATION_ALERT_LOG": (None, "JSON-lines alert log, always written; default <data dir>/alerts.jsonl."),
     "INTEGRATION_ALERT_WEBHOOK_URL": (None, "Generic alert webhook: each notice is POSTed as JSON. Off when empty."),
@@ -58,6 +59,7 @@ class Settings:
     fallback_encoding: str
     inbox_settle_seconds: float
     queue_url: str
+    contracts_dir: Path | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -76,6 +78,7 @@ class Settings:
             fallback_encoding=_env("INTEGRATION_FALLBACK_ENCODING") or "cp1252",
             inbox_settle_seconds=float(_env("INTEGRATION_INBOX_SETTLE_SECONDS") or 0),
             queue_url=_env("INTEGRATION_QUEUE_URL") or "sql",
+            contracts_dir=Path(c).resolve() if (c := _env("INTEGRATION_CONTRACTS_DIR")) else None,
         )
 
 

@@ -70,6 +70,10 @@ def dependency_order() -> list[tuple[str, str, str]]:
 def ensure_dagster_home(settings: Settings) -> str:
     home = os.environ.get("DAGSTER_HOME") or str(settings.data_dir / "dagster")
     os.makedirs(home, exist_ok=True)
+    config = os.path.join(home, "dagster.yaml")
+    if not os.path.exists(config):
+        with open(config, "w", encoding="utf-8") as fh:
+            fh.write("telemetry:\n  enabled: false\n")
     os.environ["DAGSTER_HOME"] = home
     return home
 

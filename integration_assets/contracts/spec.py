@@ -53,6 +53,8 @@ class FieldSpec(_Strict):
     true_values: tuple[str, ...] = ("true", "1", "yes", "y", "t")
     false_values: tuple[str, ...] = ("false", "0", "no", "n", "f")
     pii: bool = False  # never shown in drift samples, alerts or exports
+    # many2one: which element of Odoo's [id, "display name"] pair to keep (name: e.g. currency_id -> "USD").
+    part: Literal["id", "name"] = "id"
 
     @field_validator("to")
     @classmethod
@@ -69,6 +71,8 @@ class FieldSpec(_Strict):
             raise ValueError(f"{self.to}: an enum field needs 'values'")
         if self.on_unknown == "default" and self.default is None:
             raise ValueError(f"{self.to}: on_unknown=default needs 'default'")
+        if self.part != "id" and self.type != "many2one":
+            raise ValueError(f"{self.to}: 'part' only applies to many2one fields")
         return self
 
 
@@ -172,17 +176,43 @@ class Contract(_Strict):
         return self
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML keeps the last of two equal keys silently; in a contract that drops a mapping, so it is an error."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_contract(path: Path) -> Contract:
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader
         return Contract.model_validate({**raw, "path": str(path)})
     except Exception as exc:  # noqa: BLE001 - re-raised as one structured error naming the file
         raise ContractError(f"{path.name}: {exc}") from exc
 
 
-@functools.cache
-def _registry(root: str) -> tuple[Contract, ...]:
-    contracts = [load_contract(p) for p in sorted(Path(root).glob("*/*.v*.yaml"))]
+def contracts_root() -> Path:
+    """INTEGRATION_CONTRACTS_DIR when set (a team's own contracts), else the contracts shipped in the package."""
+    from integration_assets.settings import get_settings
+
+    return get_settings().contracts_dir or CONTRACTS_DIR
+
+
+def _files(root: Path) -> tuple[tuple[str, int], ...]:
+    return tuple((str(p), p.stat().st_mtime_ns) for p in sorted(root.glob("*/*.v*.yaml")))
+
+
+@functools.lru_cache(maxsize=8)
+def _registry_for(files: tuple[tuple[str, int], ...]) -> tuple[Contract, ...]:
+    contracts = [load_contract(Path(p)) for p, _ in files]
     seen: dict[str, str] = {}
     for c in contracts:
         if c.id in seen:
@@ -192,8 +222,8 @@ def _registry(root: str) -> tuple[Contract, ...]:
 
 
 def all_contracts(root: Path | None = None) -> list[Contract]:
-    """Every contract version shipped with the package (or under ``root``)."""
-    return list(_registry(str(root or CONTRACTS_DIR)))
+    """Every contract version under ``root`` (default: contracts_root()). An edited file is picked up at once."""
+    return list(_registry_for(_files(root or contracts_root())))
 
 
 def contracts_for(system: str, entity: str, root: Path | None = None) -> list[Contract]:
@@ -218,4 +248,4 @@ def get_contract(contract_id: str, root: Path | None = None) -> Contract:
 
 
 def clear_cache() -> None:
-    _registry.cache_clear()
+    _registry_for.cache_clear()

@@ -240,8 +240,8 @@ class AlertConfig:
 
 
 def _aware(value: datetime) -> datetime:
-    # SQLite hands timestamps back naive; everything we write is UTC.
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    # SQLite hands timestamps back naive (everything we write is UTC); Postgres in the session's time zone.
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _clip(value: str | None, limit: int) -> str | None:
@@ -445,7 +445,7 @@ class Notifier:
     # -- internals ----------------------------------------------------------------------------------------
 
     def _now(self) -> datetime:
-        return _aware(self._clock()).astimezone(UTC)
+        return _aware(self._clock())
 
     def _insert_ignore(self, table: sa.Table) -> Any:
         if is_postgres(self.engine):

@@ -125,6 +125,7 @@ def test_fire_reaches_every_channel(
     }
     incident = notifier.incident(KEY)
     assert incident is not None and incident.status == "open" and incident.fire_count == 1
+    assert incident.opened_at.utcoffset() == timedelta(0) and doc["opened_at"].endswith("+00:00")
 
 
 def test_firing_again_is_deduplicated(

@@ -262,10 +262,10 @@ class ContractMapper:
         return MappedChunk(result, failures, drift, rows_in=n + len(chunk.failures))
 
     # -- fields -------------------------------------------------------------------------------------
-    def _missing(self, series: pd.Series) -> pd.Series:
+    def _missing(self, series: pd.Series, false_is_null: bool = False) -> pd.Series:
         miss = series.isna()
         if series.dtype == object:
-            if self.contract.odoo_false_is_null:
+            if false_is_null:
                 miss = miss | series.map(lambda v: v is False)
             miss = miss | series.map(lambda v: isinstance(v, str) and v.strip() in self.contract.empty_values)
         elif isinstance(series.dtype, pd.StringDtype):
@@ -274,7 +274,8 @@ class ContractMapper:
         return miss.fillna(True).astype(bool)
 
     def _map_field(self, src: str, spec: FieldSpec, s: pd.Series, errors: _Errors, drift: DriftStats) -> pd.Series:
-        missing = self._missing(s)
+        # Odoo's false means "empty" for char/date/many2one fields but is a real value for boolean fields.
+        missing = self._missing(s, self.contract.odoo_false_is_null and spec.type != "boolean")
         present = ~missing
         if spec.required:
             errors.add(missing, "map", "required", src, s, f"required value missing in {src!r}")
@@ -394,6 +395,9 @@ class ContractMapper:
         return mapped, bad, "unknown_value", f"{src!r} has a value the contract does not know: {{value!r}}"
 
     def _type_many2one(self, src: str, spec: FieldSpec, s: pd.Series, present: pd.Series, drift: DriftStats) -> Any:
+        if spec.part == "name":
+            return self._many2one_name(src, spec, s, present)
+
         def first(v: Any) -> Any:
             if v is None or v is False:
                 return None
@@ -413,13 +417,34 @@ class ContractMapper:
         ids = ids.where(~bad, None)
         return ids, bad, "invalid_many2one", f"{src!r} is not an Odoo many2one [id, name]: {{value!r}}"
 
+    def _many2one_name(self, src: str, spec: FieldSpec, s: pd.Series, present: pd.Series) -> Any:
+        """The display name of an Odoo many2one ``[id, "name"]`` (e.g. currency_id ``[1, "USD"]`` -> USD)."""
+        def name(v: Any) -> Any:
+            if isinstance(v, list | tuple) and len(v) == 2 and isinstance(v[1], str) and v[1].strip():
+                return v[1]
+            return None
+
+        names = s.astype(object).map(name, na_action="ignore").astype(pd.StringDtype("pyarrow"))
+        names = _apply_transforms(names, spec.transform)
+        bad = names.isna().to_numpy()
+        limit = ""
+        if spec.max_length:  # a name wider than the warehouse column would fail the whole load on Postgres
+            bad |= (names.str.len() > spec.max_length).fillna(False).to_numpy()
+            limit = f" with a name of at most {spec.max_length} characters"
+        bad &= present.to_numpy()
+        return names.where(present.to_numpy(), None), bad, "invalid_many2one", \
+            f"{src!r} is not an Odoo many2one [id, name]{limit}: {{value!r}}"
+
     def _type_association(self, src: str, spec: FieldSpec, s: pd.Series, present: pd.Series, drift: DriftStats) -> Any:
         def first(v: Any) -> Any:
             if isinstance(v, str):
                 try:
                     v = json.loads(v)
                 except ValueError:
-                    return v.strip() or None
+                    # UI exports list associated ids separated by ';' — the first is the primary one.
+                    return v.split(";")[0].strip() or None
+                if isinstance(v, int | str) and not isinstance(v, bool):
+                    return str(v).strip() or None  # a single id, e.g. a CSV cell "5790939450"
             if isinstance(v, dict):
                 v = v.get("results", [])
             if isinstance(v, list) and v:

@@ -24,6 +24,11 @@ ENV_VARS: dict[str, tuple[str | None, str]] = {
     "INTEGRATION_INBOX_SETTLE_SECONDS": ("2", "A file must be unchanged this long before the sensor picks it up."),
     "INTEGRATION_CONTRACTS_DIR": (None, "Folder of mapping contracts (<system>/<name>.vN.yaml); default: the ones shipped in the package."),
     "INTEGRATION_QUEUE_URL": ("sql", "'sql' (embedded queue table in the warehouse) or an amqp:// URL."),
+    "INTEGRATION_WEBHOOK_MAX_BYTES": ("1048576", "Webhook bodies above this are refused (413) before being read in full."),
+    "INTEGRATION_WEBHOOK_PUBLIC_URL": (None, "scheme://host[:port] providers post to, if not what the receiver sees (HubSpot v3 signs the URL)."),
+    "STRIPE_WEBHOOK_SECRET": (None, "Stripe endpoint signing secret(s) whsec_…, comma-separated while rotating (a secret)."),
+    "HUBSPOT_CLIENT_SECRET": (None, "HubSpot app client secret; signs X-HubSpot-Signature-v3 (a secret)."),
+    "EASYPOST_WEBHOOK_SECRET": (None, "EasyPost webhook secret; signs X-Hmac-Signature (a secret)."),
     "INTEGRATION_ALERT_LOG": (None, "JSON-lines alert log, always written; default <data dir>/alerts.jsonl."),
     "INTEGRATION_ALERT_WEBHOOK_URL": (None, "Generic alert webhook: each notice is POSTed as JSON. Off when empty."),
     "INTEGRATION_ALERT_SLACK_WEBHOOK_URL": (None, "Slack incoming-webhook URL (a secret). Off when empty."),
@@ -85,3 +90,22 @@ class Settings:
 def get_settings() -> Settings:
     """Settings from the current environment (re-read on every call so tests can change env vars)."""
     return Settings.from_env()
+
+
+def render_env_example() -> str:
+    """The text of .env.example: every variable with its description and default (a test keeps it current)."""
+    lines = [
+        "# Every environment variable integration_assets reads, with its default.",
+        "# Generated from integration_assets/settings.py: python -m integration_assets.settings > .env.example",
+        "# Unset or empty means the default: the embedded SQLite warehouse and SQL-table queue under INTEGRATION_DATA_DIR.",
+        "",
+    ]
+    for name, (default, description) in ENV_VARS.items():
+        lines.append(f"# {description}")
+        lines.append(f"{name}={default or ''}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(render_env_example(), end="")

@@ -28,7 +28,10 @@ def _names_read_in_code() -> set[str]:
 
 
 def test_every_registered_variable_is_in_env_example() -> None:
+    from integration_assets.settings import render_env_example
+
     assert set(ENV_VARS) <= _env_example_names()
+    assert (ROOT / ".env.example").read_text() == render_env_example(), "python -m integration_assets.settings > .env.example"
 
 
 def test_code_reads_only_registered_variables() -> None:

@@ -15,7 +15,8 @@ import sqlalchemy as sa
 
 from integration_assets import inbox
 from integration_assets.connectors.files import content_hash
-from integration_assets.contracts.spec import contracts_for, known_entities
+from integration_assets.contracts.spec import all_contracts, contracts_for, known_entities
+from integration_assets.dead_letters.replay import replay_deferred_references
 from integration_assets.resources import WarehouseResource
 from integration_assets.warehouse.ledger import LoadReport
 from integration_assets.warehouse.schema import CANONICAL_TABLES
@@ -80,6 +81,11 @@ def load_metadata(reports: list[LoadReport], seconds: float) -> dict[str, Any]:
     }
 
 
+def referenced_tables() -> set[str]:
+    """Tables that some contract references as a parent (e.g. sales_orders for order lines)."""
+    return {ref.table for c in all_contracts() for ref in c.references.values()}
+
+
 def build_file_assets(system: str, entity: str, table: str) -> list[dg.AssetsDefinition]:
     family = contracts_for(system, entity)
     versions = ", ".join(c.id for c in family)
@@ -128,9 +134,19 @@ def build_file_assets(system: str, entity: str, table: str) -> list[dg.AssetsDef
                              item["name"], report.status, report.rows_read, report.rows_inserted, report.rows_updated,
                              report.rows_unchanged, report.rows_duplicate, report.rows_quarantined)
             reports.append(report)
+        deferred: dict[str, Any] = {}
+        if table in referenced_tables() and any(r.status == "succeeded" for r in reports):
+            # Children quarantined because this parent was missing get their retry now (the "deferred" part).
+            outcome = replay_deferred_references(table, who="auto:parent-loaded", run_id=context.run_id,
+                                                 settings=settings, engine=engine)
+            deferred = {"deferred_children_replayed": len(outcome.replayed),
+                        "deferred_children_still_waiting": len(outcome.still_failing)}
+            if outcome.replayed:
+                context.log.info("replayed %d deferred child rows now that %s loaded", len(outcome.replayed), table)
         with engine.connect() as conn:
             total = conn.execute(sa.select(sa.func.count()).select_from(CANONICAL_TABLES[table])).scalar_one()
-        return dg.MaterializeResult(metadata={"dagster/row_count": int(total), **load_metadata(reports, time.perf_counter() - t0)})
+        return dg.MaterializeResult(metadata={"dagster/row_count": int(total), **deferred,
+                                              **load_metadata(reports, time.perf_counter() - t0)})
 
     return [_raw, _canonical]
 

@@ -4,7 +4,8 @@ Delivery is at least once on every backend: a message is handed out again if its
 ``ack``, and a provider may send the same event twice. Consumers therefore deduplicate on the message id
 (the provider's event id) in the warehouse, in the same transaction as the effect, and ack after commit.
 
-Exception hierarchy (every failure is transient or terminal, STYLE.md #7)::
+Exception hierarchy (every failure is transient or terminal, STYLE.md #7; the two branches derive from
+``integration_assets.errors.TransientError`` / ``TerminalError``)::
 
     QueueError
     ├── TransientQueueError          retry later; for a webhook: answer 503 so the provider retries
@@ -28,6 +29,8 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, ClassVar, Literal, get_args
 
+from integration_assets.errors import IntegrationError, TerminalError, TransientError
+
 Source = Literal["stripe", "hubspot", "easypost"]
 SOURCES: frozenset[str] = frozenset(get_args(Source))
 
@@ -41,7 +44,7 @@ MAX_REASON_CHARS = 2000
 
 
 # --------------------------------------------------------------------------------------------- errors
-class QueueError(Exception):
+class QueueError(IntegrationError):
     """Base of every queue failure. ``message_ids`` names the messages concerned when only some failed."""
 
     transient: ClassVar[bool] = False
@@ -51,11 +54,11 @@ class QueueError(Exception):
         self.message_ids: tuple[str, ...] = tuple(message_ids)
 
 
-class TransientQueueError(QueueError):
+class TransientQueueError(QueueError, TransientError):
     transient = True
 
 
-class TerminalQueueError(QueueError):
+class TerminalQueueError(QueueError, TerminalError):
     transient = False
 
 
@@ -113,7 +116,11 @@ class Message:
             raise InvalidMessage(f"message id must be 1..{MAX_ID_CHARS} characters: {self.id=!r}")
         if self.source not in SOURCES:
             raise InvalidMessage(f"unknown source {self.source!r} for {self.id=}")
-        if not isinstance(self.event_type, str) or not self.event_type or len(self.event_type) > MAX_EVENT_TYPE_CHARS:
+        if (
+            not isinstance(self.event_type, str)
+            or not self.event_type
+            or len(self.event_type) > MAX_EVENT_TYPE_CHARS
+        ):
             raise InvalidMessage(f"event_type must be 1..{MAX_EVENT_TYPE_CHARS} characters for {self.id=}")
         if not isinstance(self.body, bytes):
             raise InvalidMessage(f"body must be bytes for {self.id=}")

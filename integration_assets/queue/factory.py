@@ -32,10 +32,14 @@ def open_queue(url: str | None = None, *, warehouse_url: str | None = None) -> Q
         options: dict[str, object] = {}
         for key, value in parse_qsl(url.partition("?")[2], keep_blank_values=True):
             if key not in _SQL_OPTIONS:
-                raise QueueConfigError(f"unknown option {key!r} in INTEGRATION_QUEUE_URL (sql accepts {sorted(_SQL_OPTIONS)})")
+                raise QueueConfigError(
+                    f"unknown option {key!r} in INTEGRATION_QUEUE_URL (sql accepts {sorted(_SQL_OPTIONS)})"
+                )
             try:
                 options[key] = _SQL_OPTIONS[key](value)
             except ValueError as exc:
                 raise QueueConfigError(f"bad value for {key!r} in INTEGRATION_QUEUE_URL: {exc}") from exc
         return SqlQueue(warehouse_url, **options)  # type: ignore[arg-type]
-    raise QueueConfigError(f"INTEGRATION_QUEUE_URL must be 'sql' or an amqp:// URL, got scheme {parts.scheme!r}")
+    raise QueueConfigError(
+        f"INTEGRATION_QUEUE_URL must be 'sql' or an amqp:// URL, got scheme {parts.scheme!r}"
+    )

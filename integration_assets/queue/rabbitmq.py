@@ -84,8 +84,16 @@ EVENT_KEY = "event"
 DEAD_KEY = "dead"
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 # Headers the broker adds on (re)delivery and dead-lettering; never copied into a republished message.
-_BROKER_HEADERS = ("x-delivery-count", "x-death", "x-first-death-exchange", "x-first-death-queue",
-                   "x-first-death-reason", "x-last-death-exchange", "x-last-death-queue", "x-last-death-reason")
+_BROKER_HEADERS = (
+    "x-delivery-count",
+    "x-death",
+    "x-first-death-exchange",
+    "x-first-death-queue",
+    "x-first-death-reason",
+    "x-last-death-exchange",
+    "x-last-death-queue",
+    "x-last-death-reason",
+)
 
 # Failures of the connection or channel that a new connection can cure.
 _LOST = (pex.AMQPConnectionError, pex.ChannelWrongStateError, pex.ChannelClosed, OSError)
@@ -110,14 +118,25 @@ class RabbitMQConfig:
     backoff_base_s: float = 2.0
     backoff_cap_s: float = 600.0
 
-    _OPTIONS = ("prefix", "max_attempts", "prefetch", "confirm_timeout_s", "reconnect_max_s", "retry_delays_s",
-                "max_length", "backoff_base_s", "backoff_cap_s")
+    _OPTIONS = (
+        "prefix",
+        "max_attempts",
+        "prefetch",
+        "confirm_timeout_s",
+        "reconnect_max_s",
+        "retry_delays_s",
+        "max_length",
+        "backoff_base_s",
+        "backoff_cap_s",
+    )
 
     def __post_init__(self) -> None:
         if not _PREFIX_RE.match(self.prefix):
             raise QueueConfigError(f"prefix must match {_PREFIX_RE.pattern}: {self.prefix=!r}")
         if self.max_attempts < 1 or not 1 <= self.prefetch <= 1000:
-            raise QueueConfigError(f"need max_attempts >= 1 and 1 <= prefetch <= 1000 ({self.max_attempts=}, {self.prefetch=})")
+            raise QueueConfigError(
+                f"need max_attempts >= 1 and 1 <= prefetch <= 1000 ({self.max_attempts=}, {self.prefetch=})"
+            )
         if not self.retry_delays_s or any(d <= 0 for d in self.retry_delays_s):
             raise QueueConfigError(f"retry_delays_s must be positive: {self.retry_delays_s=}")
 
@@ -281,7 +300,9 @@ class RabbitMQQueue(Queue):
 
     backend = "rabbitmq"
 
-    def __init__(self, url: str, *, warehouse_url: str | None = None, config: RabbitMQConfig | None = None) -> None:
+    def __init__(
+        self, url: str, *, warehouse_url: str | None = None, config: RabbitMQConfig | None = None
+    ) -> None:
         self.config = config or RabbitMQConfig.from_url(url)
         self.max_attempts = self.config.max_attempts
         self.warehouse_url = warehouse_url
@@ -327,7 +348,9 @@ class RabbitMQQueue(Queue):
             declare_topology(ch, self.config)
             impl = ch._impl  # see the module docstring: pipelined confirms need the underlying channel
             selected: list[bool] = []
-            impl.confirm_delivery(ack_nack_callback=self._on_confirm, callback=lambda _frame: selected.append(True))
+            impl.confirm_delivery(
+                ack_nack_callback=self._on_confirm, callback=lambda _frame: selected.append(True)
+            )
             impl.add_on_return_callback(self._on_return)
             deadline = time.monotonic() + self.config.confirm_timeout_s
             while not selected:
@@ -366,15 +389,21 @@ class RabbitMQQueue(Queue):
             yield
         except _AUTH as exc:
             self._reset()
-            raise QueueConfigError(f"{what}: broker refused credentials for {self.config.redacted_url()}") from exc
+            raise QueueConfigError(
+                f"{what}: broker refused credentials for {self.config.redacted_url()}"
+            ) from exc
         except pex.ChannelClosedByBroker as exc:
             self._reset()
             if exc.reply_code in (403, 404, 406):
                 raise QueueConfigError(f"{what}: {exc.reply_code} {exc.reply_text}") from exc
-            raise QueueUnavailable(f"{what}: channel closed by broker: {exc.reply_code} {exc.reply_text}") from exc
+            raise QueueUnavailable(
+                f"{what}: channel closed by broker: {exc.reply_code} {exc.reply_text}"
+            ) from exc
         except _LOST as exc:
             self._reset()
-            raise QueueUnavailable(f"{what}: RabbitMQ at {self.config.redacted_url()} unavailable: {exc!r}") from exc
+            raise QueueUnavailable(
+                f"{what}: RabbitMQ at {self.config.redacted_url()} unavailable: {exc!r}"
+            ) from exc
 
     def _on_confirm(self, frame: Any) -> None:
         batch = self._confirms
@@ -382,7 +411,11 @@ class RabbitMQQueue(Queue):
             return
         method = frame.method
         nack = isinstance(method, pika.spec.Basic.Nack)
-        tags = [t for t in batch.pending if t <= method.delivery_tag] if method.multiple else [method.delivery_tag]
+        tags = (
+            [t for t in batch.pending if t <= method.delivery_tag]
+            if method.multiple
+            else [method.delivery_tag]
+        )
         for tag in tags:
             message_id = batch.pending.pop(tag, None)
             if nack and message_id is not None:
@@ -397,7 +430,9 @@ class RabbitMQQueue(Queue):
             self._confirms.return_reasons.add(f"{method.reply_code} {method.reply_text}")
 
     # -------------------------------------------------------------------------------- publishing
-    def _properties(self, m: Message, attempts: int, extra: Mapping[str, Any] | None = None) -> pika.BasicProperties:
+    def _properties(
+        self, m: Message, attempts: int, extra: Mapping[str, Any] | None = None
+    ) -> pika.BasicProperties:
         headers: dict[str, Any] = {
             "x-ia-source": m.source,
             "x-ia-received-at": m.received_at.isoformat(),
@@ -425,7 +460,9 @@ class RabbitMQQueue(Queue):
         for exchange, routing_key, body, props in items:
             self._publish_seq += 1
             batch.pending[self._publish_seq] = props.message_id
-            impl.basic_publish(exchange=exchange, routing_key=routing_key, body=body, properties=props, mandatory=True)
+            impl.basic_publish(
+                exchange=exchange, routing_key=routing_key, body=body, properties=props, mandatory=True
+            )
         deadline = time.monotonic() + self.config.confirm_timeout_s
         while batch.pending:
             remaining = deadline - time.monotonic()
@@ -449,7 +486,11 @@ class RabbitMQQueue(Queue):
             raise PublishNacked(f"broker nacked {len(batch.nacked)} message(s)", message_ids=batch.nacked)
 
     def _publish_confirmed(
-        self, items: Sequence[tuple[str, str, bytes, pika.BasicProperties]], *, what: str, again_after_reconnect: bool
+        self,
+        items: Sequence[tuple[str, str, bytes, pika.BasicProperties]],
+        *,
+        what: str,
+        again_after_reconnect: bool,
     ) -> None:
         """Publish and wait for all confirms. New messages are sent again once after a reconnect (the
         first copy may have been stored too: duplicates are tolerated, losses are not)."""
@@ -472,7 +513,9 @@ class RabbitMQQueue(Queue):
 
     # --------------------------------------------------------------------------------- consuming
     def _on_message(self, _ch: Any, method: Any, properties: pika.BasicProperties, body: bytes) -> None:
-        self._buffer.append(_Raw(self._generation, method.delivery_tag, bool(method.redelivered), properties, body))
+        self._buffer.append(
+            _Raw(self._generation, method.delivery_tag, bool(method.redelivered), properties, body)
+        )
 
     def _ensure_consumer(self) -> BlockingChannel:
         ch = self._ensure()
@@ -488,7 +531,9 @@ class RabbitMQQueue(Queue):
             received_at = datetime.fromisoformat(_text(h.get("x-ia-received-at")))
             headers = json.loads(_text(h.get("x-ia-headers"), "{}"))
         except ValueError as exc:
-            raise InvalidMessage(f"message {raw.properties.message_id!r} lacks valid x-ia-* headers: {exc}") from exc
+            raise InvalidMessage(
+                f"message {raw.properties.message_id!r} lacks valid x-ia-* headers: {exc}"
+            ) from exc
         return Message(
             id=_text(raw.properties.message_id),
             source=_text(h.get("x-ia-source")),  # type: ignore[arg-type]  # validated by Message
@@ -547,8 +592,18 @@ class RabbitMQQueue(Queue):
 
     def _fresh(self, delivery: Delivery, what: str) -> _Receipt:
         r = delivery.receipt
-        if not isinstance(r, _Receipt) or r.generation != self._generation or self._ch is None or not self._ch.is_open:
-            raise StaleDelivery(f"{what}: the connection that delivered {delivery.message.id=} is gone; it will be redelivered")
+        if (
+            not isinstance(r, _Receipt)
+            or r.generation != self._generation
+            or self._ch is None
+            or not self._ch.is_open
+        ):
+            raise StaleDelivery(
+                f"{what}: the connection that delivered {delivery.message.id=} is gone; it will be redelivered"
+            )
+        if r.delivery_tag not in self._held:
+            # Settling twice would publish a second copy, then fail the channel on the unknown tag.
+            raise StaleDelivery(f"{what}: {delivery.message.id=} was already settled")
         return r
 
     def _ack_tags(self, tags: Sequence[int], what: str) -> None:
@@ -567,14 +622,17 @@ class RabbitMQQueue(Queue):
             except StaleDelivery:
                 stale += 1
         if stale:
-            log.warning("ack: %d delivery(ies) came on a lost connection; the broker will redeliver them", stale)
+            log.info("ack: %d delivery(ies) already settled or from a lost connection; skipped", stale)
+        tags = list(dict.fromkeys(tags))  # the same delivery twice in one call is acked once
         if tags:
             try:
                 self._ack_tags(tags, f"ack of {len(tags)} message(s)")
             except QueueUnavailable as exc:
                 log.warning("ack failed, the broker will redeliver (consumers deduplicate): %s", exc)
 
-    def _republish_and_ack(self, pairs: Sequence[tuple[Delivery, tuple[str, str, bytes, pika.BasicProperties]]], what: str) -> None:
+    def _republish_and_ack(
+        self, pairs: Sequence[tuple[Delivery, tuple[str, str, bytes, pika.BasicProperties]]], what: str
+    ) -> None:
         receipts = [self._fresh(d, what) for d, _ in pairs]
         # Confirm the copy before acking the original: a crash in between duplicates, never loses.
         self._publish_confirmed([item for _, item in pairs], what=what, again_after_reconnect=False)
@@ -599,27 +657,49 @@ class RabbitMQQueue(Queue):
             self._dead_letter(delivery, f"gave up after {attempts} attempt(s): {reason}", "max_attempts")
             return "dead_lettered"
         if delay_s is None:
-            delay_s = backoff_delay(attempts, base_s=self.config.backoff_base_s, cap_s=self.config.backoff_cap_s)
+            delay_s = backoff_delay(
+                attempts, base_s=self.config.backoff_base_s, cap_s=self.config.backoff_cap_s
+            )
         exchange, key = self._route_after(delay_s)
         m = delivery.message
-        props = self._properties(m, attempts=attempts, extra={"x-ia-last-error": truncate_reason(reason)[:500]})
+        props = self._properties(
+            m, attempts=attempts, extra={"x-ia-last-error": truncate_reason(reason)[:500]}
+        )
         self._republish_and_ack([(delivery, (exchange, key, m.body, props))], "retry")
         return "retried"
 
     def release(self, deliveries: Sequence[Delivery], delay_s: float = 0.0) -> None:
-        if not deliveries:
+        """Republish with the attempts not counting this delivery, then ack. Deliveries already settled or
+        from a lost connection are skipped: the broker gives those back by itself."""
+        fresh: dict[int, Delivery] = {}
+        for d in deliveries:
+            try:
+                fresh.setdefault(self._fresh(d, "release").delivery_tag, d)
+            except StaleDelivery:
+                continue
+        if not fresh:
             return
         exchange, key = self._route_after(delay_s)
         pairs = [
-            (d, (exchange, key, d.message.body, self._properties(d.message, attempts=max(0, d.message.attempts - 1))))
-            for d in deliveries
+            (
+                d,
+                (
+                    exchange,
+                    key,
+                    d.message.body,
+                    self._properties(d.message, attempts=max(0, d.message.attempts - 1)),
+                ),
+            )
+            for d in fresh.values()
         ]
         self._republish_and_ack(pairs, f"release of {len(pairs)} message(s)")
 
     def dead_letter(self, delivery: Delivery, reason: str, check_name: str) -> None:
         self._dead_letter(delivery, reason, check_name)
 
-    def _dead_letter(self, delivery: Delivery, reason: str, check_name: str, *, attempts: int | None = None) -> None:
+    def _dead_letter(
+        self, delivery: Delivery, reason: str, check_name: str, *, attempts: int | None = None
+    ) -> None:
         m = delivery.message
         props = self._properties(
             m,
@@ -635,7 +715,9 @@ class RabbitMQQueue(Queue):
     def _dead_letter_raw(self, raw: _Raw, reason: str, check_name: str) -> None:
         headers = {k: v for k, v in (raw.properties.headers or {}).items() if k not in _BROKER_HEADERS}
         headers.update({"x-ia-dead-letter-reason": truncate_reason(reason), "x-ia-check-name": check_name})
-        props = replace_properties(raw.properties, headers=headers, delivery_mode=pika.DeliveryMode.Persistent)
+        props = replace_properties(
+            raw.properties, headers=headers, delivery_mode=pika.DeliveryMode.Persistent
+        )
         with self._guard("dead-letter"):
             self._publish_and_wait([(self.config.dlx, DEAD_KEY, raw.body, props)])
         self._ack_tags([raw.delivery_tag], "dead-letter")
@@ -661,10 +743,14 @@ class RabbitMQQueue(Queue):
             attempts = max(1, prior)
             reason_text = _text(reason)
         else:
-            why = _text(h.get("x-first-death-reason") or (deaths[-1].get("reason") if deaths else None), "unknown")
+            why = _text(
+                h.get("x-first-death-reason") or (deaths[-1].get("reason") if deaths else None), "unknown"
+            )
             deliveries = self.config.delivery_limit + 1
             attempts = prior + deliveries if why == "delivery_limit" else max(1, prior)
-            check_name = why if why in ("delivery_limit", "rejected", "expired", "maxlen") else "broker_dead_letter"
+            check_name = (
+                why if why in ("delivery_limit", "rejected", "expired", "maxlen") else "broker_dead_letter"
+            )
             reason_text = {
                 "delivery_limit": (
                     f"RabbitMQ dead-lettered the message after {deliveries} deliveries without ack "
@@ -678,7 +764,8 @@ class RabbitMQQueue(Queue):
             "backend": "rabbitmq",
             "queue": self.config.queue,
             "x_death": [
-                {k: _text(d.get(k)) for k in ("reason", "queue", "count", "exchange", "time") if k in d} for d in deaths
+                {k: _text(d.get(k)) for k in ("reason", "queue", "count", "exchange", "time") if k in d}
+                for d in deaths
             ],
         }
         return EventDeadLetter(
@@ -778,27 +865,46 @@ class RabbitMQQueue(Queue):
         self._reset()
 
     def delete_topology(self) -> None:
-        """Delete this prefix's queues and exchanges (messages included). For tests and teardown."""
-        with self._guard("delete topology"):
-            self._ensure()
-            assert self._conn is not None
-            ch = self._conn.channel()
-            for q in [self.config.queue, self.config.dlq, *(self.config.retry_queue(ms) for ms in self.config.retry_tiers_ms)]:
-                ch.queue_delete(q)
-            for ex in (self.config.exchange, self.config.dlx, self.config.retry_exchange):
-                ch.exchange_delete(ex)
-            ch.close()
+        """Delete this prefix's queues and exchanges (messages included). For tests and teardown; it does
+        not declare anything first, so it works whatever arguments the queues were declared with."""
         self._reset()
+        with self._guard("delete topology"):
+            conn = BlockingConnection(self._params)
+            try:
+                ch = conn.channel()
+                for q in [
+                    self.config.queue,
+                    self.config.dlq,
+                    *(self.config.retry_queue(ms) for ms in self.config.retry_tiers_ms),
+                ]:
+                    ch.queue_delete(q)
+                for ex in (self.config.exchange, self.config.dlx, self.config.retry_exchange):
+                    ch.exchange_delete(ex)
+            finally:
+                if conn.is_open:
+                    conn.close()
 
 
 def replace_properties(props: pika.BasicProperties, **changes: Any) -> pika.BasicProperties:
     """A copy of AMQP properties with some fields changed."""
     fields = {
         name: getattr(props, name)
-        for name in ("content_type", "content_encoding", "headers", "delivery_mode", "priority", "correlation_id",
-                     "reply_to", "expiration", "message_id", "timestamp", "type", "user_id", "app_id", "cluster_id")
+        for name in (
+            "content_type",
+            "content_encoding",
+            "headers",
+            "delivery_mode",
+            "priority",
+            "correlation_id",
+            "reply_to",
+            "expiration",
+            "message_id",
+            "timestamp",
+            "type",
+            "user_id",
+            "app_id",
+            "cluster_id",
+        )
     }
     fields.update(changes)
     return pika.BasicProperties(**fields)
-
-

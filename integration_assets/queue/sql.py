@@ -121,7 +121,9 @@ def write_dead_letters(conn: sa.Connection, items: Sequence[EventDeadLetter]) ->
     now = datetime.now(UTC)
     rows = []
     for item in items:
-        errors = [{"check": item.check_name, "reason": item.reason, "attempts": item.attempts, **item.details}]
+        errors = [
+            {"check": item.check_name, "reason": item.reason, "attempts": item.attempts, **item.details}
+        ]
         headers = dict(item.headers)
         if item.received_at is not None:
             headers["received_at"] = item.received_at.isoformat()
@@ -167,7 +169,9 @@ def write_dead_letters(conn: sa.Connection, items: Sequence[EventDeadLetter]) ->
 def classify_db_error(exc: sa.exc.SQLAlchemyError, what: str) -> Exception:
     text = str(getattr(exc, "orig", exc)).lower()
     if "no such table" in text or ("relation" in text and "does not exist" in text):
-        return QueueConfigError(f"{what}: queue table missing; run `integration-assets db upgrade` ({exc.__class__.__name__})")
+        return QueueConfigError(
+            f"{what}: queue table missing; run `integration-assets db upgrade` ({exc.__class__.__name__})"
+        )
     if isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError | sa.exc.TimeoutError) or getattr(
         exc, "connection_invalidated", False
     ):
@@ -346,7 +350,11 @@ class SqlQueue(Queue):
                         (
                             receipt,
                             EventDeadLetter.of(
-                                message, reason, "delivery_limit", delivered, {"queue": self.name, "backend": "sql"}
+                                message,
+                                reason,
+                                "delivery_limit",
+                                delivered,
+                                {"queue": self.name, "backend": "sql"},
                             ),
                         )
                     )
@@ -354,7 +362,9 @@ class SqlQueue(Queue):
                     deliveries.append(Delivery(message, redelivered=row.attempts > 1, receipt=receipt))
             if exhausted:
                 self._delete_and_dead_letter(conn, exhausted)
-                log.warning("dead-lettered %d message(s) of queue %r at the delivery limit", len(exhausted), self.name)
+                log.warning(
+                    "dead-lettered %d message(s) of queue %r at the delivery limit", len(exhausted), self.name
+                )
         return deliveries
 
     def ack(self, deliveries: Sequence[Delivery], *, connection: sa.Connection | None = None) -> None:
@@ -400,7 +410,9 @@ class SqlQueue(Queue):
                 receipt = self._receipt(d)
                 conn.execute(
                     sa.update(event_queue)
-                    .where(event_queue.c.id == receipt.row_id, event_queue.c.claim_token == receipt.claim_token)
+                    .where(
+                        event_queue.c.id == receipt.row_id, event_queue.c.claim_token == receipt.claim_token
+                    )
                     .values(
                         claim_token=None,
                         attempts=sa.case((event_queue.c.attempts > 0, event_queue.c.attempts - 1), else_=0),
@@ -414,28 +426,36 @@ class SqlQueue(Queue):
     def _dead_letter(self, delivery: Delivery, reason: str, check_name: str) -> None:
         receipt = self._receipt(delivery)
         item = EventDeadLetter.of(
-            delivery.message, reason, check_name, delivery.message.attempts, {"queue": self.name, "backend": "sql"}
+            delivery.message,
+            reason,
+            check_name,
+            delivery.message.attempts,
+            {"queue": self.name, "backend": "sql"},
         )
         with self._tx("dead-letter") as conn:
             if not self._delete_and_dead_letter(conn, [(receipt, item)]):
                 # Nothing was written: the row is no longer ours (its new owner will settle it).
-                raise StaleDelivery(f"dead_letter: claim on {delivery.message.id=} expired and was taken over")
+                raise StaleDelivery(
+                    f"dead_letter: claim on {delivery.message.id=} expired and was taken over"
+                )
 
     # -- observability
     def depth(self) -> int:
         with self._tx("depth") as conn:
             return int(
                 conn.execute(
-                    sa.select(sa.func.count()).select_from(event_queue).where(event_queue.c.queue_name == self.name)
+                    sa.select(sa.func.count())
+                    .select_from(event_queue)
+                    .where(event_queue.c.queue_name == self.name)
                 ).scalar_one()
             )
 
     def oldest_age_seconds(self) -> float | None:
         with self._tx("oldest age") as conn:
             row = conn.execute(
-                sa.select(self._now().label("now"), sa.func.min(event_queue.c.enqueued_at_ms).label("oldest")).where(
-                    event_queue.c.queue_name == self.name
-                )
+                sa.select(
+                    self._now().label("now"), sa.func.min(event_queue.c.enqueued_at_ms).label("oldest")
+                ).where(event_queue.c.queue_name == self.name)
             ).one()
         if row.oldest is None:
             return 0.0

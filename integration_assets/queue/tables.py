@@ -13,7 +13,9 @@ from integration_assets.warehouse.schema import metadata
 event_queue = sa.Table(
     "event_queue",
     metadata,
-    sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column(
+        "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True
+    ),
     # Several logical queues may share the table (and tests isolate themselves by name).
     sa.Column("queue_name", sa.String(64), nullable=False),
     sa.Column("message_id", sa.String(255), nullable=False),  # idempotency key, e.g. stripe:evt_…

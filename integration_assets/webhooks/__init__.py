@@ -1,0 +1,8 @@
+"""Webhook receiver (Starlette ASGI): verify provider signatures on the raw bytes, enqueue durably, answer.
+
+Plain Python, no Dagster. ``create_app()`` builds the app; ``integration-assets webhooks serve`` runs it.
+"""
+
+from integration_assets.webhooks.app import WebhookConfig, create_app
+
+__all__ = ["WebhookConfig", "create_app"]

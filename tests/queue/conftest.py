@@ -1,0 +1,185 @@
+"""Queue fixtures: the same tests run on the SQL queue (SQLite and Postgres) and on RabbitMQ.
+
+RabbitMQ topology is prefixed per test and deleted afterwards (the broker is shared).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+from urllib.parse import urlencode
+
+import pytest
+import sqlalchemy as sa
+
+from integration_assets.queue import Message, Queue
+from integration_assets.queue.rabbitmq import RabbitMQQueue
+from integration_assets.queue.sql import SqlQueue
+from integration_assets.warehouse.db import get_engine
+from integration_assets.warehouse.schema import dead_letters
+
+# Short retry tiers so backoff tests take fractions of a second.
+FAST_TIERS = "0.2,0.4"
+
+
+def amqp_queue_url(base: str, prefix: str, **options: Any) -> str:
+    options = {"prefix": prefix, "retry_delays_s": FAST_TIERS, "reconnect_max_s": 2, **options}
+    sep = "&" if "?" in base else "?"
+    return base + sep + urlencode(options)
+
+
+def message(i: int | str = 1, *, source: str = "stripe", body: bytes | None = None, **kw: Any) -> Message:
+    return Message(
+        id=f"{source}:evt_{i}",
+        source=source,  # type: ignore[arg-type]
+        event_type=kw.pop("event_type", "payment_intent.succeeded"),
+        body=body if body is not None else json.dumps({"id": f"evt_{i}", "n": str(i)}).encode(),
+        headers=kw.pop("headers", {"user-agent": "Stripe/1.0", "content-type": "application/json"}),
+        **kw,
+    )
+
+
+def dead_letter_rows(warehouse_url: str) -> list[dict[str, Any]]:
+    with get_engine(warehouse_url).connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(sa.select(dead_letters).order_by(dead_letters.c.id))]
+
+
+def wait_for(predicate: Callable[[], Any], timeout_s: float = 5.0, interval_s: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval_s)
+
+
+@pytest.fixture(params=["sql", pytest.param("rabbitmq", marks=pytest.mark.rabbitmq)])
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def make_queue(
+    backend: str, warehouse_url: str, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., Queue]]:
+    """Build queues of the test's backend that share one isolated queue (name or prefix)."""
+    name = f"t{uuid.uuid4().hex[:12]}"
+    created: list[Queue] = []
+    amqp = request.getfixturevalue("amqp_url") if backend == "rabbitmq" else None
+
+    def make(max_attempts: int = 3, **options: Any) -> Queue:
+        q: Queue
+        if amqp is None:
+            q = SqlQueue(warehouse_url, name=name, max_attempts=max_attempts, **options)
+        else:
+            q = RabbitMQQueue(
+                amqp_queue_url(amqp, name, max_attempts=max_attempts, **options), warehouse_url=warehouse_url
+            )
+        created.append(q)
+        return q
+
+    yield make
+    for q in created:
+        q.close()
+    if amqp is not None:
+        RabbitMQQueue(
+            amqp_queue_url(amqp, name, max_attempts=3), warehouse_url=warehouse_url
+        ).delete_topology()
+
+
+@pytest.fixture
+def rabbit(amqp_url: str, tmp_path: Any) -> Iterator[Callable[..., RabbitMQQueue]]:
+    """RabbitMQ queues on a per-test prefix, with a migrated SQLite warehouse for the DLQ drain."""
+    from integration_assets.warehouse import db
+
+    warehouse = f"sqlite:///{tmp_path / 'rabbit_wh.db'}"
+    db.upgrade(warehouse)
+    prefix = f"t{uuid.uuid4().hex[:12]}"
+    created: list[RabbitMQQueue] = []
+
+    def make(base: str | None = None, **options: Any) -> RabbitMQQueue:
+        options.setdefault("max_attempts", 3)
+        q = RabbitMQQueue(amqp_queue_url(base or amqp_url, prefix, **options), warehouse_url=warehouse)
+        created.append(q)
+        return q
+
+    make.warehouse_url = warehouse  # type: ignore[attr-defined]
+    yield make
+    for q in created:
+        q.close()
+    RabbitMQQueue(amqp_queue_url(amqp_url, prefix, max_attempts=3)).delete_topology()
+
+
+class TcpProxy:
+    """A loopback TCP proxy whose connections the test can cut, to simulate a lost broker connection
+    without touching anyone else's connections to the shared broker."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port = self._server.getsockname()[1]
+        self._socks: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.target)
+            with self._lock:
+                self._socks += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def cut(self) -> None:
+        """Drop every proxied connection (new ones are still accepted)."""
+        with self._lock:
+            socks, self._socks = self._socks, []
+        for s in socks:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+    def close(self) -> None:
+        self._closed = True
+        self.cut()
+        self._server.close()
+
+
+@pytest.fixture
+def amqp_proxy(amqp_url: str) -> Iterator[TcpProxy]:
+    proxy = TcpProxy(("127.0.0.1", 5672))
+    yield proxy
+    proxy.close()
+
+
+def closed_port() -> int:
+    """A loopback port with nothing listening (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -1,0 +1,172 @@
+"""The embedded SQL queue: claims, visibility timeouts, collapse of pending duplicates, concurrency."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from integration_assets.queue import (
+    InvalidMessage,
+    Message,
+    QueueConfigError,
+    QueueUnavailable,
+    StaleDelivery,
+    backoff_delay,
+    open_queue,
+)
+from integration_assets.queue.rabbitmq import RabbitMQQueue
+from integration_assets.queue.sql import SqlQueue
+from integration_assets.queue.tables import event_queue
+from integration_assets.warehouse.db import get_engine
+
+from .conftest import closed_port, dead_letter_rows, message
+
+
+def test_visibility_timeout_makes_an_unsettled_message_visible_again(warehouse_url: str) -> None:
+    q = SqlQueue(warehouse_url, name="vt")
+    q.publish(message(1))
+    [first] = q.receive(1, visibility_timeout_s=0.3)
+    assert q.receive(1, visibility_timeout_s=0.3) == []  # still invisible
+    time.sleep(0.35)
+    [second] = q.receive(1, visibility_timeout_s=30)
+    assert second.message.id == first.message.id and second.attempts == 2 and second.redelivered
+    # The first consumer's claim was taken over: it can no longer retry or dead-letter...
+    with pytest.raises(StaleDelivery):
+        q.retry(first, "late", delay_s=0)
+    with pytest.raises(StaleDelivery):
+        q.dead_letter(first, "late", "contract")
+    assert dead_letter_rows(warehouse_url) == []
+    # ...but its ack still counts (its effect was committed; the second run will be a no-op).
+    q.ack([first])
+    assert q.depth() == 0
+
+
+def test_pending_duplicates_collapse_but_a_later_redelivery_is_enqueued(warehouse_url: str) -> None:
+    q = SqlQueue(warehouse_url, name="dups")
+    q.publish_many([message(1), message(1), message(2)])
+    q.publish(message(1))
+    assert q.depth() == 2
+    got = q.receive(10)
+    assert sorted(d.message.id for d in got) == ["stripe:evt_1", "stripe:evt_2"]
+    q.ack(got)
+    q.publish(message(1))  # after the ack: the consumer's event-id ledger deduplicates it
+    assert q.depth() == 1
+
+
+def test_queues_sharing_the_table_are_isolated(warehouse_url: str) -> None:
+    a, b = SqlQueue(warehouse_url, name="a"), SqlQueue(warehouse_url, name="b")
+    a.publish(message(1))
+    b.publish(message(1))
+    assert a.depth() == b.depth() == 1
+    a.ack(a.receive(10))
+    assert (a.depth(), b.depth()) == (0, 1)
+
+
+def test_concurrent_consumers_claim_disjoint_messages(warehouse_url: str) -> None:
+    n = 300
+    SqlQueue(warehouse_url, name="conc").publish_many([message(i) for i in range(n)])
+    seen: list[str] = []
+    lock = threading.Lock()
+    errors: list[BaseException] = []
+
+    def consume() -> None:
+        q = SqlQueue(warehouse_url, name="conc")
+        try:
+            while batch := q.receive(7, visibility_timeout_s=60):
+                with lock:
+                    seen.extend(d.message.id for d in batch)
+                q.ack(batch)
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=consume) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors
+    assert len(seen) == n and len(set(seen)) == n  # every message exactly once, no double claims
+    assert SqlQueue(warehouse_url, name="conc").depth() == 0
+
+
+def test_ack_can_join_the_consumers_transaction(warehouse_url: str) -> None:
+    q = SqlQueue(warehouse_url, name="tx")
+    q.publish(message(1))
+    [d] = q.receive(1)
+    engine = get_engine(warehouse_url)
+    with pytest.raises(RuntimeError), engine.begin() as conn:
+        q.ack([d], connection=conn)
+        raise RuntimeError("effect failed: the ack rolls back with it")
+    assert q.depth() == 1
+    with engine.begin() as conn:
+        q.ack([d], connection=conn)
+    assert q.depth() == 0
+
+
+def test_retry_without_delay_uses_capped_backoff(warehouse_url: str) -> None:
+    q = SqlQueue(warehouse_url, name="bo", backoff_base_s=10, backoff_cap_s=10)
+    q.publish(message(1))
+    [d] = q.receive(1)
+    assert q.retry(d, "timeout") == "retried"
+    with get_engine(warehouse_url).connect() as conn:
+        row = conn.execute(sa.select(event_queue.c.visible_at_ms, event_queue.c.last_error)).one()
+    delay_s = row.visible_at_ms / 1000 - time.time()
+    assert 4 <= delay_s <= 10.5 and row.last_error == "timeout"
+
+
+def test_unreachable_postgres_is_transient(isolated_env: Path) -> None:
+    q = SqlQueue(f"postgresql+psycopg://postgres@127.0.0.1:{closed_port()}/nowhere", name="down")
+    started = time.monotonic()
+    with pytest.raises(QueueUnavailable):
+        q.publish(message(1))
+    with pytest.raises(QueueUnavailable):
+        q.receive(1)
+    assert time.monotonic() - started < 5
+
+
+def test_unmigrated_warehouse_is_a_config_error(isolated_env: Path) -> None:
+    q = SqlQueue(f"sqlite:///{isolated_env / 'empty.db'}", name="x")
+    with pytest.raises(QueueConfigError, match="db upgrade"):
+        q.publish(message(1))
+
+
+def test_message_invariants() -> None:
+    with pytest.raises(InvalidMessage):
+        Message(id="", source="stripe", event_type="x", body=b"{}")
+    with pytest.raises(InvalidMessage):
+        Message(id="odoo:1", source="odoo", event_type="x", body=b"{}")  # type: ignore[arg-type]
+    with pytest.raises(InvalidMessage):
+        Message(id="stripe:evt_1", source="stripe", event_type="x", body="{}")  # type: ignore[arg-type]
+    with pytest.raises(InvalidMessage):
+        Message(id="stripe:evt_1", source="stripe", event_type="x", body=b"{}", headers={"a": 1})  # type: ignore[dict-item]
+
+
+def test_backoff_is_capped_exponential_with_jitter() -> None:
+    assert backoff_delay(1, base_s=2, rng=lambda: 0.0) == 1.0
+    assert backoff_delay(1, base_s=2, rng=lambda: 1.0) == 2.0
+    assert backoff_delay(4, base_s=2, rng=lambda: 0.0) == 8.0
+    assert backoff_delay(30, base_s=2, cap_s=600, rng=lambda: 1.0) == 600.0
+
+
+def test_factory_picks_the_backend_from_the_url(warehouse_url: str) -> None:
+    default = open_queue()
+    assert isinstance(default, SqlQueue) and default.name == "events"
+    custom = open_queue("sql?name=webhooks&max_attempts=7")
+    assert isinstance(custom, SqlQueue) and (custom.name, custom.max_attempts) == ("webhooks", 7)
+    rabbit = open_queue(
+        "amqp://guest:guest@127.0.0.1:5672/%2F?prefix=demo&max_attempts=4&prefetch=20&heartbeat=30"
+    )
+    assert isinstance(rabbit, RabbitMQQueue)
+    assert (rabbit.config.prefix, rabbit.config.max_attempts, rabbit.config.prefetch) == ("demo", 4, 20)
+    assert (
+        rabbit.config.delivery_limit == 3
+        and "prefix" not in rabbit.config.url
+        and "heartbeat=30" in rabbit.config.url
+    )
+    for bad in ("redis://localhost", "sql?nope=1", "sql?max_attempts=many", "amqp://h/?max_attempts=0"):
+        with pytest.raises(QueueConfigError):
+            open_queue(bad)

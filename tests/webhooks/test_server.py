@@ -1,0 +1,96 @@
+"""The receiver under a real uvicorn server on a free loopback port."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from integration_assets.queue.sql import SqlQueue
+from integration_assets.webhooks.app import create_app
+
+from .conftest import hubspot_body, hubspot_headers, stripe_event, stripe_headers, test_config
+
+
+@pytest.fixture
+def server(sqlite_warehouse: str, queue_name: str, isolated_env: Path) -> Iterator[tuple[str, object]]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = create_app(queue_factory=lambda: SqlQueue(sqlite_warehouse, name=queue_name), config=test_config())
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=srv.run, name="uvicorn-test", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not srv.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}", app
+    srv.should_exit = True
+    thread.join(10)
+    assert not thread.is_alive()
+
+
+def test_real_server_accepts_concurrent_signed_events(
+    server: tuple[str, object], sql_queue: SqlQueue
+) -> None:
+    base, app = server
+
+    async def post_all() -> list[int]:
+        async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+            bodies = [stripe_event(f"evt_u{i}") for i in range(100)]
+            responses = await asyncio.gather(
+                *(client.post("/webhooks/stripe", content=b, headers=stripe_headers(b)) for b in bodies)
+            )
+            hub = hubspot_body(1, 2)
+            hub_r = await client.post(
+                "/webhooks/hubspot", content=hub, headers=hubspot_headers(hub, uri=f"{base}/webhooks/hubspot")
+            )
+            return [r.status_code for r in responses] + [hub_r.status_code]
+
+    assert set(asyncio.run(post_all())) == {200}
+    assert sql_queue.depth() == 102
+    assert app.state.metrics.batch_size.count() < 101  # type: ignore[attr-defined]
+    with httpx.Client(base_url=base) as client:
+        assert client.get("/healthz").json()["status"] == "ok"
+        assert 'webhook_events_enqueued_total{provider="stripe"} 100' in client.get("/metrics").text
+
+
+def _status_line(sock: socket.socket) -> bytes:
+    data = b""
+    while b"\r\n" not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data.split(b"\r\n", 1)[0]
+
+
+def test_real_server_refuses_20_mb_before_it_is_sent(server: tuple[str, object], sql_queue: SqlQueue) -> None:
+    base, _app = server
+    host, port = base.removeprefix("http://").split(":")
+    head = (
+        "POST /webhooks/stripe HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        f"Stripe-Signature: t={int(time.time())},v1={'0' * 64}\r\nContent-Length: {20 << 20}\r\n\r\n"
+    ).encode()
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(head + b" " * 65536)  # 64 KiB of the announced 20 MiB
+        assert _status_line(sock) == b"HTTP/1.1 413 Request Entity Too Large"
+    # Chunked, no length announced: reading stops at the cap.
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(head.replace(f"Content-Length: {20 << 20}".encode(), b"Transfer-Encoding: chunked"))
+        chunk = b" " * 65536
+        try:
+            for _ in range(40):  # up to 2.5 MiB; the server answers after 1 MiB
+                sock.sendall(b"%x\r\n" % len(chunk) + chunk + b"\r\n")
+        except OSError:
+            pass  # the server may close the connection once it has answered
+        assert _status_line(sock) == b"HTTP/1.1 413 Request Entity Too Large"
+    assert sql_queue.depth() == 0

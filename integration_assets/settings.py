@@ -40,6 +40,7 @@ ENV_VARS: dict[str, tuple[str | None, str]] = {
     "INTEGRATION_ALERT_SMTP_TO": (None, "Recipients of alert e-mails, comma-separated."),
     "INTEGRATION_ALERT_SMTP_STARTTLS": ("true", "Upgrade the SMTP connection with STARTTLS (true/false)."),
     "INTEGRATION_ALERT_RENOTIFY_SECONDS": ("0", "Repeat an open incident's alert this often; 0 = once per incident."),
+    "INTEGRATION_POLICIES_FILE": (None, "Quality/alerting policy (freshness windows, thresholds, severities); default: policies.yaml in the package."),
     "DAGSTER_HOME": (None, "Dagster instance directory (runs, event logs, schedules)."),
 }
 

@@ -13,6 +13,7 @@ from integration_assets.warehouse.schema import metadata
 MODEL_MODULES = [
     "integration_assets.queue.tables",
     "integration_assets.alerts.tables",
+    "integration_assets.quality.tables",
 ]
 for _name in MODEL_MODULES:
     try:

@@ -1,0 +1,317 @@
+"""Quality and alerting policy, loaded from ``policies.yaml`` (or the file INTEGRATION_POLICIES_FILE names).
+
+One place for per-source freshness windows, volume / quarantine / dead-letter thresholds, check severities,
+blocking flags, runbook lines and sensor intervals. Validated strictly on load (unknown keys, bad durations,
+warn >= fail are errors), so a typo cannot silently switch a threshold off. Plain Python: no Dagster import.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from integration_assets.errors import TerminalError
+from integration_assets.settings import ENV_VARS
+
+DEFAULT_POLICIES_FILE = Path(__file__).resolve().parent.parent / "policies.yaml"
+
+CheckSeverity = Literal["WARN", "ERROR"]
+CheckName = Literal[
+    "volume", "quarantine_rate", "dead_letter_backlog", "drift", "keys", "referential_integrity", "gx_suite",
+    "reconcile_deals_orders", "reconcile_customers_companies", "reconcile_invoices_payments",
+]
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+class PolicyError(TerminalError):
+    """The policies file is missing or invalid."""
+
+
+def parse_duration(value: Any) -> timedelta:
+    """``"90s"``, ``"30m"``, ``"26h"``, ``"7d"`` (or a number of seconds) as a timedelta."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return timedelta(seconds=float(value))
+    m = _DURATION.match(str(value))
+    if not m:
+        raise ValueError(f"{value!r} is not a duration like 30s, 15m, 26h or 7d")
+    return timedelta(**{_UNITS[m.group(2)]: float(m.group(1))})
+
+
+def format_duration(td: timedelta) -> str:
+    """The shortest exact ``<n><unit>`` for a timedelta (for messages)."""
+    seconds = int(td.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FreshnessPolicy(_Strict):
+    """Time-window freshness: WARN after ``warn`` without a materialization, FAIL after ``fail``."""
+
+    fail: timedelta
+    warn: timedelta | None = None
+
+    @field_validator("fail", "warn", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> timedelta | None:
+        return None if v is None else parse_duration(v)
+
+    @model_validator(mode="after")
+    def _coherent(self) -> FreshnessPolicy:
+        # dagster: "fail_window cannot be less than 1 minute", and warn must be below fail.
+        if self.fail < timedelta(minutes=1) or (self.warn is not None and self.warn < timedelta(minutes=1)):
+            raise ValueError("freshness windows must be at least 1 minute (a Dagster constraint)")
+        if self.warn is not None and self.warn >= self.fail:
+            raise ValueError(f"freshness warn ({format_duration(self.warn)}) must be shorter than fail "
+                             f"({format_duration(self.fail)})")
+        return self
+
+
+class VolumePolicy(_Strict):
+    history: int = Field(10, ge=1)
+    min_history: int = Field(3, ge=1)
+    drop_below: float = Field(0.5, gt=0, lt=1)
+    spike_above: float = Field(3.0, gt=1)
+    kinds: tuple[str, ...] = ("file",)
+
+
+class QuarantinePolicy(_Strict):
+    latest_loads: int = Field(1, ge=1)
+    warn_rate: float = Field(0.02, ge=0, le=1)
+    error_rate: float = Field(0.20, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _order(self) -> QuarantinePolicy:
+        if self.error_rate < self.warn_rate:
+            raise ValueError("quarantine error_rate must be >= warn_rate")
+        return self
+
+
+class DeadLetterPolicy(_Strict):
+    pending_warn: int = Field(100, ge=0)
+    pending_error: int = Field(1000, ge=0)
+    oldest_warn: timedelta = timedelta(days=2)
+    oldest_error: timedelta = timedelta(days=7)
+
+    @field_validator("oldest_warn", "oldest_error", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> timedelta:
+        return parse_duration(v)
+
+
+class EntityPolicy(_Strict):
+    """The effective thresholds of one source entity (defaults < source < entity, already merged)."""
+
+    freshness: FreshnessPolicy
+    volume: VolumePolicy = VolumePolicy()
+    quarantine: QuarantinePolicy = QuarantinePolicy()
+    dead_letters: DeadLetterPolicy = DeadLetterPolicy()
+
+
+class CheckPolicy(_Strict):
+    severity: CheckSeverity = "WARN"
+    zero_rows_severity: CheckSeverity | None = None  # volume only
+    blocking: bool = False
+    runbook: str = ""
+
+    @model_validator(mode="after")
+    def _blocking_needs_error(self) -> CheckPolicy:
+        if self.blocking and self.severity != "ERROR":
+            raise ValueError("a blocking check must have severity ERROR (Dagster never blocks on WARN)")
+        return self
+
+
+class TableIntegrity(_Strict):
+    required: tuple[str, ...] = ()
+    unique: tuple[tuple[str, ...], ...] = ()
+
+
+class Reference(_Strict):
+    table: str
+    column: str
+    parent: str
+    severity: CheckSeverity = "WARN"
+
+    @property
+    def name(self) -> str:
+        return f"{self.table}.{self.column}->{self.parent}"
+
+
+class IntegrityPolicy(_Strict):
+    tables: dict[str, TableIntegrity] = Field(default_factory=dict)
+    references: tuple[Reference, ...] = ()
+
+    def for_table(self, table: str) -> TableIntegrity:
+        return self.tables.get(table, TableIntegrity())
+
+    def references_from(self, table: str) -> list[Reference]:
+        return [r for r in self.references if r.table == table]
+
+
+class DealsOrdersPolicy(_Strict):
+    confirmed_states: tuple[str, ...] = ("sale", "done")
+
+
+class CustomersCompaniesPolicy(_Strict):
+    require_link_for_every_company: bool = False
+
+
+class InvoicesPaymentsPolicy(_Strict):
+    payments_table: str = "payments"
+    amount_column: str = "amount"
+    currency_column: str = "currency"
+    status_column: str = "status"
+    succeeded_values: tuple[str, ...] = ("succeeded",)
+    date_column: str = "created_at"
+    amount_in_minor_units: bool = False
+    invoice_move_types: tuple[str, ...] = ("out_invoice",)
+    tolerance: float = Field(0.01, ge=0)
+
+
+class ReconciliationPolicy(_Strict):
+    deals_orders: DealsOrdersPolicy = DealsOrdersPolicy()
+    customers_companies: CustomersCompaniesPolicy = CustomersCompaniesPolicy()
+    invoices_payments: InvoicesPaymentsPolicy = InvoicesPaymentsPolicy()
+
+
+class SensorIntervals(_Strict):
+    check_alerts: timedelta = timedelta(seconds=60)
+    freshness_alerts: timedelta = timedelta(seconds=30)
+    run_failure_alerts: timedelta = timedelta(seconds=30)
+    dead_letter_growth: timedelta = timedelta(seconds=120)
+    connector_http_errors: timedelta = timedelta(seconds=60)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> timedelta:
+        return parse_duration(v)
+
+    def seconds(self, name: str) -> int:
+        return max(1, int(getattr(self, name).total_seconds()))
+
+
+class Runbooks(_Strict):
+    freshness: str = ""
+    run_failure: str = ""
+    dead_letter_growth: str = ""
+    connector_http_errors: str = ""
+
+
+class HttpErrorPolicy(_Strict):
+    window: timedelta = timedelta(minutes=10)
+    min_errors: int = Field(10, ge=1)
+    error_rate: float = Field(0.5, gt=0, le=1)
+    min_minutes: int = Field(3, ge=1)
+    clear_rate: float = Field(0.1, ge=0, le=1)
+    retention: timedelta = timedelta(days=7)
+
+    @field_validator("window", "retention", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> timedelta:
+        return parse_duration(v)
+
+
+class _Layer(_Strict):
+    """One level of overrides (defaults, a source, an entity): every section optional."""
+
+    freshness: dict[str, Any] | None = None
+    volume: dict[str, Any] | None = None
+    quarantine: dict[str, Any] | None = None
+    dead_letters: dict[str, Any] | None = None
+
+
+class _SourceLayer(_Layer):
+    entities: dict[str, _Layer] = Field(default_factory=dict)
+
+
+class Policies(_Strict):
+    """The whole policy file. Use :meth:`for_entity` and :meth:`check` rather than the raw sections."""
+
+    version: Literal[1] = 1
+    defaults: _Layer
+    sources: dict[str, _SourceLayer] = Field(default_factory=dict)
+    checks: dict[CheckName, CheckPolicy] = Field(default_factory=dict)
+    integrity: IntegrityPolicy = IntegrityPolicy()
+    reconciliation: ReconciliationPolicy = ReconciliationPolicy()
+    sensors: SensorIntervals = SensorIntervals()
+    runbooks: Runbooks = Runbooks()
+    connector_http_errors: HttpErrorPolicy = HttpErrorPolicy()
+    path: str | None = None
+
+    @model_validator(mode="after")
+    def _resolvable(self) -> Policies:
+        if not self.defaults.freshness:
+            raise ValueError("defaults.freshness (fail, optional warn) is required")
+        # Resolve every declared level once now, so a bad override fails at load time, not at run time.
+        for system, src in self.sources.items():
+            self.for_entity(system, None)
+            for entity in src.entities:
+                self.for_entity(system, entity)
+        return self
+
+    def for_entity(self, system: str, entity: str | None) -> EntityPolicy:
+        """The merged thresholds of ``system``/``entity`` (entity None: the source level)."""
+        layers: list[_Layer] = [self.defaults]
+        src = self.sources.get(system)
+        if src is not None:
+            layers.append(src)
+            if entity is not None and entity in src.entities:
+                layers.append(src.entities[entity])
+        merged: dict[str, dict[str, Any]] = {}
+        for layer in layers:
+            for section in ("freshness", "volume", "quarantine", "dead_letters"):
+                values = getattr(layer, section)
+                if values:
+                    merged.setdefault(section, {}).update(values)
+        try:
+            return EntityPolicy.model_validate(merged)
+        except ValueError as exc:
+            where = "/".join(p for p in (system, entity) if p)
+            raise ValueError(f"policy for {where}: {exc}") from exc
+
+    def check(self, name: CheckName) -> CheckPolicy:
+        """Severity, blocking flag and runbook of one check (defaults: WARN, non-blocking)."""
+        return self.checks.get(name, CheckPolicy())
+
+
+def policies_path() -> Path:
+    """INTEGRATION_POLICIES_FILE when set, else the policies.yaml shipped in the package."""
+    value = os.environ.get("INTEGRATION_POLICIES_FILE") or ENV_VARS["INTEGRATION_POLICIES_FILE"][0]
+    return Path(value).expanduser().resolve() if value else DEFAULT_POLICIES_FILE
+
+
+@functools.lru_cache(maxsize=8)
+def _load(path: str, mtime_ns: int) -> Policies:
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        if not isinstance(raw, dict):
+            raise ValueError("the file must be a YAML mapping")
+        return Policies.model_validate({**raw, "path": path})
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        raise PolicyError(f"{path}: {exc}") from exc
+
+
+def load_policies(path: Path | None = None) -> Policies:
+    """The policies in ``path`` (default :func:`policies_path`); re-read when the file changes."""
+    p = (path or policies_path()).resolve()
+    try:
+        mtime = p.stat().st_mtime_ns
+    except OSError as exc:
+        raise PolicyError(f"policies file {p} cannot be read: {exc.strerror}") from exc
+    return _load(str(p), mtime)

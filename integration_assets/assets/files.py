@@ -5,6 +5,7 @@ format); ``warehouse/<table>`` maps, validates, quarantines and merges them, and
 """
 
 
+import random
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -15,6 +16,7 @@ import sqlalchemy as sa
 
 from integration_assets import inbox
 from integration_assets.connectors.files import content_hash
+from integration_assets.errors import TransientError
 from integration_assets.contracts.spec import all_contracts, contracts_for, known_entities
 from integration_assets.dead_letters.replay import replay_deferred_references
 from integration_assets.resources import WarehouseResource
@@ -22,8 +24,15 @@ from integration_assets.warehouse.ledger import LoadReport
 from integration_assets.warehouse.schema import CANONICAL_TABLES
 
 OWNERS = ["team:data-integration"]
-# Transient failures (warehouse unreachable, lock timeouts) are retried by Dagster with backoff and jitter.
-LOAD_RETRY = dg.RetryPolicy(max_retries=3, delay=10, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS)
+MAX_TRANSIENT_RETRIES = 4
+
+
+def retry_if_transient(context: dg.AssetExecutionContext, exc: Exception) -> None:
+    """Transient failures (warehouse unreachable, lock timeouts) are retried with capped exponential backoff and
+    jitter; anything else fails the step at once (bad input never reaches here: it is quarantined)."""
+    if isinstance(exc, TransientError | sa.exc.OperationalError | sa.exc.InterfaceError):
+        wait = min(120.0, 5.0 * 2 ** context.retry_number) * random.uniform(0.8, 1.2)  # noqa: S311 - jitter
+        raise dg.RetryRequested(max_retries=MAX_TRANSIENT_RETRIES, seconds_to_wait=wait) from exc
 ENTITY_TAG = "integration/entity"
 
 
@@ -114,7 +123,7 @@ def build_file_assets(system: str, entity: str, table: str) -> list[dg.AssetsDef
 
     @dg.asset(
         key=canonical_key(table), group_name=system, owners=OWNERS, kinds={"sql", "pandas", "pandera"},
-        ins={"landed": dg.AssetIn(raw_key(system, entity))}, deps=deps, retry_policy=LOAD_RETRY,
+        ins={"landed": dg.AssetIn(raw_key(system, entity))}, deps=deps,
         description=f"Canonical `{table}` rows from {system} {entity}, mapped by {versions}, validated with the "
                     f"pandera model and merged on (source_system, source_id); bad rows go to dead_letters.",
         op_tags={ENTITY_TAG: f"{system}.{entity}"},
@@ -129,7 +138,11 @@ def build_file_assets(system: str, entity: str, table: str) -> list[dg.AssetsDef
                 context.log.info("%s already processed by another run; skipping", item["name"])
                 continue
             f = inbox.InboxFile(p, system, entity, item["bytes"], p.stat().st_mtime)
-            report = inbox.process(f, settings=settings, engine=engine, run_id=context.run_id)
+            try:
+                report = inbox.process(f, settings=settings, engine=engine, run_id=context.run_id)
+            except Exception as exc:
+                retry_if_transient(context, exc)
+                raise
             context.log.info("%s: %s read=%d inserted=%d updated=%d unchanged=%d dup=%d quarantined=%d",
                              item["name"], report.status, report.rows_read, report.rows_inserted, report.rows_updated,
                              report.rows_unchanged, report.rows_duplicate, report.rows_quarantined)

@@ -22,7 +22,8 @@ LINEAGE_DOCS = {
     "row_hash": "64-bit hash of the mapped business columns; a replay compares it to skip unchanged rows.",
 }
 
-Str = Series[pd.StringDtype]
+# Arrow-backed strings: the readers produce them, and pandera checks them several times faster.
+Str = Series[Annotated[pd.StringDtype, "pyarrow", pd.NA]]
 Money = Series[float]
 Timestamp = Series[Annotated[pd.DatetimeTZDtype, "ns", "UTC"]]
 Bool = Series[pd.BooleanDtype]

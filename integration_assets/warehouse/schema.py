@@ -8,6 +8,7 @@ Canonical tables mirror the pandera models in ``integration_assets.contracts.mod
 from __future__ import annotations
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 
 metadata = sa.MetaData(
     naming_convention={
@@ -18,13 +19,19 @@ metadata = sa.MetaData(
 )
 
 TS = sa.DateTime(timezone=True)
+
+
+def key_string(length: int) -> sa.types.TypeEngine:
+    """Key columns compare bytewise on Postgres (COLLATE "C"): sorting and index lookups are several times
+    faster than with a linguistic collation, and key equality does not depend on the server's locale."""
+    return sa.String(length).with_variant(postgresql.VARCHAR(length, collation="C"), "postgresql")
 MONEY = sa.Numeric(18, 4)
 
 
 def _lineage() -> list[sa.Column]:
     return [
-        sa.Column("source_system", sa.String(32), nullable=False),
-        sa.Column("source_id", sa.String(64), nullable=False),
+        sa.Column("source_system", key_string(32), nullable=False),
+        sa.Column("source_id", key_string(64), nullable=False),
         sa.Column("source_updated_at", TS, nullable=False),
         sa.Column("mapping_version", sa.String(64), nullable=False),
         sa.Column("load_id", sa.String(64), nullable=False),

@@ -56,6 +56,8 @@ class CanonicalStage:
         self.conn = conn
         self.table = CANONICAL_TABLES[table_name]
         self.columns = [c.name for c in self.table.columns]
+        # What the row hash covers: everything but lineage bookkeeping.
+        self.business = [c for c in self.columns if c not in ("source_system", "mapping_version", "load_id", "row_hash")]
         self.pg = conn.dialect.name == "postgresql"
         self.name = f"_stage_{table_name}"
         self.staged = 0
@@ -63,35 +65,35 @@ class CanonicalStage:
         if self.pg:
             conn.exec_driver_sql(f"CREATE TEMP TABLE {q} (LIKE {_q(conn, table_name)}) ON COMMIT DROP")
             conn.exec_driver_sql(f"ALTER TABLE {q} ADD COLUMN {STAGE_POS} bigint")
+            conn.exec_driver_sql(f"ALTER TABLE {q} ALTER COLUMN row_hash DROP NOT NULL")  # computed at merge
         else:
             conn.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{q}")
             conn.exec_driver_sql(f"CREATE TEMP TABLE {q} AS SELECT * FROM {_q(conn, table_name)} WHERE 0")
             conn.exec_driver_sql(f"ALTER TABLE {q} ADD COLUMN {STAGE_POS} INTEGER")
 
     def add(self, frame: pd.DataFrame, load_id: str) -> None:
-        """Stage mapped rows (canonical columns + lineage + _pos)."""
+        """Stage mapped rows (canonical columns + lineage + _pos); the row hash is computed here."""
         if frame.empty:
             return
         frame = frame.assign(load_id=load_id)
-        cols = [*self.columns, STAGE_POS]
         if self.pg:
+            # Postgres hashes the row itself during the merge (hashtextextended): far cheaper than in pandas.
+            cols = [c for c in (*self.columns, STAGE_POS) if c != "row_hash"]
             self._copy(frame[cols], cols)
         else:
+            frame["row_hash"] = pd.util.hash_pandas_object(frame[self.business], index=False).to_numpy().view(np.int64)
+            cols = [*self.columns, STAGE_POS]
             self._executemany(frame[cols], cols)
         self.staged += len(frame)
 
     def _copy(self, frame: pd.DataFrame, cols: list[str]) -> None:
-        arrays = {}
+        frame = frame.copy(deep=False)
         for c in cols:
-            s = frame[c]
-            if isinstance(s.dtype, pd.DatetimeTZDtype):
-                arrays[c] = pa.array(s.dt.tz_convert("UTC")).cast(pa.timestamp("us", tz="UTC"))
-            elif isinstance(s.dtype, pd.StringDtype) or s.dtype == object:
-                arrays[c] = pa.array(s.astype(object).where(s.notna(), None), type=pa.string())
-            else:
-                arrays[c] = pa.array(s, from_pandas=True)
+            if isinstance(frame[c].dtype, pd.DatetimeTZDtype):
+                frame[c] = frame[c].astype("datetime64[us, UTC]")  # Postgres keeps microseconds
+        table = pa.Table.from_pandas(frame, preserve_index=False)
         buf = io.BytesIO()
-        pacsv.write_csv(pa.table(arrays), buf, pacsv.WriteOptions(include_header=False, quoting_style="needed"))
+        pacsv.write_csv(table, buf, pacsv.WriteOptions(include_header=False, quoting_style="needed"))
         raw = self.conn.connection.driver_connection
         collist = ", ".join(_q(self.conn, c) for c in cols)
         with raw.cursor() as cur, cur.copy(f"COPY {_q(self.conn, self.name)} ({collist}) FROM STDIN (FORMAT csv)") as cp:
@@ -132,9 +134,18 @@ class CanonicalStage:
             f"(excluded.source_updated_at = {t}.source_updated_at AND excluded.row_hash > {t}.row_hash)"
         )
         if self.pg:
+            # The in-file dedup sorts the staged rows: give it memory so it does not spill to disk.
+            c.exec_driver_sql("SET LOCAL work_mem = '256MB'")
+            # The row hash is computed from the row's text form, which must not depend on the session zone.
+            c.exec_driver_sql("SET LOCAL TimeZone = 'UTC'")
+            c.exec_driver_sql(f"ANALYZE {s}")
+            biz = ", ".join(f"s.{_q(c, x)}" for x in self.business)
+            others = ", ".join(f"s.{_q(c, x)}" for x in self.columns if x != "row_hash")
             sql = f"""
-            WITH src AS (
-                SELECT DISTINCT ON (source_system, source_id) {cols} FROM {s}
+            WITH h AS (
+                SELECT {others}, hashtextextended(ROW({biz})::text, 0) AS row_hash FROM {s} s
+            ), src AS (
+                SELECT DISTINCT ON (source_system, source_id) {cols} FROM h
                 ORDER BY source_system, source_id, source_updated_at DESC, row_hash DESC
             ), m AS (
                 INSERT INTO {t} ({cols}) SELECT {cols} FROM src
@@ -178,12 +189,21 @@ def existing_keys(conn: sa.Connection, table_name: str, system: str, ids: Iterab
 
 def fingerprint(system: str, entity: str, raw: Any) -> str:
     """Identity of a bad record: the same record seen again updates its dead letter instead of adding one."""
-    body = raw if isinstance(raw, str) else json.dumps(raw, sort_keys=True, default=str)
+    if isinstance(raw, str) and raw.startswith("{"):
+        try:
+            raw = json.loads(raw)  # JSON text and dicts of the same record must give the same identity
+        except ValueError:
+            pass
+    body = raw if isinstance(raw, str) else json.dumps(raw, sort_keys=True, default=str, ensure_ascii=False)
     return hashlib.sha256(f"{system}\x1f{entity}\x1f{body}".encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _insert_for(conn: sa.Connection, table: sa.Table) -> Any:
     return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
+
+
+_DL_DEFAULTS = {k: None for k in ("natural_key", "column_name", "offending_value", "errors", "raw_record", "headers",
+                                    "contract_version", "file_name", "position", "load_id")}
 
 
 def upsert_dead_letters(conn: sa.Connection, rows: Sequence[dict[str, Any]]) -> None:
@@ -196,8 +216,9 @@ def upsert_dead_letters(conn: sa.Connection, rows: Sequence[dict[str, Any]]) -> 
         return
     now = utcnow()
     for start in range(0, len(rows), 1000):
-        part = [{"first_seen": now, "last_seen": now, "attempts": 1, "status": "pending", **r} for r in rows[start : start + 1000]]
-        stmt = _insert_for(conn, dead_letters).values(part)
+        part = [{"first_seen": now, "last_seen": now, "attempts": 1, "status": "pending", **_DL_DEFAULTS, **r}
+                for r in rows[start : start + 1000]]
+        stmt = _insert_for(conn, dead_letters)
         ex = stmt.excluded
         stmt = stmt.on_conflict_do_update(
             index_elements=[dead_letters.c.fingerprint],
@@ -217,7 +238,7 @@ def upsert_dead_letters(conn: sa.Connection, rows: Sequence[dict[str, Any]]) -> 
                 "status": sa.case((dead_letters.c.status == "discarded", "discarded"), else_="pending"),
             },
         )
-        conn.execute(stmt)
+        conn.execute(stmt, part)  # executemany: one statement, many parameter sets
 
 
 def record_drift(conn: sa.Connection, load_id: str, system: str, entity: str, contract_version: str | None,

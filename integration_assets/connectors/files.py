@@ -13,6 +13,7 @@ import csv
 import hashlib
 import io
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -221,7 +222,8 @@ def _csv_header(path: Path, encoding: str, fallback: str) -> list[str]:
 def _csv_chunks(src: SourceFile, chunk_rows: int) -> Iterator[RawChunk]:
     failures: list[ParseFailure] = []
     bad_positions: list[int] = []  # ascending: rows are parsed in file order (use_threads=False)
-    counter = {"good": 0, "bad": 0, "last": 0}
+    recovered: list[tuple[int, list[str]]] = []  # (position, fields) of lines re-read after an unclosed quote
+    counter = {"good": 0, "bad": 0, "last": 0, "shift": 0}
 
     def on_invalid(row: Any) -> str:
         counter["bad"] += 1
@@ -229,16 +231,34 @@ def _csv_chunks(src: SourceFile, chunk_rows: int) -> Iterator[RawChunk]:
             f"expected {row.expected_columns} fields, found {row.actual_columns}"
             " (unbalanced quotes or a stray delimiter)"
         )
-        # row.number is the physical line (header = 1), so the record number when no earlier value spans lines.
-        pos = row.number - 1 if row.number is not None else counter["good"] + counter["bad"]
+        # row.number is pyarrow's record number (header = 1); lines re-read below are records of their own.
+        pos = row.number - 1 + counter["shift"] if row.number is not None else counter["good"] + counter["bad"]
         bad_positions.append(pos)
-        failures.append(ParseFailure(pos, row.text, reason, "csv_field_count"))
+        lines = row.text.splitlines()
+        if len(lines) > 1:
+            # A quote that is never closed swallows the following lines into one broken record. Only its first
+            # line is the bad record: the others are read again one by one, so the rest of the file still loads.
+            failures.append(ParseFailure(pos, lines[0], f"unbalanced quotes: {reason}; the {len(lines) - 1} "
+                                         "following line(s) it swallowed were read again one by one",
+                                         "csv_unbalanced_quote"))
+            counter["shift"] += len(lines) - 1
+            for k, line in enumerate(lines[1:], 1):
+                bad_positions.append(pos + k)  # taken, so later good records keep their own numbers
+                if line.strip():
+                    _reread_line(line, pos + k, len(src.columns), recovered, failures)
+        else:
+            failures.append(ParseFailure(pos, row.text, reason, "csv_field_count"))
         return "skip"
 
+    # A quote left open runs to the end of the file; pyarrow then reads everything after it as one value.
+    tail = _unclosed_quote_tail(src)
     # Single-threaded parsing is what makes pyarrow report row numbers of invalid rows; the streaming reader
     # parses serially anyway (measured: no difference on a 1M-row, 15-column export).
-    if src.encoding in ("utf-8",):
-        stream: Any = str(src.path)
+    if tail is not None:
+        stream: Any = io.BytesIO(tail[0].encode("utf-8"))
+        read_opts = pacsv.ReadOptions(block_size=16 << 20, column_names=src.columns, skip_rows=1, use_threads=False)
+    elif src.encoding in ("utf-8",):
+        stream = str(src.path)
         read_opts = pacsv.ReadOptions(block_size=16 << 20, column_names=src.columns, skip_rows=1, use_threads=False)
     elif src.encoding == "mixed":
         stream = io.BytesIO(_decoded_text(src).encode("utf-8"))
@@ -289,8 +309,81 @@ def _csv_chunks(src: SourceFile, chunk_rows: int) -> Iterator[RawChunk]:
     if pending or failures:
         if not pending:
             yield RawChunk(pd.DataFrame(columns=src.columns), np.empty(0, dtype=np.int64), list(failures))
+            failures.clear()
         else:
             yield flush()
+    tail_failures: list[ParseFailure] = []
+    if tail is not None:
+        # The record holding the open quote follows the last record pyarrow saw; only its first line is bad.
+        pos = max([counter["last"], *bad_positions]) + 1
+        lines = tail[1]
+        tail_failures.append(ParseFailure(pos, lines[0], "unbalanced quotes: a quote opened on this line is never "
+                                          f"closed; the {len(lines) - 1} following line(s) were read one by one",
+                                          "csv_unbalanced_quote"))
+        for k, line in enumerate(lines[1:], 1):
+            if line.strip():
+                _reread_line(line, pos + k, len(src.columns), recovered, tail_failures)
+    if recovered or tail_failures:
+        frame = pd.DataFrame([f for _, f in recovered], columns=src.columns).astype(pd.StringDtype("pyarrow"))
+        yield RawChunk(frame, np.asarray([p for p, _ in recovered], dtype=np.int64), tail_failures)
+
+
+_FIELD_OPENS_QUOTE = re.compile(r'(?:^|,)"')
+
+
+def _unclosed_quote_tail(src: SourceFile) -> tuple[str, list[str]] | None:
+    """(text before the record whose quote is never closed, that record's physical lines), or None.
+
+    Only files with an odd number of quote characters are scanned (counting is cheap; the scan decodes the
+    file). A quote opens only at the start of a field, so a literal quote inside a value (24" screen) is not
+    mistaken for one.
+    """
+    count = 0
+    with src.path.open("rb") as fh:
+        while block := fh.read(_BLOCK):
+            count += block.count(b'"')
+    if count % 2 == 0:
+        return None
+    text = _decoded_text(src)
+    inside, offset, record_start = False, 0, 0
+    for line in text.splitlines(keepends=True):
+        if not inside:
+            record_start = offset
+        offset += len(line)
+        if not inside and '"' not in line:
+            continue
+        i = 0
+        while True:
+            if inside:
+                j = line.find('"', i)
+                while j != -1 and line.startswith('""', j):
+                    j = line.find('"', j + 2)
+                if j == -1:
+                    break
+                inside, i = False, j + 1
+            else:
+                m = _FIELD_OPENS_QUOTE.search(line, i)
+                if m is None:
+                    break
+                inside, i = True, m.end()
+    if not inside or record_start == 0:  # balanced after all, or the quote is in the header (rejected earlier)
+        return None
+    return text[:record_start], text[record_start:].splitlines()
+
+
+def _reread_line(line: str, pos: int, ncols: int, good: list[tuple[int, list[str]]],
+                 failures: list[ParseFailure]) -> None:
+    """Parse one physical line as a record of its own (after an unclosed quote swallowed it)."""
+    try:
+        fields = next(csv.reader([line], strict=True))
+    except csv.Error as exc:
+        failures.append(ParseFailure(pos, line, f"unbalanced quotes: {exc}", "csv_unbalanced_quote"))
+        return
+    if len(fields) != ncols:
+        failures.append(ParseFailure(pos, line, f"expected {ncols} fields, found {len(fields)}"
+                                     " (unbalanced quotes or a stray delimiter)", "csv_field_count"))
+        return
+    good.append((pos, fields))
 
 
 def _depth_ok(text: str) -> bool:

@@ -182,6 +182,12 @@ class InvoicesPaymentsPolicy(_Strict):
     amount_in_minor_units: bool = False
     invoice_move_types: tuple[str, ...] = ("out_invoice",)
     tolerance: float = Field(0.01, ge=0)
+    lookback: timedelta = timedelta(days=90)
+
+    @field_validator("lookback", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> timedelta:
+        return parse_duration(v)
 
 
 class ReconciliationPolicy(_Strict):
@@ -259,6 +265,7 @@ class Policies(_Strict):
         if not self.defaults.freshness:
             raise ValueError("defaults.freshness (fail, optional warn) is required")
         # Resolve every declared level once now, so a bad override fails at load time, not at run time.
+        self.for_entity("", None)
         for system, src in self.sources.items():
             self.for_entity(system, None)
             for entity in src.entities:
@@ -282,7 +289,7 @@ class Policies(_Strict):
         try:
             return EntityPolicy.model_validate(merged)
         except ValueError as exc:
-            where = "/".join(p for p in (system, entity) if p)
+            where = "/".join(p for p in (system, entity) if p) or "defaults"
             raise ValueError(f"policy for {where}: {exc}") from exc
 
     def check(self, name: CheckName) -> CheckPolicy:

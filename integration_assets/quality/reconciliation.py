@@ -1,0 +1,260 @@
+"""Reconciliation across systems: does the CRM agree with the ERP, and the ERP with the payments?
+
+- ``deals_orders``: every HubSpot closed-won deal (``deals.is_closed_won``) has a confirmed Odoo sales order
+  (state in ``confirmed_states``), linked by ``sales_orders.client_order_ref`` (Odoo "Customer Reference")
+  ``= deals.source_id`` (the HubSpot deal id); every confirmed order that carries a reference points at a
+  closed-won deal. Orders without a reference (not created from the CRM) are counted, not mismatched.
+- ``customers_companies``: every Odoo customer with ``is_company`` is linked from a HubSpot company
+  (``companies.odoo_partner_id = customers.source_id``), and every link points at an Odoo company.
+- ``invoices_payments``: posted Odoo customer invoices vs Stripe succeeded payments, totals per day and
+  currency. The ``payments`` table arrives with the Stripe connector; until then the check is skipped with
+  "payments table not present yet" (a skip, never a pass).
+
+Unmatched keys are returned in the outcome's metadata (first 50) and written to ``reconciliation_mismatches``,
+replacing that check's previous rows in the caller's transaction. Details carry ids, states, dates and
+amounts only: names and e-mails are personal data and stay out.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+import sqlalchemy as sa
+
+from integration_assets.quality.outcome import CheckOutcome, aware, utcnow
+from integration_assets.quality.policies import Policies
+from integration_assets.quality.tables import reconciliation_mismatches
+from integration_assets.warehouse.schema import companies, customers, deals, invoices, sales_orders
+
+LISTED = 50  # mismatches listed in check metadata; all of them go to the table
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    key: str
+    side: str  # hubspot | odoo | stripe | both
+    detail: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "side": self.side, **self.detail}
+
+
+def replace_mismatches(conn: sa.Connection, check_name: str, mismatches: list[Mismatch], *,
+                       run_id: str | None = None, now: datetime | None = None) -> None:
+    """The check's rows in ``reconciliation_mismatches`` become exactly ``mismatches``."""
+    t = reconciliation_mismatches
+    conn.execute(t.delete().where(t.c.check_name == check_name))
+    if mismatches:
+        at = now or utcnow()
+        conn.execute(t.insert(), [
+            {"check_name": check_name, "key": m.key[:255], "side": m.side, "run_id": run_id, "detected_at": at,
+             "detail": json.dumps(m.detail, default=str, sort_keys=True)} for m in mismatches])
+
+
+def _outcome(check_name: str, policies: Policies, mismatches: list[Mismatch], ok_text: str, fail_text: str,
+             **meta: Any) -> CheckOutcome:
+    sides: dict[str, int] = defaultdict(int)
+    for m in mismatches:
+        sides[m.side] += 1
+    metadata = {"mismatches": len(mismatches), "by_side": dict(sides),
+                "listed": [m.as_dict() for m in mismatches[:LISTED]],
+                "table": f"reconciliation_mismatches WHERE check_name = '{check_name}'", **meta}
+    if mismatches:
+        return CheckOutcome.fail(policies.check(check_name).severity, fail_text, **metadata)  # type: ignore[arg-type]
+    return CheckOutcome.ok(ok_text, **metadata)
+
+
+def _money(v: Any) -> str | None:
+    return None if v is None else str(Decimal(str(v)).quantize(Decimal("0.01")))
+
+
+def _when(v: Any) -> str | None:
+    return aware(v).isoformat() if isinstance(v, datetime) else (v.isoformat() if isinstance(v, date) else v)
+
+
+# -- HubSpot deals vs Odoo orders ---------------------------------------------------------------------------
+
+def deals_orders(conn: sa.Connection, policies: Policies, *, run_id: str | None = None,
+                 now: datetime | None = None) -> CheckOutcome:
+    """Closed-won deals without a confirmed order, and confirmed orders referencing no closed-won deal."""
+    name = "reconcile_deals_orders"
+    states = list(policies.reconciliation.deals_orders.confirmed_states)
+    d, o = deals.c, sales_orders.c
+    won = d.is_closed_won.is_(True)
+    has_ref = sa.and_(o.client_order_ref.is_not(None), o.client_order_ref != "")
+    mismatches: list[Mismatch] = []
+
+    deals_without_order = conn.execute(
+        sa.select(d.source_id, d.stage, d.amount, d.close_date)
+        .where(won, ~sa.exists().where(o.client_order_ref == d.source_id, o.state.in_(states)))
+        .order_by(d.source_id)).all()
+    for r in deals_without_order:
+        others = conn.execute(sa.select(o.source_id, o.state).where(o.client_order_ref == r.source_id)).all()
+        detail = {"deal_id": r.source_id, "stage": r.stage, "amount": _money(r.amount),
+                  "close_date": _when(r.close_date),
+                  "reason": "closed-won deal has no confirmed sales order"}
+        if others:
+            detail["orders_in_other_states"] = [{"order_id": i, "state": s} for i, s in others]
+        mismatches.append(Mismatch(r.source_id, "hubspot", detail))
+
+    orders_without_deal = conn.execute(
+        sa.select(o.source_id, o.name, o.client_order_ref, o.state, o.amount_total, o.currency)
+        .where(o.state.in_(states), has_ref, ~sa.exists().where(d.source_id == o.client_order_ref, won))
+        .order_by(o.source_id)).all()
+    for r in orders_without_deal:
+        deal = conn.execute(sa.select(d.stage).where(d.source_id == r.client_order_ref)).first()
+        reason = ("deal exists but is not closed-won (stage " + str(deal.stage) + ")") if deal else "no such HubSpot deal"
+        mismatches.append(Mismatch(r.source_id, "odoo", {
+            "order_id": r.source_id, "order": r.name, "client_order_ref": r.client_order_ref, "state": r.state,
+            "amount_total": _money(r.amount_total), "currency": r.currency, "reason": reason}))
+
+    counts = {
+        "closed_won_deals": int(conn.execute(sa.select(sa.func.count()).where(won)).scalar_one()),
+        "confirmed_orders": int(conn.execute(sa.select(sa.func.count()).where(o.state.in_(states))).scalar_one()),
+        "confirmed_orders_without_reference": int(conn.execute(
+            sa.select(sa.func.count()).where(o.state.in_(states), ~has_ref)).scalar_one()),
+    }
+    replace_mismatches(conn, name, mismatches, run_id=run_id, now=now)
+    return _outcome(
+        name, policies, mismatches,
+        f"All {counts['closed_won_deals']} closed-won deals have a confirmed order and every referenced order "
+        "points at a closed-won deal.",
+        f"{len(deals_without_order)} closed-won deal(s) without a confirmed Odoo order, "
+        f"{len(orders_without_deal)} confirmed order(s) referencing no closed-won deal "
+        "(link: sales_orders.client_order_ref = deals.source_id).",
+        link="sales_orders.client_order_ref = deals.source_id", confirmed_states=states, **counts)
+
+
+# -- Odoo customers vs HubSpot companies --------------------------------------------------------------------
+
+def customers_companies(conn: sa.Connection, policies: Policies, *, run_id: str | None = None,
+                        now: datetime | None = None) -> CheckOutcome:
+    """Odoo companies no HubSpot company links to, and HubSpot links to no Odoo company."""
+    name = "reconcile_customers_companies"
+    cu, co = customers.c, companies.c
+    is_company = sa.and_(cu.is_company.is_(True), sa.or_(cu.active.is_(None), cu.active.is_(True)))
+    linked = sa.and_(co.odoo_partner_id.is_not(None), co.odoo_partner_id != "")
+    mismatches: list[Mismatch] = []
+
+    for r in conn.execute(
+        sa.select(cu.source_id, cu.country)
+        .where(is_company, ~sa.exists().where(co.odoo_partner_id == cu.source_id)).order_by(cu.source_id)
+    ):
+        mismatches.append(Mismatch(r.source_id, "odoo", {
+            "partner_id": r.source_id, "country": r.country,
+            "reason": "Odoo company not linked from any HubSpot company (Odoo Partner ID)"}))
+
+    for r in conn.execute(
+        sa.select(co.source_id, co.odoo_partner_id, co.domain)
+        .where(linked, ~sa.exists().where(cu.source_id == co.odoo_partner_id, is_company)).order_by(co.source_id)
+    ):
+        exists = conn.execute(sa.select(cu.is_company, cu.active).where(cu.source_id == r.odoo_partner_id)).first()
+        if exists is None:
+            reason = "Odoo Partner ID does not exist in Odoo"
+        elif not exists.is_company:
+            reason = "Odoo partner is an individual, not a company"
+        else:
+            reason = "Odoo partner is archived"
+        mismatches.append(Mismatch(r.source_id, "hubspot", {
+            "company_id": r.source_id, "odoo_partner_id": r.odoo_partner_id, "domain": r.domain, "reason": reason}))
+
+    unlinked = int(conn.execute(sa.select(sa.func.count()).select_from(companies).where(~linked)).scalar_one())
+    if policies.reconciliation.customers_companies.require_link_for_every_company:
+        for (cid,) in conn.execute(sa.select(co.source_id).where(~linked).order_by(co.source_id)):
+            mismatches.append(Mismatch(cid, "hubspot", {"company_id": cid, "reason": "no Odoo Partner ID"}))
+    counts = {
+        "odoo_companies": int(conn.execute(sa.select(sa.func.count()).where(is_company)).scalar_one()),
+        "hubspot_companies": int(conn.execute(sa.select(sa.func.count()).select_from(companies)).scalar_one()),
+        "hubspot_companies_without_link": unlinked,
+    }
+    replace_mismatches(conn, name, mismatches, run_id=run_id, now=now)
+    odoo_side = sum(m.side == "odoo" for m in mismatches)
+    return _outcome(
+        name, policies, mismatches,
+        f"All {counts['odoo_companies']} Odoo companies are linked from HubSpot and every link resolves "
+        f"({unlinked} HubSpot companies have no Odoo Partner ID: prospects).",
+        f"{odoo_side} Odoo compan(ies) not linked from HubSpot, {len(mismatches) - odoo_side} HubSpot "
+        "compan(ies) linking to no Odoo company (link: companies.odoo_partner_id = customers.source_id).",
+        link="companies.odoo_partner_id = customers.source_id", **counts)
+
+
+# -- Odoo invoices vs Stripe payments -----------------------------------------------------------------------
+
+def _day(v: Any) -> date | None:
+    if v is None:
+        return None
+    if isinstance(v, datetime):
+        return aware(v).date()  # type: ignore[union-attr]
+    if isinstance(v, date):
+        return v
+    text = str(v)
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).date() if text else None
+
+
+def invoices_payments(conn: sa.Connection, policies: Policies, *, run_id: str | None = None,
+                      now: datetime | None = None) -> CheckOutcome:
+    """Per day and currency: posted invoice totals vs succeeded payment totals (skipped without payments)."""
+    name = "reconcile_invoices_payments"
+    pol = policies.reconciliation.invoices_payments
+    now = now or utcnow()
+    inspector = sa.inspect(conn)
+    if not inspector.has_table(pol.payments_table):
+        replace_mismatches(conn, name, [], run_id=run_id, now=now)
+        return CheckOutcome.skip(f"{pol.payments_table} table not present yet (it arrives with the Stripe connector)",
+                                 payments_table=pol.payments_table)
+    payments = sa.Table(pol.payments_table, sa.MetaData(), autoload_with=conn)
+    wanted = {pol.amount_column, pol.currency_column, pol.status_column, pol.date_column}
+    missing = sorted(wanted - set(payments.c.keys()))
+    if missing:
+        replace_mismatches(conn, name, [], run_id=run_id, now=now)
+        return CheckOutcome.skip(f"{pol.payments_table} lacks the configured column(s) {missing} "
+                                 "(reconciliation.invoices_payments in the policies)", payments_table=pol.payments_table)
+    since = (now - pol.lookback).date()
+    p = payments.c
+    pay: dict[tuple[date, str], list[Decimal]] = defaultdict(list)
+    for when, cur, amount in conn.execute(
+        sa.select(p[pol.date_column], p[pol.currency_column], p[pol.amount_column])
+        .where(p[pol.status_column].in_(pol.succeeded_values))
+    ):
+        day = _day(when)
+        if day is None or day < since or amount is None:
+            continue
+        value = Decimal(str(amount)) / (100 if pol.amount_in_minor_units else 1)
+        pay[(day, str(cur or "").upper())].append(value)
+    if not pay:
+        replace_mismatches(conn, name, [], run_id=run_id, now=now)
+        return CheckOutcome.skip("no succeeded payments in the lookback window yet", lookback_days=pol.lookback.days)
+    first_day = min(day for day, _ in pay)
+    i = invoices.c
+    inv: dict[tuple[date, str], list[Decimal]] = defaultdict(list)
+    for when, cur, amount in conn.execute(
+        sa.select(i.invoice_date, i.currency, i.amount_total)
+        .where(i.state == "posted", i.move_type.in_(pol.invoice_move_types))
+    ):
+        day = _day(when)
+        if day is None or day < first_day or amount is None:
+            continue
+        inv[(day, str(cur or "").upper())].append(Decimal(str(amount)))
+    tolerance = Decimal(str(pol.tolerance))
+    mismatches = []
+    for key in sorted(set(pay) | set(inv)):
+        a, b = sum(inv.get(key, []), Decimal(0)), sum(pay.get(key, []), Decimal(0))
+        if abs(a - b) <= tolerance:
+            continue
+        side = "odoo" if key not in pay else "stripe" if key not in inv else "both"
+        mismatches.append(Mismatch(f"{key[0].isoformat()}/{key[1]}", side, {
+            "day": key[0].isoformat(), "currency": key[1], "invoices_total": _money(a), "payments_total": _money(b),
+            "difference": _money(a - b), "invoices": len(inv.get(key, [])), "payments": len(pay.get(key, []))}))
+    replace_mismatches(conn, name, mismatches, run_id=run_id, now=now)
+    days = len(set(pay) | set(inv))
+    return _outcome(
+        name, policies, mismatches,
+        f"Posted invoices and succeeded payments agree on all {days} day/currency pairs since {first_day}.",
+        f"{len(mismatches)} of {days} day/currency pairs differ by more than {pol.tolerance} between posted "
+        "invoices and succeeded payments.",
+        compared_from=first_day.isoformat(), day_currency_pairs=days)

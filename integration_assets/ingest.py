@@ -7,9 +7,11 @@ rows, the dead letters, the drift findings and the ledger row of a file in one t
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ import sqlalchemy as sa
 
 from integration_assets.connectors.files import FileRejected, RawChunk, SourceFile, inspect
 from integration_assets.contracts.spec import Contract, all_contracts, contracts_for
-from integration_assets.mapping.engine import ContractMapper, DriftStats, RowFailure, column_drift
+from integration_assets.mapping.engine import ContractMapper, DriftStats, MappedChunk, RowFailure, column_drift
 from integration_assets.settings import Settings, get_settings
 from integration_assets.warehouse import ledger
 from integration_assets.warehouse.db import get_engine
@@ -49,6 +51,24 @@ class ContractMatch:
         return out
 
 
+def _coverage(m: ContractMatch) -> float:
+    """Share of a contract's mapped source columns that the file has."""
+    return 1 - len(m.missing_optional) / max(len(m.contract.fields), 1)
+
+
+def _better_folder(system: str, entity: str, fmt: str, columns: list[str], coverage: float) -> ContractMatch | None:
+    """A contract of another folder that fits the file far better than this folder's best (a misplaced file)."""
+    if coverage >= 0.5:
+        return None
+    for other in all_contracts():
+        if (other.system, other.entity) == (system, entity) or fmt not in other.formats:
+            continue
+        m = ContractMatch(other, *column_drift(other, columns))
+        if not m.missing_required and _coverage(m) >= 0.8:
+            return m
+    return None
+
+
 def match_contract(system: str, entity: str, fmt: str, columns: list[str]) -> ContractMatch:
     """The newest contract version whose required columns the file has; FileRejected when none fits."""
     family = contracts_for(system, entity)
@@ -62,7 +82,16 @@ def match_contract(system: str, entity: str, fmt: str, columns: list[str]) -> Co
     scored = [ContractMatch(c, *column_drift(c, columns)) for c in candidates]
     fitting = [m for m in scored if not m.missing_required]
     if fitting:
-        return max(fitting, key=lambda m: (len(m.contract.fields) - len(m.missing_optional), m.contract.version))
+        best_fit = max(fitting, key=lambda m: (len(m.contract.fields) - len(m.missing_optional), m.contract.version))
+        other = _better_folder(system, entity, fmt, columns, _coverage(best_fit))
+        if other is not None:
+            raise FileRejected(
+                "wrong_folder",
+                f"the file has only {_coverage(best_fit):.0%} of the columns of {best_fit.contract.id} but "
+                f"{_coverage(other):.0%} of {other.contract.id}: is it in the wrong folder (expected "
+                f"{other.contract.system}/{other.contract.entity})?",
+            )
+        return best_fit
     best = min(scored, key=lambda m: (len(m.missing_required), -m.contract.version))
     hint = ""
     for other in all_contracts():
@@ -203,9 +232,8 @@ def _load(src: SourceFile, system: str, entity: str, settings: Settings, engine:
     with engine.begin() as conn:
         stage = CanonicalStage(conn, contract.target)
 
-        def handle(chunk: RawChunk) -> None:
+        def handle(chunk: RawChunk, mapped: MappedChunk) -> None:
             nonlocal quarantined
-            mapped = mapper.map_chunk(chunk)
             report.rows_read += mapped.rows_in
             drift.merge(mapped.drift)
             frame, ref_failures = _reference_failures(conn, contract, mapped.frame, chunk)
@@ -214,9 +242,19 @@ def _load(src: SourceFile, system: str, entity: str, settings: Settings, engine:
             upsert_dead_letters(conn, _dead_letter_rows(failures, contract.id, system, entity, src.path.name, report.load_id))
             stage.add(frame, report.load_id)
 
-        handle(first)
-        for chunk in chunks:
-            handle(chunk)
+        # Reading and mapping the next chunk (pandas/pyarrow, mostly outside the GIL) overlaps with staging the
+        # current one (COPY: parsed by the Postgres server process), so both cores work on a large file.
+        stream = itertools.chain([first], chunks)
+
+        def read_and_map() -> tuple[RawChunk, MappedChunk] | None:
+            chunk = next(stream, None)  # called by one worker, one call at a time
+            return None if chunk is None else (chunk, mapper.map_chunk(chunk))
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="map") as pool:
+            pending = pool.submit(read_and_map)
+            while (item := pending.result()) is not None:
+                pending = pool.submit(read_and_map)
+                handle(*item)
         counts = stage.merge()
         report.rows_inserted, report.rows_updated = counts.inserted, counts.updated
         report.rows_unchanged, report.rows_duplicate = counts.unchanged, counts.duplicates

@@ -585,3 +585,17 @@ def test_sample_loads_exactly_as_its_manifest_says(engine: sa.Engine, inbox: Pat
         report = load(inbox / f["path"], f["system"], f["entity"], force=True, records=f["records"])
         assert (report.rows_inserted, report.rows_updated) == (0, 0), f["path"]
         assert report.rows_quarantined == sum(f["bad_rows"].values()), f["path"]
+
+
+def test_companies_export_in_contacts_folder_is_rejected_not_loaded_as_contacts(warehouse_url: str, tmp_path: Path) -> None:
+    """Both exports share Record ID and Last Modified Date; the column coverage tells them apart."""
+    path = tmp_path / "companies.csv"
+    path.write_text(
+        '"Record ID","Company name","Company Domain Name","Industry","Country/Region","Odoo Partner ID",'
+        '"Create Date","Last Modified Date","Company owner"\n'
+        '"9001","Acme","acme.example","Computer Software","United States","","2024-01-01 10:00","2024-02-01 10:00","Sam"\n',
+        encoding="utf-8",
+    )
+    report = ingest_file(path, "hubspot", "contacts")
+    assert report.status == "rejected" and report.reason_code == "wrong_folder"
+    assert "hubspot/companies" in report.error

@@ -215,6 +215,8 @@ def upsert_dead_letters(conn: sa.Connection, rows: Sequence[dict[str, Any]]) -> 
     if not rows:
         return
     now = utcnow()
+    # Postgres text cannot hold NUL: keep it visible as the JSON escape instead of failing the whole load.
+    rows = [{k: v.replace("\x00", "\\u0000") if isinstance(v, str) else v for k, v in r.items()} for r in rows]
     for start in range(0, len(rows), 1000):
         part = [{"first_seen": now, "last_seen": now, "attempts": 1, "status": "pending", **_DL_DEFAULTS, **r}
                 for r in rows[start : start + 1000]]

@@ -119,7 +119,7 @@ class WebhookMetrics:
         )
         self.batch_size = Histogram(
             "webhook_publish_batch_messages",
-            "Messages per publish (confirms are batched across requests).",
+            "Messages per publish: the confirms (commits) of concurrent requests are batched.",
             BATCH_BUCKETS,
         )
         self.publish_failures = Counter(

@@ -153,9 +153,12 @@ async def make_client(
     socket), with their lifespan (the publisher thread) running."""
     async with contextlib.AsyncExitStack() as stack:
 
-        async def make(queue_factory: Callable[[], Queue] | None = None, **config: Any) -> httpx.AsyncClient:
-            factory = queue_factory or (lambda: SqlQueue(sqlite_warehouse, name=queue_name))
-            app = create_app(queue_factory=factory, config=test_config(**config))
+        async def make(
+            queue_factory: Callable[[], Queue] | None = None, queue_url: str | None = None, **config: Any
+        ) -> httpx.AsyncClient:
+            if queue_url is None and queue_factory is None:
+                queue_factory = lambda: SqlQueue(sqlite_warehouse, name=queue_name)  # noqa: E731
+            app = create_app(queue_url=queue_url, queue_factory=queue_factory, config=test_config(**config))
             await stack.enter_async_context(app.router.lifespan_context(app))
             client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
             await stack.enter_async_context(client)

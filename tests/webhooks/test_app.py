@@ -272,7 +272,7 @@ async def test_queue_down_answers_503_so_the_provider_retries(
 @pytest.mark.rabbitmq
 async def test_rabbitmq_down_answers_503(make_client: MakeClient) -> None:
     url = f"amqp://guest:guest@127.0.0.1:{closed_port()}/%2F?prefix=never&reconnect_max_s=0.3"
-    client = await make_client(queue_factory=lambda: RabbitMQQueue(url))
+    client = await make_client(queue_url=url)
     body = stripe_event()
     r = await client.post("/webhooks/stripe", content=body, headers=stripe_headers(body))
     assert r.status_code == 503 and r.json() == {"error": "queue_unavailable"}
@@ -283,7 +283,7 @@ async def test_200_only_once_the_broker_confirmed(
     make_client: MakeClient, amqp_url: str, isolated_env: Path
 ) -> None:
     url = amqp_queue_url(amqp_url, f"wh{time.time_ns()}")
-    client = await make_client(queue_factory=lambda: RabbitMQQueue(url))
+    client = await make_client(queue_url=url)
     observer = RabbitMQQueue(url)
     try:
         bodies = [stripe_event(f"evt_c{i}") for i in range(20)]
@@ -292,6 +292,8 @@ async def test_200_only_once_the_broker_confirmed(
         )
         assert {r.status_code for r in responses} == {200}
         assert observer.depth() == 20  # every 200 was preceded by a publisher confirm
+        batches = client.app.state.metrics.batch_size.count()  # type: ignore[attr-defined]
+        assert batches < 20  # concurrent requests shared publishes and their confirms
         got = observer.receive(50, wait_s=2)
         assert sorted(d.message.id for d in got) == sorted(f"stripe:evt_c{i}" for i in range(20))
     finally:

@@ -135,7 +135,7 @@ def render_summary(result: SyncResult, title: str = "Sync summary") -> None:
     table = Table(title=title, title_justify="left", min_width=110)
     for col in ("entity", "files", "read", "inserted", "updated", "unchanged", "duplicates", "quarantined",
                 "archived", "rejected"):
-        table.add_column(col, justify="left" if col == "entity" else "right")
+        table.add_column(col, justify="left" if col == "entity" else "right", no_wrap=col == "entity")
     totals: dict[str, int] = defaultdict(int)
     for e in result.per_entity():
         vals = [e["files"], e["rows_read"], e["rows_inserted"], e["rows_updated"], e["rows_unchanged"],

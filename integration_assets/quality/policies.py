@@ -284,7 +284,9 @@ class Policies(_Strict):
         for layer in layers:
             for section in ("freshness", "volume", "quarantine", "dead_letters"):
                 values = getattr(layer, section)
-                if values:
+                if values and section == "freshness":
+                    merged[section] = dict(values)  # a window pair: a level that sets it sets both
+                elif values:
                     merged.setdefault(section, {}).update(values)
         try:
             return EntityPolicy.model_validate(merged)

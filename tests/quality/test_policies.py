@@ -54,7 +54,8 @@ def test_overrides_merge_defaults_source_entity(tmp_path: Path, monkeypatch: pyt
     p = load_policies()
     assert p.for_entity("odoo", "sale.order").freshness.fail == timedelta(hours=6)
     contacts = p.for_entity("hubspot", "contacts")
-    assert (contacts.freshness.warn, contacts.freshness.fail) == (timedelta(hours=2), timedelta(hours=3))
+    # Freshness is a pair: a level that sets it replaces both windows (no warn inherited from a wider default).
+    assert (contacts.freshness.warn, contacts.freshness.fail) == (None, timedelta(hours=3))
     deals = p.for_entity("hubspot", "deals")
     assert (deals.freshness.warn, deals.freshness.fail) == (timedelta(minutes=1), timedelta(minutes=2))
     assert deals.volume.min_history == 5 and deals.volume.drop_below == 0.4
@@ -63,7 +64,7 @@ def test_overrides_merge_defaults_source_entity(tmp_path: Path, monkeypatch: pyt
 
 @pytest.mark.parametrize(("text", "message"), [
     (MINIMAL.replace("fail: 6h", "fail: 30s"), "at least 1 minute"),
-    (MINIMAL.replace("fail: 3h", "fail: 1h"), "must be shorter than fail"),
+    (MINIMAL.replace("fail: 3h", "warn: 2h, fail: 1h"), "must be shorter than fail"),
     (MINIMAL.replace("drop_below: 0.4", "drop_belw: 0.4"), "drop_belw"),
     (MINIMAL.replace("severity: ERROR, blocking", "severity: WARN, blocking"), "blocking check must have severity ERROR"),
     (MINIMAL.replace("fail: 6h", "fail: soon"), "not a duration"),

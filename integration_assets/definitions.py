@@ -5,17 +5,27 @@ from __future__ import annotations
 import dagster as dg
 
 from integration_assets.assets.files import build_all
+from integration_assets.checks import build_asset_checks
+from integration_assets.checks.freshness import freshness_policy_for
 from integration_assets.jobs.replay import replay_dead_letters
+from integration_assets.quality.policies import load_policies
 from integration_assets.resources import warehouse_resource
+from integration_assets.sensors.alerts import build_alert_sensors
 from integration_assets.sensors.inbox import build_inbox_sensor
 
 
 def build_definitions() -> dg.Definitions:
+    policies = load_policies()  # policies.yaml, or INTEGRATION_POLICIES_FILE
     file_assets, file_jobs = build_all()
+    # Global policy: every asset gets its source's freshness window (an asset that sets its own keeps it).
+    assets = dg.map_asset_specs(lambda spec: dg.apply_freshness_policy(
+        spec, freshness_policy_for(spec.key, policies, spec.group_name), overwrite_existing=False), file_assets)
+    checks = build_asset_checks([k for a in assets for k in a.keys], policies)
     return dg.Definitions(
-        assets=file_assets,
+        assets=assets,
+        asset_checks=checks,
         jobs=[*file_jobs, replay_dead_letters],
-        sensors=[build_inbox_sensor(file_jobs)],
+        sensors=[build_inbox_sensor(file_jobs), *build_alert_sensors(assets, checks, policies)],
         resources={"warehouse": warehouse_resource()},
     )
 

@@ -85,6 +85,8 @@ log = logging.getLogger(__name__)
 
 EVENT_KEY = "event"
 DEAD_KEY = "dead"
+# How long receive() waits for more of a batch once messages arrive (prefetched deliveries come in bursts).
+RECEIVE_LINGER_S = 0.005
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 # Headers the broker adds on (re)delivery and dead-lettering; never copied into a republished message.
 _BROKER_HEADERS = (
@@ -594,8 +596,13 @@ class RabbitMQQueue(Queue):
                 if remaining <= 0:
                     break
                 self._conn.process_data_events(time_limit=min(remaining, 0.25))
-            if self._buffer:
-                self._conn.process_data_events(0)  # collect what else arrived with the first one
+            # A batch arrives over a few milliseconds: keep collecting while it grows, so a drain gets
+            # full micro-batches instead of the first message alone.
+            while self._buffer and len(self._buffer) < max_messages:
+                before = len(self._buffer)
+                self._conn.process_data_events(time_limit=RECEIVE_LINGER_S)
+                if len(self._buffer) == before:
+                    break
         out: list[Delivery] = []
         while self._buffer and len(out) < max_messages:
             raw = self._buffer.popleft()

@@ -6,18 +6,20 @@ RabbitMQ topology is prefixed per test and deleted afterwards (the broker is sha
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import pytest
 import sqlalchemy as sa
 
-from integration_assets.queue import Message, Queue
+from integration_assets.queue import Delivery, Message, Queue
 from integration_assets.queue.rabbitmq import RabbitMQQueue
 from integration_assets.queue.sql import SqlQueue
 from integration_assets.warehouse.db import get_engine
@@ -49,6 +51,15 @@ def dead_letter_rows(warehouse_url: str) -> list[dict[str, Any]]:
         return [dict(r._mapping) for r in conn.execute(sa.select(dead_letters).order_by(dead_letters.c.id))]
 
 
+def receive_n(q: Queue, n: int, timeout_s: float = 5.0, **kw: Any) -> list[Delivery]:
+    """Receive until ``n`` deliveries arrived (a receive returns what is there: maybe part of a batch)."""
+    got: list[Delivery] = []
+    deadline = time.monotonic() + timeout_s
+    while len(got) < n and time.monotonic() < deadline:
+        got += q.receive(n - len(got), wait_s=max(0.0, min(1.0, deadline - time.monotonic())), **kw)
+    return got
+
+
 def wait_for(predicate: Callable[[], Any], timeout_s: float = 5.0, interval_s: float = 0.05) -> Any:
     deadline = time.monotonic() + timeout_s
     while True:
@@ -58,14 +69,69 @@ def wait_for(predicate: Callable[[], Any], timeout_s: float = 5.0, interval_s: f
         time.sleep(interval_s)
 
 
-@pytest.fixture(params=["sql", pytest.param("rabbitmq", marks=pytest.mark.rabbitmq)])
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite warehouse, copied per test: far cheaper than running the migrations every time."""
+    from integration_assets.warehouse import db
+
+    path = tmp_path_factory.mktemp("template") / "warehouse.db"
+    db.upgrade(f"sqlite:///{path}")
+    db._engine.cache_clear()  # release the file before it is copied
+    return path
+
+
+def _fresh_warehouse(kind: str, request: pytest.FixtureRequest, tmp_path: Path, template: Path) -> str:
+    if kind == "postgres":
+        from tests.conftest import _truncate_all
+
+        url = request.getfixturevalue("pg_database")
+        _truncate_all(url)
+        return url
+    path = tmp_path / "warehouse.db"
+    shutil.copyfile(template, path)
+    return f"sqlite:///{path}"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def sql_warehouse(
+    request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path, monkeypatch: pytest.MonkeyPatch
+) -> str:
+    """A migrated, empty warehouse (SQLite file or the session's Postgres database), set as the default."""
+    url = _fresh_warehouse(request.param, request, tmp_path, sqlite_template)
+    monkeypatch.setenv("INTEGRATION_WAREHOUSE_URL", url)
+    return url
+
+
+@pytest.fixture(
+    params=[
+        "sql-sqlite",
+        pytest.param("sql-postgres", marks=pytest.mark.postgres),
+        pytest.param("rabbitmq", marks=pytest.mark.rabbitmq),
+    ]
+)
 def backend(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
 @pytest.fixture
+def warehouse(
+    backend: str,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    sqlite_template: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> str:
+    """The warehouse of the test's backend: where its dead letters land (RabbitMQ: drained into SQLite)."""
+    url = _fresh_warehouse(
+        "postgres" if backend == "sql-postgres" else "sqlite", request, tmp_path, sqlite_template
+    )
+    monkeypatch.setenv("INTEGRATION_WAREHOUSE_URL", url)
+    return url
+
+
+@pytest.fixture
 def make_queue(
-    backend: str, warehouse_url: str, request: pytest.FixtureRequest
+    backend: str, warehouse: str, request: pytest.FixtureRequest
 ) -> Iterator[Callable[..., Queue]]:
     """Build queues of the test's backend that share one isolated queue (name or prefix)."""
     name = f"t{uuid.uuid4().hex[:12]}"
@@ -75,10 +141,10 @@ def make_queue(
     def make(max_attempts: int = 3, **options: Any) -> Queue:
         q: Queue
         if amqp is None:
-            q = SqlQueue(warehouse_url, name=name, max_attempts=max_attempts, **options)
+            q = SqlQueue(warehouse, name=name, max_attempts=max_attempts, **options)
         else:
             q = RabbitMQQueue(
-                amqp_queue_url(amqp, name, max_attempts=max_attempts, **options), warehouse_url=warehouse_url
+                amqp_queue_url(amqp, name, max_attempts=max_attempts, **options), warehouse_url=warehouse
             )
         created.append(q)
         return q
@@ -87,18 +153,15 @@ def make_queue(
     for q in created:
         q.close()
     if amqp is not None:
-        RabbitMQQueue(
-            amqp_queue_url(amqp, name, max_attempts=3), warehouse_url=warehouse_url
-        ).delete_topology()
+        RabbitMQQueue(amqp_queue_url(amqp, name, max_attempts=3)).delete_topology()
 
 
 @pytest.fixture
-def rabbit(amqp_url: str, tmp_path: Any) -> Iterator[Callable[..., RabbitMQQueue]]:
+def rabbit(
+    amqp_url: str, tmp_path: Path, sqlite_template: Path, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., RabbitMQQueue]]:
     """RabbitMQ queues on a per-test prefix, with a migrated SQLite warehouse for the DLQ drain."""
-    from integration_assets.warehouse import db
-
-    warehouse = f"sqlite:///{tmp_path / 'rabbit_wh.db'}"
-    db.upgrade(warehouse)
+    warehouse = _fresh_warehouse("sqlite", request, tmp_path, sqlite_template)
     prefix = f"t{uuid.uuid4().hex[:12]}"
     created: list[RabbitMQQueue] = []
 

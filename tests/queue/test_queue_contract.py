@@ -11,14 +11,14 @@ import pytest
 from integration_assets.queue import Queue, StaleDelivery
 from integration_assets.queue.sql import event_fingerprint
 
-from .conftest import dead_letter_rows, message, wait_for
+from .conftest import dead_letter_rows, message, receive_n, wait_for
 
 pytestmark = pytest.mark.usefixtures("backend")
 
 
 def _claim_again(q: Queue, backend: str, **kw: object) -> list:
     """Receive what a crashed consumer left behind: at once on RabbitMQ, after the visibility timeout on SQL."""
-    return q.receive(10, visibility_timeout_s=0.2, wait_s=3.0 if backend == "sql" else 2.0, **kw)  # type: ignore[arg-type]
+    return q.receive(10, visibility_timeout_s=0.2, wait_s=3.0 if backend.startswith("sql") else 2.0, **kw)  # type: ignore[arg-type]
 
 
 def test_publish_receive_ack_round_trip(make_queue: Callable[..., Queue], backend: str) -> None:
@@ -29,7 +29,7 @@ def test_publish_receive_ack_round_trip(make_queue: Callable[..., Queue], backen
     age = q.oldest_age_seconds()  # RabbitMQ cannot peek at the head without counting a delivery: None
     assert age is None if backend == "rabbitmq" else age is not None and age >= 0
 
-    got = q.receive(10, visibility_timeout_s=30, wait_s=2)
+    got = receive_n(q, 5, visibility_timeout_s=30)
     held_age = q.oldest_age_seconds()
     assert held_age is not None and held_age >= 0
     assert [d.message.id for d in got] == [m.id for m in sent]  # FIFO for fresh messages
@@ -47,7 +47,7 @@ def test_publish_receive_ack_round_trip(make_queue: Callable[..., Queue], backen
 
 
 def test_retry_backs_off_then_dead_letters_after_max_attempts(
-    make_queue: Callable[..., Queue], warehouse_url: str
+    make_queue: Callable[..., Queue], warehouse: str
 ) -> None:
     q = make_queue(max_attempts=3)
     q.publish(message(7))
@@ -65,7 +65,7 @@ def test_retry_backs_off_then_dead_letters_after_max_attempts(
     q.drain_dead_letters()
     assert q.depth() == 0
 
-    [row] = dead_letter_rows(warehouse_url)
+    [row] = dead_letter_rows(warehouse)
     assert row["stage"] == "event" and row["status"] == "pending"
     assert row["source_system"] == "stripe" and row["entity"] == "payment_intent.succeeded"
     assert row["natural_key"] == "stripe:evt_7" and row["fingerprint"] == event_fingerprint(
@@ -79,17 +79,15 @@ def test_retry_backs_off_then_dead_letters_after_max_attempts(
     assert not any("signature" in k.lower() for k in headers)
 
 
-def test_terminal_failure_is_dead_lettered_at_once(
-    make_queue: Callable[..., Queue], warehouse_url: str
-) -> None:
+def test_terminal_failure_is_dead_lettered_at_once(make_queue: Callable[..., Queue], warehouse: str) -> None:
     q = make_queue(max_attempts=5)
     q.publish_many([message(1), message(2)])
-    d1, d2 = q.receive(2, wait_s=2)
+    d1, d2 = receive_n(q, 2)
     q.dead_letter(d1, "event type 'x.unknown' has no mapping contract", "unknown_event_type")
     q.ack([d2])
     q.drain_dead_letters()
     assert q.depth() == 0
-    [row] = dead_letter_rows(warehouse_url)
+    [row] = dead_letter_rows(warehouse)
     assert (row["natural_key"], row["check_name"], row["attempts"]) == (
         "stripe:evt_1",
         "unknown_event_type",
@@ -113,7 +111,7 @@ def test_crash_without_ack_redelivers(make_queue: Callable[..., Queue], backend:
 
 
 def test_crash_loop_is_stopped_by_the_delivery_limit(
-    make_queue: Callable[..., Queue], backend: str, warehouse_url: str
+    make_queue: Callable[..., Queue], backend: str, warehouse: str
 ) -> None:
     q = make_queue(max_attempts=2)
     q.publish(message(9))
@@ -123,11 +121,11 @@ def test_crash_loop_is_stopped_by_the_delivery_limit(
         assert d.attempts == attempt
         consumer.close()  # crash again
     last = make_queue(max_attempts=2)
-    assert last.receive(10, visibility_timeout_s=0.2, wait_s=0.5 if backend == "sql" else 0.3) == []
+    assert last.receive(10, visibility_timeout_s=0.2, wait_s=0.5 if backend.startswith("sql") else 0.3) == []
     # RabbitMQ dead-letters asynchronously (at-least-once strategy): wait for it to reach the DLQ.
-    rows = wait_for(lambda: last.drain_dead_letters() or dead_letter_rows(warehouse_url))
+    rows = wait_for(lambda: last.drain_dead_letters() or dead_letter_rows(warehouse))
     assert rows
-    [row] = dead_letter_rows(warehouse_url)
+    [row] = dead_letter_rows(warehouse)
     assert (row["natural_key"], row["check_name"], row["attempts"]) == ("stripe:evt_9", "delivery_limit", 2)
     assert last.depth() == 0
 
@@ -145,7 +143,7 @@ def test_release_does_not_spend_an_attempt(make_queue: Callable[..., Queue]) -> 
 
 
 def test_dead_lettering_the_same_event_again_updates_its_row(
-    make_queue: Callable[..., Queue], warehouse_url: str
+    make_queue: Callable[..., Queue], warehouse: str
 ) -> None:
     q = make_queue()
     for reason in ("first failure", "second failure"):
@@ -153,7 +151,7 @@ def test_dead_lettering_the_same_event_again_updates_its_row(
         [d] = q.receive(1, wait_s=2)
         q.dead_letter(d, reason, "contract_violation")
         q.drain_dead_letters()
-    [row] = dead_letter_rows(warehouse_url)
+    [row] = dead_letter_rows(warehouse)
     assert row["reason"] == "second failure" and row["attempts"] == 2
 
 

@@ -14,7 +14,7 @@ import pytest
 from integration_assets.queue import PublishUnroutable, QueueConfigError, QueueUnavailable
 from integration_assets.queue.rabbitmq import RabbitMQQueue
 
-from .conftest import TcpProxy, closed_port, dead_letter_rows, message, wait_for
+from .conftest import TcpProxy, closed_port, dead_letter_rows, message, receive_n, wait_for
 
 pytestmark = pytest.mark.rabbitmq
 
@@ -59,7 +59,7 @@ def test_unroutable_publish_is_an_error_never_a_success(rabbit: Factory) -> None
     assert set(info.value.message_ids) == {"stripe:evt_2", "stripe:evt_3"}
     channel.queue_bind(q.config.queue, q.config.exchange, routing_key="event")
     q.publish(message(4))
-    assert [d.message.id for d in q.receive(10, wait_s=2)] == ["stripe:evt_1", "stripe:evt_4"]
+    assert [d.message.id for d in receive_n(q, 2)] == ["stripe:evt_1", "stripe:evt_4"]
 
 
 def test_broker_down_is_transient_and_bounded(rabbit: Factory) -> None:
@@ -74,12 +74,12 @@ def test_reconnects_after_losing_the_connection(rabbit: Factory, amqp_proxy: Tcp
     via_proxy = f"amqp://guest:guest@127.0.0.1:{amqp_proxy.port}/%2F"
     q = rabbit(via_proxy)
     q.publish_many([message(1), message(2)])
-    [d1, d2] = q.receive(2, wait_s=2)
+    [d1, d2] = receive_n(q, 2)
     amqp_proxy.cut()  # connection lost with two unacked deliveries
 
     q.publish(message(3))  # reconnects transparently
     q.ack([d1, d2])  # stale: skipped, the broker requeued them
-    got = q.receive(10, wait_s=2)
+    got = receive_n(q, 3)
     assert sorted(d.message.id for d in got) == ["stripe:evt_1", "stripe:evt_2", "stripe:evt_3"]
     assert all(d.redelivered for d in got if d.message.id != "stripe:evt_3")
     q.ack(got)
@@ -102,7 +102,7 @@ def test_retry_goes_through_the_delay_tier_and_comes_back(rabbit: Factory) -> No
 def test_duplicates_are_not_collapsed_on_rabbitmq(rabbit: Factory) -> None:
     q = rabbit()
     q.publish_many([message(1), message(1)])
-    got = q.receive(10, wait_s=2)
+    got = receive_n(q, 2)
     assert [d.message.id for d in got] == ["stripe:evt_1", "stripe:evt_1"]  # the consumer's ledger dedups
 
 

@@ -26,8 +26,8 @@ from integration_assets.warehouse.db import get_engine
 from .conftest import closed_port, dead_letter_rows, message
 
 
-def test_visibility_timeout_makes_an_unsettled_message_visible_again(warehouse_url: str) -> None:
-    q = SqlQueue(warehouse_url, name="vt")
+def test_visibility_timeout_makes_an_unsettled_message_visible_again(sql_warehouse: str) -> None:
+    q = SqlQueue(sql_warehouse, name="vt")
     q.publish(message(1))
     [first] = q.receive(1, visibility_timeout_s=0.3)
     assert q.receive(1, visibility_timeout_s=0.3) == []  # still invisible
@@ -39,14 +39,14 @@ def test_visibility_timeout_makes_an_unsettled_message_visible_again(warehouse_u
         q.retry(first, "late", delay_s=0)
     with pytest.raises(StaleDelivery):
         q.dead_letter(first, "late", "contract")
-    assert dead_letter_rows(warehouse_url) == []
+    assert dead_letter_rows(sql_warehouse) == []
     # ...but its ack still counts (its effect was committed; the second run will be a no-op).
     q.ack([first])
     assert q.depth() == 0
 
 
-def test_pending_duplicates_collapse_but_a_later_redelivery_is_enqueued(warehouse_url: str) -> None:
-    q = SqlQueue(warehouse_url, name="dups")
+def test_pending_duplicates_collapse_but_a_later_redelivery_is_enqueued(sql_warehouse: str) -> None:
+    q = SqlQueue(sql_warehouse, name="dups")
     q.publish_many([message(1), message(1), message(2)])
     q.publish(message(1))
     assert q.depth() == 2
@@ -57,8 +57,8 @@ def test_pending_duplicates_collapse_but_a_later_redelivery_is_enqueued(warehous
     assert q.depth() == 1
 
 
-def test_queues_sharing_the_table_are_isolated(warehouse_url: str) -> None:
-    a, b = SqlQueue(warehouse_url, name="a"), SqlQueue(warehouse_url, name="b")
+def test_queues_sharing_the_table_are_isolated(sql_warehouse: str) -> None:
+    a, b = SqlQueue(sql_warehouse, name="a"), SqlQueue(sql_warehouse, name="b")
     a.publish(message(1))
     b.publish(message(1))
     assert a.depth() == b.depth() == 1
@@ -66,15 +66,15 @@ def test_queues_sharing_the_table_are_isolated(warehouse_url: str) -> None:
     assert (a.depth(), b.depth()) == (0, 1)
 
 
-def test_concurrent_consumers_claim_disjoint_messages(warehouse_url: str) -> None:
+def test_concurrent_consumers_claim_disjoint_messages(sql_warehouse: str) -> None:
     n = 300
-    SqlQueue(warehouse_url, name="conc").publish_many([message(i) for i in range(n)])
+    SqlQueue(sql_warehouse, name="conc").publish_many([message(i) for i in range(n)])
     seen: list[str] = []
     lock = threading.Lock()
     errors: list[BaseException] = []
 
     def consume() -> None:
-        q = SqlQueue(warehouse_url, name="conc")
+        q = SqlQueue(sql_warehouse, name="conc")
         try:
             while batch := q.receive(7, visibility_timeout_s=60):
                 with lock:
@@ -90,14 +90,14 @@ def test_concurrent_consumers_claim_disjoint_messages(warehouse_url: str) -> Non
         t.join(30)
     assert not errors
     assert len(seen) == n and len(set(seen)) == n  # every message exactly once, no double claims
-    assert SqlQueue(warehouse_url, name="conc").depth() == 0
+    assert SqlQueue(sql_warehouse, name="conc").depth() == 0
 
 
-def test_ack_can_join_the_consumers_transaction(warehouse_url: str) -> None:
-    q = SqlQueue(warehouse_url, name="tx")
+def test_ack_can_join_the_consumers_transaction(sql_warehouse: str) -> None:
+    q = SqlQueue(sql_warehouse, name="tx")
     q.publish(message(1))
     [d] = q.receive(1)
-    engine = get_engine(warehouse_url)
+    engine = get_engine(sql_warehouse)
     with pytest.raises(RuntimeError), engine.begin() as conn:
         q.ack([d], connection=conn)
         raise RuntimeError("effect failed: the ack rolls back with it")
@@ -107,12 +107,12 @@ def test_ack_can_join_the_consumers_transaction(warehouse_url: str) -> None:
     assert q.depth() == 0
 
 
-def test_retry_without_delay_uses_capped_backoff(warehouse_url: str) -> None:
-    q = SqlQueue(warehouse_url, name="bo", backoff_base_s=10, backoff_cap_s=10)
+def test_retry_without_delay_uses_capped_backoff(sql_warehouse: str) -> None:
+    q = SqlQueue(sql_warehouse, name="bo", backoff_base_s=10, backoff_cap_s=10)
     q.publish(message(1))
     [d] = q.receive(1)
     assert q.retry(d, "timeout") == "retried"
-    with get_engine(warehouse_url).connect() as conn:
+    with get_engine(sql_warehouse).connect() as conn:
         row = conn.execute(sa.select(event_queue.c.visible_at_ms, event_queue.c.last_error)).one()
     delay_s = row.visible_at_ms / 1000 - time.time()
     assert 4 <= delay_s <= 10.5 and row.last_error == "timeout"
@@ -152,7 +152,7 @@ def test_backoff_is_capped_exponential_with_jitter() -> None:
     assert backoff_delay(30, base_s=2, cap_s=600, rng=lambda: 1.0) == 600.0
 
 
-def test_factory_picks_the_backend_from_the_url(warehouse_url: str) -> None:
+def test_factory_picks_the_backend_from_the_url(sql_warehouse: str) -> None:
     default = open_queue()
     assert isinstance(default, SqlQueue) and default.name == "events"
     custom = open_queue("sql?name=webhooks&max_attempts=7")

@@ -16,7 +16,7 @@ from integration_assets.queue.sql import SqlQueue
 from integration_assets.webhooks import signatures as sig
 from integration_assets.webhooks.app import WebhookConfig, parse_json
 
-from ..queue.conftest import amqp_queue_url, closed_port
+from ..queue.conftest import amqp_queue_url, closed_port, receive_n
 from .conftest import (
     EASYPOST_SECRET,
     STRIPE_OLD_SECRET,
@@ -294,7 +294,7 @@ async def test_200_only_once_the_broker_confirmed(
         assert observer.depth() == 20  # every 200 was preceded by a publisher confirm
         batches = client.app.state.metrics.batch_size.count()  # type: ignore[attr-defined]
         assert batches < 20  # concurrent requests shared publishes and their confirms
-        got = observer.receive(50, wait_s=2)
+        got = receive_n(observer, 20)
         assert sorted(d.message.id for d in got) == sorted(f"stripe:evt_c{i}" for i in range(20))
     finally:
         observer.delete_topology()

@@ -13,6 +13,7 @@ COMMAND_GROUPS: list[tuple[str, str]] = [
     ("integration_assets.demo", "demo"),
     ("integration_assets.contracts.cli", "contracts"),
     ("integration_assets.dead_letters.cli", "dlq"),
+    ("integration_assets.status", "status"),
     ("integration_assets.webhooks.cli", "webhooks"),
 ]
 

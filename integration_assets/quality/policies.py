@@ -57,6 +57,19 @@ def format_duration(td: timedelta) -> str:
     return f"{seconds}s"
 
 
+def human_age(td: timedelta) -> str:
+    """``3d 4h``, ``2h 5m``, ``42s``: the two largest units."""
+    seconds = max(0, int(td.total_seconds()))
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size or (unit == "s" and not parts):
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+        if len(parts) == 2:
+            break
+    return " ".join(parts)
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 

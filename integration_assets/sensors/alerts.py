@@ -36,7 +36,13 @@ from integration_assets.assets.files import ENTITY_TAG, canonical_key, raw_key
 from integration_assets.checks import dagster_internals
 from integration_assets.contracts.spec import known_entities
 from integration_assets.quality.connector_health import http_error_health, prune
-from integration_assets.quality.policies import CheckName, FreshnessPolicy, Policies, format_duration
+from integration_assets.quality.policies import (
+    CheckName,
+    FreshnessPolicy,
+    Policies,
+    format_duration,
+    human_age,
+)
 from integration_assets.warehouse.db import ensure_schema, get_engine
 from integration_assets.warehouse.schema import dead_letters
 
@@ -158,7 +164,7 @@ def freshness_alerts(instance: dg.DagsterInstance, windows: Mapping[dg.AssetKey,
         limit = window.fail if worst.state == "FAIL" else (window.warn or window.fail)
         last = max(filter(None, (dagster_internals.last_materialization_time(instance, v.key) for v in graded)),
                    default=None)
-        age = f"{format_duration(now - last)} ago ({last.isoformat()})" if last else "never"
+        age = f"{human_age(now - last)} ago ({last.isoformat()})" if last else "never"
         level = worst.state.lower()
         out = alerts.fire(Alert(
             key=f"freshness:{name}:{level}", severity="error" if worst.state == "FAIL" else "warning",

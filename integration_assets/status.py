@@ -1,0 +1,205 @@
+"""``integration-assets status [--json]``: one screen saying, per source entity, whether data is flowing and
+whether anything needs a human.
+
+Per source entity: last successful load, freshness state, rows read in the last day, rows quarantined in the
+last day, dead letters pending, failing asset checks, open alerts. Sources: the warehouse (loads ledger, dead
+letters, alert incidents) and, when there is one, the Dagster instance in DAGSTER_HOME (freshness states
+from the FreshnessDaemon, latest check evaluations). Without an instance, freshness is computed from the
+last successful load and the policy windows (marked "ledger"), and failing checks come from open alerts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import click
+import sqlalchemy as sa
+
+from integration_assets.alerts.notifier import Incident, list_incidents
+from integration_assets.contracts.spec import known_entities
+from integration_assets.quality.outcome import aware, utcnow
+from integration_assets.quality.policies import Policies, human_age, load_policies
+from integration_assets.settings import Settings, get_settings
+from integration_assets.warehouse.db import ensure_schema, get_engine
+from integration_assets.warehouse.schema import dead_letters, loads
+
+_RANK = {"PASS": 0, "UNKNOWN": 1, "WARN": 2, "FAIL": 3}
+_STYLE = {"PASS": "green", "WARN": "yellow", "FAIL": "bold red", "UNKNOWN": "dim"}
+
+
+def _dagster_instance(settings: Settings) -> Any:
+    """The Dagster instance of DAGSTER_HOME (or the sync command's default home), if there is one."""
+    import dagster as dg
+
+    home = os.environ.get("DAGSTER_HOME")
+    if home and Path(home).is_dir():
+        return dg.DagsterInstance.get()
+    default = settings.data_dir / "dagster"
+    if (default / "dagster.yaml").exists():
+        return dg.DagsterInstance.from_config(str(default))
+    return None
+
+
+def _ledger_freshness(last: datetime | None, now: datetime, policies: Policies, system: str, entity: str) -> str:
+    if last is None:
+        return "UNKNOWN"
+    window = policies.for_entity(system, entity).freshness
+    age = now - last
+    if age >= window.fail:
+        return "FAIL"
+    if window.warn is not None and age >= window.warn:
+        return "WARN"
+    return "PASS"
+
+
+def _ledger(conn: sa.Connection, system: str, entity: str, since: datetime) -> dict[str, Any]:
+    ok = sa.and_(loads.c.source_system == system, loads.c.entity == entity, loads.c.status == "succeeded",
+                 loads.c.kind != "replay")
+    last = aware(conn.execute(sa.select(sa.func.max(loads.c.finished_at)).where(ok)).scalar_one())
+    read, quarantined, n = conn.execute(
+        sa.select(sa.func.coalesce(sa.func.sum(loads.c.rows_read), 0),
+                  sa.func.coalesce(sa.func.sum(loads.c.rows_quarantined), 0), sa.func.count())
+        .where(ok, loads.c.finished_at >= since)).one()
+    latest = conn.execute(
+        sa.select(loads.c.status, loads.c.file_name, loads.c.started_at)
+        .where(loads.c.source_system == system, loads.c.entity == entity, loads.c.kind != "replay")
+        .order_by(loads.c.started_at.desc()).limit(1)).first()
+    pending = conn.execute(sa.select(sa.func.count()).where(
+        dead_letters.c.source_system == system, dead_letters.c.entity == entity,
+        dead_letters.c.status == "pending")).scalar_one()
+    return {"last_successful_load": last, "loads_last_day": int(n), "rows_last_day": int(read),
+            "quarantined_last_day": int(quarantined), "dead_letters_pending": int(pending),
+            "latest_load_status": latest.status if latest else None}
+
+
+def _incident(i: Incident) -> dict[str, Any]:
+    return {"key": i.key, "severity": i.severity, "title": i.title, "since": i.opened_at.isoformat(),
+            "seen": i.fire_count}
+
+
+def collect_status(*, settings: Settings | None = None, instance: Any = None, now: datetime | None = None,
+                   use_dagster: bool = True) -> dict[str, Any]:
+    """Everything the status screen shows, as JSON-able data."""
+    settings = settings or get_settings()
+    ensure_schema(settings.warehouse_url)
+    engine = get_engine(settings.warehouse_url)
+    policies = load_policies()
+    now = now or utcnow()
+    if instance is None and use_dagster:
+        instance = _dagster_instance(settings)
+
+    entities = known_entities()
+    states: dict[Any, Any] = {}
+    checks: dict[Any, Any] = {}
+    if instance is not None:
+        import dagster as dg
+
+        from integration_assets.assets.files import canonical_key, raw_key
+        from integration_assets.checks import check_specs, dagster_internals
+
+        asset_keys = [k for s, e, t in entities for k in (raw_key(s, e), canonical_key(t))]
+        states = dagster_internals.freshness_states(instance, asset_keys)
+        check_keys = [dg.AssetCheckKey(canonical_key(spec.table), spec.name)
+                      for spec in check_specs({t for _, _, t in entities}, policies)]
+        checks = dagster_internals.latest_check_states(instance, check_keys)
+
+    incidents = list_incidents("open", engine=engine)
+    claimed: set[str] = set()
+    rows = []
+    with engine.connect() as conn:
+        for system, entity, table in entities:
+            row: dict[str, Any] = {"source": f"{system}/{entity}", "system": system, "entity": entity, "table": table}
+            row |= _ledger(conn, system, entity, now - timedelta(days=1))
+            fresh = None
+            if states:
+                from integration_assets.assets.files import canonical_key, raw_key
+
+                mine = [states[k] for k in (raw_key(system, entity), canonical_key(table)) if k in states]
+                graded = [v.state for v in mine if v.state in _RANK]
+                if graded:
+                    fresh = (max(graded, key=_RANK.__getitem__), "dagster")
+            if fresh is None:
+                fresh = (_ledger_freshness(row["last_successful_load"], now, policies, system, entity), "ledger")
+            row["freshness"], row["freshness_source"] = fresh
+            prefix = f"check:warehouse/{table}:"
+            if checks:
+                row["failing_checks"] = sorted(
+                    f"{k.name} ({s.severity or 'ERROR'})" if s.status == "failed" else f"{k.name} (could not run)"
+                    for k, s in checks.items()
+                    if k.asset_key.path == ["warehouse", table] and s.status in ("failed", "execution_failed"))
+            else:
+                row["failing_checks"] = sorted(i.key.removeprefix(prefix) for i in incidents if i.key.startswith(prefix))
+            mine_alerts = [i for i in incidents if (i.source_system, i.entity) == (system, entity)
+                           or i.key.startswith(prefix)]
+            claimed |= {i.key for i in mine_alerts}
+            row["open_alerts"] = [_incident(i) for i in mine_alerts]
+            last = row["last_successful_load"]
+            row["last_successful_load"] = last.isoformat() if last else None
+            row["last_successful_load_age"] = human_age(now - last) if last else None
+            rows.append(row)
+    return {
+        "generated_at": now.isoformat(),
+        "warehouse": engine.url.render_as_string(hide_password=True),
+        "dagster_instance": instance is not None,
+        "entities": rows,
+        "other_open_alerts": [_incident(i) for i in incidents if i.key not in claimed],
+    }
+
+
+def render(status: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"Integration status at {status['generated_at'][:19]}Z", title_justify="left")
+    for col, just in (("source", "left"), ("last successful load", "left"), ("freshness", "left"),
+                      ("rows 24h", "right"), ("quarantined 24h", "right"), ("dead letters", "right"),
+                      ("failing checks", "left"), ("open alerts", "right")):
+        table.add_column(col, justify=just)  # type: ignore[arg-type]
+    for r in status["entities"]:
+        age = f"{r['last_successful_load_age']} ago" if r["last_successful_load_age"] else "never"
+        fresh = f"[{_STYLE.get(r['freshness'], '')}]{r['freshness']}[/]" + (" (ledger)" if r["freshness_source"] == "ledger" else "")
+        pending = r["dead_letters_pending"]
+        alerts = len(r["open_alerts"])
+        table.add_row(
+            r["source"], age, fresh, str(r["rows_last_day"]),
+            f"[yellow]{r['quarantined_last_day']}[/]" if r["quarantined_last_day"] else "0",
+            f"[yellow]{pending}[/]" if pending else "0",
+            "[red]" + ", ".join(r["failing_checks"]) + "[/]" if r["failing_checks"] else "-",
+            f"[red]{alerts}[/]" if alerts else "0")
+    console = Console(width=max(Console().width, 140))
+    console.print(table)
+    open_alerts = [a for r in status["entities"] for a in r["open_alerts"]] + status["other_open_alerts"]
+    for a in open_alerts:
+        console.print(f"[{'red' if a['severity'] != 'warning' else 'yellow'}]{a['severity']}[/] {a['key']}: {a['title']} "
+                      f"(since {a['since'][:19]}Z)", highlight=False)
+    if not status["dagster_instance"]:
+        console.print("[dim]No Dagster instance found (DAGSTER_HOME): freshness from the loads ledger, failing "
+                      "checks from open alerts.[/]")
+
+
+def _jsonable(status: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(status, default=str))
+
+
+@click.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print the status as one JSON object.")
+def status(as_json: bool) -> None:
+    """Per source entity: last successful load, freshness, rows and quarantined rows in the last day, dead letters
+    pending, failing checks and open alerts."""
+    data = collect_status()
+    if as_json:
+        click.echo(json.dumps(_jsonable(data), sort_keys=True))
+    else:
+        render(data)
+
+
+def open_alert_keys(status: dict[str, Any]) -> Iterable[str]:
+    """Every open alert key on the screen (for scripts and tests)."""
+    for r in status["entities"]:
+        yield from (a["key"] for a in r["open_alerts"])
+    yield from (a["key"] for a in status["other_open_alerts"])

@@ -103,6 +103,18 @@ def test_a_skipped_check_raises_no_alert(defs: dg.Definitions) -> None:
     assert alert_lines() == []
 
 
+@pytest.mark.parametrize("warehouse_url", ["sqlite"], indirect=True)
+def test_a_check_that_cannot_run_alerts_as_an_error(warehouse_url: str, defs: dg.Definitions) -> None:
+    with get_engine(warehouse_url).begin() as conn:
+        conn.execute(sa.text("ALTER TABLE contacts RENAME TO contacts_moved"))  # the check's query now fails
+    with dg.instance_for_test() as instance:
+        assert not run_checks(defs, instance, [check_key("contacts", "keys")]).success
+        tick(defs, "asset_check_alerts", instance)
+    [fired] = alert_lines()
+    assert (fired["key"], fired["severity"]) == ("check:warehouse/contacts:keys", "error")
+    assert fired["title"] == "Check keys could not run on warehouse/contacts" and "unverified" in fired["summary"]
+
+
 # -- (b) failed runs ----------------------------------------------------------------------------------------
 
 class Toggle(dg.Config):

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import dagster as dg
 import pytest
 
+from integration_assets.assets.files import raw_op_name
 from integration_assets.definitions import defs
 from integration_assets.warehouse.db import get_engine
-from integration_assets.warehouse.schema import contacts
+from integration_assets.warehouse.schema import contacts, sales_orders
 from tests.checks.support import check_key, drop, evaluations, ingest, run_checks
 from tests.quality.factories import T0
 
@@ -87,3 +91,35 @@ def test_checks_on_an_empty_warehouse_never_crash() -> None:
         result = run_checks(defs, instance, keys)
     assert result.success
     assert all(e.passed for e in result.get_asset_check_evaluations())
+
+
+@pytest.mark.parametrize("warehouse_url", ["sqlite"], indirect=True)
+def test_blocking_check_on_orders_keeps_order_lines_from_loading_in_the_same_run(warehouse_url: str,
+                                                                                 tmp_path: Path) -> None:
+    # An order already in the warehouse carries the reference the new export uses for another order.
+    with get_engine(warehouse_url).begin() as conn:
+        conn.execute(sales_orders.insert().values(
+            source_system="odoo", source_id="900", source_updated_at=T0, mapping_version="odoo.sale.order.api@v1",
+            load_id="ld_x", row_hash=1, name="S00001", customer_id="7", state="sale"))
+    orders = tmp_path / "orders.json"
+    orders.write_text(json.dumps([{
+        "id": 1, "write_date": "2026-11-01 10:00:00", "name": "S00001", "partner_id": [7, "Acme"],
+        "date_order": "2026-11-01 09:00:00", "amount_untaxed": 100.0, "amount_tax": 0.0, "amount_total": 100.0,
+        "currency_id": [1, "USD"], "state": "sale", "invoice_status": "to invoice", "client_order_ref": False}]))
+    lines = tmp_path / "lines.json"
+    lines.write_text(json.dumps([{
+        "id": 11, "write_date": "2026-11-01 10:00:00", "order_id": [1, "S00001"], "product_id": [5, "Chair"],
+        "name": "Chair", "product_uom_qty": 1, "qty_delivered": 0, "qty_invoiced": 0, "price_unit": 100.0,
+        "discount": 0, "price_subtotal": 100.0, "price_total": 100.0}]))
+    selection = [dg.AssetKey(k) for k in (["raw", "odoo", "sale_order"], ["warehouse", "sales_orders"],
+                                          ["raw", "odoo", "sale_order_line"], ["warehouse", "sales_order_lines"])]
+    with dg.instance_for_test() as instance:
+        result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+            instance=instance, asset_selection=selection, raise_on_error=False, run_config={"ops": {
+                raw_op_name("odoo", "sale.order"): {"config": {"files": [str(orders)]}},
+                raw_op_name("odoo", "sale.order.line"): {"config": {"files": [str(lines)]}}}})
+    keys = {e.asset_check_key: e for e in result.get_asset_check_evaluations()}[check_key("sales_orders", "keys")]
+    assert not result.success and not keys.passed and keys.severity == dg.AssetCheckSeverity.ERROR
+    assert result.asset_materializations_for_node("warehouse__sales_orders")  # written, then found wrong
+    assert result.asset_materializations_for_node("raw__odoo__sale_order_line")  # not downstream of orders
+    assert not result.asset_materializations_for_node("warehouse__sales_order_lines")  # skipped: blocked

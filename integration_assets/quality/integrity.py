@@ -100,10 +100,13 @@ def referential(conn: sa.Connection, table: str, policies: Policies) -> CheckOut
     failing = []
     meta: dict[str, Any] = {}
     for ref in refs:
+        if ref.parent not in CANONICAL_TABLES or ref.column not in child.c:
+            raise ValueError(f"policies: reference {ref.name} names an unknown table or column")
         parent = _table(ref.parent)
         col = child.c[ref.column]
-        orphan = sa.and_(col.is_not(None), col != "", ~sa.exists().where(
-            parent.c.source_system == child.c.source_system, parent.c.source_id == col))
+        same_system = (parent.c.source_system == ref.parent_system if ref.parent_system
+                       else parent.c.source_system == child.c.source_system)
+        orphan = sa.and_(col.is_not(None), col != "", ~sa.exists().where(same_system, parent.c.source_id == col))
         n = int(conn.execute(sa.select(sa.func.count()).select_from(child).where(orphan)).scalar_one())
         distinct = int(conn.execute(sa.select(sa.func.count(sa.distinct(col))).where(orphan)).scalar_one())
         sample = [{"source_system": s, "source_id": i, ref.column: v} for s, i, v in conn.execute(

@@ -160,6 +160,8 @@ class Reference(_Strict):
     column: str
     parent: str
     severity: CheckSeverity = "WARN"
+    # The parent's source system when it differs from the child's (a Stripe payment naming an Odoo order).
+    parent_system: str | None = None
 
     @property
     def name(self) -> str:
@@ -193,6 +195,8 @@ class InvoicesPaymentsPolicy(_Strict):
     succeeded_values: tuple[str, ...] = ("succeeded",)
     date_column: str = "created_at"
     amount_in_minor_units: bool = False
+    # column -> accepted values, e.g. {object_type: [charge]} so a PaymentIntent and its Charge count once
+    filters: dict[str, tuple[str, ...]] = Field(default_factory=dict)
     invoice_move_types: tuple[str, ...] = ("out_invoice",)
     tolerance: float = Field(0.01, ge=0)
     lookback: timedelta = timedelta(days=90)

@@ -32,6 +32,9 @@ from integration_assets.quality.tables import reconciliation_mismatches
 from integration_assets.warehouse.schema import companies, customers, deals, invoices, sales_orders
 
 LISTED = 50  # mismatches listed in check metadata; all of them go to the table
+# Stripe "Zero-decimal currencies" (docs.stripe.com/currencies#zero-decimal): amounts are already whole units.
+ZERO_DECIMAL_CURRENCIES = frozenset({"BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA", "PYG", "RWF", "UGX",
+                                     "VND", "VUV", "XAF", "XOF", "XPF"})
 
 
 @dataclass(frozen=True)
@@ -208,7 +211,7 @@ def invoices_payments(conn: sa.Connection, policies: Policies, *, run_id: str | 
         return CheckOutcome.skip(f"{pol.payments_table} table not present yet (it arrives with the Stripe connector)",
                                  payments_table=pol.payments_table)
     payments = sa.Table(pol.payments_table, sa.MetaData(), autoload_with=conn)
-    wanted = {pol.amount_column, pol.currency_column, pol.status_column, pol.date_column}
+    wanted = {pol.amount_column, pol.currency_column, pol.status_column, pol.date_column, *pol.filters}
     missing = sorted(wanted - set(payments.c.keys()))
     if missing:
         replace_mismatches(conn, name, [], run_id=run_id, now=now)
@@ -219,13 +222,15 @@ def invoices_payments(conn: sa.Connection, policies: Policies, *, run_id: str | 
     pay: dict[tuple[date, str], list[Decimal]] = defaultdict(list)
     for when, cur, amount in conn.execute(
         sa.select(p[pol.date_column], p[pol.currency_column], p[pol.amount_column])
-        .where(p[pol.status_column].in_(pol.succeeded_values))
+        .where(p[pol.status_column].in_(pol.succeeded_values),
+               *(p[col].in_(values) for col, values in pol.filters.items()))
     ):
         day = _day(when)
         if day is None or day < since or amount is None:
             continue
-        value = Decimal(str(amount)) / (100 if pol.amount_in_minor_units else 1)
-        pay[(day, str(cur or "").upper())].append(value)
+        currency = str(cur or "").upper()
+        minor = pol.amount_in_minor_units and currency not in ZERO_DECIMAL_CURRENCIES
+        pay[(day, currency)].append(Decimal(str(amount)) / (100 if minor else 1))
     if not pay:
         replace_mismatches(conn, name, [], run_id=run_id, now=now)
         return CheckOutcome.skip("no succeeded payments in the lookback window yet", lookback_days=pol.lookback.days)

@@ -78,7 +78,8 @@ def test_reconciliation_skip_is_reported_not_passed(warehouse_url: str) -> None:
     ev = evaluations(result)
     skipped = ev["reconcile_invoices_payments"]
     assert result.success and not skipped.passed and skipped.severity == dg.AssetCheckSeverity.WARN
-    assert skipped.description.startswith("Not evaluated: payments table not present yet")
+    # Until Stripe payments exist (no table yet, or no succeeded payment in it) the check says so.
+    assert skipped.description.startswith("Not evaluated: ")
     assert skipped.metadata["status"].value == "skipped"
     assert ev["reconcile_deals_orders"].passed  # empty on both sides
 

@@ -193,6 +193,19 @@ def test_referential_integrity(wh: Warehouse, policies: Policies) -> None:
     assert error.metadata["sales_order_lines.order_id->sales_orders"]["orphans"] == 1
 
 
+def test_referential_integrity_across_systems(wh: Warehouse, policies: Policies) -> None:
+    from integration_assets.quality.policies import IntegrityPolicy, Reference
+
+    ref = Reference(table="sales_orders", column="client_order_ref", parent="deals", parent_system="hubspot")
+    cross = policies.model_copy(update={"integrity": IntegrityPolicy(references=(ref,))})
+    wh.rows("deals", {"source_id": "D1", "stage": "closedwon"})
+    wh.rows("sales_orders", _order("1", client_order_ref="D1"))
+    assert _run(wh, integrity.referential, "sales_orders", cross).passed
+    wh.rows("sales_orders", _order("2", client_order_ref="D404"))
+    out = _run(wh, integrity.referential, "sales_orders", cross)
+    assert not out.passed and out.metadata[ref.name]["missing_parents"] == 1
+
+
 # -- reconciliation -----------------------------------------------------------------------------------------
 
 def _mismatches(wh: Warehouse, check: str) -> list[tuple[str, str]]:
@@ -245,39 +258,66 @@ def test_customers_vs_companies(wh: Warehouse, policies: Policies) -> None:
     assert "Globex" not in json.dumps(dict(bad.metadata))  # names stay out
 
 
+def _payments_policy(policies: Policies, table: str) -> Policies:
+    rec = policies.reconciliation
+    ip = rec.invoices_payments.model_copy(update={"payments_table": table})
+    return policies.model_copy(update={"reconciliation": rec.model_copy(update={"invoices_payments": ip})})
+
+
 @pytest.fixture
 def payments_table(wh: Warehouse) -> Iterator[sa.Table]:
-    t = sa.Table("payments", sa.MetaData(), sa.Column("source_id", sa.String(64), primary_key=True),
-                 sa.Column("amount", sa.Numeric(18, 4)), sa.Column("currency", sa.String(3)),
-                 sa.Column("status", sa.String(16)), sa.Column("created_at", sa.DateTime(timezone=True)))
+    """A payments table shaped like Stripe's (minor units, lower-case currency, several object types)."""
+    t = sa.Table("test_payments", sa.MetaData(), sa.Column("source_id", sa.String(64), primary_key=True),
+                 sa.Column("object_type", sa.String(32)), sa.Column("amount", sa.BigInteger),
+                 sa.Column("currency", sa.String(3)), sa.Column("status", sa.String(16)),
+                 sa.Column("created_at", sa.DateTime(timezone=True)))
     t.create(wh.engine)
     yield t
     t.drop(wh.engine)
 
 
 def test_invoices_vs_payments_is_skipped_without_the_payments_table(wh: Warehouse, policies: Policies) -> None:
-    out = _run(wh, reconciliation.invoices_payments, policies)
+    out = _run(wh, reconciliation.invoices_payments, _payments_policy(policies, "payments_absent"))
     assert out.skipped and not out.passed
-    assert out.status == "skipped" and "payments table not present yet" in out.description
+    assert out.status == "skipped" and "payments_absent table not present yet" in out.description
+
+
+def test_shipped_payments_settings_match_the_payments_table_when_it_exists(policies: Policies) -> None:
+    from integration_assets.warehouse.schema import CANONICAL_TABLES
+
+    if "payments" not in CANONICAL_TABLES:
+        pytest.skip("the payments table is not part of the schema yet")
+    pol = policies.reconciliation.invoices_payments
+    wanted = {pol.amount_column, pol.currency_column, pol.status_column, pol.date_column, *pol.filters}
+    assert wanted <= set(CANONICAL_TABLES[pol.payments_table].c.keys())
 
 
 def test_invoices_vs_payments_per_day_and_currency(wh: Warehouse, policies: Policies, payments_table: sa.Table) -> None:
+    policies = _payments_policy(policies, "test_payments")
     now = T0 + timedelta(days=2)
     inv = {"move_type": "out_invoice", "state": "posted", "customer_id": "7"}
     wh.rows("invoices", {"source_id": "i1", "invoice_date": T0, "amount_total": 100, "currency": "USD", **inv},
             {"source_id": "i2", "invoice_date": T0, "amount_total": 50, "currency": "USD", **inv},
             {"source_id": "i3", "invoice_date": T0, "amount_total": 70, "currency": "EUR",
-             **(inv | {"state": "draft"})})
+             **(inv | {"state": "draft"})},
+            {"source_id": "i5", "invoice_date": T0, "amount_total": 1200, "currency": "JPY", **inv})
     with wh.engine.begin() as conn:
         conn.execute(payments_table.insert(), [
-            {"source_id": "p1", "amount": 150, "currency": "usd", "status": "succeeded", "created_at": T0},
-            {"source_id": "p2", "amount": 99, "currency": "usd", "status": "failed", "created_at": T0}])
+            {"source_id": "ch_1", "object_type": "charge", "amount": 15000, "currency": "usd", "status": "succeeded",
+             "created_at": T0},
+            {"source_id": "pi_1", "object_type": "payment_intent", "amount": 15000, "currency": "usd",
+             "status": "succeeded", "created_at": T0},  # the same payment as ch_1: counted once
+            {"source_id": "ch_2", "object_type": "charge", "amount": 9900, "currency": "usd", "status": "failed",
+             "created_at": T0},
+            {"source_id": "ch_3", "object_type": "charge", "amount": 1200, "currency": "jpy", "status": "succeeded",
+             "created_at": T0}])  # zero-decimal currency: 1200 yen, not 12
     ok = _run(wh, reconciliation.invoices_payments, policies, now=now)
-    assert ok.passed, ok.description
+    assert ok.passed, ok.metadata
 
     with wh.engine.begin() as conn:
         conn.execute(payments_table.insert(), [
-            {"source_id": "p3", "amount": 20, "currency": "eur", "status": "succeeded", "created_at": T0 + timedelta(days=1)}])
+            {"source_id": "ch_4", "object_type": "charge", "amount": 2000, "currency": "eur", "status": "succeeded",
+             "created_at": T0 + timedelta(days=1)}])
     wh.rows("invoices", {"source_id": "i4", "invoice_date": T0, "amount_total": 10, "currency": "USD", **inv})
     bad = _run(wh, reconciliation.invoices_payments, policies, now=now, run_id="r")
     assert not bad.passed

@@ -136,6 +136,8 @@ def run_suite(url: str, table: str, policies: Policies) -> CheckOutcome:
         if r.success:
             continue
         cfg = r.expectation_config
+        if cfg is None:
+            continue
         column = cfg.kwargs.get("column")
         res = r.result or {}
         item: dict[str, Any] = {"expectation": cfg.type, "column": column}

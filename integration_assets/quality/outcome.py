@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 from integration_assets.quality.policies import CheckSeverity
 
@@ -35,15 +35,15 @@ class CheckOutcome:
         return "passed" if self.passed else "failed"
 
     @classmethod
-    def ok(cls, description: str, severity: CheckSeverity = "WARN", **metadata: Any) -> CheckOutcome:
+    def ok(cls, description: str, severity: CheckSeverity = "WARN", /, **metadata: Any) -> CheckOutcome:
         return cls(True, severity, description, metadata)
 
     @classmethod
-    def fail(cls, severity: CheckSeverity, description: str, **metadata: Any) -> CheckOutcome:
+    def fail(cls, severity: CheckSeverity, description: str, /, **metadata: Any) -> CheckOutcome:
         return cls(False, severity, description, metadata)
 
     @classmethod
-    def skip(cls, reason: str, **metadata: Any) -> CheckOutcome:
+    def skip(cls, reason: str, /, **metadata: Any) -> CheckOutcome:
         return cls(False, "WARN", f"Not evaluated: {reason}", {"skipped": True, "skip_reason": reason, **metadata},
                    skipped=True)
 
@@ -76,6 +76,10 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+@overload
+def aware(value: datetime) -> datetime: ...
+@overload
+def aware(value: None) -> None: ...
 def aware(value: datetime | None) -> datetime | None:
     """SQLite returns naive timestamps (we only write UTC); Postgres returns them in the session zone."""
     if value is None:

@@ -60,7 +60,7 @@ def format_duration(td: timedelta) -> str:
 def human_age(td: timedelta) -> str:
     """``3d 4h``, ``2h 5m``, ``42s``: the two largest units."""
     seconds = max(0, int(td.total_seconds()))
-    parts = []
+    parts: list[str] = []
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
         if seconds >= size or (unit == "s" and not parts):
             parts.append(f"{seconds // size}{unit}")
@@ -97,17 +97,17 @@ class FreshnessPolicy(_Strict):
 
 
 class VolumePolicy(_Strict):
-    history: int = Field(10, ge=1)
-    min_history: int = Field(3, ge=1)
-    drop_below: float = Field(0.5, gt=0, lt=1)
-    spike_above: float = Field(3.0, gt=1)
+    history: int = Field(default=10, ge=1)
+    min_history: int = Field(default=3, ge=1)
+    drop_below: float = Field(default=0.5, gt=0, lt=1)
+    spike_above: float = Field(default=3.0, gt=1)
     kinds: tuple[str, ...] = ("file",)
 
 
 class QuarantinePolicy(_Strict):
-    latest_loads: int = Field(1, ge=1)
-    warn_rate: float = Field(0.02, ge=0, le=1)
-    error_rate: float = Field(0.20, ge=0, le=1)
+    latest_loads: int = Field(default=1, ge=1)
+    warn_rate: float = Field(default=0.02, ge=0, le=1)
+    error_rate: float = Field(default=0.20, ge=0, le=1)
 
     @model_validator(mode="after")
     def _order(self) -> QuarantinePolicy:
@@ -117,8 +117,8 @@ class QuarantinePolicy(_Strict):
 
 
 class DeadLetterPolicy(_Strict):
-    pending_warn: int = Field(100, ge=0)
-    pending_error: int = Field(1000, ge=0)
+    pending_warn: int = Field(default=100, ge=0)
+    pending_error: int = Field(default=1000, ge=0)
     oldest_warn: timedelta = timedelta(days=2)
     oldest_error: timedelta = timedelta(days=7)
 
@@ -198,7 +198,7 @@ class InvoicesPaymentsPolicy(_Strict):
     # column -> accepted values, e.g. {object_type: [charge]} so a PaymentIntent and its Charge count once
     filters: dict[str, tuple[str, ...]] = Field(default_factory=dict)
     invoice_move_types: tuple[str, ...] = ("out_invoice",)
-    tolerance: float = Field(0.01, ge=0)
+    tolerance: float = Field(default=0.01, ge=0)
     lookback: timedelta = timedelta(days=90)
 
     @field_validator("lookback", mode="before")
@@ -238,10 +238,10 @@ class Runbooks(_Strict):
 
 class HttpErrorPolicy(_Strict):
     window: timedelta = timedelta(minutes=10)
-    min_errors: int = Field(10, ge=1)
-    error_rate: float = Field(0.5, gt=0, le=1)
-    min_minutes: int = Field(3, ge=1)
-    clear_rate: float = Field(0.1, ge=0, le=1)
+    min_errors: int = Field(default=10, ge=1)
+    error_rate: float = Field(default=0.5, gt=0, le=1)
+    min_minutes: int = Field(default=3, ge=1)
+    clear_rate: float = Field(default=0.1, ge=0, le=1)
     retention: timedelta = timedelta(days=7)
 
     @field_validator("window", "retention", mode="before")

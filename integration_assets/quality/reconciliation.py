@@ -109,12 +109,13 @@ def deals_orders(conn: sa.Connection, policies: Policies, *, run_id: str | None 
         sa.select(o.source_id, o.name, o.client_order_ref, o.state, o.amount_total, o.currency)
         .where(o.state.in_(states), has_ref, ~sa.exists().where(d.source_id == o.client_order_ref, won))
         .order_by(o.source_id)).all()
-    for r in orders_without_deal:
-        deal = conn.execute(sa.select(d.stage).where(d.source_id == r.client_order_ref)).first()
+    for order in orders_without_deal:
+        deal = conn.execute(sa.select(d.stage).where(d.source_id == order.client_order_ref)).first()
         reason = ("deal exists but is not closed-won (stage " + str(deal.stage) + ")") if deal else "no such HubSpot deal"
-        mismatches.append(Mismatch(r.source_id, "odoo", {
-            "order_id": r.source_id, "order": r.name, "client_order_ref": r.client_order_ref, "state": r.state,
-            "amount_total": _money(r.amount_total), "currency": r.currency, "reason": reason}))
+        mismatches.append(Mismatch(order.source_id, "odoo", {
+            "order_id": order.source_id, "order": order.name, "client_order_ref": order.client_order_ref,
+            "state": order.state, "amount_total": _money(order.amount_total), "currency": order.currency,
+            "reason": reason}))
 
     counts = {
         "closed_won_deals": int(conn.execute(sa.select(sa.func.count()).where(won)).scalar_one()),
@@ -152,19 +153,20 @@ def customers_companies(conn: sa.Connection, policies: Policies, *, run_id: str 
             "partner_id": r.source_id, "country": r.country,
             "reason": "Odoo company not linked from any HubSpot company (Odoo Partner ID)"}))
 
-    for r in conn.execute(
+    for company in conn.execute(
         sa.select(co.source_id, co.odoo_partner_id, co.domain)
         .where(linked, ~sa.exists().where(cu.source_id == co.odoo_partner_id, is_company)).order_by(co.source_id)
     ):
-        exists = conn.execute(sa.select(cu.is_company, cu.active).where(cu.source_id == r.odoo_partner_id)).first()
+        exists = conn.execute(sa.select(cu.is_company, cu.active).where(cu.source_id == company.odoo_partner_id)).first()
         if exists is None:
             reason = "Odoo Partner ID does not exist in Odoo"
         elif not exists.is_company:
             reason = "Odoo partner is an individual, not a company"
         else:
             reason = "Odoo partner is archived"
-        mismatches.append(Mismatch(r.source_id, "hubspot", {
-            "company_id": r.source_id, "odoo_partner_id": r.odoo_partner_id, "domain": r.domain, "reason": reason}))
+        mismatches.append(Mismatch(company.source_id, "hubspot", {
+            "company_id": company.source_id, "odoo_partner_id": company.odoo_partner_id, "domain": company.domain,
+            "reason": reason}))
 
     unlinked = int(conn.execute(sa.select(sa.func.count()).select_from(companies).where(~linked)).scalar_one())
     if policies.reconciliation.customers_companies.require_link_for_every_company:

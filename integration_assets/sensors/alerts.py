@@ -31,7 +31,7 @@ from typing import Any, get_args
 import dagster as dg
 import sqlalchemy as sa
 
-from integration_assets.alerts import Alert, Notifier, list_incidents
+from integration_assets.alerts import Alert, Notifier, Severity, list_incidents
 from integration_assets.assets.files import ENTITY_TAG, canonical_key, raw_key
 from integration_assets.checks import dagster_internals
 from integration_assets.contracts.spec import known_entities
@@ -46,7 +46,7 @@ from integration_assets.quality.policies import (
 from integration_assets.warehouse.db import ensure_schema, get_engine
 from integration_assets.warehouse.schema import dead_letters
 
-ALERT_SEVERITY = {"WARN": "warning", "ERROR": "error"}
+ALERT_SEVERITY: dict[str, Severity] = {"WARN": "warning", "ERROR": "error"}
 KNOWN_CHECKS = frozenset(get_args(CheckName))
 _DETAIL_LIST_ITEMS = 10
 
@@ -103,7 +103,8 @@ def check_alerts(instance: dg.DagsterInstance, check_keys: Sequence[dg.AssetChec
         incident = f"check:{asset}:{key.name}"
         subject = where.get(key.asset_key, Subject())
         if state.status in ("failed", "execution_failed"):
-            runbook = subject.runbook(policies.check(key.name).runbook) if key.name in KNOWN_CHECKS else ""  # type: ignore[arg-type]
+            runbook = subject.runbook(policies.check(key.name).runbook) if key.name in KNOWN_CHECKS else ""  # type: ignore[arg-type]  # a CheckName
+            severity: Severity
             if state.status == "failed":
                 severity = ALERT_SEVERITY.get(state.severity or "ERROR", "error")
                 title = f"Check {key.name} failed on {asset} ({state.severity})"
@@ -116,7 +117,7 @@ def check_alerts(instance: dg.DagsterInstance, check_keys: Sequence[dg.AssetChec
                 runbook = "Open the run in the Dagster UI and read the check step's error; re-execute the run."
             out = alerts.fire(Alert(
                 key=incident, severity=severity, title=title, summary=summary, source_system=subject.system,
-                entity=subject.entity, check_name=key.name, runbook=runbook,  # type: ignore[arg-type]
+                entity=subject.entity, check_name=key.name, runbook=runbook,
                 details={"asset": asset, "check": key.name, "run_id": state.run_id, "evaluated_at": state.at.isoformat(),
                          **_details({k: v for k, v in state.metadata.items() if k != "status"})}))
             actions.append(f"{out.action} {incident}")

@@ -188,3 +188,66 @@ CANONICAL_MODELS: dict[str, type[_Canonical]] = {
     "sales_order_lines": SalesOrderLine,
     "invoices": Invoice,
 }
+
+
+class Payment(_Canonical):
+    """A Stripe PaymentIntent, charge or refund, as of the newest event seen for it (webhook events)."""
+
+    source_id: Str = _key("Stripe object id: pi_…, ch_… or re_….")
+    source_updated_at: Timestamp = pa.Field(
+        nullable=False,
+        description="`created` of the newest event applied (whole seconds, UTC) plus the status's lifecycle rank "
+                    "in microseconds, so that of two events in the same second the later state wins; an older event "
+                    "never overwrites newer state.")
+    object_type: Str = pa.Field(nullable=False, isin=["payment_intent", "charge", "refund"],
+                                description="Stripe object type: payment_intent, charge or refund.")
+    amount: Money = pa.Field(nullable=False, ge=0, description="Amount in integer minor units (cents; yen for JPY), as "
+                                                               "Stripe sends it.")
+    amount_refunded: Money = pa.Field(nullable=True, ge=0, description="Charges: amount refunded so far, minor units.")
+    currency: Str = pa.Field(nullable=False, str_matches=_CURRENCY, description="ISO-4217 currency code, upper-cased.")
+    status: Str = pa.Field(nullable=False, str_matches=_SLUG, description="Stripe status of the object (succeeded, "
+                                                                          "processing, requires_action, failed, …).")
+    customer_id: Str = pa.Field(nullable=True, description="Stripe customer id (cus_…); a soft link, the customer "
+                                                           "need not be in the warehouse.")
+    payment_intent_id: Str = pa.Field(nullable=True, description="Charges and refunds: the PaymentIntent (pi_…).")
+    charge_id: Str = pa.Field(nullable=True, description="PaymentIntents: latest charge; refunds: the refunded charge.")
+    order_id: Str = pa.Field(nullable=True, description="Odoo sale.order this payment is for, from "
+                                                        "metadata.order_id (the payment↔order link; may be unknown).")
+    invoice_id: Str = pa.Field(nullable=True, description="Odoo account.move this payment settles, from "
+                                                          "metadata.invoice.")
+    refund_reason: Str = pa.Field(nullable=True, str_matches=_SLUG, description="Refunds: duplicate, fraudulent, "
+                                                                                "requested_by_customer, ….")
+    livemode: Bool = pa.Field(nullable=True, description="False for Stripe test-mode objects.")
+    created_at: Timestamp = pa.Field(nullable=True, description="When Stripe created the object (UTC).")
+    event_id: Str = pa.Field(nullable=False, description="Stripe event (evt_…) that last wrote the row.")
+    event_type: Str = pa.Field(nullable=False, description="Type of that event, e.g. payment_intent.succeeded.")
+
+    @pa.check("amount", "amount_refunded", name="whole_minor_units")
+    def _whole(cls, s: pd.Series) -> pd.Series:  # noqa: N805 - pandera passes the model class
+        return s.isna() | (s % 1 == 0)
+
+
+class ShipmentEvent(_Canonical):
+    """The latest tracking status of each EasyPost tracker (one row per tracker, from tracker.* events)."""
+
+    source_id: Str = _key("EasyPost tracker id (trk_…).")
+    source_updated_at: Timestamp = pa.Field(
+        nullable=False,
+        description="The tracker's updated_at in the newest event applied (UTC) plus the status's rank in "
+                    "microseconds; an older event never overwrites newer state.")
+    tracking_code: Str = pa.Field(nullable=False, str_length={"min_value": 1, "max_value": 64},
+                                  description="Carrier tracking number.")
+    carrier: Str = pa.Field(nullable=True, description="Carrier, e.g. USPS, FedEx.")
+    status: Str = pa.Field(nullable=False, str_matches=_SLUG, description="pre_transit, in_transit, out_for_delivery, "
+                                                                          "delivered, return_to_sender, failure, ….")
+    status_detail: Str = pa.Field(nullable=True, description="Finer status, e.g. arrived_at_facility.")
+    previous_status: Str = pa.Field(nullable=True, description="Status before this event (previous_attributes.status).")
+    est_delivery_date: Timestamp = pa.Field(nullable=True, description="Carrier's estimated delivery (UTC).")
+    shipment_id: Str = pa.Field(nullable=True, description="EasyPost shipment (shp_…) the tracker belongs to, if any.")
+    mode: Str = pa.Field(nullable=True, isin=["test", "production"], description="EasyPost mode: test or production.")
+    created_at: Timestamp = pa.Field(nullable=True, description="When the tracker was created (UTC).")
+    event_id: Str = pa.Field(nullable=False, description="EasyPost event (evt_…) that last wrote the row.")
+    event_type: Str = pa.Field(nullable=False, description="Its description, e.g. tracker.updated.")
+
+
+CANONICAL_MODELS.update({"payments": Payment, "shipment_events": ShipmentEvent})

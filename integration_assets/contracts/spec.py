@@ -22,6 +22,8 @@ FieldType = Literal["string", "id", "integer", "decimal", "boolean", "datetime",
 # What happens to a value that is not in an enum's value map.
 UnknownPolicy = Literal["quarantine", "null", "keep", "default"]
 FileFormat = Literal["csv", "json", "jsonl", "parquet"]
+# How records of a shape arrive: export files in the inbox, or provider events from the queue (webhooks).
+Delivery = Literal["file", "event"]
 Transform = Literal["strip", "lower", "upper", "collapse_spaces"]
 
 # Canonical identifiers are plain snake_case; Postgres truncates identifiers at 63 bytes, so longer ones are refused.
@@ -104,6 +106,9 @@ class Contract(_Strict):
     entity: str  # the inbox folder name, e.g. contacts or sale.order
     variant: str = "default"  # several source shapes of one entity (e.g. csv export vs api)
     version: int
+    # Event contracts (entity = event family, e.g. payment_intent) are applied by integration_assets.events
+    # to queued webhook events; they have no inbox folder and no file assets.
+    delivery: Delivery = "file"
     target: str
     formats: tuple[FileFormat, ...]
     description: str = ""
@@ -233,9 +238,11 @@ def contracts_for(system: str, entity: str, root: Path | None = None) -> list[Co
 
 
 def known_entities(root: Path | None = None) -> list[tuple[str, str, str]]:
-    """(system, entity, target table) for every inbox folder that has a contract."""
+    """(system, entity, target table) for every inbox folder that has a contract (event contracts have none)."""
     seen: dict[tuple[str, str], str] = {}
     for c in all_contracts(root):
+        if c.delivery != "file":
+            continue
         seen.setdefault((c.system, c.entity), c.target)
     return [(s, e, t) for (s, e), t in sorted(seen.items())]
 

@@ -251,3 +251,43 @@ schema_drift = sa.Table(
     sa.Column("sample", sa.Text),  # JSON list of up to 5 distinct offending values (never PII columns)
     sa.Column("detected_at", TS, nullable=False),
 )
+
+# -- tables fed by webhook events (integration_assets.events) ---------------------------------------------
+payments = _canonical(
+    "payments",
+    sa.Column("object_type", sa.String(32)),
+    sa.Column("amount", sa.BigInteger),  # integer minor units, as Stripe sends them
+    sa.Column("amount_refunded", sa.BigInteger),
+    sa.Column("currency", sa.String(3)),
+    sa.Column("status", sa.String(32)),
+    sa.Column("customer_id", sa.String(64)),
+    sa.Column("payment_intent_id", sa.String(64)),
+    sa.Column("charge_id", sa.String(64)),
+    sa.Column("order_id", sa.String(64)),
+    sa.Column("invoice_id", sa.String(64)),
+    sa.Column("refund_reason", sa.String(64)),
+    sa.Column("livemode", sa.Boolean),
+    sa.Column("created_at", TS),
+    sa.Column("event_id", sa.String(255)),
+    sa.Column("event_type", sa.String(128)),
+    sa.Index("ix_payments_order_id", "order_id"),
+    sa.Index("ix_payments_payment_intent_id", "payment_intent_id"),
+)
+
+shipment_events = _canonical(
+    "shipment_events",
+    sa.Column("tracking_code", sa.String(64)),
+    sa.Column("carrier", sa.String(64)),
+    sa.Column("status", sa.String(32)),
+    sa.Column("status_detail", sa.String(64)),
+    sa.Column("previous_status", sa.String(32)),
+    sa.Column("est_delivery_date", TS),
+    sa.Column("shipment_id", sa.String(64)),
+    sa.Column("mode", sa.String(16)),
+    sa.Column("created_at", TS),
+    sa.Column("event_id", sa.String(255)),
+    sa.Column("event_type", sa.String(128)),
+    sa.Index("ix_shipment_events_tracking_code", "tracking_code"),
+)
+
+CANONICAL_TABLES.update({t.name: t for t in (payments, shipment_events)})

@@ -26,6 +26,10 @@ SHIPPED = {
     "odoo.sale.order.api@v1": "sales_orders",
     "odoo.sale.order.line.api@v1": "sales_order_lines",
     "odoo.account.move.api@v1": "invoices",
+    "stripe.payment_intent.event@v1": "payments",
+    "stripe.charge.event@v1": "payments",
+    "stripe.refund.event@v1": "payments",
+    "easypost.tracker.event@v1": "shipment_events",
 }
 
 MINIMAL = """\

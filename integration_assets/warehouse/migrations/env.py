@@ -14,6 +14,7 @@ MODEL_MODULES = [
     "integration_assets.queue.tables",
     "integration_assets.alerts.tables",
     "integration_assets.quality.tables",
+    "integration_assets.events.tables",
 ]
 for _name in MODEL_MODULES:
     try:

@@ -138,9 +138,10 @@ class RabbitMQConfig:
     def __post_init__(self) -> None:
         if not _PREFIX_RE.match(self.prefix):
             raise QueueConfigError(f"prefix must match {_PREFIX_RE.pattern}: {self.prefix=!r}")
-        if self.max_attempts < 1 or not 1 <= self.prefetch <= 1000:
+        # AMQP's prefetch-count is a 16-bit field; a batch-applying consumer (events drain) holds two batches.
+        if self.max_attempts < 1 or not 1 <= self.prefetch <= 65535:
             raise QueueConfigError(
-                f"need max_attempts >= 1 and 1 <= prefetch <= 1000 ({self.max_attempts=}, {self.prefetch=})"
+                f"need max_attempts >= 1 and 1 <= prefetch <= 65535 ({self.max_attempts=}, {self.prefetch=})"
             )
         if not self.retry_delays_s or any(d <= 0 for d in self.retry_delays_s):
             raise QueueConfigError(f"retry_delays_s must be positive: {self.retry_delays_s=}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from integration_assets.assets.events import drain_events, drain_events_job, queue_spec
 from integration_assets.assets.files import build_all
 from integration_assets.checks import build_asset_checks
 from integration_assets.checks.freshness import freshness_policy_for
@@ -11,6 +12,7 @@ from integration_assets.jobs.replay import replay_dead_letters
 from integration_assets.quality.policies import load_policies
 from integration_assets.resources import warehouse_resource
 from integration_assets.sensors.alerts import build_alert_sensors
+from integration_assets.sensors.events import build_events_sensor
 from integration_assets.sensors.inbox import build_inbox_sensor
 
 
@@ -19,13 +21,15 @@ def build_definitions() -> dg.Definitions:
     file_assets, file_jobs = build_all()
     # Global policy: every asset gets its source's freshness window (an asset that sets its own keeps it).
     assets = dg.map_asset_specs(lambda spec: dg.apply_freshness_policy(
-        spec, freshness_policy_for(spec.key, policies, spec.group_name), overwrite_existing=False), file_assets)
+        spec, freshness_policy_for(spec.key, policies, spec.group_name), overwrite_existing=False),
+        [*file_assets, drain_events])
     checks = build_asset_checks([k for a in assets for k in a.keys], policies)
     return dg.Definitions(
-        assets=assets,
+        assets=[*assets, queue_spec],  # the queue is observed, not materialized: no freshness window
         asset_checks=checks,
-        jobs=[*file_jobs, replay_dead_letters],
-        sensors=[build_inbox_sensor(file_jobs), *build_alert_sensors(assets, checks, policies)],
+        jobs=[*file_jobs, replay_dead_letters, drain_events_job],
+        sensors=[build_inbox_sensor(file_jobs), build_events_sensor(drain_events_job),
+                 *build_alert_sensors(assets, checks, policies)],
         resources={"warehouse": warehouse_resource()},
     )
 

@@ -72,6 +72,7 @@ class Stack:
     name: str
     warehouse_url: str
     make_queue: Callable[..., Queue]
+    queue_source: str = ""  # Python that builds the same queue, for a consumer in another process
 
     @property
     def engine(self) -> sa.Engine:
@@ -149,7 +150,11 @@ def stack(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.Mo
         created.append(q)
         return q
 
-    yield Stack(request.param, url, make)
+    if amqp is None:
+        source = f"SqlQueue({url!r}, name={name!r})"
+    else:
+        source = f"RabbitMQQueue({amqp_queue_url(amqp, name, max_attempts=5, prefetch=500)!r}, warehouse_url={url!r})"
+    yield Stack(request.param, url, make, source)
     for q in created:
         q.close()
     if amqp is not None:

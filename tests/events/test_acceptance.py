@@ -180,6 +180,46 @@ def test_crash_after_commit_before_ack(stack: Stack) -> None:
     assert stack.dead_letters() == []
 
 
+CONSUMER = """
+import os, sys
+from integration_assets.events.drain import drain
+from integration_assets.queue.rabbitmq import RabbitMQQueue
+from integration_assets.queue.sql import SqlQueue
+from integration_assets.warehouse.db import get_engine
+queue = {queue}
+# Killed the hard way: no finally, no atexit, no clean close of any connection.
+drain(queue, engine=get_engine({url!r}), batch_size=500, ack_in_transaction=False, visibility_timeout_s=1.0,
+      after_commit=lambda result: os._exit(137))
+sys.exit(3)
+"""
+
+
+@pytest.mark.parametrize(
+    "stack",
+    [
+        pytest.param("sql-postgres", marks=pytest.mark.postgres),
+        pytest.param("rabbitmq-postgres", marks=[pytest.mark.postgres, pytest.mark.rabbitmq]),
+    ],
+    indirect=True,
+)
+def test_consumer_process_killed_after_commit(stack: Stack) -> None:
+    """RELIABILITY.md test 2 with a real process death (os._exit(137) between COMMIT and ack): the broker
+    redelivers (the SQL claim lapses), every id is in the ledger, nothing is applied twice."""
+    import subprocess
+    import sys
+
+    stack.publish([pi_event(n) for n in range(40)])
+    code = CONSUMER.format(queue=stack.queue_source, url=stack.warehouse_url)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 137, proc.stderr[-2000:]
+    assert len(stack.ledger()) == 40 and len(stack.rows("payments")) == 40
+    time.sleep(1.2)
+    again = stack.drain(wait_s=1.0)
+    assert (again.totals.events_in, again.totals.duplicates, again.totals.applied) == (40, 40, 0), again.as_dict()
+    assert again.balanced
+    assert len(stack.ledger()) == 40 and stack.make_queue().depth() == 0
+
+
 @pytest.mark.parametrize(
     "stack", ["sql-sqlite", pytest.param("sql-postgres", marks=pytest.mark.postgres)], indirect=True
 )

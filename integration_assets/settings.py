@@ -41,6 +41,13 @@ ENV_VARS: dict[str, tuple[str | None, str]] = {
     "INTEGRATION_ALERT_SMTP_STARTTLS": ("true", "Upgrade the SMTP connection with STARTTLS (true/false)."),
     "INTEGRATION_ALERT_RENOTIFY_SECONDS": ("0", "Repeat an open incident's alert this often; 0 = once per incident."),
     "INTEGRATION_POLICIES_FILE": (None, "Quality/alerting policy (freshness windows, thresholds, severities); default: policies.yaml in the package."),
+    "HUBSPOT_ACCESS_TOKEN": (None, "HubSpot private-app (or OAuth) access token for the CRM v3 API pull (a secret)."),
+    "HUBSPOT_BASE_URL": ("https://api.hubapi.com", "HubSpot API base URL (a local fake in tests)."),
+    "ODOO_URL": (None, "Odoo base URL, e.g. https://mycompany.odoo.com; the pull POSTs JSON-RPC to <url>/jsonrpc."),
+    "ODOO_DB": (None, "Odoo database name."),
+    "ODOO_USERNAME": (None, "Odoo login of the integration user."),
+    "ODOO_API_KEY": (None, "Odoo API key of that user (replaces the password for external calls; a secret)."),
+    "INTEGRATION_CONNECTOR_STATE_DIR": (None, "Pull cursors (watermark per system/entity); default <data dir>/connectors."),
     "DAGSTER_HOME": (None, "Dagster instance directory (runs, event logs, schedules)."),
 }
 
@@ -86,6 +93,11 @@ class Settings:
             queue_url=_env("INTEGRATION_QUEUE_URL") or "sql",
             contracts_dir=Path(c).resolve() if (c := _env("INTEGRATION_CONTRACTS_DIR")) else None,
         )
+
+
+def env(name: str) -> str | None:
+    """The value of a registered variable, or its default when unset or empty (KeyError if unregistered)."""
+    return _env(name)
 
 
 def get_settings() -> Settings:

@@ -1,0 +1,21 @@
+"""HubSpot CRM v3 connector: :class:`HubSpotClient` (live) and ``fake.FakeHubSpot`` (a local server)."""
+
+from integration_assets.connectors.hubspot.client import (
+    DEFAULT_BASE_URL,
+    OBJECT_TYPES,
+    HubSpotAuthError,
+    HubSpotClient,
+    HubSpotDailyLimit,
+    classify_hubspot,
+    contract_fields,
+)
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "OBJECT_TYPES",
+    "HubSpotAuthError",
+    "HubSpotClient",
+    "HubSpotDailyLimit",
+    "classify_hubspot",
+    "contract_fields",
+]

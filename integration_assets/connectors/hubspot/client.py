@@ -1,0 +1,313 @@
+"""HubSpot CRM v3: contacts, companies and deals, pulled as the raw records the ``*_api`` contracts map.
+
+Wire format: ../shared/SOURCES.md §1. Two ways in:
+
+- **Full pull** (no cursor yet): ``GET /crm/v3/objects/{type}?limit=100&after=…&properties=…&associations=companies``
+  until a page has no ``paging.next``. Pages come in id order, not modified order.
+- **Incremental pull**: ``POST /crm/v3/objects/{type}/search`` filtered ``{modified} GTE <ms>`` and sorted
+  ascending by it (``lastmodifieddate`` for contacts, ``hs_lastmodifieddate`` for companies and deals).
+  A search query stops at 10,000 results (paging further is a 400), so the query restarts from the last
+  modified value seen (:func:`~integration_assets.connectors._http.ascending_pages`). Search results carry no
+  associations: they are read per page from ``POST /crm/v3/associations/{type}/companies/batch/read``
+  (one call per page; the v3 associations API, documented by HubSpot, not in SOURCES.md). Search is limited
+  to 5 requests/s per account, so search calls are spaced by at least 0.2 s.
+
+``properties`` are the ones the API contracts of the entity map (``properties.<name>`` fields) plus the
+modified date, and ``associations`` the ``associations.<type>.results`` fields: a contract edit that maps a
+new property is picked up by the next pull, without a code change.
+
+Rate limits (§1.4): a 429 whose body says ``policyName: TEN_SECONDLY_ROLLING`` waits the rolling window
+(``X-HubSpot-RateLimit-Interval-Milliseconds``, 10 s) or Retry-After if longer; the search "secondly limit"
+waits 1 s (as HubSpot's own Node client does); ``DAILY`` is not retried: :class:`HubSpotDailyLimit`
+(terminal) until the limit resets at midnight in the account's time zone, and the client refuses any further
+call in that run.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from integration_assets.connectors._http import (
+    DEFAULT_TIMEOUT,
+    RETRY_STATUSES,
+    HttpClient,
+    QuotaExhausted,
+    RequestRejected,
+    RetryBudget,
+    RetryPolicy,
+    StatusRecorder,
+    Throttle,
+    Verdict,
+    ascending_pages,
+    classify_http,
+    parse_retry_after,
+)
+from integration_assets.connectors.landing import Pull
+from integration_assets.contracts.spec import contracts_for
+
+SYSTEM = "hubspot"
+DEFAULT_BASE_URL = "https://api.hubapi.com"
+OBJECT_TYPES: tuple[str, ...] = ("companies", "contacts", "deals")  # companies first: what the others point to
+MODIFIED_PROPERTY = {"contacts": "lastmodifieddate", "companies": "hs_lastmodifieddate", "deals": "hs_lastmodifieddate"}
+PAGE_LIMIT = 100  # list endpoints allow at most 100 per page (SOURCES §1.1); search allows 200, 100 keeps pages even
+SEARCH_RESULT_CAP = 10_000  # results one search query can page through (SOURCES §1.2)
+SEARCH_MIN_INTERVAL = 0.2  # search: 5 requests/s per account (SOURCES §1.2)
+TEN_SECONDLY_WINDOW = 10.0  # TEN_SECONDLY_ROLLING: X-HubSpot-RateLimit-Interval-Milliseconds = 10000 (SOURCES §1.4)
+SECONDLY_WINDOW = 1.0  # "You have reached your secondly limit." (search); hs-node waits 1 s
+# The search index lags writes by seconds (SOURCES §1.2): re-read that much before the watermark.
+DEFAULT_OVERLAP = timedelta(minutes=2)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class HubSpotDailyLimit(QuotaExhausted):
+    """429 with ``policyName: DAILY``: the account's daily call limit is spent. Terminal until it resets."""
+
+
+class HubSpotAuthError(RequestRejected):
+    """401/403: the token is wrong, expired or lacks a scope."""
+
+
+def contract_fields(object_type: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(properties, association types) the ``api`` contracts of ``object_type`` map, plus the modified date."""
+    props: set[str] = {MODIFIED_PROPERTY[object_type]}
+    assocs: set[str] = set()
+    for c in contracts_for(SYSTEM, object_type):
+        if c.variant != "api":
+            continue
+        for src in c.fields:
+            head, _, rest = src.partition(".")
+            if head == "properties" and rest:
+                props.add(rest)
+            elif head == "associations" and rest:
+                assocs.add(rest.split(".")[0])
+    return tuple(sorted(props)), tuple(sorted(assocs))
+
+
+def to_ms(ts: datetime) -> int:
+    """Epoch milliseconds (what search filters take), rounded down."""
+    ts = ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+    return (ts - _EPOCH) // timedelta(milliseconds=1)
+
+
+def parse_hubspot_time(value: Any) -> int | None:
+    """Epoch ms of a HubSpot datetime value: ISO-8601 (``2019-12-07T16:50:06.678Z``) or epoch ms digits."""
+    if value is None or value == "":
+        return None
+    text = str(value)
+    if text.isdigit():
+        return int(text)
+    try:
+        ts = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return to_ms(ts)
+
+
+def _body(response: httpx.Response) -> dict[str, Any]:
+    try:
+        data = response.json()
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _interval_seconds(response: httpx.Response) -> float | None:
+    raw = response.headers.get("X-HubSpot-RateLimit-Interval-Milliseconds")
+    return int(raw) / 1000 if raw and raw.isdigit() and int(raw) > 0 else None
+
+
+def classify_hubspot(response: httpx.Response, now: float) -> Verdict:
+    """HubSpot's error semantics on top of the default (429 policies, 401/403, the error body's message)."""
+    status = response.status_code
+    if status == 429:
+        body = _body(response)
+        policy = str(body.get("policyName") or "")
+        message = str(body.get("message") or "")
+        retry_after = parse_retry_after(response.headers.get("Retry-After"), now)
+        if policy == "DAILY":
+            remaining = response.headers.get("X-HubSpot-RateLimit-Daily-Remaining")
+            return Verdict("terminal", block=True, error=HubSpotDailyLimit(
+                f"HubSpot daily API limit reached (429, policyName DAILY: {message!r}"
+                f"{f', daily remaining {remaining}' if remaining is not None else ''}); not retried: it resets at "
+                f"midnight in the account's time zone. Correlation id {body.get('correlationId')}.",
+                status=429, code="DAILY"))
+        if policy == "TEN_SECONDLY_ROLLING":
+            window = _interval_seconds(response) or TEN_SECONDLY_WINDOW
+            return Verdict("retry", reason=f"429 {policy}", retry_after=retry_after, min_wait=window)
+        if "secondly" in message.lower():
+            return Verdict("retry", reason="429 secondly limit", retry_after=retry_after, min_wait=SECONDLY_WINDOW)
+        return Verdict("retry", reason=f"429 {policy or 'rate limited'}", retry_after=retry_after)
+    if 400 <= status < 500 and status not in RETRY_STATUSES:
+        body = _body(response)
+        category = str(body.get("category") or "")
+        detail = f"HTTP {status} {category}: {str(body.get('message') or '')[:300]}".strip()
+        if status in (401, 403):
+            return Verdict("terminal", error=HubSpotAuthError(
+                f"HubSpot refused the request ({detail}); check HUBSPOT_ACCESS_TOKEN and the private app's scopes "
+                f"(crm.objects.contacts.read, crm.objects.companies.read, crm.objects.deals.read)",
+                status=status, code=category or None))
+        return Verdict("terminal", reason=detail)
+    return classify_http(response, now)
+
+
+class HubSpotClient:
+    """The live HubSpot CRM v3 connector (one per run; close it, or use it as a context manager)."""
+
+    system = SYSTEM
+    entities = OBJECT_TYPES
+
+    def __init__(
+        self,
+        access_token: str,
+        base_url: str = DEFAULT_BASE_URL,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+        retry: RetryPolicy | None = None,
+        budget: RetryBudget | None = None,
+        recorder: StatusRecorder | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+        page_limit: int = PAGE_LIMIT,
+        search_result_cap: int = SEARCH_RESULT_CAP,
+        search_min_interval: float = SEARCH_MIN_INTERVAL,
+        overlap: timedelta = DEFAULT_OVERLAP,
+    ) -> None:
+        if not access_token:
+            raise HubSpotAuthError("no HubSpot access token: set HUBSPOT_ACCESS_TOKEN (a private app token)")
+        self.page_limit = page_limit
+        self.search_result_cap = search_result_cap
+        self.overlap = overlap
+        self.http = HttpClient(
+            SYSTEM, base_url.rstrip("/"), headers={"Authorization": f"Bearer {access_token}"},
+            transport=transport, timeout=timeout, retry=retry or RetryPolicy(), budget=budget or RetryBudget(),
+            classify=classify_hubspot, recorder=recorder, sleep=sleep, clock=clock, rng=rng or random.Random(),  # noqa: S311 - jitter
+            secrets=(access_token,))
+        self._search_throttle = Throttle(search_min_interval, clock=monotonic, sleep=sleep)
+
+    def __enter__(self) -> HubSpotClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.http.close()
+
+    def _json(self, response: httpx.Response, what: str) -> dict[str, Any]:
+        data = _body(response)
+        if not data and response.content:
+            raise RequestRejected(f"HubSpot {what}: the response is not a JSON object: "
+                                  f"{response.text[:200]!r}", status=response.status_code)
+        return data
+
+    # -- list (full pull) --------------------------------------------------------------------------------
+    def list_page(self, object_type: str, *, properties: Sequence[str], associations: Sequence[str] = (),
+                  after: str | None = None) -> dict[str, Any]:
+        """One page of ``GET /crm/v3/objects/{object_type}`` (non-archived records)."""
+        params: dict[str, Any] = {"limit": self.page_limit, "archived": "false"}
+        if properties:
+            params["properties"] = ",".join(properties)
+        if associations:
+            params["associations"] = ",".join(associations)
+        if after:
+            params["after"] = after
+        return self._json(self.http.request("GET", f"/crm/v3/objects/{object_type}", params=params),
+                          f"list {object_type}")
+
+    def iter_all(self, object_type: str, *, properties: Sequence[str],
+                 associations: Sequence[str] = ()) -> Iterator[list[dict[str, Any]]]:
+        """Every record, page by page, following ``paging.next.after`` to the last page."""
+        after: str | None = None
+        while True:
+            data = self.list_page(object_type, properties=properties, associations=associations, after=after)
+            results = list(data.get("results") or [])
+            if results:
+                yield results
+            after = ((data.get("paging") or {}).get("next") or {}).get("after")
+            if not after:
+                return
+
+    # -- search (incremental pull) -----------------------------------------------------------------------
+    def search_page(self, object_type: str, body: dict[str, Any]) -> dict[str, Any]:
+        """One ``POST /crm/v3/objects/{object_type}/search`` (spaced to the 5 requests/s search limit)."""
+        return self._json(self.http.request("POST", f"/crm/v3/objects/{object_type}/search", json=body,
+                                            throttle=self._search_throttle), f"search {object_type}")
+
+    def modified_ms(self, object_type: str, record: dict[str, Any]) -> int:
+        value = (record.get("properties") or {}).get(MODIFIED_PROPERTY[object_type])
+        ms = parse_hubspot_time(value)
+        if ms is None:
+            ms = parse_hubspot_time(record.get("updatedAt"))
+        return ms if ms is not None else 0
+
+    def iter_modified_since(self, object_type: str, since: datetime, *, properties: Sequence[str],
+                            associations: Sequence[str] = ()) -> Iterator[list[dict[str, Any]]]:
+        """Records modified at or after ``since``, ascending by modified date, with their associations."""
+        prop = MODIFIED_PROPERTY[object_type]
+
+        def fetch(lower: int, token: str | None) -> tuple[list[dict[str, Any]], str | None]:
+            body: dict[str, Any] = {
+                "filterGroups": [{"filters": [{"propertyName": prop, "operator": "GTE", "value": str(lower)}]}],
+                "sorts": [{"propertyName": prop, "direction": "ASCENDING"}],
+                "properties": list(properties),
+                "limit": self.page_limit,
+            }
+            if token is not None:
+                body["after"] = token
+            data = self.search_page(object_type, body)
+            nxt = ((data.get("paging") or {}).get("next") or {}).get("after")
+            return list(data.get("results") or []), (str(nxt) if nxt is not None else None)
+
+        for page in ascending_pages(fetch, start=to_ms(since), version=lambda r: self.modified_ms(object_type, r),
+                                    ident=lambda r: str(r.get("id")),
+                                    max_token=self.search_result_cap - self.page_limit + 1):
+            for to_type in associations:
+                self.attach_associations(object_type, to_type, page)
+            yield page
+
+    def read_associations(self, from_type: str, to_type: str, ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+        """``{id: [{"id", "type"}, …]}`` of the ``to_type`` objects associated with each of ``ids``."""
+        if not ids:
+            return {}
+        data = self._json(self.http.request("POST", f"/crm/v3/associations/{from_type}/{to_type}/batch/read",
+                                            json={"inputs": [{"id": str(i)} for i in ids]}),
+                          f"associations {from_type}->{to_type}")
+        out: dict[str, list[dict[str, Any]]] = {}
+        for item in data.get("results") or []:
+            src = str((item.get("from") or {}).get("id"))
+            out.setdefault(src, []).extend(t for t in item.get("to") or [] if isinstance(t, dict))
+        return out
+
+    def attach_associations(self, object_type: str, to_type: str, records: list[dict[str, Any]]) -> None:
+        """Give search results the ``associations`` member a list call would have had (none when empty)."""
+        found = self.read_associations(object_type, to_type, [str(r.get("id")) for r in records])
+        for r in records:
+            items = found.get(str(r.get("id")))
+            if items:
+                r.setdefault("associations", {})[to_type] = {"results": items}
+
+    # -- Source --------------------------------------------------------------------------------------------
+    def pull(self, entity: str, since: datetime | None) -> Pull:
+        """The pages of one pull: the full list without ``since``, else the search from ``since`` on."""
+        if entity not in OBJECT_TYPES:
+            raise ValueError(f"unknown HubSpot object type {entity!r}; one of {', '.join(OBJECT_TYPES)}")
+        properties, associations = contract_fields(entity)
+        if since is None:
+            return Pull(self.iter_all(entity, properties=properties, associations=associations), ordered=False)
+        return Pull(self.iter_modified_since(entity, since, properties=properties, associations=associations),
+                    ordered=True)
+
+    def record_id(self, entity: str, record: dict[str, Any]) -> str:
+        return str(record.get("id"))
+
+    def version_of(self, entity: str, record: dict[str, Any]) -> datetime:
+        return _EPOCH + timedelta(milliseconds=self.modified_ms(entity, record))

@@ -15,6 +15,7 @@ COMMAND_GROUPS: list[tuple[str, str]] = [
     ("integration_assets.dead_letters.cli", "dlq"),
     ("integration_assets.status", "status"),
     ("integration_assets.webhooks.cli", "webhooks"),
+    ("integration_assets.connectors.cli", "pull"),
     ("integration_assets.events.cli", "events"),
 ]
 

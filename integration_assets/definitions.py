@@ -8,6 +8,7 @@ from integration_assets.assets.events import drain_events, drain_events_job, que
 from integration_assets.assets.files import build_all
 from integration_assets.checks import build_asset_checks
 from integration_assets.checks.freshness import freshness_policy_for
+from integration_assets.jobs.pull import pull_definitions
 from integration_assets.jobs.replay import replay_dead_letters
 from integration_assets.quality.policies import load_policies
 from integration_assets.resources import warehouse_resource
@@ -34,4 +35,4 @@ def build_definitions() -> dg.Definitions:
     )
 
 
-defs = build_definitions()
+defs = dg.Definitions.merge(build_definitions(), pull_definitions())

@@ -1,0 +1,199 @@
+"""Pull jobs: the HubSpot and Odoo APIs → JSONL files in the inbox, which the ``inbox_sensor`` then loads.
+
+``pull_hubspot`` and ``pull_odoo`` run one op per entity (``pull_<system>__<entity>``), each calling
+:func:`integration_assets.connectors.landing.pull_entity`: incremental from the entity's cursor, a full pull the
+first time. Ops of one system share a pool (``hubspot_api``, ``odoo_api``): runs launched together (a schedule
+tick, a manual launch) cannot exceed the provider's rate limit once the pool has a limit
+(``dagster instance concurrency set hubspot_api 1``, or ``concurrency.pools`` in dagster.yaml). Within a run,
+an entity whose contract references another of the same system waits for it (order lines after orders), so
+files land in the order they load best.
+
+Failures are not retried by Dagster: the connector already retried transient errors within the run's retry
+budget (retrying at a second layer multiplies calls), and the next schedule tick resumes from the cursor.
+The failure says which kind it was (``kind`` metadata: transient or terminal).
+
+The schedules are STOPPED by default: they need credentials (HUBSPOT_ACCESS_TOKEN; ODOO_URL, ODOO_DB,
+ODOO_USERNAME, ODOO_API_KEY), read through ``dg.EnvVar`` when a run starts.
+"""
+
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import dagster as dg
+import httpx
+
+from integration_assets.assets.files import ENTITY_TAG, raw_key
+from integration_assets.connectors._http import RetryBudget, StatusRecorder, warehouse_status_recorder
+from integration_assets.connectors.hubspot.client import DEFAULT_BASE_URL, OBJECT_TYPES, HubSpotClient
+from integration_assets.connectors.landing import RECORDS_PER_FILE, PullReport, Source, pull_entity
+from integration_assets.connectors.odoo.client import MODELS, OdooClient
+from integration_assets.contracts.spec import contracts_for
+from integration_assets.errors import TerminalError, TransientError
+from integration_assets.inbox import entity_slug
+from integration_assets.observability.logging import correlation
+from integration_assets.resources import WarehouseResource
+from integration_assets.settings import env
+
+__all__ = ["HubSpotResource", "OdooResource", "PullConfig", "build_pull_job", "pull_definitions"]
+
+
+class HubSpotResource(dg.ConfigurableResource):
+    """HubSpot CRM v3 API access: a private-app token (HUBSPOT_ACCESS_TOKEN, a secret) and the base URL."""
+
+    access_token: str
+    base_url: str = DEFAULT_BASE_URL
+    timeout_seconds: float = 30.0
+    retry_budget: int = 100  # retries one op may spend across its calls
+
+    def client(self, recorder: StatusRecorder | None = None) -> HubSpotClient:
+        return HubSpotClient(self.access_token, self.base_url, recorder=recorder,
+                             timeout=httpx.Timeout(self.timeout_seconds, connect=min(10.0, self.timeout_seconds)),
+                             budget=RetryBudget(self.retry_budget))
+
+
+class OdooResource(dg.ConfigurableResource):
+    """Odoo JSON-RPC access: URL, database, login and API key (ODOO_API_KEY, a secret)."""
+
+    url: str
+    db: str
+    username: str
+    api_key: str
+    timeout_seconds: float = 60.0
+    retry_budget: int = 100
+    page_size: int = 500
+
+    def client(self, recorder: StatusRecorder | None = None) -> OdooClient:
+        return OdooClient(self.url, self.db, self.username, self.api_key, recorder=recorder,
+                          timeout=httpx.Timeout(self.timeout_seconds, connect=min(10.0, self.timeout_seconds)),
+                          budget=RetryBudget(self.retry_budget), page_size=self.page_size)
+
+
+class PullConfig(dg.Config):
+    """Override where a pull starts. Default: from the entity's cursor (a full pull the first time)."""
+
+    since: str | None = None  # ISO-8601; records modified at or after it (a backfill)
+    full: bool = False  # every record, ignoring the cursor
+    records_per_file: int = RECORDS_PER_FILE
+
+
+def parse_since(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    ts = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+
+
+def op_name(system: str, entity: str) -> str:
+    return f"pull_{system}__{entity_slug(entity)}"
+
+
+def _parents(system: str, entities: tuple[str, ...]) -> dict[str, list[str]]:
+    """Entity -> entities of the same system its contracts reference (sale.order.line -> sale.order)."""
+    table_of = {e: c.target for e in entities for c in contracts_for(system, e)}
+    entity_of = {t: e for e, t in table_of.items()}
+    return {e: sorted({entity_of[r.table] for c in contracts_for(system, e) for r in c.references.values()
+                       if r.table in entity_of and entity_of[r.table] != e}) for e in entities}
+
+
+def run_pull(context: dg.OpExecutionContext, config: PullConfig, source_factory: Callable[[StatusRecorder], Any],
+             system: str, entity: str) -> PullReport:
+    """The body of a pull op: pull one entity, say in the run's log and metadata what landed."""
+    warehouse: WarehouseResource = context.resources.warehouse
+    recorder = warehouse_status_recorder(system, warehouse.engine())
+    with correlation(run_id=context.run_id, source_system=system, entity=entity):
+        try:
+            source: Source = source_factory(recorder)
+            try:
+                report = pull_entity(source, entity, inbox_dir=warehouse.settings().inbox_dir,
+                                     since=parse_since(config.since), full=config.full,
+                                     records_per_file=config.records_per_file)
+            finally:
+                source.close()  # type: ignore[attr-defined]
+        except TerminalError as exc:
+            raise dg.Failure(description=f"{system}/{entity} pull failed (terminal, fix before re-running): {exc}",
+                             metadata={"kind": "terminal", "error": type(exc).__name__},
+                             allow_retries=False) from exc
+        except TransientError as exc:
+            raise dg.Failure(description=f"{system}/{entity} pull failed (transient; the next run resumes from the "
+                                         f"cursor): {exc}",
+                             metadata={"kind": "transient", "error": type(exc).__name__}) from exc
+    metadata: dict[str, Any] = {
+        "mode": report.mode, "records": report.records, "skipped_already_landed": report.skipped,
+        "pages": report.pages, "files": len(report.files), "since": report.since or "",
+        "watermark_before": report.watermark_before or "", "watermark_after": report.watermark_after or "",
+        "file_names": dg.MetadataValue.json([f.rsplit("/", 1)[-1] for f in report.files]),
+        "duration_s": report.seconds,
+    }
+    context.log.info("%s/%s: %s pull landed %d record(s) in %d file(s)", system, entity, report.mode,
+                     report.records, len(report.files))
+    # Shown on raw/<system>/<entity>: what the API delivered, before the inbox_sensor loads it.
+    context.log_event(dg.AssetObservation(asset_key=raw_key(system, entity), metadata=metadata))
+    context.add_output_metadata(metadata)
+    return report
+
+
+def build_pull_job(system: str, entities: tuple[str, ...], resource_key: str, pool: str,
+                   description: str) -> dg.JobDefinition:
+    """``pull_<system>``: one op per entity in ``pool``, parents before the entities that reference them."""
+    parents = _parents(system, entities)
+    def make_op(entity: str) -> dg.OpDefinition:
+        def pull_op(context: dg.OpExecutionContext, config: PullConfig) -> None:
+            resource = getattr(context.resources, resource_key)
+            run_pull(context, config, lambda rec: resource.client(recorder=rec), system, entity)
+
+        return dg.op(
+            name=op_name(system, entity), pool=pool,
+            ins={"after": dg.In(dg.Nothing)} if parents[entity] else None, out=dg.Out(dg.Nothing),
+            required_resource_keys={resource_key, "warehouse"},
+            tags={ENTITY_TAG: f"{system}.{entity}", "integration/kind": "pull"},
+            description=f"Pull {system} {entity} through the API into the inbox folder {system}/{entity}/ as JSONL "
+                        f"(incremental from the cursor).",
+        )(pull_op)
+
+    ops = {entity: make_op(entity) for entity in entities}
+
+    @dg.graph(name=f"pull_{system}", description=description)
+    def pull_graph() -> None:
+        done: dict[str, Any] = {}
+        for entity in entities:
+            deps = [done[p] for p in parents[entity] if p in done]
+            done[entity] = ops[entity](after=deps) if deps else ops[entity]()
+
+    return pull_graph.to_job(tags={"integration/kind": "pull"})
+
+
+pull_hubspot = build_pull_job(
+    "hubspot", OBJECT_TYPES, "hubspot", "hubspot_api",
+    "Pull HubSpot companies, contacts and deals (CRM v3 list/search) into the inbox as JSONL.")
+pull_odoo = build_pull_job(
+    "odoo", MODELS, "odoo", "odoo_api",
+    "Pull Odoo partners, products, sales orders and lines, invoices (JSON-RPC search_read) into the inbox as JSONL.")
+
+# Every 30 min for HubSpot (cheap when nothing changed: one search call per object type), hourly for Odoo;
+# both well inside the daily freshness windows in policies.yaml. STOPPED until credentials are configured.
+pull_hubspot_schedule = dg.ScheduleDefinition(
+    name="pull_hubspot_schedule", job=pull_hubspot, cron_schedule="*/30 * * * *", execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.STOPPED, description="Incremental HubSpot pull (needs HUBSPOT_ACCESS_TOKEN).")
+pull_odoo_schedule = dg.ScheduleDefinition(
+    name="pull_odoo_schedule", job=pull_odoo, cron_schedule="15 * * * *", execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="Incremental Odoo pull (needs ODOO_URL, ODOO_DB, ODOO_USERNAME, ODOO_API_KEY).")
+
+
+def hubspot_resource() -> HubSpotResource:
+    # The token only through dg.EnvVar: resolved when a run starts, never shown in the UI or run config.
+    return HubSpotResource(access_token=dg.EnvVar("HUBSPOT_ACCESS_TOKEN"),
+                           base_url=env("HUBSPOT_BASE_URL") or DEFAULT_BASE_URL)
+
+
+def odoo_resource() -> OdooResource:
+    return OdooResource(url=dg.EnvVar("ODOO_URL"), db=dg.EnvVar("ODOO_DB"), username=dg.EnvVar("ODOO_USERNAME"),
+                        api_key=dg.EnvVar("ODOO_API_KEY"))
+
+
+def pull_definitions() -> dg.Definitions:
+    """The pull jobs, their schedules and the two API resources (the warehouse resource comes from the rest)."""
+    return dg.Definitions(jobs=[pull_hubspot, pull_odoo], schedules=[pull_hubspot_schedule, pull_odoo_schedule],
+                          resources={"hubspot": hubspot_resource(), "odoo": odoo_resource()})

@@ -394,6 +394,13 @@ class Contender:
     def teardown(self) -> None:
         if self.db:
             self.pg.drop(self.db)
+        if not self.args.keep_db:  # working files of a repetition run to gigabytes; the logs stay
+            for path in self.scratch():
+                shutil.rmtree(path, ignore_errors=True)
+
+    def scratch(self) -> list[Path]:
+        """Directories this contender's repetition leaves behind (removed unless --keep-db)."""
+        return []
 
     @property
     def url(self) -> str:
@@ -438,6 +445,9 @@ class Dlt(Contender):
         self.pipeline_name = f"bench_contacts_{rep}"
         shutil.rmtree(self.pipelines / self.pipeline_name, ignore_errors=True)
 
+    def scratch(self) -> list[Path]:
+        return [self.pipelines / self.pipeline_name]
+
     def command(self, step: str, path: Path, rep: int) -> tuple[list[str], dict[str, str]]:
         return [
             str(self.python), str(BENCH / "dlt_load.py"), "--dsn", self.url, "--file", str(path),
@@ -460,6 +470,9 @@ class Ours(Contender):
             d.mkdir(parents=True)
         if (ROOT / "dagster.yaml").exists():  # the project's instance settings, as `make demo` installs them
             shutil.copyfile(ROOT / "dagster.yaml", self.dagster_home / "dagster.yaml")
+
+    def scratch(self) -> list[Path]:
+        return [self.data_dir, self.dagster_home]
 
     def command(self, step: str, path: Path, rep: int) -> tuple[list[str], dict[str, str]]:
         inbox = self.data_dir / "inbox" / "hubspot" / "contacts"
@@ -677,7 +690,11 @@ def main(argv: list[str] | None = None) -> int:
         help="PostgreSQL server URL without a database (a superuser: the bench creates and drops databases)",
     )
     ap.add_argument("--timeout", type=float, default=1800, help="seconds before one load is killed")
-    ap.add_argument("--keep-db", action="store_true", help="leave the bench databases behind for inspection")
+    ap.add_argument(
+        "--keep-db",
+        action="store_true",
+        help="leave the bench databases (and each load's working files) behind for inspection",
+    )
     args = ap.parse_args(argv)
 
     only = [x.strip() for x in args.only.split(",") if x.strip()]

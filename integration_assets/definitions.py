@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from integration_assets.assets.events import drain_events, drain_events_job, queue_spec
-from integration_assets.assets.files import build_all
+from integration_assets.assets.files import build_assets, build_jobs
 from integration_assets.checks import build_asset_checks
 from integration_assets.checks.freshness import freshness_policy_for
 from integration_assets.jobs.pull import pull_definitions
@@ -19,16 +19,25 @@ from integration_assets.sensors.inbox import build_inbox_sensor
 
 def build_definitions() -> dg.Definitions:
     policies = load_policies()  # policies.yaml, or INTEGRATION_POLICIES_FILE
-    file_assets, file_jobs = build_all()
+    file_assets = build_assets()
     # Global policy: every asset gets its source's freshness window (an asset that sets its own keeps it).
     assets = dg.map_asset_specs(lambda spec: dg.apply_freshness_policy(
         spec, freshness_policy_for(spec.key, policies, spec.group_name), overwrite_existing=False),
         [*file_assets, drain_events])
     checks = build_asset_checks([k for a in assets for k in a.keys], policies)
+    check_keys = [k for c in checks for k in c.check_keys]
+    file_jobs = build_jobs(check_keys)
+    quality_job = dg.define_asset_job(
+        "quality_checks", selection=dg.AssetSelection.checks(*check_keys),
+        description="Every asset check on the warehouse, incl. the Great Expectations suites and reconciliations.")
+    quality_schedule = dg.ScheduleDefinition(
+        job=quality_job, cron_schedule="17 * * * *",
+        default_status=dg.DefaultScheduleStatus.RUNNING, description="Hourly: all checks (alerts come from the check sensor).")
     return dg.Definitions(
         assets=[*assets, queue_spec],  # the queue is observed, not materialized: no freshness window
         asset_checks=checks,
-        jobs=[*file_jobs, replay_dead_letters, drain_events_job],
+        jobs=[*file_jobs, quality_job, replay_dead_letters, drain_events_job],
+        schedules=[quality_schedule],
         sensors=[build_inbox_sensor(file_jobs), build_events_sensor(drain_events_job),
                  *build_alert_sensors(assets, checks, policies)],
         resources={"warehouse": warehouse_resource()},

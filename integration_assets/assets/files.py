@@ -8,6 +8,7 @@ format); ``warehouse/<table>`` maps, validates, quarantines and merges them, and
 import random
 import time
 from collections import defaultdict
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -164,15 +165,35 @@ def build_file_assets(system: str, entity: str, table: str) -> list[dg.AssetsDef
     return [_raw, _canonical]
 
 
+# Checks that judge a load itself run inside the ingest run (keys is blocking there); the expensive,
+# whole-table ones (Great Expectations, cross-system reconciliation) run in the scheduled quality job.
+IN_LOAD_CHECKS = frozenset({"volume", "quarantine_rate", "dead_letter_backlog", "drift", "keys", "referential_integrity"})
+
+
 def build_all() -> tuple[list[dg.AssetsDefinition], list[Any]]:
+    """Assets for every (system, entity) with a contract, and their ingest jobs without checks."""
+    return build_assets(), build_jobs(())
+
+
+def build_assets() -> list[dg.AssetsDefinition]:
     assets: list[dg.AssetsDefinition] = []
+    for system, entity, table in known_entities():
+        assets.extend(build_file_assets(system, entity, table))
+    return assets
+
+
+def build_jobs(check_keys: Iterable[dg.AssetCheckKey]) -> list[Any]:
+    """One ingest job per (system, entity): its raw and canonical assets plus the in-load checks."""
+    keys = list(check_keys)
     jobs = []
     for system, entity, table in known_entities():
-        pair = build_file_assets(system, entity, table)
-        assets.extend(pair)
+        selection = dg.AssetSelection.assets(raw_key(system, entity), canonical_key(table)).without_checks()
+        in_load = [k for k in keys if k.asset_key == canonical_key(table) and k.name in IN_LOAD_CHECKS]
+        if in_load:
+            selection = selection | dg.AssetSelection.checks(*in_load)
         jobs.append(dg.define_asset_job(
-            job_name(system, entity), selection=dg.AssetSelection.assets(*pair),
-            description=f"Land and load {system}/{entity} files from the inbox.",
+            job_name(system, entity), selection=selection,
+            description=f"Land and load {system}/{entity} files from the inbox, then check the load.",
             tags={ENTITY_TAG: f"{system}.{entity}"},
         ))
-    return assets, jobs
+    return jobs

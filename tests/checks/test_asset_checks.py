@@ -29,6 +29,8 @@ def test_every_canonical_asset_has_its_checks_and_freshness() -> None:
     assert "referential_integrity" in by_asset["warehouse/sales_order_lines"]
     assert "reconcile_deals_orders" in by_asset["warehouse/sales_orders"]
     for key in graph.get_all_asset_keys():
+        if key == dg.AssetKey(["events", "queue"]):
+            continue  # observed, never materialized: freshness does not apply
         assert graph.get(key).freshness_policy is not None, key
     spec = graph.get_check_spec(check_key("sales_orders", "reconcile_deals_orders"))
     assert dg.AssetKey(["warehouse", "deals"]) in {d.asset_key for d in spec.additional_deps}
@@ -40,8 +42,13 @@ def test_ingest_job_runs_the_checks_with_their_metadata(warehouse_url: str) -> N
         result = ingest(defs, instance, [drop()])
         assert result.success
         ev = evaluations(result)
-    assert set(ev) == CONTACT_CHECKS
-    assert ev["keys"].passed and ev["volume"].passed and ev["gx_suite"].passed, {k: e.description for k, e in ev.items()}
+        # The whole-table suite runs in the scheduled quality job, not in every load.
+        assert set(ev) == CONTACT_CHECKS - {"gx_suite"}
+        assert ev["keys"].passed and ev["volume"].passed, {k: e.description for k, e in ev.items()}
+        quality = defs.resolve_job_def("quality_checks").execute_in_process(instance=instance, raise_on_error=False)
+    assert any(e.check_name == "gx_suite" and e.asset_key == dg.AssetKey(["warehouse", "contacts"]) and e.passed
+               for e in quality.get_asset_check_evaluations()), [(e.asset_key, e.check_name, e.passed)
+                                                                  for e in quality.get_asset_check_evaluations()]
     # The fixture has an invalid e-mail and a lifecycle stage the contract does not know ("Prospect"):
     # 2 of 6 rows quarantined (over the 20 % error threshold) and the unknown value is drift.
     q = ev["quarantine_rate"]

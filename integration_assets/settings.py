@@ -19,7 +19,7 @@ ENV_VARS: dict[str, tuple[str | None, str]] = {
     "INTEGRATION_REJECTED_DIR": (None, "Where unreadable files go, with a .reason.json; default <data dir>/rejected."),
     "INTEGRATION_MAX_FILE_BYTES": ("2147483648", "Files larger than this are rejected unread."),
     "INTEGRATION_MAX_FIELD_BYTES": ("1048576", "A single value larger than this quarantines its row."),
-    "INTEGRATION_CHUNK_ROWS": ("200000", "Rows mapped and validated at a time; bounds memory."),
+    "INTEGRATION_CHUNK_ROWS": ("100000", "Rows mapped and validated at a time; bounds memory (two chunks are in flight)."),
     "INTEGRATION_FALLBACK_ENCODING": ("cp1252", "Encoding tried when a file is not valid UTF-8."),
     "INTEGRATION_INBOX_SETTLE_SECONDS": ("2", "A file must be unchanged this long before the sensor picks it up."),
     "INTEGRATION_CONTRACTS_DIR": (None, "Folder of mapping contracts (<system>/<name>.vN.yaml); default: the ones shipped in the package."),

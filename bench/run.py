@@ -485,6 +485,8 @@ class Ours(Contender):
             INTEGRATION_WAREHOUSE_URL=self.pg.url(self.db, "psycopg"),
             INTEGRATION_DATA_DIR=str(self.data_dir),
             DAGSTER_HOME=str(self.dagster_home),
+            # The file is complete before the clock starts: no need to wait for it to settle.
+            INTEGRATION_INBOX_SETTLE_SECONDS="0",
         )
         return [str(SYNC_CMD), "sync", "--json"], env
 

@@ -1,4 +1,8 @@
-"""The ``integration-assets`` command line. Each layer contributes its own click group; this file wires them."""
+"""The ``integration-assets`` command line. Each layer contributes its own click group; this file wires them.
+
+Commands are imported only when used: ``sync`` on an inbox with nothing new must not pay for importing
+Dagster, Starlette and the HTTP connectors.
+"""
 
 from __future__ import annotations
 
@@ -6,24 +10,32 @@ import importlib
 
 import click
 
-# (module, attribute) of each sub-command group; a layer adds itself here.
-COMMAND_GROUPS: list[tuple[str, str]] = [
-    ("integration_assets.warehouse.cli", "db"),
-    ("integration_assets.sync", "sync"),
-    ("integration_assets.demo", "demo"),
-    ("integration_assets.contracts.cli", "contracts"),
-    ("integration_assets.dead_letters.cli", "dlq"),
-    ("integration_assets.status", "status"),
-    ("integration_assets.webhooks.cli", "webhooks"),
-    ("integration_assets.connectors.cli", "pull"),
-    ("integration_assets.events.cli", "events"),
-]
+# command name -> (module, attribute) of each sub-command or group; a layer adds itself here.
+COMMAND_GROUPS: dict[str, tuple[str, str]] = {
+    "db": ("integration_assets.warehouse.cli", "db"),
+    "sync": ("integration_assets.sync", "sync"),
+    "demo": ("integration_assets.demo", "demo"),
+    "contracts": ("integration_assets.contracts.cli", "contracts"),
+    "dlq": ("integration_assets.dead_letters.cli", "dlq"),
+    "status": ("integration_assets.status", "status"),
+    "webhooks": ("integration_assets.webhooks.cli", "webhooks"),
+    "pull": ("integration_assets.connectors.cli", "pull"),
+    "events": ("integration_assets.events.cli", "events"),
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMAND_GROUPS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMAND_GROUPS:
+            return None
+        module, attr = COMMAND_GROUPS[cmd_name]
+        command: click.Command = getattr(importlib.import_module(module), attr)
+        return command
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def main() -> None:
     """Sync CRM, ERP, payments and shipping data into the warehouse, and review what was quarantined."""
-
-
-for _module, _attr in COMMAND_GROUPS:
-    main.add_command(getattr(importlib.import_module(_module), _attr))

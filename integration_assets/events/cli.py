@@ -71,7 +71,7 @@ def render_report(report: dict[str, Any], title: str = "Event drain") -> None:
     "max_events",
     type=click.IntRange(1),
     default=None,
-    help="At most this many deliveries (default: the run default, 25000).",
+    help="At most this many deliveries (default: the run default, 50000).",
 )
 @click.option("--batch", "batch_size", type=click.IntRange(1), default=None, help="Events per transaction.")
 @click.option(

@@ -1,7 +1,7 @@
 """One drain: take up to ``max_events`` from the queue in batches, apply each batch, report what happened.
 
 This is what the Dagster op runs (one run per drain, launched by the queue sensor) and what
-``integration-assets events drain`` runs in-process. Batches are large (default 2,500 events: one
+``integration-assets events drain`` runs in-process. Batches are large (default 5,000 events: one
 transaction, one COPY and one merge per table each), because per-event transactions cannot reach the
 throughput target (issue 3: ≥ 5,000 events/s per drain); mapping costs ~70 ms per contract and batch
 whatever its size, so small batches waste most of their time there. The next batch is received and planned
@@ -46,15 +46,16 @@ from integration_assets.events.errors import (
 )
 from integration_assets.events.processor import BatchResult, EventProcessor, same_database
 from integration_assets.queue import Delivery, Queue, QueueError, StaleDelivery, backoff_delay, open_queue
+from integration_assets.queue.sql import SqlQueue
 from integration_assets.settings import get_settings
-from integration_assets.warehouse.db import get_engine
+from integration_assets.warehouse.db import get_engine, is_postgres
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BATCH = 2500
-DEFAULT_MAX_EVENTS = 25_000
+DEFAULT_BATCH = 5000
+DEFAULT_MAX_EVENTS = 50_000
 # Two batches are held at a time (one written, the next planned), so RabbitMQ's prefetch is two batches.
-MAX_PREFETCH = 10_000
+MAX_PREFETCH = 20_000
 # How long to top a RabbitMQ batch up after the first deliveries arrived (they come in network reads), and
 # how long to wait for a first delivery before calling the queue empty (a consumer's first deliveries, or
 # those following an ack, take a round trip to arrive).
@@ -119,7 +120,7 @@ class _Stop(EventError):
 
 
 def drain_queue_url(url: str | None = None, *, batch_size: int = DEFAULT_BATCH) -> str:
-    """The queue URL for a drain: on RabbitMQ the prefetch is raised to two batches (capped at 10,000) unless
+    """The queue URL for a drain: on RabbitMQ the prefetch is raised to two batches (capped at 20,000) unless
     the URL sets it. RELIABILITY.md pins prefetch ≤ 50 to bound a crash loop's blast radius; a drain applies
     whole batches in one transaction, so its blast radius is the batch anyway, and deliveries caught in a
     crash loop are dead-lettered with check ``delivery_limit`` and replayable with ``events replay``."""
@@ -265,6 +266,22 @@ class Drainer:
                 log.warning("could not retry %s: %s", d.message.id, exc)
 
 
+def _worker_receiver(queue: Queue) -> SqlQueue | None:
+    """A second handle on the SQL queue for the worker thread, so that on Postgres the next batch is
+    claimed while this one is written (two database sessions, no shared connection). SQLite has one
+    writer at a time and RabbitMQ deliveries belong to the consuming connection: both receive in the
+    drain's own thread."""
+    if not isinstance(queue, SqlQueue) or not is_postgres(queue.engine):
+        return None
+    return SqlQueue(
+        queue.engine.url.render_as_string(hide_password=False),
+        name=queue.name,
+        max_attempts=queue.max_attempts,
+        backoff_base_s=queue.backoff_base_s,
+        backoff_cap_s=queue.backoff_cap_s,
+    )
+
+
 def _move_dead_letters(queue: Queue) -> int:
     """RabbitMQ: move the broker's dead-letter queue into the warehouse ``dead_letters`` table now (after a
     batch that dead-lettered events), so that a later copy of the same event is recognised as one."""
@@ -315,39 +332,71 @@ def drain(
         ack_in_transaction=ack_in_transaction,
         after_commit=after_commit,
     )
-    planner = EventProcessor(engine)  # plans the next batch in a worker thread while this one is written
+    planner = EventProcessor(engine)  # prepares the next batch in a worker thread while this one is written
+    receiver = _worker_receiver(queue)
     taken = 0
     t0 = time.perf_counter()
     try:
         report.depth_before, report.oldest_age_s_before = _queue_state(queue)
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="events-plan") as pool:
 
-            def fetch(first: bool) -> tuple[list[Delivery], Future[Any]] | None:
+            def take(q: Queue, first: bool) -> list[Delivery]:
                 nonlocal taken
                 want = min(batch_size, max_events - taken)
                 if want <= 0:
-                    return None
+                    return []
+                deliveries = receive_batch(q, want, visibility_timeout_s, wait_s if first else 0.0)
+                taken += len(deliveries)
+                return deliveries
+
+            def prepare(deliveries: list[Delivery] | None, first: bool) -> tuple[list[Delivery], Any] | None:
+                """In the worker: receive (SQL queue on Postgres) and plan one batch."""
+                if deliveries is None:
+                    assert receiver is not None
+                    deliveries = take(receiver, first)
+                    if not deliveries:
+                        return None
                 try:
-                    deliveries = receive_batch(queue, want, visibility_timeout_s, wait_s if first else 0.0)
+                    plan = planner.plan(deliveries)
+                except Exception:  # noqa: BLE001 - apply() plans again, and settles and reports the error
+                    plan = None
+                return deliveries, plan
+
+            def fetch(first: bool) -> Future[tuple[list[Delivery], Any] | None] | None:
+                if receiver is not None:
+                    return pool.submit(prepare, None, first)
+                # RabbitMQ (and SQLite): receive here; a delivery belongs to this connection and thread.
+                try:
+                    deliveries = take(queue, first)
                 except QueueError as exc:
                     report.outage = f"queue unavailable: {exc}"
-                    log.warning("drain %s stopped: %s", report.drain_id, report.outage)
                     return None
-                taken += len(deliveries)
-                return (deliveries, pool.submit(planner.plan, deliveries)) if deliveries else None
+                return pool.submit(prepare, deliveries, first) if deliveries else None
 
-            current = fetch(first=True)
-            while current is not None:
-                deliveries, planned = current
+            def settle_ahead(following: Future[tuple[list[Delivery], Any] | None] | None) -> None:
+                """Give back a batch taken ahead that will not be applied (the drain stops)."""
+                try:
+                    item = following.result() if following is not None else None
+                except QueueError:
+                    return
+                if item is not None:
+                    drainer.give_back(item[0], report.totals)
+
+            pending = fetch(first=True)
+            while pending is not None:
+                try:
+                    item = pending.result()
+                except QueueError as exc:
+                    report.outage = f"queue unavailable: {exc}"
+                    break
+                if item is None:
+                    break
+                deliveries, plan = item
                 report.batches += 1
                 batch_id = f"{report.drain_id}.{report.batches}"
                 report.batch_ids.append(batch_id)
-                following = fetch(first=False)  # claimed now, planned while this batch is written
+                following = fetch(first=False)  # taken and planned while this batch is written
                 try:
-                    try:
-                        plan = planned.result()
-                    except Exception:  # noqa: BLE001 - apply() plans again and handles the error itself
-                        plan = None
                     result = drainer.apply(deliveries, batch_id, plan)
                 except _Stop as stop:
                     report.totals.add(stop.result)
@@ -355,17 +404,17 @@ def drain(
                     log.warning(
                         "drain %s stopped after %d batch(es): %s", report.drain_id, report.batches, stop
                     )
-                    if following is not None:
-                        drainer.give_back(following[0], report.totals)
+                    settle_ahead(following)
                     break
                 except BaseException:
-                    if following is not None:
-                        drainer.give_back(following[0], report.totals)
+                    settle_ahead(following)
                     raise
                 report.totals.add(result)
                 if result.dead_lettered:
                     report.dead_letters_moved += _move_dead_letters(queue)
-                current = following
+                pending = following
+            if report.outage:
+                log.warning("drain %s stopped: %s", report.drain_id, report.outage)
         report.dead_letters_moved += _move_dead_letters(queue)
         report.depth_after, report.oldest_age_s_after = _queue_state(queue)
     finally:

@@ -419,10 +419,10 @@ class LedgerStage:
                 [{"o": outcome, "p": p} for p in positions],
             )
 
-    def write(self, batch_id: str, applied_at: datetime) -> set[int]:
+    def write(self, batch_id: str, applied_at: datetime) -> set[tuple[str, str]]:
         """Insert the ledger rows of the events processed (not duplicates, not rejected), in key order (one
-        lock order for concurrent drains). Returns the positions inserted; an event a concurrent drain
-        recorded first is not, and counts as a duplicate (its effect is idempotent: it changed nothing)."""
+        lock order for concurrent drains). Returns the keys inserted; an event a concurrent drain recorded
+        first is not, and counts as a duplicate (its effect is idempotent: it changed nothing)."""
         sql = sa.text(
             "INSERT INTO processed_events (source, event_id, event_type, received_at, applied_at, outcome, "
             "batch_id, target_table, object_id) "
@@ -430,15 +430,8 @@ class LedgerStage:
             f"object_id FROM {self.NAME} WHERE outcome IN ('applied', 'stale', 'ignored') "
             "ORDER BY source, event_id ON CONFLICT (source, event_id) DO NOTHING RETURNING source, event_id"
         ).bindparams(sa.bindparam("applied_at", type_=processed_events.c.applied_at.type))
-        keys = {
-            (r[0], r[1]) for r in self.conn.execute(sql, {"applied_at": applied_at, "batch_id": batch_id})
-        }
-        if not keys:
-            return set()
         return {
-            int(r[0])
-            for r in self.conn.exec_driver_sql(f"SELECT pos, source, event_id FROM {self.NAME}")
-            if (r[1], r[2]) in keys
+            (r[0], r[1]) for r in self.conn.execute(sql, {"applied_at": applied_at, "batch_id": batch_id})
         }
 
 
@@ -569,6 +562,10 @@ class EventProcessor:
             self._known_dead_letters(conn, plan)
             result.duplicates = len(plan.batch_duplicates)
             return
+        if conn.dialect.name == "sqlite":
+            # The driver begins SQLite's transaction at the first write: take the write lock now, so that
+            # the reads below (duplicates, current HubSpot rows) see the state the writes will apply to.
+            conn.exec_driver_sql("UPDATE processed_events SET outcome = outcome WHERE 0")
         ledger = LedgerStage(conn)
         ledger.add(items)
         seen = ledger.seen_before()
@@ -600,7 +597,7 @@ class EventProcessor:
         written = ledger.write(batch_id, utcnow())
         self._known_dead_letters(conn, plan)
         for i in plan.items.values():
-            if i.outcome != "duplicate" and i.pos not in written:
+            if i.outcome != "duplicate" and (i.delivery.message.source, i.delivery.message.id) not in written:
                 i.outcome = "duplicate"  # recorded meanwhile by a concurrent drain
         counts = Counter(i.outcome for i in plan.items.values())
         result.applied, result.stale, result.ignored = counts["applied"], counts["stale"], counts["ignored"]

@@ -43,8 +43,8 @@ def parse(message: Message) -> dict[str, Any]:
     """The event body as a JSON object (the receiver verified and parsed it once; a replayed or hand-made
     message may still be broken)."""
     try:
-        doc = json.loads(message.body)
-    except (ValueError, RecursionError) as exc:
+        doc = json.loads(message.body.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         raise EventRejected("unparseable", f"body is not JSON: {type(exc).__name__}") from exc
     if not isinstance(doc, dict):
         raise EventRejected("unparseable", f"body is a JSON {type(doc).__name__}, not an object")

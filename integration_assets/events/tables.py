@@ -29,6 +29,7 @@ processed_events = sa.Table(
     sa.Column("target_table", sa.String(64)),
     sa.Column("object_id", sa.String(64)),  # source_id of the canonical row the event is about
     sa.PrimaryKeyConstraint("source", "event_id"),
+    # What a batch did (its load_id is on the canonical rows it wrote). No index on the times: every batch
+    # inserts thousands of rows, and pruning by age is a rare sequential scan.
     sa.Index("ix_processed_events_batch_id", "batch_id"),
-    sa.Index("ix_processed_events_applied_at", "applied_at"),
 )

@@ -648,9 +648,14 @@ class RabbitMQQueue(Queue):
     def _ack_tags(self, tags: Sequence[int], what: str) -> None:
         with self._guard(what):
             assert self._ch is not None
+            # Queue every ack frame on the underlying channel, then flush once (what basic_ack does after
+            # each frame: one send per message, seconds for a drain's batch). Not multiple=True: that would
+            # also settle deliveries held for the next batch.
+            impl = self._ch._impl
             for tag in tags:
-                self._ch.basic_ack(tag)
+                impl.basic_ack(delivery_tag=tag, multiple=False)
                 self._held.pop(tag, None)
+            self._ch._flush_output()
 
     def ack(self, deliveries: Sequence[Delivery]) -> None:
         tags: list[int] = []

@@ -215,7 +215,9 @@ def test_consumer_process_killed_after_commit(stack: Stack) -> None:
     assert len(stack.ledger()) == 40 and len(stack.rows("payments")) == 40
     time.sleep(1.2)
     again = stack.drain(wait_s=1.0)
-    assert (again.totals.events_in, again.totals.duplicates, again.totals.applied) == (40, 40, 0), again.as_dict()
+    assert (again.totals.events_in, again.totals.duplicates, again.totals.applied) == (40, 40, 0), (
+        again.as_dict()
+    )
     assert again.balanced
     assert len(stack.ledger()) == 40 and stack.make_queue().depth() == 0
 

@@ -33,7 +33,9 @@ def test_drain_replay_status(warehouse_url: str) -> None:
     status = json.loads(out)
     assert status["queue"]["depth"] == 0
     assert {(r["source"], r["outcome"]): r["events"] for r in status["ledger"]} == {
-        ("easypost", "applied"): 1, ("stripe", "applied"): 2}
+        ("easypost", "applied"): 1,
+        ("stripe", "applied"): 2,
+    }
     assert status["dead_letters"] == [{"source": "stripe", "check": "unknown_value", "pending": 1}]
 
     code, out = _run("replay", "--filter", "--check", "unknown_value", "--dry-run", "--json")

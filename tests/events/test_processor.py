@@ -28,14 +28,19 @@ from tests.events.conftest import NOW, Stack, contact_change, pi_event, seed_con
 def _random_doc(rng: random.Random, depth: int = 0) -> Any:
     if depth > 3 or rng.random() < 0.3:
         return rng.choice([None, 1, "x", True, [], {}, [1, 2], 2.5])
-    return {rng.choice(["a", "b", "c", "a.b", "d"]): _random_doc(rng, depth + 1) for _ in range(rng.randint(0, 3))}
+    return {
+        rng.choice(["a", "b", "c", "a.b", "d"]): _random_doc(rng, depth + 1) for _ in range(rng.randint(0, 3))
+    }
 
 
 def test_extractor_gives_exactly_what_flatten_record_gives() -> None:
     """Walking the contract's paths must give the file path's columns, including the odd cases: keys with
     dots, empty objects, lists, a field that is also the prefix of another."""
     rng = random.Random(5)
-    field_sets = (["a", "a.b", "a.b.c", "b", "b.a", "c.d.a", "a.b.a", "d", "a.a", "c", "b.b.b"], ["b", "c.d.a"])
+    field_sets = (
+        ["a", "a.b", "a.b.c", "b", "b.a", "c.d.a", "a.b.a", "d", "a.a", "c", "b.b.b"],
+        ["b", "c.d.a"],
+    )
     checked = 0
     for _ in range(5000):
         doc = _random_doc(rng)
@@ -51,10 +56,17 @@ def test_extractor_gives_exactly_what_flatten_record_gives() -> None:
 
 
 def test_raw_frame_types_columns_for_the_vectorised_engine() -> None:
-    docs = [{"s": "a", "i": 1, "f": 1.5, "b": True, "m": 1, "n": {"x": [1]}}, {"s": None, "i": None, "m": "2"}]
+    docs = [
+        {"s": "a", "i": 1, "f": 1.5, "b": True, "m": 1, "n": {"x": [1]}},
+        {"s": None, "i": None, "m": "2"},
+    ]
     frame = raw_frame(docs, ["s", "i", "f", "b", "m", "n.x", "missing"])
     assert frame["s"].dtype == pd.StringDtype("pyarrow")
-    assert str(frame["i"].dtype) == "Int64" and frame["f"].dtype == "float64" and str(frame["b"].dtype) == "boolean"
+    assert (
+        str(frame["i"].dtype) == "Int64"
+        and frame["f"].dtype == "float64"
+        and str(frame["b"].dtype) == "boolean"
+    )
     assert frame["m"].dtype == object and frame["n.x"].dtype == object  # mixed, nested: as from a JSON file
     assert frame["missing"].isna().all()
 
@@ -66,14 +78,21 @@ def _message(source: str, body: bytes, event_type: str = "x.y") -> Message:
     return Message(id=f"{source}:evt_1", source=source, event_type=event_type, body=body)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("source", "body", "check"), [
-    ("stripe", b'{"type": "customer.created", "data": {"object": {"object": "customer"}}}', "unknown_event_type"),
-    ("stripe", b'{"type": "payment_intent.succeeded", "data": {}}', "invalid_payload"),
-    ("easypost", b'{"description": "batch.created", "result": {}}', "unknown_event_type"),
-    ("hubspot", b'{"subscriptionType": "contact.creation", "objectId": 1}', "unknown_event_type"),
-    ("stripe", b"[1, 2]", "unparseable"),
-    ("stripe", b"\xff\xfe", "unparseable"),
-])
+@pytest.mark.parametrize(
+    ("source", "body", "check"),
+    [
+        (
+            "stripe",
+            b'{"type": "customer.created", "data": {"object": {"object": "customer"}}}',
+            "unknown_event_type",
+        ),
+        ("stripe", b'{"type": "payment_intent.succeeded", "data": {}}', "invalid_payload"),
+        ("easypost", b'{"description": "batch.created", "result": {}}', "unknown_event_type"),
+        ("hubspot", b'{"subscriptionType": "contact.creation", "objectId": 1}', "unknown_event_type"),
+        ("stripe", b"[1, 2]", "unparseable"),
+        ("stripe", b"\xff\xfe", "unparseable"),
+    ],
+)
 def test_events_without_a_route_are_rejected_with_a_reason(source: str, body: bytes, check: str) -> None:
     router = Router()
     with pytest.raises(EventRejected) as err:
@@ -94,8 +113,9 @@ def test_stripe_events_route_by_the_object_they_carry() -> None:
 
 
 @pytest.mark.parametrize("stack", ["sql-sqlite"], indirect=True)
-def test_a_contract_fix_then_replay_applies_the_dead_letter(stack: Stack, tmp_path: Path,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_contract_fix_then_replay_applies_the_dead_letter(
+    stack: Stack, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A new Stripe status is dead-lettered (unknown_value); a v2 contract that knows it, then
     `events replay`, applies it: a mapping change is a contract edit, not a code change."""
     root = tmp_path / "contracts"
@@ -106,7 +126,10 @@ def test_a_contract_fix_then_replay_applies_the_dead_letter(stack: Stack, tmp_pa
     assert stack.drain(queue).totals.dead_lettered == 1
     v1 = (root / "stripe" / "payment_intent_event.v1.yaml").read_text()
     v2 = v1.replace("version: 1", "version: 2").replace(
-        "      succeeded: succeeded\n", "      succeeded: succeeded\n      requires_reconfirmation: requires_action\n", 1)
+        "      succeeded: succeeded\n",
+        "      succeeded: succeeded\n      requires_reconfirmation: requires_action\n",
+        1,
+    )
     (root / "stripe" / "payment_intent_event.v2.yaml").write_text(v2)
     assert replay_events(stack.engine, queue, Filter(check="unknown_value"), who="test").replayed
     report = stack.drain(queue, wait_s=0.5)
@@ -124,45 +147,66 @@ def contacts(stack: Stack, tmp_path: Path) -> Stack:
     return stack
 
 
-@pytest.mark.parametrize("stack", ["sql-sqlite", pytest.param("sql-postgres", marks=pytest.mark.postgres)],
-                         indirect=True)
+@pytest.mark.parametrize(
+    "stack", ["sql-sqlite", pytest.param("sql-postgres", marks=pytest.mark.postgres)], indirect=True
+)
 def test_hubspot_property_changes(contacts: Stack) -> None:
     stack = contacts
     base = {r["source_id"]: r for r in stack.rows("contacts")}
     seeded_at = base["101"]["source_updated_at"]
     newer, older = NOW, NOW - timedelta(days=30)
     queue = stack.make_queue()
-    stack.publish([
-        contact_change(1, "101", "firstname", "Ada", newer - timedelta(seconds=2)),
-        contact_change(2, "101", "firstname", "Grace", newer),  # same property, newer: wins
-        contact_change(3, "101", "lifecyclestage", "marketingqualifiedlead", newer - timedelta(seconds=1)),
-        contact_change(4, "102", "lastname", "", newer),  # cleared
-        contact_change(5, "103", "firstname", "Too old", older),  # older than the row: stale
-        contact_change(6, "103", "hs_object_id", "103", newer),  # known, deliberately not mapped
-        contact_change(7, "103", "favourite_colour", "teal", newer),  # unknown property
-        contact_change(8, "103", "lifecyclestage", "zzz", newer),  # not in the contract's vocabulary
-    ], queue)
+    stack.publish(
+        [
+            contact_change(1, "101", "firstname", "Ada", newer - timedelta(seconds=2)),
+            contact_change(2, "101", "firstname", "Grace", newer),  # same property, newer: wins
+            contact_change(
+                3, "101", "lifecyclestage", "marketingqualifiedlead", newer - timedelta(seconds=1)
+            ),
+            contact_change(4, "102", "lastname", "", newer),  # cleared
+            contact_change(5, "103", "firstname", "Too old", older),  # older than the row: stale
+            contact_change(6, "103", "hs_object_id", "103", newer),  # known, deliberately not mapped
+            contact_change(7, "103", "favourite_colour", "teal", newer),  # unknown property
+            contact_change(8, "103", "lifecyclestage", "zzz", newer),  # not in the contract's vocabulary
+        ],
+        queue,
+    )
     report = stack.drain(queue)
     assert report.balanced, report.as_dict()
     rows = {r["source_id"]: r for r in stack.rows("contacts")}
     assert (rows["101"]["first_name"], rows["101"]["lifecycle_stage"]) == ("Grace", "marketingqualifiedlead")
     assert rows["102"]["last_name"] is None
     assert rows["103"]["first_name"] == "Old" and rows["103"]["source_updated_at"] == seeded_at
-    assert rows["101"]["load_id"].startswith("drain_") and rows["101"]["mapping_version"] == "hubspot.contacts.api@v1"
-    assert pd.Timestamp(rows["101"]["source_updated_at"]).tz_localize(None) == pd.Timestamp(newer).tz_localize(None)
+    assert (
+        rows["101"]["load_id"].startswith("drain_")
+        and rows["101"]["mapping_version"] == "hubspot.contacts.api@v1"
+    )
+    assert pd.Timestamp(rows["101"]["source_updated_at"]).tz_localize(None) == pd.Timestamp(
+        newer
+    ).tz_localize(None)
     assert rows["101"]["email"] == base["101"]["email"]  # untouched columns keep their values
     outcomes = {r["event_id"]: r["outcome"] for r in stack.ledger()}
-    assert outcomes == {"hubspot:1": "stale", "hubspot:2": "applied", "hubspot:3": "applied", "hubspot:4": "applied",
-                        "hubspot:5": "stale", "hubspot:6": "ignored"}
+    assert outcomes == {
+        "hubspot:1": "stale",
+        "hubspot:2": "applied",
+        "hubspot:3": "applied",
+        "hubspot:4": "applied",
+        "hubspot:5": "stale",
+        "hubspot:6": "ignored",
+    }
     assert {r["natural_key"]: r["check_name"] for r in stack.dead_letters()} == {
-        "hubspot:7": "unknown_property", "hubspot:8": "unknown_value"}
+        "hubspot:7": "unknown_property",
+        "hubspot:8": "unknown_value",
+    }
 
 
 @pytest.mark.parametrize("stack", ["sql-sqlite"], indirect=True)
 def test_deal_stage_change_recomputes_closed_won(stack: Stack, tmp_path: Path) -> None:
     seed_deals(tmp_path, ["77"], warehouse_url=stack.warehouse_url)
     queue = stack.make_queue()
-    stack.publish([contact_change(1, "77", "dealstage", "closedwon", NOW, subscription="deal.propertyChange")], queue)
+    stack.publish(
+        [contact_change(1, "77", "dealstage", "closedwon", NOW, subscription="deal.propertyChange")], queue
+    )
     assert stack.drain(queue).totals.applied == 1
     (deal,) = stack.rows("deals")
     assert (deal["stage"], deal["is_closed_won"], deal["name"]) == ("closedwon", True, "Deal 77")

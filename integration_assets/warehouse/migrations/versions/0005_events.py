@@ -98,12 +98,10 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("processed_events", schema=None) as batch_op:
         batch_op.create_index("ix_processed_events_batch_id", ["batch_id"], unique=False)
-        batch_op.create_index("ix_processed_events_applied_at", ["applied_at"], unique=False)
 
 
 def downgrade() -> None:
     with op.batch_alter_table("processed_events", schema=None) as batch_op:
-        batch_op.drop_index("ix_processed_events_applied_at")
         batch_op.drop_index("ix_processed_events_batch_id")
     op.drop_table("processed_events")
     with op.batch_alter_table("shipment_events", schema=None) as batch_op:

@@ -1,0 +1,38 @@
+"""Migration 0005 creates exactly what the code declares for payments, shipment_events and processed_events,
+and leaves the migration chain with one head."""
+
+from __future__ import annotations
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+import integration_assets.events.tables  # noqa: F401 - declares processed_events on the shared metadata
+from integration_assets.warehouse.db import alembic_config, get_engine
+from integration_assets.warehouse.schema import metadata
+
+OURS = {"payments", "shipment_events", "processed_events"}
+
+
+def _table_of(diff: object) -> str | None:
+    item = diff[0] if isinstance(diff, list) else diff
+    for part in item[1:] if isinstance(item, tuple) else ():
+        name = getattr(part, "name", None) if not isinstance(part, str) else None
+        table = getattr(part, "table", None)
+        if table is not None and getattr(table, "name", None):
+            return table.name
+        if name:
+            return name
+        if isinstance(part, str):
+            return part
+    return None
+
+
+def test_migration_matches_the_declared_tables(warehouse_url: str) -> None:
+    with get_engine(warehouse_url).connect() as conn:
+        diffs = compare_metadata(MigrationContext.configure(conn), metadata)
+    assert [d for d in diffs if _table_of(d) in OURS] == []
+
+
+def test_one_head() -> None:
+    assert len(ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads()) == 1

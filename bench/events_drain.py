@@ -6,8 +6,8 @@ message builders and published, then one drain applies them all; the wall time o
 measured. Each backend (the SQL queue in the same Postgres, and RabbitMQ's quorum queue) runs ``--runs``
 times on emptied tables; the median is reported.
 
-    .venv/bin/python bench/events_drain.py                          # 20,000 events, 3 runs, both backends
-    .venv/bin/python bench/events_drain.py --events 50000 --batch 2000 --backends sql
+    .venv/bin/python bench/events_drain.py                          # 40,000 deliveries, 3 runs, both backends
+    .venv/bin/python bench/events_drain.py --events 10000 --batch 2500 --backends sql
 
 Needs PostgreSQL (INTEGRATION_BENCH_PG_ADMIN_URL, default postgres@127.0.0.1:5432) and, for the rabbitmq
 backend, RabbitMQ (INTEGRATION_BENCH_AMQP_URL, default guest@127.0.0.1:5672).
@@ -144,9 +144,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--events", type=int, default=20_000, help="deliveries per run (10k-50k)")
+    parser.add_argument("--events", type=int, default=40_000, help="deliveries per run (10k-50k)")
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--batch", type=int, default=1000, help="events per batch (transaction)")
+    parser.add_argument("--batch", type=int, default=10_000, help="events per batch (transaction)")
     parser.add_argument("--backends", default="sql,rabbitmq")
     parser.add_argument("--seed", type=int, default=11)
     args = parser.parse_args()

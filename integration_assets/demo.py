@@ -128,7 +128,7 @@ def render_events_summary(summary: dict[str, Any]) -> None:
         for check, n in sorted(r["dead_letter_checks"].items()):
             console.print(f"[yellow]dead-lettered[/] {r['source']}: {n}× {check}")
     console.print(
-        "stale = an older state that arrived after a newer one (kept the newer); "
+        "stale = older than a state already applied (arrived late, or superseded in the same batch); "
         "duplicates = provider retries, applied once"
     )
 

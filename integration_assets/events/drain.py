@@ -1,7 +1,7 @@
 """One drain: take up to ``max_events`` from the queue in batches, apply each batch, report what happened.
 
 This is what the Dagster op runs (one run per drain, launched by the queue sensor) and what
-``integration-assets events drain`` runs in-process. Batches are large (default 5,000 events: one
+``integration-assets events drain`` runs in-process. Batches are large (default 10,000 events: one
 transaction, one COPY and one merge per table each), because per-event transactions cannot reach the
 throughput target (issue 3: ≥ 5,000 events/s per drain); mapping costs ~70 ms per contract and batch
 whatever its size, so small batches waste most of their time there. The next batch is received and planned
@@ -52,7 +52,7 @@ from integration_assets.warehouse.db import get_engine, is_postgres
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BATCH = 5000
+DEFAULT_BATCH = 10_000
 DEFAULT_MAX_EVENTS = 50_000
 # Two batches are held at a time (one written, the next planned), so RabbitMQ's prefetch is two batches.
 MAX_PREFETCH = 20_000

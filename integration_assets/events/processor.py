@@ -6,13 +6,16 @@ Per batch (plain Python; the drain loop and the Dagster op call it):
    contract with the vectorised engine (one ``map_chunk`` per contract and batch) and HubSpot property
    changes per object type (``events.hubspot``). Events that cannot apply are rejected here with a check
    and a reason; an event delivered twice in the batch is kept once.
-2. **BEGIN**; claim the event ids in ``processed_events`` with one ``INSERT … ON CONFLICT DO NOTHING
-   RETURNING``: ids not returned were applied before (or by a concurrent drain) and are counted as
-   duplicates; nothing of theirs is written.
+2. **BEGIN** (on SQLite the write lock is taken first). The batch's ledger rows go into a temporary table
+   (COPY); events whose id is already in ``processed_events`` are duplicates: nothing of theirs is written.
 3. Stage and merge per canonical table (``CanonicalStage``: COPY on Postgres, one ``INSERT … ON CONFLICT …
-   WHERE newer`` merge), so an older event never overwrites newer state; events whose version lost are
-   marked ``stale`` in the ledger. HubSpot patches read the rows ``FOR UPDATE``, patch and merge; a change
-   for an unknown object loses its claim and is rejected (``unknown_object``).
+   WHERE newer`` merge), so an older event never overwrites newer state; events whose version lost (older
+   than the stored row, or superseded in the batch) are ``stale``. HubSpot patches read the rows ``FOR
+   UPDATE``, patch and merge; a change for an unknown object is rejected (``unknown_object``). Then the
+   ledger rows are written once, with their final outcome, by one ``INSERT … SELECT … ON CONFLICT DO
+   NOTHING RETURNING``: a row a concurrent drain wrote first makes that event a duplicate too (the merges
+   are idempotent, so its effect was not repeated). A rejected event whose dead letter is already pending
+   is a redelivery of it: acked as a duplicate, so each poison event is dead-lettered once.
 4. When the queue is the SQL queue in this same database, the dead letters are written and the queue rows
    deleted in this transaction too: effect, ledger row and ack commit together (exactly once on that
    backend). **COMMIT**.
@@ -20,9 +23,10 @@ Per batch (plain Python; the drain loop and the Dagster op call it):
    rejected ones dead-lettered. A crash between COMMIT and ack makes the broker redeliver: every id is then
    in the ledger, so the redelivery is counted as duplicates and changes nothing.
 
-Database failures are classified: unreachable/timeouts/deadlocks raise ``WarehouseUnavailable`` (the drain
-gives the batch back without spending attempts), a missing schema ``WarehouseConfigError``; anything else
-(a value the warehouse refuses) propagates so the drain can isolate the event by bisection.
+Database failures (through SQLAlchemy or straight from the driver) are classified: unreachable, timeouts,
+deadlocks, locks raise ``WarehouseUnavailable`` (the drain gives the batch back without spending attempts),
+a missing schema ``WarehouseConfigError``, a refused value or constraint ``BatchRefused`` (the drain bisects
+the batch to isolate the event at fault); anything else is a bug and propagates.
 """
 
 from __future__ import annotations

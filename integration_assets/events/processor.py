@@ -355,6 +355,7 @@ class LedgerStage:
 
     def add(self, items: Sequence[_Item]) -> None:
         raw = self.conn.connection.driver_connection
+        assert raw is not None  # a live DBAPI connection inside the transaction
         if self.pg:
             cols = ", ".join(self.COLUMNS)
             with raw.cursor() as cur, cur.copy(f"COPY {self.NAME} ({cols}) FROM STDIN") as copy:

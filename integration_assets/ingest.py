@@ -61,7 +61,7 @@ def _better_folder(system: str, entity: str, fmt: str, columns: list[str], cover
     if coverage >= 0.5:
         return None
     for other in all_contracts():
-        if (other.system, other.entity) == (system, entity) or fmt not in other.formats:
+        if (other.system, other.entity) == (system, entity) or fmt not in other.formats or other.delivery != "file":
             continue
         m = ContractMatch(other, *column_drift(other, columns))
         if not m.missing_required and _coverage(m) >= 0.8:
@@ -95,7 +95,7 @@ def match_contract(system: str, entity: str, fmt: str, columns: list[str]) -> Co
     best = min(scored, key=lambda m: (len(m.missing_required), -m.contract.version))
     hint = ""
     for other in all_contracts():
-        if (other.system, other.entity) != (system, entity) and fmt in other.formats:
+        if (other.system, other.entity) != (system, entity) and fmt in other.formats and other.delivery == "file":
             if not column_drift(other, columns)[0]:
                 hint = f"; the columns match {other.id}: is the file in the wrong folder (expected {other.system}/{other.entity})?"
                 break

@@ -43,8 +43,9 @@ lint: install ## ruff check + format check
 typecheck: install ## mypy on the package
 	$(BIN)/mypy integration_assets
 
-bench: install services ## Benchmarks (Postgres): our sync vs plain staged COPY+upsert vs dlt; see docs/BENCHMARKS.md
+bench: install services ## Benchmarks: batch sync vs plain COPY+upsert vs dlt, then event drain throughput; see docs/BENCHMARKS.md
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/events_drain.py
 
 clean: ## Remove the local data dir (warehouse, inbox, Dagster instance)
 	rm -rf .data

@@ -566,7 +566,14 @@ def create_app(
         return JSONResponse(body, status_code=200 if alive else 503)
 
     async def metrics_endpoint(_request: Request) -> Response:
-        return PlainTextResponse(metrics.render(), media_type=CONTENT_TYPE)
+        # Receiver counters, then the pipeline's gauges from the warehouse (queried off the event loop).
+        from starlette.concurrency import run_in_threadpool
+
+        from integration_assets.observability.metrics import pipeline_metrics
+        from integration_assets.warehouse.db import get_engine
+
+        body = metrics.render() + await run_in_threadpool(lambda: pipeline_metrics(get_engine()))
+        return PlainTextResponse(body, media_type=CONTENT_TYPE)
 
     routes = [Route(f"/webhooks/{p}", endpoint(p), methods=["POST"]) for p in PROVIDERS]
     routes += [

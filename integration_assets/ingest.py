@@ -18,11 +18,18 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import sqlalchemy as sa
 
 from integration_assets.connectors.files import FileRejected, RawChunk, SourceFile, inspect
 from integration_assets.contracts.spec import Contract, all_contracts, contracts_for
-from integration_assets.mapping.engine import ContractMapper, DriftStats, MappedChunk, RowFailure, column_drift
+from integration_assets.mapping.engine import (
+    ContractMapper,
+    DriftStats,
+    MappedChunk,
+    RowFailure,
+    column_drift,
+)
 from integration_assets.settings import Settings, get_settings
 from integration_assets.warehouse import ledger
 from integration_assets.warehouse.db import get_engine
@@ -241,6 +248,8 @@ def _load(src: SourceFile, system: str, entity: str, settings: Settings, engine:
             quarantined += len(failures)
             upsert_dead_letters(conn, _dead_letter_rows(failures, contract.id, system, entity, src.path.name, report.load_id))
             stage.add(frame, report.load_id)
+            # Arrow's allocator keeps freed chunk buffers around; hand them back so memory tracks the chunk size.
+            pa.default_memory_pool().release_unused()
 
         # Reading and mapping the next chunk (pandas/pyarrow, mostly outside the GIL) overlaps with staging the
         # current one (COPY: parsed by the Postgres server process), so both cores work on a large file.

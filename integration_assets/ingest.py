@@ -30,6 +30,7 @@ from integration_assets.mapping.engine import (
     RowFailure,
     column_drift,
 )
+from integration_assets.observability.logging import correlation
 from integration_assets.settings import Settings, get_settings
 from integration_assets.warehouse import ledger
 from integration_assets.warehouse.db import get_engine
@@ -184,6 +185,12 @@ def ingest_file(path: Path, system: str, entity: str, *, settings: Settings | No
     engine = engine or get_engine(settings.warehouse_url)
     report = LoadReport(load_id=new_load_id(), source_system=system, entity=entity, file_name=path.name,
                         run_id=run_id, kind=kind)
+    with correlation(run_id=run_id, load_id=report.load_id, source_system=system, entity=entity):
+        return _ingest(path, system, entity, settings, engine, report, force, contract_id)
+
+
+def _ingest(path: Path, system: str, entity: str, settings: Settings, engine: sa.Engine, report: LoadReport,
+            force: bool, contract_id: str | None) -> LoadReport:
     t0 = time.perf_counter()
     with engine.begin() as conn:
         ledger.start(conn, report)

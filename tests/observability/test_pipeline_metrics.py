@@ -43,3 +43,23 @@ def test_receiver_metrics_endpoint_includes_pipeline_gauges(warehouse_url: str) 
     res = asyncio.run(scrape())
     assert res.status_code == 200
     assert "integration_dead_letters_pending" in res.text and "webhook" in res.text.lower()
+
+
+def test_load_logs_carry_correlation_ids(warehouse_url: str) -> None:
+    import io
+    import json
+    import logging
+
+    from integration_assets.observability.logging import configure_logging
+
+    buf = io.StringIO()
+    handler = configure_logging("INFO", json=True, stream=buf)
+    try:
+        report = ingest_file(FIXTURE, "hubspot", "contacts")
+    finally:
+        logging.getLogger().removeHandler(handler)
+    lines = [json.loads(x) for x in buf.getvalue().splitlines()]
+    mine = [x for x in lines if x.get("logger") == "integration_assets.ingest"]
+    assert mine and mine[-1]["load_id"] == report.load_id
+    assert (mine[-1]["source_system"], mine[-1]["entity"]) == ("hubspot", "contacts")
+    assert "ann.lee@example.com" not in buf.getvalue()

@@ -7,8 +7,6 @@ Combinations (``stack``): SQL queue × SQLite, SQL queue × Postgres, RabbitMQ �
 from __future__ import annotations
 
 import json
-import socket
-import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -36,6 +34,7 @@ from integration_assets.samples.events import (
 from integration_assets.warehouse.db import get_engine
 from integration_assets.warehouse.schema import CANONICAL_TABLES, dead_letters
 from integration_assets.webhooks.app import easypost_messages, hubspot_messages, stripe_messages
+from tests.support.tcp_proxy import TcpProxy
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
@@ -320,70 +319,7 @@ def seed_deals(tmp_path: Path, ids: list[str], *, warehouse_url: str) -> None:
 
 
 # -- a warehouse that goes away --------------------------------------------------------------------------
-class FlakyProxy:
-    """A loopback TCP proxy in front of Postgres that the test can take down (new connections are reset,
-    live ones cut) and bring back, to simulate the warehouse being unreachable."""
-
-    def __init__(self, target: tuple[str, int] = ("127.0.0.1", 5432)) -> None:
-        self.target = target
-        self.up = True
-        self._server = socket.create_server(("127.0.0.1", 0))
-        self.port = self._server.getsockname()[1]
-        self._socks: list[socket.socket] = []
-        self._lock = threading.Lock()
-        self._closed = False
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def url_for(self, url: str) -> str:
-        return url.replace("127.0.0.1:5432", f"127.0.0.1:{self.port}")
-
-    def _accept(self) -> None:
-        while not self._closed:
-            try:
-                client, _ = self._server.accept()
-            except OSError:
-                return
-            if not self.up:
-                client.close()
-                continue
-            upstream = socket.create_connection(self.target)
-            with self._lock:
-                self._socks += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def cut(self) -> None:
-        with self._lock:
-            socks, self._socks = self._socks, []
-        for s in socks:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            s.close()
-
-    def down(self) -> None:
-        self.up = False
-        self.cut()
-
-    def close(self) -> None:
-        self._closed = True
-        self.cut()
-        self._server.close()
+FlakyProxy = TcpProxy  # in front of Postgres by default
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import shutil
 import socket
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -24,6 +23,7 @@ from integration_assets.queue.rabbitmq import RabbitMQQueue
 from integration_assets.queue.sql import SqlQueue
 from integration_assets.warehouse.db import get_engine
 from integration_assets.warehouse.schema import dead_letters
+from tests.support.tcp_proxy import TcpProxy
 
 # Short retry tiers so backoff tests take fractions of a second.
 FAST_TIERS = "0.2,0.4"
@@ -176,62 +176,6 @@ def rabbit(
     for q in created:
         q.close()
     RabbitMQQueue(amqp_queue_url(amqp_url, prefix, max_attempts=3)).delete_topology()
-
-
-class TcpProxy:
-    """A loopback TCP proxy whose connections the test can cut, to simulate a lost broker connection
-    without touching anyone else's connections to the shared broker."""
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        self._server = socket.create_server(("127.0.0.1", 0))
-        self.port = self._server.getsockname()[1]
-        self._socks: list[socket.socket] = []
-        self._lock = threading.Lock()
-        self._closed = False
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while not self._closed:
-            try:
-                client, _ = self._server.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(self.target)
-            with self._lock:
-                self._socks += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def cut(self) -> None:
-        """Drop every proxied connection (new ones are still accepted)."""
-        with self._lock:
-            socks, self._socks = self._socks, []
-        for s in socks:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            s.close()
-
-    def close(self) -> None:
-        self._closed = True
-        self.cut()
-        self._server.close()
 
 
 @pytest.fixture

@@ -109,6 +109,21 @@ def reject(f: InboxFile, report: LoadReport, settings: Settings | None = None,
     return dest
 
 
+def archive_duplicate(f: InboxFile, sha256: str, loaded_by: str, *, settings: Settings | None = None,
+                      engine: sa.Engine | None = None, run_id: str | None = None) -> LoadReport:
+    """A file whose content already loaded: one ledger row (duplicate_file), then the archive. No reading."""
+    settings = settings or get_settings()
+    engine = engine or get_engine(settings.warehouse_url)
+    report = LoadReport(load_id=new_load_id(), source_system=f.system, entity=f.entity, file_name=f.path.name,
+                        run_id=run_id, status="duplicate_file", content_hash=sha256, file_bytes=f.size,
+                        error=f"identical content already loaded by {loaded_by}")
+    with engine.begin() as conn:
+        ledger.start(conn, report)
+        ledger.finish(conn, report)
+    archive(f, sha256, settings)
+    return report
+
+
 def process(f: InboxFile, *, settings: Settings | None = None, engine: sa.Engine | None = None,
             run_id: str | None = None) -> LoadReport:
     """Load one inbox file and move it to archive/ or rejected/. Transient errors propagate, file stays."""

@@ -98,10 +98,11 @@ def run_pending(settings: Settings | None = None, log_level: str = "WARNING") ->
             continue
         # Content already loaded (a re-sent export, even renamed) is archived as a duplicate without a run,
         # as the sensor does: a replay of an identical file costs one hash of the file.
+        sha = content_hash(f.path)
         with engine.connect() as conn:
-            done = ledger.succeeded_load_for(conn, f.system, f.entity, content_hash(f.path))
+            done = ledger.succeeded_load_for(conn, f.system, f.entity, sha)
         if done:
-            result.loads.append(_jsonable(inbox.process(f, settings=settings, engine=engine).as_dict()))
+            result.loads.append(_jsonable(inbox.archive_duplicate(f, sha, done, settings=settings, engine=engine).as_dict()))
         else:
             by_entity[(f.system, f.entity)].append(str(f.path))
     if not by_entity:

@@ -127,7 +127,12 @@ def hash_and_check_utf8(path: Path) -> tuple[str, bool]:
 
 
 def content_hash(path: Path) -> str:
-    return hash_and_check_utf8(path)[0]
+    """SHA-256 of the file's bytes (the identity of an export, whatever its name)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def detect_format(path: Path) -> str:

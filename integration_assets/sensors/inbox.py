@@ -43,7 +43,7 @@ def inbox_run_requests(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         with engine.connect() as conn:
             done = ledger.succeeded_load_for(conn, f.system, f.entity, sha)
         if done:
-            inbox.process(f, settings=settings, engine=engine)  # recorded as duplicate_file and archived
+            inbox.archive_duplicate(f, sha, done, settings=settings, engine=engine)
             new_cache.pop(key, None)
             context.log.info("%s duplicates content loaded by %s; archived", f.path.name, done)
             continue

@@ -33,8 +33,9 @@ dev: install $(DAGSTER_HOME)/dagster.yaml ## Open the Dagster UI (http://127.0.0
 services: ## Make sure PostgreSQL and RabbitMQ are up on loopback (starts them if down)
 	./scripts/ensure_services.sh
 
-test: install services ## Install test deps, ensure services, lint, run the whole suite (SQLite and PostgreSQL)
+test: install services ## Install test deps, ensure services, lint + type-check, run the whole suite (SQLite and PostgreSQL)
 	$(BIN)/ruff check integration_assets tests bench
+	$(BIN)/mypy integration_assets
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 lint: install ## ruff check + format check

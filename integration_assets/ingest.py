@@ -102,11 +102,12 @@ def match_contract(system: str, entity: str, fmt: str, columns: list[str]) -> Co
         return best_fit
     best = min(scored, key=lambda m: (len(m.missing_required), -m.contract.version))
     hint = ""
-    for other in all_contracts():
-        if (other.system, other.entity) != (system, entity) and fmt in other.formats and other.delivery == "file":
-            if not column_drift(other, columns)[0]:
-                hint = f"; the columns match {other.id}: is the file in the wrong folder (expected {other.system}/{other.entity})?"
-                break
+    for candidate in all_contracts():
+        if (candidate.system, candidate.entity) != (system, entity) and fmt in candidate.formats \
+                and candidate.delivery == "file" and not column_drift(candidate, columns)[0]:
+            hint = (f"; the columns match {candidate.id}: is the file in the wrong folder "
+                    f"(expected {candidate.system}/{candidate.entity})?")
+            break
     raise FileRejected(
         "missing_required_columns",
         f"required columns missing for {best.contract.id}: {best.missing_required}{hint}",
@@ -115,7 +116,7 @@ def match_contract(system: str, entity: str, fmt: str, columns: list[str]) -> Co
 
 def _dead_letter_rows(failures: list[RowFailure], contract_id: str | None, system: str, entity: str,
                       file_name: str, load_id: str) -> list[dict[str, Any]]:
-    rows = []
+    rows: list[dict[str, Any]] = []
     for f in failures:
         raw = f.raw if isinstance(f.raw, str) else json.dumps(f.raw, default=str, ensure_ascii=False)
         rows.append({

@@ -114,7 +114,7 @@ def build_file_assets(system: str, entity: str, table: str) -> list[dg.AssetsDef
                           for p in map(Path, config.files) if p.exists()]
         else:
             candidates = [f for f in inbox.scan(settings) if (f.system, f.entity) == (system, entity)]
-        landed = [{"path": str(f.path), "name": f.path.name, "bytes": f.size, "sha256": content_hash(f.path),
+        landed: list[dict[str, Any]] = [{"path": str(f.path), "name": f.path.name, "bytes": f.size, "sha256": content_hash(f.path),
                    "format": f.path.suffix.lstrip(".").lower()} for f in candidates]
         context.log.info("landed %d file(s) for %s/%s", len(landed), system, entity)
         return dg.Output(landed, metadata={

@@ -36,7 +36,8 @@ BAD_BYTE_MIN, BAD_BYTE_MAX = chr(_PUA_BASE), chr(_PUA_BASE + 0xFF)
 MAX_JSON_DEPTH = 64
 
 
-def _pua_handler(err: UnicodeDecodeError) -> tuple[str, int]:
+def _pua_handler(err: UnicodeError) -> tuple[str | bytes, int]:
+    assert isinstance(err, UnicodeDecodeError)  # registered for decoding only
     bad = err.object[err.start : err.end]
     return "".join(chr(_PUA_BASE + b) for b in bad), err.end
 

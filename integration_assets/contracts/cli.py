@@ -66,7 +66,8 @@ def check_file(path: Path, system: str | None, entity: str | None) -> dict:
     except FileRejected as exc:
         return out | {"ok": False, "reason_code": exc.code, "reason": exc.message}
     mapper = ContractMapper(match.contract, max_field_bytes=settings.max_field_bytes, fallback_encoding=settings.fallback_encoding)
-    drift, checks, rows, bad = DriftStats(), Counter(), 0, 0
+    drift, rows, bad = DriftStats(), 0, 0
+    checks: Counter[str] = Counter()
     for chunk in ([first] if first is not None else []) + list(chunks):
         mapped = mapper.map_chunk(chunk)
         rows += mapped.rows_in

@@ -7,7 +7,7 @@ are owned by the mapping contracts, so adding a dropdown value is a contract cha
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import pandas as pd
 import pandera.pandas as pa
@@ -33,11 +33,11 @@ _CURRENCY = r"^[A-Z]{3}$"
 _EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 
 
-def _key(description: str) -> object:
+def _key(description: str) -> Any:
     return pa.Field(nullable=False, str_length={"min_value": 1, "max_value": 64}, description=description)
 
 
-def _updated() -> object:
+def _updated() -> Any:
     return pa.Field(nullable=False, description="When the source last changed the record (UTC); last writer wins.")
 
 

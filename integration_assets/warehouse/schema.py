@@ -40,7 +40,7 @@ def _lineage() -> list[sa.Column]:
     ]
 
 
-def _canonical(name: str, *columns: sa.Column) -> sa.Table:
+def _canonical(name: str, *columns: sa.Column | sa.Index) -> sa.Table:
     return sa.Table(
         name,
         metadata,

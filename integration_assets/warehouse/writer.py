@@ -71,6 +71,13 @@ class CanonicalStage:
             conn.exec_driver_sql(f"CREATE TEMP TABLE {q} AS SELECT * FROM {_q(conn, table_name)} WHERE 0")
             conn.exec_driver_sql(f"ALTER TABLE {q} ADD COLUMN {STAGE_POS} INTEGER")
 
+    def _driver(self) -> Any:
+        """The DBAPI connection under SQLAlchemy's (psycopg for COPY, sqlite3 for executemany)."""
+        raw = self.conn.connection.driver_connection
+        if raw is None:  # pragma: no cover - only for a closed connection
+            raise RuntimeError("the staging connection is closed")
+        return raw
+
     def add(self, frame: pd.DataFrame, load_id: str) -> None:
         """Stage mapped rows (canonical columns + lineage + _pos); the row hash is computed here."""
         if frame.empty:
@@ -94,7 +101,7 @@ class CanonicalStage:
         table = pa.Table.from_pandas(frame, preserve_index=False)
         buf = io.BytesIO()
         pacsv.write_csv(table, buf, pacsv.WriteOptions(include_header=False, quoting_style="needed"))
-        raw = self.conn.connection.driver_connection
+        raw = self._driver()
         collist = ", ".join(_q(self.conn, c) for c in cols)
         with raw.cursor() as cur, cur.copy(f"COPY {_q(self.conn, self.name)} ({collist}) FROM STDIN (FORMAT csv)") as cp:
             view = buf.getbuffer()
@@ -116,7 +123,7 @@ class CanonicalStage:
         rows = list(zip(*(data[c].tolist() for c in cols), strict=True))
         marks = ", ".join("?" for _ in cols)
         collist = ", ".join(_q(self.conn, c) for c in cols)
-        self.conn.connection.driver_connection.executemany(
+        self._driver().executemany(
             f"INSERT INTO {_q(self.conn, self.name)} ({collist}) VALUES ({marks})", rows
         )
 

@@ -101,15 +101,16 @@ def drainer_main(stop_file: str, pause_s: float, max_s: float) -> None:
 
     engine = db.get_engine(get_settings().warehouse_url)
     deadline = time.monotonic() + max_s
-    drains = events = 0
+    drains = events = batches = 0
     while not os.path.exists(stop_file) and time.monotonic() < deadline:
         report = drain(engine=engine, max_events=DEFAULT_MAX_EVENTS, batch_size=DEFAULT_BATCH)
         drains += 1
         events += report.totals.events_in
+        batches += report.batches
         if report.outage:
             print(f"drain outage: {report.outage}", file=sys.stderr, flush=True)
         time.sleep(pause_s)
-    print(json.dumps({"drains": drains, "events_in": events}), flush=True)
+    print(json.dumps({"drains": drains, "batches": batches, "events_in": events}), flush=True)
 
 
 # --------------------------------------------------------------------------------------------- load
@@ -353,6 +354,10 @@ def run_backend(backend: str, url: str, args: argparse.Namespace, workdir: Path)
         "request_p50_ms": _round(percentile(request_ms, 50)),
         "request_p99_ms": _round(percentile(request_ms, 99)),
         "drains": drain_stats.get("drains"),
+        "batches": drain_stats.get("batches"),
+        "events_per_batch": round(drain_stats["events_in"] / drain_stats["batches"], 1)
+        if drain_stats.get("batches")
+        else None,
         "pause_s": args.pause,
     }
 

@@ -33,6 +33,9 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import pgdb  # noqa: E402 - bench/ is on sys.path when a script runs
+from pgdb import drop_database  # noqa: E402
+
 from integration_assets.events.drain import drain, drain_queue_url  # noqa: E402
 from integration_assets.queue import Message, Queue  # noqa: E402
 from integration_assets.queue.rabbitmq import RabbitMQQueue  # noqa: E402
@@ -41,9 +44,6 @@ from integration_assets.samples.events import generate_event_samples  # noqa: E4
 from integration_assets.warehouse import db  # noqa: E402
 from integration_assets.webhooks.app import easypost_messages, stripe_messages  # noqa: E402
 
-PG_ADMIN = os.environ.get(
-    "INTEGRATION_BENCH_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
 AMQP = os.environ.get("INTEGRATION_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 TABLES = ("payments", "shipment_events", "processed_events", "dead_letters", "event_queue")
 
@@ -68,29 +68,7 @@ def messages(n_events: int, seed: int) -> list[Message]:
 
 
 def fresh_database() -> tuple[str, str]:
-    name = f"ia_bench_events_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    url = PG_ADMIN.rsplit("/", 1)[0] + "/" + name
-    db.upgrade(url)
-    return name, url
-
-
-def drop_database(name: str) -> None:
-    db._engine.cache_clear()
-    admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(
-            sa.text(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n "
-                "AND pid <> pg_backend_pid()"
-            ),
-            {"n": name},
-        )
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
-    admin.dispose()
+    return pgdb.fresh_database("ia_bench_events")
 
 
 def empty(url: str) -> None:

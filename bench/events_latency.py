@@ -48,11 +48,11 @@ import sqlalchemy as sa
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import pgdb  # noqa: E402 - bench/ is on sys.path when a script runs
+from pgdb import drop_database  # noqa: E402
+
 from integration_assets.warehouse import db  # noqa: E402
 
-PG_ADMIN = os.environ.get(
-    "INTEGRATION_BENCH_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
 AMQP = os.environ.get("INTEGRATION_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 HOST = "127.0.0.1"
 MAX_IN_FLIGHT = 16  # load generator threads = requests in flight at most
@@ -66,29 +66,7 @@ def log(msg: str) -> None:
 
 
 def fresh_database() -> tuple[str, str]:
-    name = f"ia_bench_lat_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    url = PG_ADMIN.rsplit("/", 1)[0] + "/" + name
-    db.upgrade(url)
-    return name, url
-
-
-def drop_database(name: str) -> None:
-    db._engine.cache_clear()
-    admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(
-            sa.text(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n "
-                "AND pid <> pg_backend_pid()"
-            ),
-            {"n": name},
-        )
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
-    admin.dispose()
+    return pgdb.fresh_database("ia_bench_lat")
 
 
 # --------------------------------------------------------------------------------------------- drainer

@@ -170,11 +170,6 @@ def build_file_assets(system: str, entity: str, table: str) -> list[dg.AssetsDef
 IN_LOAD_CHECKS = frozenset({"volume", "quarantine_rate", "dead_letter_backlog", "drift", "keys", "referential_integrity"})
 
 
-def build_all() -> tuple[list[dg.AssetsDefinition], list[Any]]:
-    """Assets for every (system, entity) with a contract, and their ingest jobs without checks."""
-    return build_assets(), build_jobs(())
-
-
 def build_assets() -> list[dg.AssetsDefinition]:
     assets: list[dg.AssetsDefinition] = []
     for system, entity, table in known_entities():

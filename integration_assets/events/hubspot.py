@@ -37,7 +37,7 @@ import sqlalchemy as sa
 from integration_assets.connectors.files import RawChunk
 from integration_assets.contracts.models import CANONICAL_MODELS
 from integration_assets.contracts.spec import Contract, ContractError, contracts_for
-from integration_assets.mapping.engine import ContractMapper
+from integration_assets.mapping.engine import ContractMapper, apply_derived
 from integration_assets.warehouse.schema import CANONICAL_TABLES
 from integration_assets.warehouse.writer import CanonicalStage
 
@@ -226,18 +226,7 @@ def read_rows(conn: sa.Connection, table: str, ids: Sequence[str], *, lock: bool
 
 
 def _recompute_derived(contract: Contract, rows: pd.DataFrame) -> None:
-    for col, d in contract.derived.items():
-        if d.equals is not None:
-            base, value = d.equals
-            rows[col] = rows[base].eq(value).astype("boolean")
-        elif d.is_in is not None:
-            base, values = d.is_in
-            rows[col] = rows[base].isin(list(values)).astype("boolean")
-        elif d.coalesce is not None:
-            acc = rows[d.coalesce[0]]
-            for other in d.coalesce[1:]:
-                acc = acc.fillna(rows[other])
-            rows[col] = acc
+    apply_derived(contract, rows)
 
 
 def apply(conn: sa.Connection, planned: PlannedChanges, claimed: set[int], load_id: str) -> AppliedChanges:

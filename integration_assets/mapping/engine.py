@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -191,6 +192,22 @@ def _apply_transforms(t: pd.Series, transforms: tuple[str, ...]) -> pd.Series:
     return t
 
 
+def apply_derived(contract: Contract, columns: MutableMapping[str, Any]) -> None:
+    """Compute the contract's derived canonical columns from already-mapped ones (a dict of Series or a frame)."""
+    for col, d in contract.derived.items():
+        if d.equals is not None:
+            base, val = d.equals
+            columns[col] = columns[base].eq(val).astype("boolean")
+        elif d.is_in is not None:
+            base, vals = d.is_in
+            columns[col] = columns[base].isin(list(vals)).astype("boolean")
+        elif d.coalesce is not None:
+            acc = columns[d.coalesce[0]]
+            for other in d.coalesce[1:]:
+                acc = acc.fillna(columns[other])
+            columns[col] = acc
+
+
 class ContractMapper:
     """Maps raw chunks for one contract. Stateless between chunks except for the compiled value maps."""
 
@@ -232,18 +249,7 @@ class ContractMapper:
 
         for col, value in self.contract.defaults.items():
             out[col] = pd.Series([value] * n, index=index)
-        for col, d in self.contract.derived.items():
-            if d.equals is not None:
-                base, val = d.equals
-                out[col] = out[base].eq(val).astype("boolean")
-            elif d.is_in is not None:
-                base, vals = d.is_in
-                out[col] = out[base].isin(list(vals)).astype("boolean")
-            elif d.coalesce is not None:
-                acc = out[d.coalesce[0]]
-                for other in d.coalesce[1:]:
-                    acc = acc.fillna(out[other])
-                out[col] = acc
+        apply_derived(self.contract, out)
 
         frame = pd.DataFrame({c: out[c] for c in self.columns}, index=index)
         frame = self._to_model_dtypes(frame)

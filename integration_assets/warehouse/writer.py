@@ -262,8 +262,3 @@ def record_drift(conn: sa.Connection, load_id: str, system: str, entity: str, co
          "sample": json.dumps(f.get("sample", [])), "detected_at": now}
         for f in findings
     ])
-
-
-def positions_lookup(positions: np.ndarray, wanted: np.ndarray) -> np.ndarray:
-    """Row indexes of ``wanted`` record numbers in a chunk (positions are ascending)."""
-    return np.searchsorted(positions, wanted)

@@ -33,7 +33,7 @@ from integration_assets.mapping.engine import (
 from integration_assets.observability.logging import correlation
 from integration_assets.settings import Settings, get_settings
 from integration_assets.warehouse import ledger
-from integration_assets.warehouse.db import get_engine
+from integration_assets.warehouse.db import begin_write, get_engine
 from integration_assets.warehouse.ledger import LoadReport, new_load_id
 from integration_assets.warehouse.writer import (
     CanonicalStage,
@@ -244,7 +244,7 @@ def _load(src: SourceFile, system: str, entity: str, settings: Settings, engine:
     mapper = ContractMapper(contract, max_field_bytes=settings.max_field_bytes, fallback_encoding=settings.fallback_encoding)
     drift = DriftStats()
     quarantined = 0
-    with engine.begin() as conn:
+    with begin_write(engine) as conn:
         stage = CanonicalStage(conn, contract.target)
 
         def handle(chunk: RawChunk, mapped: MappedChunk) -> None:

@@ -12,6 +12,8 @@ import io
 import json
 import re
 import shutil
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -179,6 +181,30 @@ def test_an_older_update_arriving_later_is_not_applied(engine: sa.Engine, inbox:
     stored = rows(engine, "contacts")["1"]
     assert stored["phone"] == "+1 555 0199"
     assert stored["source_updated_at"].replace(tzinfo=None).isoformat() == "2026-11-20T10:00:00"
+
+
+def test_concurrent_loads_of_one_table_both_land(engine: sa.Engine, inbox: Path) -> None:
+    """Two overlapping files loaded at the same moment (two sensor runs, or a run and a replay): neither
+    fails on a key the other inserts, and the newest version of each shared key wins."""
+    ids = [str(i) for i in range(1, 401)]
+    a = put(inbox, "hubspot", "contacts", "a.csv", csv_bytes(CONTACT_HEADER, [
+        contact(i, first="A", modified="2026-11-20 10:00") for i in ids[:300]]))
+    b = put(inbox, "hubspot", "contacts", "b.csv", csv_bytes(CONTACT_HEADER, [
+        contact(i, first="B", modified="2026-11-21 10:00") for i in ids[100:]]))
+    barrier = threading.Barrier(2)
+
+    def run(path: Path) -> LoadReport:
+        barrier.wait()
+        return load(path, "hubspot", "contacts", records=300)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        reports = list(pool.map(run, [a, b]))
+    assert [r.status for r in reports] == ["succeeded", "succeeded"]
+    assert sum(r.rows_inserted for r in reports) == 400
+    stored = rows(engine, "contacts")
+    assert len(stored) == 400
+    assert {stored[i]["first_name"] for i in ids[:100]} == {"A"}
+    assert {stored[i]["first_name"] for i in ids[100:]} == {"B"}
 
 
 def test_api_records_and_exports_merge_into_one_table(engine: sa.Engine, inbox: Path) -> None:

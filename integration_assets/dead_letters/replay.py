@@ -27,7 +27,7 @@ from integration_assets.ingest import _dead_letter_rows, _reference_failures, in
 from integration_assets.mapping.engine import ContractMapper, column_drift
 from integration_assets.settings import Settings, get_settings
 from integration_assets.warehouse import ledger
-from integration_assets.warehouse.db import get_engine
+from integration_assets.warehouse.db import claim_writer, get_engine
 from integration_assets.warehouse.ledger import LoadReport, new_load_id
 from integration_assets.warehouse.schema import dead_letters
 from integration_assets.warehouse.writer import CanonicalStage, upsert_dead_letters, utcnow
@@ -127,6 +127,7 @@ def _replay_rows(system: str, entity: str, items: list[dict[str, Any]], out: Rep
     conn = engine.connect()
     tx = conn.begin()
     try:
+        claim_writer(conn)
         if not dry_run:
             ledger.start(conn, report)
         mapped = mapper.map_chunk(chunk)

@@ -578,7 +578,7 @@ class EventProcessor:
             plan.items[pos].outcome = "duplicate"
         ledger.set_outcome("duplicate", sorted(seen))
         fresh = {i.pos for i in items} - seen
-        for table, frames in plan.frames.items():
+        for table, frames in sorted(plan.frames.items()):  # one lock order for concurrent drains
             frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
             if seen:
                 frame = frame[frame["_pos"].isin(list(fresh))]

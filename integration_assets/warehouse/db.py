@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+from collections.abc import Iterator
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -47,6 +49,25 @@ def _engine(url: str) -> sa.Engine:
 def get_engine(url: str | None = None) -> sa.Engine:
     """The warehouse engine for ``url`` (default: INTEGRATION_WAREHOUSE_URL), one per URL per process."""
     return _engine(url or get_settings().warehouse_url)
+
+
+@contextlib.contextmanager
+def begin_write(engine: sa.Engine) -> Iterator[sa.Connection]:
+    """A transaction that will write, committed on success (like ``engine.begin()``).
+
+    On SQLite it takes the write lock up front (``BEGIN IMMEDIATE``): a deferred transaction that reads and
+    then writes fails at once with "database is locked" when another writer committed in between, while an
+    immediate one waits its turn (up to the connection's busy timeout).
+    """
+    with engine.begin() as conn:
+        claim_writer(conn)
+        yield conn
+
+
+def claim_writer(conn: sa.Connection) -> None:
+    """First statement of a writing transaction: on SQLite, take the write lock now (see begin_write)."""
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def is_postgres(engine: sa.Engine) -> bool:

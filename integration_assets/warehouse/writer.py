@@ -1,11 +1,12 @@
 """Idempotent, set-based loads into canonical tables.
 
 One load = one transaction: rows are staged (COPY on Postgres, executemany on SQLite) into a temporary
-table, then merged with a single ``INSERT … SELECT … ON CONFLICT (source_system, source_id) DO UPDATE …
-WHERE`` that only writes a row when the incoming version is newer (``source_updated_at``) or, at the same
-timestamp, has a different content hash (ties broken by the larger hash, so the result does not depend
-on load order). In-file duplicates are collapsed in the same statement. A replay of the same content
-therefore writes nothing.
+table, then merged in one statement that only writes a row when the incoming version is newer
+(``source_updated_at``) or, at the same timestamp, has a different content hash (ties broken by the larger
+hash, so the result does not depend on load order). In-file duplicates are collapsed in the same statement.
+A replay of the same content therefore writes nothing. On Postgres the statement is an UPDATE of the keys
+that exist plus an INSERT of those that do not, under a table lock that admits one writer at a time; on
+SQLite (a single writer anyway) it is ``INSERT … ON CONFLICT … DO UPDATE … WHERE``.
 """
 
 from __future__ import annotations
@@ -63,6 +64,9 @@ class CanonicalStage:
         self.staged = 0
         q = _q(conn, self.name)
         if self.pg:
+            # Timestamps are staged as naive UTC text (formatting them with a zone costs ~25x more in Arrow),
+            # and the row hash is computed from text forms: both need the session zone to be UTC.
+            conn.exec_driver_sql("SET LOCAL TimeZone = 'UTC'")
             conn.exec_driver_sql(f"CREATE TEMP TABLE {q} (LIKE {_q(conn, table_name)}) ON COMMIT DROP")
             conn.exec_driver_sql(f"ALTER TABLE {q} ADD COLUMN {STAGE_POS} bigint")
             conn.exec_driver_sql(f"ALTER TABLE {q} ALTER COLUMN row_hash DROP NOT NULL")  # computed at merge
@@ -97,7 +101,8 @@ class CanonicalStage:
         frame = frame.copy(deep=False)
         for c in cols:
             if isinstance(frame[c].dtype, pd.DatetimeTZDtype):
-                frame[c] = frame[c].astype("datetime64[us, UTC]")  # Postgres keeps microseconds
+                # Postgres keeps microseconds; naive UTC (the session zone is UTC, see __init__).
+                frame[c] = frame[c].dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[us]")
         table = pa.Table.from_pandas(frame, preserve_index=False)
         buf = io.BytesIO()
         pacsv.write_csv(table, buf, pacsv.WriteOptions(include_header=False, quoting_style="needed"))
@@ -143,25 +148,36 @@ class CanonicalStage:
         if self.pg:
             # The in-file dedup sorts the staged rows: give it memory so it does not spill to disk.
             c.exec_driver_sql("SET LOCAL work_mem = '256MB'")
-            # The row hash is computed from the row's text form, which must not depend on the session zone.
-            c.exec_driver_sql("SET LOCAL TimeZone = 'UTC'")
+            # One writer per canonical table at a time (readers are not blocked). It makes a plain INSERT of
+            # the keys that are not there yet safe, which writes ~40% less than INSERT … ON CONFLICT (that
+            # path logs a speculative insertion per row).
+            c.exec_driver_sql(f"LOCK TABLE {t} IN SHARE ROW EXCLUSIVE MODE")
             c.exec_driver_sql(f"ANALYZE {s}")
             # concat_ws of the text forms (NULL kept distinct from every value) is ~2x cheaper than ROW(...)::text.
             biz = ", ".join(f"coalesce(s.{_q(c, x)}::text, chr(30))" for x in self.business)
             others = ", ".join(f"s.{_q(c, x)}" for x in self.columns if x != "row_hash")
+            src_sets = ", ".join(f"{_q(c, x)} = src.{_q(c, x)}" for x in self.columns if x not in keys)
+            src_newer = newer.replace("excluded.", "src.")
+            same_key = "{a}.source_system = src.source_system AND {a}.source_id = src.source_id"
+            # Every sub-statement sees the same snapshot: the UPDATE touches only keys that existed, the
+            # INSERT only keys that did not, so the two never meet.
             sql = f"""
             WITH h AS (
                 SELECT {others}, hashtextextended(concat_ws(chr(31), {biz}), 0) AS row_hash FROM {s} s
-            ), src AS (
-                SELECT DISTINCT ON (source_system, source_id) {cols} FROM h
-                ORDER BY source_system, source_id, source_updated_at DESC, row_hash DESC
-            ), m AS (
+            ), src AS MATERIALIZED (
+                -- source_id first: Postgres abbreviates only the first sort key, and source_system is constant.
+                SELECT DISTINCT ON (source_id, source_system) {cols} FROM h
+                ORDER BY source_id, source_system, source_updated_at DESC, row_hash DESC
+            ), u AS (
+                UPDATE {t} SET {src_sets} FROM src
+                WHERE {same_key.format(a=t)} AND ({src_newer})
+                RETURNING 1
+            ), i AS (
                 INSERT INTO {t} ({cols}) SELECT {cols} FROM src
-                ON CONFLICT (source_system, source_id) DO UPDATE SET {sets} WHERE {newer}
-                RETURNING (xmax = 0) AS inserted
+                WHERE NOT EXISTS (SELECT 1 FROM {t} x WHERE {same_key.format(a="x")})
+                RETURNING 1
             )
-            SELECT (SELECT count(*) FROM src),
-                   count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM m"""
+            SELECT (SELECT count(*) FROM src), (SELECT count(*) FROM i), (SELECT count(*) FROM u)"""
             distinct, inserted, updated = c.exec_driver_sql(sql).one()
         else:
             distinct = c.exec_driver_sql(f"SELECT count(*) FROM (SELECT DISTINCT source_system, source_id FROM {s})").scalar_one()

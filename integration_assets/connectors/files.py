@@ -14,6 +14,7 @@ import hashlib
 import io
 import json
 import re
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -225,6 +226,43 @@ def _csv_header(path: Path, encoding: str, fallback: str) -> list[str]:
     return header
 
 
+class _ReadAhead(io.RawIOBase):
+    """A file whose reads run at most ``blocks`` reads ahead of the batches consumed.
+
+    pyarrow's streaming CSV reader reads blocks in a background thread with a queue of up to 32 blocks: with a
+    consumer slower than the disk (mapping is), that is 32 x block_size of memory whatever the chunk size.
+    Each ``read`` of the reader's thread waits here until the consumer has taken enough batches (one batch
+    per block), so memory stays bounded by the chunk size. A record can straddle at most two blocks, so a
+    window of a few blocks never starves the reader; a timeout keeps a surprise from hanging a load.
+    """
+
+    def __init__(self, path: Path, blocks: int = 4, timeout_s: float = 60.0) -> None:
+        self._fh = path.open("rb", buffering=0)
+        self._cond = threading.Condition()
+        self._reads = 0
+        self._consumed = 0
+        self._blocks = blocks
+        self._timeout = timeout_s
+
+    def readable(self) -> bool:
+        return True
+
+    def consumed(self) -> None:
+        with self._cond:
+            self._consumed += 1
+            self._cond.notify_all()
+
+    def read(self, size: int = -1) -> bytes:
+        with self._cond:
+            self._cond.wait_for(lambda: self._reads - self._consumed < self._blocks, timeout=self._timeout)
+            self._reads += 1
+        return self._fh.read(size)
+
+    def close(self) -> None:
+        self._fh.close()
+        super().close()
+
+
 def _csv_chunks(src: SourceFile, chunk_rows: int) -> Iterator[RawChunk]:
     failures: list[ParseFailure] = []
     bad_positions: list[int] = []  # ascending: rows are parsed in file order (use_threads=False)
@@ -264,13 +302,13 @@ def _csv_chunks(src: SourceFile, chunk_rows: int) -> Iterator[RawChunk]:
         stream: Any = io.BytesIO(tail[0].encode("utf-8"))
         read_opts = pacsv.ReadOptions(block_size=16 << 20, column_names=src.columns, skip_rows=1, use_threads=False)
     elif src.encoding in ("utf-8",):
-        stream = str(src.path)
+        stream = _ReadAhead(src.path)
         read_opts = pacsv.ReadOptions(block_size=16 << 20, column_names=src.columns, skip_rows=1, use_threads=False)
     elif src.encoding == "mixed":
         stream = io.BytesIO(_decoded_text(src).encode("utf-8"))
         read_opts = pacsv.ReadOptions(block_size=16 << 20, column_names=src.columns, skip_rows=1, use_threads=False)
     else:
-        stream = str(src.path)
+        stream = _ReadAhead(src.path)
         read_opts = pacsv.ReadOptions(
             block_size=16 << 20, column_names=src.columns, skip_rows=1, encoding=src.encoding, use_threads=False
         )
@@ -306,12 +344,17 @@ def _csv_chunks(src: SourceFile, chunk_rows: int) -> Iterator[RawChunk]:
 
     try:
         for batch in reader:
+            if isinstance(stream, _ReadAhead):
+                stream.consumed()
             pending.append(batch)
             pending_rows += batch.num_rows
             if pending_rows >= chunk_rows:
                 yield flush()
     except pa.ArrowInvalid as exc:
         raise FileRejected("unreadable_csv", f"the CSV cannot be parsed: {exc}") from exc
+    finally:
+        if isinstance(stream, _ReadAhead):
+            stream.close()
     if pending or failures:
         if not pending:
             yield RawChunk(pd.DataFrame(columns=src.columns), np.empty(0, dtype=np.int64), list(failures))

@@ -1,0 +1,62 @@
+"""The file readers' memory bound: the CSV reader's read-ahead waits for the consumer."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from integration_assets.connectors import files
+from integration_assets.connectors.files import _ReadAhead
+
+
+def test_read_ahead_stops_a_few_blocks_ahead_of_the_consumer(tmp_path: Path) -> None:
+    path = tmp_path / "blob.bin"
+    path.write_bytes(b"x" * 100)
+    stream = _ReadAhead(path, blocks=2, timeout_s=30)
+    done: list[bytes] = []
+
+    def reader() -> None:
+        for _ in range(4):
+            done.append(stream.read(10))
+
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    time.sleep(0.3)
+    assert len(done) == 2  # the third read waits for a consumed block
+    stream.consumed()
+    time.sleep(0.3)
+    assert len(done) == 3
+    stream.consumed()
+    t.join(5)
+    assert done == [b"x" * 10] * 4
+    stream.close()
+
+
+def test_a_slow_consumer_does_not_make_the_reader_buffer_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """~150 MiB of CSV (about ten 16 MiB blocks) read by a consumer that lags: pyarrow's reader thread, which
+    would queue up to 32 blocks, stays within the window, and every row still arrives."""
+    path = tmp_path / "contacts.csv"
+    row = b'"1","Ann","Smith","ann@example.com","' + b"y" * 200 + b'"\n'
+    with path.open("wb") as fh:
+        fh.write(b"Record ID,First Name,Last Name,Email,Notes\n")
+        for _ in range(0, 600_000, 20_000):
+            fh.write(row * 20_000)
+    ahead: list[int] = []
+
+    class Recording(files._ReadAhead):
+        def read(self, size: int = -1) -> bytes:
+            data = super().read(size)
+            ahead.append(self._reads - self._consumed)
+            return data
+
+    monkeypatch.setattr(files, "_ReadAhead", Recording)
+    src = files.inspect(path, max_bytes=1 << 30, fallback_encoding="cp1252")
+    rows = 0
+    for chunk in src.chunks(100_000):
+        time.sleep(0.2)  # an unbounded reader thread would run through the whole file meanwhile
+        rows += len(chunk.frame)
+    assert rows == 600_000
+    assert len(ahead) >= 10 and max(ahead) <= 4, ahead

@@ -16,14 +16,11 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from integration_assets.connectors.files import content_hash
-from integration_assets.contracts.spec import known_entities
-from integration_assets.ingest import ingest_file
+from integration_assets.connectors.hashing import content_hash
 from integration_assets.settings import Settings, get_settings
 from integration_assets.warehouse import ledger
 from integration_assets.warehouse.db import get_engine
-from integration_assets.warehouse.ledger import LoadReport, new_load_id
-from integration_assets.warehouse.writer import fingerprint, upsert_dead_letters, utcnow
+from integration_assets.warehouse.ledger import LoadReport, new_load_id, utcnow
 
 
 @dataclass(frozen=True)
@@ -88,6 +85,8 @@ def archive(f: InboxFile, sha256: str | None, settings: Settings | None = None) 
 def reject(f: InboxFile, report: LoadReport, settings: Settings | None = None,
            engine: sa.Engine | None = None) -> Path:
     """Move an unloadable file to rejected/ with its reason, and open a dead letter for it."""
+    from integration_assets.warehouse.writer import fingerprint, upsert_dead_letters
+
     settings = settings or get_settings()
     engine = engine or get_engine(settings.warehouse_url)
     dest = _unique(settings.rejected_dir / (f.system or "_unknown") / (f.entity or "_unknown") / f.path.name)
@@ -127,6 +126,11 @@ def archive_duplicate(f: InboxFile, sha256: str, loaded_by: str, *, settings: Se
 def process(f: InboxFile, *, settings: Settings | None = None, engine: sa.Engine | None = None,
             run_id: str | None = None) -> LoadReport:
     """Load one inbox file and move it to archive/ or rejected/. Transient errors propagate, file stays."""
+    # The pipeline (pandas, Arrow, pandera) is imported only when a file is actually read: archiving a
+    # re-sent copy must stay cheap.
+    from integration_assets.contracts.spec import known_entities
+    from integration_assets.ingest import ingest_file
+
     settings = settings or get_settings()
     engine = engine or get_engine(settings.warehouse_url)
     known = {(s, e) for s, e, _ in known_entities()}

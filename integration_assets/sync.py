@@ -18,8 +18,7 @@ import click
 import sqlalchemy as sa
 
 from integration_assets import inbox
-from integration_assets.connectors.files import content_hash
-from integration_assets.contracts.spec import contracts_for, known_entities
+from integration_assets.connectors.hashing import content_hash
 from integration_assets.settings import Settings, get_settings
 from integration_assets.warehouse import ledger
 from integration_assets.warehouse.db import ensure_schema, get_engine
@@ -62,6 +61,8 @@ class SyncResult:
 
 def dependency_order() -> list[tuple[str, str, str]]:
     """(system, entity, table) with referenced tables first."""
+    from integration_assets.contracts.spec import contracts_for, known_entities
+
     entities = known_entities()
     by_table = {t: (s, e, t) for s, e, t in entities}
     graph = {t: {ref.table for c in contracts_for(s, e) for ref in c.references.values()} & set(by_table)
@@ -87,24 +88,29 @@ def run_pending(settings: Settings | None = None, log_level: str = "WARNING") ->
     ensure_dagster_home(settings)
     result = SyncResult()
     pending = inbox.scan(settings, include_misplaced=True)
-    known = {(s, e) for s, e, _ in known_entities()}
     engine = get_engine(settings.warehouse_url)
-    misplaced = [f for f in pending if (f.system, f.entity) not in known]
-    for f in misplaced:
-        result.loads.append(_jsonable(inbox.process(f, settings=settings, engine=engine).as_dict()))
-    by_entity: dict[tuple[str, str], list[str]] = defaultdict(list)
+    # Content already loaded (a re-sent export, even renamed) is archived as a duplicate without a run, as the
+    # sensor does: a replay of an identical file costs one hash of the file, and no import of the pipeline.
+    fresh = []
     for f in pending:
-        if (f.system, f.entity) not in known:
-            continue
-        # Content already loaded (a re-sent export, even renamed) is archived as a duplicate without a run,
-        # as the sensor does: a replay of an identical file costs one hash of the file.
         sha = content_hash(f.path)
         with engine.connect() as conn:
             done = ledger.succeeded_load_for(conn, f.system, f.entity, sha)
         if done:
             result.loads.append(_jsonable(inbox.archive_duplicate(f, sha, done, settings=settings, engine=engine).as_dict()))
         else:
+            fresh.append(f)
+    if not fresh:
+        return result
+    from integration_assets.contracts.spec import known_entities
+
+    known = {(s, e) for s, e, _ in known_entities()}
+    by_entity: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for f in fresh:
+        if (f.system, f.entity) in known:
             by_entity[(f.system, f.entity)].append(str(f.path))
+        else:  # misplaced: rejected with the reason, no run
+            result.loads.append(_jsonable(inbox.process(f, settings=settings, engine=engine).as_dict()))
     if not by_entity:
         return result
     import dagster as dg  # only when there is something to run: keeps a no-op sync fast

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import codecs
 import csv
-import hashlib
 import io
 import json
 import re
@@ -26,10 +25,10 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from integration_assets.connectors.hashing import _BLOCK, content_hash, hash_and_check_utf8  # noqa: F401 (re-exported)
 from integration_assets.errors import TerminalError
 
 FORMATS_BY_SUFFIX = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
-_BLOCK = 8 << 20
 # Bytes that are not valid in the file's encoding are carried through parsing as these private-use code points
 # so that the row holding them can be quarantined (and the bytes shown) instead of failing the whole file.
 _PUA_BASE = 0xF700
@@ -105,62 +104,6 @@ class SourceFile:
             yield from _parquet_chunks(self, chunk_rows)
         else:  # pragma: no cover - inspect() only returns known formats
             raise FileRejected("unsupported_format", f"unsupported format {self.format}")
-
-
-# The same file is hashed by the sync (is it new?), by the raw asset and by inspect(): one pass per process is
-# enough. Keyed by what identifies unchanged bytes on disk; a file moved to archive/ misses and is re-read.
-_HASHES: dict[tuple[str, int, int, int], tuple[str, bool | None]] = {}
-
-
-def _stat_key(path: Path) -> tuple[str, int, int, int]:
-    st = path.stat()
-    return str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino
-
-
-def _remember(key: tuple[str, int, int, int], sha: str, utf8: bool | None) -> None:
-    if len(_HASHES) > 10_000:
-        _HASHES.clear()
-    _HASHES[key] = (sha, utf8)
-
-
-def hash_and_check_utf8(path: Path) -> tuple[str, bool]:
-    """One pass over the file: its SHA-256 and whether it is valid UTF-8."""
-    key = _stat_key(path)
-    known = _HASHES.get(key)
-    if known is not None and known[1] is not None:
-        return known[0], known[1]
-    digest = hashlib.sha256()
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    valid = True
-    with path.open("rb") as fh:
-        while block := fh.read(_BLOCK):
-            digest.update(block)
-            if valid:
-                try:
-                    decoder.decode(block)
-                except UnicodeDecodeError:
-                    valid = False
-        if valid:
-            try:
-                decoder.decode(b"", final=True)
-            except UnicodeDecodeError:
-                valid = False
-    _remember(key, digest.hexdigest(), valid)
-    return digest.hexdigest(), valid
-
-
-def content_hash(path: Path) -> str:
-    """SHA-256 of the file's bytes (the identity of an export, whatever its name)."""
-    key = _stat_key(path)
-    known = _HASHES.get(key)
-    if known is not None:
-        return known[0]
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(_BLOCK):
-            digest.update(block)
-    _remember(key, digest.hexdigest(), None)
-    return digest.hexdigest()
 
 
 def detect_format(path: Path) -> str:

@@ -12,7 +12,7 @@ import dagster as dg
 
 from integration_assets import inbox
 from integration_assets.assets.files import ENTITY_TAG, job_name, raw_op_name
-from integration_assets.connectors.files import content_hash
+from integration_assets.connectors.hashing import content_hash
 from integration_assets.contracts.spec import known_entities
 from integration_assets.settings import get_settings
 from integration_assets.warehouse import ledger

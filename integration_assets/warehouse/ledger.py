@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 
 from integration_assets.warehouse.schema import loads
-from integration_assets.warehouse.writer import utcnow
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 def new_load_id() -> str:

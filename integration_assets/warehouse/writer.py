@@ -16,7 +16,6 @@ import io
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -26,13 +25,10 @@ import pyarrow.csv as pacsv
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from integration_assets.warehouse.ledger import utcnow
 from integration_assets.warehouse.schema import CANONICAL_TABLES, dead_letters, schema_drift
 
 STAGE_POS = "_pos"
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 import integration_assets.events.tables  # noqa: F401 - declares processed_events on the shared metadata
-from integration_assets.warehouse.db import alembic_config, get_engine
+from integration_assets.warehouse.db import HEAD_REVISIONS, alembic_config, ensure_schema, get_engine, upgrade
 from integration_assets.warehouse.schema import metadata
 
 OURS = {"payments", "shipment_events", "processed_events"}
@@ -34,5 +34,15 @@ def test_migration_matches_the_declared_tables(warehouse_url: str) -> None:
     assert [d for d in diffs if _table_of(d) in OURS] == []
 
 
-def test_one_head() -> None:
-    assert len(ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads()) == 1
+def test_one_head_and_the_code_knows_it() -> None:
+    heads = ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads()
+    assert len(heads) == 1
+    assert set(heads) == HEAD_REVISIONS  # ensure_schema skips Alembic when the warehouse is stamped with it
+
+
+def test_ensure_schema_migrates_a_warehouse_behind_the_head(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    url = f"sqlite:///{tmp_path / 'wh.db'}"
+    upgrade(url, "0001_foundation")
+    ensure_schema(url)
+    with get_engine(url).connect() as conn:
+        assert {r[0] for r in conn.exec_driver_sql("SELECT version_num FROM alembic_version")} == HEAD_REVISIONS

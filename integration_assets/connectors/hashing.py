@@ -1,0 +1,68 @@
+"""The identity of a file: its SHA-256 (and, in the same pass, whether it is valid UTF-8).
+
+Kept free of pandas and Arrow so that recognising a re-sent export costs one pass over its bytes, not the
+import of the whole pipeline.
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+from pathlib import Path
+
+_BLOCK = 8 << 20
+
+# The same file is hashed by the sync (is it new?), by the raw asset and by inspect(): one pass per process is
+# enough. Keyed by what identifies unchanged bytes on disk; a file moved to archive/ misses and is re-read.
+_HASHES: dict[tuple[str, int, int, int], tuple[str, bool | None]] = {}
+
+
+def _stat_key(path: Path) -> tuple[str, int, int, int]:
+    st = path.stat()
+    return str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino
+
+
+def _remember(key: tuple[str, int, int, int], sha: str, utf8: bool | None) -> None:
+    if len(_HASHES) > 10_000:
+        _HASHES.clear()
+    _HASHES[key] = (sha, utf8)
+
+
+def hash_and_check_utf8(path: Path) -> tuple[str, bool]:
+    """One pass over the file: its SHA-256 and whether it is valid UTF-8."""
+    key = _stat_key(path)
+    known = _HASHES.get(key)
+    if known is not None and known[1] is not None:
+        return known[0], known[1]
+    digest = hashlib.sha256()
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    valid = True
+    with path.open("rb") as fh:
+        while block := fh.read(_BLOCK):
+            digest.update(block)
+            if valid:
+                try:
+                    decoder.decode(block)
+                except UnicodeDecodeError:
+                    valid = False
+        if valid:
+            try:
+                decoder.decode(b"", final=True)
+            except UnicodeDecodeError:
+                valid = False
+    _remember(key, digest.hexdigest(), valid)
+    return digest.hexdigest(), valid
+
+
+def content_hash(path: Path) -> str:
+    """SHA-256 of the file's bytes (the identity of an export, whatever its name)."""
+    key = _stat_key(path)
+    known = _HASHES.get(key)
+    if known is not None:
+        return known[0]
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(_BLOCK):
+            digest.update(block)
+    _remember(key, digest.hexdigest(), None)
+    return digest.hexdigest()

@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pandera.errors as pa_errors
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from integration_assets.connectors.files import (
     BAD_BYTE_MAX,
@@ -179,6 +181,13 @@ def _as_text(s: pd.Series) -> pd.Series:
     return s.astype(pd.StringDtype("pyarrow"))
 
 
+def _lookup(key: pd.Series, keys: pa.Array, values: pa.Array) -> pd.Series:
+    """``key.map(dict(zip(keys, values)))`` in Arrow (pandas maps element by element in Python: ~6x slower)."""
+    arr = pa.array(key.array, pa.large_string())
+    out = pc.take(values, pc.index_in(arr, value_set=keys))
+    return pd.Series(pd.array(out, dtype=pd.StringDtype("pyarrow")), index=key.index)
+
+
 def _apply_transforms(t: pd.Series, transforms: tuple[str, ...]) -> pd.Series:
     for tr in transforms:
         if tr == "strip":
@@ -219,6 +228,7 @@ class ContractMapper:
         self.max_field_bytes = max_field_bytes
         self.fallback = fallback_encoding
         self._enum_maps: dict[str, dict[str, str]] = {}
+        self._enum_arrays: dict[str, tuple[pa.Array, pa.Array]] = {}
         for src, spec in contract.fields.items():
             if spec.type == "enum":
                 m = {k.lower() if spec.case_insensitive else k: v for k, v in spec.values.items()}
@@ -226,6 +236,7 @@ class ContractMapper:
                 for v in spec.values.values():
                     m.setdefault(v.lower() if spec.case_insensitive else v, v)
                 self._enum_maps[src] = m
+                self._enum_arrays[src] = (pa.array(list(m), pa.large_string()), pa.array(list(m.values()), pa.large_string()))
         self._text_targets = [
             c for c, col in self.schema.columns.items() if "string" in str(col.dtype).lower()
         ]
@@ -269,7 +280,8 @@ class ContractMapper:
         failures = self._failures(raw, chunk, frame, errors, bad | vbad, vfindings)
         failures.extend(self._parse_failures(chunk.failures))
         keep = np.flatnonzero(~(bad | vbad))
-        result = frame.iloc[keep].reset_index(drop=True)
+        # Usually nothing fails validation: reuse the rows already taken instead of taking them again.
+        result = (good.iloc[np.flatnonzero(~vbad[good_idx])] if vbad.any() else good).reset_index(drop=True)
         result["source_system"] = self.contract.system
         result["mapping_version"] = self.contract.id
         result["_pos"] = chunk.positions[keep] if len(chunk.positions) == n else keep + 1
@@ -396,7 +408,7 @@ class ContractMapper:
     def _type_enum(self, src: str, spec: FieldSpec, s: pd.Series, present: pd.Series, drift: DriftStats) -> Any:
         t = _as_text(s).str.strip()
         key = t.str.lower() if spec.case_insensitive else t
-        mapped = key.map(self._enum_maps[src]).astype(pd.StringDtype("pyarrow"))
+        mapped = _lookup(key, *self._enum_arrays[src])
         unknown = present.to_numpy() & mapped.isna().to_numpy()
         bad = None
         if unknown.any():

@@ -45,8 +45,9 @@ lint: install ## ruff check + format check
 typecheck: install ## mypy on the package
 	$(BIN)/mypy integration_assets
 
-bench: install services ## Benchmarks: batch sync vs plain COPY+upsert vs dlt, then event drain throughput and end-to-end event latency; see docs/BENCHMARKS.md
+bench: install services ## Benchmarks: batch sync vs plain COPY+upsert vs dlt, then webhook receiver throughput, event drain throughput and end-to-end event latency; see docs/BENCHMARKS.md
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/events_receiver.py
 	$(BIN)/python bench/events_drain.py
 	$(BIN)/python bench/events_latency.py
 

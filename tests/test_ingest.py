@@ -227,6 +227,45 @@ def test_api_records_and_exports_merge_into_one_table(engine: sa.Engine, inbox: 
     assert stored["mapping_version"] == "hubspot.contacts.api@v1"
 
 
+def _api_contact(rid: str, first: str, modified: str) -> dict[str, Any]:
+    return {"id": rid, "properties": {"email": f"c{rid}@example.com", "firstname": first, "lastname": "Doe",
+                                      "lifecyclestage": "lead", "hs_object_id": rid, "lastmodifieddate": modified,
+                                      "createdate": "2026-01-01T00:00:00.000Z"},
+            "createdAt": "2026-01-01T00:00:00.000Z", "updatedAt": modified, "archived": False}
+
+
+@pytest.mark.parametrize("chunk_rows", [2, 1000])
+def test_versions_spread_over_chunks_merge_like_one_chunk(engine: sa.Engine, inbox: Path,
+                                                          monkeypatch: pytest.MonkeyPatch, chunk_rows: int) -> None:
+    """A file read in many chunks: a key new in one chunk and newer in a later one, a pre-existing key updated
+    in two chunks, a stale version after a newer one and exact copies in other chunks give the counts and
+    the rows of a file read in one chunk."""
+    t1, t2, t3 = "2026-11-20T10:00:00.000Z", "2026-11-21T10:00:00.000Z", "2026-11-22T10:00:00.000Z"
+    before = [_api_contact("1", "Old1", t1), _api_contact("2", "Old2", t1), _api_contact("3", "Same3", t1)]
+    load(put(inbox, "hubspot", "contacts", "before.jsonl", jsonl(before)), "hubspot", "contacts", records=3)
+    monkeypatch.setenv("INTEGRATION_CHUNK_ROWS", str(chunk_rows))
+    records = [
+        _api_contact("10", "New10a", t1),  # chunk 1: a new key ...
+        _api_contact("1", "Upd1a", t2),  # ... and a pre-existing key, updated
+        _api_contact("10", "New10b", t2),  # chunk 2: the new key again, newer
+        _api_contact("3", "Same3", t1),  # an unchanged pre-existing key
+        _api_contact("1", "Upd1b", t3),  # chunk 3: the pre-existing key updated again
+        _api_contact("2", "Stale2", "2026-11-19T10:00:00.000Z"),  # older than the stored version
+        _api_contact("10", "New10b", t2),  # chunk 4: an exact copy of an earlier record
+        _api_contact("11", "New11", t1),
+    ]
+    report = load(put(inbox, "hubspot", "contacts", "mixed.jsonl", jsonl(records)), "hubspot", "contacts",
+                  records=8)
+    # read, inserted (10, 11), updated (1), unchanged (2, 3), duplicates (3 extra copies of 10 and 1), quarantined
+    assert counts(report) == (8, 2, 1, 2, 3, 0)
+    stored = rows(engine, "contacts")
+    assert {k: v["first_name"] for k, v in stored.items()} == {
+        "1": "Upd1b", "2": "Old2", "3": "Same3", "10": "New10b", "11": "New11"}
+    again = load(put(inbox, "hubspot", "contacts", "mixed-again.jsonl", jsonl(records)), "hubspot", "contacts",
+                 force=True)
+    assert counts(again) == (8, 0, 0, 5, 3, 0)
+
+
 # -- drift ------------------------------------------------------------------------------------------------
 def test_new_column_loads_and_is_reported(engine: sa.Engine, inbox: Path) -> None:
     header = [*CONTACT_HEADER, "Preferred language"]

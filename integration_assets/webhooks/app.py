@@ -100,6 +100,9 @@ class WebhookConfig:
     max_batch: int = 500
     batch_linger_s: float = 0.001
     max_pending_requests: int = 10_000
+    # Publisher threads, each with its own connection: while one waits for the broker's confirms of its
+    # batch, the next publishes the requests that arrived meanwhile.
+    publishers: int = 2
 
     @classmethod
     def from_env(cls, **overrides: Any) -> WebhookConfig:
@@ -109,6 +112,7 @@ class WebhookConfig:
             "easypost_secret": os.environ.get("EASYPOST_WEBHOOK_SECRET") or None,
             "max_body_bytes": int(_env("INTEGRATION_WEBHOOK_MAX_BYTES") or 1 << 20),
             "public_url": (_env("INTEGRATION_WEBHOOK_PUBLIC_URL") or "").rstrip("/") or None,
+            "publishers": max(1, int(_env("INTEGRATION_WEBHOOK_PUBLISHERS") or 2)),
         }
         values.update(overrides)
         return cls(**values)
@@ -250,7 +254,11 @@ class _Job:
 
 
 class Enqueuer:
-    """One thread that owns the queue and publishes the messages of concurrent requests in batches."""
+    """Publisher threads that publish the messages of concurrent requests in batches.
+
+    Each thread owns its own queue connection and takes the next batch from one shared inbox, so while one
+    waits for the confirms (or the commit) of its batch, another publishes what arrived in the meantime.
+    """
 
     def __init__(
         self,
@@ -261,8 +269,10 @@ class Enqueuer:
         linger_s: float = 0.001,
         max_pending: int = 10_000,
         keepalive_s: float = 1.0,
+        threads: int = 1,
     ) -> None:
         self._factory = queue_factory
+        self.threads = max(1, threads)
         self._metrics = metrics
         self.max_batch, self.linger_s, self.max_pending, self.keepalive_s = (
             max_batch,
@@ -271,31 +281,35 @@ class Enqueuer:
             keepalive_s,
         )
         self._inbox: stdlib_queue.SimpleQueue[_Job | None] = stdlib_queue.SimpleQueue()
-        self._queue: Queue | None = None
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._start_lock = threading.Lock()
         self.state = "idle"  # idle | ok | unavailable | stopped
         self.last_error: str | None = None
 
     @property
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return bool(self._threads) and all(t.is_alive() for t in self._threads)
 
     def start(self) -> None:
         with self._start_lock:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="webhook-publisher", daemon=True)
-                self._thread.start()
+            if not self._threads:
+                self._threads = [threading.Thread(target=self._run, name=f"webhook-publisher-{i}", daemon=True)
+                                 for i in range(self.threads)]
+                for t in self._threads:
+                    t.start()
 
     async def stop(self) -> None:
         await asyncio.to_thread(self.stop_blocking)
 
     def stop_blocking(self, timeout_s: float = 30.0) -> None:
         """Publish what is already waiting, then close the queue."""
-        if self._thread is None:
+        if not self._threads:
             return
-        self._inbox.put(None)
-        self._thread.join(timeout_s)
+        for _ in self._threads:
+            self._inbox.put(None)  # one stop mark per thread; each takes exactly one and ends
+        deadline = time.monotonic() + timeout_s
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.monotonic()))
         self.state = "stopped"
         leftovers: list[_Job] = []
         while True:
@@ -326,13 +340,14 @@ class Enqueuer:
             raise QueueUnavailable(f"not confirmed within {timeout_s}s") from exc
 
     def _run(self) -> None:
+        slot: list[Queue] = []  # this thread's queue, opened on first use
         stopping = False
         while not stopping:
             try:
                 first = self._inbox.get(timeout=self.keepalive_s)
             except stdlib_queue.Empty:
-                if self._queue is not None:
-                    self._queue.keepalive()
+                if slot:
+                    slot[0].keepalive()
                 continue
             if first is None:
                 break
@@ -349,18 +364,18 @@ class Enqueuer:
                     break
                 jobs.append(job)
                 size += len(job.messages)
-            self._publish(jobs)
-        if self._queue is not None:
-            self._queue.close()
+            self._publish(jobs, slot)
+        if slot:
+            slot[0].close()
 
-    def _publish(self, jobs: Sequence[_Job]) -> None:
+    def _publish(self, jobs: Sequence[_Job], slot: list[Queue]) -> None:
         messages = [m for job in jobs for m in job.messages]
         self._metrics.batch_size.observe(len(messages))
         error: QueueError | None = None
         try:
-            if self._queue is None:
-                self._queue = self._factory()
-            self._queue.publish_many(messages)
+            if not slot:
+                slot.append(self._factory())
+            slot[0].publish_many(messages)
         except QueueError as exc:
             error = exc
         except Exception as exc:  # noqa: BLE001 - the thread must survive anything; the requests get 503
@@ -536,6 +551,7 @@ def create_app(
         max_batch=config.max_batch,
         linger_s=config.batch_linger_s,
         max_pending=config.max_pending_requests,
+        threads=config.publishers,
     )
     receiver = WebhookReceiver(config, publisher, metrics, clock)
 

@@ -14,12 +14,12 @@ One run measures, one after the other on the same machine:
   counts when its 2xx arrives, which the receiver sends only after the publisher confirm (RabbitMQ) or the
   commit (SQL queue).
 
-Each contender runs ``--seconds`` (after a 1 s warm-up); the table gives messages or accepted requests per
-second, and the receiver's rate as a multiple of the confirm-each rate measured in the same run (the issue's
-target: ≥ 2.5×). Everything, load generator included, shares the machine's cores.
+Each contender runs ``--seconds`` (after a 1 s warm-up), ``--repeat`` times in rotating order; the table
+gives the median messages or accepted requests per second, and the receiver's rate as a multiple of the
+confirm-each rate measured in the same run (the issue's target: ≥ 2.5×). Everything, load generator included, shares the machine's cores.
 
-    .venv/bin/python bench/events_receiver.py                        # 10 s each, 32 connections
-    .venv/bin/python bench/events_receiver.py --seconds 20 --connections 64
+    .venv/bin/python bench/events_receiver.py                        # 10 s per run, 64 connections, 3 runs each
+    .venv/bin/python bench/events_receiver.py --connections 32 --only each,rabbitmq
 
 Needs RabbitMQ (INTEGRATION_BENCH_AMQP_URL, default guest@127.0.0.1:5672) and PostgreSQL
 (INTEGRATION_BENCH_PG_ADMIN_URL, default postgres@127.0.0.1:5432); queues and the database are deleted at the end.
@@ -33,6 +33,7 @@ import json
 import os
 import platform
 import secrets
+import statistics
 import subprocess
 import sys
 import time
@@ -243,17 +244,19 @@ def receiver_run(backend: str, pg_url: str, args: argparse.Namespace) -> dict[st
 
 def markdown(results: list[dict[str, Any]]) -> str:
     each = next((r["per_s"] for r in results if r["contender"].startswith("pika, confirm each")), None)
-    lines = ["| contender | per second | counted | seconds | × confirm-each |", "|---|---:|---:|---:|---:|"]
+    lines = ["| contender | per second (median) | runs | × confirm-each (medians) |", "|---|---:|---|---:|"]
     for r in results:
         ratio = f"{r['per_s'] / each:.2f}×" if each else "n/a"
-        lines.append(f"| {r['contender']} | {r['per_s']:,.0f} | {r['count']:,} | {r['seconds']} | {ratio} |")
+        runs = ", ".join(f"{x:,.0f}" for x in r["runs"])
+        lines.append(f"| {r['contender']} | {r['per_s']:,.0f} | {runs} | {ratio} |")
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--repeat", type=int, default=3, help="runs per contender, order rotated; medians reported")
     parser.add_argument("--size", type=int, default=500, help="raw pika message size (bytes)")
     parser.add_argument("--window", type=int, default=1000, help="raw pika unconfirmed messages in flight")
     parser.add_argument("--only", default="each,window,rabbitmq,sql")
@@ -268,31 +271,39 @@ def main() -> None:
     only = {x.strip() for x in args.only.split(",") if x.strip()}
     workdir = ROOT / "bench" / ".work"
     workdir.mkdir(parents=True, exist_ok=True)
-    results: list[dict[str, Any]] = []
+    runs: list[dict[str, Any]] = []
+    load_before = os.getloadavg()
     name, url = pgdb.fresh_database("ia_bench_rx")
     try:
-        from integration_assets.warehouse import db
-
-        db.upgrade(url)
-        if "each" in only:
-            results.append(pika_confirm_each(args.seconds, args.size))
-            log(f"confirm each: {results[-1]['per_s']:,.0f}/s")
-        if "window" in only:
-            results.append(pika_windowed(args.seconds, args.size, args.window))
-            log(f"windowed: {results[-1]['per_s']:,.0f}/s")
-        for backend in ("rabbitmq", "sql"):
-            if backend in only:
-                results.append(receiver_run(backend, url, args))
-                log(f"receiver → {backend}: {results[-1]['per_s']:,.0f}/s {results[-1]['statuses']}")
+        order = [c for c in ("each", "window", "rabbitmq", "sql") if c in only]
+        for rep in range(args.repeat):
+            for contender in order[rep % len(order):] + order[: rep % len(order)]:  # rotate between repetitions
+                if contender == "each":
+                    r = pika_confirm_each(args.seconds, args.size)
+                elif contender == "window":
+                    r = pika_windowed(args.seconds, args.size, args.window)
+                else:
+                    r = receiver_run(contender, url, args)
+                r["rep"] = rep + 1
+                runs.append(r)
+                log(f"rep {rep + 1} {r['contender']}: {r['per_s']:,.0f}/s {r.get('statuses', '')}")
     finally:
         pgdb.drop_database(name)
-    print(f"\nWebhook → durable enqueue, {args.seconds:g} s each, {args.connections} connections "
-          f"({platform.machine()}, {os.cpu_count()} CPUs; load average before/after in the JSON)\n")
+    results = []
+    for label in dict.fromkeys(r["contender"] for r in runs):
+        mine = [r for r in runs if r["contender"] == label]
+        rates = sorted(r["per_s"] for r in mine)
+        results.append({"contender": label, "per_s": statistics.median(rates), "runs": rates,
+                        "count": sum(r["count"] for r in mine), "seconds": sum(r["seconds"] for r in mine)})
+    print(f"\nWebhook → durable enqueue, {args.seconds:g} s per run, median of {args.repeat}, receiver load from "
+          f"{args.connections} connections ({platform.machine()}, {os.cpu_count()} CPUs, 1-min load average "
+          f"{load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after)\n")
     print(markdown(results))
     out = workdir / f"receiver-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
     out.write_text(json.dumps({"benchmark": "events_receiver", "at": datetime.now(UTC).isoformat(),
-                               "load_average": os.getloadavg(), "params": vars(args) | {"_loadgen": None},
-                               "results": results}, indent=2, default=str))
+                               "load_average": [load_before, os.getloadavg()],
+                               "params": vars(args) | {"_loadgen": None}, "results": results, "runs": runs},
+                              indent=2, default=str))
     log(f"wrote {out.relative_to(ROOT)}")
 
 

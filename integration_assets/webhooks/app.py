@@ -335,7 +335,8 @@ class Enqueuer:
         future: asyncio.Future[None] = loop.create_future()
         self._inbox.put(_Job(provider, messages, future, loop, time.perf_counter()))
         try:
-            await asyncio.wait_for(future, timeout_s)
+            async with asyncio.timeout(timeout_s):  # no wrapper task per request, unlike wait_for
+                await future
         except TimeoutError as exc:
             raise QueueUnavailable(f"not confirmed within {timeout_s}s") from exc
 

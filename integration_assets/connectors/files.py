@@ -294,9 +294,14 @@ def _csv_chunks(src: SourceFile, chunk_rows: int) -> Iterator[RawChunk]:
     pending: list[pa.RecordBatch] = []
     pending_rows = 0
 
-    def flush() -> RawChunk:
+    def flush(limit: int = 0) -> RawChunk:
+        """The pending batches as one chunk; with ``limit``, only its first ``limit`` rows (the rest stay
+        pending), so a chunk has the configured size and not that of the 16 MiB blocks it was read in."""
         nonlocal pending, pending_rows
         table = pa.Table.from_batches(pending, schema=reader.schema)
+        rest: list[pa.RecordBatch] = []
+        if 0 < limit < table.num_rows:
+            table, rest = table.slice(0, limit), table.slice(limit).to_batches()  # zero-copy slices
         frame = table.to_pandas(types_mapper={pa.string(): pd.StringDtype("pyarrow")}.get)
         counter["good"] += len(frame)
         # Good records take the numbers the failed records (reported as they were met) did not take.
@@ -308,7 +313,7 @@ def _csv_chunks(src: SourceFile, chunk_rows: int) -> Iterator[RawChunk]:
         counter["last"] = int(positions[-1]) if n else last
         chunk = RawChunk(frame, positions, list(failures))
         failures.clear()
-        pending, pending_rows = [], 0
+        pending, pending_rows = rest, sum(b.num_rows for b in rest)
         return chunk
 
     try:
@@ -317,8 +322,8 @@ def _csv_chunks(src: SourceFile, chunk_rows: int) -> Iterator[RawChunk]:
                 stream.consumed()
             pending.append(batch)
             pending_rows += batch.num_rows
-            if pending_rows >= chunk_rows:
-                yield flush()
+            while pending_rows >= max(chunk_rows, 1):
+                yield flush(chunk_rows)
     except pa.ArrowInvalid as exc:
         raise FileRejected("unreadable_csv", f"the CSV cannot be parsed: {exc}") from exc
     finally:

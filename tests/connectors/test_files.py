@@ -60,3 +60,18 @@ def test_a_slow_consumer_does_not_make_the_reader_buffer_the_file(tmp_path: Path
         rows += len(chunk.frame)
     assert rows == 600_000
     assert len(ahead) >= 10 and max(ahead) <= 4, ahead
+
+
+def test_csv_chunks_have_the_configured_size_and_keep_record_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "contacts.csv"
+    lines = ["Record ID,First Name"] + [f"{i},Name{i}" for i in range(1, 251)]
+    lines[120] = "120,too,many,fields"  # record 120 cannot be parsed
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    src = files.inspect(path, max_bytes=1 << 20, fallback_encoding="cp1252")
+    chunks = list(src.chunks(100))
+    assert [len(c.frame) for c in chunks] == [100, 100, 49]
+    positions = [int(p) for c in chunks for p in c.positions]
+    assert positions == [p for p in range(1, 251) if p != 120]
+    ids = [int(v) for c in chunks for v in c.frame["Record ID"]]
+    assert ids == positions  # each row keeps its own record number
+    assert [f.position for c in chunks for f in c.failures] == [120]

@@ -190,6 +190,24 @@ def wait_healthy(base_url: str, proc: subprocess.Popen[bytes], timeout_s: float 
     raise RuntimeError("receiver did not become healthy")
 
 
+def stop_receiver(receiver: subprocess.Popen[bytes], amqp_url: str | None, warehouse_url: str) -> None:
+    """Stop the receiver subprocess and delete the RabbitMQ topology it declared (``amqp_url`` None: SQL)."""
+    receiver.terminate()
+    try:
+        receiver.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        receiver.kill()
+        receiver.wait()
+    if amqp_url is not None:
+        from integration_assets.queue.rabbitmq import RabbitMQQueue
+
+        q = RabbitMQQueue(amqp_url, warehouse_url=warehouse_url)
+        try:
+            q.delete_topology()
+        finally:
+            q.close()
+
+
 # --------------------------------------------------------------------------------------------- measure
 
 
@@ -293,20 +311,7 @@ def run_backend(backend: str, url: str, args: argparse.Namespace, workdir: Path)
             except subprocess.TimeoutExpired:
                 drainer.kill()
                 drainer.wait()
-        receiver.terminate()
-        try:
-            receiver.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            receiver.kill()
-            receiver.wait()
-        if amqp_url is not None:
-            from integration_assets.queue.rabbitmq import RabbitMQQueue
-
-            q = RabbitMQQueue(amqp_url, warehouse_url=url)
-            try:
-                q.delete_topology()
-            finally:
-                q.close()
+        stop_receiver(receiver, amqp_url, url)
 
     lat = sorted((applied[e] - t) * 1000 for e, t in accepted.items() if e in applied)
     sent = sum(statuses.values())

@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import pgdb  # noqa: E402 - bench/ is on sys.path when a script runs
-from events_latency import AMQP, HOST, free_port, stripe_body, wait_healthy  # noqa: E402
+from events_latency import AMQP, HOST, free_port, stop_receiver, stripe_body, wait_healthy  # noqa: E402
 
 
 def log(msg: str) -> None:
@@ -201,8 +201,6 @@ def loadgen_main(port: int, secret: str, prefix: str, n: int, connections: int, 
 
 
 def receiver_run(backend: str, pg_url: str, args: argparse.Namespace) -> dict[str, Any]:
-    from integration_assets.queue.rabbitmq import RabbitMQQueue
-
     secret = "whsec_bench_" + secrets.token_hex(16)
     prefix = f"rx{uuid.uuid4().hex[:8]}"
     amqp_url = AMQP + ("&" if "?" in AMQP else "?") + urlencode({"prefix": f"benchrx{prefix}"})
@@ -224,18 +222,7 @@ def receiver_run(backend: str, pg_url: str, args: argparse.Namespace) -> dict[st
             raise RuntimeError(f"load generator failed: {gen.stderr[-2000:]}")
         out = json.loads(gen.stdout.strip().splitlines()[-1])
     finally:
-        receiver.terminate()
-        try:
-            receiver.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            receiver.kill()
-            receiver.wait()
-        if backend != "sql":
-            q = RabbitMQQueue(amqp_url, warehouse_url=pg_url)
-            try:
-                q.delete_topology()
-            finally:
-                q.close()
+        stop_receiver(receiver, None if backend == "sql" else amqp_url, pg_url)
     label = "receiver → RabbitMQ (quorum), 2xx after confirm" if backend != "sql" else \
         "receiver → SQL queue (Postgres), 2xx after commit"
     return {"contender": label, "count": out["accepted"], "seconds": out["seconds"], "per_s": out["per_s"],

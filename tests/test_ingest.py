@@ -207,6 +207,48 @@ def test_concurrent_loads_of_one_table_both_land(engine: sa.Engine, inbox: Path)
     assert {stored[i]["first_name"] for i in ids[100:]} == {"B"}
 
 
+@pytest.mark.postgres
+def test_a_merge_in_progress_holds_up_other_merges_of_the_table_but_not_row_updates(
+        pg_database: str, inbox: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The merge lock serialises merges of one table (a plain INSERT of new keys needs that), while an UPDATE
+    of other rows of the table (a HubSpot property change) goes on: no table lock."""
+    from integration_assets.warehouse.writer import CanonicalStage
+    from tests.conftest import _truncate_all
+
+    _truncate_all(pg_database)
+    monkeypatch.setenv("INTEGRATION_WAREHOUSE_URL", pg_database)
+    engine = get_engine(pg_database)
+    load(put(inbox, "hubspot", "contacts", "seed.csv", csv_bytes(CONTACT_HEADER, [contact("1"), contact("2")])),
+         "hubspot", "contacts")
+    with engine.connect() as holder:
+        tx = holder.begin()
+        first = CanonicalStage(holder, "contacts")
+        first.add(_contact_frame("3"), "ld_holder")
+        first.merge()  # lock held until this transaction ends
+        with engine.connect() as other:
+            other.exec_driver_sql("SET lock_timeout = '1s'")  # for the session
+            other.commit()
+            with other.begin():
+                other.execute(sa.text("UPDATE contacts SET first_name = 'Changed' WHERE source_id = '1'"))
+            with pytest.raises(sa.exc.OperationalError, match="lock timeout"), other.begin():
+                second = CanonicalStage(other, "contacts")
+                second.add(_contact_frame("4"), "ld_other")
+                second.merge()
+        tx.commit()
+    stored = rows(engine, "contacts")
+    assert sorted(stored) == ["1", "2", "3"] and stored["1"]["first_name"] == "Changed"
+
+
+def _contact_frame(rid: str) -> Any:
+    import pandas as pd
+
+    ts = pd.Timestamp("2026-11-20 10:00", tz="UTC")
+    return pd.DataFrame({"source_system": ["hubspot"], "source_id": [rid], "source_updated_at": [ts],
+                         "mapping_version": ["test"], "email": [f"c{rid}@example.com"], "first_name": ["Ann"],
+                         "last_name": ["Smith"], "phone": [None], "lifecycle_stage": ["lead"], "lead_status": [None],
+                         "company_id": [None], "country": [None], "created_at": [ts], "_pos": [1]})
+
+
 def test_api_records_and_exports_merge_into_one_table(engine: sa.Engine, inbox: Path) -> None:
     """A contact from the UI export is updated by a later v3 API record (ms precision) of the same id."""
     load(put(inbox, "hubspot", "contacts", "export.csv", csv_bytes(CONTACT_HEADER, [contact("512")])),

@@ -270,5 +270,7 @@ def apply(conn: sa.Connection, planned: PlannedChanges, claimed: set[int], load_
     rows["_pos"] = winners.groupby("object_id")["pos"].max().reindex(rows.index).to_numpy()
     stage = CanonicalStage(conn, planned.table)
     stage.add(rows.reset_index(drop=True), load_id)
-    stage.merge()
+    # Only rows that exist and were read FOR UPDATE above: nothing to insert, so no wait for a batch load's
+    # merge of the same table.
+    stage.merge(lock=False)
     return out

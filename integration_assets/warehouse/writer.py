@@ -5,7 +5,7 @@ table, then merged in one statement that only writes a row when the incoming ver
 (``source_updated_at``) or, at the same timestamp, has a different content hash (ties broken by the larger
 hash, so the result does not depend on load order). In-file duplicates are collapsed in the same statement.
 A replay of the same content therefore writes nothing. On Postgres the statement is an UPDATE of the keys
-that exist plus an INSERT of those that do not, under a table lock that admits one writer at a time; on
+that exist plus an INSERT of those that do not, under an advisory lock that admits one merge per table; on
 SQLite (a single writer anyway) it is ``INSERT … ON CONFLICT … DO UPDATE … WHERE``.
 """
 
@@ -128,8 +128,11 @@ class CanonicalStage:
             f"INSERT INTO {_q(self.conn, self.name)} ({collist}) VALUES ({marks})", rows
         )
 
-    def merge(self) -> MergeCounts:
-        """Merge the staged rows into the canonical table; returns what changed."""
+    def merge(self, *, lock: bool = True) -> MergeCounts:
+        """Merge the staged rows into the canonical table; returns what changed.
+
+        ``lock=False`` only when every staged key already exists and is locked by the caller (``SELECT …
+        FOR UPDATE``): then nothing can be inserted, and no other merge can insert the same key."""
         if self.staged == 0:
             return MergeCounts(0, 0, 0, 0, 0)
         c = self.conn
@@ -144,10 +147,13 @@ class CanonicalStage:
         if self.pg:
             # The in-file dedup sorts the staged rows: give it memory so it does not spill to disk.
             c.exec_driver_sql("SET LOCAL work_mem = '256MB'")
-            # One writer per canonical table at a time (readers are not blocked). It makes a plain INSERT of
-            # the keys that are not there yet safe, which writes ~40% less than INSERT … ON CONFLICT (that
-            # path logs a speculative insertion per row).
-            c.exec_driver_sql(f"LOCK TABLE {t} IN SHARE ROW EXCLUSIVE MODE")
+            if lock:
+                # One merge per canonical table at a time (an advisory lock held to the end of the
+                # transaction). It makes a plain INSERT of the keys that are not there yet safe, which writes
+                # ~40% less than INSERT … ON CONFLICT (that path logs a speculative insertion per row). Not a
+                # table lock: readers and plain row updates (HubSpot property changes) are not held up.
+                c.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('integration_assets.merge'), hashtext(:t))"),
+                          {"t": self.table.name})
             c.exec_driver_sql(f"ANALYZE {s}")
             # concat_ws of the text forms (NULL kept distinct from every value) is ~2x cheaper than ROW(...)::text.
             biz = ", ".join(f"coalesce(s.{_q(c, x)}::text, chr(30))" for x in self.business)

@@ -210,3 +210,51 @@ def test_deal_stage_change_recomputes_closed_won(stack: Stack, tmp_path: Path) -
     assert stack.drain(queue).totals.applied == 1
     (deal,) = stack.rows("deals")
     assert (deal["stage"], deal["is_closed_won"], deal["name"]) == ("closedwon", True, "Deal 77")
+
+
+@pytest.mark.parametrize("stack", [pytest.param("sql-postgres", marks=pytest.mark.postgres)], indirect=True)
+def test_backfill_and_live_changes_at_once_keep_the_newest(stack: Stack, tmp_path: Path) -> None:
+    """A batch backfill of contacts runs while live HubSpot property changes of 10% of the same ids are
+    drained (RELIABILITY scenario 25). Whatever the interleaving, the backfill never overwrites a newer live
+    change, the live changes are not lost, and neither side fails or waits for the other to commit."""
+    import json
+    import threading
+
+    from integration_assets.ingest import ingest_file
+
+    ids = [str(100_000 + i) for i in range(3_000)]
+    seed_contacts(tmp_path, ids, modified=NOW - timedelta(days=3), warehouse_url=stack.warehouse_url)
+    live = ids[::10]
+    queue = stack.make_queue()
+    stack.publish([contact_change(k + 1, i, "firstname", "Live", NOW) for k, i in enumerate(live)], queue)
+    backfill = tmp_path / "backfill.jsonl"
+    stamp = (NOW - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%S.000Z")  # newer than the seed, older than live
+    with backfill.open("w") as fh:
+        for i in [*ids, *(str(200_000 + k) for k in range(2_000))]:
+            fh.write(json.dumps({"id": i, "properties": {
+                "email": f"c{i}@example.com", "firstname": "Backfill", "lastname": f"L{i}", "lifecyclestage": "lead",
+                "lastmodifieddate": stamp, "createdate": "2024-01-01T00:00:00.000Z", "hs_object_id": i}}) + "\n")
+    start = threading.Barrier(2)
+    results: dict[str, Any] = {}
+
+    def run_backfill() -> None:
+        start.wait()
+        results["backfill"] = ingest_file(backfill, "hubspot", "contacts", engine=stack.engine, force=True)
+
+    def run_live() -> None:
+        start.wait()
+        results["live"] = stack.drain(queue, batch_size=20)
+
+    threads = [threading.Thread(target=run_backfill), threading.Thread(target=run_live)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert results["backfill"].status == "succeeded" and results["backfill"].balanced
+    assert results["live"].balanced
+    rows = {r["source_id"]: r for r in stack.rows("contacts")}
+    assert len(rows) == 5_000
+    assert {rows[i]["first_name"] for i in live} == {"Live"}
+    assert {rows[i]["first_name"] for i in ids if i not in set(live)} == {"Backfill"}
+    outcomes = [r["outcome"] for r in stack.ledger()]
+    assert len(outcomes) == len(live) and set(outcomes) == {"applied"}

@@ -212,6 +212,7 @@ class _ReadAhead(io.RawIOBase):
         self._consumed = 0
         self._blocks = blocks
         self._timeout = timeout_s
+        self._stopped = False
 
     def readable(self) -> bool:
         return True
@@ -223,11 +224,17 @@ class _ReadAhead(io.RawIOBase):
 
     def read(self, size: int = -1) -> bytes:
         with self._cond:
-            self._cond.wait_for(lambda: self._reads - self._consumed < self._blocks, timeout=self._timeout)
+            self._cond.wait_for(lambda: self._stopped or self._reads - self._consumed < self._blocks,
+                                timeout=self._timeout)
+            if self._stopped:  # the consumer is gone (finished early or failed): end the reader's thread now
+                return b""
             self._reads += 1
         return self._fh.read(size)
 
     def close(self) -> None:
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
         self._fh.close()
         super().close()
 
@@ -277,7 +284,9 @@ def _csv_chunks(src: SourceFile, chunk_rows: int) -> Iterator[RawChunk]:
         stream = io.BytesIO(_decoded_text(src).encode("utf-8"))
         read_opts = pacsv.ReadOptions(block_size=16 << 20, column_names=src.columns, skip_rows=1, use_threads=False)
     else:
-        stream = _ReadAhead(src.path)
+        # Transcoding makes a varying number of reads per block, so the read-ahead window cannot count blocks:
+        # files in a fallback encoding are read unthrottled.
+        stream = str(src.path)
         read_opts = pacsv.ReadOptions(
             block_size=16 << 20, column_names=src.columns, skip_rows=1, encoding=src.encoding, use_threads=False
         )

@@ -14,15 +14,16 @@ _BLOCK = 8 << 20
 
 # The same file is hashed by the sync (is it new?), by the raw asset and by inspect(): one pass per process is
 # enough. Keyed by what identifies unchanged bytes on disk; a file moved to archive/ misses and is re-read.
-_HASHES: dict[tuple[str, int, int, int], tuple[str, bool | None]] = {}
+_HASHES: dict[tuple[str, int, int, int, int], tuple[str, bool | None]] = {}
 
 
-def _stat_key(path: Path) -> tuple[str, int, int, int]:
+def _stat_key(path: Path) -> tuple[str, int, int, int, int]:
     st = path.stat()
-    return str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino
+    # ctime too: a writer can restore a file's mtime (cp -p, touch -r), not its ctime.
+    return str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino
 
 
-def _remember(key: tuple[str, int, int, int], sha: str, utf8: bool | None) -> None:
+def _remember(key: tuple[str, int, int, int, int], sha: str, utf8: bool | None) -> None:
     if len(_HASHES) > 10_000:
         _HASHES.clear()
     _HASHES[key] = (sha, utf8)

@@ -542,7 +542,8 @@ def create_app(
     clock: Callable[[], float] = time.time,
 ) -> Starlette:
     """The receiver as an ASGI app, publishing to ``queue_url`` (default ``INTEGRATION_QUEUE_URL``), or to
-    the queue ``queue_factory`` builds (called once, in the publisher thread). ``clock`` is for tests."""
+    the queues ``queue_factory`` builds (called once in each publisher thread: it must return a new queue
+    each time). ``clock`` is for tests."""
     config = config or WebhookConfig.from_env()
     metrics = WebhookMetrics()
     url = queue_url or get_settings().queue_url

@@ -75,3 +75,35 @@ def test_csv_chunks_have_the_configured_size_and_keep_record_numbers(tmp_path: P
     ids = [int(v) for c in chunks for v in c.frame["Record ID"]]
     assert ids == positions  # each row keeps its own record number
     assert [f.position for c in chunks for f in c.failures] == [120]
+
+
+def test_closing_the_read_ahead_releases_a_waiting_reader(tmp_path: Path) -> None:
+    """A consumer that stops early (a file rejected after its first chunk) must not leave pyarrow's reader
+    thread waiting for the window to open."""
+    path = tmp_path / "blob.bin"
+    path.write_bytes(b"x" * 100)
+    stream = _ReadAhead(path, blocks=1, timeout_s=600)
+    got: list[bytes] = []
+
+    def reader() -> None:
+        got.append(stream.read(10))
+        got.append(stream.read(10))  # waits: the first block was never consumed
+
+    t = threading.Thread(target=reader, daemon=True)
+    t.start()
+    time.sleep(0.3)
+    assert t.is_alive() and got == [b"x" * 10]
+    stream.close()
+    t.join(5)
+    assert not t.is_alive() and got == [b"x" * 10, b""]
+
+
+def test_a_file_in_a_fallback_encoding_reads_whole(tmp_path: Path) -> None:
+    path = tmp_path / "contacts.csv"
+    rows = ["Record ID,First Name"] + [f"{i},Zoë{i}" for i in range(1, 2001)]
+    path.write_bytes(("\n".join(rows) + "\n").encode("cp1252"))
+    src = files.inspect(path, max_bytes=1 << 20, fallback_encoding="cp1252")
+    assert src.encoding == "cp1252"
+    frames = [c.frame for c in src.chunks(500)]
+    assert [len(f) for f in frames] == [500, 500, 500, 500]
+    assert frames[0]["First Name"].iloc[0] == "Zoë1"

@@ -283,8 +283,23 @@ class Enqueuer:
         self._inbox: stdlib_queue.SimpleQueue[_Job | None] = stdlib_queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._start_lock = threading.Lock()
-        self.state = "idle"  # idle | ok | unavailable | stopped
-        self.last_error: str | None = None
+        self._stopped = False
+        # Outcome of each publisher thread's last publish: the receiver is only "ok" when all of them are.
+        self._outcomes: dict[str, str | None] = {}  # thread name -> None (ok) or the error
+
+    @property
+    def state(self) -> str:
+        """idle | ok | unavailable | stopped (unavailable while any publisher thread's last publish failed)."""
+        if self._stopped:
+            return "stopped"
+        outcomes = list(self._outcomes.values())
+        if not outcomes:
+            return "idle"
+        return "unavailable" if any(o is not None for o in outcomes) else "ok"
+
+    @property
+    def last_error(self) -> str | None:
+        return next((o for o in list(self._outcomes.values()) if o is not None), None)
 
     @property
     def running(self) -> bool:
@@ -310,7 +325,7 @@ class Enqueuer:
         deadline = time.monotonic() + timeout_s
         for t in self._threads:
             t.join(max(0.0, deadline - time.monotonic()))
-        self.state = "stopped"
+        self._stopped = True
         leftovers: list[_Job] = []
         while True:
             try:
@@ -383,11 +398,12 @@ class Enqueuer:
             log.exception("publish of %d message(s) failed unexpectedly", len(messages))
             error = QueueUnavailable(f"publish failed: {type(exc).__name__}")
         if error is None:
-            self.state, self.last_error = "ok", None
+            self._outcomes[threading.current_thread().name] = None
         else:
-            self.state, self.last_error = "unavailable", f"{type(error).__name__}: {error}"
+            reason = f"{type(error).__name__}: {error}"
+            self._outcomes[threading.current_thread().name] = reason
             self._metrics.publish_failures.inc(type(error).__name__)
-            log.warning("publish of %d message(s) failed: %s", len(messages), self.last_error)
+            log.warning("publish of %d message(s) failed: %s", len(messages), reason)
         self._settle_all(jobs, error)
 
     def _settle_all(self, jobs: Sequence[_Job], error: QueueError | None) -> None:

@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from integration_assets.connectors.hashing import _BLOCK, content_hash, hash_and_check_utf8  # noqa: F401 (re-exported)
+from integration_assets.connectors.hashing import _BLOCK, hash_and_check_utf8
 from integration_assets.errors import TerminalError
 
 FORMATS_BY_SUFFIX = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}

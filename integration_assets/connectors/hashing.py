@@ -29,15 +29,15 @@ def _remember(key: tuple[str, int, int, int, int], sha: str, utf8: bool | None) 
     _HASHES[key] = (sha, utf8)
 
 
-def hash_and_check_utf8(path: Path) -> tuple[str, bool]:
-    """One pass over the file: its SHA-256 and whether it is valid UTF-8."""
+def _hash(path: Path, check_utf8: bool) -> tuple[str, bool | None]:
+    """(SHA-256, valid UTF-8 or None when not checked), from the cache when the file is unchanged."""
     key = _stat_key(path)
     known = _HASHES.get(key)
-    if known is not None and known[1] is not None:
-        return known[0], known[1]
+    if known is not None and (known[1] is not None or not check_utf8):
+        return known
     digest = hashlib.sha256()
     decoder = codecs.getincrementaldecoder("utf-8")()
-    valid = True
+    valid: bool | None = True if check_utf8 else None
     with path.open("rb") as fh:
         while block := fh.read(_BLOCK):
             digest.update(block)
@@ -46,24 +46,21 @@ def hash_and_check_utf8(path: Path) -> tuple[str, bool]:
                     decoder.decode(block)
                 except UnicodeDecodeError:
                     valid = False
-        if valid:
-            try:
-                decoder.decode(b"", final=True)
-            except UnicodeDecodeError:
-                valid = False
+    if valid:
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            valid = False
     _remember(key, digest.hexdigest(), valid)
     return digest.hexdigest(), valid
 
 
+def hash_and_check_utf8(path: Path) -> tuple[str, bool]:
+    """One pass over the file: its SHA-256 and whether it is valid UTF-8."""
+    sha, valid = _hash(path, check_utf8=True)
+    return sha, bool(valid)
+
+
 def content_hash(path: Path) -> str:
     """SHA-256 of the file's bytes (the identity of an export, whatever its name)."""
-    key = _stat_key(path)
-    known = _HASHES.get(key)
-    if known is not None:
-        return known[0]
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(_BLOCK):
-            digest.update(block)
-    _remember(key, digest.hexdigest(), None)
-    return digest.hexdigest()
+    return _hash(path, check_utf8=False)[0]

@@ -227,7 +227,6 @@ class ContractMapper:
         self.columns = list(self.schema.columns)
         self.max_field_bytes = max_field_bytes
         self.fallback = fallback_encoding
-        self._enum_maps: dict[str, dict[str, str]] = {}
         self._enum_arrays: dict[str, tuple[pa.Array, pa.Array]] = {}
         for src, spec in contract.fields.items():
             if spec.type == "enum":
@@ -235,7 +234,6 @@ class ContractMapper:
                 # The canonical values themselves are accepted too (an API export sends internal values).
                 for v in spec.values.values():
                     m.setdefault(v.lower() if spec.case_insensitive else v, v)
-                self._enum_maps[src] = m
                 self._enum_arrays[src] = (pa.array(list(m), pa.large_string()), pa.array(list(m.values()), pa.large_string()))
         self._text_targets = [
             c for c, col in self.schema.columns.items() if "string" in str(col.dtype).lower()

@@ -94,10 +94,12 @@ def upgrade(url: str | None = None, revision: str = "heads") -> None:
 
 
 def current_revisions(url: str | None = None) -> set[str]:
-    from alembic.runtime.migration import MigrationContext
-
-    with get_engine(url).connect() as conn:
-        return set(MigrationContext.configure(conn).get_current_heads())
+    """The revisions the warehouse is stamped with (``alembic_version``); empty for a new warehouse."""
+    try:
+        with get_engine(url).connect() as conn:
+            return {r[0] for r in conn.exec_driver_sql("SELECT version_num FROM alembic_version")}
+    except sa.exc.DBAPIError:  # no table yet (or no database file)
+        return set()
 
 
 _migrated: set[str] = set()
@@ -107,15 +109,7 @@ def ensure_schema(url: str | None = None) -> None:
     """Run migrations once per process for this URL (cheap afterwards)."""
     key = normalise_url(url or get_settings().warehouse_url)
     if key not in _migrated:
-        if _stamped_revisions(key) != HEAD_REVISIONS:
+        if current_revisions(key) != HEAD_REVISIONS:
             upgrade(key)
         _migrated.add(key)
 
-
-def _stamped_revisions(url: str) -> set[str]:
-    """What ``alembic_version`` says, or nothing for a new warehouse."""
-    try:
-        with get_engine(url).connect() as conn:
-            return {r[0] for r in conn.exec_driver_sql("SELECT version_num FROM alembic_version")}
-    except sa.exc.DBAPIError:  # no table yet (or no database file): migrate
-        return set()

@@ -387,6 +387,7 @@ class Contender:
     def __init__(self, args: argparse.Namespace, pg: Pg, run_dir: Path) -> None:
         self.args, self.pg, self.run_dir = args, pg, run_dir
         self.db = ""
+        self.setup_detail: dict[str, Any] = {}  # one-time setup outside the clock, shown with the first load
 
     def setup(self, rep: int) -> None:
         self.db = self.pg.create(f"{self.name}_{rep}")
@@ -470,6 +471,13 @@ class Ours(Contender):
             d.mkdir(parents=True)
         if (ROOT / "dagster.yaml").exists():  # the project's instance settings, as `make demo` installs them
             shutil.copyfile(ROOT / "dagster.yaml", self.dagster_home / "dagster.yaml")
+        # Once per deployment, not per load (as the baseline's and dlt's databases exist before their clocks
+        # start): migrate the warehouse and create the Dagster instance's storage. Timed and reported apart.
+        t0 = time.perf_counter()
+        for cmd in (["db", "upgrade"], ["status", "--json"]):
+            subprocess.run([str(SYNC_CMD), *cmd], env=self.env(), cwd=ROOT, check=True, capture_output=True,
+                           timeout=self.args.timeout)
+        self.setup_detail = {"setup_s": time.perf_counter() - t0}
 
     def scratch(self) -> list[Path]:
         return [self.data_dir, self.dagster_home]
@@ -480,6 +488,9 @@ class Ours(Contender):
         # The file "arrives" before the clock starts; replays arrive under a new name, as a re-sent export would.
         names = {"first": "contacts.csv", "replay": "contacts-resent.csv", "changed": "contacts-changed.csv"}
         shutil.copyfile(path, inbox / names[step])
+        return [str(SYNC_CMD), "sync", "--json"], self.env()
+
+    def env(self) -> dict[str, str]:
         env = clean_env()
         env.update(
             INTEGRATION_WAREHOUSE_URL=self.pg.url(self.db, "psycopg"),
@@ -488,7 +499,7 @@ class Ours(Contender):
             # The file is complete before the clock starts: no need to wait for it to settle.
             INTEGRATION_INBOX_SETTLE_SECONDS="0",
         )
-        return [str(SYNC_CMD), "sync", "--json"], env
+        return env
 
     def details(self, out: dict[str, Any] | None) -> dict[str, Any]:
         """Sum the per-file counters of ``sync --json`` (see docs/BENCHMARKS.md for the expected shape)."""
@@ -527,6 +538,8 @@ def run_contender(c: Contender, rep: int, files: dict[str, Path], rows: dict[str
             m = run_measured(cmd, env, c.run_dir / f"{c.name}-{rep}-{step}", c.args.timeout)
             res.wall_s, res.peak_rss_mib = m.wall_s, m.peak_rss_mib
             res.detail = c.details(last_json_object(m.stdout))
+            if step == "first":
+                res.detail.update(c.setup_detail)
             if m.returncode != 0:
                 res.error = f"exit {m.returncode}: {error_summary(m)}\n{m.stderr_tail[-3000:]}"
                 log(f"rep {rep} {c.name} {step} FAILED (exit {m.returncode}); stderr tail:\n{m.stderr_tail}")
@@ -602,6 +615,8 @@ def _detail_text(name: str, d: dict[str, Any]) -> str:
         parts = [f"{k.removeprefix('rows_')} {_fmt(d.get(k))}" for k in keys if k in d]
         if "duration_ms" in d:
             parts.append(f"{d['duration_ms'] / 1000:.2f} s in-process")
+        if "setup_s" in d:
+            parts.append(f"one-time setup before the clock (db upgrade + Dagster instance) {d['setup_s']:.2f} s")
         return ", ".join(parts)
     return ""
 

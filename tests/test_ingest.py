@@ -249,6 +249,30 @@ def _contact_frame(rid: str) -> Any:
                          "company_id": [None], "country": [None], "created_at": [ts], "_pos": [1]})
 
 
+def test_staged_lineage_keeps_each_rows_own_values(engine: sa.Engine) -> None:
+    """A lineage value shared by a whole chunk is staged once (the staging column's default on Postgres):
+    chunks with different values, and a chunk that mixes them, still land with each row's own value."""
+    import pandas as pd
+
+    from integration_assets.warehouse.writer import CanonicalStage
+
+    chunks = [pd.concat([_contact_frame(str(i)) for i in ids]) for ids in ((1, 2), (3, 4), (5, 6))]
+    chunks[1]["mapping_version"] = "v2"
+    chunks[2]["mapping_version"] = ["v1", "v3"]
+    chunks[2]["source_system"] = ["hubspot", "odoo"]
+    with engine.begin() as conn:
+        stage = CanonicalStage(conn, "contacts")
+        for n, chunk in enumerate(chunks):
+            stage.add(chunk.reset_index(drop=True), f"ld_{n}")
+        assert stage.merge().inserted == 6
+    with engine.connect() as conn:
+        got = {(r.source_system, r.source_id): (r.mapping_version, r.load_id) for r in conn.execute(
+            sa.select(CANONICAL_TABLES["contacts"]))}
+    assert got == {("hubspot", "1"): ("test", "ld_0"), ("hubspot", "2"): ("test", "ld_0"),
+                   ("hubspot", "3"): ("v2", "ld_1"), ("hubspot", "4"): ("v2", "ld_1"),
+                   ("hubspot", "5"): ("v1", "ld_2"), ("odoo", "6"): ("v3", "ld_2")}
+
+
 def test_api_records_and_exports_merge_into_one_table(engine: sa.Engine, inbox: Path) -> None:
     """A contact from the UI export is updated by a later v3 API record (ms precision) of the same id."""
     load(put(inbox, "hubspot", "contacts", "export.csv", csv_bytes(CONTACT_HEADER, [contact("512")])),

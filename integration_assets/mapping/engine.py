@@ -181,6 +181,33 @@ def _as_text(s: pd.Series) -> pd.Series:
     return s.astype(pd.StringDtype("pyarrow"))
 
 
+# First UTF-8 bytes of what the per-value checks look for: NUL and the private-use code points that carry
+# undecodable bytes (see connectors.files).
+_ODD_LEADS = sorted({b"\x00", BAD_BYTE_MIN.encode()[:1], BAD_BYTE_MAX.encode()[:1]})
+
+
+def _plain_text(s: pd.Series, max_bytes: int) -> bool:
+    """True when no value of ``s`` can hold a NUL or a carried bad byte or exceed ``max_bytes`` bytes.
+
+    Scans Arrow's value buffers once in C instead of a regex per value; ``False`` only means "look closer"
+    (a lead byte also starts other characters), so the exact per-value checks decide.
+    """
+    if not isinstance(s.dtype, pd.StringDtype) or s.dtype.storage != "pyarrow":
+        return False
+    for chunk in s.array.__arrow_array__().chunks:
+        data = chunk.buffers()[2]
+        if data is None:
+            continue
+        if len(data) > max_bytes:
+            longest = pc.max(pc.binary_length(chunk)).as_py()
+            if longest is not None and longest > max_bytes:
+                return False
+        raw = data.to_pybytes()  # a copy, then memchr per lead byte: faster than any elementwise test
+        if any(lead in raw for lead in _ODD_LEADS):
+            return False
+    return True
+
+
 def _lookup(key: pd.Series, keys: pa.Array, values: pa.Array) -> pd.Series:
     """``key.map(dict(zip(keys, values)))`` in Arrow (pandas maps element by element in Python: ~6x slower)."""
     arr = pa.array(key.array, pa.large_string())
@@ -235,6 +262,7 @@ class ContractMapper:
                 for v in spec.values.values():
                     m.setdefault(v.lower() if spec.case_insensitive else v, v)
                 self._enum_arrays[src] = (pa.array(list(m), pa.large_string()), pa.array(list(m.values()), pa.large_string()))
+        self._stripped: tuple[pd.Series, pd.Series] | None = None
         self._text_targets = [
             c for c, col in self.schema.columns.items() if "string" in str(col.dtype).lower()
         ]
@@ -258,6 +286,7 @@ class ContractMapper:
 
         for col, value in self.contract.defaults.items():
             out[col] = pd.Series([value] * n, index=index)
+        self._stripped = None
         apply_derived(self.contract, out)
 
         frame = pd.DataFrame({c: out[c] for c in self.columns}, index=index)
@@ -265,27 +294,33 @@ class ContractMapper:
         self._text_checks(frame, errors)
 
         bad = errors.any()
-        good_idx = np.flatnonzero(~bad)
-        good = frame.iloc[good_idx]
-        validate_failures = self._validate(good)
+        # The whole frame is validated, rows already failed included (their extra findings come after the
+        # first), so the good rows are taken once, at the end: each take copies every column.
         vbad = np.zeros(n, dtype=bool)
         vfindings: dict[int, list[dict[str, Any]]] = {}
-        for row, finding in validate_failures:
-            i = int(good_idx[row])
+        for i, finding in self._validate(frame):
             vbad[i] = True
             vfindings.setdefault(i, []).append(finding)
 
         failures = self._failures(raw, chunk, frame, errors, bad | vbad, vfindings)
         failures.extend(self._parse_failures(chunk.failures))
         keep = np.flatnonzero(~(bad | vbad))
-        # Usually nothing fails validation: reuse the rows already taken instead of taking them again.
-        result = (good.iloc[np.flatnonzero(~vbad[good_idx])] if vbad.any() else good).reset_index(drop=True)
+        result = frame.iloc[keep].reset_index(drop=True) if len(keep) < n else frame
         result["source_system"] = self.contract.system
         result["mapping_version"] = self.contract.id
         result["_pos"] = chunk.positions[keep] if len(chunk.positions) == n else keep + 1
         return MappedChunk(result, failures, drift, rows_in=n + len(chunk.failures))
 
     # -- fields -------------------------------------------------------------------------------------
+    def _strip(self, t: pd.Series) -> pd.Series:
+        """``t.str.strip()`` once per source column: the empty-value test and every parser start with it.
+
+        Keyed on the series object itself (kept alive by the memo), so one mapper maps one chunk at a time."""
+        memo = self._stripped
+        if memo is None or memo[0] is not t:
+            memo = self._stripped = (t, t.str.strip())
+        return memo[1]
+
     def _missing(self, series: pd.Series, false_is_null: bool = False) -> pd.Series:
         miss = series.isna()
         if series.dtype == object:
@@ -293,7 +328,7 @@ class ContractMapper:
                 miss = miss | series.map(lambda v: v is False)
             miss = miss | series.map(lambda v: isinstance(v, str) and v.strip() in self.contract.empty_values)
         elif isinstance(series.dtype, pd.StringDtype):
-            stripped = series.str.strip()
+            stripped = self._strip(series)
             miss = miss | stripped.isin(list(self.contract.empty_values))
         return miss.fillna(True).astype(bool)
 
@@ -313,7 +348,10 @@ class ContractMapper:
         return pd.Series(pd.array([None] * n, dtype=dtype))
 
     def _type_string(self, src: str, spec: FieldSpec, s: pd.Series, present: pd.Series, drift: DriftStats) -> Any:
-        t = _apply_transforms(_as_text(s), spec.transform)
+        t, transforms = _as_text(s), spec.transform
+        if transforms[:1] == ("strip",):
+            t, transforms = self._strip(t), transforms[1:]
+        t = _apply_transforms(t, transforms)
         t = t.where(present, None)
         bad = None
         if spec.max_length:
@@ -321,7 +359,7 @@ class ContractMapper:
         return t, bad, "max_length", f"{src!r} longer than {spec.max_length} characters"
 
     def _type_id(self, src: str, spec: FieldSpec, s: pd.Series, present: pd.Series, drift: DriftStats) -> Any:
-        t = _as_text(s).str.strip().where(present, None)
+        t = self._strip(_as_text(s)).where(present, None)
         ok = t.str.match(_ID_RE).fillna(True)
         return t.where(ok, None), (~ok).to_numpy(), "invalid_id", f"{src!r} is not a valid id: {{value!r}}"
 
@@ -332,7 +370,7 @@ class ContractMapper:
             if s.dtype == object:
                 # Booleans are not numbers (JSON true would otherwise become 1.0).
                 s = s.map(lambda v: "not-a-number" if isinstance(v, bool) else v)
-            num = pd.to_numeric(_as_text(s).str.strip(), errors="coerce").astype("float64")
+            num = pd.to_numeric(self._strip(_as_text(s)), errors="coerce").astype("float64")
         num = num.where(present.to_numpy(), np.nan)
         bad = (present.to_numpy() & num.isna().to_numpy()) | np.isinf(num.to_numpy())
         return num, bad
@@ -350,7 +388,7 @@ class ContractMapper:
         return num, bad, "not_an_integer", f"{src!r} is not an integer: {{value!r}}"
 
     def _type_boolean(self, src: str, spec: FieldSpec, s: pd.Series, present: pd.Series, drift: DriftStats) -> Any:
-        t = _as_text(s).str.strip().str.lower()
+        t = self._strip(_as_text(s)).str.lower()
         out = pd.Series(pd.array([None] * len(s), dtype="boolean"))
         is_true = t.isin(list(spec.true_values)).fillna(False).to_numpy()
         is_false = t.isin(list(spec.false_values)).fillna(False).to_numpy()
@@ -365,7 +403,7 @@ class ContractMapper:
         if pd.api.types.is_datetime64_any_dtype(s.dtype):
             ts = s if getattr(s.dt, "tz", None) is not None else s.dt.tz_localize(spec.tz)
             return ts.dt.tz_convert("UTC").astype("datetime64[ns, UTC]"), np.zeros(n, dtype=bool)
-        text = _as_text(s).str.strip()
+        text = self._strip(_as_text(s))
         todo = present.to_numpy().copy()
         for fmt in spec.formats:
             if not todo.any():
@@ -404,7 +442,7 @@ class ContractMapper:
         return result.dt.floor("D"), bad, check, msg
 
     def _type_enum(self, src: str, spec: FieldSpec, s: pd.Series, present: pd.Series, drift: DriftStats) -> Any:
-        t = _as_text(s).str.strip()
+        t = self._strip(_as_text(s))
         key = t.str.lower() if spec.case_insensitive else t
         mapped = _lookup(key, *self._enum_arrays[src])
         unknown = present.to_numpy() & mapped.isna().to_numpy()
@@ -498,6 +536,8 @@ class ContractMapper:
         """Values Postgres cannot store (NUL) or that carry undecodable bytes or are oversized, per row."""
         for col in self._text_targets:
             s = frame[col]
+            if _plain_text(s, self.max_field_bytes):
+                continue
             src = self.contract.source_for(col) or col
             # One regex pass finds both rare cases; they are told apart only on the rows it flags.
             odd = s.str.contains(_ODD_CHARS_RE, regex=True).fillna(False).to_numpy()
@@ -514,10 +554,10 @@ class ContractMapper:
             errors.add(big, "map", "value_too_large", src, s,
                        f"{src!r} value is larger than the {self.max_field_bytes}-byte field limit")
 
-    def _validate(self, good: pd.DataFrame) -> list[tuple[int, dict[str, Any]]]:
-        if good.empty:
+    def _validate(self, frame: pd.DataFrame) -> list[tuple[int, dict[str, Any]]]:
+        """(row, finding) for every row the canonical model refuses; ``frame`` has a RangeIndex."""
+        if frame.empty:
             return []
-        frame = good.reset_index(drop=True)
         try:
             self.model.validate(frame, lazy=True)
             return []

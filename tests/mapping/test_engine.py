@@ -85,6 +85,22 @@ def test_string_max_length_quarantines_the_row(tmp_path: Path) -> None:
     assert r.failures[0].stage == "map" and r.failures[0].natural_key == "2"
 
 
+def test_text_checks_flag_nul_bad_bytes_and_oversized_values_but_not_other_characters(tmp_path: Path) -> None:
+    """The buffer pre-scan only skips columns that are plainly clean: characters sharing a lead byte with
+    the carried bad bytes (fullwidth letters, U+FEFF) still load, and every real case is still caught."""
+    from integration_assets.connectors.files import BAD_BYTE_MIN
+
+    c = make_contract("contacts", {"fn": {"to": "first_name"}, "ln": {"to": "last_name"}}, formats=("jsonl",))
+    rows = [{"id": "1", TS: "2026-11-20 10:00", "fn": "\uff21nn", "ln": "\ufeffLee"},
+            {"id": "2", TS: "2026-11-20 10:00", "fn": "A\x00b", "ln": "Ok"},
+            {"id": "3", TS: "2026-11-20 10:00", "fn": "Bo" + BAD_BYTE_MIN, "ln": "Ok"},
+            {"id": "4", TS: "2026-11-20 10:00", "fn": "Cy", "ln": "x" * 40}]
+    r = json_map(tmp_path, c, rows, max_field_bytes=32)
+    assert col(r, "first_name") == ["\uff21nn"] and col(r, "last_name") == ["\ufeffLee"]
+    assert sorted((f.position, f.check) for f in r.failures) == [
+        (2, "nul_byte"), (3, "invalid_encoding"), (4, "value_too_large")]
+
+
 # -- id ---------------------------------------------------------------------------------------------------
 def test_id_accepts_json_numbers_and_rejects_unsafe_values(tmp_path: Path) -> None:
     c = make_contract("contacts", {"company": {"to": "company_id", "type": "id"}}, formats=("jsonl",))

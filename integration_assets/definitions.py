@@ -8,6 +8,7 @@ from integration_assets.assets.events import drain_events, drain_events_job, que
 from integration_assets.assets.files import build_assets, build_jobs
 from integration_assets.checks import build_asset_checks
 from integration_assets.checks.freshness import freshness_policy_for
+from integration_assets.jobs.housekeeping import housekeeping, housekeeping_schedule
 from integration_assets.jobs.pull import pull_definitions
 from integration_assets.jobs.replay import replay_dead_letters
 from integration_assets.quality.policies import load_policies
@@ -36,8 +37,8 @@ def build_definitions() -> dg.Definitions:
     return dg.Definitions(
         assets=[*assets, queue_spec],  # the queue is observed, not materialized: no freshness window
         asset_checks=checks,
-        jobs=[*file_jobs, quality_job, replay_dead_letters, drain_events_job],
-        schedules=[quality_schedule],
+        jobs=[*file_jobs, quality_job, replay_dead_letters, drain_events_job, housekeeping],
+        schedules=[quality_schedule, housekeeping_schedule],
         sensors=[build_inbox_sensor(file_jobs), build_events_sensor(drain_events_job),
                  *build_alert_sensors(assets, checks, policies)],
         resources={"warehouse": warehouse_resource()},

@@ -28,6 +28,7 @@ CheckName = Literal[
     "reconcile_deals_orders", "reconcile_customers_companies", "reconcile_invoices_payments",
 ]
 
+MIN_EVENT_LEDGER_RETENTION = timedelta(days=7)
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
@@ -250,6 +251,31 @@ class HttpErrorPolicy(_Strict):
         return parse_duration(v)
 
 
+class RetentionPolicy(_Strict):
+    """How long bookkeeping rows stay (the ``housekeeping`` job and ``db prune`` remove older ones)."""
+
+    # The event-id ledger: a redelivery older than this is no longer recognised as a duplicate (the
+    # stale-version guard still keeps it from changing anything). Must outlast every provider's retries.
+    processed_events: timedelta = timedelta(days=90)
+    # Replayed or discarded dead letters (raw records, possibly personal data). Pending ones always stay.
+    settled_dead_letters: timedelta = timedelta(days=180)
+
+    @field_validator("processed_events", "settled_dead_letters", mode="before")
+    @classmethod
+    def _duration(cls, v: Any) -> timedelta:
+        return parse_duration(v)
+
+    @model_validator(mode="after")
+    def _floors(self) -> RetentionPolicy:
+        if self.processed_events < MIN_EVENT_LEDGER_RETENTION:
+            raise ValueError(
+                f"retention.processed_events must be at least {format_duration(MIN_EVENT_LEDGER_RETENTION)}: "
+                "providers redeliver for days (Stripe for up to 3), and a redelivery must still be a duplicate")
+        if self.settled_dead_letters < timedelta(days=1):
+            raise ValueError("retention.settled_dead_letters must be at least 1d")
+        return self
+
+
 class _Layer(_Strict):
     """One level of overrides (defaults, a source, an entity): every section optional."""
 
@@ -275,6 +301,7 @@ class Policies(_Strict):
     sensors: SensorIntervals = SensorIntervals()
     runbooks: Runbooks = Runbooks()
     connector_http_errors: HttpErrorPolicy = HttpErrorPolicy()
+    retention: RetentionPolicy = RetentionPolicy()
     path: str | None = None
 
     @model_validator(mode="after")

@@ -24,3 +24,28 @@ def upgrade(revision: str) -> None:
 def current() -> None:
     """Print the applied migration revision(s)."""
     click.echo(", ".join(sorted(wh.current_revisions())) or "base")
+
+
+@db.command("prune")
+@click.option("--dry-run", is_flag=True, help="Count what would go; delete nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+def prune(dry_run: bool, as_json: bool) -> None:
+    """Remove rows past policies.yaml's retention: the processed-events ledger and settled dead letters.
+
+    Pending dead letters, canonical rows, the loads ledger and the dead-letter audit trail are never removed.
+    """
+    import json
+
+    from integration_assets import retention
+    from integration_assets.quality.policies import load_policies
+    from integration_assets.settings import get_settings
+
+    settings = get_settings()
+    wh.ensure_schema(settings.warehouse_url)
+    report = retention.prune(wh.get_engine(settings.warehouse_url), load_policies().retention, dry_run=dry_run)
+    if as_json:
+        click.echo(json.dumps(report.as_dict()))
+        return
+    verb = "would remove" if dry_run else "removed"
+    for table, n in report.removed.items():
+        click.echo(f"{table}: {verb} {n} row(s) older than {report.retention[table]} (before {report.cutoffs[table]})")

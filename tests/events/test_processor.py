@@ -258,3 +258,27 @@ def test_backfill_and_live_changes_at_once_keep_the_newest(stack: Stack, tmp_pat
     assert {rows[i]["first_name"] for i in ids if i not in set(live)} == {"Backfill"}
     outcomes = [r["outcome"] for r in stack.ledger()]
     assert len(outcomes) == len(live) and set(outcomes) == {"applied"}
+
+
+def test_a_redelivery_after_the_ledger_was_pruned_changes_nothing(stack: Stack, tmp_path: Path) -> None:
+    """Retention removes old processed_events rows, so a very late redelivery is no longer recognised as a
+    duplicate; the stale-version guard and equal row hashes still leave every canonical row as it was."""
+    from integration_assets.quality.policies import RetentionPolicy
+    from integration_assets.retention import prune
+    from integration_assets.warehouse.ledger import utcnow
+
+    seed_contacts(tmp_path, ["501"], warehouse_url=stack.warehouse_url)
+    events = [pi_event(1, "processing", created=1_790_000_000), pi_event(1, "succeeded", created=1_790_000_100),
+              pi_event(2), contact_change(7, "501", "firstname", "Live", NOW)]
+    queue = stack.make_queue()
+    stack.publish(events, queue)
+    assert stack.drain(queue).totals.duplicates == 0
+    before = {t: stack.rows(t) for t in ("payments", "contacts")}
+    assert [p["status"] for p in before["payments"]] == ["succeeded", "succeeded"]
+
+    removed = prune(stack.engine, RetentionPolicy(), now=utcnow() + timedelta(days=91)).removed
+    assert removed["processed_events"] == 4 and stack.ledger() == []
+    stack.publish(list(reversed(events)), queue)  # the oldest version last, as a late retry would come
+    again = stack.drain(queue)
+    assert again.totals.duplicates == 0 and again.balanced  # not recognisable as duplicates any more ...
+    assert {t: stack.rows(t) for t in ("payments", "contacts")} == before  # ... and yet nothing changed

@@ -198,7 +198,10 @@ class InvoicesPaymentsPolicy(_Strict):
     amount_in_minor_units: bool = False
     # column -> accepted values, e.g. {object_type: [charge]} so a PaymentIntent and its Charge count once
     filters: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    # Succeeded rows matching these are money going back (Stripe Refunds): subtracted on their day.
+    refund_filters: dict[str, tuple[str, ...]] = Field(default_factory=dict)
     invoice_move_types: tuple[str, ...] = ("out_invoice",)
+    credit_move_types: tuple[str, ...] = ()  # posted credit notes (out_refund): subtracted from the invoices
     tolerance: float = Field(default=0.01, ge=0)
     lookback: timedelta = timedelta(days=90)
 

@@ -6,8 +6,8 @@
   closed-won deal. Orders without a reference (not created from the CRM) are counted, not mismatched.
 - ``customers_companies``: every Odoo customer with ``is_company`` is linked from a HubSpot company
   (``companies.odoo_partner_id = customers.source_id``), and every link points at an Odoo company.
-- ``invoices_payments``: posted Odoo customer invoices vs Stripe succeeded payments, totals per day and
-  currency. The ``payments`` table arrives with the Stripe connector; until then the check is skipped with
+- ``invoices_payments``: posted Odoo customer invoices net of credit notes vs Stripe succeeded payments net
+  of refunds, totals per day and currency. The ``payments`` table arrives with the Stripe connector; until then the check is skipped with
   "payments table not present yet" (a skip, never a pass).
 
 Unmatched keys are returned in the outcome's metadata (first 50) and written to ``reconciliation_mismatches``,
@@ -203,7 +203,8 @@ def _day(v: Any) -> date | None:
 
 def invoices_payments(conn: sa.Connection, policies: Policies, *, run_id: str | None = None,
                       now: datetime | None = None) -> CheckOutcome:
-    """Per day and currency: posted invoice totals vs succeeded payment totals (skipped without payments)."""
+    """Per day and currency: posted invoices net of credit notes vs succeeded payments net of refunds
+    (skipped without payments)."""
     name = "reconcile_invoices_payments"
     pol = policies.reconciliation.invoices_payments
     now = now or utcnow()
@@ -213,7 +214,8 @@ def invoices_payments(conn: sa.Connection, policies: Policies, *, run_id: str | 
         return CheckOutcome.skip(f"{pol.payments_table} table not present yet (it arrives with the Stripe connector)",
                                  payments_table=pol.payments_table)
     payments = sa.Table(pol.payments_table, sa.MetaData(), autoload_with=conn)
-    wanted = {pol.amount_column, pol.currency_column, pol.status_column, pol.date_column, *pol.filters}
+    wanted = {pol.amount_column, pol.currency_column, pol.status_column, pol.date_column, *pol.filters,
+              *pol.refund_filters}
     missing = sorted(wanted - set(payments.c.keys()))
     if missing:
         replace_mismatches(conn, name, [], run_id=run_id, now=now)
@@ -221,32 +223,41 @@ def invoices_payments(conn: sa.Connection, policies: Policies, *, run_id: str | 
                                  "(reconciliation.invoices_payments in the policies)", payments_table=pol.payments_table)
     since = (now - pol.lookback).date()
     p = payments.c
+    # Signed amounts per (day, currency): payments count +, refunds - (money going back).
     pay: dict[tuple[date, str], list[Decimal]] = defaultdict(list)
-    for when, cur, amount in conn.execute(
-        sa.select(p[pol.date_column], p[pol.currency_column], p[pol.amount_column])
-        .where(p[pol.status_column].in_(pol.succeeded_values),
-               *(p[col].in_(values) for col, values in pol.filters.items()))
-    ):
-        day = _day(when)
-        if day is None or day < since or amount is None:
-            continue
-        currency = str(cur or "").upper()
-        minor = pol.amount_in_minor_units and currency not in ZERO_DECIMAL_CURRENCIES
-        pay[(day, currency)].append(Decimal(str(amount)) / (100 if minor else 1))
+    n_refunds = 0
+    for sign, filters in ((1, pol.filters), (-1, pol.refund_filters)):
+        if sign < 0 and not filters:
+            continue  # no refund filter configured: refunds are not told apart, so none is subtracted
+        for when, cur, amount in conn.execute(
+            sa.select(p[pol.date_column], p[pol.currency_column], p[pol.amount_column])
+            .where(p[pol.status_column].in_(pol.succeeded_values),
+                   *(p[col].in_(values) for col, values in filters.items()))
+        ):
+            day = _day(when)
+            if day is None or day < since or amount is None:
+                continue
+            currency = str(cur or "").upper()
+            minor = pol.amount_in_minor_units and currency not in ZERO_DECIMAL_CURRENCIES
+            pay[(day, currency)].append(sign * Decimal(str(amount)) / (100 if minor else 1))
+            n_refunds += sign < 0
     if not pay:
         replace_mismatches(conn, name, [], run_id=run_id, now=now)
         return CheckOutcome.skip("no succeeded payments in the lookback window yet", lookback_days=pol.lookback.days)
     first_day = min(day for day, _ in pay)
     i = invoices.c
     inv: dict[tuple[date, str], list[Decimal]] = defaultdict(list)
-    for when, cur, amount in conn.execute(
-        sa.select(i.invoice_date, i.currency, i.amount_total)
-        .where(i.state == "posted", i.move_type.in_(pol.invoice_move_types))
+    n_credits = 0
+    for when, cur, amount, move_type in conn.execute(
+        sa.select(i.invoice_date, i.currency, i.amount_total, i.move_type)
+        .where(i.state == "posted", i.move_type.in_((*pol.invoice_move_types, *pol.credit_move_types)))
     ):
         day = _day(when)
         if day is None or day < first_day or amount is None:
             continue
-        inv[(day, str(cur or "").upper())].append(Decimal(str(amount)))
+        credit = move_type in pol.credit_move_types
+        inv[(day, str(cur or "").upper())].append(-abs(Decimal(str(amount))) if credit else Decimal(str(amount)))
+        n_credits += credit
     tolerance = Decimal(str(pol.tolerance))
     mismatches = []
     for key in sorted(set(pay) | set(inv)):
@@ -264,4 +275,5 @@ def invoices_payments(conn: sa.Connection, policies: Policies, *, run_id: str | 
         f"Posted invoices and succeeded payments agree on all {days} day/currency pairs since {first_day}.",
         f"{len(mismatches)} of {days} day/currency pairs differ by more than {pol.tolerance} between posted "
         "invoices and succeeded payments.",
-        compared_from=first_day.isoformat(), day_currency_pairs=days)
+        compared_from=first_day.isoformat(), day_currency_pairs=days, refunds_subtracted=n_refunds,
+        credit_notes_subtracted=n_credits)

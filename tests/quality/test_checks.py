@@ -288,8 +288,10 @@ def test_shipped_payments_settings_match_the_payments_table_when_it_exists(polic
     if "payments" not in CANONICAL_TABLES:
         pytest.skip("the payments table is not part of the schema yet")
     pol = policies.reconciliation.invoices_payments
-    wanted = {pol.amount_column, pol.currency_column, pol.status_column, pol.date_column, *pol.filters}
+    wanted = {pol.amount_column, pol.currency_column, pol.status_column, pol.date_column, *pol.filters,
+              *pol.refund_filters}
     assert wanted <= set(CANONICAL_TABLES[pol.payments_table].c.keys())
+    assert pol.refund_filters == {"object_type": ("refund",)} and pol.credit_move_types == ("out_refund",)
 
 
 def test_invoices_vs_payments_per_day_and_currency(wh: Warehouse, policies: Policies, payments_table: sa.Table) -> None:
@@ -325,3 +327,30 @@ def test_invoices_vs_payments_per_day_and_currency(wh: Warehouse, policies: Poli
     assert _mismatches(wh, "reconcile_invoices_payments") == [(f"{day0}/USD", "both"), (f"{day1}/EUR", "stripe")]
     usd = next(m for m in bad.metadata["listed"] if m["key"] == f"{day0}/USD")
     assert (usd["invoices_total"], usd["payments_total"], usd["difference"]) == ("160.00", "150.00", "10.00")
+
+
+def test_invoices_vs_payments_nets_refunds_and_credit_notes(wh: Warehouse, policies: Policies,
+                                                          payments_table: sa.Table) -> None:
+    """A refunded payment and its posted credit note cancel out; a refund with no credit note is a mismatch
+    of exactly the refunded amount (and a failed refund subtracts nothing)."""
+    policies = _payments_policy(policies, "test_payments")
+    now = T0 + timedelta(days=2)
+    inv = {"state": "posted", "customer_id": "7", "currency": "USD", "invoice_date": T0}
+    wh.rows("invoices", {"source_id": "i1", "move_type": "out_invoice", "amount_total": 100, **inv},
+            {"source_id": "r1", "move_type": "out_refund", "amount_total": 30, **inv})  # Odoo: positive total
+    pay = {"currency": "usd", "created_at": T0}
+    with wh.engine.begin() as conn:
+        conn.execute(payments_table.insert(), [
+            {"source_id": "ch_1", "object_type": "charge", "amount": 10000, "status": "succeeded", **pay},
+            {"source_id": "re_1", "object_type": "refund", "amount": 3000, "status": "succeeded", **pay},
+            {"source_id": "re_2", "object_type": "refund", "amount": 5000, "status": "failed", **pay}])
+    ok = _run(wh, reconciliation.invoices_payments, policies, now=now)
+    assert ok.passed, ok.metadata
+    assert (ok.metadata["refunds_subtracted"], ok.metadata["credit_notes_subtracted"]) == (1, 1)
+
+    with wh.engine.begin() as conn:
+        conn.execute(payments_table.insert(), [
+            {"source_id": "re_3", "object_type": "refund", "amount": 1250, "status": "succeeded", **pay}])
+    bad = _run(wh, reconciliation.invoices_payments, policies, now=now)
+    [usd] = bad.metadata["listed"]
+    assert (usd["invoices_total"], usd["payments_total"], usd["difference"]) == ("70.00", "57.50", "12.50")

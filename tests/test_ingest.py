@@ -273,6 +273,40 @@ def test_staged_lineage_keeps_each_rows_own_values(engine: sa.Engine) -> None:
                    ("hubspot", "5"): ("v1", "ld_2"), ("odoo", "6"): ("v3", "ld_2")}
 
 
+@pytest.mark.postgres
+def test_a_large_merge_refreshes_the_planner_statistics(pg_database: str) -> None:
+    """A table the planner believes empty gets a nested-loop probe per staged row in the next merge: a merge
+    that grows a table by more than a tenth (and 10,000 rows) analyses it; a small one does not."""
+    import pandas as pd
+
+    from integration_assets.warehouse.writer import ANALYZE_MIN_ROWS, CanonicalStage
+    from tests.conftest import _truncate_all
+
+    _truncate_all(pg_database)
+    engine = get_engine(pg_database)
+
+    def merge(ids: range) -> None:
+        frame = pd.concat([_contact_frame("0")] * len(ids), ignore_index=True)
+        frame["source_id"] = [str(i) for i in ids]
+        frame["_pos"] = range(1, len(ids) + 1)
+        with engine.begin() as conn:
+            stage = CanonicalStage(conn, "contacts")
+            stage.add(frame, "ld_stats")
+            stage.merge()
+
+    def estimate() -> float:
+        with engine.connect() as conn:
+            return float(conn.exec_driver_sql("SELECT reltuples FROM pg_class WHERE oid = 'contacts'::regclass").scalar_one())
+
+    with engine.begin() as conn:  # truncation leaves no statistics behind
+        conn.exec_driver_sql("ANALYZE contacts")
+    assert estimate() <= 0
+    merge(range(ANALYZE_MIN_ROWS + 2_000))
+    assert estimate() == ANALYZE_MIN_ROWS + 2_000
+    merge(range(100_000, 100_500))  # +4%: left to autovacuum
+    assert estimate() == ANALYZE_MIN_ROWS + 2_000
+
+
 def test_api_records_and_exports_merge_into_one_table(engine: sa.Engine, inbox: Path) -> None:
     """A contact from the UI export is updated by a later v3 API record (ms precision) of the same id."""
     load(put(inbox, "hubspot", "contacts", "export.csv", csv_bytes(CONTACT_HEADER, [contact("512")])),

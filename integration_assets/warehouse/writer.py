@@ -148,6 +148,18 @@ class CanonicalStage:
             f"INSERT INTO {_q(self.conn, self.name)} ({collist}) VALUES ({marks})", rows
         )
 
+    def _analyze_if_grown(self, written: int) -> None:
+        """ANALYZE the canonical table after a large merge (Postgres; autovacuum would, a minute later).
+
+        Inside the load's transaction: its own new rows are sampled as live."""
+        if written < ANALYZE_MIN_ROWS:
+            return
+        c = self.conn
+        known = c.execute(sa.text("SELECT reltuples FROM pg_class WHERE oid = to_regclass(:t)"),
+                          {"t": self.table.name}).scalar()
+        if known is None or known < 0 or written > ANALYZE_SHARE * known:  # -1: never analysed
+            c.exec_driver_sql(f"ANALYZE {_q(c, self.table.name)}")
+
     def merge(self, *, lock: bool = True) -> MergeCounts:
         """Merge the staged rows into the canonical table; returns what changed.
 
@@ -201,6 +213,7 @@ class CanonicalStage:
             )
             SELECT (SELECT count(*) FROM src), (SELECT count(*) FROM i), (SELECT count(*) FROM u)"""
             distinct, inserted, updated = c.exec_driver_sql(sql).one()
+            self._analyze_if_grown(inserted + updated)
         else:
             distinct = c.exec_driver_sql(f"SELECT count(*) FROM (SELECT DISTINCT source_system, source_id FROM {s})").scalar_one()
             inserted = c.exec_driver_sql(
@@ -217,6 +230,12 @@ class CanonicalStage:
             updated = max(res.rowcount - inserted, 0)
         unchanged = distinct - inserted - updated
         return MergeCounts(self.staged, inserted, updated, unchanged, self.staged - distinct)
+
+
+# A merge that rewrites more than this share of a table (and at least ANALYZE_MIN_ROWS) refreshes its
+# statistics at once: a table never analysed looks empty to the planner, which then probes the primary key
+# once per staged row in the next merge and spills the keys check's grouping to disk.
+ANALYZE_SHARE, ANALYZE_MIN_ROWS = 0.1, 10_000
 
 
 def existing_keys(conn: sa.Connection, table_name: str, system: str, ids: Iterable[str]) -> set[str]:

@@ -317,6 +317,21 @@ def _reconnectable(exc: BaseException) -> bool:
     return isinstance(exc, _LOST) and not isinstance(exc, _AUTH + (pex.ChannelClosedByBroker,))
 
 
+def _coalesce_output(channel_impl: Any) -> None:
+    """Join the frames queued on the channel's connection into one buffer before they are flushed.
+
+    pika queues every AMQP frame as its own buffer and sends each with its own ``send`` (three per published
+    message, one per ack); for a batch that is thousands of system calls. The bytes and their order are
+    unchanged. Reaches into pika's transport (version pinned); without those attributes it does nothing."""
+    transport = getattr(getattr(channel_impl, "connection", None), "_transport", None)
+    buffers = getattr(transport, "_tx_buffers", None)
+    if buffers is None or len(buffers) < 2:
+        return
+    joined = b"".join(buffers)
+    buffers.clear()
+    buffers.append(joined)
+
+
 def _noop() -> None:
     """Timer callback whose only effect is to end a ``process_data_events`` wait early."""
 
@@ -497,6 +512,7 @@ class RabbitMQQueue(Queue):
             impl.basic_publish(
                 exchange=exchange, routing_key=routing_key, body=body, properties=props, mandatory=True
             )
+        _coalesce_output(impl)
         deadline = time.monotonic() + self.config.confirm_timeout_s
         while batch.pending:
             remaining = deadline - time.monotonic()
@@ -655,6 +671,7 @@ class RabbitMQQueue(Queue):
             for tag in tags:
                 impl.basic_ack(delivery_tag=tag, multiple=False)
                 self._held.pop(tag, None)
+            _coalesce_output(impl)
             self._ch._flush_output()
 
     def ack(self, deliveries: Sequence[Delivery]) -> None:

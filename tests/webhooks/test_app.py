@@ -336,6 +336,9 @@ def test_parse_json_limits() -> None:
     from integration_assets.webhooks.app import Rejected
 
     assert parse_json(b'{"a": ["[[[[", {"b": "\\"]]]]"}]}', max_depth=3) == {"a": ["[[[[", {"b": '"]]]]'}]}
+    # Exactly at the limit passes, many shallow siblings pass, one level more does not.
+    assert parse_json(b"[[[1]]]", max_depth=3) == [[[1]]]
+    assert parse_json(b"[" + b",".join([b"[[1]]"] * 50) + b"]", max_depth=3) == [[[1]]] * 50
     for bad, reason in [
         (b"[[[[1]]]]", "too_deep"),
         (b"NaN", "invalid_json"),

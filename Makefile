@@ -38,9 +38,8 @@ test: install services ## Install test deps, ensure services, lint + type-check,
 	$(BIN)/mypy integration_assets
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
-lint: install ## ruff check + format check
+lint: install ## ruff check (the rules `make test` enforces; the code is not laid out by ruff format)
 	$(BIN)/ruff check integration_assets tests bench
-	$(BIN)/ruff format --check integration_assets tests bench
 
 typecheck: install ## mypy on the package
 	$(BIN)/mypy integration_assets

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -262,7 +263,7 @@ class ContractMapper:
                 for v in spec.values.values():
                     m.setdefault(v.lower() if spec.case_insensitive else v, v)
                 self._enum_arrays[src] = (pa.array(list(m), pa.large_string()), pa.array(list(m.values()), pa.large_string()))
-        self._stripped: tuple[pd.Series, pd.Series] | None = None
+        self._memo = threading.local()  # .stripped: (series, series.str.strip()) of the field being mapped
         self._text_targets = [
             c for c, col in self.schema.columns.items() if "string" in str(col.dtype).lower()
         ]
@@ -286,7 +287,7 @@ class ContractMapper:
 
         for col, value in self.contract.defaults.items():
             out[col] = pd.Series([value] * n, index=index)
-        self._stripped = None
+        self._memo.stripped = None
         apply_derived(self.contract, out)
 
         frame = pd.DataFrame({c: out[c] for c in self.columns}, index=index)
@@ -315,10 +316,10 @@ class ContractMapper:
     def _strip(self, t: pd.Series) -> pd.Series:
         """``t.str.strip()`` once per source column: the empty-value test and every parser start with it.
 
-        Keyed on the series object itself (kept alive by the memo), so one mapper maps one chunk at a time."""
-        memo = self._stripped
+        Keyed on the series object itself (kept alive by the memo), per thread: a mapper may be shared."""
+        memo = getattr(self._memo, "stripped", None)
         if memo is None or memo[0] is not t:
-            memo = self._stripped = (t, t.str.strip())
+            memo = self._memo.stripped = (t, t.str.strip())
         return memo[1]
 
     def _missing(self, series: pd.Series, false_is_null: bool = False) -> pd.Series:

@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
 import sqlalchemy as sa
 
@@ -246,7 +247,7 @@ def _contact_frame(rid: str) -> Any:
     return pd.DataFrame({"source_system": ["hubspot"], "source_id": [rid], "source_updated_at": [ts],
                          "mapping_version": ["test"], "email": [f"c{rid}@example.com"], "first_name": ["Ann"],
                          "last_name": ["Smith"], "phone": [None], "lifecycle_stage": ["lead"], "lead_status": [None],
-                         "company_id": [None], "country": [None], "created_at": [ts], "_pos": [1]})
+                         "company_id": [None], "country": [None], "created_at": [ts], "archived_at": [None], "_pos": [1]})
 
 
 def test_staged_lineage_keeps_each_rows_own_values(engine: sa.Engine) -> None:
@@ -325,6 +326,27 @@ def test_api_records_and_exports_merge_into_one_table(engine: sa.Engine, inbox: 
     assert (stored["email"], stored["lifecycle_stage"], stored["lead_status"], stored["company_id"], stored["phone"]) == (
         "bcooper@biglytics.net", "customer", "connected", "5790939450", None)
     assert stored["mapping_version"] == "hubspot.contacts.api@v1"
+
+
+def test_api_records_listed_with_archived_true_mark_the_row_deleted(engine: sa.Engine, inbox: Path) -> None:
+    """GET …?archived=true returns deleted records with archivedAt: the row is kept and marked, as new as its
+    deletion (which is later than its last property change), so an older live copy cannot undo it."""
+    load(put(inbox, "hubspot", "contacts", "export.csv", csv_bytes(CONTACT_HEADER, [contact("512"), contact("513")])),
+         "hubspot", "contacts")
+    gone = _api_contact("512", "Bryan", "2026-11-21T16:50:06.678Z") | {
+        "archived": True, "archivedAt": "2026-11-25T08:00:00.000Z"}
+    report = load(put(inbox, "hubspot", "contacts", "archived.jsonl", json.dumps(gone) + "\n"),
+                  "hubspot", "contacts", records=1)
+    assert counts(report)[:3] == (1, 0, 1) and ("missing_column", "archivedAt") not in drift_of(report)
+    stored = rows(engine, "contacts")
+    assert str(pd.Timestamp(stored["512"]["archived_at"]).tz_localize(None)) == "2026-11-25 08:00:00"
+    assert str(pd.Timestamp(stored["512"]["source_updated_at"]).tz_localize(None)) == "2026-11-25 08:00:00"
+    assert stored["513"]["archived_at"] is None
+    live = _api_contact("512", "Bryan", "2026-11-24T10:00:00.000Z")  # changed before the deletion
+    report = load(put(inbox, "hubspot", "contacts", "late.jsonl", json.dumps(live) + "\n"), "hubspot", "contacts",
+                  records=1)
+    assert counts(report)[:4] == (1, 0, 0, 1)  # unchanged: the deletion is newer
+    assert rows(engine, "contacts")["512"]["archived_at"] is not None
 
 
 def _api_contact(rid: str, first: str, modified: str) -> dict[str, Any]:

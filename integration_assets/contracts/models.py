@@ -15,6 +15,9 @@ from pandera.typing import Series
 
 # Added by the engine and the writer, not by a contract; documented in the data dictionary.
 LINEAGE_COLUMNS = frozenset({"source_system", "mapping_version", "load_id", "row_hash"})
+# Nullable columns a contract may leave out (null when it does): added after contracts were written, so
+# existing contracts stay valid without an edit.
+NULL_UNLESS_MAPPED = frozenset({"archived_at"})
 LINEAGE_DOCS = {
     "source_system": "System the row came from (hubspot, odoo). Part of the natural key.",
     "mapping_version": "Contract version that produced the row, e.g. hubspot.contacts.csv@v1.",
@@ -61,6 +64,7 @@ class Contact(_Canonical):
     company_id: Str = pa.Field(nullable=True, description="HubSpot id of the primary associated company.")
     country: Str = pa.Field(nullable=True, description="Country/region as entered.")
     created_at: Timestamp = pa.Field(nullable=True, description="When the contact was created in HubSpot (UTC).")
+    archived_at: Timestamp = pa.Field(nullable=True, description="When HubSpot deleted (archived) the record (UTC); null while it exists. Set by a deletion webhook or an API record pulled with archived=true, cleared by a restore.")
 
 
 class Company(_Canonical):
@@ -74,6 +78,7 @@ class Company(_Canonical):
     country: Str = pa.Field(nullable=True, description="Country/region.")
     odoo_partner_id: Str = pa.Field(nullable=True, description="Odoo res.partner id of the same company; the CRM↔ERP link.")
     created_at: Timestamp = pa.Field(nullable=True, description="When the company was created in HubSpot (UTC).")
+    archived_at: Timestamp = pa.Field(nullable=True, description="When HubSpot deleted (archived) the record (UTC); null while it exists. Set by a deletion webhook or an API record pulled with archived=true, cleared by a restore.")
 
 
 class Deal(_Canonical):
@@ -89,6 +94,7 @@ class Deal(_Canonical):
     company_id: Str = pa.Field(nullable=True, description="HubSpot id of the associated company.")
     is_closed_won: Bool = pa.Field(nullable=True, description="True when the stage is closed-won (derived).")
     created_at: Timestamp = pa.Field(nullable=True, description="When the deal was created (UTC).")
+    archived_at: Timestamp = pa.Field(nullable=True, description="When HubSpot deleted (archived) the record (UTC); null while it exists. Set by a deletion webhook or an API record pulled with archived=true, cleared by a restore.")
 
 
 class Customer(_Canonical):

@@ -55,6 +55,8 @@ class FieldSpec(_Strict):
     true_values: tuple[str, ...] = ("true", "1", "yes", "y", "t")
     false_values: tuple[str, ...] = ("false", "0", "no", "n", "f")
     pii: bool = False  # never shown in drift samples, alerts or exports
+    # The source leaves the field out when it has no value (archivedAt of a live record): not drift.
+    absent_ok: bool = False
     # many2one: which element of Odoo's [id, "display name"] pair to keep (name: e.g. currency_id -> "USD").
     part: Literal["id", "name"] = "id"
 
@@ -84,11 +86,12 @@ class DerivedSpec(_Strict):
     equals: tuple[str, str] | None = None  # (column, value) -> boolean
     is_in: tuple[str, tuple[str, ...]] | None = Field(default=None, alias="in")
     coalesce: tuple[str, ...] | None = None
+    latest: tuple[str, ...] | None = None  # the latest of timestamp columns (nulls skipped)
 
     @model_validator(mode="after")
     def _one(self) -> DerivedSpec:
-        if sum(x is not None for x in (self.equals, self.is_in, self.coalesce)) != 1:
-            raise ValueError("a derived field takes exactly one of: equals, in, coalesce")
+        if sum(x is not None for x in (self.equals, self.is_in, self.coalesce, self.latest)) != 1:
+            raise ValueError("a derived field takes exactly one of: equals, in, coalesce, latest")
         return self
 
 
@@ -151,7 +154,7 @@ class Contract(_Strict):
 
     @model_validator(mode="after")
     def _against_model(self) -> Contract:
-        from integration_assets.contracts.models import CANONICAL_MODELS, LINEAGE_COLUMNS
+        from integration_assets.contracts.models import CANONICAL_MODELS, LINEAGE_COLUMNS, NULL_UNLESS_MAPPED
 
         model = CANONICAL_MODELS.get(self.target)
         if model is None:
@@ -168,7 +171,7 @@ class Contract(_Strict):
         for must in ("source_id", "source_updated_at"):
             if must not in produced:
                 raise ValueError(f"the contract must produce {must}")
-        missing = canonical - produced - LINEAGE_COLUMNS
+        missing = canonical - produced - LINEAGE_COLUMNS - NULL_UNLESS_MAPPED
         if missing:
             raise ValueError(
                 f"canonical columns of {self.target} with no source, default or derivation: {sorted(missing)}"

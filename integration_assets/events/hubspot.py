@@ -1,5 +1,5 @@
-"""HubSpot ``<object>.propertyChange`` webhooks applied to the existing canonical rows (contacts, companies,
-deals).
+"""HubSpot ``<object>.propertyChange``, ``.deletion`` and ``.restore`` webhooks applied to the existing canonical
+rows (contacts, companies, deals).
 
 A property change carries one value (``propertyName``/``propertyValue``) of one object (``objectId``) at one
 time (``occurredAt``, epoch ms; ../shared/SOURCES.md §1.5). Values are mapped by the HubSpot **API contract**
@@ -19,6 +19,8 @@ Rules:
   unknown_object``) instead of holding queue capacity and spending attempts for an unknown time.
 - A property the contract maps nowhere is dead-lettered (``unknown_property``): the webhook subscription and
   the contract disagree. Properties the contract lists under ``ignored`` are acknowledged as ``ignored``.
+- A deletion is a change of ``archived_at`` (the field the contract maps ``archivedAt`` to) to the deletion
+  time, a restore a change back to null, with the same newer-wins rule: the row stays, marked deleted.
 
 Rows are read ``FOR UPDATE`` (Postgres) in the batch's transaction, patched in pandas and merged through
 ``CanonicalStage`` (newer wins), so concurrent drains cannot lose each other's changes.
@@ -37,6 +39,7 @@ import sqlalchemy as sa
 from integration_assets.connectors.files import RawChunk
 from integration_assets.contracts.models import CANONICAL_MODELS
 from integration_assets.contracts.spec import Contract, ContractError, contracts_for
+from integration_assets.events.routing import HUBSPOT_ARCHIVE_CHANGES
 from integration_assets.mapping.engine import ContractMapper, apply_derived
 from integration_assets.warehouse.schema import CANONICAL_TABLES
 from integration_assets.warehouse.writer import CanonicalStage
@@ -114,6 +117,12 @@ def _occurred_ms(value: Any) -> int | None:
     return value if 10**11 <= value < 10**14 else None
 
 
+def _order(doc: dict[str, Any], pos: int) -> int:
+    """Tie-break of changes at the same millisecond: HubSpot's eventId, else the position in the batch."""
+    event_id = doc.get("eventId")
+    return int(event_id) if isinstance(event_id, int) and not isinstance(event_id, bool) else pos
+
+
 def plan(
     table: str, items: Sequence[Change]
 ) -> tuple[PlannedChanges | None, dict[int, tuple[str, str]], set[int]]:
@@ -129,10 +138,26 @@ def plan(
     positions: list[int] = []
     columns: list[str] = []
     orders: list[int] = []
+    archived_src = contract.source_for("archived_at")
     for item in items:
         doc = item.doc
         obj = _object_id(doc.get("objectId"))
         when = _occurred_ms(doc.get("occurredAt"))
+        archive = HUBSPOT_ARCHIVE_CHANGES.get(str(doc.get("subscriptionType")))
+        if archive is not None:
+            if obj is None or when is None:
+                rejected[item.pos] = ("invalid_payload", "HubSpot deletion/restore needs objectId and occurredAt")
+            elif archived_src is None:
+                rejected[item.pos] = ("unknown_property", f"{contract.id} maps nothing to archived_at: "
+                                      "deletions cannot be recorded; map archivedAt in the contract")
+            else:
+                # A deletion is a change of archived_at to its own time; a restore clears it.
+                stamp = pd.Timestamp(when, unit="ms", tz="UTC").isoformat()
+                rows.append({id_src: obj, ts_src: stamp, archived_src: stamp if archive[1] else None})
+                positions.append(item.pos)
+                columns.append("archived_at")
+                orders.append(_order(doc, item.pos))
+            continue
         prop = doc.get("propertyName")
         if obj is None or when is None or not isinstance(prop, str) or not prop:
             rejected[item.pos] = (
@@ -159,10 +184,7 @@ def plan(
         rows.append({id_src: obj, ts_src: pd.Timestamp(when, unit="ms", tz="UTC").isoformat(), src: value})
         positions.append(item.pos)
         columns.append(spec.to)
-        event_id = doc.get("eventId")
-        orders.append(
-            int(event_id) if isinstance(event_id, int) and not isinstance(event_id, bool) else item.pos
-        )
+        orders.append(_order(doc, item.pos))
     if not rows:
         return None, rejected, ignored
     raw = pd.DataFrame.from_records(rows)

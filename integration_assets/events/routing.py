@@ -7,7 +7,8 @@ Routing is data, per source system:
   carries a refund); the contract is ``contracts/stripe/<object>_event.vN.yaml`` (delivery ``event``).
 - EasyPost: by the family of ``description`` (``tracker.updated`` → tracker).
 - HubSpot: by ``subscriptionType``; ``<object>.propertyChange`` for contact, company and deal patches the
-  canonical row (values mapped by the HubSpot API contract of that object, see ``events.hubspot``).
+  canonical row (values mapped by the HubSpot API contract of that object, see ``events.hubspot``);
+  ``<object>.deletion`` and ``<object>.restore`` set or clear its ``archived_at``.
 
 Anything else is an unknown event type: dead-lettered at once with a reason naming the missing contract.
 """
@@ -27,6 +28,12 @@ HUBSPOT_PROPERTY_CHANGES: dict[str, str] = {
     "contact.propertyChange": "contacts",
     "company.propertyChange": "companies",
     "deal.propertyChange": "deals",
+}
+# Deletions and restores: the row's archived_at becomes the deletion time, or null again.
+HUBSPOT_ARCHIVE_CHANGES: dict[str, tuple[str, bool]] = {
+    f"{obj}.{kind}": (table, kind == "deletion")
+    for obj, table in (("contact", "contacts"), ("company", "companies"), ("deal", "deals"))
+    for kind in ("deletion", "restore")
 }
 
 
@@ -80,12 +87,12 @@ class Router:
         source = message.source
         if source == "hubspot":
             kind = _text(doc.get("subscriptionType")) or message.event_type
-            table = HUBSPOT_PROPERTY_CHANGES.get(kind)
+            table = HUBSPOT_PROPERTY_CHANGES.get(kind) or HUBSPOT_ARCHIVE_CHANGES.get(kind, (None, False))[0]
             if table is None:
                 raise EventRejected(
                     "unknown_event_type",
                     f"no handler for HubSpot subscription type {kind!r} (handled: "
-                    f"{', '.join(sorted(HUBSPOT_PROPERTY_CHANGES))})",
+                    f"{', '.join(sorted([*HUBSPOT_PROPERTY_CHANGES, *HUBSPOT_ARCHIVE_CHANGES]))})",
                 )
             return Route(key=f"hubspot:{table}", hubspot_table=table)
         if source == "stripe":

@@ -28,7 +28,7 @@ from integration_assets.connectors.files import (
     RawChunk,
     restore_bad_bytes,
 )
-from integration_assets.contracts.models import CANONICAL_MODELS
+from integration_assets.contracts.models import CANONICAL_MODELS, NULL_UNLESS_MAPPED
 from integration_assets.contracts.spec import Contract, FieldSpec
 from integration_assets.errors import IntegrationError
 
@@ -243,6 +243,12 @@ def apply_derived(contract: Contract, columns: MutableMapping[str, Any]) -> None
             for other in d.coalesce[1:]:
                 acc = acc.fillna(columns[other])
             columns[col] = acc
+        elif d.latest is not None:
+            parts = [columns[c] for c in d.latest]
+            latest = parts[0]
+            for other in parts[1:]:
+                latest = latest.where(~(other > latest).fillna(False) & latest.notna(), other)
+            columns[col] = latest
 
 
 class ContractMapper:
@@ -287,6 +293,9 @@ class ContractMapper:
 
         for col, value in self.contract.defaults.items():
             out[col] = pd.Series([value] * n, index=index)
+        for col in self.columns:
+            if col not in out and col in NULL_UNLESS_MAPPED:
+                out[col] = pd.Series([None] * n, index=index, dtype=object)
         self._memo.stripped = None
         apply_derived(self.contract, out)
 
@@ -622,7 +631,7 @@ def column_drift(contract: Contract, columns: list[str]) -> tuple[list[str], lis
     cols = set(columns)
     known = set(contract.fields) | set(contract.ignored)
     missing_required = [c for c in contract.required_columns if c not in cols]
-    missing_optional = [c for c, f in contract.fields.items() if not f.required and c not in cols]
+    missing_optional = [c for c, f in contract.fields.items() if not f.required and not f.absent_ok and c not in cols]
     # Dotted JSON columns are covered by a known parent (associations.* when the contract maps associations).
     new = [c for c in columns if c not in known and not any(c.startswith(k + ".") for k in known)]
     return missing_required, missing_optional, new

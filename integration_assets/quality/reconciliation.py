@@ -88,7 +88,7 @@ def deals_orders(conn: sa.Connection, policies: Policies, *, run_id: str | None 
     name = "reconcile_deals_orders"
     states = list(policies.reconciliation.deals_orders.confirmed_states)
     d, o = deals.c, sales_orders.c
-    won = d.is_closed_won.is_(True)
+    won = sa.and_(d.is_closed_won.is_(True), d.archived_at.is_(None))  # a deal deleted in HubSpot is not won
     has_ref = sa.and_(o.client_order_ref.is_not(None), o.client_order_ref != "")
     mismatches: list[Mismatch] = []
 
@@ -142,12 +142,13 @@ def customers_companies(conn: sa.Connection, policies: Policies, *, run_id: str 
     name = "reconcile_customers_companies"
     cu, co = customers.c, companies.c
     is_company = sa.and_(cu.is_company.is_(True), sa.or_(cu.active.is_(None), cu.active.is_(True)))
+    live = co.archived_at.is_(None)  # companies deleted in HubSpot neither link nor need a link
     linked = sa.and_(co.odoo_partner_id.is_not(None), co.odoo_partner_id != "")
     mismatches: list[Mismatch] = []
 
     for r in conn.execute(
         sa.select(cu.source_id, cu.country)
-        .where(is_company, ~sa.exists().where(co.odoo_partner_id == cu.source_id)).order_by(cu.source_id)
+        .where(is_company, ~sa.exists().where(co.odoo_partner_id == cu.source_id, live)).order_by(cu.source_id)
     ):
         mismatches.append(Mismatch(r.source_id, "odoo", {
             "partner_id": r.source_id, "country": r.country,
@@ -155,7 +156,8 @@ def customers_companies(conn: sa.Connection, policies: Policies, *, run_id: str 
 
     for company in conn.execute(
         sa.select(co.source_id, co.odoo_partner_id, co.domain)
-        .where(linked, ~sa.exists().where(cu.source_id == co.odoo_partner_id, is_company)).order_by(co.source_id)
+        .where(linked, live, ~sa.exists().where(cu.source_id == co.odoo_partner_id, is_company))
+        .order_by(co.source_id)
     ):
         exists = conn.execute(sa.select(cu.is_company, cu.active).where(cu.source_id == company.odoo_partner_id)).first()
         if exists is None:
@@ -168,13 +170,14 @@ def customers_companies(conn: sa.Connection, policies: Policies, *, run_id: str 
             "company_id": company.source_id, "odoo_partner_id": company.odoo_partner_id, "domain": company.domain,
             "reason": reason}))
 
-    unlinked = int(conn.execute(sa.select(sa.func.count()).select_from(companies).where(~linked)).scalar_one())
+    unlinked = int(conn.execute(sa.select(sa.func.count()).select_from(companies).where(~linked, live)).scalar_one())
     if policies.reconciliation.customers_companies.require_link_for_every_company:
-        for (cid,) in conn.execute(sa.select(co.source_id).where(~linked).order_by(co.source_id)):
+        for (cid,) in conn.execute(sa.select(co.source_id).where(~linked, live).order_by(co.source_id)):
             mismatches.append(Mismatch(cid, "hubspot", {"company_id": cid, "reason": "no Odoo Partner ID"}))
     counts = {
         "odoo_companies": int(conn.execute(sa.select(sa.func.count()).where(is_company)).scalar_one()),
-        "hubspot_companies": int(conn.execute(sa.select(sa.func.count()).select_from(companies)).scalar_one()),
+        "hubspot_companies": int(conn.execute(sa.select(sa.func.count()).select_from(companies).where(live))
+                                 .scalar_one()),
         "hubspot_companies_without_link": unlinked,
     }
     replace_mismatches(conn, name, mismatches, run_id=run_id, now=now)

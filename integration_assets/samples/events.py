@@ -247,6 +247,26 @@ def hubspot_change(
     }
 
 
+def hubspot_archive(event_id: int, object_id: str, occurred: datetime,
+                    subscription: str = "contact.deletion") -> dict[str, Any]:
+    """A HubSpot deletion or restore (``<object>.deletion`` / ``<object>.restore``): no property, no value."""
+    event: dict[str, Any] = {
+        "eventId": event_id,
+        "subscriptionId": 8,
+        "portalId": 62515,
+        "appId": 54321,
+        "occurredAt": int(occurred.timestamp() * 1000),
+        "subscriptionType": subscription,
+        "attemptNumber": 0,
+        "objectId": int(object_id),
+        "changeSource": "CRM",
+        "sourceId": "userId:1",
+    }
+    if subscription.endswith(".deletion"):
+        event["changeFlag"] = "DELETED"
+    return event
+
+
 def generate_event_samples(
     seed: int = 7,
     *,

@@ -61,6 +61,7 @@ contacts = _canonical(
     sa.Column("company_id", sa.String(64)),
     sa.Column("country", sa.String(128)),
     sa.Column("created_at", TS),
+    sa.Column("archived_at", TS),
 )
 
 companies = _canonical(
@@ -71,6 +72,7 @@ companies = _canonical(
     sa.Column("country", sa.String(128)),
     sa.Column("odoo_partner_id", sa.String(64)),
     sa.Column("created_at", TS),
+    sa.Column("archived_at", TS),
 )
 
 deals = _canonical(
@@ -83,6 +85,7 @@ deals = _canonical(
     sa.Column("company_id", sa.String(64)),
     sa.Column("is_closed_won", sa.Boolean),
     sa.Column("created_at", TS),
+    sa.Column("archived_at", TS),
 )
 
 customers = _canonical(

@@ -55,8 +55,10 @@ class CanonicalStage:
         self.conn = conn
         self.table = CANONICAL_TABLES[table_name]
         self.columns = [c.name for c in self.table.columns]
-        # What the row hash covers: everything but lineage bookkeeping.
-        self.business = [c for c in self.columns if c not in ("source_system", "mapping_version", "load_id", "row_hash")]
+        # What the row hash covers: everything but lineage bookkeeping, and archived_at, which only ever changes
+        # with a newer source_updated_at (rows hashed before the column existed keep their hash).
+        self.business = [c for c in self.columns
+                         if c not in ("source_system", "mapping_version", "load_id", "row_hash", "archived_at")]
         self.pg = conn.dialect.name == "postgresql"
         self.name = f"_stage_{table_name}"
         self.staged = 0

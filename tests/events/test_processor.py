@@ -20,7 +20,7 @@ from integration_assets.events.processor import _Extractor, raw_frame
 from integration_assets.events.replay import replay_events
 from integration_assets.events.routing import Router, parse
 from integration_assets.queue import Message
-from tests.events.conftest import NOW, Stack, contact_change, pi_event, seed_contacts, seed_deals
+from tests.events.conftest import NOW, SampleEvent, Stack, contact_change, pi_event, seed_contacts, seed_deals
 
 # -- extraction ---------------------------------------------------------------------------------------------
 
@@ -198,6 +198,44 @@ def test_hubspot_property_changes(contacts: Stack) -> None:
         "hubspot:7": "unknown_property",
         "hubspot:8": "unknown_value",
     }
+
+
+@pytest.mark.parametrize(
+    "stack", ["sql-sqlite", pytest.param("sql-postgres", marks=pytest.mark.postgres)], indirect=True
+)
+def test_hubspot_deletions_and_restores_mark_the_row(contacts: Stack) -> None:
+    """A deletion sets archived_at to its time (the row stays, marked deleted), a later restore clears it, a
+    deletion older than the row is stale, and one for an unknown contact is dead-lettered."""
+    from integration_assets.samples.events import hubspot_archive
+
+    stack = contacts
+    seeded_at = {r["source_id"]: r["source_updated_at"] for r in stack.rows("contacts")}
+
+    def event(eid: int, obj: str, when: Any, kind: str = "contact.deletion") -> SampleEvent:
+        return SampleEvent("hubspot", f"hubspot:{eid}", hubspot_archive(eid, obj, when, kind), object_id=obj)
+
+    queue = stack.make_queue()
+    stack.publish([
+        event(1, "101", NOW - timedelta(minutes=5)),
+        event(2, "102", NOW - timedelta(minutes=5)),
+        event(3, "102", NOW, "contact.restore"),  # restored after the deletion: not deleted
+        event(4, "103", NOW - timedelta(days=30)),  # older than the row: stale
+        event(5, "999", NOW),  # not in the warehouse
+        contact_change(6, "101", "firstname", "Gone", NOW - timedelta(minutes=10)),  # before the deletion
+    ], queue)
+    report = stack.drain(queue)
+    assert report.balanced, report.as_dict()
+    rows = {r["source_id"]: r for r in stack.rows("contacts")}
+    stamp = pd.Timestamp(NOW - timedelta(minutes=5)).tz_localize(None)
+    assert pd.Timestamp(rows["101"]["archived_at"]).tz_localize(None) == stamp
+    assert pd.Timestamp(rows["101"]["source_updated_at"]).tz_localize(None) == stamp
+    assert rows["101"]["first_name"] == "Gone"  # the earlier change still applies: the row stays whole
+    assert rows["102"]["archived_at"] is None
+    assert rows["103"]["archived_at"] is None and rows["103"]["source_updated_at"] == seeded_at["103"]
+    outcomes = {r["event_id"]: r["outcome"] for r in stack.ledger()}
+    assert outcomes == {"hubspot:1": "applied", "hubspot:2": "stale", "hubspot:3": "applied",
+                        "hubspot:4": "stale", "hubspot:6": "applied"}
+    assert {r["natural_key"]: r["check_name"] for r in stack.dead_letters()} == {"hubspot:5": "unknown_object"}
 
 
 @pytest.mark.parametrize("stack", ["sql-sqlite"], indirect=True)

@@ -258,6 +258,23 @@ def test_customers_vs_companies(wh: Warehouse, policies: Policies) -> None:
     assert "Globex" not in json.dumps(dict(bad.metadata))  # names stay out
 
 
+def test_reconciliations_leave_out_records_deleted_in_hubspot(wh: Warehouse, policies: Policies) -> None:
+    """A deleted (archived) HubSpot company neither links an Odoo company nor needs a link; a deleted won deal
+    no longer counts as won, so its confirmed order stands alone."""
+    gone = {"archived_at": T0}
+    wh.rows("customers", {"source_id": "7", "name": "Acme", "is_company": True})
+    wh.rows("companies", {"source_id": "h1", "name": "Acme", "odoo_partner_id": "7", **gone},
+            {"source_id": "h2", "name": "Old", "odoo_partner_id": "404", **gone})
+    out = _run(wh, reconciliation.customers_companies, policies)
+    assert _mismatches(wh, "reconcile_customers_companies") == [("7", "odoo")]
+    assert out.metadata["hubspot_companies"] == 0
+
+    wh.rows("deals", {"source_id": "D1", "stage": "closedwon", "is_closed_won": True, **gone})
+    wh.rows("sales_orders", _order("O1", client_order_ref="D1"))
+    out = _run(wh, reconciliation.deals_orders, policies)
+    assert _mismatches(wh, "reconcile_deals_orders") == [("O1", "odoo")] and out.metadata["closed_won_deals"] == 0
+
+
 def _payments_policy(policies: Policies, table: str) -> Policies:
     rec = policies.reconciliation
     ip = rec.invoices_payments.model_copy(update={"payments_table": table})

@@ -47,8 +47,10 @@ def test_full_pull_pages_to_the_end_with_properties_and_associations(hubspot: Fa
     assert (report.mode, report.records, report.pages, len(report.files)) == ("full", 250, 3, 3)
     got = landed_records(inbox(), "hubspot", "contacts")
     assert sorted(r["id"] for r in got) == sorted(hubspot.objects["contacts"])
-    gets = [r for r in hubspot.requests if r.method == "GET"]
+    gets = [r for r in hubspot.requests if r.method == "GET" and r.query.get("archived") == ["false"]]
     assert len(gets) == 3 and "after" not in gets[0].query and all("after" in r.query for r in gets[1:])
+    # then the deleted records, which the live list leaves out (none here)
+    assert [r.query.get("archived") for r in hubspot.requests if r.method == "GET"][-1] == ["true"]
     q = gets[0].query
     assert q["limit"] == ["100"] and q["associations"] == ["companies"]
     assert set(q["properties"][0].split(",")) >= {"email", "lastmodifieddate", "lifecyclestage", "hs_lead_status"}
@@ -79,6 +81,33 @@ def test_second_pull_gets_only_the_changed_records_with_their_associations(hubsp
     assert search["sorts"] == [{"propertyName": "lastmodifieddate", "direction": "ASCENDING"}]
     assert search["filterGroups"][0]["filters"][0]["operator"] == "GTE"
     assert third.records == 0 and third.files == []  # nothing changed since
+
+
+def test_deletions_are_pulled_from_the_archive_and_load_as_archived(hubspot: FakeHubSpot,
+                                                                    sqlite_warehouse: str) -> None:
+    """Deleted records leave the list and the search; a pull lists the archived ones since its cursor (archivedAt)
+    and lands them with archivedAt, and the load marks their rows instead of leaving them live forever."""
+    from integration_assets.ingest import ingest_file
+    from integration_assets.warehouse.schema import CANONICAL_TABLES
+
+    hubspot.seed(companies=2, contacts=20, deals=0)
+    with client(hubspot) as c:
+        first = pull_entity(c, "contacts")
+        hubspot.archive("contacts", ["1005", "1006"])
+        second = pull_entity(c, "contacts")
+        third = pull_entity(c, "contacts")
+    assert first.records == 20 and second.mode == "incremental"
+    landed = [json.loads(line) for f in second.files for line in Path(f).read_text().splitlines()]
+    assert sorted(r["id"] for r in landed) == ["1005", "1006"]
+    assert all(r["archived"] and r["archivedAt"] for r in landed)
+    assert third.records == 0  # already landed: the cursor's window knows them
+    engine = get_engine(sqlite_warehouse)
+    for f in [*first.files, *second.files]:
+        assert ingest_file(Path(f), "hubspot", "contacts", engine=engine).status == "succeeded"
+    t = CANONICAL_TABLES["contacts"]
+    with engine.connect() as conn:
+        gone = {r.source_id for r in conn.execute(sa.select(t.c.source_id).where(t.c.archived_at.is_not(None)))}
+    assert gone == {"1005", "1006"}
 
 
 def test_search_never_pages_past_the_result_cap(hubspot: FakeHubSpot) -> None:
@@ -118,7 +147,10 @@ def test_429_storm_honours_retry_after_stays_in_budget_loses_nothing_and_is_reco
         if log[i].not_before is not None:
             assert log[i + 1].at >= log[i].not_before, (log[i].fault, log[i + 1].at - log[i].not_before)
     pages = sum(r.pages for r in reports)
-    assert len(log) == pages + len(throttled) <= pages + budget.limit
+    # one listing of the (empty) archive per entity, after its live records
+    archive = [r for r in log if r.query.get("archived") == ["true"] and r.status == 200]
+    assert len(archive) == 3
+    assert len(log) == pages + len(archive) + len(throttled) <= pages + len(archive) + budget.limit
     assert budget.used == len(throttled)
     for entity in ("companies", "contacts", "deals"):  # 0 pages lost
         assert sorted(r["id"] for r in landed_records(inbox(), "hubspot", entity)) == sorted(hubspot.objects[entity])
@@ -128,7 +160,7 @@ def test_429_storm_honours_retry_after_stays_in_budget_loses_nothing_and_is_reco
                                    .where(connector_http_stats.c.source_system == "hubspot")
                                    .group_by(connector_http_stats.c.status_class)).all())
         [health] = http_error_health(conn, load_policies().connector_http_errors)
-    assert counts == {"429": len(throttled), "2xx": pages}
+    assert counts == {"429": len(throttled), "2xx": pages + len(archive)}
     assert health.by_class["429"] == len(throttled)  # what connector_http_error_alerts evaluates
 
 
@@ -145,7 +177,7 @@ def test_rolling_limits_wait_their_window(hubspot: FakeHubSpot, policy: str, ret
     sleeps: list[float] = []
     with client(hubspot, sleep=sleeps.append) as c:
         report = pull_entity(c, "companies")
-    assert report.records == 3 and hubspot.statuses() == [429, 200]
+    assert report.records == 3 and hubspot.statuses() == [429, 200, 200]  # the list, again; then the archive
     assert len(sleeps) == 1 and at_least <= sleeps[0] <= at_least + 1.0
 
 

@@ -25,6 +25,7 @@ call in that run.
 
 from __future__ import annotations
 
+import itertools
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -211,9 +212,9 @@ class HubSpotClient:
 
     # -- list (full pull) --------------------------------------------------------------------------------
     def list_page(self, object_type: str, *, properties: Sequence[str], associations: Sequence[str] = (),
-                  after: str | None = None) -> dict[str, Any]:
-        """One page of ``GET /crm/v3/objects/{object_type}`` (non-archived records)."""
-        params: dict[str, Any] = {"limit": self.page_limit, "archived": "false"}
+                  after: str | None = None, archived: bool = False) -> dict[str, Any]:
+        """One page of ``GET /crm/v3/objects/{object_type}``: live records, or the archived (deleted) ones."""
+        params: dict[str, Any] = {"limit": self.page_limit, "archived": "true" if archived else "false"}
         if properties:
             params["properties"] = ",".join(properties)
         if associations:
@@ -223,18 +224,31 @@ class HubSpotClient:
         return self._json(self.http.request("GET", f"/crm/v3/objects/{object_type}", params=params),
                           f"list {object_type}")
 
-    def iter_all(self, object_type: str, *, properties: Sequence[str],
-                 associations: Sequence[str] = ()) -> Iterator[list[dict[str, Any]]]:
+    def iter_all(self, object_type: str, *, properties: Sequence[str], associations: Sequence[str] = (),
+                 archived: bool = False) -> Iterator[list[dict[str, Any]]]:
         """Every record, page by page, following ``paging.next.after`` to the last page."""
         after: str | None = None
         while True:
-            data = self.list_page(object_type, properties=properties, associations=associations, after=after)
+            data = self.list_page(object_type, properties=properties, associations=associations, after=after,
+                                  archived=archived)
             results = list(data.get("results") or [])
             if results:
                 yield results
             after = ((data.get("paging") or {}).get("next") or {}).get("after")
             if not after:
                 return
+
+    def iter_archived_since(self, object_type: str, since_ms: int | None, *,
+                            properties: Sequence[str]) -> Iterator[list[dict[str, Any]]]:
+        """Deleted (archived) records whose ``archivedAt`` is at or after ``since_ms`` (all when None).
+
+        The list has no filter and search does not return archived records, so every archived record is
+        listed (HubSpot keeps them for 90 days) and the filter applies here."""
+        for page in self.iter_all(object_type, properties=properties, archived=True):
+            keep = [r for r in page
+                    if since_ms is None or (parse_hubspot_time(r.get("archivedAt")) or 0) >= since_ms]
+            if keep:
+                yield keep
 
     # -- search (incremental pull) -----------------------------------------------------------------------
     def search_page(self, object_type: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -247,7 +261,9 @@ class HubSpotClient:
         ms = parse_hubspot_time(value)
         if ms is None:
             ms = parse_hubspot_time(record.get("updatedAt"))
-        return ms if ms is not None else 0
+        # A deletion is a change at its own time (the contracts derive source_updated_at the same way).
+        archived = parse_hubspot_time(record.get("archivedAt"))
+        return max(ms or 0, archived or 0)
 
     def iter_modified_since(self, object_type: str, since: datetime, *, properties: Sequence[str],
                             associations: Sequence[str] = ()) -> Iterator[list[dict[str, Any]]]:
@@ -297,14 +313,18 @@ class HubSpotClient:
 
     # -- Source --------------------------------------------------------------------------------------------
     def pull(self, entity: str, since: datetime | None) -> Pull:
-        """The pages of one pull: the full list without ``since``, else the search from ``since`` on."""
+        """The pages of one pull: the full list without ``since``, else the search from ``since`` on; then the
+        records deleted (archived) since, which neither the list nor the search returns. The deletions come
+        after the ascending search, so the pull as a whole is not ordered (the cursor moves at its end)."""
         if entity not in OBJECT_TYPES:
             raise ValueError(f"unknown HubSpot object type {entity!r}; one of {', '.join(OBJECT_TYPES)}")
         properties, associations = contract_fields(entity)
+        deleted = self.iter_archived_since(entity, None if since is None else to_ms(since), properties=properties)
         if since is None:
-            return Pull(self.iter_all(entity, properties=properties, associations=associations), ordered=False)
-        return Pull(self.iter_modified_since(entity, since, properties=properties, associations=associations),
-                    ordered=True)
+            live = self.iter_all(entity, properties=properties, associations=associations)
+        else:
+            live = self.iter_modified_since(entity, since, properties=properties, associations=associations)
+        return Pull(itertools.chain(live, deleted), ordered=False)
 
     def record_id(self, entity: str, record: dict[str, Any]) -> str:
         return str(record.get("id"))

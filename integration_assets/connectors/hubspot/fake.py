@@ -157,6 +157,15 @@ class FakeHubSpot(FakeServer):
                 rec["properties"][MODIFIED[object_type]] = when
                 rec["updatedAt"] = when
 
+    def archive(self, object_type: str, ids: Iterable[str], *, at: datetime | None = None) -> None:
+        """Delete records the HubSpot way: archived (listed with archived=true, with archivedAt), not gone.
+        Their properties, lastmodifieddate included, stay as they were."""
+        with self.lock:
+            when = hs_time(at or datetime.fromtimestamp(self.clock(), UTC))
+            for rid in ids:
+                rec = self.objects[object_type][str(rid)]
+                rec.update(archived=True, archivedAt=when, updatedAt=when)
+
     def seed(self, *, companies: int = 10, contacts: int = 30, deals: int = 10, seed: int = 1,
              start: datetime = datetime(2025, 1, 1, tzinfo=UTC), step: timedelta = timedelta(minutes=7)) -> None:
         """Deterministic records with values the ``*_api`` contracts accept; modified dates ``step`` apart."""
@@ -223,7 +232,9 @@ class FakeHubSpot(FakeServer):
             if name in known or name in stored:
                 out_props[name] = stored.get(name)
         out = {"id": rec["id"], "properties": out_props, "createdAt": rec["createdAt"],
-               "updatedAt": rec["updatedAt"], "archived": False}
+               "updatedAt": rec["updatedAt"], "archived": bool(rec.get("archived"))}
+        if rec.get("archived"):
+            out["archivedAt"] = rec["archivedAt"]
         if "companies" in associations and rec["companies"]:
             kind = f"{SINGULAR[object_type]}_to_company"
             out["associations"] = {"companies": {"results": [{"id": c, "type": kind} for c in rec["companies"]]}}
@@ -246,11 +257,11 @@ class FakeHubSpot(FakeServer):
         limit = int((q.get("limit") or ["10"])[0])
         if not 1 <= limit <= LIST_MAX:
             return _error(400, f"limit must be between 1 and {LIST_MAX}", "VALIDATION_ERROR")
-        if (q.get("archived") or ["false"])[0] == "true":
-            return 200, {}, {"results": []}
+        archived = (q.get("archived") or ["false"])[0] == "true"
         after = (q.get("after") or [""])[0]
         start = int(base64.urlsafe_b64decode(after.encode()).decode()) if after else 0
-        ordered = sorted((r for r in self.objects[object_type].values() if int(r["id"]) >= start),
+        ordered = sorted((r for r in self.objects[object_type].values()
+                          if int(r["id"]) >= start and bool(r.get("archived")) == archived),
                          key=lambda r: int(r["id"]))
         page, rest = ordered[:limit], ordered[limit:]
         props, assocs = self._csv(q.get("properties")), self._csv(q.get("associations"))
@@ -302,9 +313,9 @@ class FakeHubSpot(FakeServer):
         if offset >= self.search_cap:
             return _error(400, f"Paging past {self.search_cap} results is not supported.", "VALIDATION_ERROR")
         groups = body.get("filterGroups") or []
-        records = [r for r in self.objects[object_type].values()
-                   if not groups or any(all(self._matches(object_type, r, f) for f in g.get("filters") or [])
-                                        for g in groups)]
+        records = [r for r in self.objects[object_type].values() if not r.get("archived")
+                   and (not groups or any(all(self._matches(object_type, r, f) for f in g.get("filters") or [])
+                                        for g in groups))]
         records.sort(key=lambda r: int(r["id"]))
         for s in reversed(body.get("sorts") or []):
             name = str(s.get("propertyName") or "")

@@ -326,7 +326,8 @@ async def test_concurrent_requests_share_publishes(client: httpx.AsyncClient, sq
     responses = await asyncio.gather(
         *(client.post("/webhooks/stripe", content=b, headers=stripe_headers(b)) for b in bodies)
     )
-    assert {r.status_code for r in responses} == {200}
+    refused = [r.text for r in responses if r.status_code != 200]
+    assert not refused, refused[:3]  # the reason (overloaded, queue_unavailable, …) when this fails
     assert sql_queue.depth() == 60
     batches = client.app.state.metrics.batch_size.count()  # type: ignore[attr-defined]
     assert batches < 60  # confirms (here: commits) of concurrent requests were batched

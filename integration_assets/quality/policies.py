@@ -12,10 +12,10 @@ import os
 import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from integration_assets.errors import TerminalError
 from integration_assets.settings import ENV_VARS
@@ -49,6 +49,10 @@ def parse_duration(value: Any) -> timedelta:
     return timedelta(**{_UNITS[m.group(2)]: float(m.group(1))})
 
 
+# A duration field: "90s", "30m", "26h", "7d" (or seconds) in the YAML, a timedelta in Python.
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
 def format_duration(td: timedelta) -> str:
     """The shortest exact ``<n><unit>`` for a timedelta (for messages)."""
     seconds = int(td.total_seconds())
@@ -78,13 +82,9 @@ class _Strict(BaseModel):
 class FreshnessPolicy(_Strict):
     """Time-window freshness: WARN after ``warn`` without a materialization, FAIL after ``fail``."""
 
-    fail: timedelta
-    warn: timedelta | None = None
+    fail: Duration
+    warn: Duration | None = None
 
-    @field_validator("fail", "warn", mode="before")
-    @classmethod
-    def _duration(cls, v: Any) -> timedelta | None:
-        return None if v is None else parse_duration(v)
 
     @model_validator(mode="after")
     def _coherent(self) -> FreshnessPolicy:
@@ -120,13 +120,8 @@ class QuarantinePolicy(_Strict):
 class DeadLetterPolicy(_Strict):
     pending_warn: int = Field(default=100, ge=0)
     pending_error: int = Field(default=1000, ge=0)
-    oldest_warn: timedelta = timedelta(days=2)
-    oldest_error: timedelta = timedelta(days=7)
-
-    @field_validator("oldest_warn", "oldest_error", mode="before")
-    @classmethod
-    def _duration(cls, v: Any) -> timedelta:
-        return parse_duration(v)
+    oldest_warn: Duration = timedelta(days=2)
+    oldest_error: Duration = timedelta(days=7)
 
 
 class EntityPolicy(_Strict):
@@ -203,12 +198,7 @@ class InvoicesPaymentsPolicy(_Strict):
     invoice_move_types: tuple[str, ...] = ("out_invoice",)
     credit_move_types: tuple[str, ...] = ()  # posted credit notes (out_refund): subtracted from the invoices
     tolerance: float = Field(default=0.01, ge=0)
-    lookback: timedelta = timedelta(days=90)
-
-    @field_validator("lookback", mode="before")
-    @classmethod
-    def _duration(cls, v: Any) -> timedelta:
-        return parse_duration(v)
+    lookback: Duration = timedelta(days=90)
 
 
 class ReconciliationPolicy(_Strict):
@@ -218,16 +208,11 @@ class ReconciliationPolicy(_Strict):
 
 
 class SensorIntervals(_Strict):
-    check_alerts: timedelta = timedelta(seconds=60)
-    freshness_alerts: timedelta = timedelta(seconds=30)
-    run_failure_alerts: timedelta = timedelta(seconds=30)
-    dead_letter_growth: timedelta = timedelta(seconds=120)
-    connector_http_errors: timedelta = timedelta(seconds=60)
-
-    @field_validator("*", mode="before")
-    @classmethod
-    def _duration(cls, v: Any) -> timedelta:
-        return parse_duration(v)
+    check_alerts: Duration = timedelta(seconds=60)
+    freshness_alerts: Duration = timedelta(seconds=30)
+    run_failure_alerts: Duration = timedelta(seconds=30)
+    dead_letter_growth: Duration = timedelta(seconds=120)
+    connector_http_errors: Duration = timedelta(seconds=60)
 
     def seconds(self, name: str) -> int:
         return max(1, int(getattr(self, name).total_seconds()))
@@ -241,17 +226,12 @@ class Runbooks(_Strict):
 
 
 class HttpErrorPolicy(_Strict):
-    window: timedelta = timedelta(minutes=10)
+    window: Duration = timedelta(minutes=10)
     min_errors: int = Field(default=10, ge=1)
     error_rate: float = Field(default=0.5, gt=0, le=1)
     min_minutes: int = Field(default=3, ge=1)
     clear_rate: float = Field(default=0.1, ge=0, le=1)
-    retention: timedelta = timedelta(days=7)
-
-    @field_validator("window", "retention", mode="before")
-    @classmethod
-    def _duration(cls, v: Any) -> timedelta:
-        return parse_duration(v)
+    retention: Duration = timedelta(days=7)
 
 
 class RetentionPolicy(_Strict):
@@ -259,14 +239,9 @@ class RetentionPolicy(_Strict):
 
     # The event-id ledger: a redelivery older than this is no longer recognised as a duplicate (the
     # stale-version guard still keeps it from changing anything). Must outlast every provider's retries.
-    processed_events: timedelta = timedelta(days=90)
+    processed_events: Duration = timedelta(days=90)
     # Replayed or discarded dead letters (raw records, possibly personal data). Pending ones always stay.
-    settled_dead_letters: timedelta = timedelta(days=180)
-
-    @field_validator("processed_events", "settled_dead_letters", mode="before")
-    @classmethod
-    def _duration(cls, v: Any) -> timedelta:
-        return parse_duration(v)
+    settled_dead_letters: Duration = timedelta(days=180)
 
     @model_validator(mode="after")
     def _floors(self) -> RetentionPolicy:

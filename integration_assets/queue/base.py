@@ -177,6 +177,9 @@ class Queue(abc.ABC):
 
     backend: ClassVar[str]
     max_attempts: int
+    # False when the store takes one writer at a time (SQLite): publishers in one process then take turns
+    # instead of queueing on the database lock, where a busy loser can wait past a request's timeout.
+    concurrent_writers: bool = True
 
     @abc.abstractmethod
     def publish_many(self, messages: Sequence[Message]) -> None:

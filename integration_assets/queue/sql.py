@@ -211,6 +211,7 @@ class SqlQueue(Queue):
         self.backoff_cap_s = backoff_cap_s
         self._pg = is_postgres(self.engine)
         self._insert = pg_dialect.insert if self._pg else sqlite_dialect.insert
+        self.concurrent_writers = self._pg
 
     def __repr__(self) -> str:
         return f"SqlQueue(name={self.name!r}, dialect={self.engine.dialect.name}, max_attempts={self.max_attempts})"

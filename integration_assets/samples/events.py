@@ -222,14 +222,8 @@ def tracker_event(
     }
 
 
-def hubspot_change(
-    event_id: int,
-    object_id: str,
-    prop: str,
-    value: str | None,
-    occurred: datetime,
-    subscription: str = "contact.propertyChange",
-) -> dict[str, Any]:
+def _hubspot_event(event_id: int, object_id: str, occurred: datetime, subscription: str,
+                   **extra: Any) -> dict[str, Any]:
     """One element of a HubSpot webhook array (SOURCES.md §1.5)."""
     return {
         "eventId": event_id,
@@ -240,31 +234,29 @@ def hubspot_change(
         "subscriptionType": subscription,
         "attemptNumber": 0,
         "objectId": int(object_id),
-        "propertyName": prop,
-        "propertyValue": value,
+        **extra,
         "changeSource": "CRM",
         "sourceId": "userId:1",
     }
+
+
+def hubspot_change(
+    event_id: int,
+    object_id: str,
+    prop: str,
+    value: str | None,
+    occurred: datetime,
+    subscription: str = "contact.propertyChange",
+) -> dict[str, Any]:
+    """A property change: one property's new value."""
+    return _hubspot_event(event_id, object_id, occurred, subscription, propertyName=prop, propertyValue=value)
 
 
 def hubspot_archive(event_id: int, object_id: str, occurred: datetime,
                     subscription: str = "contact.deletion") -> dict[str, Any]:
-    """A HubSpot deletion or restore (``<object>.deletion`` / ``<object>.restore``): no property, no value."""
-    event: dict[str, Any] = {
-        "eventId": event_id,
-        "subscriptionId": 8,
-        "portalId": 62515,
-        "appId": 54321,
-        "occurredAt": int(occurred.timestamp() * 1000),
-        "subscriptionType": subscription,
-        "attemptNumber": 0,
-        "objectId": int(object_id),
-        "changeSource": "CRM",
-        "sourceId": "userId:1",
-    }
-    if subscription.endswith(".deletion"):
-        event["changeFlag"] = "DELETED"
-    return event
+    """A deletion or restore (``<object>.deletion`` / ``<object>.restore``): no property, no value."""
+    extra = {"changeFlag": "DELETED"} if subscription.endswith(".deletion") else {}
+    return _hubspot_event(event_id, object_id, occurred, subscription, **extra)
 
 
 def generate_event_samples(

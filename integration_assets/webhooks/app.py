@@ -34,6 +34,7 @@ loop through pika's AsyncioConnection, whose confirms come back in smaller group
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -285,6 +286,7 @@ class Enqueuer:
         self._inbox: stdlib_queue.SimpleQueue[_Job | None] = stdlib_queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._start_lock = threading.Lock()
+        self._writer_turn = threading.Lock()  # for queues that take one writer at a time (SQLite)
         self._stopped = False
         # Outcome of each publisher thread's last publish: the receiver is only "ok" when all of them are.
         self._outcomes: dict[str, str | None] = {}  # thread name -> None (ok) or the error
@@ -393,7 +395,9 @@ class Enqueuer:
         try:
             if not slot:
                 slot.append(self._factory())
-            slot[0].publish_many(messages)
+            queue = slot[0]
+            with contextlib.nullcontext() if queue.concurrent_writers else self._writer_turn:
+                queue.publish_many(messages)
         except QueueError as exc:
             error = exc
         except Exception as exc:  # noqa: BLE001 - the thread must survive anything; the requests get 503

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import httpx
 import pytest
 
+from integration_assets.queue import Message
 from integration_assets.queue.rabbitmq import RabbitMQQueue
 from integration_assets.queue.sql import SqlQueue
 from integration_assets.webhooks import signatures as sig
@@ -331,6 +332,42 @@ async def test_concurrent_requests_share_publishes(client: httpx.AsyncClient, sq
     assert sql_queue.depth() == 60
     batches = client.app.state.metrics.batch_size.count()  # type: ignore[attr-defined]
     assert batches < 60  # confirms (here: commits) of concurrent requests were batched
+
+
+@pytest.mark.parametrize("one_writer", [True, False])
+async def test_publishers_take_turns_on_a_one_writer_queue(
+    make_client: MakeClient, sqlite_warehouse: str, queue_name: str, one_writer: bool
+) -> None:
+    """SQLite takes one writer at a time: the publisher threads take turns in the process instead of
+    queueing on the database lock (where a busy loser can wait past a request's timeout)."""
+    import threading
+
+    active, peak, lock = [0], [0], threading.Lock()
+
+    class Recording(SqlQueue):
+        def publish_many(self, messages: Sequence[Message]) -> None:
+            with lock:
+                active[0] += 1
+                peak[0] = max(peak[0], active[0])
+            try:
+                time.sleep(0.05)
+                super().publish_many(messages)
+            finally:
+                with lock:
+                    active[0] -= 1
+
+    def make_queue() -> SqlQueue:
+        q = Recording(sqlite_warehouse, name=queue_name)
+        assert q.concurrent_writers is False  # SQLite
+        q.concurrent_writers = not one_writer
+        return q
+
+    client = await make_client(queue_factory=make_queue, publishers=2, max_batch=1)
+    bodies = [stripe_event(f"evt_t{i}") for i in range(12)]
+    responses = await asyncio.gather(
+        *(client.post("/webhooks/stripe", content=b, headers=stripe_headers(b)) for b in bodies))
+    assert [r.status_code for r in responses] == [200] * 12
+    assert peak[0] == (1 if one_writer else 2)
 
 
 def test_parse_json_limits() -> None:

@@ -107,7 +107,8 @@ class CanonicalStage:
             return False
         values = frame[col]
         first = values.iloc[0]
-        if not isinstance(first, str) or not bool((values == first).all()):
+        # notna: pandas' all() skips missing values, and a null must stay null, not become the default.
+        if not isinstance(first, str) or not bool(values.notna().all() and (values == first).all()):
             return False
         if self._defaults.get(col) != first:
             self._driver().execute(psql.SQL("ALTER TABLE {} ALTER COLUMN {} SET DEFAULT {}").format(

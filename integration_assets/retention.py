@@ -10,7 +10,8 @@ each, so a drain or a load waits at most one batch. Plain Python: the ``housekee
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -35,16 +36,15 @@ class PruneReport:
                 "removed": self.removed, "total": sum(self.removed.values())}
 
 
-def _targets(policy: RetentionPolicy, now: datetime) -> list[tuple[str, sa.Table, list[sa.Column], sa.ColumnElement[bool], str]]:
-    pe_cut = now - policy.processed_events
-    dl_cut = now - policy.settled_dead_letters
-    d = dead_letters.c
+def _targets(policy: RetentionPolicy) -> list[tuple[str, sa.Table, list[sa.Column], timedelta, Any]]:
+    """(name, table, key columns, retention, predicate of a row past it given the cutoff)."""
+    p, d = processed_events.c, dead_letters.c
     return [
-        ("processed_events", processed_events, [processed_events.c.source, processed_events.c.event_id],
-         processed_events.c.applied_at < pe_cut, pe_cut.isoformat()),
+        ("processed_events", processed_events, [p.source, p.event_id], policy.processed_events,
+         lambda cut: p.applied_at < cut),
         # last_seen too: a settled record that failed again recently is still of interest.
-        ("dead_letters", dead_letters, [d.id],
-         sa.and_(d.status.in_(SETTLED), d.resolved_at < dl_cut, d.last_seen < dl_cut), dl_cut.isoformat()),
+        ("dead_letters", dead_letters, [d.id], policy.settled_dead_letters,
+         lambda cut: sa.and_(d.status.in_(SETTLED), d.resolved_at < cut, d.last_seen < cut)),
     ]
 
 
@@ -53,19 +53,19 @@ def prune(engine: sa.Engine, policy: RetentionPolicy, *, now: datetime | None = 
     """Delete (or, ``dry_run``, count) the rows past their retention; one transaction per batch."""
     now = now or utcnow()
     report = PruneReport(dry_run=dry_run)
-    for name, table, key, old, cutoff in _targets(policy, now):
-        report.cutoffs[name] = cutoff
-        report.retention[name] = format_duration(policy.processed_events if name == "processed_events"
-                                                  else policy.settled_dead_letters)
+    for name, table, key, keep_for, past in _targets(policy):
+        cutoff = now - keep_for
+        old = past(cutoff)
+        report.cutoffs[name], report.retention[name] = cutoff.isoformat(), format_duration(keep_for)
         if dry_run:
             with engine.connect() as conn:
                 report.removed[name] = int(conn.execute(sa.select(sa.func.count()).select_from(table).where(old))
                                            .scalar_one())
             continue
+        target = key[0] if len(key) == 1 else sa.tuple_(*key)
         removed = 0
         while True:
             batch = sa.select(*key).where(old).limit(batch_rows)
-            target = key[0] if len(key) == 1 else sa.tuple_(*key)
             with engine.begin() as conn:
                 n = conn.execute(sa.delete(table).where(target.in_(batch))).rowcount
             removed += n

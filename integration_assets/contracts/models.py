@@ -13,11 +13,7 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
 
-# Added by the engine and the writer, not by a contract; documented in the data dictionary.
-LINEAGE_COLUMNS = frozenset({"source_system", "mapping_version", "load_id", "row_hash"})
-# Nullable columns a contract may leave out (null when it does): added after contracts were written, so
-# existing contracts stay valid without an edit.
-NULL_UNLESS_MAPPED = frozenset({"archived_at"})
+# The lineage columns (warehouse.schema.LINEAGE_COLUMNS), for the data dictionary.
 LINEAGE_DOCS = {
     "source_system": "System the row came from (hubspot, odoo). Part of the natural key.",
     "mapping_version": "Contract version that produced the row, e.g. hubspot.contacts.csv@v1.",

@@ -154,7 +154,8 @@ class Contract(_Strict):
 
     @model_validator(mode="after")
     def _against_model(self) -> Contract:
-        from integration_assets.contracts.models import CANONICAL_MODELS, LINEAGE_COLUMNS, NULL_UNLESS_MAPPED
+        from integration_assets.contracts.models import CANONICAL_MODELS
+        from integration_assets.warehouse.schema import LATE_COLUMNS, LINEAGE_COLUMNS
 
         model = CANONICAL_MODELS.get(self.target)
         if model is None:
@@ -171,7 +172,7 @@ class Contract(_Strict):
         for must in ("source_id", "source_updated_at"):
             if must not in produced:
                 raise ValueError(f"the contract must produce {must}")
-        missing = canonical - produced - LINEAGE_COLUMNS - NULL_UNLESS_MAPPED
+        missing = canonical - produced - LINEAGE_COLUMNS - LATE_COLUMNS
         if missing:
             raise ValueError(
                 f"canonical columns of {self.target} with no source, default or derivation: {sorted(missing)}"

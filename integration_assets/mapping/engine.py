@@ -28,9 +28,10 @@ from integration_assets.connectors.files import (
     RawChunk,
     restore_bad_bytes,
 )
-from integration_assets.contracts.models import CANONICAL_MODELS, NULL_UNLESS_MAPPED
+from integration_assets.contracts.models import CANONICAL_MODELS
 from integration_assets.contracts.spec import Contract, FieldSpec
 from integration_assets.errors import IntegrationError
+from integration_assets.warehouse.schema import LATE_COLUMNS
 
 _ID_RE = r"^[A-Za-z0-9_\-.:/]{1,64}$"
 _BAD_BYTES_RE = f"[{BAD_BYTE_MIN}-{BAD_BYTE_MAX}]"
@@ -294,7 +295,7 @@ class ContractMapper:
         for col, value in self.contract.defaults.items():
             out[col] = pd.Series([value] * n, index=index)
         for col in self.columns:
-            if col not in out and col in NULL_UNLESS_MAPPED:
+            if col not in out and col in LATE_COLUMNS:
                 out[col] = pd.Series([None] * n, index=index, dtype=object)
         self._memo.stripped = None
         apply_derived(self.contract, out)

@@ -20,6 +20,12 @@ metadata = sa.MetaData(
 
 TS = sa.DateTime(timezone=True)
 
+# Written by the engine and the writer, not by a contract; outside the row hash.
+LINEAGE_COLUMNS = frozenset({"source_system", "mapping_version", "load_id", "row_hash"})
+# Nullable columns added after rows and contracts existed: a contract may leave them out (null), and they stay
+# outside the row hash (they change only with a newer source_updated_at), so existing rows keep their hash.
+LATE_COLUMNS = frozenset({"archived_at"})
+
 
 def key_string(length: int) -> sa.types.TypeEngine:
     """Key columns compare bytewise on Postgres (COLLATE "C"): sorting and index lookups are several times

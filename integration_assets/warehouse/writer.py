@@ -27,7 +27,13 @@ from psycopg import sql as psql
 from sqlalchemy.dialects import postgresql, sqlite
 
 from integration_assets.warehouse.ledger import utcnow
-from integration_assets.warehouse.schema import CANONICAL_TABLES, dead_letters, schema_drift
+from integration_assets.warehouse.schema import (
+    CANONICAL_TABLES,
+    LATE_COLUMNS,
+    LINEAGE_COLUMNS,
+    dead_letters,
+    schema_drift,
+)
 
 STAGE_POS = "_pos"
 CONSTANT_LINEAGE = ("source_system", "mapping_version", "load_id")
@@ -55,10 +61,8 @@ class CanonicalStage:
         self.conn = conn
         self.table = CANONICAL_TABLES[table_name]
         self.columns = [c.name for c in self.table.columns]
-        # What the row hash covers: everything but lineage bookkeeping, and archived_at, which only ever changes
-        # with a newer source_updated_at (rows hashed before the column existed keep their hash).
-        self.business = [c for c in self.columns
-                         if c not in ("source_system", "mapping_version", "load_id", "row_hash", "archived_at")]
+        # What the row hash covers: everything but lineage bookkeeping and the late columns (see schema).
+        self.business = [c for c in self.columns if c not in LINEAGE_COLUMNS | LATE_COLUMNS]
         self.pg = conn.dialect.name == "postgresql"
         self.name = f"_stage_{table_name}"
         self.staged = 0

@@ -152,16 +152,16 @@ def parse_json(body: bytes, max_depth: int = DEFAULT_MAX_JSON_DEPTH) -> Any:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise Rejected(400, "invalid_json", "body is not UTF-8") from exc
-    depth = 0
     # Fewer opening brackets than the limit, strings included, cannot nest deeper: the usual case.
-    deep_enough = body.count(b"[") + body.count(b"{") > max_depth
-    for byte in _JSON_STRING.sub(b"", body).translate(None, _NOT_BRACKETS) if deep_enough else b"":
-        if byte in (0x5B, 0x7B):  # [ {
-            depth += 1
-            if depth > max_depth:
-                raise Rejected(400, "too_deep", f"JSON nested deeper than {max_depth}")
-        else:
-            depth -= 1
+    if body.count(b"[") + body.count(b"{") > max_depth:
+        depth = 0
+        for byte in _JSON_STRING.sub(b"", body).translate(None, _NOT_BRACKETS):
+            if byte in (0x5B, 0x7B):  # [ {
+                depth += 1
+                if depth > max_depth:
+                    raise Rejected(400, "too_deep", f"JSON nested deeper than {max_depth}")
+            else:
+                depth -= 1
     try:
         return json.loads(text, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:

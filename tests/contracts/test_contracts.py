@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from integration_assets.contracts.models import CANONICAL_MODELS, LINEAGE_COLUMNS
+from integration_assets.contracts.models import CANONICAL_MODELS
 from integration_assets.contracts.spec import CONTRACTS_DIR, ContractError, all_contracts, load_contract
-from integration_assets.warehouse.schema import CANONICAL_TABLES
+from integration_assets.warehouse.schema import CANONICAL_TABLES, LINEAGE_COLUMNS
 
 SHIPPED = {
     "hubspot.contacts.csv@v1": "contacts",

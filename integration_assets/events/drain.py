@@ -5,8 +5,10 @@ This is what the Dagster op runs (one run per drain, launched by the queue senso
 transaction, one COPY and one merge per table each), because per-event transactions cannot reach the
 throughput target (issue 3: ≥ 5,000 events/s per drain); mapping costs ~70 ms per contract and batch
 whatever its size, so small batches waste most of their time there. The next batch is received and planned
-(parsed, routed, mapped: CPU) in a worker thread while the current one is written (mostly waiting on the
-database), so the two overlap.
+(parsed, routed, mapped: CPU) while the current one is written (mostly waiting on the database), so the two
+overlap: on the SQL queue in Postgres a worker thread receives and plans; on RabbitMQ, whose deliveries
+belong to the drain's thread, that thread receives while the batch's transaction runs in a thread of its
+own, and acks it there after the commit.
 
 Failure handling per batch (every delivery ends applied, stale, ignored, duplicate, dead-lettered or given
 back; ``DrainReport.balanced`` checks it):
@@ -44,7 +46,7 @@ from integration_assets.events.errors import (
     WarehouseConfigError,
     WarehouseUnavailable,
 )
-from integration_assets.events.processor import BatchResult, EventProcessor, same_database
+from integration_assets.events.processor import BatchResult, Committed, EventProcessor, same_database
 from integration_assets.queue import Delivery, Queue, QueueError, StaleDelivery, backoff_delay, open_queue
 from integration_assets.queue.sql import SqlQueue
 from integration_assets.settings import get_settings
@@ -222,6 +224,23 @@ class Drainer:
                 self._retry(deliveries, f"{type(exc).__name__}: {exc}")
                 raise
 
+    def commit_ahead(self, deliveries: Sequence[Delivery], batch_id: str, plan: Any) -> Committed:
+        """The batch's transaction alone, without touching the queue (run in the apply thread while the
+        drain's thread receives the next batch); ``finish`` settles it."""
+        return self.processor.commit(deliveries, batch_id, plan=plan)
+
+    def finish(
+        self, committing: Future[Committed], deliveries: Sequence[Delivery], batch_id: str
+    ) -> BatchResult:
+        """Settle a batch committed by ``commit_ahead`` (in the thread that received it). A batch whose
+        transaction failed there goes through ``apply``: retried, bisected or settled as described above."""
+        try:
+            committed = committing.result()
+        except Exception as exc:  # noqa: BLE001 - apply() classifies and handles it, on a fresh plan
+            log.info("batch %s: %s: %s; applying it again", batch_id, type(exc).__name__, exc)
+            return self.apply(deliveries, batch_id)
+        return self.processor.settle(self.queue, committed, self.after_commit)
+
     def _isolate(self, deliveries: Sequence[Delivery], batch_id: str, exc: BatchRefused) -> BatchResult:
         if len(deliveries) == 1:
             reason = f"the warehouse refused the event: {exc}"
@@ -338,7 +357,13 @@ def drain(
     t0 = time.perf_counter()
     try:
         report.depth_before, report.oldest_age_s_before = _queue_state(queue)
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="events-plan") as pool:
+        # Acks that follow the commit (RabbitMQ) are sent by this thread, which also receives: the batch's
+        # transaction then runs in a thread of its own while the next batch is received.
+        commit_ahead = receiver is None and not drainer.ack_in_transaction
+        with (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="events-plan") as pool,
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="events-commit") as committer,
+        ):
 
             def take(q: Queue, first: bool) -> list[Delivery]:
                 nonlocal taken
@@ -395,9 +420,15 @@ def drain(
                 report.batches += 1
                 batch_id = f"{report.drain_id}.{report.batches}"
                 report.batch_ids.append(batch_id)
+                committing = (
+                    committer.submit(drainer.commit_ahead, deliveries, batch_id, plan) if commit_ahead else None
+                )
                 following = fetch(first=False)  # taken and planned while this batch is written
                 try:
-                    result = drainer.apply(deliveries, batch_id, plan)
+                    if committing is not None:
+                        result = drainer.finish(committing, deliveries, batch_id)
+                    else:
+                        result = drainer.apply(deliveries, batch_id, plan)
                 except _Stop as stop:
                     report.totals.add(stop.result)
                     report.outage = str(stop)

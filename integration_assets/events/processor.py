@@ -195,6 +195,14 @@ class _Plan:
         self.rejections.append(Rejection(item.delivery, check, reason))
 
 
+@dataclass(frozen=True, slots=True)
+class Committed:
+    """A batch whose effect is committed and whose deliveries are not settled yet (``EventProcessor.settle``)."""
+
+    plan: _Plan
+    result: BatchResult
+
+
 def classify_db_error(exc: BaseException) -> EventError | None:
     """What a database failure means for the batch, whether it came through SQLAlchemy or straight from
     the driver (COPY and executemany use the DBAPI connection): ``WarehouseConfigError`` (schema missing),
@@ -540,13 +548,28 @@ class EventProcessor:
         transaction. ``after_commit`` runs between COMMIT and the ack (tests use it to crash there)."""
         if ack_in_transaction is None:
             ack_in_transaction = same_database(queue, self.engine)
+        committed = self.commit(
+            deliveries, batch_id, plan=plan, queue=queue if ack_in_transaction else None
+        )
+        return self.settle(queue, committed, after_commit)
+
+    def commit(
+        self,
+        deliveries: Sequence[Delivery],
+        batch_id: str,
+        *,
+        plan: _Plan | None = None,
+        queue: SqlQueue | None = None,
+    ) -> Committed:
+        """The effect of a batch, committed; ``queue`` (the SQL queue of this warehouse) is settled in the same
+        transaction. Without ``queue`` nothing here touches a queue, so this may run in another thread than
+        the one that received the deliveries; ``settle`` then acks them there."""
         plan = plan if plan is not None else self.plan(deliveries)
-        result = BatchResult(batch_id, events_in=len(deliveries), acked_in_transaction=ack_in_transaction)
+        result = BatchResult(batch_id, events_in=len(deliveries), acked_in_transaction=queue is not None)
         try:
             with self.engine.begin() as conn:
                 self._apply(conn, plan, batch_id, result)
-                if ack_in_transaction:
-                    assert isinstance(queue, SqlQueue)
+                if queue is not None:
                     self._settle_in_transaction(conn, queue, plan, batch_id)
         except (sa.exc.SQLAlchemyError, psycopg.Error, sqlite3.Error) as exc:
             classified = classify_db_error(exc)
@@ -555,9 +578,20 @@ class EventProcessor:
             raise
         result.dead_lettered = len(plan.rejections)
         result.reasons.update(r.check for r in plan.rejections)
+        return Committed(plan, result)
+
+    def settle(
+        self,
+        queue: Queue,
+        committed: Committed,
+        after_commit: Callable[[BatchResult], None] | None = None,
+    ) -> BatchResult:
+        """After ``commit``: ack the batch (unless it was acked in the transaction) and dead-letter what was
+        rejected. ``after_commit`` runs first (tests crash there)."""
+        plan, result = committed.plan, committed.result
         if after_commit is not None:
             after_commit(result)
-        if not ack_in_transaction:
+        if not result.acked_in_transaction:
             self._settle_after_commit(queue, plan, result)
         return result
 

@@ -252,6 +252,14 @@ def apply_derived(contract: Contract, columns: MutableMapping[str, Any]) -> None
             columns[col] = latest
 
 
+
+def _utc_ns(s: pd.Series) -> pd.Series:
+    """``s`` as datetime64[ns, UTC]. Values that are already zone-aware are converted directly:
+    ``pd.to_datetime`` turns them into Python Timestamps one by one (its cache check) first."""
+    if isinstance(s.dtype, pd.DatetimeTZDtype):
+        return s.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
+    return pd.to_datetime(s, utc=True).astype("datetime64[ns, UTC]")
+
 class ContractMapper:
     """Maps raw chunks for one contract. Stateless between chunks except for the compiled value maps."""
 
@@ -536,7 +544,7 @@ class ContractMapper:
             if "string" in dt:
                 frame[name] = frame[name].astype(pd.StringDtype("pyarrow"))
             elif "datetime" in dt:
-                frame[name] = pd.to_datetime(frame[name], utc=True).astype("datetime64[ns, UTC]")
+                frame[name] = _utc_ns(frame[name])
             elif "bool" in dt:
                 frame[name] = frame[name].astype("boolean")
             elif "float" in dt:

@@ -406,3 +406,22 @@ def test_poison_does_not_block_the_batch_on_postgres_refusal(stack: Stack) -> No
     assert letter["natural_key"] == bad.event_id and letter["check_name"] == "load_error"
     with stack.engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM payments")).scalar_one() == 20
+
+
+def test_broker_batches_commit_while_the_next_is_received(stack: Stack) -> None:
+    """RabbitMQ deliveries are received and acked by the drain's own thread: there the batch's transaction
+    runs in a thread of its own, overlapping the next receive, and each ack still follows its commit. The SQL
+    queue settles in the effect's transaction, in the drain's thread."""
+    queue = stack.make_queue()
+    stack.publish([pi_event(n) for n in range(90)], queue)
+    commits: list[str] = []
+    sa.event.listen(stack.engine, "commit", lambda _conn: commits.append(threading.current_thread().name))
+    acked: list[int] = []
+    report = stack.drain(queue, batch_size=30, after_commit=lambda r: acked.append(len(commits)))
+    assert report.totals.applied == 90 and report.batches == 3, report.as_dict()
+    threads = {name.rsplit("_", 1)[0] for name in commits}
+    if stack.name.startswith("rabbitmq"):
+        assert threads == {"events-commit"}, commits
+        assert acked == [1, 2, 3]  # each batch settled after its own commit, before the next one's
+    else:
+        assert "events-commit" not in threads, commits

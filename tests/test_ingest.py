@@ -149,6 +149,32 @@ def test_duplicates_within_a_file(engine: sa.Engine, inbox: Path) -> None:
     assert dead(engine) == []
 
 
+def test_a_first_load_into_an_empty_table_merges_like_any_other(engine: sa.Engine, inbox: Path) -> None:
+    """Into an empty table a load inserts the newest version of each key straight away (Postgres); the
+    rows and counts are those of the same file merged into a table that already has other keys."""
+    records = [
+        contact("1"), contact("2", first="Bea"), contact("1"),  # an exact copy
+        contact("2", first="Bob", modified="2026-11-21 10:00"),  # newer
+        contact("3", first="Cy", modified="2026-11-19 10:00"), contact("3", first="Cyd", modified="2026-11-19 10:00"),
+    ]  # two versions of 3 at the same time: the content hash decides, whatever the table holds
+    first = load(put(inbox, "hubspot", "contacts", "a.csv", csv_bytes(CONTACT_HEADER, records)), "hubspot",
+                 "contacts", records=6)
+    assert counts(first) == (6, 3, 0, 0, 3, 0)
+    kept = ("first_name", "source_updated_at", "row_hash", "load_id")
+    alone = {k: {c: v[c] for c in kept} for k, v in rows(engine, "contacts").items()}
+    with engine.begin() as conn:
+        conn.execute(CANONICAL_TABLES["contacts"].delete())
+    load(put(inbox, "hubspot", "contacts", "other.csv", csv_bytes(CONTACT_HEADER, [contact("9")])), "hubspot",
+         "contacts", records=1)
+    again = load(put(inbox, "hubspot", "contacts", "b.csv", csv_bytes(CONTACT_HEADER, records)), "hubspot",
+                 "contacts", records=6, force=True)
+    assert counts(again) == (6, 3, 0, 0, 3, 0)
+    merged = {k: {c: v[c] for c in kept} for k, v in rows(engine, "contacts").items() if k != "9"}
+    assert {k: v["first_name"] for k, v in merged.items()} == {"1": "Ann", "2": "Bob", "3": alone["3"]["first_name"]}
+    assert {k: {**v, "load_id": None} for k, v in merged.items()} == {k: {**v, "load_id": None} for k, v in alone.items()}
+    assert {v["load_id"] for v in merged.values()} == {again.load_id}
+
+
 def test_same_file_twice_loads_once(engine: sa.Engine, inbox: Path) -> None:
     data = csv_bytes(CONTACT_HEADER, [contact("1"), contact("2"), contact("3", email="bad")])
     first = load(put(inbox, "hubspot", "contacts", "a.csv", data), "hubspot", "contacts", records=3)

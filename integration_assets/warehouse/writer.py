@@ -193,22 +193,29 @@ class CanonicalStage:
                 # table lock: readers and plain row updates (HubSpot property changes) are not held up.
                 c.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('integration_assets.merge'), hashtext(:t))"),
                           {"t": self.table.name})
-            c.exec_driver_sql(f"ANALYZE {s}")
             # concat_ws of the text forms (NULL kept distinct from every value) is ~2x cheaper than ROW(...)::text.
             biz = ", ".join(f"coalesce(s.{_q(c, x)}::text, chr(30))" for x in self.business)
             others = ", ".join(f"s.{_q(c, x)}" for x in self.columns if x != "row_hash")
+            newest = f"""
+                SELECT DISTINCT ON (source_id, source_system) {cols} FROM (
+                    SELECT {others}, hashtextextended(concat_ws(chr(31), {biz}), 0) AS row_hash FROM {s} s
+                ) h
+                -- source_id first: Postgres abbreviates only the first sort key, and source_system is constant.
+                ORDER BY source_id, source_system, source_updated_at DESC, row_hash DESC"""
+            if lock and c.exec_driver_sql(f"SELECT NOT EXISTS (SELECT 1 FROM {t})").scalar_one():
+                # A first load into an empty table (no merge can add rows while the lock is held): every
+                # newest version is inserted, with no join against the table and no second pass over them.
+                inserted = c.exec_driver_sql(f"INSERT INTO {t} ({cols}) {newest}").rowcount
+                self._analyze_if_grown(inserted)
+                return MergeCounts(self.staged, inserted, 0, 0, self.staged - inserted)
+            c.exec_driver_sql(f"ANALYZE {s}")
             src_sets = ", ".join(f"{_q(c, x)} = src.{_q(c, x)}" for x in self.columns if x not in keys)
             src_newer = newer.replace("excluded.", "src.")
             same_key = "{a}.source_system = src.source_system AND {a}.source_id = src.source_id"
             # Every sub-statement sees the same snapshot: the UPDATE touches only keys that existed, the
             # INSERT only keys that did not, so the two never meet.
             sql = f"""
-            WITH h AS (
-                SELECT {others}, hashtextextended(concat_ws(chr(31), {biz}), 0) AS row_hash FROM {s} s
-            ), src AS MATERIALIZED (
-                -- source_id first: Postgres abbreviates only the first sort key, and source_system is constant.
-                SELECT DISTINCT ON (source_id, source_system) {cols} FROM h
-                ORDER BY source_id, source_system, source_updated_at DESC, row_hash DESC
+            WITH src AS MATERIALIZED ({newest}
             ), u AS (
                 UPDATE {t} SET {src_sets} FROM src
                 WHERE {same_key.format(a=t)} AND ({src_newer})

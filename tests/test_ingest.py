@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import psycopg
 import pytest
 import sqlalchemy as sa
 
@@ -298,6 +299,23 @@ def test_staged_lineage_keeps_each_rows_own_values(engine: sa.Engine) -> None:
     assert got == {("hubspot", "1"): ("test", "ld_0"), ("hubspot", "2"): ("test", "ld_0"),
                    ("hubspot", "3"): ("v2", "ld_1"), ("hubspot", "4"): ("v2", "ld_1"),
                    ("hubspot", "5"): ("v1", "ld_2"), ("odoo", "6"): ("v3", "ld_2")}
+
+
+@pytest.mark.parametrize("missing", [None, float("nan")])
+def test_a_missing_lineage_value_is_not_staged_as_the_default(engine: sa.Engine, missing: Any) -> None:
+    """A chunk whose mapping_version is missing on one row is refused by the table (NOT NULL), not given
+    the other rows' value."""
+    import pandas as pd
+
+    from integration_assets.warehouse.writer import CanonicalStage
+
+    chunk = pd.concat([_contact_frame("1"), _contact_frame("2")]).reset_index(drop=True)
+    chunk["mapping_version"] = ["v1", missing]
+    # Through SQLAlchemy on SQLite, from the COPY stream on Postgres.
+    with pytest.raises((sa.exc.IntegrityError, psycopg.errors.NotNullViolation)), engine.begin() as conn:
+        stage = CanonicalStage(conn, "contacts")
+        stage.add(chunk, "ld_0")
+        stage.merge()
 
 
 @pytest.mark.postgres

@@ -35,12 +35,14 @@ def _hash(path: Path, check_utf8: bool) -> tuple[str, bool | None]:
     known = _HASHES.get(key)
     if known is not None and (known[1] is not None or not check_utf8):
         return known
-    digest = hashlib.sha256()
+    # Asked for UTF-8 validity of a file hashed before: one pass for the validity alone.
+    digest = hashlib.sha256() if known is None else None
     decoder = codecs.getincrementaldecoder("utf-8")()
     valid: bool | None = True if check_utf8 else None
     with path.open("rb") as fh:
         while block := fh.read(_BLOCK):
-            digest.update(block)
+            if digest is not None:
+                digest.update(block)
             if valid:
                 try:
                     decoder.decode(block)
@@ -51,8 +53,9 @@ def _hash(path: Path, check_utf8: bool) -> tuple[str, bool | None]:
             decoder.decode(b"", final=True)
         except UnicodeDecodeError:
             valid = False
-    _remember(key, digest.hexdigest(), valid)
-    return digest.hexdigest(), valid
+    sha = known[0] if digest is None else digest.hexdigest()
+    _remember(key, sha, valid)
+    return sha, valid
 
 
 def hash_and_check_utf8(path: Path) -> tuple[str, bool]:

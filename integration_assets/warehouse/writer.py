@@ -111,8 +111,13 @@ class CanonicalStage:
             return False
         values = frame[col]
         first = values.iloc[0]
+        if not isinstance(first, str):
+            return False
+        if values.dtype == object:  # how the mapper and add() set them: compared in numpy (6x cheaper)
+            if not bool((values.to_numpy() == first).all()):  # a None or NaN is not equal either
+                return False
         # notna: pandas' all() skips missing values, and a null must stay null, not become the default.
-        if not isinstance(first, str) or not bool(values.notna().all() and (values == first).all()):
+        elif not bool(values.notna().all() and (values == first).all()):
             return False
         if self._defaults.get(col) != first:
             self._driver().execute(psql.SQL("ALTER TABLE {} ALTER COLUMN {} SET DEFAULT {}").format(

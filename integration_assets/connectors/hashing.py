@@ -53,7 +53,7 @@ def _hash(path: Path, check_utf8: bool) -> tuple[str, bool | None]:
             decoder.decode(b"", final=True)
         except UnicodeDecodeError:
             valid = False
-    sha = known[0] if digest is None else digest.hexdigest()
+    sha = digest.hexdigest() if digest is not None else known[0] if known is not None else ""
     _remember(key, sha, valid)
     return sha, valid
 

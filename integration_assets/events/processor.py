@@ -548,9 +548,11 @@ class EventProcessor:
         transaction. ``after_commit`` runs between COMMIT and the ack (tests use it to crash there)."""
         if ack_in_transaction is None:
             ack_in_transaction = same_database(queue, self.engine)
-        committed = self.commit(
-            deliveries, batch_id, plan=plan, queue=queue if ack_in_transaction else None
-        )
+        in_transaction = None
+        if ack_in_transaction:
+            assert isinstance(queue, SqlQueue)
+            in_transaction = queue
+        committed = self.commit(deliveries, batch_id, plan=plan, queue=in_transaction)
         return self.settle(queue, committed, after_commit)
 
     def commit(

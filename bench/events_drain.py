@@ -99,7 +99,9 @@ def one_run(backend: str, url: str, msgs: list[Message], batch: int) -> dict[str
         # queue: the SQL queue collapses copies of a pending message; RabbitMQ keeps every copy (and a quorum
         # queue's message count can lag its confirms).
         queued = queue.depth() if rabbit is None else len(msgs)
-        report = drain(queue, engine=db.get_engine(url), max_events=queued, batch_size=batch)
+        # wait_s: a fresh quorum queue can take a moment to hand out its first delivery after the confirms;
+        # without it a drain may see an empty queue and apply nothing (seen once in ~30 runs).
+        report = drain(queue, engine=db.get_engine(url), max_events=queued, batch_size=batch, wait_s=5.0)
         assert report.balanced and report.totals.dead_lettered == 0 and not report.outage, report.as_dict()
         return {
             "backend": backend,

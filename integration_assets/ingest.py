@@ -21,7 +21,13 @@ import pandas as pd
 import pyarrow as pa
 import sqlalchemy as sa
 
-from integration_assets.connectors.files import FileRejected, RawChunk, SourceFile, inspect
+from integration_assets.connectors.files import (
+    EncodingUnverified,
+    FileRejected,
+    RawChunk,
+    SourceFile,
+    inspect,
+)
 from integration_assets.contracts.spec import Contract, all_contracts, contracts_for
 from integration_assets.mapping.engine import (
     ContractMapper,
@@ -196,7 +202,8 @@ def _ingest(path: Path, system: str, entity: str, settings: Settings, engine: sa
     with engine.begin() as conn:
         ledger.start(conn, report)
     try:
-        src = inspect(path, max_bytes=settings.max_file_bytes, fallback_encoding=settings.fallback_encoding)
+        src = inspect(path, max_bytes=settings.max_file_bytes, fallback_encoding=settings.fallback_encoding,
+                      verify_utf8=False)
         report.content_hash, report.file_bytes = src.sha256, src.size
         if not force:
             with engine.connect() as conn:
@@ -207,7 +214,13 @@ def _ingest(path: Path, system: str, entity: str, settings: Settings, engine: sa
                 with engine.begin() as conn:
                     ledger.finish(conn, report)
                 return report
-        _load(src, system, entity, settings, engine, report, contract_id)
+        try:
+            _load(src, system, entity, settings, engine, report, contract_id)
+        except EncodingUnverified as exc:  # rolled back: read again, with the encoding decided on every byte
+            log.info("load %s: %s is not plain UTF-8 after all (%s); reading it again", report.load_id, path.name, exc)
+            report.rows_read = 0
+            src = inspect(path, max_bytes=settings.max_file_bytes, fallback_encoding=settings.fallback_encoding)
+            _load(src, system, entity, settings, engine, report, contract_id)
     except FileRejected as exc:
         report.status, report.reason_code, report.error = "rejected", exc.code, exc.message
         report.rows_inserted = report.rows_updated = report.rows_unchanged = report.rows_duplicate = 0

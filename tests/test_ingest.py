@@ -665,6 +665,53 @@ def test_a_whole_file_in_the_fallback_encoding_loads(engine: sa.Engine, inbox: P
     assert {k: v["first_name"] for k, v in rows(engine, "contacts").items()} == {"1": "René", "2": "Zoë"}
 
 
+def _past_the_first_mib(rows_after: list[list[str]]) -> tuple[bytes, int]:
+    """A contacts export whose first MiB is plain ASCII, then ``rows_after``; (bytes, records)."""
+    filler = [contact(str(1000 + i)) for i in range(12_000)]  # ~1.3 MiB
+    data = csv_bytes(CONTACT_HEADER, [*filler, *rows_after])
+    assert data.index(b"\n", 1 << 20) < len(data) - 200
+    return data, len(filler) + len(rows_after)
+
+
+def test_stray_bytes_past_the_first_mib_are_found_by_the_reader(engine: sa.Engine, inbox: Path) -> None:
+    """A CSV is read as UTF-8 when its first MiB is (the whole-file check is skipped); a latin-1 value
+    further on makes the reader start again on a checked file: the row is quarantined as it would be anyway,
+    nothing else changes and nothing is counted twice."""
+    data, n = _past_the_first_mib([contact("1", first="René"), contact("2", first="Zoë")])
+    data = data.replace("René".encode(), b"Ren\xe9")
+    report = load(put(inbox, "hubspot", "contacts", "late-latin1.csv", data), "hubspot", "contacts", records=n)
+    assert counts(report) == (n, n - 1, 0, 0, 0, 1)
+    [letter] = dead(engine)
+    assert (letter["check_name"], letter["offending_value"]) == ("invalid_encoding", "René")
+    assert rows(engine, "contacts")["2"]["first_name"] == "Zoë"
+
+
+# pyarrow reports the bytes it could not decode for the row handler as an unraisable exception (stderr).
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_a_broken_record_with_stray_bytes_past_the_first_mib(engine: sa.Engine, inbox: Path) -> None:
+    """A record with a stray delimiter and a latin-1 byte after the first MiB: pyarrow cannot hand its bytes
+    to the row handler, so the file is read again on a checked file and only that record is quarantined."""
+    broken = contact("2", first="René")
+    broken[1] = "René, Jr"  # an unquoted comma: one field too many
+    data, n = _past_the_first_mib([contact("1"), broken, contact("3")])
+    data = data.replace("René, Jr".encode(), b"Ren\xe9, Jr")
+    data = data.replace(b'"Ren\xe9, Jr"', b"Ren\xe9, Jr")  # csv.writer quoted it
+    report = load(put(inbox, "hubspot", "contacts", "late-broken.csv", data), "hubspot", "contacts", records=n)
+    assert report.status == "succeeded", report.as_dict()
+    assert counts(report) == (n, n - 1, 0, 0, 0, 1)
+    [letter] = dead(engine)
+    assert letter["check_name"] == "csv_field_count"
+
+
+def test_a_fallback_encoding_past_an_ascii_first_mib(engine: sa.Engine, inbox: Path) -> None:
+    data, n = _past_the_first_mib([contact("1", first="René"), contact("2", first="Zoë")])
+    report = load(put(inbox, "hubspot", "contacts", "late-cp1252.csv", data.decode().encode("cp1252")), "hubspot",
+                  "contacts", records=n)
+    assert counts(report) == (n, n, 0, 0, 0, 0)
+    stored = rows(engine, "contacts")
+    assert (stored["1"]["first_name"], stored["2"]["first_name"]) == ("René", "Zoë")
+
+
 def test_a_bom_is_not_part_of_the_first_header(engine: sa.Engine, inbox: Path) -> None:
     data = "\ufeff".encode() + csv_bytes(CONTACT_HEADER, [contact("1"), contact("2")])
     report = load(put(inbox, "hubspot", "contacts", "bom.csv", data), "hubspot", "contacts", records=2)

@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from integration_assets.connectors.hashing import _BLOCK, hash_and_check_utf8
+from integration_assets.connectors.hashing import _BLOCK, content_hash, hash_and_check_utf8
 from integration_assets.errors import TerminalError
 
 FORMATS_BY_SUFFIX = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
@@ -55,6 +55,11 @@ def restore_bad_bytes(text: str, fallback: str) -> str:
         else:
             out.append(ch)
     return "".join(out)
+
+
+class EncodingUnverified(Exception):
+    """A CSV file read as UTF-8 before its bytes were checked turned out not to read as UTF-8 (or not to
+    read at all): the load starts again from ``inspect(..., verify_utf8=True)``."""
 
 
 class FileRejected(TerminalError):
@@ -92,9 +97,17 @@ class SourceFile:
     encoding: str  # utf-8 | <fallback> | mixed
     columns: list[str]
     fallback_encoding: str = "cp1252"
+    utf8_verified: bool = True  # False: read as UTF-8 on trust (a CSV whose head is UTF-8), see inspect()
 
     def chunks(self, chunk_rows: int) -> Iterator[RawChunk]:
-        if self.format == "csv":
+        if self.format == "csv" and not self.utf8_verified:
+            try:
+                yield from _csv_chunks(self, chunk_rows)
+            except (FileRejected, pa.ArrowInvalid, UnicodeDecodeError) as exc:
+                # Invalid UTF-8 past the first MiB, or a broken record whose bytes pyarrow could not hand to the
+                # row handler: decided again on a checked file (a broken UTF-8 file is rejected then).
+                raise EncodingUnverified(f"{type(exc).__name__}: {exc}") from exc
+        elif self.format == "csv":
             yield from _csv_chunks(self, chunk_rows)
         elif self.format == "jsonl":
             yield from _jsonl_chunks(self, chunk_rows)
@@ -116,14 +129,21 @@ def detect_format(path: Path) -> str:
     return fmt
 
 
-def inspect(path: Path, *, max_bytes: int, fallback_encoding: str = "cp1252") -> SourceFile:
-    """Check size, format, encoding and header without reading the records. Raises FileRejected."""
+def inspect(path: Path, *, max_bytes: int, fallback_encoding: str = "cp1252", verify_utf8: bool = True) -> SourceFile:
+    """Check size, format, encoding and header without reading the records. Raises FileRejected.
+
+    ``verify_utf8=False`` skips the pass that decodes a whole CSV file when its first MiB is UTF-8: the CSV
+    reader checks every value it converts, and raises ``EncodingUnverified`` if the rest is not UTF-8 after
+    all (the caller then inspects again with the check). Saves ~0.4 s per 200 MiB of a well-formed export."""
     fmt = detect_format(path)
     size = path.stat().st_size
     if size == 0:
         raise FileRejected("empty_file", "the file is empty (0 bytes)")
     if max_bytes and size > max_bytes:
         raise FileRejected("file_too_large", f"the file has {size} bytes, over the configured limit of {max_bytes}")
+    if not verify_utf8 and fmt == "csv" and _head_is_utf8(path):
+        return SourceFile(path, fmt, size, content_hash(path), "utf-8", _csv_header(path, "utf-8", fallback_encoding),
+                          fallback_encoding, utf8_verified=False)
     sha, utf8 = hash_and_check_utf8(path)
     encoding = "utf-8"
     if not utf8 and fmt != "parquet":
@@ -137,6 +157,17 @@ def inspect(path: Path, *, max_bytes: int, fallback_encoding: str = "cp1252") ->
         except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a corrupt file
             raise FileRejected("unreadable_parquet", f"not a readable Parquet file: {exc}") from exc
     return SourceFile(path, fmt, size, sha, encoding, columns, fallback_encoding)
+
+
+def _head_is_utf8(path: Path) -> bool:
+    """The first MiB (the header and the first records) decodes as UTF-8; a character cut at the end is fine."""
+    with path.open("rb") as fh:
+        head = fh.read(1 << 20)
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=len(head) < 1 << 20)
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _classify_non_utf8(path: Path, fallback: str) -> str:

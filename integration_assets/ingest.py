@@ -217,7 +217,9 @@ def _ingest(path: Path, system: str, entity: str, settings: Settings, engine: sa
         try:
             _load(src, system, entity, settings, engine, report, contract_id)
         except EncodingUnverified as exc:  # rolled back: read again, with the encoding decided on every byte
-            log.info("load %s: %s is not plain UTF-8 after all (%s); reading it again", report.load_id, path.name, exc)
+            # The type only: a parse error's text quotes the record (personal data).
+            log.info("load %s: %s is not plain UTF-8 after all (%s); reading it again", report.load_id, path.name,
+                     type(exc.__cause__).__name__)
             report.rows_read = 0
             src = inspect(path, max_bytes=settings.max_file_bytes, fallback_encoding=settings.fallback_encoding)
             _load(src, system, entity, settings, engine, report, contract_id)

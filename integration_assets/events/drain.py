@@ -225,7 +225,7 @@ class Drainer:
                 raise
 
     def commit_ahead(self, deliveries: Sequence[Delivery], batch_id: str, plan: Any) -> Committed:
-        """The batch's transaction alone, without touching the queue (run in the apply thread while the
+        """The batch's transaction alone, without touching the queue (run in the commit thread while the
         drain's thread receives the next batch); ``finish`` settles it."""
         return self.processor.commit(deliveries, batch_id, plan=plan)
 

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import dagster as dg
 
-from integration_assets.assets.events import drain_events, drain_events_job, queue_spec
-from integration_assets.assets.files import build_assets, build_jobs
-from integration_assets.checks import build_asset_checks
-from integration_assets.checks.freshness import freshness_policy_for
+from integration_assets.assets.events import drain_events_job, queue_spec
+from integration_assets.jobs.files import build_core
 from integration_assets.jobs.housekeeping import housekeeping, housekeeping_schedule
 from integration_assets.jobs.pull import pull_definitions
 from integration_assets.jobs.replay import replay_dead_letters
@@ -20,14 +18,8 @@ from integration_assets.sensors.inbox import build_inbox_sensor
 
 def build_definitions() -> dg.Definitions:
     policies = load_policies()  # policies.yaml, or INTEGRATION_POLICIES_FILE
-    file_assets = build_assets()
-    # Global policy: every asset gets its source's freshness window (an asset that sets its own keeps it).
-    assets = dg.map_asset_specs(lambda spec: dg.apply_freshness_policy(
-        spec, freshness_policy_for(spec.key, policies, spec.group_name), overwrite_existing=False),
-        [*file_assets, drain_events])
-    checks = build_asset_checks([k for a in assets for k in a.keys], policies)
-    check_keys = [k for c in checks for k in c.check_keys]
-    file_jobs = build_jobs(check_keys)
+    core = build_core(policies)
+    assets, checks, check_keys, file_jobs = core.assets, core.checks, core.check_keys, core.file_jobs
     quality_job = dg.define_asset_job(
         "quality_checks", selection=dg.AssetSelection.checks(*check_keys),
         description="Every asset check on the warehouse, incl. the Great Expectations suites and reconciliations.")

@@ -116,8 +116,9 @@ def run_pending(settings: Settings | None = None, log_level: str = "WARNING") ->
     import dagster as dg  # only when there is something to run: keeps a no-op sync fast
 
     from integration_assets.assets.files import ENTITY_TAG, job_name, raw_op_name
-    from integration_assets.definitions import defs
+    from integration_assets.jobs.files import file_run_definitions
 
+    defs = file_run_definitions()  # the code location's file jobs, without its sensors (see jobs/files.py)
     with dg.DagsterInstance.get() as instance:
         for system, entity, _table in dependency_order():
             files = by_entity.get((system, entity))

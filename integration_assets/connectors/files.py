@@ -100,15 +100,15 @@ class SourceFile:
     utf8_verified: bool = True  # False: read as UTF-8 on trust (a CSV whose head is UTF-8), see inspect()
 
     def chunks(self, chunk_rows: int) -> Iterator[RawChunk]:
-        if self.format == "csv" and not self.utf8_verified:
+        if self.format == "csv":
             try:
                 yield from _csv_chunks(self, chunk_rows)
             except (FileRejected, pa.ArrowInvalid, UnicodeDecodeError) as exc:
+                if self.utf8_verified:
+                    raise
                 # Invalid UTF-8 past the first MiB, or a broken record whose bytes pyarrow could not hand to the
                 # row handler: decided again on a checked file (a broken UTF-8 file is rejected then).
                 raise EncodingUnverified(f"{type(exc).__name__}: {exc}") from exc
-        elif self.format == "csv":
-            yield from _csv_chunks(self, chunk_rows)
         elif self.format == "jsonl":
             yield from _jsonl_chunks(self, chunk_rows)
         elif self.format == "json":
@@ -141,10 +141,8 @@ def inspect(path: Path, *, max_bytes: int, fallback_encoding: str = "cp1252", ve
         raise FileRejected("empty_file", "the file is empty (0 bytes)")
     if max_bytes and size > max_bytes:
         raise FileRejected("file_too_large", f"the file has {size} bytes, over the configured limit of {max_bytes}")
-    if not verify_utf8 and fmt == "csv" and _head_is_utf8(path):
-        return SourceFile(path, fmt, size, content_hash(path), "utf-8", _csv_header(path, "utf-8", fallback_encoding),
-                          fallback_encoding, utf8_verified=False)
-    sha, utf8 = hash_and_check_utf8(path)
+    verified = verify_utf8 or fmt != "csv" or not _head_is_utf8(path)
+    sha, utf8 = hash_and_check_utf8(path) if verified else (content_hash(path), True)
     encoding = "utf-8"
     if not utf8 and fmt != "parquet":
         encoding = _classify_non_utf8(path, fallback_encoding)
@@ -156,7 +154,7 @@ def inspect(path: Path, *, max_bytes: int, fallback_encoding: str = "cp1252", ve
             columns = [str(c) for c in pq.ParquetFile(path).schema_arrow.names]
         except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a corrupt file
             raise FileRejected("unreadable_parquet", f"not a readable Parquet file: {exc}") from exc
-    return SourceFile(path, fmt, size, sha, encoding, columns, fallback_encoding)
+    return SourceFile(path, fmt, size, sha, encoding, columns, fallback_encoding, utf8_verified=verified)
 
 
 def _head_is_utf8(path: Path) -> bool:

@@ -36,12 +36,12 @@ def _hash(path: Path, check_utf8: bool) -> tuple[str, bool | None]:
     if known is not None and (known[1] is not None or not check_utf8):
         return known
     # Asked for UTF-8 validity of a file hashed before: one pass for the validity alone.
-    digest = hashlib.sha256() if known is None else None
+    digest = hashlib.sha256()
     decoder = codecs.getincrementaldecoder("utf-8")()
     valid: bool | None = True if check_utf8 else None
     with path.open("rb") as fh:
         while block := fh.read(_BLOCK):
-            if digest is not None:
+            if known is None:
                 digest.update(block)
             if valid:
                 try:
@@ -53,7 +53,7 @@ def _hash(path: Path, check_utf8: bool) -> tuple[str, bool | None]:
             decoder.decode(b"", final=True)
         except UnicodeDecodeError:
             valid = False
-    sha = digest.hexdigest() if digest is not None else known[0] if known is not None else ""
+    sha = known[0] if known is not None else digest.hexdigest()
     _remember(key, sha, valid)
     return sha, valid
 

@@ -252,13 +252,13 @@ def apply_derived(contract: Contract, columns: MutableMapping[str, Any]) -> None
             columns[col] = latest
 
 
-
 def _utc_ns(s: pd.Series) -> pd.Series:
     """``s`` as datetime64[ns, UTC]. Values that are already zone-aware are converted directly:
     ``pd.to_datetime`` turns them into Python Timestamps one by one (its cache check) first."""
     if isinstance(s.dtype, pd.DatetimeTZDtype):
         return s.dt.tz_convert("UTC").astype("datetime64[ns, UTC]")
     return pd.to_datetime(s, utc=True).astype("datetime64[ns, UTC]")
+
 
 class ContractMapper:
     """Maps raw chunks for one contract. Stateless between chunks except for the compiled value maps."""
@@ -421,7 +421,7 @@ class ContractMapper:
         result_ns = np.full(n, np.iinfo(np.int64).min, dtype=np.int64)  # NaT
         if pd.api.types.is_datetime64_any_dtype(s.dtype):
             ts = s if getattr(s.dt, "tz", None) is not None else s.dt.tz_localize(spec.tz)
-            return ts.dt.tz_convert("UTC").astype("datetime64[ns, UTC]"), np.zeros(n, dtype=bool)
+            return _utc_ns(ts), np.zeros(n, dtype=bool)
         text = self._strip(_as_text(s))
         todo = present.to_numpy().copy()
         for fmt in spec.formats:

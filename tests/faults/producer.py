@@ -1,0 +1,91 @@
+"""Producers of the fault scenarios: events built by the providers' wire formats (via the receiver's own
+message code), each send written to the producer's ledger, and signed HTTP deliveries to a receiver."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pytest
+
+from integration_assets.queue import Message, Queue
+from integration_assets.samples.events import SampleEvent
+from tests.events.conftest import Stack, charge_event, messages_of, pi_event, tracker
+from tests.faults.accounting import EventLedger
+
+# Both queues, each in front of a real PostgreSQL warehouse.
+BOTH_QUEUES = [
+    pytest.param("sql-postgres", marks=pytest.mark.postgres),
+    pytest.param("rabbitmq-postgres", marks=[pytest.mark.postgres, pytest.mark.rabbitmq]),
+]
+
+
+def good_events(n: int, seed: int = 1) -> list[SampleEvent]:
+    """``n`` distinct events, each the only one of its object (so each is exactly one effect)."""
+    rng = random.Random(seed)
+    out: list[SampleEvent] = []
+    for i in range(n):
+        kind = i % 10
+        if kind < 6:
+            out.append(pi_event(i, rng.choice(["succeeded", "processing", "requires_action"])))
+        elif kind < 8:
+            out.append(charge_event(i))
+        else:
+            out.append(tracker(i))
+    return out
+
+
+def _digest(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()[:16]
+
+
+def keyed(items: Sequence[SampleEvent | Message]) -> list[tuple[str, Message]]:
+    """(identity, message) per message; the identity of a sample event is its id plus its body, so that
+    two different events that share a provider id stay two."""
+    out: list[tuple[str, Message]] = []
+    for it in items:
+        if isinstance(it, Message):
+            out.append((f"{it.id}|{_digest(it.body)}", it))
+            continue
+        for m in messages_of(it):
+            out.append((f"{m.id}|{_digest(m.body)}", m))
+    return out
+
+
+def publish(stack: Stack, queue: Queue, items: Sequence[SampleEvent | Message], ledger: EventLedger) -> None:
+    """Publish (confirmed by the queue) and write each send to the ledger."""
+    pairs = keyed(items)
+    for start in range(0, len(pairs), 200):
+        part = pairs[start : start + 200]
+        queue.publish_many([m for _, m in part])
+        for identity, m in part:
+            ledger.send(identity, m.id)
+
+
+def drain_until_empty(stack: Stack, queue: Queue, *, max_rounds: int = 20, **kw: Any) -> list[Any]:
+    """Drain until a drain takes nothing (bounded in rounds)."""
+    reports = []
+    for _ in range(max_rounds):
+        r = stack.drain(queue, wait_s=kw.pop("wait_s", 0.5), **kw)
+        reports.append(r)
+        if r.totals.events_in == 0:
+            break
+    return reports
+
+
+def wait_for(predicate: Callable[[], Any], timeout_s: float, interval_s: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval_s)
+
+
+def stripe_body(n: int, prefix: str = "evt_f") -> tuple[str, bytes]:
+    """A Stripe ``payment_intent.succeeded`` event (its id and raw body)."""
+    ev = pi_event(n, "succeeded", evt=f"{prefix}{n:07d}")
+    return ev.event_id, ev.body()

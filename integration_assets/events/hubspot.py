@@ -39,8 +39,9 @@ import sqlalchemy as sa
 from integration_assets.connectors.files import RawChunk
 from integration_assets.contracts.models import CANONICAL_MODELS
 from integration_assets.contracts.spec import Contract, ContractError, contracts_for
-from integration_assets.events.routing import HUBSPOT_ARCHIVE_CHANGES
+from integration_assets.events.routing import HUBSPOT_ARCHIVE_CHANGES, hubspot_kind
 from integration_assets.mapping.engine import ContractMapper, apply_derived
+from integration_assets.mapping.ids import hubspot_id
 from integration_assets.warehouse.schema import CANONICAL_TABLES
 from integration_assets.warehouse.writer import CanonicalStage
 
@@ -100,14 +101,10 @@ def _patch_mapper(contract: Contract) -> ContractMapper:
     return mapper
 
 
-def _object_id(value: Any) -> str | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int) and value >= 0:
-        return str(value)
-    if isinstance(value, str) and value.isdigit() and len(value) <= 64:
-        return value
-    return None
+def object_id(value: Any) -> str | None:
+    """The canonical HubSpot id (``mapping.ids``): ``7001``, ``"07001"`` and ``7001.0`` are one object, as
+    in a batch load; anything else is not an id."""
+    return hubspot_id(value)
 
 
 def _occurred_ms(value: Any) -> int | None:
@@ -141,9 +138,9 @@ def plan(
     archived_src = contract.source_for("archived_at")
     for item in items:
         doc = item.doc
-        obj = _object_id(doc.get("objectId"))
+        obj = object_id(doc.get("objectId"))
         when = _occurred_ms(doc.get("occurredAt"))
-        archive = HUBSPOT_ARCHIVE_CHANGES.get(str(doc.get("subscriptionType")))
+        archive = HUBSPOT_ARCHIVE_CHANGES.get(hubspot_kind(doc))  # legacy or generic (object.*) format
         if archive is not None:
             if obj is None or when is None:
                 rejected[item.pos] = ("invalid_payload", "HubSpot deletion/restore needs objectId and occurredAt")

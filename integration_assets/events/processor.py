@@ -35,7 +35,7 @@ import logging
 import sqlite3
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -59,6 +59,7 @@ from integration_assets.events.routing import Router, parse
 from integration_assets.events.tables import processed_events
 from integration_assets.mapping.engine import ContractMapper
 from integration_assets.queue import Delivery, Queue, QueueError, StaleDelivery
+from integration_assets.queue.keys import collision_key, message_fingerprint
 from integration_assets.queue.sql import EventDeadLetter, SqlQueue, event_fingerprint, write_dead_letters
 from integration_assets.settings import get_settings
 from integration_assets.warehouse.schema import dead_letters
@@ -178,6 +179,7 @@ class _Item:
     target: str | None = None
     object_id: str | None = None
     outcome: str = "applied"
+    fingerprint: str | None = None  # content hash (queue.keys): tells a duplicate from a key collision
 
 
 @dataclass
@@ -189,10 +191,26 @@ class _Plan:
     batch_duplicates: list[Delivery] = field(default_factory=list)
     frames: dict[str, list[pd.DataFrame]] = field(default_factory=lambda: defaultdict(list))
     hubspot: list[hubspot.PlannedChanges] = field(default_factory=list)
+    # GDPR erasure requests (pos, table, object id, occurredAt), and the erasures the transaction ran
+    # (integration_assets.privacy: their files are done after the commit).
+    erasures: list[tuple[int, str, str, datetime]] = field(default_factory=list)
+    erased: list[Any] = field(default_factory=list)
 
     def reject(self, pos: int, check: str, reason: str) -> None:
         item = self.items.pop(pos)
         self.rejections.append(Rejection(item.delivery, check, reason))
+
+    def collide(self, delivery: Delivery, fingerprint: str, before: str) -> None:
+        """``delivery`` has the key of an event with other content (``before``): a key collision. It is
+        dead-lettered under its own key (``queue.keys.collision_key``), so it neither overwrites the first
+        event's dead letter nor is taken for a redelivery of it; the queue settles the original delivery."""
+        m = delivery.message
+        alias = Delivery(replace(m, id=collision_key(m.id, fingerprint)), delivery.redelivered, delivery.receipt)
+        reason = (
+            f"key {m.id} was already taken by an event with other content (content {before[:12]}, this one "
+            f"{fingerprint[:12]}): two different events under one key; the first is kept, this one is here"
+        )
+        self.rejections.append(Rejection(alias, "key_collision", reason))
 
 
 @dataclass(frozen=True, slots=True)
@@ -344,6 +362,7 @@ class LedgerStage:
         "outcome",
         "target_table",
         "object_id",
+        "content_hash",
     )
 
     def __init__(self, conn: sa.Connection) -> None:
@@ -352,13 +371,14 @@ class LedgerStage:
         if self.pg:
             conn.exec_driver_sql(
                 f"CREATE TEMP TABLE {self.NAME} (pos bigint, source text, event_id text, event_type text, "
-                "received_at timestamptz, outcome text, target_table text, object_id text) ON COMMIT DROP"
+                "received_at timestamptz, outcome text, target_table text, object_id text, content_hash text) "
+                "ON COMMIT DROP"
             )
         else:
             conn.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{self.NAME}")
             conn.exec_driver_sql(
                 f"CREATE TEMP TABLE {self.NAME} (pos INTEGER, source TEXT, event_id TEXT, event_type TEXT, "
-                "received_at TEXT, outcome TEXT, target_table TEXT, object_id TEXT)"
+                "received_at TEXT, outcome TEXT, target_table TEXT, object_id TEXT, content_hash TEXT)"
             )
 
     def add(self, items: Sequence[_Item]) -> None:
@@ -379,6 +399,7 @@ class LedgerStage:
                             i.outcome,
                             i.target,
                             i.object_id,
+                            i.fingerprint,
                         )
                     )
             self.conn.exec_driver_sql(f"ANALYZE {self.NAME}")
@@ -394,18 +415,28 @@ class LedgerStage:
                 i.outcome,
                 i.target,
                 i.object_id,
+                i.fingerprint,
             )
             for i in items
         ]
         raw.executemany(f"INSERT INTO {self.NAME} VALUES ({', '.join('?' for _ in self.COLUMNS)})", rows)
 
-    def seen_before(self) -> set[int]:
-        """Positions of events already in the ledger: duplicates, nothing of theirs is written."""
+    def seen_before(self) -> tuple[set[int], dict[int, str]]:
+        """Events whose key is already in the ledger: (positions of duplicates, position -> the ledger's
+        content hash for key collisions, i.e. the same key with other content). Nothing of either is written.
+        A ledger row without a hash (written before hashes were kept) cannot tell: a duplicate."""
         sql = (
-            f"SELECT e.pos FROM {self.NAME} e JOIN processed_events p "
+            f"SELECT e.pos, p.content_hash, e.content_hash FROM {self.NAME} e JOIN processed_events p "
             "ON p.source = e.source AND p.event_id = e.event_id"
         )
-        return {int(r[0]) for r in self.conn.exec_driver_sql(sql)}
+        duplicates: set[int] = set()
+        collisions: dict[int, str] = {}
+        for pos, theirs, mine in self.conn.exec_driver_sql(sql):
+            if theirs and mine and theirs != mine:
+                collisions[int(pos)] = theirs
+            else:
+                duplicates.add(int(pos))
+        return duplicates, collisions
 
     def lost(self, stage: CanonicalStage, table: str, batch_id: str) -> set[int]:
         """After the merge of ``table``: staged positions whose version is not the row now stored (older than
@@ -438,9 +469,9 @@ class LedgerStage:
         first is not, and counts as a duplicate (its effect is idempotent: it changed nothing)."""
         sql = sa.text(
             "INSERT INTO processed_events (source, event_id, event_type, received_at, applied_at, outcome, "
-            "batch_id, target_table, object_id) "
+            "batch_id, target_table, object_id, content_hash) "
             "SELECT source, event_id, event_type, received_at, :applied_at, outcome, :batch_id, target_table, "
-            f"object_id FROM {self.NAME} WHERE outcome IN ('applied', 'stale', 'ignored') "
+            f"object_id, content_hash FROM {self.NAME} WHERE outcome IN ('applied', 'stale', 'ignored') "
             "ORDER BY source, event_id ON CONFLICT (source, event_id) DO NOTHING RETURNING source, event_id"
         ).bindparams(sa.bindparam("applied_at", type_=processed_events.c.applied_at.type))
         return {
@@ -469,22 +500,34 @@ class EventProcessor:
         """Parse, route and map a batch (pure CPU: the drain runs it in a worker thread, one batch ahead)."""
         self.router.refresh()
         plan = _Plan()
-        seen: set[str] = set()
+        seen: dict[str, str] = {}  # key -> content hash of its first delivery in the batch
         groups: dict[str, tuple[Any, list[tuple[int, dict[str, Any]]]]] = {}
         for pos, d in enumerate(deliveries):
-            if d.message.id in seen:
-                plan.batch_duplicates.append(d)
+            m = d.message
+            fingerprint = message_fingerprint(m.source, m.body, m.headers)
+            before = seen.get(m.id)
+            if before is not None:
+                if before == fingerprint:
+                    plan.batch_duplicates.append(d)
+                else:
+                    plan.collide(d, fingerprint, before)
                 continue
-            seen.add(d.message.id)
+            seen[m.id] = fingerprint
             try:
-                doc = parse(d.message)
-                route = self.router.route(d.message, doc)
+                doc = parse(m)
+                route = self.router.route(m, doc)
             except EventRejected as exc:
                 plan.rejections.append(Rejection(d, exc.check, exc.reason))
                 continue
-            plan.items[pos] = _Item(pos, d)
+            if route.ignored:  # a type policies.yaml ignores: counted in the ledger, not applied
+                plan.items[pos] = _Item(pos, d, outcome="ignored", fingerprint=fingerprint)
+                continue
+            plan.items[pos] = _Item(pos, d, fingerprint=fingerprint)
             groups.setdefault(route.key, (route, []))[1].append((pos, doc))
         for route, members in groups.values():
+            if route.erase_table is not None:
+                self._plan_erasures(route.erase_table, members, plan)
+                continue
             if route.contract is not None:
                 self._plan_snapshots(route.contract, members, plan)
             else:
@@ -513,6 +556,24 @@ class EventProcessor:
             item.target, item.object_id = contract.target, source_id
         plan.frames[contract.target].append(frame)
 
+    @staticmethod
+    def _plan_erasures(table: str, members: list[tuple[int, dict[str, Any]]], plan: _Plan) -> None:
+        """``contact.privacyDeletion``: a GDPR erasure of the object (docs/PRIVACY.md), run in the batch's
+        transaction. It needs the object's id; its time is only recorded."""
+        from integration_assets.privacy.subjects import canonical_id
+
+        for pos, doc in members:
+            object_id = canonical_id(doc.get("objectId"))
+            occurred = doc.get("occurredAt")
+            if object_id is None or isinstance(occurred, bool) or not isinstance(occurred, int):
+                plan.reject(pos, "invalid_payload", "HubSpot privacyDeletion needs objectId (integer) and "
+                            "occurredAt (epoch ms)")
+                continue
+            item = plan.items[pos]
+            item.target, item.object_id = table, object_id
+            when = datetime.fromtimestamp(occurred / 1000, UTC) if 0 <= occurred < 10**14 else utcnow()
+            plan.erasures.append((pos, table, object_id, when))
+
     def _plan_hubspot(
         self, table: str | None, members: list[tuple[int, dict[str, Any]]], plan: _Plan
     ) -> None:
@@ -525,7 +586,7 @@ class EventProcessor:
             if item is None:
                 continue
             item.target = table
-            item.object_id = str(doc.get("objectId"))[:64]
+            item.object_id = hubspot.object_id(doc.get("objectId")) or str(doc.get("objectId"))[:64]
             if pos in ignored:
                 item.outcome = "ignored"
         if planned is not None:
@@ -595,6 +656,8 @@ class EventProcessor:
             after_commit(result)
         if not result.acked_in_transaction:
             self._settle_after_commit(queue, plan, result)
+        if plan.erased:
+            self._finish_erasures(plan, result)
         return result
 
     def _apply(self, conn: sa.Connection, plan: _Plan, batch_id: str, result: BatchResult) -> None:
@@ -609,14 +672,18 @@ class EventProcessor:
             conn.exec_driver_sql("UPDATE processed_events SET outcome = outcome WHERE 0")
         ledger = LedgerStage(conn)
         ledger.add(items)
-        seen = ledger.seen_before()
+        seen, collided = ledger.seen_before()
         for pos in seen:
             plan.items[pos].outcome = "duplicate"
         ledger.set_outcome("duplicate", sorted(seen))
-        fresh = {i.pos for i in items} - seen
+        ledger.set_outcome("rejected", sorted(collided))
+        for pos, before in collided.items():
+            item = plan.items.pop(pos)
+            plan.collide(item.delivery, item.fingerprint or "", before)
+        fresh = {i.pos for i in items} - seen - set(collided)
         for table, frames in sorted(plan.frames.items()):  # one lock order for concurrent drains
             frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-            if seen:
+            if seen or collided:
                 frame = frame[frame["_pos"].isin(list(fresh))]
             if frame.empty:
                 continue
@@ -635,6 +702,8 @@ class EventProcessor:
             ledger.set_outcome("rejected", sorted(outcome.unknown))
             for pos, reason in outcome.unknown.items():
                 plan.reject(pos, "unknown_object", reason)
+        if plan.erasures:
+            self._erase(conn, plan, fresh)
         written = ledger.write(batch_id, utcnow())
         self._known_dead_letters(conn, plan)
         for i in plan.items.values():
@@ -644,6 +713,34 @@ class EventProcessor:
         result.applied, result.stale, result.ignored = counts["applied"], counts["stale"], counts["ignored"]
         result.duplicates = counts["duplicate"] + len(plan.batch_duplicates)
         result.tables.update(i.target for i in plan.items.values() if i.outcome == "applied" and i.target)
+
+    @staticmethod
+    def _erase(conn: sa.Connection, plan: _Plan, fresh: set[int]) -> None:
+        """The warehouse phase of each erasure request of the batch, after the batch's own patches (so a change
+        of the same contact in this batch is erased too); this batch's queue rows are settled by the batch."""
+        from integration_assets.privacy.erase import erase_warehouse
+        from integration_assets.privacy.subjects import Subject
+
+        in_batch = {i.delivery.message.id for i in plan.items.values()}
+        for pos, table, object_id, when in plan.erasures:
+            if pos not in fresh:
+                continue  # a redelivery of an erasure already done
+            message = plan.items[pos].delivery.message
+            plan.erased.append(erase_warehouse(
+                conn, Subject.of(message.source, table, object_id), via="webhook", ref=message.id,
+                requested_at=when, skip_message_ids=in_batch,
+            ))
+
+    def _finish_erasures(self, plan: _Plan, result: BatchResult) -> None:
+        """After the commit: the file phase of the batch's erasures (and of any left unfinished before). A
+        failure leaves them ``warehouse_done`` for the next erasure or ``integration-assets privacy erase``."""
+        from integration_assets.privacy.erase import finish_pending
+
+        try:
+            finish_pending(self.engine, known={e.id: e for e in plan.erased})
+        except (OSError, sa.exc.SQLAlchemyError) as exc:
+            log.warning("batch %s: erasure files not finished (%s); they stay pending: %s", result.batch_id,
+                        ", ".join(str(e.id) for e in plan.erased), type(exc).__name__)
 
     @staticmethod
     def _known_dead_letters(conn: sa.Connection, plan: _Plan) -> None:

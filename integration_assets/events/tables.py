@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from integration_assets.warehouse.schema import TS, metadata
 
-OUTCOMES = ("applied", "stale", "ignored")
+OUTCOMES = ("applied", "stale", "ignored")  # ignored: also an event type ignored by policies.yaml (events.ignore)
 
 processed_events = sa.Table(
     "processed_events",
@@ -28,6 +28,9 @@ processed_events = sa.Table(
     sa.Column("batch_id", sa.String(64), nullable=False),  # = load_id of the canonical rows this batch wrote
     sa.Column("target_table", sa.String(64)),
     sa.Column("object_id", sa.String(64)),  # source_id of the canonical row the event is about
+    # SHA-256 of the event's content (queue.keys): the same key seen again with another hash is a key
+    # collision (dead-lettered), with the same hash a duplicate. Null on rows written before 0007.
+    sa.Column("content_hash", sa.String(64)),
     sa.PrimaryKeyConstraint("source", "event_id"),
     # What a batch did (its load_id is on the canonical rows it wrote). No index on the times: every batch
     # inserts thousands of rows, and pruning by age is a rare sequential scan.

@@ -254,6 +254,24 @@ class RetentionPolicy(_Strict):
         return self
 
 
+class EventsPolicy(_Strict):
+    """Webhook event types a team does not need: per source, glob patterns (``fnmatch``, case-sensitive)
+    matched against the event's type (Stripe ``type``, EasyPost ``description``, HubSpot
+    ``subscriptionType``, a generic HubSpot ``object.*`` event also under its legacy name, e.g.
+    ``contact.creation``). Matching events are recorded as ``ignored`` in ``processed_events`` (counted,
+    listed by ``integration-assets status``) instead of being dead-lettered as unknown."""
+
+    ignore: dict[Literal["stripe", "hubspot", "easypost"], tuple[str, ...]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _patterns(self) -> EventsPolicy:
+        for source, patterns in self.ignore.items():
+            for pattern in patterns:
+                if not pattern or len(pattern) > 128 or pattern.strip() != pattern:
+                    raise ValueError(f"events.ignore.{source}: {pattern!r} is not an event type pattern")
+        return self
+
+
 class _Layer(_Strict):
     """One level of overrides (defaults, a source, an entity): every section optional."""
 
@@ -280,6 +298,7 @@ class Policies(_Strict):
     runbooks: Runbooks = Runbooks()
     connector_http_errors: HttpErrorPolicy = HttpErrorPolicy()
     retention: RetentionPolicy = RetentionPolicy()
+    events: EventsPolicy = EventsPolicy()
     path: str | None = None
 
     @model_validator(mode="after")

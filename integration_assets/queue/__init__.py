@@ -4,11 +4,14 @@ Plain Python, no Dagster: the webhook receiver publishes, the event-processing s
 """
 
 from integration_assets.queue.base import (
+    REJECT_CHECK_HEADER,
+    REJECT_REASON_HEADER,
     SOURCES,
     Delivery,
     InvalidMessage,
     Message,
     PublishNacked,
+    PublishOutcome,
     PublishUnroutable,
     Queue,
     QueueConfigError,
@@ -24,11 +27,14 @@ from integration_assets.queue.base import (
 from integration_assets.queue.factory import open_queue
 
 __all__ = [
+    "REJECT_CHECK_HEADER",
+    "REJECT_REASON_HEADER",
     "SOURCES",
     "Delivery",
     "InvalidMessage",
     "Message",
     "PublishNacked",
+    "PublishOutcome",
     "PublishUnroutable",
     "Queue",
     "QueueConfigError",

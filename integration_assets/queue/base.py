@@ -41,6 +41,10 @@ MAX_ID_CHARS = 255
 MAX_EVENT_TYPE_CHARS = 128
 # Reasons are stored and shown to operators; a stack trace belongs in the logs, not in every message copy.
 MAX_REASON_CHARS = 2000
+# Set by the receiver on a message it could not make an event of (a bad element of a HubSpot batch): the
+# drain dead-letters it at once with this check and reason, and the batch's other elements go on.
+REJECT_CHECK_HEADER = "x-receiver-check"
+REJECT_REASON_HEADER = "x-receiver-reason"
 
 
 # --------------------------------------------------------------------------------------------- errors
@@ -148,6 +152,16 @@ class Delivery:
         return self.message.attempts
 
 
+@dataclass(frozen=True, slots=True)
+class PublishOutcome:
+    """What a publish did besides storing messages (backends that deduplicate on the key at publish)."""
+
+    # The source of each message that had the same key and content as a message still queued (stored once)
+    duplicates: tuple[str, ...] = ()
+    # ... and of each that had the same key with other content (dead-lettered, check ``key_collision``)
+    collisions: tuple[str, ...] = ()
+
+
 # ------------------------------------------------------------------------------------------- backoff
 def backoff_delay(
     attempt: int,
@@ -180,6 +194,8 @@ class Queue(abc.ABC):
     # False when the store takes one writer at a time (SQLite): publishers in one process then take turns
     # instead of queueing on the database lock, where a busy loser can wait past a request's timeout.
     concurrent_writers: bool = True
+    # Set by each ``publish_many`` of a backend that deduplicates at publish (the SQL queue).
+    last_publish: PublishOutcome = PublishOutcome()
 
     @abc.abstractmethod
     def publish_many(self, messages: Sequence[Message]) -> None:

@@ -13,9 +13,11 @@ timeout expired cannot undo the work of the consumer that took the message over.
 id whatever the token: once the effect is committed, the message is done.
 
 Dedup choice: ``(queue_name, message_id)`` is unique and publishing is ``INSERT … ON CONFLICT DO
-NOTHING``, so identical re-deliveries of an event that is still pending (waiting, claimed or in backoff)
-collapse into one row. After the row is acked, the same id can be enqueued again; that redelivery is
-deduplicated by the consumer's event-id ledger.
+NOTHING RETURNING``, so identical re-deliveries of an event that is still pending (waiting, claimed or in
+backoff) collapse into one row, counted as duplicates (``Queue.last_publish``). A message whose key is
+taken by a pending row with *other* content (``queue.keys`` fingerprints) is a key collision: never dropped,
+it is dead-lettered (check ``key_collision``) in the publish transaction. After the row is acked, the same
+id can be enqueued again; the consumer's event-id ledger then tells a duplicate from a collision.
 
 Dead letters go to the warehouse ``dead_letters`` table (stage ``event``) in the same transaction that
 deletes the queue row: an event is always in exactly one of the two places.
@@ -30,7 +32,7 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,6 +43,7 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from integration_assets.queue.base import (
     Delivery,
     Message,
+    PublishOutcome,
     Queue,
     QueueConfigError,
     QueueUnavailable,
@@ -50,6 +53,7 @@ from integration_assets.queue.base import (
     backoff_delay,
     truncate_reason,
 )
+from integration_assets.queue.keys import collision_key, message_fingerprint
 from integration_assets.queue.tables import event_queue
 from integration_assets.warehouse.db import get_engine, is_postgres
 from integration_assets.warehouse.schema import dead_letters
@@ -163,6 +167,9 @@ def write_dead_letters(conn: sa.Connection, items: Sequence[EventDeadLetter]) ->
         },
     )
     conn.execute(stmt, rows)
+    from integration_assets.privacy.suppress import keep_dead_letters_erased
+
+    keep_dead_letters_erased(conn, [r["fingerprint"] for r in rows])  # GDPR: no payload of an erased record
 
 
 # ----------------------------------------------------------------------------------------- errors
@@ -263,9 +270,21 @@ class SqlQueue(Queue):
 
     # -- producer
     def publish_many(self, messages: Sequence[Message]) -> None:
-        """Insert ``messages`` in one transaction; returns after COMMIT. Pending duplicates collapse."""
+        """Insert ``messages`` in one transaction; returns after COMMIT.
+
+        A message whose key is already queued (pending, claimed or in backoff) is not stored twice: with the
+        same content (``queue.keys``) it is a duplicate, counted in ``last_publish``; with other content it
+        is a key collision, dead-lettered (check ``key_collision``) in the same transaction, and counted."""
+        self.last_publish = PublishOutcome()
         if not messages:
             return
+        first: dict[str, Message] = {}
+        repeated: list[Message] = []  # the same key twice in this publish
+        for m in messages:
+            if m.id in first:
+                repeated.append(m)
+            else:
+                first[m.id] = m
         rows = [
             {
                 "queue_name": self.name,
@@ -276,16 +295,58 @@ class SqlQueue(Queue):
                 "headers": json.dumps(dict(m.headers), sort_keys=True),
                 "received_at_ms": int(m.received_at.timestamp() * 1000),
             }
-            for m in messages
+            for m in first.values()
         ]
         now = self._now()
         stmt = (
             self._insert(event_queue)
             .values(enqueued_at_ms=now, visible_at_ms=now, attempts=0)
             .on_conflict_do_nothing(index_elements=[event_queue.c.queue_name, event_queue.c.message_id])
+            .returning(event_queue.c.message_id)
         )
         with self._tx(f"publish of {len(rows)} message(s)") as conn:
-            conn.execute(stmt, rows)
+            inserted = set(conn.execute(stmt, rows).scalars())
+            # Compared by content: messages whose key was already queued, and repeats within this publish.
+            held = {mid: first[mid] for mid in first if mid not in inserted}
+            stored: dict[str, str] = {}
+            if held:
+                found = conn.execute(
+                    sa.select(
+                        event_queue.c.message_id, event_queue.c.source, event_queue.c.body, event_queue.c.headers
+                    ).where(event_queue.c.queue_name == self.name, event_queue.c.message_id.in_(list(held)))
+                ).all()
+                for row in found:
+                    stored[row.message_id] = message_fingerprint(
+                        row.source, bytes(row.body), json.loads(row.headers)
+                    )
+            for m in repeated:
+                if m.id in inserted and m.id not in stored:
+                    f = first[m.id]
+                    stored[m.id] = message_fingerprint(f.source, f.body, f.headers)
+            duplicates: list[str] = []
+            collided: list[EventDeadLetter] = []
+            for m in [*held.values(), *repeated]:
+                mine = message_fingerprint(m.source, m.body, m.headers)
+                theirs = stored.get(m.id)
+                if theirs is None or theirs == mine:
+                    # Same content (or the row was acked in between: the consumer's ledger decides then).
+                    duplicates.append(m.source)
+                else:
+                    collided.append(
+                        EventDeadLetter.of(
+                            replace(m, id=collision_key(m.id, mine)),
+                            f"key {m.id} is already queued with other content (content {theirs[:12]}, this "
+                            f"one {mine[:12]}): two different events under one key; the first is processed, "
+                            "this one is kept here",
+                            "key_collision",
+                            1,
+                            {"queue": self.name, "backend": "sql", "stage": "publish"},
+                        )
+                    )
+            write_dead_letters(conn, collided)
+        self.last_publish = PublishOutcome(tuple(duplicates), tuple(c.source for c in collided))
+        if collided:
+            log.warning("queue %r: %d key collision(s) dead-lettered at publish", self.name, len(collided))
 
     # -- consumer
     def receive(

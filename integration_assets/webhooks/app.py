@@ -56,6 +56,8 @@ from starlette.routing import Route
 
 from integration_assets.errors import TerminalError
 from integration_assets.queue import (
+    REJECT_CHECK_HEADER,
+    REJECT_REASON_HEADER,
     Message,
     Queue,
     QueueError,
@@ -63,6 +65,7 @@ from integration_assets.queue import (
     TransientQueueError,
     open_queue,
 )
+from integration_assets.queue.keys import CONTENT_HEADER, content_fingerprint, hubspot_event_key
 from integration_assets.settings import ENV_VARS, get_settings
 from integration_assets.webhooks import signatures as sig
 from integration_assets.webhooks.metrics import CONTENT_TYPE, PROVIDERS, WebhookMetrics
@@ -180,6 +183,10 @@ def _event_type(value: Any, what: str) -> str:
     return value
 
 
+def _with_fingerprint(headers: dict[str, str], source: str, doc: Any) -> dict[str, str]:
+    return {**headers, CONTENT_HEADER: content_fingerprint(source, doc)}
+
+
 def stripe_messages(doc: Any, body: bytes, headers: dict[str, str], received_at: datetime) -> list[Message]:
     """A Stripe delivery is one Event object; the key is its ``evt_…`` id."""
     if not isinstance(doc, dict) or not isinstance(doc.get("id"), str) or not _EVENT_ID.match(doc["id"]):
@@ -190,39 +197,71 @@ def stripe_messages(doc: Any, body: bytes, headers: dict[str, str], received_at:
             source="stripe",
             event_type=_event_type(doc.get("type"), "type"),
             body=body,
-            headers=headers,
+            headers=_with_fingerprint(headers, "stripe", doc),
             received_at=received_at,
         )
     ]
 
 
+def _hubspot_element_error(event: Any) -> str | None:
+    """Why one element of a HubSpot batch cannot be queued as an event (None: it can)."""
+    if not isinstance(event, dict):
+        return f"element is a JSON {type(event).__name__}, not an object"
+    event_id = event.get("eventId")
+    if isinstance(event_id, bool) or not (
+        (isinstance(event_id, int) and event_id >= 0) or (isinstance(event_id, str) and event_id.isdigit())
+    ):
+        return "element has no numeric eventId"
+    kind = event.get("subscriptionType")
+    if not isinstance(kind, str) or not _EVENT_TYPE.match(kind):
+        return "element has no valid subscriptionType"
+    return None
+
+
 def hubspot_messages(doc: Any, headers: dict[str, str], received_at: datetime) -> list[Message]:
-    """A HubSpot delivery is a JSON array of events: one message per element, keyed by ``eventId``.
-    The signature covers the whole array, so each element (already verified) is re-encoded on its own."""
+    """A HubSpot delivery is a JSON array of events: one message per element, keyed by the fields that
+    identify the change (``queue.keys.hubspot_event_key``: ``eventId`` alone is not unique). The signature
+    covers the whole array, so each element (already verified) is re-encoded on its own.
+
+    A batch is split, not refused: an element that is not an event (not an object, no numeric ``eventId``,
+    no ``subscriptionType``) is queued as a message marked ``x-receiver-check``/``x-receiver-reason``, which
+    the drain dead-letters with that reason (stage ``event``, the raw element kept) while the valid elements
+    are applied. Only a body that is not a non-empty array is refused."""
     if not isinstance(doc, list) or not doc:
         raise Rejected(400, "invalid_payload", "HubSpot sends a non-empty JSON array")
     messages = []
     for index, event in enumerate(doc):
-        if not isinstance(event, dict):
-            raise Rejected(400, "invalid_payload", f"element {index} is not an object")
-        event_id = event.get("eventId")
-        if isinstance(event_id, bool) or not (
-            (isinstance(event_id, int) and event_id >= 0)
-            or (isinstance(event_id, str) and event_id.isdigit())
-        ):
-            raise Rejected(400, "invalid_payload", f"element {index} has no numeric eventId")
+        # ASCII escapes: a lone surrogate in the input must not make the encoding fail.
+        body = json.dumps(event, separators=(",", ":")).encode("ascii")
         element_headers = {
             **headers,
             "x-hubspot-batch-index": str(index),
             "x-hubspot-batch-size": str(len(doc)),
+            CONTENT_HEADER: content_fingerprint("hubspot", event),
         }
+        error = _hubspot_element_error(event)
+        if error is None:
+            messages.append(
+                Message(
+                    id=hubspot_event_key(event),
+                    source="hubspot",
+                    event_type=event["subscriptionType"],
+                    body=body,
+                    headers=element_headers,
+                    received_at=received_at,
+                )
+            )
+            continue
+        kind = event.get("subscriptionType") if isinstance(event, dict) else None
+        element_headers[REJECT_CHECK_HEADER] = "invalid_payload"
+        element_headers[REJECT_REASON_HEADER] = f"HubSpot batch element {index} of {len(doc)}: {error}"
         messages.append(
             Message(
-                id=f"hubspot:{event_id}",
+                # Keyed by content: a redelivered batch gives the same key, so its dead letter is not doubled.
+                id=f"hubspot:invalid:{element_headers[CONTENT_HEADER][:32]}",
                 source="hubspot",
-                event_type=_event_type(event.get("subscriptionType"), f"element {index} subscriptionType"),
-                # ASCII escapes: a lone surrogate in the input must not make the encoding fail.
-                body=json.dumps(event, separators=(",", ":")).encode("ascii"),
+                event_type=kind if isinstance(kind, str) and _EVENT_TYPE.match(kind) else "invalid",
+                body=body,
                 headers=element_headers,
                 received_at=received_at,
             )
@@ -240,7 +279,7 @@ def easypost_messages(doc: Any, body: bytes, headers: dict[str, str], received_a
             source="easypost",
             event_type=_event_type(doc.get("description"), "description"),
             body=body,
-            headers=headers,
+            headers=_with_fingerprint(headers, "easypost", doc),
             received_at=received_at,
         )
     ]
@@ -398,6 +437,11 @@ class Enqueuer:
             queue = slot[0]
             with contextlib.nullcontext() if queue.concurrent_writers else self._writer_turn:
                 queue.publish_many(messages)
+                outcome = queue.last_publish
+            for source in outcome.duplicates:
+                self._metrics.key_duplicates.inc(source)
+            for source in outcome.collisions:
+                self._metrics.key_collisions.inc(source)
         except QueueError as exc:
             error = exc
         except Exception as exc:  # noqa: BLE001 - the thread must survive anything; the requests get 503
@@ -551,8 +595,12 @@ class WebhookReceiver:
             # Logged by the publisher thread (once per batch, not once per request).
             self.metrics.rejected.inc(provider, "queue_unavailable")
             return _error(503, "queue_unavailable", {"Retry-After": "30"})
+        invalid = sum(1 for m in messages if REJECT_CHECK_HEADER in m.headers)
         self.metrics.accepted.inc(provider)
-        self.metrics.events.inc(provider, amount=len(messages))
+        self.metrics.events.inc(provider, amount=len(messages) - invalid)
+        if invalid:
+            self.metrics.invalid_elements.inc(provider, amount=invalid)
+            return JSONResponse({"accepted": len(messages) - invalid, "dead_lettered": invalid})
         return JSONResponse({"accepted": len(messages)})
 
 

@@ -125,8 +125,24 @@ class WebhookMetrics:
         self.publish_failures = Counter(
             "webhook_publish_failures_total", "Publishes that failed, by error class.", ["error"]
         )
+        self.invalid_elements = Counter(
+            "webhook_invalid_elements_total",
+            "Elements of a batch delivery that are not events: queued for the dead letters, the rest applied.",
+            ["provider"],
+        )
+        self.key_duplicates = Counter(
+            "webhook_key_duplicates_total",
+            "Messages whose key and content were already queued (a redelivery): stored once.",
+            ["provider"],
+        )
+        self.key_collisions = Counter(
+            "webhook_key_collisions_total",
+            "Messages whose key was already queued with other content: dead-lettered (key_collision).",
+            ["provider"],
+        )
         for provider in PROVIDERS:
             self.received.inc(provider, amount=0)
+            self.key_collisions.inc(provider, amount=0)
             self.accepted.inc(provider, amount=0)
             self.events.inc(provider, amount=0)
 
@@ -140,6 +156,9 @@ class WebhookMetrics:
             self.enqueue_seconds,
             self.batch_size,
             self.publish_failures,
+            self.invalid_elements,
+            self.key_duplicates,
+            self.key_collisions,
         ):
             lines.extend(metric.render())
         return "\n".join(lines) + "\n"

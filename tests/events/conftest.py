@@ -241,6 +241,12 @@ def tracker(
     )
 
 
+def hubspot_event_id(key: str) -> str:
+    """``hubspot:<eventId>`` of a HubSpot queue key ``hubspot:<eventId>:<digest>`` (queue.keys)."""
+    parts = key.split(":")
+    return ":".join(parts[:2]) if parts[0] == "hubspot" else key
+
+
 def contact_change(
     event_id: int,
     contact: str,

@@ -20,7 +20,16 @@ from integration_assets.events.processor import _Extractor, raw_frame
 from integration_assets.events.replay import replay_events
 from integration_assets.events.routing import Router, parse
 from integration_assets.queue import Message
-from tests.events.conftest import NOW, SampleEvent, Stack, contact_change, pi_event, seed_contacts, seed_deals
+from tests.events.conftest import (
+    NOW,
+    SampleEvent,
+    Stack,
+    contact_change,
+    hubspot_event_id,
+    pi_event,
+    seed_contacts,
+    seed_deals,
+)
 
 # -- extraction ---------------------------------------------------------------------------------------------
 
@@ -185,7 +194,7 @@ def test_hubspot_property_changes(contacts: Stack) -> None:
         newer
     ).tz_localize(None)
     assert rows["101"]["email"] == base["101"]["email"]  # untouched columns keep their values
-    outcomes = {r["event_id"]: r["outcome"] for r in stack.ledger()}
+    outcomes = {hubspot_event_id(r["event_id"]): r["outcome"] for r in stack.ledger()}
     assert outcomes == {
         "hubspot:1": "stale",
         "hubspot:2": "applied",
@@ -194,7 +203,7 @@ def test_hubspot_property_changes(contacts: Stack) -> None:
         "hubspot:5": "stale",
         "hubspot:6": "ignored",
     }
-    assert {r["natural_key"]: r["check_name"] for r in stack.dead_letters()} == {
+    assert {hubspot_event_id(r["natural_key"]): r["check_name"] for r in stack.dead_letters()} == {
         "hubspot:7": "unknown_property",
         "hubspot:8": "unknown_value",
     }
@@ -232,10 +241,12 @@ def test_hubspot_deletions_and_restores_mark_the_row(contacts: Stack) -> None:
     assert rows["101"]["first_name"] == "Gone"  # the earlier change still applies: the row stays whole
     assert rows["102"]["archived_at"] is None
     assert rows["103"]["archived_at"] is None and rows["103"]["source_updated_at"] == seeded_at["103"]
-    outcomes = {r["event_id"]: r["outcome"] for r in stack.ledger()}
+    outcomes = {hubspot_event_id(r["event_id"]): r["outcome"] for r in stack.ledger()}
     assert outcomes == {"hubspot:1": "applied", "hubspot:2": "stale", "hubspot:3": "applied",
                         "hubspot:4": "stale", "hubspot:6": "applied"}
-    assert {r["natural_key"]: r["check_name"] for r in stack.dead_letters()} == {"hubspot:5": "unknown_object"}
+    assert {hubspot_event_id(r["natural_key"]): r["check_name"] for r in stack.dead_letters()} == {
+        "hubspot:5": "unknown_object"
+    }
 
 
 @pytest.mark.parametrize("stack", ["sql-sqlite"], indirect=True)

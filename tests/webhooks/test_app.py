@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from integration_assets.queue import Message
+from integration_assets.queue.keys import hubspot_event_key
 from integration_assets.queue.rabbitmq import RabbitMQQueue
 from integration_assets.queue.sql import SqlQueue
 from integration_assets.webhooks import signatures as sig
@@ -69,7 +70,7 @@ async def test_stripe_event_is_enqueued_with_its_id_and_no_secret_headers(
         "payment_intent.succeeded",
         body,
     )
-    assert set(m.headers) == {"content-type", "user-agent", "x-stripe-signature-timestamp"}
+    assert set(m.headers) == {"content-type", "user-agent", "x-stripe-signature-timestamp", "x-content-sha256"}
     assert not any(STRIPE_SECRET in v or "v1=" in v for v in m.headers.values())
 
 
@@ -80,7 +81,8 @@ async def test_hubspot_array_becomes_one_message_per_event(
     r = await client.post("/webhooks/hubspot", content=body, headers=hubspot_headers(body))
     assert r.status_code == 200 and r.json() == {"accepted": 3}
     got = sql_queue.receive(10)
-    assert [d.message.id for d in got] == ["hubspot:101", "hubspot:102", "hubspot:103"]
+    assert [d.message.id.rsplit(":", 1)[0] for d in got] == ["hubspot:101", "hubspot:102", "hubspot:103"]
+    assert [d.message.id for d in got] == [hubspot_event_key(e) for e in json.loads(body)]
     assert {d.message.event_type for d in got} == {"contact.propertyChange"}
     assert json.loads(got[1].message.body)["objectId"] == 1102
     assert got[1].message.headers["x-hubspot-batch-index"] == "1"

@@ -270,7 +270,7 @@ def _load(src: SourceFile, system: str, entity: str, settings: Settings, engine:
             failures = mapped.failures + ref_failures
             quarantined += len(failures)
             upsert_dead_letters(conn, _dead_letter_rows(failures, contract.id, system, entity, src.path.name, report.load_id))
-            stage.add(frame, report.load_id)
+            stage.add(frame, report.load_id, keep=mapped.absent)  # columns the file lacks stay as stored
             # Arrow's allocator keeps freed chunk buffers around; hand them back so memory tracks the chunk size.
             pa.default_memory_pool().release_unused()
 

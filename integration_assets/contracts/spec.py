@@ -16,6 +16,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from integration_assets.mapping.ids import IdType
+
 CONTRACTS_DIR = Path(__file__).parent
 
 FieldType = Literal["string", "id", "integer", "decimal", "boolean", "datetime", "date", "enum", "many2one", "association"]
@@ -25,6 +27,9 @@ FileFormat = Literal["csv", "json", "jsonl", "parquet"]
 # How records of a shape arrive: export files in the inbox, or provider events from the queue (webhooks).
 Delivery = Literal["file", "event"]
 Transform = Literal["strip", "lower", "upper", "collapse_spaces"]
+# What a load does to a stored column whose source column the file does not have: keep the stored values
+# (a file says nothing about a column it lacks) or set them to null (the file's rows are whole records).
+OnMissing = Literal["keep", "null"]
 
 # Canonical identifiers are plain snake_case; Postgres truncates identifiers at 63 bytes, so longer ones are refused.
 _IDENT = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
@@ -59,6 +64,9 @@ class FieldSpec(_Strict):
     absent_ok: bool = False
     # many2one: which element of Odoo's [id, "display name"] pair to keep (name: e.g. currency_id -> "USD").
     part: Literal["id", "name"] = "id"
+    # id, many2one and association fields: how the id is normalised (integration_assets.mapping.ids), so a
+    # key and every reference to it have one spelling (Odoo 042 and 42.0 are 42). Unset: checked, not normalised.
+    id_type: IdType | None = None
 
     @field_validator("to")
     @classmethod
@@ -77,6 +85,8 @@ class FieldSpec(_Strict):
             raise ValueError(f"{self.to}: on_unknown=default needs 'default'")
         if self.part != "id" and self.type != "many2one":
             raise ValueError(f"{self.to}: 'part' only applies to many2one fields")
+        if self.id_type is not None and (self.type not in ("id", "many2one", "association") or self.part != "id"):
+            raise ValueError(f"{self.to}: 'id_type' only applies to id, many2one (part: id) and association fields")
         return self
 
 
@@ -116,6 +126,9 @@ class Contract(_Strict):
     formats: tuple[FileFormat, ...]
     description: str = ""
     odoo_false_is_null: bool = False  # Odoo sends false for empty char/date/many2one values
+    # A file without an optional column leaves that column's stored values as they are (keep), or sets them
+    # to null (null: for sources whose records are always whole, so an absent key means "no value").
+    on_missing: OnMissing = "keep"
     empty_values: tuple[str, ...] = ("",)
     fields: dict[str, FieldSpec]
     ignored: tuple[str, ...] = ()  # source columns known and deliberately not mapped (not reported as drift)

@@ -31,6 +31,7 @@ from integration_assets.connectors.files import (
 from integration_assets.contracts.models import CANONICAL_MODELS
 from integration_assets.contracts.spec import Contract, FieldSpec
 from integration_assets.errors import IntegrationError
+from integration_assets.mapping import ids
 from integration_assets.warehouse.schema import LATE_COLUMNS
 
 _ID_RE = r"^[A-Za-z0-9_\-.:/]{1,64}$"
@@ -110,6 +111,9 @@ class MappedChunk:
     failures: list[RowFailure]
     drift: DriftStats
     rows_in: int
+    # Canonical columns the chunk does not carry (its source column is absent and the contract keeps stored
+    # values): the writer leaves them as stored. Empty under on_missing: null.
+    absent: frozenset[str] = frozenset()
 
 
 class _Errors:
@@ -293,11 +297,14 @@ class ContractMapper:
         index = pd.RangeIndex(n)
         raw = raw.reset_index(drop=True)
 
+        absent: set[str] = set()
         for src, spec in self.contract.fields.items():
             if src in raw.columns:
                 series = raw[src]
             else:
                 series = pd.Series([None] * n, index=index, dtype=object)
+                if self.contract.on_missing == "keep" and not spec.absent_ok and not spec.required:
+                    absent.add(spec.to)
             out[spec.to] = self._map_field(src, spec, series, errors, drift)
 
         for col, value in self.contract.defaults.items():
@@ -328,7 +335,19 @@ class ContractMapper:
         result["source_system"] = self.contract.system
         result["mapping_version"] = self.contract.id
         result["_pos"] = chunk.positions[keep] if len(chunk.positions) == n else keep + 1
-        return MappedChunk(result, failures, drift, rows_in=n + len(chunk.failures))
+        return MappedChunk(result, failures, drift, rows_in=n + len(chunk.failures),
+                           absent=self._absent_derived(absent))
+
+    def _absent_derived(self, absent: set[str]) -> frozenset[str]:
+        """``absent`` plus the derived columns computed from an absent column (their stored value stays too)."""
+        if not absent:
+            return frozenset()
+        out = set(absent)
+        for col, d in self.contract.derived.items():
+            inputs = (d.equals[0],) if d.equals else (d.is_in[0],) if d.is_in else d.coalesce or d.latest or ()
+            if any(i in absent for i in inputs):
+                out.add(col)
+        return frozenset(out)
 
     # -- fields -------------------------------------------------------------------------------------
     def _strip(self, t: pd.Series) -> pd.Series:
@@ -379,8 +398,16 @@ class ContractMapper:
 
     def _type_id(self, src: str, spec: FieldSpec, s: pd.Series, present: pd.Series, drift: DriftStats) -> Any:
         t = self._strip(_as_text(s)).where(present, None)
+        if spec.id_type is not None:
+            return self._typed_ids(src, spec.id_type, t)
         ok = t.str.match(_ID_RE).fillna(True)
         return t.where(ok, None), (~ok).to_numpy(), "invalid_id", f"{src!r} is not a valid id: {{value!r}}"
+
+    @staticmethod
+    def _typed_ids(src: str, id_type: str, t: pd.Series) -> Any:
+        """Canonical ids (integration_assets.mapping.ids); a value that is not one is quarantined."""
+        out, bad = ids.normalise(t, id_type)
+        return out, bad, "invalid_id", f"{src!r} is not a valid {id_type} id: {{value!r}}"
 
     def _numeric(self, s: pd.Series, present: pd.Series) -> tuple[pd.Series, np.ndarray]:
         if pd.api.types.is_numeric_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype):
@@ -493,11 +520,27 @@ class ContractMapper:
                 return str(v).strip() or None
             return "\x01invalid"
 
-        ids = s.map(first).astype(pd.StringDtype("pyarrow")) if s.dtype == object else _as_text(s)
-        valid = ids.str.match(_ID_RE).fillna(False).to_numpy()
+        if spec.id_type is not None:
+            return self._many2one_typed(src, spec.id_type, s, present)
+        found = s.map(first).astype(pd.StringDtype("pyarrow")) if s.dtype == object else _as_text(s)
+        valid = found.str.match(_ID_RE).fillna(False).to_numpy()
         bad = present.to_numpy() & ~valid
-        ids = ids.where(~bad, None)
-        return ids, bad, "invalid_many2one", f"{src!r} is not an Odoo many2one [id, name]: {{value!r}}"
+        found = found.where(~bad, None)
+        return found, bad, "invalid_many2one", f"{src!r} is not an Odoo many2one [id, name]: {{value!r}}"
+
+    def _many2one_typed(self, src: str, id_type: str, s: pd.Series, present: pd.Series) -> Any:
+        """The id of an Odoo many2one ``[id, "name"]`` (or a bare id), normalised like the key it points at."""
+        if s.dtype == object:
+            # Only the first element of a pair is taken out here; whether it is an id, the normaliser decides
+            # (a nested list or an object is not).
+            def first(v: Any) -> Any:
+                if isinstance(v, list | tuple):
+                    v = v[0] if v else "\x01invalid"
+                return "\x01invalid" if isinstance(v, list | tuple | dict) else v
+            s = s.map(first, na_action="ignore")
+        text = self._strip(_as_text(s)).where(present.to_numpy(), None)
+        out, bad = ids.normalise(text, id_type)
+        return out, bad, "invalid_id", f"{src!r} is not a valid {id_type} id (many2one [id, name]): {{value!r}}"
 
     def _many2one_name(self, src: str, spec: FieldSpec, s: pd.Series, present: pd.Series) -> Any:
         """The display name of an Odoo many2one ``[id, "name"]`` (e.g. currency_id ``[1, "USD"]`` -> USD)."""
@@ -534,8 +577,10 @@ class ContractMapper:
                 return str(item.get("id")) if isinstance(item, dict) and item.get("id") is not None else None
             return None
 
-        ids = s.map(first).astype(pd.StringDtype("pyarrow"))
-        return ids, None, "association", ""
+        found = s.map(first).astype(pd.StringDtype("pyarrow"))
+        if spec.id_type is not None:
+            return self._typed_ids(src, spec.id_type, found)
+        return found, None, "association", ""
 
     # -- frame-level ------------------------------------------------------------------------------
     def _to_model_dtypes(self, frame: pd.DataFrame) -> pd.DataFrame:

@@ -7,6 +7,15 @@ hash, so the result does not depend on load order). In-file duplicates are colla
 A replay of the same content therefore writes nothing. On Postgres the statement is an UPDATE of the keys
 that exist plus an INSERT of those that do not, under an advisory lock that admits one merge per table; on
 SQLite (a single writer anyway) it is ``INSERT … ON CONFLICT … DO UPDATE … WHERE``.
+
+Partial rows: a file that lacks an optional column says nothing about it, so the rows it stages may name
+columns to *keep* (``add(…, keep=…)``). An existing row is then compared and written as the merged row (its
+stored values for the kept columns, the file's for the others): newer wins, an equal timestamp goes to the
+larger hash of the merged row, and the stored ``row_hash`` is always the hash of the stored row, so a replay
+of the same partial file (or of a whole file with the same content) is unchanged. A key that is not stored
+yet is inserted with nulls in the kept columns. On Postgres the merge reads the stored values in the UPDATE
+itself (it sees a concurrent change of a kept column, e.g. a HubSpot property change); on SQLite, which holds
+the write lock for the whole load, they are read when the rows are staged.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ import sqlalchemy as sa
 from psycopg import sql as psql
 from sqlalchemy.dialects import postgresql, sqlite
 
+from integration_assets.privacy.suppress import keep_dead_letters_erased, keep_erased_staged
 from integration_assets.warehouse.ledger import utcnow
 from integration_assets.warehouse.schema import (
     CANONICAL_TABLES,
@@ -36,6 +46,7 @@ from integration_assets.warehouse.schema import (
 )
 
 STAGE_POS = "_pos"
+STAGE_KEEP = "_keep"  # bit mask (bit i = column i of the table) of the columns a staged row leaves as stored
 CONSTANT_LINEAGE = ("source_system", "mapping_version", "load_id")
 
 
@@ -67,6 +78,13 @@ class CanonicalStage:
         self.name = f"_stage_{table_name}"
         self.staged = 0
         self._defaults: dict[str, str] = {}
+        # Columns a partial row may keep: any stored column but the key, the version and lineage bookkeeping.
+        self.keepable = [c for c in self.columns if c not in LINEAGE_COLUMNS | {"source_id", "source_updated_at"}]
+        self._bit = {c: 1 << i for i, c in enumerate(self.columns) if c in self.keepable}
+        if max(self._bit.values(), default=0) >= 1 << 62:  # pragma: no cover - no canonical table is that wide
+            raise ValueError(f"{table_name} has too many columns for the keep mask")
+        self.kept_mask = 0  # union of the masks staged so far (0: every row is whole)
+        self._keep_default = 0
         q = _q(conn, self.name)
         if self.pg:
             # Timestamps are staged as naive UTC text (formatting them with a zone costs ~25x more in Arrow),
@@ -74,6 +92,7 @@ class CanonicalStage:
             conn.exec_driver_sql("SET LOCAL TimeZone = 'UTC'")
             conn.exec_driver_sql(f"CREATE TEMP TABLE {q} (LIKE {_q(conn, table_name)}) ON COMMIT DROP")
             conn.exec_driver_sql(f"ALTER TABLE {q} ADD COLUMN {STAGE_POS} bigint")
+            conn.exec_driver_sql(f"ALTER TABLE {q} ADD COLUMN {STAGE_KEEP} bigint")
             conn.exec_driver_sql(f"ALTER TABLE {q} ALTER COLUMN row_hash DROP NOT NULL")  # computed at merge
         else:
             conn.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{q}")
@@ -87,20 +106,66 @@ class CanonicalStage:
             raise RuntimeError("the staging connection is closed")
         return raw
 
-    def add(self, frame: pd.DataFrame, load_id: str) -> None:
-        """Stage mapped rows (canonical columns + lineage + _pos); the row hash is computed here."""
+    def add(self, frame: pd.DataFrame, load_id: str, keep: Iterable[str] = ()) -> None:
+        """Stage mapped rows (canonical columns + lineage + _pos); the row hash is computed here.
+
+        ``keep``: columns the rows do not carry (their source column is absent from the file), left as stored
+        for keys that exist; their values in ``frame`` are ignored (null for a key that is inserted)."""
         if frame.empty:
             return
+        kept = sorted(set(keep))
+        unknown = [c for c in kept if c not in self._bit]
+        if unknown:
+            raise ValueError(f"cannot keep {unknown} of {self.table.name}: not stored columns outside the key")
+        mask = sum(self._bit[c] for c in kept)
+        self.kept_mask |= mask
         frame = frame.assign(load_id=load_id)
         if self.pg:
+            if mask != self._keep_default:  # one value per chunk: the staging column's default, not a COPY field
+                self._driver().execute(psql.SQL("ALTER TABLE {} ALTER COLUMN {} SET DEFAULT {}").format(
+                    psql.Identifier(self.name), psql.Identifier(STAGE_KEEP), psql.Literal(mask or None)))
+                self._keep_default = mask
             # Postgres hashes the row itself during the merge (hashtextextended): far cheaper than in pandas.
             cols = [c for c in (*self.columns, STAGE_POS) if c != "row_hash" and not self._as_default(frame, c)]
             self._copy(frame[cols], cols)
         else:
+            if kept:
+                frame = self._with_stored(frame, kept)
             frame["row_hash"] = pd.util.hash_pandas_object(frame[self.business], index=False).to_numpy().view(np.int64)
             cols = [*self.columns, STAGE_POS]
             self._executemany(frame[cols], cols)
         self.staged += len(frame)
+
+    def _with_stored(self, frame: pd.DataFrame, kept: list[str]) -> pd.DataFrame:
+        """SQLite: ``frame`` with the stored values of the ``kept`` columns for keys that exist (null for new ones).
+
+        The load holds SQLite's write lock from its first statement, so the values read here are the ones the
+        merge meets. They get the frame's dtypes, so the row hash of a merged row equals that of a whole row
+        with the same content."""
+        c = self.conn
+        t = _q(c, self.table.name)
+        collist = ", ".join(_q(c, x) for x in kept)
+        parts = []
+        for system, ids in frame.groupby("source_system", sort=False)["source_id"]:
+            rows = c.exec_driver_sql(
+                f"SELECT source_id, {collist} FROM {t} WHERE source_system = ? "
+                f"AND source_id IN (SELECT value FROM json_each(?))",
+                (system, json.dumps(ids.dropna().unique().tolist())),
+            ).all()
+            stored = pd.DataFrame.from_records([tuple(r) for r in rows], columns=["source_id", *kept])
+            stored.insert(0, "source_system", system)
+            parts.append(stored)
+        stored = pd.concat(parts, ignore_index=True).set_index(["source_system", "source_id"])
+        at = pd.MultiIndex.from_arrays([frame["source_system"].astype(object), frame["source_id"].astype(object)])
+        frame = frame.copy()
+        for col in kept:
+            values = stored[col].reindex(at).astype(object).where(lambda v: v.notna(), None).to_numpy()
+            dtype = frame[col].dtype
+            if isinstance(dtype, pd.DatetimeTZDtype):
+                frame[col] = pd.to_datetime(pd.Series(values, index=frame.index), utc=True, format="ISO8601").astype(dtype)
+            else:
+                frame[col] = pd.Series(values, index=frame.index, dtype=object).astype(dtype)
+        return frame
 
     def _as_default(self, frame: pd.DataFrame, col: str) -> bool:
         """Stage a lineage column that holds one text value in ``frame`` as the staging column's default.
@@ -172,6 +237,14 @@ class CanonicalStage:
         if known is None or known < 0 or written > ANALYZE_SHARE * known:  # -1: never analysed
             c.exec_driver_sql(f"ANALYZE {_q(c, self.table.name)}")
 
+    def _merged_sql(self, t: str, col: str) -> str:
+        """Postgres: the value of ``col`` in the merged row (stored when the staged row keeps it)."""
+        q = _q(self.conn, col)
+        bit = self._bit.get(col, 0)
+        if not bit & self.kept_mask:
+            return f"src.{q}"
+        return f"CASE WHEN src.{STAGE_KEEP} & {bit} <> 0 THEN {t}.{q} ELSE src.{q} END"
+
     def merge(self, *, lock: bool = True) -> MergeCounts:
         """Merge the staged rows into the canonical table; returns what changed.
 
@@ -180,6 +253,7 @@ class CanonicalStage:
         if self.staged == 0:
             return MergeCounts(0, 0, 0, 0, 0)
         c = self.conn
+        keep_erased_staged(c, self.table.name, self.name, lock=lock)  # GDPR: erased records stay erased
         t, s = _q(c, self.table.name), _q(c, self.name)
         cols = ", ".join(_q(c, x) for x in self.columns)
         keys = ("source_system", "source_id")
@@ -201,26 +275,40 @@ class CanonicalStage:
             # concat_ws of the text forms (NULL kept distinct from every value) is ~2x cheaper than ROW(...)::text.
             biz = ", ".join(f"coalesce(s.{_q(c, x)}::text, chr(30))" for x in self.business)
             others = ", ".join(f"s.{_q(c, x)}" for x in self.columns if x != "row_hash")
-            newest = f"""
-                SELECT DISTINCT ON (source_id, source_system) {cols} FROM (
-                    SELECT {others}, hashtextextended(concat_ws(chr(31), {biz}), 0) AS row_hash FROM {s} s
+
+            def newest(extra: str = "") -> str:
+                return f"""
+                SELECT DISTINCT ON (source_id, source_system) {cols}{extra} FROM (
+                    SELECT {others}{extra}, hashtextextended(concat_ws(chr(31), {biz}), 0) AS row_hash FROM {s} s
                 ) h
                 -- source_id first: Postgres abbreviates only the first sort key, and source_system is constant.
                 ORDER BY source_id, source_system, source_updated_at DESC, row_hash DESC"""
             if lock and c.exec_driver_sql(f"SELECT NOT EXISTS (SELECT 1 FROM {t})").scalar_one():
                 # A first load into an empty table (no merge can add rows while the lock is held): every
                 # newest version is inserted, with no join against the table and no second pass over them.
-                inserted = c.exec_driver_sql(f"INSERT INTO {t} ({cols}) {newest}").rowcount
+                # Nothing is stored, so a partial row has nothing to keep: its absent columns are null.
+                inserted = c.exec_driver_sql(f"INSERT INTO {t} ({cols}) {newest()}").rowcount
                 self._analyze_if_grown(inserted)
                 return MergeCounts(self.staged, inserted, 0, 0, self.staged - inserted)
             c.exec_driver_sql(f"ANALYZE {s}")
             src_sets = ", ".join(f"{_q(c, x)} = src.{_q(c, x)}" for x in self.columns if x not in keys)
             src_newer = newer.replace("excluded.", "src.")
+            src_cte = newest()
+            if self.kept_mask:
+                # Partial rows: an existing row is compared and written as the merged row (see the module doc).
+                src_cte = newest(f", {STAGE_KEEP}")
+                merged = {x: self._merged_sql(t, x) for x in self.columns}
+                merged_hash = ("hashtextextended(concat_ws(chr(31), "
+                               + ", ".join(f"coalesce(({merged[x]})::text, chr(30))" for x in self.business) + "), 0)")
+                src_sets = ", ".join(f"{_q(c, x)} = {merged_hash if x == 'row_hash' else merged[x]}"
+                                     for x in self.columns if x not in keys)
+                src_newer = (f"src.source_updated_at > {t}.source_updated_at OR (src.source_updated_at = "
+                             f"{t}.source_updated_at AND {merged_hash} > {t}.row_hash)")
             same_key = "{a}.source_system = src.source_system AND {a}.source_id = src.source_id"
             # Every sub-statement sees the same snapshot: the UPDATE touches only keys that existed, the
             # INSERT only keys that did not, so the two never meet.
             sql = f"""
-            WITH src AS MATERIALIZED ({newest}
+            WITH src AS MATERIALIZED ({src_cte}
             ), u AS (
                 UPDATE {t} SET {src_sets} FROM src
                 WHERE {same_key.format(a=t)} AND ({src_newer})
@@ -325,6 +413,7 @@ def upsert_dead_letters(conn: sa.Connection, rows: Sequence[dict[str, Any]]) -> 
             },
         )
         conn.execute(stmt, part)  # executemany: one statement, many parameter sets
+    keep_dead_letters_erased(conn, [r["fingerprint"] for r in rows])  # GDPR: no payload of an erased record
 
 
 def record_drift(conn: sa.Connection, load_id: str, system: str, entity: str, contract_version: str | None,

@@ -148,6 +148,7 @@ def collect_status(*, settings: Settings | None = None, instance: Any = None, no
         "dagster_instance": instance is not None,
         "entities": rows,
         "other_open_alerts": [_incident(i) for i in incidents if i.key not in claimed],
+        "events": event_status(engine, policies),
     }
 
 
@@ -177,6 +178,7 @@ def render(status: dict[str, Any]) -> None:
     for a in open_alerts:
         console.print(f"[{'red' if a['severity'] != 'warning' else 'yellow'}]{a['severity']}[/] {a['key']}: {a['title']} "
                       f"(since {a['since'][:19]}Z)", highlight=False)
+    _render_events(console, status.get("events"))
     if not status["dagster_instance"]:
         console.print("[dim]No Dagster instance found (DAGSTER_HOME): freshness from the loads ledger, failing "
                       "checks from open alerts.[/]")
@@ -196,6 +198,52 @@ def status(as_json: bool) -> None:
         click.echo(json.dumps(_jsonable(data), sort_keys=True))
     else:
         render(data)
+
+
+# -- webhook events: ignored types and key collisions --------------------------------------------------------
+def ignored_event_counts(engine: sa.Engine) -> dict[tuple[str, str], int]:
+    """Events ignored by ``events.ignore`` (policies.yaml), per (source, event type), from the
+    processed_events ledger (outcome ``ignored`` without a target table; kept for retention.processed_events)."""
+    from integration_assets.events.tables import processed_events as pe
+
+    stmt = (
+        sa.select(pe.c.source, pe.c.event_type, sa.func.count())
+        .where(pe.c.outcome == "ignored", pe.c.target_table.is_(None))
+        .group_by(pe.c.source, pe.c.event_type)
+    )
+    with engine.connect() as conn:
+        return {(r[0], r[1]): int(r[2]) for r in conn.execute(stmt)}
+
+
+def event_status(engine: sa.Engine, policies: Policies) -> dict[str, Any]:
+    """The ``events.ignore`` patterns, how many events each ignored type had, and the key collisions
+    (dead letters with check ``key_collision``: two different events under one key)."""
+    with engine.connect() as conn:
+        collisions = conn.execute(
+            sa.select(sa.func.count()).where(
+                dead_letters.c.stage == "event", dead_letters.c.check_name == "key_collision"
+            )
+        ).scalar_one()
+    return {
+        "ignore": {source: list(patterns) for source, patterns in policies.events.ignore.items()},
+        "ignored": [
+            {"source": source, "event_type": kind, "count": n}
+            for (source, kind), n in sorted(ignored_event_counts(engine).items())
+        ],
+        "key_collisions": int(collisions),
+    }
+
+
+def _render_events(console: Any, events: dict[str, Any] | None) -> None:
+    if not events or not (events["ignore"] or events["ignored"] or events["key_collisions"]):
+        return
+    patterns = "; ".join(f"{s}: {', '.join(p)}" for s, p in sorted(events["ignore"].items()) if p) or "none"
+    console.print(f"Webhook event types ignored (policies.yaml events.ignore): {patterns}", highlight=False)
+    for row in events["ignored"]:
+        console.print(f"  {row['source']} {row['event_type']}: {row['count']} ignored", highlight=False)
+    if events["key_collisions"]:
+        console.print(f"[yellow]{events['key_collisions']} webhook key collision(s)[/] (dead letters, check "
+                      "key_collision): integration-assets dlq list --check key_collision", highlight=False)
 
 
 def open_alert_keys(status: dict[str, Any]) -> Iterable[str]:

@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from integration_assets.queue.keys import hubspot_event_key
+
 Provider = Literal["stripe", "hubspot", "easypost"]
 
 # Test-only secrets for the demo's receiver (never real ones; the demo sets them in its own process only).
@@ -48,7 +50,7 @@ class SampleEvent:
     """One provider event. ``expect`` is what processing it must do: ``apply`` or ``dead_letter:<check>``."""
 
     provider: Provider
-    event_id: str  # the queue message id: stripe:evt_…, hubspot:<eventId>, easypost:evt_…
+    event_id: str  # the queue message id: stripe:evt_…, hubspot:<eventId>:<digest> (queue.keys), easypost:evt_…
     payload: dict[str, Any]
     expect: str = "apply"
     object_id: str | None = None
@@ -284,7 +286,8 @@ def generate_event_samples(
         expect: str = "apply",
         object_id: str | None = None,
     ) -> None:
-        events.append(SampleEvent(provider, f"{provider}:{event_id}", payload, expect, object_id))
+        key = hubspot_event_key(payload) if provider == "hubspot" else f"{provider}:{event_id}"
+        events.append(SampleEvent(provider, key, payload, expect, object_id))
 
     final_pi: dict[str, str] = {}
     for i in range(payments):

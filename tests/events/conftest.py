@@ -255,14 +255,11 @@ def contact_change(
     occurred: datetime,
     subscription: str = "contact.propertyChange",
 ) -> SampleEvent:
+    from integration_assets.queue.keys import hubspot_event_key
     from integration_assets.samples.events import hubspot_change
 
-    return SampleEvent(
-        "hubspot",
-        f"hubspot:{event_id}",
-        hubspot_change(event_id, contact, prop, value, occurred, subscription),
-        object_id=contact,
-    )
+    payload = hubspot_change(event_id, contact, prop, value, occurred, subscription)
+    return SampleEvent("hubspot", hubspot_event_key(payload), payload, object_id=contact)
 
 
 def seed_contacts(

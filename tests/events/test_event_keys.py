@@ -1,0 +1,262 @@
+"""Event keys at the edges: HubSpot's non-unique eventId, key collisions, split batches, the generic HubSpot
+format and ignored event types, on every queue × warehouse combination (``stack``)."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from integration_assets.queue import Message
+from integration_assets.queue.keys import CONTENT_HEADER, hubspot_event_key
+from integration_assets.queue.sql import SqlQueue
+from integration_assets.samples.events import SampleEvent, hubspot_archive, hubspot_change, stripe_event
+from tests.events.conftest import NOW, Stack, contact_change, hubspot_event_id, pi_event, seed_contacts
+
+# HubSpot's "Test" deliveries as captured from an app's webhook settings (docs/PROVIDERS.md): one eventId.
+TEST_CREATION = {
+    "appId": 4210286, "eventId": 100, "subscriptionId": 2881778, "portalId": 44237313,
+    "occurredAt": 1731612159499, "subscriptionType": "contact.creation", "attemptNumber": 0,
+    "objectId": 123, "changeSource": "CRM", "changeFlag": "NEW",
+}
+TEST_PROPERTY_CHANGE = {
+    "appId": 4210286, "eventId": 100, "subscriptionId": 2902227, "portalId": 44237313,
+    "occurredAt": 1731612210994, "subscriptionType": "contact.propertyChange", "attemptNumber": 0,
+    "objectId": 123, "changeSource": "CRM", "propertyName": "message", "propertyValue": "sample-value",
+}
+
+
+def hubspot(payload: dict[str, Any]) -> SampleEvent:
+    return SampleEvent("hubspot", hubspot_event_key(payload), payload, object_id=str(payload.get("objectId")))
+
+
+def by_check(stack: Stack) -> dict[str, str]:
+    return {r["natural_key"]: r["check_name"] for r in stack.dead_letters()}
+
+
+def test_hubspot_test_deliveries_with_one_event_id_are_two_events(stack: Stack, tmp_path: Path) -> None:
+    """The captured test pair (eventId 100 twice) and two property changes modelled on it are four events:
+    each one applied or dead-lettered on its own, none dropped as a duplicate of another; a retry of one
+    (attemptNumber 1) is a duplicate."""
+    seed_contacts(tmp_path, ["123", "124"], warehouse_url=stack.warehouse_url)
+    when = NOW - timedelta(minutes=1)
+    first = hubspot_change(100, "123", "firstname", "Ada", when) | {"subscriptionId": 2902227}
+    second = hubspot_change(100, "124", "lastname", "Lovelace", when) | {"subscriptionId": 2902227}
+    events = [hubspot(TEST_CREATION), hubspot(TEST_PROPERTY_CHANGE), hubspot(first), hubspot(second)]
+    assert len({e.event_id for e in events}) == 4
+    queue = stack.make_queue()
+    stack.publish(events, queue)
+    report = stack.drain(queue)
+    assert report.balanced, report.as_dict()
+    assert (report.totals.applied, report.totals.dead_lettered, report.totals.duplicates) == (2, 2, 0)
+    rows = {r["source_id"]: r for r in stack.rows("contacts")}
+    assert (rows["123"]["first_name"], rows["124"]["last_name"]) == ("Ada", "Lovelace")
+    assert by_check(stack) == {
+        events[0].event_id: "unknown_event_type",  # contact.creation: no handler (not configured to ignore)
+        events[1].event_id: "unknown_property",  # "message" is no contact property of the contract
+    }
+    retry = {**first, "attemptNumber": 1}
+    assert hubspot_event_key(retry) == events[2].event_id
+    stack.publish([hubspot(retry)], queue)
+    again = stack.drain(queue, wait_s=0.5)
+    assert (again.totals.events_in, again.totals.duplicates, again.totals.applied) == (1, 1, 0)
+
+
+def test_key_collision_is_dead_lettered_and_an_identical_redelivery_is_a_duplicate(stack: Stack) -> None:
+    """One key, two contents: the first applies, the second is dead-lettered (key_collision) under a key of
+    its own, whether both are queued at once or the second comes after the first was processed."""
+    queue = stack.make_queue()
+    original = pi_event(1, evt="evt_collide00001")
+    other = pi_event(1, evt="evt_collide00001", amount=999_999)  # same evt_ id, other content
+    assert original.event_id == other.event_id
+    stack.publish([original, other], queue)
+    report = stack.drain(queue)
+    assert report.balanced, report.as_dict()
+    [row] = stack.rows("payments")
+    assert row["amount"] == 2000
+    [letter] = stack.dead_letters()
+    assert letter["check_name"] == "key_collision"
+    assert letter["natural_key"].startswith("stripe:evt_collide00001#collision-")
+    assert json.loads(letter["raw_record"])["data"]["object"]["amount"] == 999_999
+    if isinstance(queue, SqlQueue):  # found at publish: the queue never held the second copy
+        assert queue.last_publish.collisions == ("stripe",)
+    # After the first was processed: against the ledger. A third content collides too; a redelivery of
+    # the original (pending_webhooks changes between attempts) is a duplicate.
+    third = pi_event(1, evt="evt_collide00001", amount=5)
+    redelivery = SampleEvent("stripe", original.event_id, {**original.payload, "pending_webhooks": 3})
+    stack.publish([third], queue)
+    later = stack.drain(queue, wait_s=0.5)
+    assert later.balanced, later.as_dict()
+    assert (later.totals.dead_lettered, later.totals.applied) == (1, 0)
+    stack.publish([redelivery], queue)
+    last = stack.drain(queue, wait_s=0.5)
+    assert (last.totals.duplicates, last.totals.dead_lettered, last.totals.applied) == (1, 0, 0)
+    checks = sorted(r["check_name"] for r in stack.dead_letters())
+    assert checks == ["key_collision", "key_collision"]
+    [row] = stack.rows("payments")
+    assert row["amount"] == 2000
+
+
+def test_sql_queue_counts_pending_duplicates_and_collisions_at_publish(stack: Stack) -> None:
+    if not stack.name.startswith("sql"):
+        pytest.skip("only the SQL queue deduplicates at publish")
+    queue = stack.make_queue()
+    assert isinstance(queue, SqlQueue)
+    original = pi_event(2, evt="evt_pending00002")
+    other = pi_event(2, evt="evt_pending00002", amount=7)
+    stack.publish([original], queue)
+    stack.publish([original, other], queue)
+    assert queue.last_publish.duplicates == ("stripe",)
+    assert queue.last_publish.collisions == ("stripe",)
+    assert queue.depth() == 1
+    [letter] = stack.dead_letters()
+    assert letter["check_name"] == "key_collision" and "already queued" in letter["reason"]
+    report = stack.drain(queue)
+    assert (report.totals.applied, report.totals.dead_lettered) == (1, 0)
+    assert stack.rows("payments")[0]["amount"] == 2000
+
+
+def test_hubspot_batch_with_a_bad_element_is_split(stack: Stack, tmp_path: Path) -> None:
+    """100 events, element 57 malformed: 99 apply, the bad one is dead-lettered with the receiver's reason
+    and its raw element; the same batch delivered again changes nothing and adds no second dead letter."""
+    ids = [str(5000 + i) for i in range(100)]
+    seed_contacts(tmp_path, ids, warehouse_url=stack.warehouse_url)
+    elements: list[Any] = [
+        hubspot_change(1000 + i, cid, "firstname", f"N{i}", NOW - timedelta(seconds=i)) for i, cid in enumerate(ids)
+    ]
+    elements[57] = {"subscriptionType": "contact.propertyChange", "objectId": 5057, "propertyName": "firstname"}
+    body = json.dumps(elements).encode()
+    msgs = messages_of_batch(body)
+    assert len(msgs) == 100 and sum("x-receiver-check" in m.headers for m in msgs) == 1
+    queue = stack.make_queue()
+    stack.publish(msgs, queue)
+    report = stack.drain(queue)
+    assert report.balanced, report.as_dict()
+    assert (report.totals.applied, report.totals.dead_lettered) == (99, 1)
+    [letter] = stack.dead_letters()
+    assert letter["check_name"] == "invalid_payload"
+    assert "element 57 of 100" in letter["reason"] and "eventId" in letter["reason"]
+    assert json.loads(letter["raw_record"]) == elements[57]
+    names = {r["source_id"]: r["first_name"] for r in stack.rows("contacts")}
+    assert names["5000"] == "N0" and names["5057"] == "Old" and names["5099"] == "N99"
+    stack.publish(messages_of_batch(body), queue)
+    again = stack.drain(queue, wait_s=0.5)
+    assert again.balanced and again.totals.duplicates == 100, again.as_dict()
+    assert len(stack.dead_letters()) == 1
+
+
+def messages_of_batch(body: bytes) -> list[Message]:
+    from integration_assets.webhooks.app import hubspot_messages
+
+    return hubspot_messages(json.loads(body), {"content-type": "application/json"}, NOW)
+
+
+def test_generic_hubspot_format_goes_to_the_same_handlers(stack: Stack, tmp_path: Path) -> None:
+    """object.propertyChange / object.deletion with objectTypeId 0-1 patch and archive contacts like
+    contact.propertyChange / contact.deletion; an object type not handled is still an unknown type."""
+    seed_contacts(tmp_path, ["201", "202"], warehouse_url=stack.warehouse_url)
+    change = hubspot_change(1, "201", "firstname", "Grace", NOW - timedelta(minutes=2), "object.propertyChange")
+    deletion = hubspot_archive(2, "202", NOW - timedelta(minutes=1), "object.deletion")
+    ticket = hubspot_change(3, "201", "subject", "Help", NOW, "object.propertyChange") | {"objectTypeId": "0-5"}
+    events = [hubspot(change | {"objectTypeId": "0-1"}), hubspot(deletion | {"objectTypeId": "0-1"}), hubspot(ticket)]
+    queue = stack.make_queue()
+    stack.publish(events, queue)
+    report = stack.drain(queue)
+    assert report.balanced, report.as_dict()
+    rows = {r["source_id"]: r for r in stack.rows("contacts")}
+    assert rows["201"]["first_name"] == "Grace"
+    assert rows["202"]["archived_at"] is not None
+    assert by_check(stack) == {events[2].event_id: "unknown_event_type"}
+    assert {hubspot_event_id(r["event_id"]): r["outcome"] for r in stack.ledger()} == {
+        "hubspot:1": "applied",
+        "hubspot:2": "applied",
+    }
+
+
+@pytest.fixture
+def ignoring(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A policies file that ignores contact.creation, EasyPost batch.* and Stripe invoice.*."""
+    from integration_assets.quality.policies import DEFAULT_POLICIES_FILE
+
+    doc = yaml.safe_load(DEFAULT_POLICIES_FILE.read_text())
+    doc["events"] = {
+        "ignore": {"hubspot": ["contact.creation"], "easypost": ["batch.*"], "stripe": ["invoice.*"]}
+    }
+    path = tmp_path / "policies.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    monkeypatch.setenv("INTEGRATION_POLICIES_FILE", str(path))
+    return path
+
+
+def easypost_batch_event(evt: str) -> SampleEvent:
+    payload = {
+        "id": evt, "object": "Event", "description": "batch.updated", "mode": "production", "status": "pending",
+        "pending_urls": [], "completed_urls": [], "created_at": "2026-11-26T11:00:00Z",
+        "updated_at": "2026-11-26T11:00:00Z", "user_id": "user_1",
+        "result": {"id": "batch_1", "object": "Batch", "state": "created"},
+    }
+    return SampleEvent("easypost", f"easypost:{evt}", payload)
+
+
+def test_configured_event_types_are_ignored_counted_and_kept_out_of_the_dead_letters(
+    stack: Stack, ignoring: Path
+) -> None:
+    from integration_assets.events.processor import EventProcessor
+
+    invoice = SampleEvent(
+        "stripe", "stripe:evt_inv0001",
+        stripe_event("evt_inv0001", "invoice.paid", {"id": "in_1", "object": "invoice", "amount_paid": 100},
+                     1_790_000_000),
+    )
+    customer = SampleEvent(
+        "stripe", "stripe:evt_cus0001",
+        stripe_event("evt_cus0001", "customer.created", {"id": "cus_1", "object": "customer"}, 1_790_000_000),
+    )
+    generic_creation = hubspot({**TEST_CREATION, "subscriptionType": "object.creation", "objectTypeId": "0-1",
+                                "eventId": 101})
+    events = [invoice, customer, easypost_batch_event("evt_b0001"), hubspot(TEST_CREATION), generic_creation]
+    queue = stack.make_queue()
+    stack.publish(events, queue)
+    report = stack.drain(queue)
+    assert report.balanced, report.as_dict()
+    assert (report.totals.ignored, report.totals.dead_lettered) == (4, 1)
+    assert by_check(stack) == {"stripe:evt_cus0001": "unknown_event_type"}  # not configured: still a dead letter
+    ledger = {r["event_id"]: (r["outcome"], r["target_table"]) for r in stack.ledger()}
+    assert ledger["stripe:evt_inv0001"] == ("ignored", None)
+    stack.publish([invoice, easypost_batch_event("evt_b0002")], queue)  # a redelivery and a new one
+    again = stack.drain(queue, wait_s=0.5)
+    assert (again.totals.duplicates, again.totals.ignored) == (1, 1), again.as_dict()
+    from integration_assets.status import ignored_event_counts
+
+    assert ignored_event_counts(stack.engine) == {
+        ("easypost", "batch.updated"): 2,
+        ("hubspot", "contact.creation"): 1,
+        ("hubspot", "object.creation"): 1,
+        ("stripe", "invoice.paid"): 1,
+    }
+    assert EventProcessor(stack.engine).router.ignores("easypost", "batch.created")
+
+
+def test_without_configuration_those_types_still_dead_letter(stack: Stack) -> None:
+    queue = stack.make_queue()
+    stack.publish([easypost_batch_event("evt_b0003"), hubspot(TEST_CREATION)], queue)
+    report = stack.drain(queue)
+    assert (report.totals.ignored, report.totals.dead_lettered) == (0, 2)
+
+
+def test_content_header_is_the_fingerprint_of_the_body() -> None:
+    from integration_assets.queue.keys import body_fingerprint
+
+    [m] = messages_of_batch(json.dumps([TEST_PROPERTY_CHANGE]).encode())
+    assert m.headers[CONTENT_HEADER] == body_fingerprint("hubspot", m.body)
+    retry = messages_of_batch(json.dumps([{**TEST_PROPERTY_CHANGE, "attemptNumber": 4}]).encode())[0]
+    assert (retry.id, retry.headers[CONTENT_HEADER]) == (m.id, m.headers[CONTENT_HEADER])
+
+
+def test_contact_change_helper_uses_the_real_key() -> None:
+    ev = contact_change(5, "101", "firstname", "A", NOW)
+    assert hubspot_event_id(ev.event_id) == "hubspot:5" and ev.event_id.count(":") == 2

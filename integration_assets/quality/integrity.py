@@ -1,6 +1,9 @@
 """Integrity of the canonical tables: present and unique business keys, and parents that exist.
 
-Keys: (source_system, source_id) is the primary key (unique by constraint) and is checked for empty values;
+Keys: (source_system, source_id) is the primary key (unique by constraint) and is checked for empty values,
+and, where the contracts declare a numeric ``id_type`` (Odoo, HubSpot), for ids not in canonical form: numeric
+twins (``42`` and ``042`` stored as two records) and lone non-canonical ids (``042`` stored by a load from
+before ids were normalised; the next load of the record writes ``42`` and makes a twin) both fail the check;
 ``policies.integrity.tables.<table>`` adds required columns and business keys unique per source system
 (an order reference, a product code, a contact e-mail). Referential: every child id in
 ``policies.integrity.references`` must exist as ``source_id`` of the parent table in the same source system.
@@ -11,13 +14,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import pandas as pd
 import sqlalchemy as sa
 
+from integration_assets.mapping import ids as id_rules
 from integration_assets.quality.outcome import CheckOutcome, pii_columns, worst
 from integration_assets.quality.policies import Policies
 from integration_assets.warehouse.schema import CANONICAL_TABLES
 
 SAMPLE = 20
+TWIN_SCAN = 10_000  # non-canonical ids examined for twins per source system (all are counted)
 
 
 def _table(table: str) -> sa.Table:
@@ -43,16 +49,28 @@ def keys(conn: sa.Connection, table: str, policies: Policies) -> CheckOutcome:
     for name in names:
         if name not in t.c:
             raise ValueError(f"policies: {table} has no column {name!r}")
-    # One scan of the table for the row count and every missing-value count.
+    numeric = numeric_id_types(table)
+    odd_sql = sa.text(id_rules.NON_CANONICAL_NUMERIC_SQL[conn.dialect.name])
+    # One scan of the table for the row count, every missing-value count and the non-canonical ids.
     counts = conn.execute(sa.select(
-        sa.func.count(), *(sa.func.count().filter(_missing(t.c[name])) for name in names))).one()
+        sa.func.count(), *(sa.func.count().filter(_missing(t.c[name])) for name in names),
+        *(sa.func.count().filter(sa.and_(t.c.source_system == system, odd_sql)) for system in numeric))).one()
     meta: dict[str, Any] = {"rows": int(counts[0])}
     nulls: dict[str, int] = {}
-    for name, n in zip(names, counts[1:], strict=True):
+    for name, n in zip(names, counts[1 : len(names) + 1], strict=True):
         if n:
             nulls[name] = int(n)
             problems.append(f"{n} row(s) without {name}")
     meta["missing_values"] = nulls
+    odd_counts = dict(zip(numeric, counts[len(names) + 1 :], strict=True))
+    twins, odd = _numeric_twins(conn, t, numeric, {s: int(n) for s, n in odd_counts.items() if n}, odd_sql)
+    meta["numeric_twins"], meta["non_canonical_ids"] = twins, odd
+    if twins["groups"]:
+        problems.append(f"{twins['groups']} record(s) stored under several spellings of one id (numeric twins, "
+                        f"e.g. {twins['sample'][0]['source_ids']})")
+    if odd["rows"]:
+        problems.append(f"{odd['rows']} source_id(s) not in canonical form (loads now write the canonical id, "
+                        "so such a row is never updated again)")
 
     duplicates: dict[str, Any] = {}
     if spec.unique and conn.dialect.name == "postgresql":
@@ -96,6 +114,48 @@ def keys(conn: sa.Connection, table: str, policies: Policies) -> CheckOutcome:
     if problems:
         return CheckOutcome.fail(check.severity, f"{table}: " + "; ".join(problems) + ".", **meta)
     return CheckOutcome.ok(f"{table}: keys present and unique ({meta['rows']} rows).", check.severity, **meta)
+
+
+def numeric_id_types(table: str) -> dict[str, str]:
+    """source_system -> numeric id type of ``table``'s source_id, where the contracts that declare one agree."""
+    from integration_assets.contracts.spec import all_contracts
+
+    found: dict[str, set[str]] = {}
+    for c in all_contracts():
+        src = c.source_for("source_id") if c.target == table else None
+        id_type = c.fields[src].id_type if src else None
+        if id_type:
+            found.setdefault(c.system, set()).add(id_type)
+    return {s: t for s, types in sorted(found.items()) if len(types) == 1 and (t := next(iter(types))) in
+            id_rules.NUMERIC_TYPES}
+
+
+def _numeric_twins(conn: sa.Connection, t: sa.Table, types: dict[str, str], odd_counts: dict[str, int],
+                   odd_sql: sa.TextClause) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Groups of stored ids that normalise to one key (twins), and the non-canonical ids (ids are not PII)."""
+    groups: list[dict[str, Any]] = []
+    odd_sample: list[dict[str, Any]] = []
+    limited = False
+    for system, n in odd_counts.items():
+        odd = list(conn.execute(sa.select(t.c.source_id).where(t.c.source_system == system, odd_sql)
+                                .order_by(t.c.source_id).limit(TWIN_SCAN)).scalars())
+        limited |= n > len(odd)
+        canon, _ = id_rules.normalise(pd.Series(odd, dtype=pd.StringDtype("pyarrow")), types[system])
+        members: dict[str, list[str]] = {}
+        for stored, key in zip(odd, canon.astype(object).where(canon.notna(), None), strict=True):
+            if len(odd_sample) < SAMPLE:
+                odd_sample.append({"source_system": system, "source_id": stored, "canonical": key})
+            if key is not None:
+                members.setdefault(key, []).append(stored)
+        wanted = sorted(members)
+        for start in range(0, len(wanted), 500):
+            for key in conn.execute(sa.select(t.c.source_id).where(
+                    t.c.source_system == system, t.c.source_id.in_(wanted[start : start + 500]))).scalars():
+                members[key].append(key)
+        groups += [{"source_system": system, "key": key, "source_ids": sorted(found)}
+                   for key, found in sorted(members.items()) if len(found) > 1]
+    twins = {"groups": len(groups), "sample": groups[:SAMPLE], "scan_limited": limited}
+    return twins, {"rows": sum(odd_counts.values()), "sample": odd_sample, "id_types": types}
 
 
 def referential(conn: sa.Connection, table: str, policies: Policies) -> CheckOutcome:

@@ -24,6 +24,7 @@ COMMAND_GROUPS: dict[str, tuple[str, str]] = {
     "webhooks": ("integration_assets.webhooks.cli", "webhooks"),
     "pull": ("integration_assets.connectors.cli", "pull"),
     "events": ("integration_assets.events.cli", "events"),
+    "privacy": ("integration_assets.privacy.cli", "privacy"),
 }
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from integration_assets.connectors.hashing import content_hash
+from integration_assets.privacy.suppress import redact_erased_file
 from integration_assets.settings import Settings, get_settings
 from integration_assets.warehouse import ledger
 from integration_assets.warehouse.db import get_engine
@@ -79,6 +80,7 @@ def archive(f: InboxFile, sha256: str | None, settings: Settings | None = None) 
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest = _unique(dest)
     shutil.move(str(f.path), dest)
+    redact_erased_file(dest, f.system, f.entity, settings)  # GDPR: erased records are not archived again
     return dest
 
 
@@ -92,6 +94,8 @@ def reject(f: InboxFile, report: LoadReport, settings: Settings | None = None,
     dest = _unique(settings.rejected_dir / (f.system or "_unknown") / (f.entity or "_unknown") / f.path.name)
     dest.parent.mkdir(parents=True, exist_ok=True)
     shutil.move(str(f.path), dest)
+    if not dest.is_symlink():
+        redact_erased_file(dest, f.system, f.entity, settings)  # GDPR: no erased record in rejected/ either
     reason = {"file": f.path.name, "folder": f.folder, "reason_code": report.reason_code, "reason": report.error,
               "load_id": report.load_id, "sha256": report.content_hash, "bytes": report.file_bytes,
               "rejected_at": utcnow().isoformat()}

@@ -61,6 +61,7 @@ class Contact(_Canonical):
     country: Str = pa.Field(nullable=True, description="Country/region as entered.")
     created_at: Timestamp = pa.Field(nullable=True, description="When the contact was created in HubSpot (UTC).")
     archived_at: Timestamp = pa.Field(nullable=True, description="When HubSpot deleted (archived) the record (UTC); null while it exists. Set by a deletion webhook or an API record pulled with archived=true, cleared by a restore.")
+    erased_at: Timestamp = pa.Field(nullable=True, description="When the contact's personal data was erased (GDPR; contact.privacyDeletion or `integration-assets privacy erase`); its personal columns (email, names, phone) stay null from then on, whatever later loads carry.")
 
 
 class Company(_Canonical):

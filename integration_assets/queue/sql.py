@@ -169,7 +169,7 @@ def write_dead_letters(conn: sa.Connection, items: Sequence[EventDeadLetter]) ->
     conn.execute(stmt, rows)
     from integration_assets.privacy.suppress import keep_dead_letters_erased
 
-    keep_dead_letters_erased(conn, [r["fingerprint"] for r in rows])  # GDPR: no payload of an erased record
+    keep_dead_letters_erased(conn, [str(r["fingerprint"]) for r in rows])  # GDPR: no payload of an erased record
 
 
 # ----------------------------------------------------------------------------------------- errors

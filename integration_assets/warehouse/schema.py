@@ -24,7 +24,7 @@ TS = sa.DateTime(timezone=True)
 LINEAGE_COLUMNS = frozenset({"source_system", "mapping_version", "load_id", "row_hash"})
 # Nullable columns added after rows and contracts existed: a contract may leave them out (null), and they stay
 # outside the row hash (they change only with a newer source_updated_at), so existing rows keep their hash.
-LATE_COLUMNS = frozenset({"archived_at"})
+LATE_COLUMNS = frozenset({"archived_at", "erased_at"})
 
 
 def key_string(length: int) -> sa.types.TypeEngine:
@@ -68,6 +68,7 @@ contacts = _canonical(
     sa.Column("country", sa.String(128)),
     sa.Column("created_at", TS),
     sa.Column("archived_at", TS),
+    sa.Column("erased_at", TS),  # GDPR erasure (integration_assets.privacy): personal columns nulled for good
 )
 
 companies = _canonical(
@@ -300,3 +301,26 @@ shipment_events = _canonical(
 )
 
 CANONICAL_TABLES.update({t.name: t for t in (payments, shipment_events)})
+
+# -- GDPR erasures (integration_assets.privacy; migration 0008) -------------------------------------------
+# One row per erasure run: which record, how it was asked for, and what was erased where (counts, files and
+# their hashes), never a personal value. The (source_system, entity, source_id) of every row is also the
+# suppression list: a later load or event never brings that record's personal fields back.
+privacy_erasures = sa.Table(
+    "privacy_erasures",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("source_system", sa.String(32), nullable=False),
+    sa.Column("entity", sa.String(64), nullable=False),  # the canonical table, e.g. contacts
+    sa.Column("source_id", key_string(64), nullable=False),
+    sa.Column("requested_via", sa.String(16), nullable=False),  # webhook | cli
+    sa.Column("request_ref", sa.String(255)),  # the event's queue message id, or who ran the command
+    sa.Column("requested_at", TS, nullable=False),  # the event's occurredAt, or when the command ran
+    sa.Column("started_at", TS, nullable=False),
+    sa.Column("finished_at", TS),
+    sa.Column("status", sa.String(16), nullable=False),  # warehouse_done (files pending) | done | failed
+    sa.Column("stores", sa.Text),  # JSON: store -> rows/files/lines erased
+    sa.Column("files", sa.Text),  # JSON: rewritten files (path, sha256 before/after, records removed)
+    sa.Column("error", sa.Text),  # what failed, ids and paths only
+    sa.Index("ix_privacy_erasures_key", "source_system", "entity", "source_id"),
+)

@@ -1,0 +1,323 @@
+"""Erasure in the file stores: the archive (``archive/<system>/<entity>/<day>/<sha12>__<name>``) and
+``rejected/``.
+
+A file is re-written without the subject's records (CSV rows, JSON/JSONL records, Parquet rows), in its own
+encoding, quoting and compression (gzip, zip), then any remaining copy of a personal value (another record's
+free text, a line that does not parse) is replaced by ``[erased]``. The new file replaces the old one
+atomically (temporary file, fsync, rename) under the same name: the name's hash prefix and the ``loads``
+ledger keep the hash of the content that was loaded, so the original export dropped again is still known as
+already loaded (``duplicate_file``), and the erasure's audit row records both hashes of every file it
+re-wrote (docs/PRIVACY.md).
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import io
+import json
+import os
+import re
+import zipfile
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from integration_assets.privacy.subjects import (
+    SourceFields,
+    Subject,
+    canonical_id,
+    record_id,
+    record_values,
+    redact_text,
+)
+
+JSON_SUFFIXES = {".json"}
+JSONL_SUFFIXES = {".jsonl", ".ndjson"}
+
+
+@dataclass
+class FileResult:
+    """What the erasure did (or would do) to one file; paths are relative to the store's root."""
+
+    store: str  # archive | rejected
+    path: str
+    records: int = 0  # the subject's records removed
+    values: int = 0  # other copies of a personal value replaced
+    sha256_before: str = ""
+    sha256_after: str | None = None
+    unparsed: bool = False  # not readable as its format: only values were searched
+
+    @property
+    def changed(self) -> bool:
+        return self.records > 0 or self.values > 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class _Outcome:
+    data: bytes
+    records: int
+    values: int
+    found: set[str]
+    unparsed: bool = False
+
+
+def _decode(data: bytes, fallback: str) -> tuple[str, str, str]:
+    """(text, encoding, BOM) such that ``bom + text.encode(encoding, 'surrogateescape')`` is ``data``."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        return data[3:].decode("utf-8", "surrogateescape"), "utf-8", "\ufeff"
+    for bom, enc in ((b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be")):
+        if data.startswith(bom):
+            return data[2:].decode(enc, "surrogatepass"), enc, "\ufeff"
+    try:
+        return data.decode("utf-8"), "utf-8", ""
+    except UnicodeDecodeError:
+        return data.decode(fallback, "surrogateescape"), fallback, ""
+
+
+def _encode(text: str, encoding: str, bom: str) -> bytes:
+    if encoding.startswith("utf-16"):
+        prefix = (b"\xff\xfe" if encoding == "utf-16-le" else b"\xfe\xff") if bom else b""
+        return prefix + text.encode(encoding, "surrogatepass")
+    return (b"\xef\xbb\xbf" if bom else b"") + text.encode(encoding, "surrogateescape")
+
+
+class FileRedactor:
+    """Removes the subjects' records from files of their entity, and copies of personal values anywhere."""
+
+    def __init__(self, subjects: Sequence[Subject], fields: SourceFields, fallback_encoding: str = "cp1252") -> None:
+        self.ids = {s.source_id for s in subjects}
+        self.fields = fields
+        self.fallback = fallback_encoding
+        self.patterns: list[re.Pattern[str]] = []
+
+    # -- formats -------------------------------------------------------------------------------------------
+    def _csv(self, data: bytes, by_id: bool) -> _Outcome:
+        text, enc, bom = _decode(data, self.fallback)
+        rows = list(csv.reader(io.StringIO(text, newline="")))
+        if not rows:
+            return self._scan(data)
+        header = [h.strip() for h in rows[0]]
+        idx = [i for i, h in enumerate(header) if h in self.fields.id_fields] if by_id else []
+        kept: list[list[str]] = [rows[0]]
+        removed, found = 0, set()
+        for row in rows[1:]:
+            if idx and any(i < len(row) and canonical_id(row[i]) in self.ids for i in idx):
+                removed += 1
+                found |= record_values(dict(zip(header, row, strict=False)), self.fields)
+            else:
+                kept.append(row)
+        values = 0
+        for row in kept:
+            for i, cell in enumerate(row):
+                row[i], n = redact_text(cell, self.patterns)
+                values += n
+        if not removed and not values:
+            return _Outcome(data, 0, 0, found)
+        first_line = text.split("\n", 1)[0]
+        out = io.StringIO(newline="")
+        writer = csv.writer(
+            out,
+            lineterminator="\r\n" if first_line.endswith("\r") else "\n",
+            quoting=csv.QUOTE_ALL if first_line.startswith('"') else csv.QUOTE_MINIMAL,
+        )
+        writer.writerows(kept)
+        return _Outcome(_encode(out.getvalue(), enc, bom), removed, values, found)
+
+    def _jsonl(self, data: bytes, by_id: bool) -> _Outcome:
+        text, enc, bom = _decode(data, self.fallback)
+        lines = text.splitlines(keepends=True)
+        kept: list[str] = []
+        removed, values, found = 0, 0, set()
+        for line in lines:
+            record: Any = None
+            if line.strip():
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    record = None
+            if by_id and record_id(record, self.fields) in self.ids:
+                removed += 1
+                found |= record_values(record, self.fields)
+                continue
+            line, n = redact_text(line, self.patterns)
+            values += n
+            kept.append(line)
+        if not removed and not values:
+            return _Outcome(data, 0, 0, found)
+        return _Outcome(_encode("".join(kept), enc, bom), removed, values, found)
+
+    def _json(self, data: bytes, by_id: bool) -> _Outcome:
+        text, enc, bom = _decode(data, self.fallback)
+        try:
+            doc = json.loads(text)
+        except ValueError:
+            return self._scan(data)
+        holder: Any = doc
+        key: Any = None
+        if isinstance(doc, dict) and isinstance(doc.get("results"), list):
+            key = "results"
+        elif isinstance(doc, dict) and isinstance(doc.get("result"), list):
+            key = "result"
+        elif not isinstance(doc, list):
+            return self._scan(data)
+        records = holder[key] if key is not None else holder
+        kept, removed, found = [], 0, set()
+        for r in records:
+            if by_id and record_id(r, self.fields) in self.ids:
+                removed += 1
+                found |= record_values(r, self.fields)
+            else:
+                kept.append(r)
+        if key is not None:
+            holder[key] = kept
+        else:
+            doc = kept
+        out = json.dumps(doc, ensure_ascii=False, indent=2 if "\n" in text.strip() else None)
+        out, values = redact_text(out, self.patterns)
+        if not removed and not values:
+            return _Outcome(data, 0, 0, found)
+        return _Outcome(_encode(out + ("\n" if text.endswith("\n") else ""), enc, bom), removed, values, found)
+
+    def _parquet(self, data: bytes, by_id: bool) -> _Outcome:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            table = pq.read_table(io.BytesIO(data))
+        except (pa.ArrowInvalid, OSError):
+            return self._scan(data)
+        idx = [n for n in table.column_names if n in self.fields.id_fields] if by_id else []
+        keep = [True] * table.num_rows
+        for name in idx:
+            for i, v in enumerate(table.column(name).to_pylist()):
+                if canonical_id(v) in self.ids:
+                    keep[i] = False
+        removed = keep.count(False)
+        found: set[str] = set()
+        if removed:
+            gone = table.filter(pa.array([not k for k in keep])).to_pylist()
+            for r in gone:
+                found |= record_values(r, self.fields)
+        table = table.filter(pa.array(keep))
+        values = 0
+        columns = []
+        for name in table.column_names:
+            col = table.column(name)
+            if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+                cells = []
+                for v in col.to_pylist():
+                    if isinstance(v, str):
+                        v, n = redact_text(v, self.patterns)
+                        values += n
+                    cells.append(v)
+                col = pa.chunked_array([pa.array(cells, type=col.type)])
+            columns.append(col)
+        if not removed and not values:
+            return _Outcome(data, 0, 0, found)
+        buf = io.BytesIO()
+        pq.write_table(pa.Table.from_arrays(columns, names=table.column_names), buf)
+        return _Outcome(buf.getvalue(), removed, values, found)
+
+    def _scan(self, data: bytes) -> _Outcome:
+        """A file that does not parse as its format: only copies of known values are replaced."""
+        text, enc, bom = _decode(data, self.fallback)
+        out, values = redact_text(text, self.patterns)
+        return _Outcome(_encode(out, enc, bom) if values else data, 0, values, set(), unparsed=True)
+
+    def _content(self, name: str, data: bytes, by_id: bool) -> _Outcome:
+        lower = name.lower()
+        if data[:2] == b"\x1f\x8b":  # gzip, whatever the name says
+            try:
+                inner = gzip.decompress(data)
+            except (OSError, EOFError):
+                return _Outcome(data, 0, 0, set(), unparsed=True)
+            res = self._content(name[:-3] if lower.endswith(".gz") else name, inner, by_id)
+            if res.data is not inner:
+                res.data = gzip.compress(res.data, mtime=0)
+            else:
+                res.data = data
+            return res
+        if data[:4] == b"PK\x03\x04":
+            return self._zip(data, by_id)
+        suffix = Path(lower).suffix
+        if suffix == ".csv":
+            return self._csv(data, by_id)
+        if suffix in JSONL_SUFFIXES:
+            return self._jsonl(data, by_id)
+        if suffix in JSON_SUFFIXES:
+            return self._json(data, by_id)
+        if suffix == ".parquet":
+            return self._parquet(data, by_id)
+        return self._scan(data)
+
+    def _zip(self, data: bytes, by_id: bool) -> _Outcome:
+        try:
+            src = zipfile.ZipFile(io.BytesIO(data))
+            members = [(info, src.read(info)) for info in src.infolist()]
+        except (zipfile.BadZipFile, OSError, RuntimeError):
+            return _Outcome(data, 0, 0, set(), unparsed=True)
+        total = _Outcome(data, 0, 0, set())
+        out = io.BytesIO()
+        with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as dst:
+            for info, content in members:
+                res = self._content(info.filename, content, by_id)
+                total.records += res.records
+                total.values += res.values
+                total.found |= res.found
+                dst.writestr(info, res.data)
+        if total.records or total.values:
+            total.data = out.getvalue()
+        return total
+
+    # -- files ---------------------------------------------------------------------------------------------
+    def collect(self, path: Path, *, by_id: bool) -> set[str]:
+        """Personal values of the subject's records in ``path`` (read only)."""
+        return self._content(path.name, path.read_bytes(), by_id).found
+
+    def redact(self, path: Path, store: str, root: Path, *, by_id: bool, dry_run: bool) -> FileResult:
+        data = path.read_bytes()
+        res = self._content(path.name, data, by_id)
+        result = FileResult(
+            store,
+            str(path.relative_to(root)),
+            res.records,
+            res.values,
+            hashlib.sha256(data).hexdigest(),
+            unparsed=res.unparsed,
+        )
+        if result.changed:
+            result.sha256_after = hashlib.sha256(res.data).hexdigest()
+            if not dry_run:
+                replace_atomically(path, res.data)
+        return result
+
+
+def replace_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` next to ``path`` (hidden name), fsync, rename over it, fsync the folder."""
+    tmp = path.with_name(f".{path.name}.erasing")
+    with tmp.open("wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.chmod(tmp, path.stat().st_mode & 0o777)
+    os.replace(tmp, path)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def files_under(root: Path) -> Iterator[Path]:
+    """Regular files under ``root`` (symlinks are not followed: the stores hold only files we moved there)."""
+    if not root.is_dir():
+        return
+    for p in sorted(root.rglob("*")):
+        if p.is_file() and not p.is_symlink() and not p.name.endswith(".erasing"):
+            yield p

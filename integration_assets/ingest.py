@@ -59,8 +59,15 @@ class ContractMatch:
     missing_optional: list[str]
     new_columns: list[str]
 
-    def drift_findings(self) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = [{"kind": "new_column", "column": c, "rows": 0, "sample": []} for c in self.new_columns]
+    def drift_findings(self, new_column_limit: int = 100) -> list[dict[str, Any]]:
+        """One finding per new or missing column; past ``new_column_limit`` new columns, one summary finding
+        (kind ``new_columns_omitted``, the count in its column text) so a wide file cannot flood schema_drift."""
+        # schema_drift.column_name is VARCHAR(255): a longer header would fail the load on Postgres.
+        shown, rest = self.new_columns[:new_column_limit], self.new_columns[new_column_limit:]
+        out: list[dict[str, Any]] = [{"kind": "new_column", "column": c[:255], "rows": 0, "sample": []} for c in shown]
+        if rest:
+            out.append({"kind": "new_columns_omitted", "column": f"+{len(rest)} more new columns", "rows": 0,
+                        "count": len(rest), "sample": [c[:200] for c in rest[:5]]})
         out += [{"kind": "missing_column", "column": c, "rows": 0, "sample": []} for c in self.missing_optional]
         return out
 
@@ -226,6 +233,8 @@ def _ingest(path: Path, system: str, entity: str, settings: Settings, engine: sa
     except FileRejected as exc:
         report.status, report.reason_code, report.error = "rejected", exc.code, exc.message
         report.rows_inserted = report.rows_updated = report.rows_unchanged = report.rows_duplicate = 0
+        # Rejected after some chunks were read (a damaged Parquet page): they were rolled back with the rest.
+        report.rows_read = report.rows_quarantined = 0
         with engine.begin() as conn:
             ledger.finish(conn, report)
     except Exception as exc:

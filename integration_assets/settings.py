@@ -19,6 +19,7 @@ ENV_VARS: dict[str, tuple[str | None, str]] = {
     "INTEGRATION_REJECTED_DIR": (None, "Where unreadable files go, with a .reason.json; default <data dir>/rejected."),
     "INTEGRATION_MAX_FILE_BYTES": ("2147483648", "Files larger than this are rejected unread."),
     "INTEGRATION_MAX_FIELD_BYTES": ("1048576", "A single value larger than this quarantines its row."),
+    "INTEGRATION_MAX_COLUMNS": ("2000", "Files with more columns (CSV header, Parquet schema, JSON fields) are rejected unread."),
     "INTEGRATION_CHUNK_ROWS": ("100000", "Rows mapped and validated at a time; bounds memory (two chunks are in flight)."),
     "INTEGRATION_FALLBACK_ENCODING": ("cp1252", "Encoding tried when a file is not valid UTF-8."),
     "INTEGRATION_INBOX_SETTLE_SECONDS": ("2", "A file must be unchanged this long before the sensor picks it up."),
@@ -74,6 +75,7 @@ class Settings:
     inbox_settle_seconds: float
     queue_url: str
     contracts_dir: Path | None = None
+    max_columns: int = 2000
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -93,6 +95,7 @@ class Settings:
             inbox_settle_seconds=float(_env("INTEGRATION_INBOX_SETTLE_SECONDS") or 0),
             queue_url=_env("INTEGRATION_QUEUE_URL") or "sql",
             contracts_dir=Path(c).resolve() if (c := _env("INTEGRATION_CONTRACTS_DIR")) else None,
+            max_columns=int(_env("INTEGRATION_MAX_COLUMNS") or 0),
         )
 
 

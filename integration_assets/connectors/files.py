@@ -1,27 +1,36 @@
 """Reading export files (CSV, JSON, JSONL, Parquet) in bounded chunks, with every record accounted for.
 
-A file either cannot be read at all (``FileRejected``, with a specific reason: empty, too large, duplicate
-headers, truncated JSON, …) or yields chunks of raw records plus the records that could not be parsed
-(``ParseFailure``: wrong column count, unbalanced quotes, invalid JSON line). Nothing here knows about
-contracts or Dagster.
+A file either cannot be read at all (``FileRejected``, with a specific reason: empty, too large, too wide,
+duplicate headers, truncated JSON, compressed in a way that cannot be read, …) or yields chunks of raw records
+plus the records that could not be parsed (``ParseFailure``: wrong column count, unbalanced quotes, invalid
+JSON line). A gzip file or a zip archive of one export is read as the export it holds (unpacked to a temporary
+file, the size limit applying to what it unpacks to); its identity stays the hash of the bytes delivered.
+Nothing here knows about contracts or Dagster.
 """
 
 from __future__ import annotations
 
 import codecs
 import csv
+import gzip
 import io
 import json
+import os
 import re
+import tempfile
 import threading
+import weakref
+import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from pathlib import Path, PurePosixPath
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
@@ -29,6 +38,24 @@ from integration_assets.connectors.hashing import _BLOCK, content_hash, hash_and
 from integration_assets.errors import TerminalError
 
 FORMATS_BY_SUFFIX = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
+# Packings read as the export they hold: gzip (one file) and zip (an archive of exactly one export file).
+PACKING_SUFFIXES = {".gz": "gzip", ".gzip": "gzip", ".zip": "zip"}
+# Compressions and archives that are recognised (by name or by their first bytes) and rejected as `compressed`.
+OTHER_PACKING_SUFFIXES = {".bz2": "bzip2", ".xz": "xz", ".lzma": "lzma", ".zst": "zstd", ".lz4": "lz4", ".br": "brotli",
+                          ".z": "compress (.Z)", ".7z": "7z", ".rar": "rar", ".tar": "tar", ".tgz": "tar.gz"}
+_MAGIC = (
+    (b"\x1f\x8b", "gzip"),
+    (b"PK\x03\x04", "zip"),
+    (b"PK\x05\x06", "zip"),  # an empty archive
+    (b"\xfd7zXZ\x00", "xz"),
+    (b"\x28\xb5\x2f\xfd", "zstd"),
+    (b"7z\xbc\xaf\x27\x1c", "7z"),
+    (b"Rar!\x1a\x07", "rar"),
+    (b"\x04\x22\x4d\x18", "lz4"),
+    (b"\x1f\x9d", "compress (.Z)"),
+)
+_BZIP2_MAGIC = re.compile(rb"^BZh[1-9]1AY&SY")
+_UNPACK_BLOCK = 1 << 20  # decompressed bytes per read: a bomb is stopped within 1 MiB of the limit
 # Bytes that are not valid in the file's encoding are carried through parsing as these private-use code points
 # so that the row holding them can be quarantined (and the bytes shown) instead of failing the whole file.
 _PUA_BASE = 0xF700
@@ -88,7 +115,12 @@ class RawChunk:
 
 @dataclass
 class SourceFile:
-    """An inspected file: format, encoding, header and content hash known; records not read yet."""
+    """An inspected file: format, encoding, header and content hash known; records not read yet.
+
+    ``path`` is the file as delivered (its name goes into dead letters, ``sha256`` and ``size`` are of its
+    bytes); ``data_path`` is what the records are read from: the same file, or for a gzip/zip file the
+    export it unpacked to (a temporary file removed when this object goes away).
+    """
 
     path: Path
     format: str
@@ -98,6 +130,15 @@ class SourceFile:
     columns: list[str]
     fallback_encoding: str = "cp1252"
     utf8_verified: bool = True  # False: read as UTF-8 on trust (a CSV whose head is UTF-8), see inspect()
+    packing: str | None = None  # gzip | zip when the delivered file is compressed
+    data_path: Path | None = None
+    content_bytes: int = 0  # bytes of the export itself (after unpacking)
+    max_columns: int = 0  # JSON records wider than this reject the file (CSV/Parquet are checked by inspect)
+
+    @property
+    def body(self) -> Path:
+        """The file the records are read from."""
+        return self.data_path or self.path
 
     def chunks(self, chunk_rows: int) -> Iterator[RawChunk]:
         if self.format == "csv":
@@ -119,42 +160,212 @@ class SourceFile:
             raise FileRejected("unsupported_format", f"unsupported format {self.format}")
 
 
-def detect_format(path: Path) -> str:
-    fmt = FORMATS_BY_SUFFIX.get(path.suffix.lower())
+def _sniff(path: Path) -> str | None:
+    """The compression or archive format the file's first bytes announce, or None."""
+    with path.open("rb") as fh:
+        head = fh.read(16)
+    if _BZIP2_MAGIC.match(head):
+        return "bzip2"
+    return next((name for magic, name in _MAGIC if head.startswith(magic)), None)
+
+
+def _format_of(name: str) -> str | None:
+    return FORMATS_BY_SUFFIX.get(PurePosixPath(name).suffix.lower())
+
+
+def detect_format(path: Path) -> tuple[str | None, str | None]:
+    """(packing, format) of a delivered file: its content's format and, if compressed, gzip or zip.
+
+    The format comes from the name (``contacts.csv``, ``contacts.csv.gz``); whether it is compressed from the
+    first bytes, so a gzip file named ``.csv`` is read as gzip. A zip archive's format is that of its one
+    member (None here; decided by ``_unpack_zip``)."""
+    suffixes = [x.lower() for x in path.suffixes]
+    last = suffixes[-1] if suffixes else ""
+    sniffed = _sniff(path)
+    if last in OTHER_PACKING_SUFFIXES or (sniffed not in (None, "gzip", "zip") and last in (*FORMATS_BY_SUFFIX, *PACKING_SUFFIXES)):
+        kind = OTHER_PACKING_SUFFIXES.get(last) or sniffed
+        raise FileRejected("compressed", f"the file is {kind}-compressed (or archived); only gzip (.gz) and a zip "
+                                         "archive of one export file are read: deliver it uncompressed or as gzip")
+    if last in PACKING_SUFFIXES:
+        named = PACKING_SUFFIXES[last]
+        if named == "zip" or sniffed == "zip":
+            if sniffed != "zip":
+                raise FileRejected("corrupt_compressed", "the file is named .zip but is not a zip archive")
+            return "zip", None
+        inner = FORMATS_BY_SUFFIX.get(suffixes[-2]) if len(suffixes) > 1 else None
+        if inner is None:
+            raise FileRejected(
+                "unsupported_format",
+                f"a compressed file must name the format it holds, e.g. contacts.csv.gz; expected one of "
+                f"{sorted(s + '.gz' for s in FORMATS_BY_SUFFIX)}",
+            )
+        return ("gzip" if sniffed == "gzip" else None), inner  # a plain file named .gz is read as what it is
+    fmt = FORMATS_BY_SUFFIX.get(last)
     if fmt is None:
         raise FileRejected(
             "unsupported_format",
-            f"unsupported file type {path.suffix or '(none)'!r}; expected one of {sorted(FORMATS_BY_SUFFIX)}",
+            f"unsupported file type {path.suffix or '(none)'!r}; expected one of {sorted(FORMATS_BY_SUFFIX)}"
+            f" (or one of them as .gz, or in a .zip)",
         )
-    return fmt
+    return (sniffed if sniffed in ("gzip", "zip") else None), fmt
 
 
-def inspect(path: Path, *, max_bytes: int, fallback_encoding: str = "cp1252", verify_utf8: bool = True) -> SourceFile:
+class _Reader(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+class _Unpacked:
+    """Decompressed bytes written to a temporary file, within a size limit, checked for UTF-8 on the way."""
+
+    def __init__(self, suffix: str, max_bytes: int) -> None:
+        fd, name = tempfile.mkstemp(prefix="integration-assets-", suffix=suffix)
+        self.path = Path(name)
+        self._out = os.fdopen(fd, "wb")
+        self.max_bytes = max_bytes
+        self.size = 0
+        self._decoder: Any = codecs.getincrementaldecoder("utf-8")()
+        self.utf8 = True
+
+    def copy(self, stream: _Reader, what: str) -> None:
+        while block := stream.read(_UNPACK_BLOCK):  # bounded reads: never more than a block past the limit
+            self.size += len(block)
+            if self.max_bytes and self.size > self.max_bytes:
+                raise FileRejected("file_too_large", f"the {what} unpacks to more than {self.max_bytes} bytes, the "
+                                   "configured limit (which applies to the unpacked content); stopped reading there")
+            self._out.write(block)
+            if self.utf8:
+                try:
+                    self._decoder.decode(block)
+                except UnicodeDecodeError:
+                    self.utf8 = False
+        if self.utf8:
+            try:
+                self._decoder.decode(b"", final=True)
+            except UnicodeDecodeError:
+                self.utf8 = False
+        self._out.close()
+
+    def discard(self) -> None:
+        self._out.close()
+        self.path.unlink(missing_ok=True)
+
+
+def _unpack(path: Path, packing: str, fmt: str | None, max_bytes: int) -> tuple[_Unpacked, str]:
+    """The export inside a gzip file or zip archive, unpacked to a temporary file; (unpacked, its format)."""
+    if packing == "gzip":
+        assert fmt is not None
+        out = _Unpacked(f".{fmt}", max_bytes)
+        try:
+            with path.open("rb") as raw, gzip.GzipFile(fileobj=raw, mode="rb") as gz:
+                out.copy(gz, "gzip file")
+        except EOFError as exc:
+            out.discard()
+            raise FileRejected("corrupt_compressed", "the gzip file is truncated: it ends before its end-of-stream "
+                               "marker (was it copied completely?); nothing was loaded") from exc
+        except (OSError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+            out.discard()
+            raise FileRejected("corrupt_compressed", f"the gzip file cannot be decompressed: {exc}") from exc
+        except BaseException:
+            out.discard()
+            raise
+        return out, fmt
+    return _unpack_zip(path, max_bytes)
+
+
+def _unpack_zip(path: Path, max_bytes: int) -> tuple[_Unpacked, str]:
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise FileRejected("corrupt_compressed", f"not a readable zip archive (truncated?): {exc}") from exc
+    with zf:
+        # Folders, and the resource forks macOS adds to the archives it makes, are not exports.
+        members = [m for m in zf.infolist() if not m.is_dir() and not m.filename.startswith("__MACOSX/")]
+        if len(members) != 1:
+            listed = ", ".join(repr(m.filename) for m in members[:5]) + (", …" if len(members) > 5 else "")
+            raise FileRejected("compressed", f"the zip archive holds {len(members)} files ({listed or 'none'}); "
+                                             "exactly one export file per zip is read")
+        member = members[0]
+        fmt = _format_of(member.filename)
+        if fmt is None:
+            raise FileRejected("compressed", f"the zip archive holds {member.filename!r}, which is not one of "
+                                             f"{sorted(FORMATS_BY_SUFFIX)} (an archive inside an archive is not read)")
+        if member.flag_bits & 0x1:
+            raise FileRejected("compressed", "the zip archive is encrypted")
+        if max_bytes and member.file_size > max_bytes:
+            raise FileRejected("file_too_large", f"the zip archive's {member.file_size}-byte file is over the "
+                               f"configured limit of {max_bytes} (which applies to the unpacked content)")
+        out = _Unpacked(f".{fmt}", max_bytes)
+        try:
+            with zf.open(member) as fh:
+                out.copy(fh, "zip archive")  # the size in the archive's directory may lie: counted as read
+        except NotImplementedError as exc:
+            out.discard()
+            raise FileRejected("compressed", f"the zip archive uses a compression method that cannot be read: {exc}") from exc
+        except (zipfile.BadZipFile, EOFError, OSError, zlib.error) as exc:
+            out.discard()
+            raise FileRejected("corrupt_compressed", f"the zip archive is corrupt or truncated: {exc}") from exc
+        except BaseException:
+            out.discard()
+            raise
+    return out, fmt
+
+
+def inspect(path: Path, *, max_bytes: int, fallback_encoding: str = "cp1252", verify_utf8: bool = True,
+            max_columns: int | None = None) -> SourceFile:
     """Check size, format, encoding and header without reading the records. Raises FileRejected.
 
     ``verify_utf8=False`` skips the pass that decodes a whole CSV file when its first MiB is UTF-8: the CSV
     reader checks every value it converts, and raises ``EncodingUnverified`` if the rest is not UTF-8 after
-    all (the caller then inspects again with the check). Saves ~0.4 s per 200 MiB of a well-formed export."""
-    fmt = detect_format(path)
+    all (the caller then inspects again with the check). Saves ~0.4 s per 200 MiB of a well-formed export.
+
+    ``max_columns`` (default: INTEGRATION_MAX_COLUMNS) rejects a file wider than that from its header or
+    Parquet schema, before any record is parsed. A compressed file is unpacked first; ``max_bytes`` then
+    applies to the unpacked content as well."""
+    if max_columns is None:
+        from integration_assets.settings import get_settings
+
+        max_columns = get_settings().max_columns
+    packing, fmt = detect_format(path)
     size = path.stat().st_size
     if size == 0:
         raise FileRejected("empty_file", "the file is empty (0 bytes)")
     if max_bytes and size > max_bytes:
         raise FileRejected("file_too_large", f"the file has {size} bytes, over the configured limit of {max_bytes}")
-    verified = verify_utf8 or fmt != "csv" or not _head_is_utf8(path)
-    sha, utf8 = hash_and_check_utf8(path) if verified else (content_hash(path), True)
+    if packing is None:
+        assert fmt is not None
+        verified = verify_utf8 or fmt != "csv" or not _head_is_utf8(path)
+        sha, utf8 = hash_and_check_utf8(path) if verified else (content_hash(path), True)
+        return _inspect_body(path, path, fmt, size, sha, utf8, verified, size, None, fallback_encoding, max_columns,
+                             max_bytes)
+    unpacked, fmt = _unpack(path, packing, fmt, max_bytes)
+    try:
+        if unpacked.size == 0:
+            raise FileRejected("empty_file", f"the {packing} file unpacks to an empty file (0 bytes)")
+        src = _inspect_body(path, unpacked.path, fmt, size, content_hash(path), unpacked.utf8, True, unpacked.size,
+                            packing, fallback_encoding, max_columns, max_bytes)
+    except BaseException:
+        unpacked.discard()
+        raise
+    weakref.finalize(src, unpacked.path.unlink, missing_ok=True)
+    return src
+
+
+def _inspect_body(path: Path, body: Path, fmt: str, size: int, sha: str, utf8: bool, verified: bool,
+                  content_bytes: int, packing: str | None, fallback_encoding: str, max_columns: int,
+                  max_bytes: int) -> SourceFile:
+    if content_bytes == len(codecs.BOM_UTF8) and fmt != "parquet" and body.read_bytes() == codecs.BOM_UTF8:
+        raise FileRejected("empty_file", "the file holds only a byte-order mark (an empty export)")
     encoding = "utf-8"
     if not utf8 and fmt != "parquet":
-        encoding = _classify_non_utf8(path, fallback_encoding)
+        encoding = _classify_non_utf8(body, fallback_encoding)
     columns: list[str] = []
     if fmt == "csv":
-        columns = _csv_header(path, encoding, fallback_encoding)
+        columns = _csv_header(body, encoding, fallback_encoding, max_columns)
     elif fmt == "parquet":
-        try:
-            columns = [str(c) for c in pq.ParquetFile(path).schema_arrow.names]
-        except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a corrupt file
-            raise FileRejected("unreadable_parquet", f"not a readable Parquet file: {exc}") from exc
-    return SourceFile(path, fmt, size, sha, encoding, columns, fallback_encoding, utf8_verified=verified)
+        columns = _parquet_columns(body, max_columns, max_bytes)
+    return SourceFile(path, fmt, size, sha, encoding, columns, fallback_encoding, utf8_verified=verified,
+                      packing=packing, data_path=body if body != path else None, content_bytes=content_bytes,
+                      max_columns=max_columns)
 
 
 def _head_is_utf8(path: Path) -> bool:
@@ -184,7 +395,7 @@ def _classify_non_utf8(path: Path, fallback: str) -> str:
 
 
 def _decoded_text(src: SourceFile) -> str:
-    data = src.path.read_bytes()
+    data = src.body.read_bytes()
     if src.encoding == "utf-8":
         return data.decode("utf-8-sig")
     if src.encoding == "mixed":
@@ -192,16 +403,25 @@ def _decoded_text(src: SourceFile) -> str:
     return data.decode(src.encoding)
 
 
-def _csv_header(path: Path, encoding: str, fallback: str) -> list[str]:
+def _csv_header(path: Path, encoding: str, fallback: str, max_columns: int = 0) -> list[str]:
     with path.open("rb") as fh:
         head = fh.read(1 << 20)
+        cut = bool(fh.read(1))  # the file goes on past the first MiB
     enc = "utf-8" if encoding in ("utf-8", "mixed") else encoding
     text = head.decode(enc, errors="integration_assets_pua").lstrip("\ufeff")
     first_line = text.splitlines()[0] if text.splitlines() else ""
+    reader = csv.reader(io.StringIO(text))
     try:
-        header = next(csv.reader(io.StringIO(text)))
+        header = next(reader)
     except (StopIteration, csv.Error) as exc:
         raise FileRejected("unreadable_header", f"the header row cannot be parsed: {exc}") from exc
+    header_cut = cut and reader.line_num > text.count("\n")  # the header record runs past the first MiB
+    # Checked on the header alone: the CSV reader's memory and time grow with the width of every record.
+    if max_columns and len(header) > max_columns:
+        raise FileRejected("too_many_columns", f"the header has {'at least ' if header_cut else ''}{len(header)} "
+                           f"columns, over the configured limit of {max_columns} (INTEGRATION_MAX_COLUMNS)")
+    if header_cut:
+        raise FileRejected("unreadable_header", "the header row is longer than 1 MiB")
     header = [h.strip() for h in header]
     if not any(header):
         raise FileRejected("empty_header", "the first row is empty; expected a header row")
@@ -307,7 +527,7 @@ def _csv_chunks(src: SourceFile, chunk_rows: int) -> Iterator[RawChunk]:
         stream: Any = io.BytesIO(tail[0].encode("utf-8"))
         read_opts = pacsv.ReadOptions(block_size=16 << 20, column_names=src.columns, skip_rows=1, use_threads=False)
     elif src.encoding in ("utf-8",):
-        stream = _ReadAhead(src.path)
+        stream = _ReadAhead(src.body)
         read_opts = pacsv.ReadOptions(block_size=16 << 20, column_names=src.columns, skip_rows=1, use_threads=False)
     elif src.encoding == "mixed":
         stream = io.BytesIO(_decoded_text(src).encode("utf-8"))
@@ -315,7 +535,7 @@ def _csv_chunks(src: SourceFile, chunk_rows: int) -> Iterator[RawChunk]:
     else:
         # Transcoding makes a varying number of reads per block, so the read-ahead window cannot count blocks:
         # files in a fallback encoding are read unthrottled.
-        stream = str(src.path)
+        stream = str(src.body)
         read_opts = pacsv.ReadOptions(
             block_size=16 << 20, column_names=src.columns, skip_rows=1, encoding=src.encoding, use_threads=False
         )
@@ -400,7 +620,7 @@ def _unclosed_quote_tail(src: SourceFile) -> tuple[str, list[str]] | None:
     mistaken for one.
     """
     count = 0
-    with src.path.open("rb") as fh:
+    with src.body.open("rb") as fh:
         while block := fh.read(_BLOCK):
             count += block.count(b'"')
     if count % 2 == 0:
@@ -484,13 +704,21 @@ def flatten_record(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _records_to_chunk(records: list[tuple[int, Any]], failures: list[ParseFailure]) -> RawChunk:
+def _records_to_chunk(records: list[tuple[int, Any]], failures: list[ParseFailure], max_columns: int = 0) -> RawChunk:
     rows, positions = [], []
+    names: set[str] = set()
     for pos, rec in records:
         if not isinstance(rec, dict):
             failures.append(ParseFailure(pos, json.dumps(rec)[:10000], f"expected a JSON object, got {type(rec).__name__}", "json_not_object"))
             continue
-        rows.append(flatten_record(rec))
+        flat = flatten_record(rec)
+        if max_columns:
+            # Before the frame is built: its cost grows with the number of distinct keys, not the records.
+            names.update(flat)
+            if len(names) > max_columns:
+                raise FileRejected("too_many_columns", f"the records have more than {max_columns} distinct fields "
+                                   f"(record {pos}), over the configured limit (INTEGRATION_MAX_COLUMNS)")
+        rows.append(flat)
         positions.append(pos)
     frame = pd.DataFrame.from_records(rows) if rows else pd.DataFrame()
     frame.columns = [str(c) for c in frame.columns]
@@ -514,10 +742,10 @@ def _jsonl_chunks(src: SourceFile, chunk_rows: int) -> Iterator[RawChunk]:
             failures.append(ParseFailure(lineno, line, f"invalid JSON: {exc.msg} at column {exc.colno}", "json_invalid"))
             continue
         if len(batch) >= chunk_rows:
-            yield _records_to_chunk(batch, failures)
+            yield _records_to_chunk(batch, failures, src.max_columns)
             batch, failures = [], []
     if batch or failures:
-        yield _records_to_chunk(batch, failures)
+        yield _records_to_chunk(batch, failures, src.max_columns)
 
 
 def _json_chunks(src: SourceFile, chunk_rows: int) -> Iterator[RawChunk]:
@@ -542,15 +770,102 @@ def _json_chunks(src: SourceFile, chunk_rows: int) -> Iterator[RawChunk]:
         part = records[start : start + chunk_rows]
         if not part:
             break
-        yield _records_to_chunk([(start + i + 1, r) for i, r in enumerate(part)], [])
+        yield _records_to_chunk([(start + i + 1, r) for i, r in enumerate(part)], [], src.max_columns)
+
+
+def _flat_fields(schema: pa.Schema, prefix: str = "") -> list[tuple[str, pa.DataType]]:
+    """Leaf columns with dotted names, as ``Table.flatten`` names them (nested like flattened JSON records)."""
+    out: list[tuple[str, pa.DataType]] = []
+    for f in schema:
+        if pa.types.is_struct(f.type) and f.type.num_fields:
+            out += _flat_fields(pa.schema(list(f.type)), f"{prefix}{f.name}.")
+        else:
+            out.append((f"{prefix}{f.name}", f.type))
+    return out
+
+
+def _parquet_columns(path: Path, max_columns: int, max_bytes: int) -> list[str]:
+    """The columns of a Parquet file from its footer, after the checks a CSV gets from its size and header."""
+    try:
+        pf = pq.ParquetFile(path)
+        meta, schema = pf.metadata, pf.schema_arrow
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a corrupt file
+        raise FileRejected("unreadable_parquet", f"not a readable Parquet file: {exc}") from exc
+    if max_columns and meta.num_columns > max_columns:
+        raise FileRejected("too_many_columns", f"the Parquet file has {meta.num_columns} columns, over the "
+                           f"configured limit of {max_columns} (INTEGRATION_MAX_COLUMNS)")
+    # Parquet is compressed: the size limit applies to what its pages decompress to (the footer says).
+    unpacked = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    if max_bytes and unpacked > max_bytes:
+        raise FileRejected("file_too_large", f"the Parquet file's data decompresses to {unpacked} bytes, over the "
+                           f"configured limit of {max_bytes} (which applies to the unpacked content)")
+    names = [name for name, _ in _flat_fields(schema)]
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise FileRejected("duplicate_header", f"duplicate column name {name!r}; the mapping would be ambiguous")
+        seen.add(name)
+    return names
+
+
+def _parquet_text(values: pa.Array) -> pa.Array:
+    """Strings of a Parquet column as UTF-8 text: invalid bytes (Parquet does not check them) are carried as the
+    private-use code points the CSV reader uses, so the row holding them is quarantined, not the file."""
+    if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+        try:
+            values.validate(full=True)
+            return values
+        except pa.ArrowInvalid:
+            values = values.view(pa.large_binary() if pa.types.is_large_string(values.type) else pa.binary())
+    texts = [None if b is None else b.decode("utf-8", errors="integration_assets_pua") for b in values.to_pylist()]
+    return pa.array(texts, pa.large_string())
+
+
+def _parquet_frame(batch: pa.RecordBatch) -> pd.DataFrame:
+    table = pa.Table.from_batches([batch])
+    while any(pa.types.is_struct(f.type) for f in table.schema):
+        table = table.flatten()
+    columns: dict[str, Any] = {}
+    for name, col in zip(table.column_names, table.columns, strict=True):
+        arr = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
+        t = arr.type
+        if pa.types.is_dictionary(t):
+            arr = arr.dictionary_decode()
+            t = arr.type
+        if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t) \
+                or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t):
+            text = _parquet_text(arr)
+            columns[name] = pd.Series(pd.array(text.cast(pa.large_string()), dtype=pd.StringDtype("pyarrow")))
+        elif pa.types.is_integer(t):
+            columns[name] = pd.Series(arr.to_pandas(types_mapper={t: pd.Int64Dtype()}.get)) \
+                if t != pa.uint64() else pd.Series(arr.to_pylist(), dtype=object)
+        elif pa.types.is_timestamp(t):
+            # Outside the nanosecond range pandas and the warehouse use (year 9999): handed on as text, so the
+            # date parser quarantines the row instead of the conversion failing the file.
+            bound = (2**63 - 1) // {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}[t.unit]
+            span = pc.min_max(arr.view(pa.int64()))
+            lo, hi = span["min"].as_py(), span["max"].as_py()
+            if lo is None or (-bound < lo and hi < bound):
+                columns[name] = pd.Series(arr.to_pandas())
+            else:
+                columns[name] = pd.Series(arr.cast(pa.string()).to_pylist(), dtype=pd.StringDtype("pyarrow"))
+        elif pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_map(t) or pa.types.is_struct(t):
+            columns[name] = pd.Series(arr.to_pylist(), dtype=object)  # lists as JSON values, like a JSON record's
+        else:
+            columns[name] = pd.Series(arr.to_pandas())
+    return pd.DataFrame(columns, index=pd.RangeIndex(table.num_rows))
 
 
 def _parquet_chunks(src: SourceFile, chunk_rows: int) -> Iterator[RawChunk]:
-    pf = pq.ParquetFile(src.path)
     done = 0
-    for batch in pf.iter_batches(batch_size=chunk_rows):
-        frame = batch.to_pandas(types_mapper={pa.string(): pd.StringDtype("pyarrow")}.get)
-        frame.columns = [str(c) for c in frame.columns]
-        positions = np.arange(done + 1, done + len(frame) + 1, dtype=np.int64)
-        done += len(frame)
-        yield RawChunk(frame, positions, [])
+    try:
+        # Read row group by row group: memory follows the row group and chunk size, not the file's.
+        for batch in pq.ParquetFile(src.body).iter_batches(batch_size=chunk_rows):
+            frame = _parquet_frame(batch)
+            positions = np.arange(done + 1, done + len(frame) + 1, dtype=np.int64)
+            done += len(frame)
+            yield RawChunk(frame, positions, [])
+    except (pa.ArrowException, OSError) as exc:
+        # A damaged page is a property of the file, not a transient fault: the whole file is rejected (the load's
+        # transaction rolls back what earlier chunks staged).
+        raise FileRejected("unreadable_parquet", f"the Parquet file cannot be read past record {done}: {exc}") from exc

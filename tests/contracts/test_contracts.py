@@ -16,6 +16,7 @@ from integration_assets.warehouse.schema import CANONICAL_TABLES, LINEAGE_COLUMN
 SHIPPED = {
     "hubspot.contacts.csv@v1": "contacts",
     "hubspot.contacts.api@v1": "contacts",
+    "hubspot.contacts.parquet@v1": "contacts",
     "hubspot.companies.csv@v1": "companies",
     "hubspot.companies.api@v1": "companies",
     "hubspot.deals.csv@v1": "deals",

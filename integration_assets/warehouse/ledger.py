@@ -1,15 +1,32 @@
-"""The loads ledger: one row per load attempt, with its counts, status and timings."""
+"""The loads ledger: one row per load attempt, with its counts, status and timings.
+
+A ``running`` row is also the claim on a file's content: a unique index (migration 0009) admits one running
+load per (source_system, entity, content_hash), across processes and hosts. The row names its owner (host, pid,
+process start) so that the next start can tell a load that died (kill -9, a lost container) from a live one and
+mark it ``abandoned``.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
+import threading
 import uuid
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
+from integration_assets.settings import env
 from integration_assets.warehouse.schema import loads
+
+# A running load from another host is presumed dead when its heartbeat is older than this (the same host asks the
+# kernel instead). Heartbeats are written on Postgres only: on SQLite the load's own transaction holds the write
+# lock, and a SQLite warehouse is local to one host anyway.
+LEASE_VAR = "INTEGRATION_LOAD_LEASE_SECONDS"
 
 
 def utcnow() -> datetime:
@@ -47,6 +64,8 @@ class LoadReport:
     started_at: datetime = field(default_factory=utcnow)
     finished_at: datetime | None = None
     duration_ms: int | None = None
+    # The bytes actually loaded when they were a snapshot of the inbox file (see inbox.process); not stored.
+    loaded_path: str | None = None
 
     @property
     def rows_loaded(self) -> int:
@@ -80,8 +99,164 @@ class LoadReport:
         }
 
 
+@dataclass(frozen=True)
+class Owner:
+    """The process running a load. ``started`` (process start, kernel clock ticks) tells a reused pid apart."""
+
+    host: str
+    pid: int
+    started: int | None
+
+    def describe(self) -> str:
+        return f"pid {self.pid} on {self.host}"
+
+
+def _process_start(pid: int) -> int | None:
+    """Start time of ``pid`` in clock ticks since boot (Linux /proc), None where unknown."""
+    try:
+        stat = open(f"/proc/{pid}/stat", encoding="ascii", errors="replace").read()  # noqa: SIM115 - one read
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[-1].split()  # the command name (field 2) may hold spaces and parentheses
+    if fields and fields[0] == "Z":  # a zombie: dead, only not reaped yet
+        return -1
+    try:
+        return int(fields[19])  # field 22 of the whole line
+    except (IndexError, ValueError):
+        return None
+
+
+def this_process() -> Owner:
+    pid = os.getpid()
+    return Owner(socket.gethostname()[:255], pid, _process_start(pid))
+
+
+def owner_alive(host: str | None, pid: int | None, started: int | None) -> bool | None:
+    """Whether the process that owns a running row still runs: None when this host cannot tell (another host)."""
+    if host is None or pid is None or host != socket.gethostname()[:255]:
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, owned by another user
+    now = _process_start(pid)
+    if now == -1:
+        return False
+    return not (started is not None and now is not None and now != started)  # the pid was reused
+
+
+def lease_seconds() -> float:
+    return float(env(LEASE_VAR) or 600)
+
+
 def start(conn: sa.Connection, report: LoadReport) -> None:
     conn.execute(loads.insert().values(**report.ledger_row()))
+
+
+class AlreadyLoading(Exception):
+    """Another live load holds the claim on this content."""
+
+    def __init__(self, load_id: str, owner: str) -> None:
+        super().__init__(f"already being loaded by {load_id} ({owner})")
+        self.load_id, self.owner = load_id, owner
+
+
+def claim(engine: sa.Engine, report: LoadReport) -> None:
+    """Insert the running row of ``report`` (with its content hash) as the claim on that content.
+
+    Raises AlreadyLoading when a live load holds it. A holder that died is marked abandoned first, then the claim
+    is tried once more. Each attempt is its own transaction, so the claim is visible to other processes at once.
+    """
+    owner = this_process()
+    row = report.ledger_row() | {"owner_host": owner.host, "owner_pid": owner.pid, "owner_started": owner.started,
+                                 "heartbeat_at": utcnow()}
+    for attempt in (1, 2):
+        try:
+            with engine.begin() as conn:
+                conn.execute(loads.insert().values(**row))
+            return
+        except sa.exc.IntegrityError:
+            with engine.begin() as conn:
+                holder = conn.execute(sa.select(loads).where(
+                    loads.c.source_system == report.source_system, loads.c.entity == report.entity,
+                    loads.c.content_hash == report.content_hash, loads.c.status == "running")).first()
+            if holder is None:
+                continue  # finished between our insert and our look: try again
+            if attempt == 1 and abandon_stale(engine, load_ids=[holder.load_id]):
+                continue
+            who = (f"pid {holder.owner_pid} on {holder.owner_host}" if holder.owner_host else "an older process")
+            raise AlreadyLoading(holder.load_id, who) from None
+    raise AlreadyLoading("?", "another process")  # the claim kept changing hands: let the caller retry later
+
+
+def stale_reason(row: Any, now: datetime, lease: float) -> str | None:
+    """Why a running row's load is dead, or None while it may still be running."""
+    alive = owner_alive(row.owner_host, row.owner_pid, row.owner_started)
+    if alive is False:
+        return f"the process that ran it (pid {row.owner_pid} on {row.owner_host}) is gone"
+    if alive is None:
+        last = row.heartbeat_at or row.started_at
+        if last is not None and last.tzinfo is None:
+            last = last.replace(tzinfo=UTC)
+        if last is not None and now - last > timedelta(seconds=lease):
+            who = f"pid {row.owner_pid} on {row.owner_host}" if row.owner_host else "an unrecorded process"
+            return f"no sign of life from {who} for {int((now - last).total_seconds())} s (lease {int(lease)} s)"
+    return None
+
+
+def abandon_stale(engine: sa.Engine, *, load_ids: list[str] | None = None, lease: float | None = None) -> list[str]:
+    """Mark running rows whose load is dead as ``abandoned`` with the reason; returns their load ids.
+
+    Conditional on the row still being running, so two processes cleaning up at once each mark a row once.
+    """
+    lease = lease_seconds() if lease is None else lease
+    now = utcnow()
+    query = sa.select(loads.c.load_id, loads.c.owner_host, loads.c.owner_pid, loads.c.owner_started,
+                      loads.c.heartbeat_at, loads.c.started_at).where(loads.c.status == "running")
+    if load_ids is not None:
+        query = query.where(loads.c.load_id.in_(load_ids))
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    done = []
+    for row in rows:
+        reason = stale_reason(row, now, lease)
+        if reason is None:
+            continue
+        with engine.begin() as conn:
+            n = conn.execute(loads.update().where(loads.c.load_id == row.load_id, loads.c.status == "running")
+                             .values(status="abandoned", error=f"abandoned: {reason}", finished_at=now)).rowcount
+        if n:
+            done.append(row.load_id)
+    return done
+
+
+@contextlib.contextmanager
+def heartbeat(engine: sa.Engine, load_id: str, every: float | None = None) -> Iterator[None]:
+    """Keep a running row's heartbeat fresh while the block runs (Postgres only; see LEASE_VAR)."""
+    if engine.dialect.name != "postgresql":
+        yield
+        return
+    every = every or max(1.0, lease_seconds() / 5)
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(every):
+            try:
+                with engine.begin() as conn:
+                    conn.execute(loads.update().where(loads.c.load_id == load_id, loads.c.status == "running")
+                                 .values(heartbeat_at=utcnow()))
+            except sa.exc.SQLAlchemyError:
+                pass  # the load itself will notice an unreachable warehouse
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{load_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
 
 
 def finish(conn: sa.Connection, report: LoadReport) -> None:
@@ -90,6 +265,15 @@ def finish(conn: sa.Connection, report: LoadReport) -> None:
     row = report.ledger_row()
     row.pop("load_id")
     conn.execute(loads.update().where(loads.c.load_id == report.load_id).values(**row))
+
+
+def failed_attempts(conn: sa.Connection, system: str, entity: str, content_hash: str) -> list[Any]:
+    """Failed or abandoned loads of this content (oldest first): the retry history of a file."""
+    return list(conn.execute(
+        sa.select(loads.c.load_id, loads.c.status, loads.c.error, loads.c.started_at, loads.c.finished_at).where(
+            loads.c.source_system == system, loads.c.entity == entity, loads.c.content_hash == content_hash,
+            loads.c.status.in_(("failed", "abandoned")),
+        ).order_by(loads.c.started_at)))
 
 
 def succeeded_load_for(conn: sa.Connection, system: str, entity: str, content_hash: str) -> str | None:

@@ -184,7 +184,8 @@ loads = sa.Table(
     sa.Column("content_hash", sa.String(64), index=True),
     sa.Column("file_bytes", sa.BigInteger),
     sa.Column("contract", sa.String(128)),
-    sa.Column("status", sa.String(24), nullable=False),  # running|succeeded|rejected|failed|duplicate_file
+    # running|succeeded|rejected|failed|duplicate_file|abandoned|already_loading
+    sa.Column("status", sa.String(24), nullable=False),
     sa.Column("rows_read", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("rows_inserted", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("rows_updated", sa.BigInteger, nullable=False, server_default="0"),
@@ -197,6 +198,16 @@ loads = sa.Table(
     sa.Column("started_at", TS, nullable=False),
     sa.Column("finished_at", TS),
     sa.Column("duration_ms", sa.BigInteger),
+    # Who runs the load: a 'running' row whose process is gone (same host) or whose heartbeat stopped (another
+    # host) is marked abandoned at the next start. owner_started tells a reused pid from the original process.
+    sa.Column("owner_host", sa.String(255)),
+    sa.Column("owner_pid", sa.Integer),
+    sa.Column("owner_started", sa.BigInteger),
+    sa.Column("heartbeat_at", TS),
+    # The claim: one running load per content (migration 0009).
+    sa.Index("uq_loads_running_content", "source_system", "entity", "content_hash", unique=True,
+             sqlite_where=sa.text("status = 'running' AND content_hash IS NOT NULL"),
+             postgresql_where=sa.text("status = 'running' AND content_hash IS NOT NULL")),
 )
 
 # The quarantine: one row per bad record (or whole file / event), a small state machine

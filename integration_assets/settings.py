@@ -33,6 +33,7 @@ ENV_VARS: dict[str, tuple[str | None, str]] = {
     "INTEGRATION_QUEUE_URL": ("sql", "'sql' (embedded queue table in the warehouse) or an amqp:// URL."),
     "INTEGRATION_WEBHOOK_MAX_BYTES": ("1048576", "Webhook bodies above this are refused (413) before being read in full."),
     "INTEGRATION_WEBHOOK_PUBLISHERS": ("2", "Receiver publisher threads (one queue connection each); more overlap the broker's confirms."),
+    "INTEGRATION_WEBHOOK_BODY_TIMEOUT_SECONDS": ("10", "A webhook body must arrive within this many seconds of its headers, else 408 and the connection is closed."),
     "INTEGRATION_WEBHOOK_PUBLIC_URL": (None, "scheme://host[:port] providers post to, if not what the receiver sees (HubSpot v3 signs the URL)."),
     "STRIPE_WEBHOOK_SECRET": (None, "Stripe endpoint signing secret(s) whsec_…, comma-separated while rotating (a secret)."),
     "HUBSPOT_CLIENT_SECRET": (None, "HubSpot app client secret; signs X-HubSpot-Signature-v3 (a secret)."),

@@ -10,6 +10,7 @@ Content-Type is not application/json        415     unsupported_media_type
 signature header(s) missing                 400     missing_signature
 Content-Length above the cap                413     too_large
 body above the cap while streaming it       413     too_large (reading stops)
+body not received within ``body_timeout_s``  408     body_timeout (connection closed)
 signature header malformed                  400     malformed_signature
 signature does not match the raw bytes      401     bad_signature
 timestamp older / newer than 300 s          400     stale_timestamp / future_timestamp
@@ -98,6 +99,9 @@ class WebhookConfig:
     max_body_bytes: int = 1 << 20
     max_json_depth: int = DEFAULT_MAX_JSON_DEPTH
     tolerance_s: float = sig.DEFAULT_TOLERANCE_S
+    # The whole body must arrive within this, counted from the request's headers: a client that dribbles
+    # its body gets 408 and its connection is closed, instead of holding a connection and a task for ever.
+    body_timeout_s: float = 10.0
     # scheme://host[:port] HubSpot posts to, when it differs from what the server sees (TLS proxy).
     public_url: str | None = None
     enqueue_timeout_s: float = 30.0
@@ -117,6 +121,7 @@ class WebhookConfig:
             "max_body_bytes": int(_env("INTEGRATION_WEBHOOK_MAX_BYTES") or 1 << 20),
             "public_url": (_env("INTEGRATION_WEBHOOK_PUBLIC_URL") or "").rstrip("/") or None,
             "publishers": max(1, int(_env("INTEGRATION_WEBHOOK_PUBLISHERS") or 2)),
+            "body_timeout_s": float(_env("INTEGRATION_WEBHOOK_BODY_TIMEOUT_SECONDS") or 10),
         }
         values.update(overrides)
         return cls(**values)
@@ -515,12 +520,18 @@ class WebhookReceiver:
                 raise Rejected(413, "too_large", f"Content-Length {length} > {limit}")
         chunks: list[bytes] = []
         size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                # Stop reading here: the rest of the body is never buffered.
-                raise Rejected(413, "too_large", f"body > {limit} bytes")
-            chunks.append(chunk)
+        try:
+            async with asyncio.timeout(self.config.body_timeout_s):
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > limit:
+                        # Stop reading here: the rest of the body is never buffered.
+                        raise Rejected(413, "too_large", f"body > {limit} bytes")
+                    chunks.append(chunk)
+        except TimeoutError as exc:
+            raise Rejected(
+                408, "body_timeout", f"body not received within {self.config.body_timeout_s:g}s"
+            ) from exc
         return b"".join(chunks)
 
     def _hubspot_uri(self, request: Request) -> str:
@@ -582,7 +593,8 @@ class WebhookReceiver:
             messages = await self.verified_messages(request, provider)
         except Rejected as exc:
             self.metrics.rejected.inc(provider, exc.reason)
-            return _error(exc.status, exc.reason)
+            # The rest of a body that timed out is not worth waiting for: close the connection after the 408.
+            return _error(exc.status, exc.reason, {"Connection": "close"} if exc.status == 408 else None)
         except ClientDisconnect:
             self.metrics.rejected.inc(provider, "client_disconnected")
             return _error(400, "client_disconnected")

@@ -2,7 +2,27 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
+
+# Connection limits (uvicorn): an idle keep-alive connection is closed after TIMEOUT_KEEP_ALIVE_S; beyond
+# LIMIT_CONCURRENCY connections or tasks new requests get 503 (the provider retries) instead of queueing in
+# memory; the h11 parser refuses a header block above MAX_INCOMPLETE_EVENT_BYTES. A body that dribbles in is
+# cut by the app itself (WebhookConfig.body_timeout_s: 408, connection closed).
+TIMEOUT_KEEP_ALIVE_S = 5
+LIMIT_CONCURRENCY = 1000
+MAX_INCOMPLETE_EVENT_BYTES = 64 * 1024
+
+
+def server_options(*, limit_concurrency: int = LIMIT_CONCURRENCY) -> dict[str, Any]:
+    """uvicorn.Config keyword arguments of the receiver (the CLI and the tests run the same server)."""
+    return {
+        "timeout_keep_alive": TIMEOUT_KEEP_ALIVE_S,
+        "limit_concurrency": limit_concurrency,
+        "h11_max_incomplete_event_size": MAX_INCOMPLETE_EVENT_BYTES,
+        "server_header": False,
+    }
 
 
 @click.group("webhooks")
@@ -37,5 +57,5 @@ def serve(host: str, port: int, log_level: str, access_log: bool) -> None:
     from integration_assets.webhooks.app import create_app
 
     uvicorn.run(
-        create_app(), host=host, port=port, log_level=log_level, access_log=access_log, server_header=False
+        create_app(), host=host, port=port, log_level=log_level, access_log=access_log, **server_options()
     )

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import sqlalchemy as sa
 
 from integration_assets.queue import Message
 from integration_assets.queue.keys import hubspot_event_key
@@ -401,3 +402,55 @@ def test_config_from_env_reads_secrets_and_hides_them(monkeypatch: pytest.Monkey
     )
     assert STRIPE_SECRET not in repr(config) and "hs" not in repr(config).replace("hubspot", "")
     assert sig.parse_stripe_secrets(None) == ()
+
+
+# ------------------------------------------------------------------------------------------- split batches
+async def test_hubspot_batch_with_a_bad_element_is_accepted_and_split(
+    client: httpx.AsyncClient, sql_queue: SqlQueue
+) -> None:
+    events = json.loads(hubspot_body(*range(1, 101)))
+    events[57] = "not an event"
+    body = json.dumps(events).encode()
+    r = await client.post("/webhooks/hubspot", content=body, headers=hubspot_headers(body))
+    assert r.status_code == 200 and r.json() == {"accepted": 99, "dead_lettered": 1}
+    got = sql_queue.receive(200)
+    assert len(got) == 100
+    [bad] = [d.message for d in got if "x-receiver-check" in d.message.headers]
+    assert json.loads(bad.body) == "not an event"
+    assert bad.headers["x-receiver-check"] == "invalid_payload"
+    assert "element 57 of 100" in bad.headers["x-receiver-reason"]
+    metrics = client.app.state.metrics  # type: ignore[attr-defined]
+    assert metrics.invalid_elements.value("hubspot") == 1 and metrics.events.value("hubspot") == 99
+
+
+async def test_hubspot_body_that_is_not_an_array_is_still_refused(
+    client: httpx.AsyncClient, sql_queue: SqlQueue
+) -> None:
+    body = json.dumps(json.loads(hubspot_body(1))[0]).encode()
+    r = await client.post("/webhooks/hubspot", content=body, headers=hubspot_headers(body))
+    await assert_refused(client, sql_queue, r, 400, "hubspot", "invalid_payload")
+
+
+async def test_key_duplicates_and_collisions_are_counted_in_the_metrics(
+    client: httpx.AsyncClient, sql_queue: SqlQueue
+) -> None:
+    first = hubspot_body(5)
+    retry = json.dumps([{**json.loads(first)[0], "attemptNumber": 1}]).encode()
+    other = json.dumps([{**json.loads(first)[0], "changeSource": "IMPORT"}]).encode()  # same key, other content
+    for body in (first, retry, other):
+        r = await client.post("/webhooks/hubspot", content=body, headers=hubspot_headers(body))
+        assert r.status_code == 200
+    assert sql_queue.depth() == 1
+    metrics = client.app.state.metrics  # type: ignore[attr-defined]
+    assert metrics.key_duplicates.value("hubspot") == 1 and metrics.key_collisions.value("hubspot") == 1
+    with sql_queue.engine.connect() as conn:
+        from integration_assets.warehouse.schema import dead_letters
+
+        [(check, key)] = conn.execute(
+            sa.select(dead_letters.c.check_name, dead_letters.c.natural_key).where(
+                dead_letters.c.stage == "event", dead_letters.c.natural_key.like("hubspot:5:%")
+            )
+        ).all()
+    assert check == "key_collision" and "#collision-" in key
+    text = metrics.render()
+    assert 'webhook_key_collisions_total{provider="hubspot"} 1' in text

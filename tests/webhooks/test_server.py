@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import select
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -15,27 +18,36 @@ import uvicorn
 
 from integration_assets.queue.sql import SqlQueue
 from integration_assets.webhooks.app import create_app
+from integration_assets.webhooks.cli import server_options
 
 from .conftest import hubspot_body, hubspot_headers, stripe_event, stripe_headers, test_config
 
 
-@pytest.fixture
-def server(sqlite_warehouse: str, queue_name: str, isolated_env: Path) -> Iterator[tuple[str, object]]:
+@contextlib.contextmanager
+def serving(app: Any) -> Iterator[str]:
+    """``app`` under uvicorn with the receiver's own server options (webhooks.cli), on a free port."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    app = create_app(queue_factory=lambda: SqlQueue(sqlite_warehouse, name=queue_name), config=test_config())
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", **server_options())
+    srv = uvicorn.Server(config)
     thread = threading.Thread(target=srv.run, name="uvicorn-test", daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
     while not srv.started:
         assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
         time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}", app
+    yield f"http://127.0.0.1:{port}"
     srv.should_exit = True
     thread.join(10)
     assert not thread.is_alive()
+
+
+@pytest.fixture
+def server(sqlite_warehouse: str, queue_name: str, isolated_env: Path) -> Iterator[tuple[str, object]]:
+    app = create_app(queue_factory=lambda: SqlQueue(sqlite_warehouse, name=queue_name), config=test_config())
+    with serving(app) as base:
+        yield base, app
 
 
 def test_real_server_accepts_concurrent_signed_events(
@@ -94,3 +106,55 @@ def test_real_server_refuses_20_mb_before_it_is_sent(server: tuple[str, object],
             pass  # the server may close the connection once it has answered
         assert _status_line(sock) == b"HTTP/1.1 413 Request Entity Too Large"
     assert sql_queue.depth() == 0
+
+
+def test_slow_bodies_are_cut_and_their_connections_closed(
+    sqlite_warehouse: str, queue_name: str, isolated_env: Path, sql_queue: SqlQueue
+) -> None:
+    """200 clients send their headers, then dribble the body a byte at a time: each gets 408 and its
+    connection is closed by the server, and a normal request is served meanwhile."""
+    app = create_app(
+        queue_factory=lambda: SqlQueue(sqlite_warehouse, name=queue_name), config=test_config(body_timeout_s=2.0)
+    )
+    with serving(app) as base:
+        host, port = base.removeprefix("http://").split(":")
+        body = stripe_event("evt_slow")
+        sig_header = stripe_headers(body)["stripe-signature"]
+        head = (
+            "POST /webhooks/stripe HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Stripe-Signature: {sig_header}\r\nContent-Length: 100000\r\n\r\n"
+        ).encode()
+        slow: list[socket.socket] = []
+        for _ in range(200):
+            sock = socket.create_connection((host, int(port)), timeout=5)
+            sock.sendall(head + b"{")
+            sock.setblocking(False)
+            slow.append(sock)
+        fast = stripe_event("evt_fast")
+        with httpx.Client(base_url=base, timeout=10) as client:
+            assert client.post("/webhooks/stripe", content=fast, headers=stripe_headers(fast)).status_code == 200
+        open_ = set(slow)
+        answers: dict[socket.socket, bytes] = {s: b"" for s in slow}
+        deadline = time.monotonic() + 60  # generous: only "closed at all", not how fast
+        while open_ and time.monotonic() < deadline:
+            for sock in list(open_):
+                with contextlib.suppress(OSError):  # the server may have closed it already
+                    sock.send(b" ")
+            readable, _, _ = select.select(list(open_), [], [], 0.2)
+            for sock in readable:
+                try:
+                    data = sock.recv(4096)
+                except OSError:  # reset: closed by the server with our dribble unread
+                    data = b""
+                answers[sock] += data
+                if not data:
+                    open_.discard(sock)
+        for sock in slow:
+            sock.close()
+        assert not open_, f"{len(open_)} slow connection(s) still open after 60 s"
+        seen = [a.split(b"\r\n", 1)[0] for a in answers.values() if a]
+        assert seen and set(seen) == {b"HTTP/1.1 408 Request Timeout"}
+        assert app.state.metrics.rejected.value("stripe", "body_timeout") == 200  # type: ignore[attr-defined]
+        with httpx.Client(base_url=base, timeout=10) as client:
+            assert client.get("/healthz").json()["status"] == "ok"
+    assert sql_queue.depth() == 1  # only the normal request's event

@@ -38,6 +38,7 @@ import sqlalchemy as sa
 from integration_assets.privacy.files import FileRedactor, FileResult, files_under, replace_atomically
 from integration_assets.privacy.subjects import (
     ERASED,
+    ErasureError,
     SourceFields,
     Subject,
     canonical_id,
@@ -241,16 +242,17 @@ def _text_columns(table: sa.Table) -> list[sa.Column]:
     return [c for c in table.columns if isinstance(c.type, sa.String | sa.Text)]
 
 
-def scrub_values(conn: sa.Connection, e: Erasure, values: Iterable[str]) -> None:
-    """Replace copies of ``values`` in every text column of every non-canonical table; count matches in the
-    canonical tables (other records, other systems), which are not changed."""
+def scrub_values(conn: sa.Connection, e: Erasure, values: Iterable[str], *, canonical: bool = False) -> None:
+    """Replace copies of ``values`` in every text column of every non-canonical table. ``canonical``: count
+    the matches in the canonical tables instead (other records, other systems: not changed, reported as
+    ``also_found``; a scan of whole tables, so it runs after the drain's transaction)."""
     patterns = value_patterns(values)
     if not patterns:
         return
     needles = sorted({f.lower() for f in value_forms(values)})
     _import_all_tables()
     existing = set(sa.inspect(conn).get_table_names())
-    canonical = set(CANONICAL_TABLES)
+    canonical_tables = set(CANONICAL_TABLES)
     for table in metadata.sorted_tables:
         if table.name not in existing or table.name == privacy_erasures.name:
             continue
@@ -259,7 +261,9 @@ def scrub_values(conn: sa.Connection, e: Erasure, values: Iterable[str]) -> None
             continue
         hit = sa.or_(*(sa.func.lower(c).contains(n.lower(), autoescape=True) for c in cols for n in needles
                        if n))
-        if table.name in canonical:
+        if (table.name in canonical_tables) != canonical:
+            continue
+        if canonical:
             t = table
             cond = hit
             if table.name == e.subject.table:
@@ -442,6 +446,7 @@ def finish(engine: sa.Engine, e: Erasure, settings: Settings | None = None) -> E
     with begin_write(engine) as conn:
         if new_values:
             scrub_values(conn, e, new_values)
+        scrub_values(conn, e, e.values, canonical=True)
         e.status = "done"
         _save(conn, e)
     log.info("erasure %s of %s %s %s: done (%s)", e.id, e.subject.system, e.subject.table, e.subject.source_id,
@@ -467,16 +472,41 @@ def erase(
     subject = Subject.of(system, table, source_id)
     settings = settings or get_settings()
     engine = engine or get_engine(settings.warehouse_url)
+    if not dry_run:
+        _move_broker_dead_letters(settings)
     if dry_run:
         with engine.connect() as conn:
             e = erase_warehouse(conn, subject, via=via, ref=ref, dry_run=True)
             conn.rollback()
         erase_files(e, settings)
+        with engine.connect() as conn:
+            scrub_values(conn, e, e.values, canonical=True)
         e.status = "dry_run"
         return e
     with begin_write(engine) as conn:
         e = erase_warehouse(conn, subject, via=via, ref=ref)
     return finish(engine, e, settings)
+
+
+def _move_broker_dead_letters(settings: Settings) -> None:
+    """With RabbitMQ, dead-lettered events wait in the broker's dead-letter queue until a drain moves them into
+    ``dead_letters``: move them now, so that the subject's are erased there (a queue message cannot be edited
+    in place). Events still in the main queue are applied later and kept erased (``privacy.suppress``)."""
+    if not settings.queue_url.startswith(("amqp://", "amqps://")):
+        return
+    from integration_assets.queue import QueueError
+    from integration_assets.queue.factory import open_queue
+
+    queue = open_queue(settings.queue_url, warehouse_url=settings.warehouse_url)
+    try:
+        moved = queue.drain_dead_letters()
+    except QueueError as exc:
+        raise ErasureError(f"the broker's dead letters could not be moved first ({type(exc).__name__}); "
+                           "retry when RabbitMQ is reachable") from exc
+    finally:
+        queue.close()
+    if moved:
+        log.info("moved %d broker dead letter(s) into dead_letters before the erasure", moved)
 
 
 def finish_pending(engine: sa.Engine, settings: Settings | None = None,

@@ -193,6 +193,9 @@ def detect_format(path: Path) -> tuple[str | None, str | None]:
                 raise FileRejected("corrupt_compressed", "the file is named .zip but is not a zip archive")
             return "zip", None
         inner = FORMATS_BY_SUFFIX.get(suffixes[-2]) if len(suffixes) > 1 else None
+        if len(suffixes) > 1 and suffixes[-2] == ".tar":
+            raise FileRejected("compressed", "the file is a tar archive; only gzip (.gz) and a zip archive of one "
+                                             "export file are read: deliver the export itself, or gzip it")
         if inner is None:
             raise FileRejected(
                 "unsupported_format",

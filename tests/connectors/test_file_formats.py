@@ -188,6 +188,8 @@ def _zip_whose_directory_lies() -> bytes:
                  id="xz-named-csv"),
     pytest.param("contacts.gz", lambda: gzip.compress(contacts_csv(["1"])), "unsupported_format",
                  "must name the format it holds", id="gz-without-format"),
+    pytest.param("contacts.tar.gz", lambda: gzip.compress(contacts_csv(["1"])), "compressed", "tar archive",
+                 id="tar.gz"),
     pytest.param("contacts.zip", lambda: contacts_csv(["1"]), "corrupt_compressed", "not a zip archive",
                  id="zip-name-plain-bytes"),
 ])
@@ -449,3 +451,17 @@ def test_ingest_file_reads_a_gzip_csv_directly(engine: sa.Engine, tmp_path: Path
     path.write_bytes(gzip.compress(contacts_csv(["1"])))
     report = ingest_file(path, "hubspot", "contacts")
     assert (report.status, report.rows_inserted) == ("succeeded", 1), report.as_dict()
+
+
+def test_a_header_longer_than_the_first_mib_is_rejected_not_cut(tmp_path: Path) -> None:
+    """The header is read from the first MiB: a longer one was cut there (its last name broken, every record
+    one field too long); now it is rejected, or counted as too wide when it already has too many columns."""
+    path = tmp_path / "contacts.csv"
+    names = [f"{'n' * 3000}{i}" for i in range(400)]  # ~1.2 MB of header, 400 columns
+    path.write_bytes((",".join(names) + "\n" + ",".join(["x"] * 400) + "\n").encode())
+    with pytest.raises(files.FileRejected) as exc:
+        files.inspect(path, max_bytes=0, max_columns=2000)
+    assert (exc.value.code, exc.value.message) == ("unreadable_header", "the header row is longer than 1 MiB")
+    with pytest.raises(files.FileRejected) as exc:
+        files.inspect(path, max_bytes=0, max_columns=300)
+    assert exc.value.code == "too_many_columns" and "at least 3" in exc.value.message

@@ -487,6 +487,7 @@ class EventProcessor:
         self.router = Router()
         self.max_field_bytes = max_field_bytes or get_settings().max_field_bytes
         self._mappers: dict[str, tuple[Contract, ContractMapper]] = {}
+        self._erasures_resumed = False  # erasures a crash left half done are finished after the first batch
 
     # -- plan (no database) ------------------------------------------------------------------------------
     def _mapper(self, contract: Contract) -> ContractMapper:
@@ -656,7 +657,8 @@ class EventProcessor:
             after_commit(result)
         if not result.acked_in_transaction:
             self._settle_after_commit(queue, plan, result)
-        if plan.erased:
+        if plan.erased or not self._erasures_resumed:
+            self._erasures_resumed = True
             self._finish_erasures(plan, result)
         return result
 
@@ -732,8 +734,9 @@ class EventProcessor:
             ))
 
     def _finish_erasures(self, plan: _Plan, result: BatchResult) -> None:
-        """After the commit: the file phase of the batch's erasures (and of any left unfinished before). A
-        failure leaves them ``warehouse_done`` for the next erasure or ``integration-assets privacy erase``."""
+        """After the commit: the file phase of the batch's erasures, and of any a crash left unfinished (one
+        small query when there are none). A failure leaves them ``warehouse_done`` for the next batch that
+        erases, the next drain, or ``integration-assets privacy resume``."""
         from integration_assets.privacy.erase import finish_pending
 
         try:

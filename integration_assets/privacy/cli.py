@@ -56,6 +56,24 @@ def erase_command(source: str, source_id: str, dry_run: bool, as_json: bool) -> 
         _echo_report(doc)
 
 
+@privacy.command("resume")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per erasure finished.")
+def resume_command(as_json: bool) -> None:
+    """Finish erasures whose warehouse part committed but whose files were not done (a crash, a full disk);
+    the drain also does this after its first batch."""
+    from integration_assets.privacy.erase import finish_pending
+    from integration_assets.settings import get_settings
+    from integration_assets.warehouse import db as wh
+
+    settings = get_settings()
+    wh.ensure_schema(settings.warehouse_url)
+    for e in finish_pending(wh.get_engine(settings.warehouse_url), settings):
+        if as_json:
+            click.echo(json.dumps(e.as_dict(), sort_keys=True))
+        else:
+            _echo_report(e.as_dict())
+
+
 @privacy.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per line.")
 def list_command(as_json: bool) -> None:

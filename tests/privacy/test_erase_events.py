@@ -87,3 +87,40 @@ def test_privacy_deletion_webhook_erases_everywhere_and_stays_erased(
         assert scan(stack.warehouse_url, isolated_env, [("log", caplog.text), ("json log", json_log.getvalue())]) == []
     finally:
         logging.getLogger().removeHandler(handler)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.mark.anyio
+async def test_privacy_deletion_posted_to_the_receiver_in_one_delivery_with_a_change(
+    stack: Stack, tmp_path: Path, isolated_env: Path, caplog: pytest.LogCaptureFixture  # noqa: F811
+) -> None:
+    """Through the HTTP receiver (signature checked, queued), in one HubSpot delivery: a change of the
+    canary's e-mail and the privacyDeletion. The drain applies the change and erases in the same batch."""
+    import httpx
+
+    from integration_assets.webhooks.app import create_app
+    from tests.webhooks.conftest import HUBSPOT_URL, hubspot_headers, test_config
+
+    caplog.set_level(logging.DEBUG, logger="integration_assets")
+    seed_contacts(tmp_path, [CANARY_ID], warehouse_url=stack.warehouse_url)
+    change = contact_change(930, CANARY_ID, "email", CANARY_EMAIL, NOW - timedelta(minutes=5)).payload
+    body = json.dumps([change, privacy_deletion(931, CANARY_ID).payload]).encode()
+    app = create_app(queue_factory=stack.make_queue, config=test_config())
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+    ) as client:
+        response = await client.post("/webhooks/hubspot", content=body, headers=hubspot_headers(body, HUBSPOT_URL))
+    assert response.status_code < 300, response.text
+    queue = stack.make_queue()
+    report = stack.drain(queue)
+    assert report.totals.applied == 2 and report.totals.dead_lettered == 0
+    erased = {r["source_id"]: r for r in stack.rows("contacts")}[CANARY_ID]
+    assert erased["email"] is None and erased["erased_at"] is not None
+    with stack.engine.connect() as conn:
+        audit = conn.execute(sa.select(privacy_erasures)).one()
+    assert audit.requested_via == "webhook" and audit.status == "done"
+    assert scan(stack.warehouse_url, isolated_env, [("log", caplog.text)]) == []

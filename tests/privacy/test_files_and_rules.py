@@ -173,8 +173,11 @@ def test_rerun_and_interrupted_erasure(warehouse_url: str, isolated_env: Path) -
     with engine.connect() as conn:
         assert conn.execute(sa.select(privacy_erasures.c.status)).scalar_one() == "warehouse_done"
     assert scan(warehouse_url, isolated_env), "the archived export still holds the canary"
-    done = finish_pending(engine)
-    assert [d.id for d in done] == [e.id] and done[0].stores["archive_records"] == 1
+    result = CliRunner().invoke(main, ["privacy", "resume", "--json"])
+    assert result.exit_code == 0, result.output
+    done = [json.loads(line) for line in result.output.splitlines()]
+    assert [d["erasure_id"] for d in done] == [e.id] and done[0]["stores"]["archive_records"] == 1
+    assert finish_pending(engine) == []
     assert scan(warehouse_url, isolated_env) == []
     with engine.connect() as conn:
         assert conn.execute(sa.select(privacy_erasures.c.status)).scalar_one() == "done"

@@ -172,3 +172,29 @@ def test_on_missing_null_sets_absent_columns_to_null(engine: sa.Engine, inbox: P
     load(write(inbox, "full.csv", [contact(i, "2026-11-20 10:00") for i in IDS]))
     load(write(inbox, "no_email.csv", [contact(i, "2026-11-21 10:00") for i in IDS], drop=("Email",)))
     assert {r["email"] for r in stored(engine).values()} == {None}
+
+
+def test_a_replayed_dead_letter_of_a_partial_file_keeps_stored_values(
+        engine: sa.Engine, inbox: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The dead letter of a file without Email holds no Email either: its replay must not erase it."""
+    from integration_assets.dead_letters.replay import replay
+    from integration_assets.dead_letters.store import Filter
+
+    root = tmp_path / "contracts"
+    shutil.copytree(CONTRACTS_DIR, root, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    monkeypatch.setenv("INTEGRATION_CONTRACTS_DIR", str(root))
+    clear_cache()
+    load(write(inbox, "full.csv", [contact(i, "2026-11-20 10:00") for i in IDS[:3]]))
+    newer = [contact(i, "2026-11-21 10:00", first="Eve") for i in IDS[:3]]
+    newer[0]["Lifecycle Stage"] = "Prospect"  # unknown to the contract: quarantined
+    report = load(write(inbox, "no_email.csv", newer, drop=("Email",)))
+    assert (report.rows_updated, report.rows_quarantined) == (2, 1)
+    path = root / "hubspot" / "contacts_export.v1.yaml"
+    path.write_text(path.read_text(encoding="utf-8").replace("      Other: other\n",
+                                                             "      Other: other\n      Prospect: opportunity\n", 1),
+                    encoding="utf-8")
+    clear_cache()
+    out = replay(Filter(check="unknown_value"))
+    assert len(out.replayed) == 1
+    row = stored(engine)[IDS[0]]
+    assert (row["first_name"], row["lifecycle_stage"], row["email"]) == ("Eve", "opportunity", f"c{IDS[0]}@example.com")

@@ -134,7 +134,7 @@ def _replay_rows(system: str, entity: str, items: list[dict[str, Any]], out: Rep
         good, ref_failures = _reference_failures(conn, contract, mapped.frame, chunk)
         failures = mapped.failures + ref_failures
         stage = CanonicalStage(conn, contract.target)
-        stage.add(good, report.load_id)
+        stage.add(good, report.load_id, keep=mapped.absent)  # columns the records lack stay as stored
         counts = stage.merge()
         loaded_ids = [int(p) for p in good["_pos"]]
         failed = {int(f.position): f.reason for f in failures}

@@ -3,22 +3,33 @@
 A processed file (loaded, or identical to one already loaded) moves to the archive under its content hash;
 a file that cannot be loaded moves to ``rejected/`` with a ``.reason.json`` next to it and a dead letter
 (stage ``file``) so it shows up in the same review queue as bad rows. A file that failed for a transient
-reason (the warehouse was down) stays in the inbox and is picked up again.
+reason (the warehouse was down) stays in the inbox and is picked up again (the sensor retries it with backoff).
+
+Every entry of the inbox is accounted for (see ``survey``): a settled regular file is loaded; a symlink, a
+hidden name or a special file is rejected with its reason; a temporary name (``*.part``, ``*.tmp``, editor swap
+and lock files...) is left alone while it is younger than INTEGRATION_INBOX_TEMP_MAX_AGE_SECONDS, then rejected.
+
+A load reads a snapshot of the file (``<data dir>/processing/<load id>/``): what is archived is exactly what
+was loaded. If the file changed during its load, the snapshot goes to the archive and the changed file stays
+in the inbox, to be loaded again as a new version (the merge is idempotent, so rows loaded twice change nothing).
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 import shutil
+import stat
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import sqlalchemy as sa
 
 from integration_assets.connectors.hashing import content_hash
 from integration_assets.privacy.suppress import redact_erased_file
-from integration_assets.settings import Settings, get_settings
+from integration_assets.settings import Settings, env, get_settings
 from integration_assets.warehouse import ledger
 from integration_assets.warehouse.db import get_engine
 from integration_assets.warehouse.ledger import LoadReport, new_load_id, utcnow
@@ -42,26 +53,106 @@ def entity_slug(entity: str) -> str:
     return entity.replace(".", "_")
 
 
-def scan(settings: Settings | None = None, *, include_misplaced: bool = False) -> list[InboxFile]:
-    """Settled files in the inbox, oldest first. Misplaced files (wrong depth) only on request."""
+log = logging.getLogger(__name__)
+
+# Names a writer or an editor uses while a file is not finished: left alone while fresh (TEMP_MAX_AGE_VAR).
+TEMP_SUFFIXES = (".part", ".partial", ".tmp", ".temp", ".crdownload", ".download", ".filepart", ".swp", ".swx", "~")
+TEMP_PREFIXES = ("~$", ".~lock.", ".#")
+TEMP_MAX_AGE_VAR = "INTEGRATION_INBOX_TEMP_MAX_AGE_SECONDS"
+IGNORE_RULE = ("names ending in " + " ".join(TEMP_SUFFIXES) + " or starting with " + " ".join(TEMP_PREFIXES)
+               + " are files still being written: left alone while younger than "
+               + TEMP_MAX_AGE_VAR + ", then rejected (stale_temp_file)")
+
+
+def is_temp_name(name: str) -> bool:
+    return name.lower().endswith(TEMP_SUFFIXES) or name.startswith(TEMP_PREFIXES)
+
+
+def temp_max_age() -> float:
+    return float(env(TEMP_MAX_AGE_VAR) or 86400)
+
+
+@dataclass(frozen=True)
+class Refused:
+    """An inbox entry that is not loaded, and why (it is rejected with this reason)."""
+
+    file: InboxFile
+    code: str
+    reason: str
+
+
+@dataclass
+class Survey:
+    """Every entry under the inbox: files to load, entries to reject, temp files left alone for now."""
+
+    files: list[InboxFile] = field(default_factory=list)
+    refused: list[Refused] = field(default_factory=list)
+    ignored: list[tuple[InboxFile, str]] = field(default_factory=list)  # (file, why)
+    settling: list[InboxFile] = field(default_factory=list)
+
+
+def _entry(root: Path, p: Path, st: os.stat_result) -> InboxFile:
+    rel = p.relative_to(root).parts
+    if len(rel) == 3:
+        return InboxFile(p, rel[0], rel[1], st.st_size, st.st_mtime)
+    return InboxFile(p, rel[0] if len(rel) > 1 else "", "/".join(rel[1:-1]), st.st_size, st.st_mtime)
+
+
+def survey(settings: Settings | None = None) -> Survey:
+    """Classify every entry under the inbox without following any symlink (files oldest first)."""
     settings = settings or get_settings()
     root = settings.inbox_dir
+    out = Survey()
     if not root.exists():
-        return []
-    now = time.time()
-    out = []
-    for p in root.rglob("*"):
-        if not p.is_file() or p.name.startswith(".") or p.name.endswith(".part"):
-            continue
-        st = p.stat()
-        if now - st.st_mtime < settings.inbox_settle_seconds:
-            continue  # still being written
-        rel = p.relative_to(root).parts
-        if len(rel) == 3:
-            out.append(InboxFile(p, rel[0], rel[1], st.st_size, st.st_mtime))
-        elif include_misplaced:
-            out.append(InboxFile(p, rel[0] if len(rel) > 1 else "", "/".join(rel[1:-1]), st.st_size, st.st_mtime))
-    return sorted(out, key=lambda f: (f.mtime, str(f.path)))
+        return out
+    now, max_age = time.time(), temp_max_age()
+    for folder, dirs, names in os.walk(root, followlinks=False):
+        base = Path(folder)
+        for d in list(dirs):
+            if (base / d).is_symlink():  # a linked folder: its files are not the inbox's to read
+                dirs.remove(d)
+                names.append(d)
+        for name in names:
+            p = base / name
+            try:
+                st = p.lstat()
+            except FileNotFoundError:
+                continue  # moved away meanwhile (another process archived it)
+            f = _entry(root, p, st)
+            hidden = any(part.startswith(".") for part in p.relative_to(root).parts[:-1]) or name.startswith(".")
+            if stat.S_ISLNK(st.st_mode):
+                out.refused.append(Refused(f, "symlink", f"{name} is a symbolic link; the inbox takes regular files "
+                                                         "only (links are never followed)"))
+            elif not stat.S_ISREG(st.st_mode):
+                out.refused.append(Refused(f, "not_a_regular_file", f"{name} is not a regular file"))
+            elif is_temp_name(name):
+                age = now - st.st_mtime
+                if age < max_age:
+                    out.ignored.append((f, f"temporary name, {int(age)} s old (left alone for {int(max_age)} s)"))
+                else:
+                    out.refused.append(Refused(f, "stale_temp_file", f"{name} has a temporary name and has not "
+                                               f"changed for {int(age)} s: an upload that never finished?"))
+            elif hidden:
+                out.refused.append(Refused(f, "hidden_file", f"{name} is hidden (a name starting with '.'); an "
+                                           "export must have a visible name to be loaded"))
+            elif now - st.st_mtime < settings.inbox_settle_seconds:
+                out.settling.append(f)  # still being written
+            else:
+                out.files.append(f)
+    out.files.sort(key=lambda f: (f.mtime, str(f.path)))
+    return out
+
+
+def scan(settings: Settings | None = None, *, include_misplaced: bool = False) -> list[InboxFile]:
+    """Settled regular files in the inbox, oldest first. Misplaced files (wrong depth) only on request."""
+    settings = settings or get_settings()
+    return [f for f in survey(settings).files
+            if include_misplaced or len(f.path.relative_to(settings.inbox_dir).parts) == 3]
+
+
+def processing_dir(settings: Settings) -> Path:
+    """Where loads keep the snapshot of the file they read."""
+    return settings.data_dir / "processing"
 
 
 def _unique(dest: Path) -> Path:
@@ -93,7 +184,7 @@ def reject(f: InboxFile, report: LoadReport, settings: Settings | None = None,
     engine = engine or get_engine(settings.warehouse_url)
     dest = _unique(settings.rejected_dir / (f.system or "_unknown") / (f.entity or "_unknown") / f.path.name)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    shutil.move(str(f.path), dest)
+    shutil.move(str(f.path), dest)  # a symlink moves as a link: its target is never read
     if not dest.is_symlink():
         redact_erased_file(dest, f.system, f.entity, settings)  # GDPR: no erased record in rejected/ either
     reason = {"file": f.path.name, "folder": f.folder, "reason_code": report.reason_code, "reason": report.error,
@@ -120,10 +211,27 @@ def archive_duplicate(f: InboxFile, sha256: str, loaded_by: str, *, settings: Se
     report = LoadReport(load_id=new_load_id(), source_system=f.system, entity=f.entity, file_name=f.path.name,
                         run_id=run_id, status="duplicate_file", content_hash=sha256, file_bytes=f.size,
                         error=f"identical content already loaded by {loaded_by}")
+    # Archive first: when another process got there before us, the file is its to account for.
+    archive(f, sha256, settings)
     with engine.begin() as conn:
         ledger.start(conn, report)
         ledger.finish(conn, report)
-    archive(f, sha256, settings)
+    return report
+
+
+def refuse(r: Refused, *, settings: Settings | None = None, engine: sa.Engine | None = None,
+           run_id: str | None = None) -> LoadReport:
+    """Reject an inbox entry that is not a loadable file (a symlink, a hidden or stale temp name...)."""
+    settings = settings or get_settings()
+    engine = engine or get_engine(settings.warehouse_url)
+    f = r.file
+    report = LoadReport(load_id=new_load_id(), source_system=f.system or "_unknown", entity=f.entity or "_unknown",
+                        file_name=f.path.name, run_id=run_id, status="rejected", reason_code=r.code, error=r.reason,
+                        file_bytes=f.size)
+    with engine.begin() as conn:
+        ledger.start(conn, report)
+        ledger.finish(conn, report)
+    reject(f, report, settings, engine)
     return report
 
 
@@ -149,9 +257,31 @@ def process(f: InboxFile, *, settings: Settings | None = None, engine: sa.Engine
             ledger.finish(conn, report)
         reject(f, report, settings, engine)
         return report
-    report = ingest_file(f.path, f.system, f.entity, settings=settings, engine=engine, run_id=run_id)
-    if report.status in ("succeeded", "duplicate_file"):
-        archive(f, report.content_hash, settings)
-    elif report.status == "rejected":
-        reject(f, report, settings, engine)
+    report = ingest_file(f.path, f.system, f.entity, settings=settings, engine=engine, run_id=run_id,
+                         snapshot_dir=processing_dir(settings))
+    loaded = Path(report.loaded_path) if report.loaded_path else None
+    try:
+        if report.status in ("succeeded", "duplicate_file", "rejected"):
+            target = f
+            if loaded is not None and _changed(f.path, report.content_hash):
+                # Bytes arrived (or changed) during the load: archive exactly what was loaded, and leave the file
+                # in the inbox to load again as a new version.
+                log.warning("%s changed while it was loaded (%s); the loaded bytes are archived and the file stays "
+                            "in the inbox as a new version", f.path.name, report.load_id)
+                target = InboxFile(loaded, f.system, f.entity, report.file_bytes or 0, f.mtime)
+            if report.status == "rejected":
+                reject(target, report, settings, engine)
+            else:
+                archive(target, report.content_hash, settings)
+    finally:
+        if loaded is not None:
+            shutil.rmtree(loaded.parent, ignore_errors=True)
     return report
+
+
+def _changed(path: Path, sha256: str | None) -> bool:
+    """Whether the inbox file is no longer the content that was loaded (or is gone)."""
+    try:
+        return content_hash(path) != sha256
+    except FileNotFoundError:
+        return True

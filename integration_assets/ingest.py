@@ -28,6 +28,7 @@ from integration_assets.connectors.files import (
     SourceFile,
     inspect,
 )
+from integration_assets.connectors.hashing import content_hash, snapshot
 from integration_assets.contracts.spec import Contract, all_contracts, contracts_for
 from integration_assets.mapping.engine import (
     ContractMapper,
@@ -189,47 +190,86 @@ def _reference_failures(conn: sa.Connection, contract: Contract, mapped: pd.Data
 
 def ingest_file(path: Path, system: str, entity: str, *, settings: Settings | None = None,
                 engine: sa.Engine | None = None, run_id: str | None = None, force: bool = False,
-                contract_id: str | None = None, kind: str = "file") -> LoadReport:
+                contract_id: str | None = None, kind: str = "file", snapshot_dir: Path | None = None) -> LoadReport:
     """Load one file. Never raises for bad input: a rejected file comes back with status='rejected'.
 
     ``force`` reloads content whose hash was already loaded (the merge then changes nothing unless the
     contract changed). ``contract_id`` pins a contract version instead of choosing the newest that fits.
+    ``snapshot_dir``: load a copy of the file made there (``report.loaded_path``), so that what was loaded is
+    exactly the bytes hashed even if a writer still appends to the file (the inbox passes it).
+    Content another live process is loading comes back with status='already_loading'. A missing file raises
+    FileNotFoundError before anything is written.
     """
     settings = settings or get_settings()
     engine = engine or get_engine(settings.warehouse_url)
     report = LoadReport(load_id=new_load_id(), source_system=system, entity=entity, file_name=path.name,
                         run_id=run_id, kind=kind)
     with correlation(run_id=run_id, load_id=report.load_id, source_system=system, entity=entity):
-        return _ingest(path, system, entity, settings, engine, report, force, contract_id)
+        return _ingest(path, system, entity, settings, engine, report, force, contract_id, snapshot_dir)
+
+
+def _claim(path: Path, settings: Settings, engine: sa.Engine, report: LoadReport,
+           snapshot_dir: Path | None) -> Path:
+    """Fix the bytes to load (a snapshot when asked), hash them and claim that content; returns what to read.
+
+    The running ledger row carries the hash: a second process on the same content is refused by the ledger's
+    unique index (ledger.AlreadyLoading). A file over the size limit is neither copied nor hashed: inspect
+    rejects it unread, under a claim without a hash.
+    """
+    size = path.stat().st_size
+    if settings.max_file_bytes and size > settings.max_file_bytes:
+        with engine.begin() as conn:
+            ledger.start(conn, report)
+        return path
+    if snapshot_dir is not None:
+        dest = snapshot_dir / report.load_id / path.name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        report.content_hash, report.file_bytes = snapshot(path, dest)
+        report.loaded_path = str(dest)
+        source = dest
+    else:
+        report.content_hash, report.file_bytes = content_hash(path), size
+        source = path
+    ledger.claim(engine, report)
+    return source
 
 
 def _ingest(path: Path, system: str, entity: str, settings: Settings, engine: sa.Engine, report: LoadReport,
-            force: bool, contract_id: str | None) -> LoadReport:
+            force: bool, contract_id: str | None, snapshot_dir: Path | None = None) -> LoadReport:
     t0 = time.perf_counter()
-    with engine.begin() as conn:
-        ledger.start(conn, report)
     try:
-        src = inspect(path, max_bytes=settings.max_file_bytes, fallback_encoding=settings.fallback_encoding,
-                      verify_utf8=False)
-        report.content_hash, report.file_bytes = src.sha256, src.size
-        if not force:
-            with engine.connect() as conn:
-                previous = ledger.succeeded_load_for(conn, system, entity, src.sha256)
-            if previous:
-                report.status = "duplicate_file"
-                report.error = f"identical content already loaded by {previous}"
-                with engine.begin() as conn:
-                    ledger.finish(conn, report)
-                return report
-        try:
-            _load(src, system, entity, settings, engine, report, contract_id)
-        except EncodingUnverified as exc:  # rolled back: read again, with the encoding decided on every byte
-            # The type only: a parse error's text quotes the record (personal data).
-            log.info("load %s: %s is not plain UTF-8 after all (%s); reading it again", report.load_id, path.name,
-                     type(exc.__cause__).__name__)
-            report.rows_read = 0
-            src = inspect(path, max_bytes=settings.max_file_bytes, fallback_encoding=settings.fallback_encoding)
-            _load(src, system, entity, settings, engine, report, contract_id)
+        source = _claim(path, settings, engine, report, snapshot_dir)
+    except ledger.AlreadyLoading as exc:
+        # The other load archives the file; this attempt is recorded, and the file is left to it.
+        report.status, report.error = "already_loading", str(exc)
+        with engine.begin() as conn:
+            ledger.start(conn, report)
+            ledger.finish(conn, report)
+        log.info("load %s: %s/%s %s is %s", report.load_id, system, entity, path.name, report.error)
+        return report
+    try:
+        with ledger.heartbeat(engine, report.load_id):
+            src = inspect(source, max_bytes=settings.max_file_bytes, fallback_encoding=settings.fallback_encoding,
+                          verify_utf8=False)
+            report.content_hash, report.file_bytes = src.sha256, src.size
+            if not force:
+                with engine.connect() as conn:
+                    previous = ledger.succeeded_load_for(conn, system, entity, src.sha256)
+                if previous:
+                    report.status = "duplicate_file"
+                    report.error = f"identical content already loaded by {previous}"
+                    with engine.begin() as conn:
+                        ledger.finish(conn, report)
+                    return report
+            try:
+                _load(src, system, entity, settings, engine, report, contract_id)
+            except EncodingUnverified as exc:  # rolled back: read again, with the encoding decided on every byte
+                # The type only: a parse error's text quotes the record (personal data).
+                log.info("load %s: %s is not plain UTF-8 after all (%s); reading it again", report.load_id,
+                         path.name, type(exc.__cause__).__name__)
+                report.rows_read = 0
+                src = inspect(source, max_bytes=settings.max_file_bytes, fallback_encoding=settings.fallback_encoding)
+                _load(src, system, entity, settings, engine, report, contract_id)
     except FileRejected as exc:
         report.status, report.reason_code, report.error = "rejected", exc.code, exc.message
         report.rows_inserted = report.rows_updated = report.rows_unchanged = report.rows_duplicate = 0

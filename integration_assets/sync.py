@@ -31,10 +31,13 @@ ROW_FIELDS = ("rows_read", "rows_inserted", "rows_updated", "rows_unchanged", "r
 class SyncResult:
     runs: list[dict[str, Any]] = field(default_factory=list)
     loads: list[dict[str, Any]] = field(default_factory=list)
+    abandoned: list[str] = field(default_factory=list)  # running loads found dead at start and marked abandoned
+    ignored: list[dict[str, Any]] = field(default_factory=list)  # temp names left alone for now (inbox rule)
 
     @property
     def ok(self) -> bool:
-        return all(r["success"] for r in self.runs)
+        """The pipeline ran: every run finished, though a blocking check may have failed in it (README)."""
+        return not any(r["crashed"] for r in self.runs)
 
     def per_entity(self) -> list[dict[str, Any]]:
         agg: dict[tuple[str, str], dict[str, Any]] = {}
@@ -42,6 +45,10 @@ class SyncResult:
             key = (ld["source_system"], ld["entity"])
             a = agg.setdefault(key, {"system": key[0], "entity": key[1], "files": 0, "archived": 0, "rejected": 0,
                                      "duplicate_files": 0, **{k: 0 for k in ROW_FIELDS}})
+            if ld["status"] == "already_loading":
+                a.setdefault("already_loading", 0)
+                a["already_loading"] += 1
+                continue  # the file is the other process's: counted there
             a["files"] += 1
             a["archived"] += ld["status"] in ("succeeded", "duplicate_file")
             a["rejected"] += ld["status"] == "rejected"
@@ -56,7 +63,12 @@ class SyncResult:
             for k, v in e.items():
                 if isinstance(v, int):
                     totals[k] += v
-        return {"ok": self.ok, "runs": self.runs, "entities": self.per_entity(), "totals": dict(totals), "loads": self.loads}
+        out = {"ok": self.ok, "runs": self.runs, "entities": self.per_entity(), "totals": dict(totals), "loads": self.loads}
+        if self.abandoned:
+            out["abandoned"] = self.abandoned
+        if self.ignored:
+            out["ignored"] = self.ignored
+        return out
 
 
 def dependency_order() -> list[tuple[str, str, str]]:
@@ -87,19 +99,32 @@ def run_pending(settings: Settings | None = None, log_level: str = "WARNING") ->
     ensure_schema(settings.warehouse_url)
     ensure_dagster_home(settings)
     result = SyncResult()
-    pending = inbox.scan(settings, include_misplaced=True)
     engine = get_engine(settings.warehouse_url)
+    # Loads left 'running' by a process that died (kill -9, a lost container) are marked abandoned first, so
+    # their files load again and the ledger says what happened.
+    result.abandoned = ledger.abandon_stale(engine)
+    survey = inbox.survey(settings)
+    for refused in survey.refused:  # symlinks, hidden names, stale temp files: rejected with the reason
+        try:
+            result.loads.append(_jsonable(inbox.refuse(refused, settings=settings, engine=engine).as_dict()))
+        except FileNotFoundError:
+            continue  # another process rejected it first
+    result.ignored = [{"file": str(f.path.relative_to(settings.inbox_dir)), "why": why} for f, why in survey.ignored]
     # Content already loaded (a re-sent export, even renamed) is archived as a duplicate without a run, as the
     # sensor does: a replay of an identical file costs one hash of the file, and no import of the pipeline.
     fresh = []
-    for f in pending:
-        sha = content_hash(f.path)
-        with engine.connect() as conn:
-            done = ledger.succeeded_load_for(conn, f.system, f.entity, sha)
-        if done:
-            result.loads.append(_jsonable(inbox.archive_duplicate(f, sha, done, settings=settings, engine=engine).as_dict()))
-        else:
-            fresh.append(f)
+    for f in survey.files:
+        try:
+            sha = content_hash(f.path)
+            with engine.connect() as conn:
+                done = ledger.succeeded_load_for(conn, f.system, f.entity, sha)
+            if done:
+                dup = inbox.archive_duplicate(f, sha, done, settings=settings, engine=engine)
+                result.loads.append(_jsonable(dup.as_dict()))
+            else:
+                fresh.append(f)
+        except FileNotFoundError:
+            continue  # archived by another process meanwhile: its ledger row accounts for it
     if not fresh:
         return result
     from integration_assets.contracts.spec import known_entities
@@ -110,7 +135,10 @@ def run_pending(settings: Settings | None = None, log_level: str = "WARNING") ->
         if (f.system, f.entity) in known:
             by_entity[(f.system, f.entity)].append(str(f.path))
         else:  # misplaced: rejected with the reason, no run
-            result.loads.append(_jsonable(inbox.process(f, settings=settings, engine=engine).as_dict()))
+            try:
+                result.loads.append(_jsonable(inbox.process(f, settings=settings, engine=engine).as_dict()))
+            except FileNotFoundError:
+                continue
     if not by_entity:
         return result
     import dagster as dg  # only when there is something to run: keeps a no-op sync fast
@@ -132,11 +160,29 @@ def run_pending(settings: Settings | None = None, log_level: str = "WARNING") ->
                 tags={ENTITY_TAG: f"{system}.{entity}", "integration/trigger": "cli-sync"},
                 raise_on_error=False,
             )
-            result.runs.append({"run_id": res.run_id, "job": job.name, "success": res.success, "files": len(files)})
+            checks = _failed_blocking_checks(res)
+            result.runs.append({"run_id": res.run_id, "job": job.name, "success": res.success, "files": len(files),
+                                "checks_failed": checks, "crashed": not res.success and not _only_checks_failed(res)})
             with engine.connect() as conn:
                 rows = conn.execute(sa.select(loads).where(loads.c.run_id == res.run_id).order_by(loads.c.started_at))
                 result.loads.extend(_jsonable(dict(r._mapping)) for r in rows)
     return result
+
+
+def _failed_blocking_checks(res: Any) -> list[str]:
+    """The blocking checks that failed with severity ERROR in a run (what stops the rest of that run)."""
+    import dagster as dg
+
+    return sorted({f"{e.asset_key.to_user_string()}:{e.check_name}" for e in res.get_asset_check_evaluations()
+                   if not e.passed and e.blocking and e.severity == dg.AssetCheckSeverity.ERROR})
+
+
+def _only_checks_failed(res: Any) -> bool:
+    """Whether a failed run failed only because a blocking check did: the loads ran, their data is committed."""
+    failures = res.get_step_failure_events()
+    return bool(failures) and all(
+        e.event_specific_data is not None and e.event_specific_data.error is not None
+        and e.event_specific_data.error.cls_name == "DagsterAssetCheckFailedError" for e in failures)
 
 
 def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
@@ -170,9 +216,21 @@ def render_summary(result: SyncResult, title: str = "Sync summary") -> None:
     rejected = [ld for ld in result.loads if ld["status"] == "rejected"]
     for ld in rejected:
         console.print(f"[yellow]rejected[/] {ld['source_system']}/{ld['entity']}/{ld['file_name']}: {ld['error']}")
-    failed = [r for r in result.runs if not r["success"]]
-    for r in failed:
-        console.print(f"[red]run failed[/] {r['job']} ({r['run_id']}); see the Dagster UI")
+    for ld in result.loads:
+        if ld["status"] == "already_loading":
+            console.print(f"[yellow]skipped[/] {ld['source_system']}/{ld['entity']}/{ld['file_name']}: {ld['error']}; "
+                          "that process archives it", highlight=False)
+    for entry in result.ignored:
+        console.print(f"[dim]left in the inbox for now[/] {entry['file']}: {entry['why']}", highlight=False)
+    for load_id in result.abandoned:
+        console.print(f"[yellow]abandoned[/] {load_id}: its process was gone; the file loads again", highlight=False)
+    for r in result.runs:
+        if r["crashed"]:
+            console.print(f"[red]run failed[/] {r['job']} ({r['run_id']}); see the Dagster UI")
+        elif r["checks_failed"]:
+            console.print(f"[red]blocking check failed[/] {', '.join(r['checks_failed'])} in {r['job']} "
+                          f"({r['run_id']}): the load is committed, what depends on it in that run was skipped",
+                          highlight=False)
 
 
 @click.command("sync")
@@ -180,10 +238,17 @@ def render_summary(result: SyncResult, title: str = "Sync summary") -> None:
 def sync(as_json: bool) -> None:
     """Load every file waiting in the inbox (same assets as the sensor), then print what happened.
 
-    Exit code 0 when the pipeline ran, even if rows were quarantined or files rejected; non-zero only when
-    it could not run (warehouse unreachable, a run failed).
+    Exit code 0 when the pipeline ran, even if rows were quarantined, files rejected, a blocking check failed or
+    a file was left to another process loading it; non-zero only when it could not run (warehouse unreachable:
+    2, a run crashed: 1).
     """
-    result = run_pending()
+    try:
+        result = run_pending()
+    except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+        # The driver's message names the host and the reason, never the password.
+        click.echo(f"sync could not run: the warehouse is unreachable ({type(exc.orig or exc).__name__}: "
+                   f"{str(exc.orig or exc).strip().splitlines()[0][:300]})", err=True)
+        sys.exit(2)
     if as_json:
         click.echo(json.dumps(result.as_dict(), default=str))
     else:

@@ -110,12 +110,23 @@ def build_file_assets(system: str, entity: str, table: str) -> list[dg.AssetsDef
     def _raw(context: dg.AssetExecutionContext, config: LandingConfig, warehouse: WarehouseResource) -> dg.Output[list[dict[str, Any]]]:
         settings = warehouse.settings()
         if config.files:
-            candidates = [inbox.InboxFile(p, system, entity, p.stat().st_size, p.stat().st_mtime)
-                          for p in map(Path, config.files) if p.exists()]
+            candidates = []
+            for p in map(Path, config.files):
+                try:
+                    st = p.lstat()
+                except FileNotFoundError:
+                    continue  # archived by another run or sync meanwhile
+                candidates.append(inbox.InboxFile(p, system, entity, st.st_size, st.st_mtime))
         else:
             candidates = [f for f in inbox.scan(settings) if (f.system, f.entity) == (system, entity)]
-        landed: list[dict[str, Any]] = [{"path": str(f.path), "name": f.path.name, "bytes": f.size, "sha256": content_hash(f.path),
-                   "format": f.path.suffix.lstrip(".").lower()} for f in candidates]
+        landed: list[dict[str, Any]] = []
+        for f in candidates:
+            try:
+                sha = content_hash(f.path)
+            except FileNotFoundError:
+                continue
+            landed.append({"path": str(f.path), "name": f.path.name, "bytes": f.size, "sha256": sha,
+                           "format": f.path.suffix.lstrip(".").lower()})
         context.log.info("landed %d file(s) for %s/%s", len(landed), system, entity)
         return dg.Output(landed, metadata={
             "files": len(landed), "bytes": sum(x["bytes"] for x in landed),
@@ -135,12 +146,15 @@ def build_file_assets(system: str, entity: str, table: str) -> list[dg.AssetsDef
         reports = []
         for item in landed:
             p = Path(item["path"])
-            if not p.exists():
+            try:
+                f = inbox.InboxFile(p, system, entity, item["bytes"], p.stat().st_mtime)
+                report = inbox.process(f, settings=settings, engine=engine, run_id=context.run_id)
+            except FileNotFoundError:
+                if p.exists():
+                    raise  # something else is missing
+                # Processed by another run or sync between landing and now: its ledger row accounts for it.
                 context.log.info("%s already processed by another run; skipping", item["name"])
                 continue
-            f = inbox.InboxFile(p, system, entity, item["bytes"], p.stat().st_mtime)
-            try:
-                report = inbox.process(f, settings=settings, engine=engine, run_id=context.run_id)
             except Exception as exc:
                 retry_if_transient(context, exc)
                 raise

@@ -67,3 +67,22 @@ def hash_and_check_utf8(path: Path) -> tuple[str, bool]:
 def content_hash(path: Path) -> str:
     """SHA-256 of the file's bytes (the identity of an export, whatever its name)."""
     return _hash(path, check_utf8=False)[0]
+
+
+def snapshot(path: Path, dest: Path) -> tuple[str, int]:
+    """Copy ``path`` to ``dest`` and hash the bytes copied, in one pass; returns (SHA-256, size) of the copy.
+
+    A load reads the copy, so what it loads is exactly what was hashed even if a writer is still appending to
+    the original (the inbox compares the original's hash afterwards). The copy's hash is cached under the copy's
+    own stat, so inspecting it does not read it again.
+    """
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as src, dest.open("xb") as out:
+        while block := src.read(_BLOCK):
+            digest.update(block)
+            out.write(block)
+            size += len(block)
+    sha = digest.hexdigest()
+    _remember(_stat_key(dest), sha, None)
+    return sha, size

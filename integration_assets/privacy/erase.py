@@ -22,6 +22,7 @@ Personal values are held in memory only while an erasure runs: never logged, nev
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -185,10 +186,16 @@ def scrub_dead_letters(conn: sa.Connection, items: Iterable[tuple[int, Subject, 
                            .where(dead_letters.c.id == dl_id)).first()
         if row is None:
             continue
+        extra: dict[str, Any] = {}
+        if row.stage != "event":
+            # A row's fingerprint hashes the record itself (personal data, pseudonymised): replaced. The same
+            # record quarantined again gets a new dead letter, erased on arrival.
+            extra["fingerprint"] = hashlib.sha256(f"erased\x1f{dl_id}".encode()).hexdigest()
         conn.execute(
             dead_letters.update()
             .where(dead_letters.c.id == dl_id)
             .values(
+                **extra,
                 raw_record=json.dumps({"erased": note, "source_id": subject.source_id}),
                 offending_value=None,
                 errors=json.dumps([{"stage": row.stage, "check": row.check_name, "erased": note}]),

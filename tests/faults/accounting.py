@@ -46,6 +46,10 @@ def normalise_id(value: Any) -> str:
     return text
 
 
+def backend_of(url: str) -> str:
+    return "postgres" if url.startswith("postgresql") else url.split(":", 1)[0]
+
+
 @dataclass
 class Figures:
     scenario: str

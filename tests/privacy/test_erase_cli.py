@@ -6,6 +6,7 @@ an audit row says what was erased per store; later loads keep it erased."""
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import logging
 from datetime import UTC, datetime
@@ -17,6 +18,7 @@ from click.testing import CliRunner
 
 from integration_assets import inbox
 from integration_assets.cli import main
+from integration_assets.observability.logging import JsonFormatter
 from integration_assets.queue import Message
 from integration_assets.queue.sql import SqlQueue
 from integration_assets.settings import get_settings
@@ -102,6 +104,18 @@ def test_cli_erase_leaves_the_canary_nowhere_and_keeps_it_erased(
     warehouse_url: str, isolated_env: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
+    json_log = io.StringIO()
+    handler = logging.StreamHandler(json_log)
+    handler.setFormatter(JsonFormatter())
+    logging.getLogger().addHandler(handler)
+    try:
+        _erase_and_reload(warehouse_url, isolated_env, caplog, json_log)
+    finally:
+        logging.getLogger().removeHandler(handler)
+
+
+def _erase_and_reload(warehouse_url: str, isolated_env: Path, caplog: pytest.LogCaptureFixture,
+                      json_log: io.StringIO) -> None:
     first = seed(warehouse_url, isolated_env)
     assert scan(warehouse_url, isolated_env), "the seed must put the canary in the stores"
     runner = CliRunner()
@@ -135,7 +149,8 @@ def test_cli_erase_leaves_the_canary_nowhere_and_keeps_it_erased(
     with get_engine(warehouse_url).connect() as conn:
         audit = conn.execute(sa.select(privacy_erasures)).one()
     assert audit.status == "done" and audit.requested_via == "cli" and json.loads(audit.stores)["contacts"] == 1
-    assert scan(warehouse_url, isolated_env, [("log", caplog.text), ("output", result.output)]) == []
+    logs = [("log", caplog.text), ("json log", json_log.getvalue()), ("output", result.output)]
+    assert scan(warehouse_url, isolated_env, logs) == []
 
     # Later loads: the original export dropped again is still known (the ledger keeps its hash) and its copy
     # is archived without the erased contact; a newer export still holding the contact updates the rest of
@@ -148,7 +163,7 @@ def test_cli_erase_leaves_the_canary_nowhere_and_keeps_it_erased(
     with get_engine(warehouse_url).connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(loads)
                             .where(loads.c.status == "duplicate_file")).scalar_one() == 1
-    assert scan(warehouse_url, isolated_env, [("log", caplog.text)]) == []
+    assert scan(warehouse_url, isolated_env, [("log", caplog.text), ("json log", json_log.getvalue())]) == []
 
 
 def test_cli_refuses_a_bad_id_and_an_unknown_source(warehouse_url: str) -> None:

@@ -465,3 +465,38 @@ def test_a_header_longer_than_the_first_mib_is_rejected_not_cut(tmp_path: Path) 
     with pytest.raises(files.FileRejected) as exc:
         files.inspect(path, max_bytes=0, max_columns=300)
     assert exc.value.code == "too_many_columns" and "at least 3" in exc.value.message
+
+
+def partner(pid: int, name: str) -> str:
+    return (f'{{"id": {pid}, "name": "{name}", "email": false, "phone": false, "is_company": true, '
+            '"parent_id": false, "write_date": "2026-11-19 12:00:00"}')
+
+
+@pytest.mark.parametrize("as_list", [False, True], ids=["jsonl", "json"])
+def test_a_lone_surrogate_in_json_costs_its_record_not_the_load(engine: sa.Engine, as_list: bool) -> None:
+    """JSON may escape a lone UTF-16 surrogate ("\\ud800"): not Unicode, it cannot be stored anywhere, and it
+    used to fail the whole load (as if transient) on both warehouses."""
+    records = [partner(1, "Az\\ud800ure"), partner(2, "Deco"), partner(3, "Grin \\ud83d\\ude00")]  # 3: a real pair
+    keyed = '{"id": 4, "na\\udfffme": "x", "is_company": true, "write_date": "2026-11-19 12:00:00"}'
+    records.append(keyed)
+    text = ("[" + ",\n".join(records) + "]") if as_list else "\n".join(records) + "\n"
+    name = "p.json" if as_list else "p.jsonl"
+    report = process(drop("odoo", "res.partner", name, text.encode()))
+    assert (report.status, report.rows_read, report.rows_inserted, report.rows_quarantined) == (
+        "succeeded", 4, 2, 2), report.as_dict()
+    found = {d["position"]: (d["check_name"], d["reason"], d["raw_record"]) for d in letters(engine)}
+    assert sorted(found) == [1, 4]
+    assert found[1][0] == found[4][0] == "json_invalid_unicode"
+    assert "lone UTF-16 surrogate \\ud800" in found[1][1] and "\\udfff" in found[4][1]
+    assert "\\ud800" in found[1][2]  # the raw record keeps the escape
+    stored = table(engine, "customers")
+    assert sorted(stored) == ["2", "3"] and stored["3"]["name"] == "Grin 😀"
+
+
+def test_line_separators_inside_jsonl_values_do_not_split_records(engine: sa.Engine) -> None:
+    """U+2028/U+2029/U+0085 may stand unescaped in a JSON string; a JSONL record ends at \\n only."""
+    text = "\n".join([partner(1, "Azure\u2028Interior"), partner(2, "Deco\u2029Addict\u0085"), partner(3, "Gemini")])
+    report = process(drop("odoo", "res.partner", "p.jsonl", (text + "\r\n").encode()))
+    assert (report.status, report.rows_read, report.rows_inserted) == ("succeeded", 3, 3), report.as_dict()
+    name = table(engine, "customers")["1"]["name"]
+    assert name.startswith("Azure") and name.endswith("Interior")  # one record, whatever the name transform makes of U+2028

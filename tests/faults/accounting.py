@@ -109,14 +109,17 @@ def _event_rows(conn: sa.Connection, keys: list[str]) -> tuple[Counter[str], dic
         ):
             ledger_count[key] += 1
             outcomes.setdefault(key, set()).add(outcome)
-        for key, status in conn.execute(
-            sa.select(dead_letters.c.natural_key, dead_letters.c.status).where(
-                dead_letters.c.stage == "event", dead_letters.c.natural_key.in_(part)
-            )
-        ):
-            letters[key] += 1
-            if status == "pending":
-                pending.add(key)
+    wanted = set(keys)
+    for natural_key, status in conn.execute(
+        sa.select(dead_letters.c.natural_key, dead_letters.c.status).where(dead_letters.c.stage == "event")
+    ):
+        # A key collision is dead-lettered under ``<key>#collision-<digest>``: it records the second event.
+        key = (natural_key or "").split("#collision-", 1)[0]
+        if key not in wanted:
+            continue
+        letters[key] += 1
+        if status == "pending" and "#collision-" not in natural_key:
+            pending.add(key)
     return ledger_count, outcomes, letters, pending
 
 
@@ -166,7 +169,7 @@ def account_events(
     for key, sent in by_key.items():
         effect = bool(outcomes.get(key, set()) & set(EFFECT_OUTCOMES))
         recorded = min(1, ledger_count[key]) + letters[key]
-        dup += max(0, ledger_count[key] - 1) + max(0, letters[key] - 1)
+        dup += max(0, ledger_count[key] - 1) + max(0, letters[key] - len(sent))
         if effect and key in pending:
             dup += 1  # applied and still waiting in the dead letters: two places
         found = min(len(sent), recorded)

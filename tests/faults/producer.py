@@ -89,3 +89,57 @@ def stripe_body(n: int, prefix: str = "evt_f") -> tuple[str, bytes]:
     """A Stripe ``payment_intent.succeeded`` event (its id and raw body)."""
     ev = pi_event(n, "succeeded", evt=f"{prefix}{n:07d}")
     return ev.event_id, ev.body()
+
+
+class Receiver:
+    """The webhook receiver app (create_app) on the stack's queue, under a real uvicorn server, posted to
+    with signed requests."""
+
+    def __init__(self, stack: Stack) -> None:
+        import contextlib
+
+        import httpx
+
+        from integration_assets.webhooks.app import create_app
+        from tests.support.receiver import serving
+        from tests.webhooks.conftest import test_config
+
+        self._stack = contextlib.ExitStack()
+        self.base = self._stack.enter_context(serving(create_app(queue_factory=stack.make_queue, config=test_config())))
+        self.client = self._stack.enter_context(httpx.Client(base_url=self.base, timeout=30))
+
+    def post_hubspot(self, body: bytes) -> int:
+        from tests.webhooks.conftest import hubspot_headers
+
+        uri = f"{self.base}/webhooks/hubspot"
+        return self.client.post("/webhooks/hubspot", content=body, headers=hubspot_headers(body, uri=uri)).status_code
+
+    def post_stripe(self, body: bytes) -> int:
+        from tests.webhooks.conftest import stripe_headers
+
+        return self.client.post("/webhooks/stripe", content=body, headers=stripe_headers(body)).status_code
+
+    def close(self) -> None:
+        self._stack.close()
+
+
+def hubspot_keys(elements: list[Any]) -> list[tuple[str, str]]:
+    """(identity, key) per element of a HubSpot batch, keys as the receiver's own code builds them."""
+    import json
+
+    from integration_assets.webhooks.app import hubspot_messages
+    from tests.events.conftest import NOW
+
+    msgs = hubspot_messages(json.loads(json.dumps(elements)), {"content-type": "application/json"}, NOW)
+    assert len(msgs) == len(elements)
+    return [(f"{m.id}|{_digest(json.dumps(e, sort_keys=True).encode())}", m.id) for m, e in zip(msgs, elements, strict=True)]
+
+
+def drain_fresh(stack: Stack, wait_s: float = 0.5, **kw: Any) -> Any:
+    """One drain on a queue opened for it and closed after it, as a drain run does (on RabbitMQ, deliveries
+    it prefetched and did not take go back to the queue)."""
+    queue = stack.make_queue()
+    try:
+        return stack.drain(queue, wait_s=wait_s, **kw)
+    finally:
+        queue.close()

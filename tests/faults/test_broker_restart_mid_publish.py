@@ -11,7 +11,6 @@ same id; nothing is applied twice.
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 import time
 import uuid
@@ -19,7 +18,6 @@ from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
-import uvicorn
 
 from integration_assets.events.drain import drain, drain_queue_url
 from integration_assets.queue.rabbitmq import RabbitMQQueue
@@ -28,6 +26,7 @@ from integration_assets.webhooks.app import create_app
 from tests.events.conftest import amqp_queue_url
 from tests.faults.accounting import EventLedger, Figures, account_events
 from tests.faults.producer import stripe_body
+from tests.support.receiver import serving
 from tests.support.servers import OwnRabbitMQ
 from tests.webhooks.conftest import stripe_headers, test_config
 
@@ -53,19 +52,8 @@ def receiver(own_rabbitmq: OwnRabbitMQ, warehouse: str) -> Iterator[tuple[str, s
         queue_factory=lambda: RabbitMQQueue(queue_url, warehouse_url=warehouse),
         config=test_config(enqueue_timeout_s=5.0),
     )
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, name="uvicorn-faults", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}", queue_url
-    server.should_exit = True
-    thread.join(15)
+    with serving(app) as base:
+        yield base, queue_url
 
 
 def test_broker_restart_mid_publish(

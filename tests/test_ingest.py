@@ -274,7 +274,7 @@ def _contact_frame(rid: str) -> Any:
     return pd.DataFrame({"source_system": ["hubspot"], "source_id": [rid], "source_updated_at": [ts],
                          "mapping_version": ["test"], "email": [f"c{rid}@example.com"], "first_name": ["Ann"],
                          "last_name": ["Smith"], "phone": [None], "lifecycle_stage": ["lead"], "lead_status": [None],
-                         "company_id": [None], "country": [None], "created_at": [ts], "archived_at": [None], "_pos": [1]})
+                         "company_id": [None], "country": [None], "created_at": [ts], "archived_at": [None], "erased_at": [None], "_pos": [1]})
 
 
 def test_staged_lineage_keeps_each_rows_own_values(engine: sa.Engine) -> None:

@@ -29,7 +29,7 @@ def test_concurrent_syncs(warehouse_url: str, isolated_env: Path, record: Callab
     for p in procs:
         out, err = p.communicate(timeout=240)
         results.append((p.returncode, out, err))
-    for code, out, err in results:
+    for code, _out, err in results:
         assert code == 0, err[-3000:]
         assert "FileNotFoundError" not in err, err[-3000:]
     statuses = sorted(ld["status"] for _, out, _ in results for ld in json.loads(out.splitlines()[-1])["loads"])

@@ -30,7 +30,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -440,13 +440,41 @@ def erase_files(e: Erasure, settings: Settings | None = None) -> set[str]:
     return e.values - known
 
 
-def finish(engine: sa.Engine, e: Erasure, settings: Settings | None = None) -> Erasure:
-    """Phase 2 of an erasure whose warehouse phase committed, then the audit row becomes ``done``."""
+# A claim on an erasure's file phase that is older than this was left by a process that died: taken over.
+CLAIM_TIMEOUT = timedelta(hours=1)
+
+
+def _claim(engine: sa.Engine, erasure_id: int) -> bool:
+    """Take the file phase of an erasure (status ``finishing``; ``finished_at`` holds the claim time until it
+    is done), so two drains or a drain and the CLI never finish the same erasure and overwrite each other's
+    counts."""
     from integration_assets.warehouse.db import begin_write
 
+    t = privacy_erasures
+    now = utcnow()
+    with begin_write(engine) as conn:
+        claimed = conn.execute(
+            t.update()
+            .where(t.c.id == erasure_id, sa.or_(t.c.status == "warehouse_done", sa.and_(
+                t.c.status == "finishing", t.c.finished_at < now - CLAIM_TIMEOUT)))
+            .values(status="finishing", finished_at=now)
+        ).rowcount
+    return claimed == 1
+
+
+def finish(engine: sa.Engine, e: Erasure, settings: Settings | None = None) -> Erasure:
+    """Phase 2 of an erasure whose warehouse phase committed, then the audit row becomes ``done``. An
+    erasure another process is finishing is left to it (status ``finishing`` in the returned report)."""
+    from integration_assets.warehouse.db import begin_write
+
+    assert e.id is not None
+    if not _claim(engine, e.id):
+        e.status = "finishing"
+        return e
     try:
         new_values = erase_files(e, settings)
     except OSError as exc:
+        e.status = "warehouse_done"  # given back: the next drain or `privacy resume` retries
         with begin_write(engine) as conn:
             _save(conn, e, error=f"files: {type(exc).__name__}: {exc.strerror or ''}"[:500])
         raise
@@ -522,8 +550,11 @@ def finish_pending(engine: sa.Engine, settings: Settings | None = None,
     ones this process just started, with the values it found in the warehouse)."""
     with engine.connect() as conn:
         rows = conn.execute(
-            sa.select(privacy_erasures).where(privacy_erasures.c.status == "warehouse_done")
-            .order_by(privacy_erasures.c.id)
+            sa.select(privacy_erasures).where(sa.or_(
+                privacy_erasures.c.status == "warehouse_done",
+                sa.and_(privacy_erasures.c.status == "finishing",
+                        privacy_erasures.c.finished_at < utcnow() - CLAIM_TIMEOUT),
+            )).order_by(privacy_erasures.c.id)
         ).all()
     done = []
     for r in rows:
@@ -532,7 +563,9 @@ def finish_pending(engine: sa.Engine, settings: Settings | None = None,
             e = Erasure(Subject(r.source_system, r.entity, r.source_id), r.requested_via, r.request_ref,
                         r.requested_at, id=r.id, status=r.status)
             e.stores.update({k: v for k, v in json.loads(r.stores or "{}").items() if isinstance(v, int)})
-        done.append(finish(engine, e, settings))
+        e = finish(engine, e, settings)
+        if e.status == "done":
+            done.append(e)
     return done
 
 

@@ -9,6 +9,7 @@ import gzip
 import io
 import json
 import zipfile
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
@@ -19,7 +20,7 @@ from click.testing import CliRunner
 
 from integration_assets import inbox
 from integration_assets.cli import main
-from integration_assets.privacy.erase import erase, erase_warehouse, finish_pending
+from integration_assets.privacy.erase import CLAIM_TIMEOUT, _claim, erase, erase_warehouse, finish_pending
 from integration_assets.privacy.files import FileRedactor
 from integration_assets.privacy.subjects import Subject, canonical_id, personal_columns, source_fields
 from integration_assets.settings import get_settings
@@ -173,6 +174,11 @@ def test_rerun_and_interrupted_erasure(warehouse_url: str, isolated_env: Path) -
     with engine.connect() as conn:
         assert conn.execute(sa.select(privacy_erasures.c.status)).scalar_one() == "warehouse_done"
     assert scan(warehouse_url, isolated_env), "the archived export still holds the canary"
+    # Another process took the file phase: left to it, until its claim is older than the timeout.
+    assert _claim(engine, e.id) and not _claim(engine, e.id)
+    assert finish_pending(engine) == []
+    with begin_write(engine) as conn:
+        conn.execute(privacy_erasures.update().values(finished_at=datetime.now(UTC) - CLAIM_TIMEOUT * 2))
     result = CliRunner().invoke(main, ["privacy", "resume", "--json"])
     assert result.exit_code == 0, result.output
     done = [json.loads(line) for line in result.output.splitlines()]

@@ -329,7 +329,7 @@ privacy_erasures = sa.Table(
     sa.Column("requested_at", TS, nullable=False),  # the event's occurredAt, or when the command ran
     sa.Column("started_at", TS, nullable=False),
     sa.Column("finished_at", TS),
-    sa.Column("status", sa.String(16), nullable=False),  # warehouse_done (files pending) | done | failed
+    sa.Column("status", sa.String(16), nullable=False),  # running | warehouse_done | finishing (files) | done
     sa.Column("stores", sa.Text),  # JSON: store -> rows/files/lines erased
     sa.Column("files", sa.Text),  # JSON: rewritten files (path, sha256 before/after, records removed)
     sa.Column("error", sa.Text),  # what failed, ids and paths only

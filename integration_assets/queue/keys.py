@@ -44,12 +44,13 @@ HUBSPOT_KEY_FIELDS = (
     "subscriptionType",
     "propertyName",
 )
-_SEPARATORS = (",", ":")
+# Sorted keys: a provider that reorders an object's keys between attempts still sends the same content.
+# ASCII escapes: a lone surrogate must not make the encoding fail.
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
 def _canonical(value: Any) -> bytes:
-    # ASCII escapes: a lone surrogate must not make the encoding fail.
-    return json.dumps(value, sort_keys=True, separators=_SEPARATORS, ensure_ascii=True).encode("ascii")
+    return _ENCODER.encode(value).encode("ascii")
 
 
 def content_fingerprint(source: str, doc: Any) -> str:

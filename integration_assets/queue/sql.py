@@ -269,6 +269,45 @@ class SqlQueue(Queue):
         return len(owned)
 
     # -- producer
+    def _queued_fingerprints(self, conn: sa.Connection, ids: Sequence[str]) -> dict[str, str]:
+        """Content fingerprints (``queue.keys``) of the messages among ``ids`` that are queued now."""
+        if not ids:
+            return {}
+        if self._pg:
+            # An array parameter (a list of a thousand placeholders costs more to build than to run), never a
+            # prepared statement: a generic plan made while the queue was nearly empty would scan the whole
+            # table once it has grown; a fresh plan uses the (queue_name, message_id) index.
+            raw = conn.connection.driver_connection
+            assert raw is not None
+            with raw.cursor() as cur:
+                cur.execute(
+                    "SELECT message_id, source, body, headers FROM event_queue "
+                    "WHERE queue_name = %s AND message_id = ANY(%s)",
+                    (self.name, list(ids)),
+                    prepare=False,
+                )
+                found = cur.fetchall()
+        else:
+            found = [
+                tuple(r)
+                for r in conn.execute(
+                    sa.select(
+                        event_queue.c.message_id, event_queue.c.source, event_queue.c.body, event_queue.c.headers
+                    ).where(event_queue.c.queue_name == self.name, event_queue.c.message_id.in_(list(ids)))
+                )
+            ]
+        return {mid: message_fingerprint(src, bytes(body), json.loads(headers)) for mid, src, body, headers in found}
+
+    def _collision(self, m: Message, mine: str, theirs: str) -> EventDeadLetter:
+        return EventDeadLetter.of(
+            replace(m, id=collision_key(m.id, mine)),
+            f"key {m.id} is already queued with other content (content {theirs[:12]}, this one {mine[:12]}): "
+            "two different events under one key; the first is processed, this one is kept here",
+            "key_collision",
+            1,
+            {"queue": self.name, "backend": "sql", "stage": "publish"},
+        )
+
     def publish_many(self, messages: Sequence[Message]) -> None:
         """Insert ``messages`` in one transaction; returns after COMMIT.
 
@@ -285,64 +324,61 @@ class SqlQueue(Queue):
                 repeated.append(m)
             else:
                 first[m.id] = m
-        rows = [
-            {
-                "queue_name": self.name,
-                "message_id": m.id,
-                "source": m.source,
-                "event_type": m.event_type,
-                "body": m.body,
-                "headers": json.dumps(dict(m.headers), sort_keys=True),
-                "received_at_ms": int(m.received_at.timestamp() * 1000),
-            }
-            for m in first.values()
-        ]
-        now = self._now()
-        stmt = (
-            self._insert(event_queue)
-            .values(enqueued_at_ms=now, visible_at_ms=now, attempts=0)
-            .on_conflict_do_nothing(index_elements=[event_queue.c.queue_name, event_queue.c.message_id])
-            .returning(event_queue.c.message_id)
+        # A plain executemany, whose rowcount is the number of rows inserted (SQLAlchemy's Core insert of many
+        # rows reports -1 on psycopg, and RETURNING makes one statement of thousands of placeholders).
+        now = (
+            "CAST(floor(extract(epoch FROM now()) * 1000) AS BIGINT)" if self._pg else str(int(time.time() * 1000))
         )
-        with self._tx(f"publish of {len(rows)} message(s)") as conn:
-            inserted = set(conn.execute(stmt, rows).scalars())
-            # Compared by content: messages whose key was already queued, and repeats within this publish.
-            held = {mid: first[mid] for mid in first if mid not in inserted}
-            stored: dict[str, str] = {}
-            if held:
-                found = conn.execute(
-                    sa.select(
-                        event_queue.c.message_id, event_queue.c.source, event_queue.c.body, event_queue.c.headers
-                    ).where(event_queue.c.queue_name == self.name, event_queue.c.message_id.in_(list(held)))
-                ).all()
-                for row in found:
-                    stored[row.message_id] = message_fingerprint(
-                        row.source, bytes(row.body), json.loads(row.headers)
-                    )
+        stmt = sa.text(
+            "INSERT INTO event_queue (queue_name, message_id, source, event_type, body, headers, received_at_ms, "
+            f"enqueued_at_ms, visible_at_ms, attempts) VALUES (:queue_name, :message_id, :source, :event_type, "
+            f":body, :headers, :received_at_ms, {now}, {now}, 0) ON CONFLICT (queue_name, message_id) DO NOTHING"
+        ).bindparams(sa.bindparam("body", type_=event_queue.c.body.type))
+        duplicates: list[str] = []
+        collided: list[EventDeadLetter] = []
+
+        def compare(m: Message, theirs: str | None, mine: str | None = None) -> None:
+            mine = mine or message_fingerprint(m.source, m.body, m.headers)
+            if theirs is None or theirs == mine:  # None: acked meanwhile (the consumer's ledger decides then)
+                duplicates.append(m.source)
+            else:
+                collided.append(self._collision(m, mine, theirs))
+
+        with self._tx(f"publish of {len(first)} message(s)") as conn:
+            # The keys already queued (usually none: one indexed lookup), compared by content below.
+            stored = self._queued_fingerprints(conn, list(first))
+            new = [m for mid, m in first.items() if mid not in stored]
+            rows = [
+                {
+                    "queue_name": self.name,
+                    "message_id": m.id,
+                    "source": m.source,
+                    "event_type": m.event_type,
+                    "body": m.body,
+                    "headers": json.dumps(dict(m.headers), sort_keys=True),
+                    "received_at_ms": int(m.received_at.timestamp() * 1000),
+                }
+                for m in new
+            ]
+            inserted = conn.execute(stmt, rows).rowcount if rows else 0
+            if inserted < len(new):
+                # A concurrent publisher queued some of these keys in the meantime: other content is a
+                # collision; equal content a duplicate (which of the equal copies is stored does not matter).
+                raced = self._queued_fingerprints(conn, [m.id for m in new])
+                equal: list[str] = []
+                for m in new:
+                    mine = message_fingerprint(m.source, m.body, m.headers)
+                    if raced.get(m.id, mine) == mine:
+                        equal.append(m.source)
+                    else:
+                        collided.append(self._collision(m, mine, raced[m.id]))
+                duplicates.extend(equal[: max(0, len(new) - inserted - len(collided))])
+            for mid, m in first.items():
+                if mid in stored:
+                    compare(m, stored[mid])
             for m in repeated:
-                if m.id in inserted and m.id not in stored:
-                    f = first[m.id]
-                    stored[m.id] = message_fingerprint(f.source, f.body, f.headers)
-            duplicates: list[str] = []
-            collided: list[EventDeadLetter] = []
-            for m in [*held.values(), *repeated]:
-                mine = message_fingerprint(m.source, m.body, m.headers)
-                theirs = stored.get(m.id)
-                if theirs is None or theirs == mine:
-                    # Same content (or the row was acked in between: the consumer's ledger decides then).
-                    duplicates.append(m.source)
-                else:
-                    collided.append(
-                        EventDeadLetter.of(
-                            replace(m, id=collision_key(m.id, mine)),
-                            f"key {m.id} is already queued with other content (content {theirs[:12]}, this "
-                            f"one {mine[:12]}): two different events under one key; the first is processed, "
-                            "this one is kept here",
-                            "key_collision",
-                            1,
-                            {"queue": self.name, "backend": "sql", "stage": "publish"},
-                        )
-                    )
+                f = first[m.id]
+                compare(m, stored.get(m.id) or message_fingerprint(f.source, f.body, f.headers))
             write_dead_letters(conn, collided)
         self.last_publish = PublishOutcome(tuple(duplicates), tuple(c.source for c in collided))
         if collided:

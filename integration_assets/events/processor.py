@@ -31,6 +31,7 @@ the batch to isolate the event at fault); anything else is a bug and propagates.
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 from collections import Counter, defaultdict
@@ -59,7 +60,7 @@ from integration_assets.events.routing import Router, parse
 from integration_assets.events.tables import processed_events
 from integration_assets.mapping.engine import ContractMapper
 from integration_assets.queue import Delivery, Queue, QueueError, StaleDelivery
-from integration_assets.queue.keys import collision_key, message_fingerprint
+from integration_assets.queue.keys import CONTENT_HEADER, collision_key, message_fingerprint
 from integration_assets.queue.sql import EventDeadLetter, SqlQueue, event_fingerprint, write_dead_letters
 from integration_assets.settings import get_settings
 from integration_assets.warehouse.schema import dead_letters
@@ -672,6 +673,12 @@ class EventProcessor:
             # The driver begins SQLite's transaction at the first write: take the write lock now, so that
             # the reads below (duplicates, current HubSpot rows) see the state the writes will apply to.
             conn.exec_driver_sql("UPDATE processed_events SET outcome = outcome WHERE 0")
+        if plan.erasures:
+            from integration_assets.privacy.erase import merge_lock
+
+            # Before any row lock of this batch: a load holding the merge lock may be waiting for our rows.
+            for table in sorted({t for _, t, _, _ in plan.erasures}):
+                merge_lock(conn, table)
         ledger = LedgerStage(conn)
         ledger.add(items)
         seen, collided = ledger.seen_before()
@@ -755,17 +762,44 @@ class EventProcessor:
         prints = {
             event_fingerprint(r.delivery.message.source, r.delivery.message.id): r for r in plan.rejections
         }
-        found = set(
-            conn.scalars(
-                sa.select(dead_letters.c.fingerprint).where(
-                    dead_letters.c.fingerprint.in_(list(prints)),
-                    dead_letters.c.status.in_(("pending", "discarded")),
+        found: set[str] = set()
+        collided: list[Rejection] = []
+        for fingerprint, headers in conn.execute(
+            sa.select(dead_letters.c.fingerprint, dead_letters.c.headers).where(
+                dead_letters.c.fingerprint.in_(list(prints)),
+                dead_letters.c.status.in_(("pending", "discarded")),
+            )
+        ):
+            found.add(fingerprint)
+            # The same key with other content than the dead letter's (its receiver's content hash, which a
+            # scrubbed raw record keeps) is a key collision, not a redelivery: it gets a dead letter of its own.
+            try:
+                before = json.loads(headers or "{}").get(CONTENT_HEADER)
+            except (ValueError, AttributeError):
+                before = None
+            m = prints[fingerprint].delivery.message
+            mine = message_fingerprint(m.source, m.body, m.headers)
+            if isinstance(before, str) and before and before != mine:
+                alias = _Plan()
+                alias.collide(prints[fingerprint].delivery, mine, before)
+                collided.extend(alias.rejections)
+                found.discard(fingerprint)
+                prints.pop(fingerprint)
+        if collided:  # a colliding content seen before is a redelivery of that collision
+            aliases = {event_fingerprint(r.delivery.message.source, r.delivery.message.id): r for r in collided}
+            known = set(
+                conn.scalars(
+                    sa.select(dead_letters.c.fingerprint).where(
+                        dead_letters.c.fingerprint.in_(list(aliases)),
+                        dead_letters.c.status.in_(("pending", "discarded")),
+                    )
                 )
             )
-        )
-        if found:
+            plan.batch_duplicates.extend(aliases[f].delivery for f in known)
+            collided = [r for f, r in aliases.items() if f not in known]
+        if found or collided or len(prints) < len(plan.rejections):
             plan.batch_duplicates.extend(prints[f].delivery for f in found)
-            plan.rejections = [r for f, r in prints.items() if f not in found]
+            plan.rejections = [r for f, r in prints.items() if f not in found] + collided
 
     # -- settle --------------------------------------------------------------------------------------------
     @staticmethod

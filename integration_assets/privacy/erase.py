@@ -101,7 +101,7 @@ class Erasure:
 
 
 # -- warehouse phase ---------------------------------------------------------------------------------------
-def _merge_lock(conn: sa.Connection, table: str) -> None:
+def merge_lock(conn: sa.Connection, table: str) -> None:
     """On Postgres, the advisory lock every merge into ``table`` holds (warehouse.writer): an erasure waits
     for a load in flight and a load after it sees the erasure (the lock is re-entrant in one transaction)."""
     if conn.dialect.name == "postgresql":
@@ -128,7 +128,7 @@ def _erase_row(conn: sa.Connection, e: Erasure, now: datetime) -> None:
         e.stores[e.subject.table] += 0
         return
     e.values |= {v for v in row if isinstance(v, str)}
-    e.stores[e.subject.table] += 1
+    e.stores[e.subject.table] += int(any(v is not None for v in row))  # an erased row again counts 0
     if not e.dry_run:
         conn.execute(
             t.update()
@@ -326,7 +326,7 @@ def erase_warehouse(
         e.stores[store] += 0  # reported even when nothing was there
     fields = source_fields(subject.system, subject.table)
     if not dry_run:
-        _merge_lock(conn, subject.table)
+        merge_lock(conn, subject.table)
         e.id = int(conn.execute(
             privacy_erasures.insert().values(
                 source_system=subject.system, entity=subject.table, source_id=subject.source_id,

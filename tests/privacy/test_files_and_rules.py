@@ -190,6 +190,7 @@ def test_rerun_and_interrupted_erasure(warehouse_url: str, isolated_env: Path) -
     # Asked again (a second request, or HubSpot and the DPO both): a new audit row, nothing left to erase.
     again = erase("hubspot", "contacts", CANARY_ID)
     assert again.status == "done" and again.stores["archive_records"] == 0 and again.stores["dead_letters"] == 0
+    assert again.stores["contacts"] == 0, "nothing personal was left in the row"
 
 
 def test_a_later_quarantined_row_of_an_erased_contact_keeps_no_payload(warehouse_url: str, isolated_env: Path,

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import IN_CI
 from tests.events.conftest import stack  # noqa: F401 - the event-path stacks, reused as they are
 from tests.faults.accounting import Figures
 from tests.support.servers import OwnPostgres, OwnRabbitMQ, ServerError
@@ -112,6 +113,14 @@ def record(request: pytest.FixtureRequest) -> Callable[..., Figures]:
 
 
 # -- servers of our own ------------------------------------------------------------------------------------
+def _unavailable(msg: str) -> None:
+    """As for the shared services: a failure in CI, a skip with the reason elsewhere (a laptop without
+    PostgreSQL 15 or RabbitMQ installed)."""
+    if IN_CI:
+        pytest.fail(msg)
+    pytest.skip(msg)
+
+
 @pytest.fixture(scope="session")
 def own_postgres() -> Iterator[OwnPostgres]:
     """A PostgreSQL 15 cluster of this session, on a free port: a scenario may stop it (even -m immediate)
@@ -120,7 +129,7 @@ def own_postgres() -> Iterator[OwnPostgres]:
         pg = OwnPostgres()
         pg.start()
     except ServerError as exc:
-        pytest.skip(f"cannot start a PostgreSQL cluster of our own: {exc}")
+        _unavailable(f"cannot start a PostgreSQL cluster of our own: {exc}")
     yield pg
     pg.close()
 
@@ -145,6 +154,6 @@ def own_rabbitmq() -> Iterator[OwnRabbitMQ]:
         node.start()
     except ServerError as exc:
         node.close()
-        pytest.skip(f"cannot start a RabbitMQ node of our own: {exc}")
+        _unavailable(f"cannot start a RabbitMQ node of our own: {exc}")
     yield node
     node.close()

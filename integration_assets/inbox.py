@@ -24,6 +24,7 @@ import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -285,3 +286,62 @@ def _changed(path: Path, sha256: str | None) -> bool:
         return content_hash(path) != sha256
     except FileNotFoundError:
         return True
+
+
+# -- what `integration-assets status` shows about the inbox ---------------------------------------------------
+def inbox_status(settings: Settings | None = None, engine: sa.Engine | None = None,
+                 instance: Any = None) -> dict[str, Any]:
+    """Files waiting, files stuck (their loads failed: attempts and last error), temp files left alone, the rule.
+
+    Attempts are the failed or abandoned loads in the ledger and, with a Dagster instance, the inbox sensor's
+    failed runs of that content (a run that could not reach the warehouse left no ledger row); the larger counts.
+    """
+    from integration_assets.alerts.redact import redact_text
+
+    settings = settings or get_settings()
+    engine = engine or get_engine(settings.warehouse_url)
+    found = survey(settings)
+    stuck: list[dict[str, Any]] = []
+    waiting = 0
+    for f in found.files:
+        try:
+            sha = content_hash(f.path)
+        except FileNotFoundError:
+            continue
+        with engine.connect() as conn:
+            failures = ledger.failed_attempts(conn, f.system, f.entity, sha)
+        runs_failed, run_error = 0, None
+        if instance is not None:
+            from integration_assets.sensors.inbox import run_history
+
+            history = run_history(instance, f.system, f.entity, sha)
+            runs_failed, run_error = history.failed, history.last_error
+        attempts = max(len(failures), runs_failed)
+        if not attempts:
+            waiting += 1
+            continue
+        error = (failures[-1].error if failures else None) or run_error or "unknown"
+        since = failures[0].started_at if failures else None
+        stuck.append({"file": str(f.path.relative_to(settings.inbox_dir)), "attempts": attempts,
+                      "last_error": redact_text(error.splitlines()[0] if error else error)[:300],
+                      "since": since.isoformat() if since else None})
+    return {"waiting": waiting, "settling": len(found.settling), "stuck": stuck,
+            "ignored": [{"file": str(f.path.relative_to(settings.inbox_dir)), "why": why} for f, why in found.ignored],
+            "ignore_rule": IGNORE_RULE}
+
+
+def render_inbox_status(console: Any, data: dict[str, Any] | None) -> None:
+    """The inbox lines of the status screen (``console`` is a rich Console)."""
+    if not data:
+        return
+    out = console.print
+    stuck, ignored = data["stuck"], data["ignored"]
+    out(f"Inbox: {data['waiting']} file(s) waiting, {len(stuck)} stuck, {data['settling']} still being written, "
+        f"{len(ignored)} left alone (temporary names)", highlight=False)
+    for s in stuck:
+        out(f"  [red]stuck[/] {s['file']}: {s['attempts']} failed attempt(s); last error: {s['last_error']}",
+            highlight=False)
+    for i in ignored:
+        out(f"  [dim]left alone[/] {i['file']}: {i['why']}", highlight=False)
+    if ignored:
+        out(f"  [dim]rule: {data['ignore_rule']}[/]", highlight=False)

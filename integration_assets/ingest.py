@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -234,6 +235,13 @@ def _claim(path: Path, settings: Settings, engine: sa.Engine, report: LoadReport
     return source
 
 
+def _drop_snapshot(report: LoadReport) -> None:
+    """A load that raises leaves the file in the inbox: its snapshot goes (the caller never sees the report)."""
+    if report.loaded_path:
+        shutil.rmtree(Path(report.loaded_path).parent, ignore_errors=True)
+        report.loaded_path = None
+
+
 def _ingest(path: Path, system: str, entity: str, settings: Settings, engine: sa.Engine, report: LoadReport,
             force: bool, contract_id: str | None, snapshot_dir: Path | None = None) -> LoadReport:
     t0 = time.perf_counter()
@@ -241,12 +249,16 @@ def _ingest(path: Path, system: str, entity: str, settings: Settings, engine: sa
         source = _claim(path, settings, engine, report, snapshot_dir)
     except ledger.AlreadyLoading as exc:
         # The other load archives the file; this attempt is recorded, and the file is left to it.
+        _drop_snapshot(report)
         report.status, report.error = "already_loading", str(exc)
         with engine.begin() as conn:
             ledger.start(conn, report)
             ledger.finish(conn, report)
         log.info("load %s: %s/%s %s is %s", report.load_id, system, entity, path.name, report.error)
         return report
+    except BaseException:
+        _drop_snapshot(report)  # e.g. the warehouse is unreachable: the file stays in the inbox, nothing else
+        raise
     try:
         with ledger.heartbeat(engine, report.load_id):
             src = inspect(source, max_bytes=settings.max_file_bytes, fallback_encoding=settings.fallback_encoding,
@@ -278,6 +290,7 @@ def _ingest(path: Path, system: str, entity: str, settings: Settings, engine: sa
         with engine.begin() as conn:
             ledger.finish(conn, report)
     except Exception as exc:
+        _drop_snapshot(report)
         report.status, report.error = "failed", f"{type(exc).__name__}: {exc}"
         with engine.begin() as conn:
             ledger.finish(conn, report)

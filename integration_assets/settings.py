@@ -29,6 +29,7 @@ ENV_VARS: dict[str, tuple[str | None, str]] = {
     "INTEGRATION_INBOX_ALERT_ATTEMPTS": ("4", "A file whose load failed this many times raises an alert (needs no warehouse)."),
     "INTEGRATION_INBOX_ALERT_SECONDS": ("3600", "A file failing for longer than this raises the alert too, whatever its attempts."),
     "INTEGRATION_LOAD_LEASE_SECONDS": ("600", "A running load seen from another host is presumed dead after this long without a heartbeat."),
+    "INTEGRATION_RUN_TRANSIENT_RETRIES": ("4", "Retries of an ingest step after a transient error (warehouse unreachable), 5 s doubling; then the run fails and the inbox sensor retries the file."),
     "INTEGRATION_CONTRACTS_DIR": (None, "Folder of mapping contracts (<system>/<name>.vN.yaml); default: the ones shipped in the package."),
     "INTEGRATION_QUEUE_URL": ("sql", "'sql' (embedded queue table in the warehouse) or an amqp:// URL."),
     "INTEGRATION_WEBHOOK_MAX_BYTES": ("1048576", "Webhook bodies above this are refused (413) before being read in full."),

@@ -22,6 +22,7 @@ import sqlalchemy as sa
 
 from integration_assets.alerts.notifier import Incident, list_incidents
 from integration_assets.contracts.spec import known_entities
+from integration_assets.inbox import inbox_status, render_inbox_status
 from integration_assets.quality.outcome import aware, utcnow
 from integration_assets.quality.policies import Policies, human_age, load_policies
 from integration_assets.settings import Settings, get_settings
@@ -149,6 +150,7 @@ def collect_status(*, settings: Settings | None = None, instance: Any = None, no
         "entities": rows,
         "other_open_alerts": [_incident(i) for i in incidents if i.key not in claimed],
         "events": event_status(engine, policies),
+        "inbox": inbox_status(settings, engine, instance),
     }
 
 
@@ -179,6 +181,7 @@ def render(status: dict[str, Any]) -> None:
         console.print(f"[{'red' if a['severity'] != 'warning' else 'yellow'}]{a['severity']}[/] {a['key']}: {a['title']} "
                       f"(since {a['since'][:19]}Z)", highlight=False)
     _render_events(console, status.get("events"))
+    render_inbox_status(console, status.get("inbox"))
     if not status["dagster_instance"]:
         console.print("[dim]No Dagster instance found (DAGSTER_HOME): freshness from the loads ledger, failing "
                       "checks from open alerts.[/]")

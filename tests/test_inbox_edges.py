@@ -306,3 +306,33 @@ def test_sync_exits_non_zero_when_the_warehouse_is_unreachable(monkeypatch: pyte
     assert res.exit_code == 2
     assert "the warehouse is unreachable" in res.stderr and "s3cret" not in res.output + res.stderr
     assert (get_settings().inbox_dir / "hubspot" / "contacts" / "contacts.csv").exists()
+
+
+# -- status -----------------------------------------------------------------------------------------------
+def test_status_lists_stuck_files_and_what_the_inbox_leaves_alone(warehouse_url: str,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from integration_assets.cli import main
+
+    _put("contacts.csv", FIXTURE.read_bytes())
+    _put("next.csv.part", b"Record ID\n")
+
+    def lost(*args: Any, **kwargs: Any) -> None:  # the warehouse connection drops mid-load
+        raise sa.exc.OperationalError("INSERT", {}, ConnectionResetError("connection to server lost"))
+
+    real = ingest._load
+    monkeypatch.setattr(ingest, "_load", lost)
+    [f] = inbox.scan()
+    for _ in range(2):
+        with pytest.raises(sa.exc.OperationalError):
+            inbox.process(f)
+    monkeypatch.setattr(ingest, "_load", real)
+    res = CliRunner().invoke(main, ["status", "--json"], catch_exceptions=False)
+    data = json.loads(res.stdout)["inbox"]
+    [stuck] = data["stuck"]
+    assert stuck["file"] == "hubspot/contacts/contacts.csv" and stuck["attempts"] == 2
+    assert "OperationalError" in stuck["last_error"] and "connection to server lost" in stuck["last_error"]
+    assert data["waiting"] == 0 and [i["file"] for i in data["ignored"]] == ["hubspot/contacts/next.csv.part"]
+    assert ".part" in data["ignore_rule"]
+    text = CliRunner().invoke(main, ["status"], catch_exceptions=False).output
+    assert "stuck hubspot/contacts/contacts.csv: 2 failed attempt(s)" in text and "rule: " in text
+    assert not any((get_settings().data_dir / "processing").rglob("*.csv"))  # the failed loads' snapshots

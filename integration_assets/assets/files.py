@@ -21,11 +21,12 @@ from integration_assets.contracts.spec import all_contracts, contracts_for, know
 from integration_assets.dead_letters.replay import replay_deferred_references
 from integration_assets.errors import TransientError
 from integration_assets.resources import WarehouseResource
+from integration_assets.settings import env
 from integration_assets.warehouse.ledger import LoadReport
 from integration_assets.warehouse.schema import CANONICAL_TABLES
 
 OWNERS = ["team:data-integration"]
-MAX_TRANSIENT_RETRIES = 4
+TRANSIENT_RETRIES_VAR = "INTEGRATION_RUN_TRANSIENT_RETRIES"
 
 
 def retry_if_transient(context: dg.AssetExecutionContext, exc: Exception) -> None:
@@ -33,7 +34,8 @@ def retry_if_transient(context: dg.AssetExecutionContext, exc: Exception) -> Non
     jitter; anything else fails the step at once (bad input never reaches here: it is quarantined)."""
     if isinstance(exc, TransientError | sa.exc.OperationalError | sa.exc.InterfaceError):
         wait = min(120.0, 5.0 * 2 ** context.retry_number) * random.uniform(0.8, 1.2)  # noqa: S311 - jitter
-        raise dg.RetryRequested(max_retries=MAX_TRANSIENT_RETRIES, seconds_to_wait=wait) from exc
+        retries = int(env(TRANSIENT_RETRIES_VAR) or 4)
+        raise dg.RetryRequested(max_retries=retries, seconds_to_wait=wait) from exc
 ENTITY_TAG = "integration/entity"
 
 

@@ -1,53 +1,209 @@
-"""Sensor on the file inbox: one run per new file, keyed by content hash.
+"""Sensor on the file inbox: one run per new file, keyed by content hash and attempt.
 
-The run key is ``<system>/<entity>:<sha256>``, so the same content dropped twice (even under another name)
-launches once; once it has loaded, later copies are archived as duplicates without a run. Files that cannot
-belong to any contract (wrong folder) are rejected here with their reason.
+The run key is ``<system>/<entity>:<sha256>`` for a file's first run and ``…:<sha256>:attempt<N>`` for a retry,
+so the same content dropped twice (even under another name) launches once, and a file whose run failed
+(the warehouse was down, a lock timed out, the run was killed) is launched again by a later tick. The attempts
+are the finished runs of this sensor for that content, read from the Dagster instance (the warehouse cannot
+record a failure it caused); the next attempt waits INTEGRATION_INBOX_RETRY_SECONDS, doubling per attempt up
+to INTEGRATION_INBOX_RETRY_MAX_SECONDS after the last run ended. Once a file has loaded, later copies are
+archived as duplicates without a run.
+
+The tick decides from the ledger and the run history; the run loads. A tick that cannot reach the warehouse
+moves no file and launches nothing (a run would fail too): it records the outage per waiting file in its
+cursor and goes on with the alert below.
+
+A file failing for INTEGRATION_INBOX_ALERT_ATTEMPTS attempts, or for INTEGRATION_INBOX_ALERT_SECONDS, raises an
+``inbox:stuck:…`` alert. With the warehouse up it is an ordinary incident (alert_incidents). With the warehouse
+down the notice is sent straight to the notifier's channels (JSON-lines log, webhook, Slack, e-mail: files and
+HTTP, no database) and the incident's state (opened, notified) is kept in this sensor's cursor instead, so it
+is sent once per episode; the RESOLVED notice follows when the file leaves the inbox.
 """
 
+from __future__ import annotations
 
+import hashlib
 import json
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
 import dagster as dg
+import sqlalchemy as sa
 
 from integration_assets import inbox
+from integration_assets.alerts.channels import Notification
+from integration_assets.alerts.notifier import Alert, Notifier
+from integration_assets.alerts.redact import redact, redact_text
 from integration_assets.assets.files import ENTITY_TAG, job_name, raw_op_name
 from integration_assets.connectors.hashing import content_hash
 from integration_assets.contracts.spec import known_entities
-from integration_assets.settings import get_settings
+from integration_assets.settings import env, get_settings
 from integration_assets.warehouse import ledger
 from integration_assets.warehouse.db import ensure_schema, get_engine
 
 MAX_RUNS_PER_TICK = 50
+_clock = time.time  # the tick's "now" (a test moves it to see the backoff without waiting)
+SHA_TAG = "integration/sha256"
+_FINISHED = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
+_FAILED = {dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
+RUNBOOK = ("integration-assets status lists the stuck file with its attempts and last error. If the warehouse is "
+           "down, bring it back: the sensor retries the file by itself. Otherwise read the failed run in the "
+           "Dagster UI, fix the cause, and the next retry (or integration-assets sync) loads it.")
+
+
+@dataclass(frozen=True)
+class Retry:
+    """The retry policy of the inbox sensor (read from the environment on every tick)."""
+
+    base: float
+    cap: float
+    alert_attempts: int
+    alert_seconds: float
+
+    @classmethod
+    def from_env(cls) -> Retry:
+        return cls(float(env("INTEGRATION_INBOX_RETRY_SECONDS") or 60),
+                   float(env("INTEGRATION_INBOX_RETRY_MAX_SECONDS") or 3600),
+                   int(env("INTEGRATION_INBOX_ALERT_ATTEMPTS") or 4),
+                   float(env("INTEGRATION_INBOX_ALERT_SECONDS") or 3600))
+
+    def wait(self, finished: int) -> float:
+        """Seconds between the end of the ``finished``-th run and the next attempt."""
+        return min(self.cap, self.base * 2 ** max(finished - 1, 0))
+
+
+@dataclass(frozen=True)
+class History:
+    """This sensor's runs for one content: how many finished, failed, are in flight; the last end and error."""
+
+    finished: int
+    failed: int
+    in_flight: int
+    last_end: float | None
+    last_error: str | None
+
+
+def run_history(instance: dg.DagsterInstance, system: str, entity: str, sha: str) -> History:
+    records = instance.get_run_records(filters=dg.RunsFilter(tags={SHA_TAG: sha, ENTITY_TAG: f"{system}.{entity}"}))
+    finished = [r for r in records if r.dagster_run.status in _FINISHED]
+    failed = [r for r in finished if r.dagster_run.status in _FAILED]
+    ends = [r.end_time for r in finished if r.end_time is not None]
+    error = None
+    if failed:
+        last = max(failed, key=lambda r: r.end_time or 0)
+        error = _run_error(instance, last.dagster_run.run_id)
+    return History(len(finished), len(failed), len(records) - len(finished), max(ends) if ends else None, error)
+
+
+def _run_error(instance: dg.DagsterInstance, run_id: str) -> str:
+    """The first step failure of a run as ``<ErrorClass>: <first line>``, redacted (a driver's message may quote
+    a value) and short."""
+    for record in instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_FAILURE).records:
+        event = record.event_log_entry.dagster_event
+        error = getattr(event.event_specific_data, "error", None) if event else None
+        if error is not None:
+            cause = error.cause or error
+            return _short(f"{cause.cls_name}: {cause.message}")
+    return f"run {run_id} failed before any step (see the Dagster UI)"
+
+
+def _short(text: str) -> str:
+    return redact_text(text.strip().splitlines()[0] if text.strip() else text)[:300]
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat()
+
+
+def _load_cursor(raw: str | None) -> dict[str, Any]:
+    data = json.loads(raw) if raw else {}
+    if data and "v" not in data:  # the cursor before retries: path -> [size, mtime, sha]
+        data = {"hashes": data}
+    return {"v": 2, "hashes": data.get("hashes", {}), "stuck": data.get("stuck", {}), "alerts": data.get("alerts", {})}
+
+
+def _warehouse_error(exc: Exception) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    return _short(f"warehouse unreachable: {type(orig).__name__}: {orig}")
 
 
 def inbox_run_requests(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     settings = get_settings()
+    policy = Retry.from_env()
+    state = _load_cursor(context.cursor)
+    now = _clock()
     engine = get_engine(settings.warehouse_url)
-    ensure_schema(settings.warehouse_url)
+    down: str | None = None
+    try:
+        ensure_schema(settings.warehouse_url)
+        for load_id in ledger.abandon_stale(engine):
+            context.log.warning("load %s was left running by a process that is gone: marked abandoned", load_id)
+    except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
+        down = _warehouse_error(exc)
+        context.log.warning("%s; no file is moved or launched this tick", down)
     known = {(s, e) for s, e, _ in known_entities()}
-    # Cursor: path -> [size, mtime, sha256], so an unchanged waiting file is not re-hashed every tick.
-    cache: dict[str, list] = json.loads(context.cursor) if context.cursor else {}
-    new_cache: dict[str, list] = {}
+    survey = inbox.survey(settings)
+    if down is None:
+        for refused in survey.refused:
+            try:
+                inbox.refuse(refused, settings=settings, engine=engine)
+            except FileNotFoundError:
+                continue
+            context.log.warning("rejected %s: %s (%s)", refused.file.path.name, refused.code, refused.reason)
+    hashes: dict[str, list] = {}
+    stuck: dict[str, dict[str, Any]] = {}
     requests: list[dg.RunRequest] = []
     keys: set[str] = set()
-    for f in inbox.scan(settings, include_misplaced=True):
+    waiting: list[str] = []
+    for f in survey.files:
         if (f.system, f.entity) not in known:
-            report = inbox.process(f, settings=settings, engine=engine)
-            context.log.warning("rejected %s: %s", f.path.name, report.error)
+            if down is None:
+                try:
+                    report = inbox.process(f, settings=settings, engine=engine)
+                except FileNotFoundError:
+                    continue
+                context.log.warning("rejected %s: %s", f.path.name, report.error)
             continue
-        key = str(f.path)
-        hit = cache.get(key)
-        sha = hit[2] if hit and hit[0] == f.size and hit[1] == f.mtime else content_hash(f.path)
-        new_cache[key] = [f.size, f.mtime, sha]
-        with engine.connect() as conn:
-            done = ledger.succeeded_load_for(conn, f.system, f.entity, sha)
-        if done:
-            inbox.archive_duplicate(f, sha, done, settings=settings, engine=engine)
-            new_cache.pop(key, None)
-            context.log.info("%s duplicates content loaded by %s; archived", f.path.name, done)
+        path_key = str(f.path)
+        hit = state["hashes"].get(path_key)
+        try:
+            sha = hit[2] if hit and hit[0] == f.size and hit[1] == f.mtime else content_hash(f.path)
+        except FileNotFoundError:
             continue
-        run_key = f"{f.system}/{f.entity}:{sha}"
+        hashes[path_key] = [f.size, f.mtime, sha]
+        if down is None:
+            with engine.connect() as conn:
+                done = ledger.succeeded_load_for(conn, f.system, f.entity, sha)
+            if done:
+                try:
+                    inbox.archive_duplicate(f, sha, done, settings=settings, engine=engine)
+                except FileNotFoundError:
+                    pass
+                hashes.pop(path_key, None)
+                context.log.info("%s duplicates content loaded by %s; archived", f.path.name, done)
+                continue
+        history = run_history(context.instance, f.system, f.entity, sha)
+        content_key = f"{f.system}/{f.entity}:{sha}"
+        if history.failed or down is not None:
+            before = state["stuck"].get(content_key, {})
+            first = before.get("since") or (_iso(history.last_end) if history.failed and history.last_end
+                                            else _iso(now))
+            stuck[content_key] = {"file": str(f.path.relative_to(settings.inbox_dir)), "since": first,
+                                  "attempts": history.failed, "error": down or history.last_error,
+                                  "system": f.system, "entity": f.entity}
+        if history.in_flight:
+            continue  # its run is queued or running
+        if down is not None:
+            waiting.append(f.path.name)
+            continue
+        attempt = history.finished + 1
+        if history.finished and history.last_end is not None:
+            due = history.last_end + policy.wait(history.finished)
+            if now < due:
+                waiting.append(f"{f.path.name} (attempt {attempt} in {int(due - now)} s)")
+                continue
+        run_key = content_key if attempt == 1 else f"{content_key}:attempt{attempt}"
         if run_key in keys:
             continue  # an identical file is already requested this tick
         if len(requests) < MAX_RUNS_PER_TICK:
@@ -57,11 +213,106 @@ def inbox_run_requests(context: dg.SensorEvaluationContext) -> dg.SensorResult:
                 job_name=job_name(f.system, f.entity),
                 run_config={"ops": {raw_op_name(f.system, f.entity): {"config": {"files": [str(f.path)]}}}},
                 tags={ENTITY_TAG: f"{f.system}.{f.entity}", "integration/file": f.path.name[:200],
-                      "integration/sha256": sha},
+                      SHA_TAG: sha, "integration/attempt": str(attempt)},
             ))
+    state["hashes"], state["stuck"] = hashes, stuck
+    for line in stuck_alerts(state, policy, now, warehouse_up=down is None):
+        context.log.warning(line)
+    cursor = json.dumps(state)
     if not requests:
-        return dg.SensorResult(skip_reason="no new files in the inbox", cursor=json.dumps(new_cache))
-    return dg.SensorResult(run_requests=requests, cursor=json.dumps(new_cache))
+        reason = "no new files in the inbox"
+        if down is not None:
+            reason = f"{down}; {len(waiting)} file(s) wait for it"
+        elif waiting:
+            reason = "waiting to retry: " + ", ".join(waiting[:10])
+        return dg.SensorResult(skip_reason=reason[:1000], cursor=cursor)
+    return dg.SensorResult(run_requests=requests, cursor=cursor)
+
+
+# -- alerts on stuck files ----------------------------------------------------------------------------------
+
+def stuck_alert(key: str, entry: dict[str, Any], now: float) -> Alert:
+    minutes = int((now - datetime.fromisoformat(entry["since"]).timestamp()) // 60)
+    return Alert(
+        key=f"inbox:stuck:{key}"[:255], severity="error",
+        title=f"Inbox file {entry['system']}/{entry['entity']} not loaded after {entry['attempts']} attempt(s)",
+        summary=(f"{entry['file']} has been failing for {minutes} min ({entry['attempts']} failed run(s)). "
+                 f"Last error: {entry['error'] or 'unknown'}"),
+        source_system=entry["system"], entity=entry["entity"], check_name="inbox_stuck", runbook=RUNBOOK,
+        details={"file": entry["file"], "attempts": entry["attempts"], "since": entry["since"],
+                 "last_error": entry["error"]})
+
+
+def _due(entry: dict[str, Any], policy: Retry, now: float) -> bool:
+    age = now - datetime.fromisoformat(entry["since"]).timestamp()
+    return entry["attempts"] >= policy.alert_attempts or age >= policy.alert_seconds
+
+
+def stuck_alerts(state: dict[str, Any], policy: Retry, now: float, *, warehouse_up: bool) -> list[str]:
+    """Fire the alert of every file stuck past the policy, resolve the alerts of files that left the inbox.
+
+    ``state["alerts"]`` (the cursor) remembers what was sent: ``{"via": "incident"|"direct", "opened": iso}``.
+    """
+    actions: list[str] = []
+    alerts: dict[str, dict[str, Any]] = state["alerts"]
+    due = {k: e for k, e in state["stuck"].items() if _due(e, policy, now)}
+    gone = [k for k in alerts if k not in state["stuck"]]
+    if not due and not gone:
+        return actions
+    with Notifier.from_env() as notifier:
+        for key, entry in due.items():
+            alert = stuck_alert(key, entry, now)
+            if warehouse_up:
+                try:
+                    out = notifier.fire(alert)  # an ordinary incident: deduplicated by alert_incidents
+                except (sa.exc.OperationalError, sa.exc.InterfaceError):
+                    warehouse_up = False  # lost since the start of the tick: send it directly below
+                else:
+                    alerts[key] = {"via": "incident", "opened": alerts.get(key, {}).get("opened") or _iso(now)}
+                    actions.append(f"{out.action} {alert.key}")
+                    continue
+            if key not in alerts:
+                sent = send_direct(notifier, alert, "fire", opened=now)
+                alerts[key] = {"via": "direct", "opened": _iso(now), "title": alert.title,
+                               "system": entry["system"], "entity": entry["entity"]}
+                actions.append(f"sent {alert.key} without the warehouse ({', '.join(sent) or 'no channel'})")
+        for key in gone:
+            sent_by = alerts[key]
+            summary = "The file left the inbox (loaded, archived or rejected)."
+            if sent_by["via"] == "incident":
+                if not warehouse_up:
+                    continue  # resolve once the incident table can be written
+                out = notifier.resolve(f"inbox:stuck:{key}"[:255], summary)
+                actions.append(f"{out.action} inbox:stuck:{key}")
+            else:
+                alert = Alert(key=f"inbox:stuck:{key}"[:255], severity="error", title=sent_by["title"],
+                              summary=summary, source_system=sent_by["system"], entity=sent_by["entity"],
+                              check_name="inbox_stuck", runbook=RUNBOOK)
+                send_direct(notifier, alert, "resolve", opened=datetime.fromisoformat(sent_by["opened"]).timestamp())
+                actions.append(f"resolved inbox:stuck:{key} without the warehouse")
+            del alerts[key]
+    return actions
+
+
+def send_direct(notifier: Notifier, alert: Alert, kind: str, *, opened: float) -> list[str]:
+    """Send one notice to every channel of ``notifier`` without touching the warehouse; the channels it reached.
+
+    The notifier's incident bookkeeping needs the warehouse, which is what is down: the notice is built here the
+    way the notifier builds it (redacted, a stable id per incident episode and kind) and handed to the same
+    channels with the same per-channel retries. Deduplication is the caller's (the sensor cursor).
+    """
+    details = redact(dict(alert.details))
+    at = datetime.now(UTC)
+    opened_at = datetime.fromtimestamp(opened, UTC)
+    notice = Notification(
+        id=hashlib.sha256(f"{alert.key}\0{opened_at.isoformat()}\0{kind}".encode()).hexdigest()[:32],
+        kind=kind,  # type: ignore[arg-type]
+        key=redact_text(alert.key), severity=alert.severity, title=redact_text(alert.title),
+        summary=redact_text(alert.summary), source_system=alert.source_system, entity=alert.entity,
+        check_name=alert.check_name, details=details if isinstance(details, dict) else {},
+        runbook=redact_text(alert.runbook), episode=1, fire_count=1, opened_at=opened_at, at=at)
+    results = [notifier._deliver_one(channel, notice) for channel in notifier.channels]  # noqa: SLF001
+    return [r.channel for r in results if r.status == "sent"]
 
 
 def build_inbox_sensor(jobs: list) -> dg.SensorDefinition:
@@ -71,5 +322,6 @@ def build_inbox_sensor(jobs: list) -> dg.SensorDefinition:
         jobs=jobs,
         minimum_interval_seconds=30,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description="Launches one ingest run per new file in <inbox>/<system>/<entity>/ (run key = content hash).",
+        description="Launches one ingest run per new file in <inbox>/<system>/<entity>/ (run key = content hash, "
+                    "plus the attempt for a retry after a failed run, with backoff); alerts on files stuck.",
     )

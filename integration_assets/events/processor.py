@@ -503,15 +503,17 @@ class EventProcessor:
         self.router.refresh()
         plan = _Plan()
         seen: dict[str, str] = {}  # key -> content hash of its first delivery in the batch
+        collisions: set[tuple[str, str]] = set()  # (key, content hash) already dead-lettered as a collision
         groups: dict[str, tuple[Any, list[tuple[int, dict[str, Any]]]]] = {}
         for pos, d in enumerate(deliveries):
             m = d.message
             fingerprint = message_fingerprint(m.source, m.body, m.headers)
             before = seen.get(m.id)
             if before is not None:
-                if before == fingerprint:
+                if before == fingerprint or (m.id, fingerprint) in collisions:
                     plan.batch_duplicates.append(d)
                 else:
+                    collisions.add((m.id, fingerprint))
                     plan.collide(d, fingerprint, before)
                 continue
             seen[m.id] = fingerprint
@@ -797,7 +799,7 @@ class EventProcessor:
             )
             plan.batch_duplicates.extend(aliases[f].delivery for f in known)
             collided = [r for f, r in aliases.items() if f not in known]
-        if found or collided or len(prints) < len(plan.rejections):
+        if found or collided or len(prints) < len(plan.rejections):  # (collisions were taken out of prints)
             plan.batch_duplicates.extend(prints[f].delivery for f in found)
             plan.rejections = [r for f, r in prints.items() if f not in found] + collided
 

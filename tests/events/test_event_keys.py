@@ -260,3 +260,25 @@ def test_content_header_is_the_fingerprint_of_the_body() -> None:
 def test_contact_change_helper_uses_the_real_key() -> None:
     ev = contact_change(5, "101", "firstname", "A", NOW)
     assert hubspot_event_id(ev.event_id) == "hubspot:5" and ev.event_id.count(":") == 2
+
+
+def test_a_key_whose_first_event_was_dead_lettered_still_tells_other_content(stack: Stack, tmp_path: Path) -> None:
+    """The first event of a key is dead-lettered (unknown property); a later one under that key with other
+    content is a key collision with a dead letter of its own, not a redelivery of the first; copies of it
+    are duplicates."""
+    seed_contacts(tmp_path, ["301"], warehouse_url=stack.warehouse_url)
+    first = hubspot_change(7, "301", "favourite_colour", "teal", NOW - timedelta(minutes=1))
+    other = {**first, "changeSource": "IMPORT", "sourceId": "import:9"}  # same key fields, other content
+    assert hubspot_event_key(first) == hubspot_event_key(other)
+    queue = stack.make_queue()
+    stack.publish([hubspot(first)], queue)
+    assert stack.drain(queue).totals.dead_lettered == 1
+    stack.publish([hubspot(other)], queue)
+    report = stack.drain(queue, wait_s=0.5)
+    assert (report.totals.dead_lettered, report.totals.duplicates) == (1, 0), report.as_dict()
+    assert sorted(by_check(stack).values()) == ["key_collision", "unknown_property"]
+    for retry in ({**other, "attemptNumber": 2}, {**first, "attemptNumber": 1}):  # retries of both
+        stack.publish([hubspot(retry)], queue)
+        again = stack.drain(queue, wait_s=0.5)
+        assert (again.totals.dead_lettered, again.totals.duplicates) == (0, 1), again.as_dict()
+    assert len(stack.dead_letters()) == 2

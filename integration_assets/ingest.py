@@ -64,8 +64,10 @@ class ContractMatch:
     def drift_findings(self, new_column_limit: int = 100) -> list[dict[str, Any]]:
         """One finding per new or missing column; past ``new_column_limit`` new columns, one summary finding
         (kind ``new_columns_omitted``, the count in its column text) so a wide file cannot flood schema_drift."""
-        # schema_drift.column_name is VARCHAR(255): a longer header would fail the load on Postgres.
-        shown, rest = self.new_columns[:new_column_limit], self.new_columns[new_column_limit:]
+        # schema_drift.column_name is VARCHAR(255) and Postgres text cannot hold NUL: a header name that is
+        # longer, or holds one, would fail the load there. Shown escaped, as dead letters show NUL.
+        names = [c.replace("\x00", "\\u0000") for c in self.new_columns]
+        shown, rest = names[:new_column_limit], names[new_column_limit:]
         out: list[dict[str, Any]] = [{"kind": "new_column", "column": c[:255], "rows": 0, "sample": []} for c in shown]
         if rest:
             out.append({"kind": "new_columns_omitted", "column": f"+{len(rest)} more new columns", "rows": 0,

@@ -202,7 +202,10 @@ def detect_format(path: Path) -> tuple[str | None, str | None]:
                 f"a compressed file must name the format it holds, e.g. contacts.csv.gz; expected one of "
                 f"{sorted(s + '.gz' for s in FORMATS_BY_SUFFIX)}",
             )
-        return ("gzip" if sniffed == "gzip" else None), inner  # a plain file named .gz is read as what it is
+        if sniffed != "gzip":  # a damaged gzip, or a plain file misnamed: reading it as text would mislead
+            raise FileRejected("corrupt_compressed", "the file is named .gz but does not start with the gzip "
+                                                     "signature: a damaged gzip file, or not compressed at all")
+        return "gzip", inner
     fmt = FORMATS_BY_SUFFIX.get(last)
     if fmt is None:
         raise FileRejected(
@@ -542,16 +545,25 @@ def _csv_chunks(src: SourceFile, chunk_rows: int) -> Iterator[RawChunk]:
         read_opts = pacsv.ReadOptions(
             block_size=16 << 20, column_names=src.columns, skip_rows=1, encoding=src.encoding, use_threads=False
         )
-    reader = pacsv.open_csv(
-        stream,
-        read_options=read_opts,
-        parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=on_invalid),
-        convert_options=pacsv.ConvertOptions(
-            column_types={c: pa.string() for c in src.columns},
-            strings_can_be_null=False,
-            quoted_strings_can_be_null=False,
-        ),
-    )
+    try:
+        reader = pacsv.open_csv(
+            stream,
+            read_options=read_opts,
+            parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=on_invalid),
+            convert_options=pacsv.ConvertOptions(
+                column_types={c: pa.string() for c in src.columns},
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+    except pa.ArrowInvalid as exc:
+        if isinstance(stream, _ReadAhead):
+            stream.close()
+        # A header without a line end and nothing after it: pyarrow cannot skip it, but the file is simply
+        # header-only (no records; the caller rejects it as no_data_rows). A header over 1 MiB is refused earlier.
+        if "Could not skip initial" in str(exc) and tail is None:
+            return
+        raise FileRejected("unreadable_csv", f"the CSV cannot be parsed: {exc}") from exc
     pending: list[pa.RecordBatch] = []
     pending_rows = 0
 

@@ -192,6 +192,8 @@ def _zip_whose_directory_lies() -> bytes:
                  id="tar.gz"),
     pytest.param("contacts.zip", lambda: contacts_csv(["1"]), "corrupt_compressed", "not a zip archive",
                  id="zip-name-plain-bytes"),
+    pytest.param("contacts.csv.gz", lambda: b"\x1f\x8c" + gzip.compress(contacts_csv(["1"]))[2:], "corrupt_compressed",
+                 "does not start with the gzip signature", id="gz-name-bad-signature"),
 ])
 def test_compressed_files_that_cannot_be_read_are_rejected_with_the_reason(
         engine: sa.Engine, own_tempdir: Path, name: str, make: Any, code: str, message: str) -> None:
@@ -500,3 +502,21 @@ def test_line_separators_inside_jsonl_values_do_not_split_records(engine: sa.Eng
     assert (report.status, report.rows_read, report.rows_inserted) == ("succeeded", 3, 3), report.as_dict()
     name = table(engine, "customers")["1"]["name"]
     assert name.startswith("Azure") and name.endswith("Interior")  # one record, whatever the name transform makes of U+2028
+
+
+def test_a_header_without_a_line_end_is_a_file_without_records(engine: sa.Engine) -> None:
+    """pyarrow cannot skip a header that does not end in a newline; that used to fail the load (as if
+    transient) instead of rejecting a header-only file."""
+    report = process(drop("hubspot", "contacts", "header.csv", ",".join(CONTACT_HEADER).encode()))
+    assert (report.status, report.reason_code) == ("rejected", "no_data_rows"), report.as_dict()
+    one = process(drop("hubspot", "contacts", "one.csv", contacts_csv(["1"]).rstrip(b"\n")))
+    assert (one.status, one.rows_inserted) == ("succeeded", 1), one.as_dict()
+
+
+def test_a_nul_byte_in_a_new_column_name_is_recorded_not_a_failed_load(engine: sa.Engine) -> None:
+    """Postgres text cannot hold NUL: the drift row shows it escaped, as dead letters do."""
+    report = process(drop("hubspot", "contacts", "nul.csv", contacts_csv(["1"], extra=["No\x00tes"])))
+    assert (report.status, report.rows_inserted) == ("succeeded", 1), report.as_dict()
+    with engine.connect() as conn:
+        [name] = conn.execute(sa.select(schema_drift.c.column_name).where(schema_drift.c.kind == "new_column")).scalars()
+    assert name == "No\\u0000tes"

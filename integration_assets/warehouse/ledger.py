@@ -152,7 +152,9 @@ def lease_seconds() -> float:
 
 
 def start(conn: sa.Connection, report: LoadReport) -> None:
-    conn.execute(loads.insert().values(**report.ledger_row()))
+    owner = this_process()  # every row names its process, so a dead one is told from a live one
+    conn.execute(loads.insert().values(**report.ledger_row(), owner_host=owner.host, owner_pid=owner.pid,
+                                       owner_started=owner.started, heartbeat_at=report.started_at))
 
 
 class AlreadyLoading(Exception):
@@ -171,7 +173,7 @@ def claim(engine: sa.Engine, report: LoadReport) -> None:
     """
     owner = this_process()
     row = report.ledger_row() | {"owner_host": owner.host, "owner_pid": owner.pid, "owner_started": owner.started,
-                                 "heartbeat_at": utcnow()}
+                                 "heartbeat_at": report.started_at}
     for attempt in (1, 2):
         try:
             with engine.begin() as conn:

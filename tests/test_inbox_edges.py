@@ -336,3 +336,23 @@ def test_status_lists_stuck_files_and_what_the_inbox_leaves_alone(warehouse_url:
     text = CliRunner().invoke(main, ["status"], catch_exceptions=False).output
     assert "stuck hubspot/contacts/contacts.csv: 2 failed attempt(s)" in text and "rule: " in text
     assert not any((get_settings().data_dir / "processing").rglob("*.csv"))  # the failed loads' snapshots
+
+
+@pytest.mark.parametrize("warehouse_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
+def test_a_running_load_keeps_its_heartbeat_fresh_on_postgres(warehouse_url: str) -> None:
+    from integration_assets.warehouse import ledger
+    from integration_assets.warehouse.ledger import LoadReport, new_load_id
+
+    engine = get_engine(warehouse_url)
+    report = LoadReport(load_id=new_load_id(), source_system="hubspot", entity="contacts", file_name="c.csv",
+                        content_hash="cd" * 32)
+    ledger.claim(engine, report)
+
+    def beat() -> Any:
+        with engine.connect() as conn:
+            return conn.execute(sa.select(loads.c.heartbeat_at).where(loads.c.load_id == report.load_id)).scalar_one()
+
+    first = beat()
+    with ledger.heartbeat(engine, report.load_id, every=0.05):  # (SQLite: none, its write lock is the load's)
+        _wait_for(lambda: beat() != first, "a heartbeat", timeout=30)
+    assert ledger.abandon_stale(engine, load_ids=[report.load_id], lease=600) == []

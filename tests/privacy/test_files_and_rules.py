@@ -206,3 +206,14 @@ def test_a_later_quarantined_row_of_an_erased_contact_keeps_no_payload(warehouse
     assert scan(warehouse_url, isolated_env) == []
     for value in (CANARY_LAST, CANARY_PHONE):
         assert value not in (dl.raw_record or "") + (dl.errors or "") + dl.reason
+
+
+@pytest.mark.parametrize(
+    ("data", "may"),
+    [(b'"7001",', True), (b'"07001",', True), (b"7001.0,", True), (b'{"id": 7001e0}', True), (b'"7001"\n', True),
+     (b'"a7001@x.com"', False), (b"17001", False), (b"70011", False), (gzip.compress(b'"7001"'), True),
+     (gzip.compress(b"17001"), False)],
+)
+def test_the_prefilter_finds_every_form_of_the_id(data: bytes, may: bool) -> None:
+    """An archived file without the id as a token of its own is not parsed (a large export costs seconds)."""
+    assert _redactor().may_hold_ids(data) is may

@@ -298,6 +298,8 @@ class FileRedactor:
         # An alternation is fast for a few ids (~1 s for 50 MB) and slower than the parse for thousands.
         if len(self.ids) > 50:
             return True
+        if not any(i.encode() in data for i in self.ids):  # a substring search first: ~20 ms for 50 MB
+            return False
         ids = b"|".join(re.escape(i.encode()) for i in sorted(self.ids, key=len, reverse=True))
         return re.search(_TOKEN.pattern.replace(rb"([1-9][0-9]*|0)", rb"(?:" + ids + rb")"), data) is not None
 

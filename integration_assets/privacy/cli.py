@@ -97,4 +97,5 @@ def list_command(as_json: bool) -> None:
         else:
             click.echo(f"{r.id} {r.started_at:%Y-%m-%d %H:%M} {r.source_system} {r.entity} {r.source_id} "
                        f"via {r.requested_via} {r.status}: "
-                       + ", ".join(f"{k}={v}" for k, v in doc["stores"].items() if isinstance(v, int) and v))
+                       + (", ".join(f"{k}={v}" for k, v in doc["stores"].items() if isinstance(v, int) and v)
+                          or "nothing held (the id stays suppressed)"))

@@ -16,7 +16,7 @@ from integration_assets.warehouse.schema import loads
 from tests.faults.accounting import Figures, account_rows
 from tests.faults.files import contact_row, inbox_folder, sync_popen, write_contacts
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 N = 10_000
 

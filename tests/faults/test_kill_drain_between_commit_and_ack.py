@@ -1,5 +1,6 @@
 """RELIABILITY #2, the window between COMMIT and ack: a real ``kill -9`` of a drain process whose batch
-has committed and whose ack has not been sent, then a drain again.
+has committed and whose ack has not been sent, then a drain again. And #3, the same kill inside the
+batch's transaction (canonical rows merged, ledger rows about to be written, no COMMIT yet).
 
 The point is found in our own code, not guessed: ``EventProcessor.commit`` returns once the batch's
 transaction has committed, and the ack (``settle``) follows it. The drain process runs the stock
@@ -7,7 +8,8 @@ transaction has committed, and the ack (``settle``) follows it. The drain proces
 the test then sends SIGKILL to that pid. On RabbitMQ the broker redelivers the whole batch (connection
 gone, nothing acked): every redelivery must be a duplicate with no second effect (no canonical row
 rewritten). On the SQL queue in the warehouse the ack is part of the same transaction, so the window does
-not exist: nothing comes back.
+not exist: nothing comes back. Killed before COMMIT, Postgres rolls the batch back and the redelivery
+applies it once.
 """
 
 from __future__ import annotations
@@ -37,31 +39,44 @@ from integration_assets.queue.rabbitmq import RabbitMQQueue
 from integration_assets.queue.sql import SqlQueue
 from integration_assets.warehouse.db import get_engine
 
-commit = processor.EventProcessor.commit
-
-def committed_then_wait(self, *args, **kwargs):
-    out = commit(self, *args, **kwargs)
-    Path({marker!r}).write_text(str(os.getpid()))  # committed; the ack has not been sent
+def wait_to_be_killed():
+    Path({marker!r}).write_text(str(os.getpid()))
     time.sleep(60)  # the test kills us here
     os._exit(3)
 
-processor.EventProcessor.commit = committed_then_wait
+if {point!r} == "after_commit":
+    commit = processor.EventProcessor.commit
+
+    def committed_then_wait(self, *args, **kwargs):
+        out = commit(self, *args, **kwargs)  # committed; the ack has not been sent
+        wait_to_be_killed()
+
+    processor.EventProcessor.commit = committed_then_wait
+else:
+
+    def in_transaction_wait(self, *args, **kwargs):  # rows merged, ledger not written, no COMMIT
+        wait_to_be_killed()
+
+    processor.LedgerStage.write = in_transaction_wait
 drain({queue}, engine=get_engine({url!r}), batch_size=200, visibility_timeout_s=3.0)
-sys.exit(4)  # never reached: the first batch's commit waits to be killed
+sys.exit(4)  # never reached: the first batch waits to be killed
 """
 
 
+@pytest.mark.parametrize("point", ["after_commit", "before_commit"])
 @pytest.mark.parametrize("stack", BOTH_QUEUES, indirect=True)
-def test_kill_drain_between_commit_and_ack(stack: Stack, tmp_path: Path, record: Callable[..., Figures]) -> None:
+def test_kill_drain_between_commit_and_ack(
+    stack: Stack, point: str, tmp_path: Path, record: Callable[..., Figures]
+) -> None:
     queue = stack.make_queue()
     ledger = EventLedger()
     publish(stack, queue, good_events(N, seed=2), ledger)
     marker = tmp_path / "committed"
-    code = DRAIN.format(marker=str(marker), queue=stack.queue_source, url=stack.warehouse_url)
+    code = DRAIN.format(marker=str(marker), point=point, queue=stack.queue_source, url=stack.warehouse_url)
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        assert wait_for(marker.exists, timeout_s=60), "the drain never committed a batch"
-        os.kill(proc.pid, signal.SIGKILL)  # kill -9, between COMMIT and ack
+        assert wait_for(marker.exists, timeout_s=60), "the drain never reached the kill point"
+        os.kill(proc.pid, signal.SIGKILL)  # kill -9 at the point
         proc.wait(timeout=30)
     finally:
         if proc.poll() is None:
@@ -69,7 +84,7 @@ def test_kill_drain_between_commit_and_ack(stack: Stack, tmp_path: Path, record:
             proc.wait(timeout=10)
     assert proc.returncode == -signal.SIGKILL, (proc.stdout.read() if proc.stdout else b"")[-2000:]
     committed = len(stack.ledger())
-    assert committed == 200  # exactly the first batch was committed
+    assert committed == (200 if point == "after_commit" else 0)  # the first batch, or nothing
     before = {r["source_id"]: (r["load_id"], r["row_hash"]) for r in stack.rows("payments")}
     # Restart. The killed drain had claimed the next batch ahead (SQL queue on Postgres): that claim lapses
     # after its visibility timeout (300 s by default, 3 s here to keep the test short); RabbitMQ requeues
@@ -79,16 +94,17 @@ def test_kill_drain_between_commit_and_ack(stack: Stack, tmp_path: Path, record:
     again = stack.make_queue()
     redelivered = duplicates = 0
     deadline = time.monotonic() + 60
-    while stack.ledger() and len(stack.ledger()) < N and time.monotonic() < deadline:
+    while len(stack.ledger()) < N and time.monotonic() < deadline:
         r = stack.drain(again, wait_s=1.0, visibility_timeout_s=5.0)
         redelivered += r.totals.events_in
         duplicates += r.totals.duplicates
-    if stack.name.startswith("rabbitmq"):
+    if stack.name.startswith("rabbitmq") and point == "after_commit":
         assert duplicates >= committed  # the whole committed batch came back, and was recognised
     after = {r["source_id"]: (r["load_id"], r["row_hash"]) for r in stack.rows("payments")}
     rewritten = sum(1 for k, v in before.items() if after.get(k) != v)
+    scenario = "kill -9 between commit and ack" if point == "after_commit" else "kill -9 inside the batch transaction"
     fig = account_events(
-        stack.engine, ledger, "kill -9 between commit and ack", tables=["payments", "shipment_events"],
+        stack.engine, ledger, scenario, tables=["payments", "shipment_events"],
         rewritten=rewritten, backend=stack.name,
     )
     fig.notes.append(f"{committed} committed before the kill; {redelivered} delivered after, {duplicates} duplicates")

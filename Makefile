@@ -33,10 +33,10 @@ dev: install $(DAGSTER_HOME)/dagster.yaml ## Open the Dagster UI (http://127.0.0
 services: ## Make sure PostgreSQL and RabbitMQ are up on loopback (starts them if down)
 	./scripts/ensure_services.sh
 
-test: install services ## Install test deps, ensure services, lint + type-check, run the whole suite (SQLite and PostgreSQL)
+test: install services ## Install test deps, ensure services, lint + type-check, run the whole suite (SQLite and PostgreSQL), fault scenarios and slow tests included
 	$(BIN)/ruff check integration_assets tests bench
 	$(BIN)/mypy integration_assets
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	FAULTS_REPORT_DIR=$(CURDIR)/.data/faults $(BIN)/python -m pytest -q -p no:cacheprovider
 
 lint: install ## ruff check (the rules `make test` enforces; the code is not laid out by ruff format)
 	$(BIN)/ruff check integration_assets tests bench

@@ -6,18 +6,27 @@ from typing import Any
 
 import click
 
-# Connection limits (uvicorn): an idle keep-alive connection is closed after TIMEOUT_KEEP_ALIVE_S; beyond
+# Connection limits: an idle keep-alive connection is closed after TIMEOUT_KEEP_ALIVE_S; beyond
 # LIMIT_CONCURRENCY connections or tasks new requests get 503 (the provider retries) instead of queueing in
-# memory; the h11 parser refuses a header block above MAX_INCOMPLETE_EVENT_BYTES. A body that dribbles in is
-# cut by the app itself (WebhookConfig.body_timeout_s: 408, connection closed).
+# memory; a request's header block must arrive within server.HEADER_TIMEOUT_S and be at most
+# server.MAX_HEADER_BYTES (ReceiverProtocol; MAX_INCOMPLETE_EVENT_BYTES is the same cap should uvicorn's h11
+# protocol be chosen instead); a body that dribbles in is cut by the app (WebhookConfig.body_timeout_s: 408).
 TIMEOUT_KEEP_ALIVE_S = 5
 LIMIT_CONCURRENCY = 1000
 MAX_INCOMPLETE_EVENT_BYTES = 64 * 1024
 
 
-def server_options(*, limit_concurrency: int = LIMIT_CONCURRENCY) -> dict[str, Any]:
+def server_options(
+    *, limit_concurrency: int = LIMIT_CONCURRENCY, header_timeout_s: float | None = None
+) -> dict[str, Any]:
     """uvicorn.Config keyword arguments of the receiver (the CLI and the tests run the same server)."""
+    from integration_assets.webhooks.server import ReceiverProtocol
+
+    protocol: type[ReceiverProtocol] = ReceiverProtocol
+    if header_timeout_s is not None:
+        protocol = type("ReceiverProtocol", (ReceiverProtocol,), {"header_timeout_s": header_timeout_s})
     return {
+        "http": protocol,
         "timeout_keep_alive": TIMEOUT_KEEP_ALIVE_S,
         "limit_concurrency": limit_concurrency,
         "h11_max_incomplete_event_size": MAX_INCOMPLETE_EVENT_BYTES,

@@ -24,12 +24,14 @@ from .conftest import hubspot_body, hubspot_headers, stripe_event, stripe_header
 
 
 @contextlib.contextmanager
-def serving(app: Any) -> Iterator[str]:
+def serving(app: Any, **options: Any) -> Iterator[str]:
     """``app`` under uvicorn with the receiver's own server options (webhooks.cli), on a free port."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", **server_options())
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", **server_options(**options)
+    )
     srv = uvicorn.Server(config)
     thread = threading.Thread(target=srv.run, name="uvicorn-test", daemon=True)
     thread.start()
@@ -108,6 +110,31 @@ def test_real_server_refuses_20_mb_before_it_is_sent(server: tuple[str, object],
     assert sql_queue.depth() == 0
 
 
+def dribble(socks: list[socket.socket], byte: bytes) -> tuple[dict[socket.socket, bytes], int]:
+    """Send ``byte`` on every socket now and then until the server has closed them all, or 60 s have passed
+    (generous: this checks that they are closed at all, not how fast); returns what each received and how
+    many are still open. Closes the sockets."""
+    open_ = set(socks)
+    answers: dict[socket.socket, bytes] = {s: b"" for s in socks}
+    deadline = time.monotonic() + 60
+    while open_ and time.monotonic() < deadline:
+        for sock in list(open_):
+            with contextlib.suppress(OSError):  # the server may have closed it already
+                sock.send(byte)
+        readable, _, _ = select.select(list(open_), [], [], 0.2)
+        for sock in readable:
+            try:
+                data = sock.recv(4096)
+            except OSError:  # reset: closed by the server with our dribble unread
+                data = b""
+            answers[sock] += data
+            if not data:
+                open_.discard(sock)
+    for sock in socks:
+        sock.close()
+    return answers, len(open_)
+
+
 def test_slow_bodies_are_cut_and_their_connections_closed(
     sqlite_warehouse: str, queue_name: str, isolated_env: Path, sql_queue: SqlQueue
 ) -> None:
@@ -133,28 +160,37 @@ def test_slow_bodies_are_cut_and_their_connections_closed(
         fast = stripe_event("evt_fast")
         with httpx.Client(base_url=base, timeout=10) as client:
             assert client.post("/webhooks/stripe", content=fast, headers=stripe_headers(fast)).status_code == 200
-        open_ = set(slow)
-        answers: dict[socket.socket, bytes] = {s: b"" for s in slow}
-        deadline = time.monotonic() + 60  # generous: only "closed at all", not how fast
-        while open_ and time.monotonic() < deadline:
-            for sock in list(open_):
-                with contextlib.suppress(OSError):  # the server may have closed it already
-                    sock.send(b" ")
-            readable, _, _ = select.select(list(open_), [], [], 0.2)
-            for sock in readable:
-                try:
-                    data = sock.recv(4096)
-                except OSError:  # reset: closed by the server with our dribble unread
-                    data = b""
-                answers[sock] += data
-                if not data:
-                    open_.discard(sock)
-        for sock in slow:
-            sock.close()
-        assert not open_, f"{len(open_)} slow connection(s) still open after 60 s"
+        answers, still_open = dribble(slow, b" ")
+        assert not still_open, f"{still_open} slow connection(s) still open after 60 s"
         seen = [a.split(b"\r\n", 1)[0] for a in answers.values() if a]
         assert seen and set(seen) == {b"HTTP/1.1 408 Request Timeout"}
         assert app.state.metrics.rejected.value("stripe", "body_timeout") == 200  # type: ignore[attr-defined]
         with httpx.Client(base_url=base, timeout=10) as client:
             assert client.get("/healthz").json()["status"] == "ok"
     assert sql_queue.depth() == 1  # only the normal request's event
+
+
+def test_slow_and_oversized_header_blocks_are_cut(
+    sqlite_warehouse: str, queue_name: str, isolated_env: Path, sql_queue: SqlQueue
+) -> None:
+    """100 clients that send a request line and then a header byte now and then, and one that sends 100 KiB of
+    headers at once: the server closes every one of them, and a normal request is served meanwhile."""
+    app = create_app(queue_factory=lambda: SqlQueue(sqlite_warehouse, name=queue_name), config=test_config())
+    with serving(app, header_timeout_s=2.0) as base:
+        host, port = base.removeprefix("http://").split(":")
+        slow: list[socket.socket] = []
+        for _ in range(100):
+            sock = socket.create_connection((host, int(port)), timeout=5)
+            sock.sendall(b"POST /webhooks/stripe HTTP/1.1\r\nHost: x\r\nX-Slow: a")
+            sock.setblocking(False)
+            slow.append(sock)
+        big = socket.create_connection((host, int(port)), timeout=5)
+        with contextlib.suppress(OSError):  # the server may close it before all of it is sent
+            big.sendall(b"POST /webhooks/stripe HTTP/1.1\r\nHost: x\r\n" + b"X-Big: " + b"b" * (100 << 10))
+        big.setblocking(False)
+        fast = stripe_event("evt_fast_headers")
+        with httpx.Client(base_url=base, timeout=10) as client:
+            assert client.post("/webhooks/stripe", content=fast, headers=stripe_headers(fast)).status_code == 200
+        _, still_open = dribble([*slow, big], b"a")
+        assert not still_open, f"{still_open} connection(s) with unfinished headers still open after 60 s"
+    assert sql_queue.depth() == 1

@@ -325,6 +325,10 @@ def erase_warehouse(
                   "rejected_files", "rejected_records", "alert_log_values"):
         e.stores[store] += 0  # reported even when nothing was there
     fields = source_fields(subject.system, subject.table)
+    sqlite = conn.dialect.name == "sqlite" and not dry_run
+    if sqlite:
+        # Overwrite what this transaction deletes or rewrites with zeros instead of leaving it in free space.
+        conn.exec_driver_sql("PRAGMA secure_delete = ON")
     if not dry_run:
         merge_lock(conn, subject.table)
         e.id = int(conn.execute(
@@ -345,6 +349,8 @@ def erase_warehouse(
     scrub_values(conn, e, e.values)
     e.status = "warehouse_done"
     _save(conn, e)
+    if sqlite:
+        conn.exec_driver_sql("PRAGMA secure_delete = OFF")
     log.info("erasure %s of %s %s %s: warehouse done (%s)", e.id, subject.system, subject.table,
              subject.source_id, _counts(e))
     return e
@@ -462,6 +468,16 @@ def _claim(engine: sa.Engine, erasure_id: int) -> bool:
     return claimed == 1
 
 
+def _checkpoint(engine: sa.Engine) -> None:
+    """SQLite: copy the write-ahead log into the database file and truncate it, so the old page images that
+    held the erased values are gone from disk too (a reader still open can keep a part of it; then the next
+    checkpoint does). Postgres keeps old row versions until VACUUM (docs/PRIVACY.md)."""
+    if engine.dialect.name != "sqlite":
+        return
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
 def finish(engine: sa.Engine, e: Erasure, settings: Settings | None = None) -> Erasure:
     """Phase 2 of an erasure whose warehouse phase committed, then the audit row becomes ``done``. An
     erasure another process is finishing is left to it (status ``finishing`` in the returned report)."""
@@ -484,6 +500,7 @@ def finish(engine: sa.Engine, e: Erasure, settings: Settings | None = None) -> E
         scrub_values(conn, e, e.values, canonical=True)
         e.status = "done"
         _save(conn, e)
+    _checkpoint(engine)
     log.info("erasure %s of %s %s %s: done (%s)", e.id, e.subject.system, e.subject.table, e.subject.source_id,
              _counts(e))
     return e

@@ -54,8 +54,9 @@ def _file_text(data: bytes, name: str) -> str:
     return data.decode("utf-8", "replace")
 
 
-def scan(url: str, data_dir: Path, texts: Iterable[tuple[str, str]] = ()) -> list[str]:
-    """Every place a canary is still found (empty: nowhere)."""
+def scan(url: str, data_dir: Path, texts: Iterable[tuple[str, str]] = (), *, db_files: bool = False) -> list[str]:
+    """Every place a canary is still found (empty: nowhere). ``db_files``: the SQLite database files' bytes
+    too (free pages, the write-ahead log)."""
     hits: list[str] = []
     engine = get_engine(url)
     with engine.connect() as conn:
@@ -68,8 +69,8 @@ def scan(url: str, data_dir: Path, texts: Iterable[tuple[str, str]] = ()) -> lis
                     elif isinstance(value, str):
                         hits += _hits(f"{name}.{col}", value)
     for path in sorted(data_dir.rglob("*")):
-        # The SQLite database file is scanned through SQL above (see docs/PRIVACY.md on free pages).
-        if path.is_file() and not path.name.startswith("warehouse.db"):
+        # The SQLite database is scanned through SQL above; its bytes only on request (docs/PRIVACY.md).
+        if path.is_file() and (db_files or not path.name.startswith("warehouse.db")):
             hits += _hits(str(path.relative_to(data_dir)), _file_text(path.read_bytes(), path.name))
     for where, text in texts:
         hits += _hits(where, text)

@@ -281,7 +281,9 @@ def _unpack(path: Path, packing: str, fmt: str | None, max_bytes: int) -> tuple[
 def _unpack_zip(path: Path, max_bytes: int) -> tuple[_Unpacked, str]:
     try:
         zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
+    except NotImplementedError as exc:  # e.g. a zip version or feature the reader does not implement
+        raise FileRejected("compressed", f"the zip archive uses a feature that cannot be read: {exc}") from exc
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
         raise FileRejected("corrupt_compressed", f"not a readable zip archive (truncated?): {exc}") from exc
     with zf:
         # Folders, and the resource forks macOS adds to the archives it makes, are not exports.
@@ -304,10 +306,10 @@ def _unpack_zip(path: Path, max_bytes: int) -> tuple[_Unpacked, str]:
         try:
             with zf.open(member) as fh:
                 out.copy(fh, "zip archive")  # the size in the archive's directory may lie: counted as read
-        except NotImplementedError as exc:
+        except (NotImplementedError, RuntimeError) as exc:  # RuntimeError: a password is needed
             out.discard()
             raise FileRejected("compressed", f"the zip archive uses a compression method that cannot be read: {exc}") from exc
-        except (zipfile.BadZipFile, EOFError, OSError, zlib.error) as exc:
+        except (zipfile.BadZipFile, EOFError, OSError, ValueError, zlib.error) as exc:
             out.discard()
             raise FileRejected("corrupt_compressed", f"the zip archive is corrupt or truncated: {exc}") from exc
         except BaseException:

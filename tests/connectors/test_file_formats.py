@@ -156,6 +156,14 @@ def _truncated_gzip() -> bytes:
     return whole[: len(whole) * 2 // 3]
 
 
+def _zip_of_a_later_version() -> bytes:
+    """An archive whose central directory says it needs zip version 8.9 to extract."""
+    data = bytearray(zipped({"contacts.csv": contacts_csv(["1"])}))
+    central = data.index(b"PK\x01\x02")
+    data[central + 6: central + 8] = (89).to_bytes(2, "little")
+    return bytes(data)
+
+
 def _zip_whose_directory_lies() -> bytes:
     """One member that unpacks to 4 MiB while the archive says 100 bytes (local header and central directory)."""
     data = bytearray(zipped({"contacts.csv": contacts_csv(["1"]) + b"x" * (4 << 20)}))
@@ -182,6 +190,8 @@ def _zip_whose_directory_lies() -> bytes:
                  "not a readable zip archive", id="truncated-zip"),
     pytest.param("export.zip", _zip_whose_directory_lies, "corrupt_compressed", "corrupt or truncated",
                  id="zip-size-lies"),
+    pytest.param("export.zip", _zip_of_a_later_version, "compressed", "feature that cannot be read: zip file version 8.9",
+                 id="zip-version-8.9"),
     pytest.param("contacts.csv.bz2", lambda: b"BZh91AY&SY" + b"\x00" * 30, "compressed", "bzip2-compressed",
                  id="bz2-by-name"),
     pytest.param("contacts.csv", lambda: lzma.compress(contacts_csv(["1"])), "compressed", "xz-compressed",

@@ -143,7 +143,11 @@ def build_file_assets(system: str, entity: str, table: str) -> list[dg.AssetsDef
         op_tags={ENTITY_TAG: f"{system}.{entity}"},
     )
     def _canonical(context: dg.AssetExecutionContext, landed: list[dict[str, Any]], warehouse: WarehouseResource) -> dg.MaterializeResult:
-        settings, engine = warehouse.settings(), warehouse.engine()
+        try:  # engine() migrates on first use: the warehouse may be down already
+            settings, engine = warehouse.settings(), warehouse.engine()
+        except Exception as exc:
+            retry_if_transient(context, exc)
+            raise
         t0 = time.perf_counter()
         reports = []
         for item in landed:

@@ -262,6 +262,8 @@ def stuck_alerts(state: dict[str, Any], policy: Retry, now: float, *, warehouse_
     with Notifier.from_env() as notifier:
         for key, entry in due.items():
             alert = stuck_alert(key, entry, now)
+            if alerts.get(key, {}).get("via") == "direct":
+                continue  # sent without the warehouse: this episode stays out of the incident table to its end
             if warehouse_up:
                 try:
                     out = notifier.fire(alert)  # an ordinary incident: deduplicated by alert_incidents

@@ -262,7 +262,9 @@ def process(f: InboxFile, *, settings: Settings | None = None, engine: sa.Engine
                          snapshot_dir=processing_dir(settings))
     loaded = Path(report.loaded_path) if report.loaded_path else None
     try:
-        if report.status in ("succeeded", "duplicate_file", "rejected"):
+        if report.status == "duplicate_file" and loaded is not None and not f.path.exists():
+            pass  # another loader archived the file while this one copied it: the copy is not needed
+        elif report.status in ("succeeded", "duplicate_file", "rejected"):
             target = f
             if loaded is not None and _changed(f.path, report.content_hash):
                 # Bytes arrived (or changed) during the load: archive exactly what was loaded, and leave the file

@@ -356,3 +356,31 @@ def test_a_running_load_keeps_its_heartbeat_fresh_on_postgres(warehouse_url: str
     with ledger.heartbeat(engine, report.load_id, every=0.05):  # (SQLite: none, its write lock is the load's)
         _wait_for(lambda: beat() != first, "a heartbeat", timeout=30)
     assert ledger.abandon_stale(engine, load_ids=[report.load_id], lease=600) == []
+
+
+def test_a_file_archived_by_another_loader_during_the_copy_is_archived_once(warehouse_url: str,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from integration_assets.warehouse import ledger
+    from integration_assets.warehouse.ledger import LoadReport, new_load_id
+
+    path = _put("contacts.csv", FIXTURE.read_bytes())
+    real = ingest.snapshot
+
+    def copied_then_taken(src: Path, dest: Path) -> tuple[str, int]:
+        out = real(src, dest)
+        # Meanwhile another loader finished this content and archived the file.
+        other = LoadReport(load_id=new_load_id(), source_system="hubspot", entity="contacts", file_name=src.name,
+                           content_hash=out[0], status="succeeded")
+        with get_engine(warehouse_url).begin() as conn:
+            ledger.start(conn, other)
+            ledger.finish(conn, other)
+        [f] = inbox.scan()
+        inbox.archive(f, out[0])
+        return out
+
+    monkeypatch.setattr(ingest, "snapshot", copied_then_taken)
+    [f] = inbox.scan()
+    report = inbox.process(f)
+    assert report.status == "duplicate_file" and not path.exists()
+    assert len(_archived()) == 1  # the other loader's; this one's copy is dropped
+    assert not any((get_settings().data_dir / "processing").rglob("*.csv"))

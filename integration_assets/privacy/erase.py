@@ -46,6 +46,7 @@ from integration_assets.privacy.subjects import (
     event_id_of,
     event_matches,
     event_values,
+    mentions_id,
     personal_columns,
     record_id,
     record_values,
@@ -167,6 +168,9 @@ def subject_dead_letters(
             values = event_values(doc, fields)
         elif r.entity in fields.entities:
             hit = by_id.get(canonical_id(r.natural_key) or "") or by_id.get(record_id(doc, fields) or "")
+            if hit is None and doc is None and isinstance(r.raw_record, str):
+                # A line that did not parse (wrong column count, bad quoting): the id as a token of its own.
+                hit = next((s for s in subjects if mentions_id(r.raw_record, s.source_id)), None)
             values = record_values(doc, fields)
             if r.column_name in fields.personal_fields and isinstance(r.offending_value, str):
                 values.add(r.offending_value)

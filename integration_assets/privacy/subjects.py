@@ -143,6 +143,12 @@ def record_id(record: Any, fields: SourceFields) -> str | None:
     return None
 
 
+def mentions_id(text: str, source_id: str) -> bool:
+    """Whether ``text`` holds the id as a token of its own (``"07001"``, ``7001.0``; not ``a7001@x``)."""
+    token = rf"(?<![0-9A-Za-z.])0*{re.escape(source_id)}(?:\.0*|[eE]\+?0+)?(?![0-9A-Za-z])"
+    return re.search(token, text) is not None
+
+
 def record_matches(record: Any, subject: Subject, fields: SourceFields) -> bool:
     """True when an export row or API record is the subject's."""
     return record_id(record, fields) == subject.source_id

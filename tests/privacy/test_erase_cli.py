@@ -61,9 +61,10 @@ def seed(url: str, data_dir: Path) -> str:
     first = "\n".join([HEADER, canary_row(), other_row()]) + "\n"
     drop("hubspot-crm-exports-all-contacts-2024-02-01.csv", first)
     assert sync() == ["succeeded"]
-    # A later export in which the canary's row is quarantined (unknown lifecycle stage): a dead letter
-    # holding the raw row.
-    drop("export-2.csv", "\n".join([HEADER, canary_row("Astronaut", "2024-02-05 10:00")]) + "\n")
+    # A later export in which the canary's row is quarantined (unknown lifecycle stage) and a line of it does
+    # not parse (too few fields): two dead letters holding the raw row and the raw line.
+    broken_line = f'"07001","{CANARY_FIRST}","{CANARY_LAST}","{CANARY_EMAIL}"'
+    drop("export-2.csv", "\n".join([HEADER, canary_row("Astronaut", "2024-02-05 10:00"), broken_line]) + "\n")
     # An export without its id column: rejected whole, the file kept in rejected/.
     drop("broken.csv", '"First Name","Email"\n' f'"{CANARY_FIRST}","{CANARY_EMAIL}"\n')
     assert sorted(sync()) == ["rejected", "succeeded"]
@@ -131,9 +132,10 @@ def _erase_and_reload(warehouse_url: str, isolated_env: Path, caplog: pytest.Log
     report = json.loads(result.output)
     stores = report["stores"]
     assert report["status"] == "done" and report["source_id"] == CANARY_ID
-    assert stores["contacts"] == 1 and stores["dead_letters"] == 1 and stores["event_queue"] == 1
-    # The two loaded CSV exports (one holding the quarantined row), the gzip JSONL and the JSON page.
-    assert stores["archive_files"] == 4 and stores["archive_records"] == 4
+    assert stores["contacts"] == 1 and stores["dead_letters"] == 2 and stores["event_queue"] == 1
+    # The two loaded CSV exports (one holding the quarantined row and the broken line), the gzip JSONL and the
+    # JSON page.
+    assert stores["archive_files"] == 4 and stores["archive_records"] == 5
     assert stores["rejected_files"] == 1 and stores["alert_log_values"] == 1
     assert stores["schema_drift_values"] == 1
     main_stores = ("contacts", "dead_letters", "event_queue", "archive_files", "archive_records", "rejected_files",

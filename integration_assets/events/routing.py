@@ -10,6 +10,8 @@ Routing is data, per source system:
   canonical row (values mapped by the HubSpot API contract of that object, see ``events.hubspot``);
   ``<object>.deletion`` and ``<object>.restore`` set or clear its ``archived_at``. The generic format
   (``object.<kind>`` with ``objectTypeId`` 0-1/0-2/0-3) goes to the same handlers (``hubspot_kind``).
+  ``contact.privacyDeletion`` is a GDPR erasure request (``integration_assets.privacy``, docs/PRIVACY.md),
+  never ignored.
 
 An event type matching a pattern of ``events.ignore`` in policies.yaml (per source, globs such as
 ``batch.*``) is ignored: recorded in ``processed_events`` with outcome ``ignored`` (counted, shown by

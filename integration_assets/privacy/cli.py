@@ -36,8 +36,10 @@ def privacy() -> None:
 def erase_command(source: str, source_id: str, dry_run: bool, as_json: bool) -> None:
     """Erase a record's personal data from the warehouse, dead letters, queue table, archived and rejected
     files and the alert log; later loads keep it erased. Prints what was erased per store (counts)."""
+    import sqlalchemy as sa
+
     from integration_assets.dead_letters.store import actor
-    from integration_assets.privacy.erase import erase
+    from integration_assets.privacy.erase import ErasureUnavailable, erase
     from integration_assets.privacy.subjects import ErasureError
     from integration_assets.settings import get_settings
     from integration_assets.warehouse import db as wh
@@ -49,6 +51,10 @@ def erase_command(source: str, source_id: str, dry_run: bool, as_json: bool) -> 
                   settings=settings)
     except ErasureError as exc:
         raise click.BadParameter(str(exc), param_hint="--id") from exc
+    except (ErasureUnavailable, sa.exc.OperationalError) as exc:
+        click.echo(f"erasure not done: {exc if isinstance(exc, ErasureUnavailable) else type(exc).__name__}",
+                   err=True)
+        raise SystemExit(75) from exc  # EX_TEMPFAIL, as `pull`: retry later
     doc = e.as_dict()
     if as_json:
         click.echo(json.dumps(doc, sort_keys=True))

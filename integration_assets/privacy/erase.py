@@ -39,7 +39,6 @@ import sqlalchemy as sa
 from integration_assets.privacy.files import FileRedactor, FileResult, files_under, replace_atomically
 from integration_assets.privacy.subjects import (
     ERASED,
-    ErasureError,
     SourceFields,
     Subject,
     canonical_id,
@@ -63,6 +62,10 @@ log = logging.getLogger(__name__)
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class ErasureUnavailable(RuntimeError):
+    """A store the erasure needs is unreachable right now; nothing was erased, retry later."""
 
 
 @dataclass
@@ -557,8 +560,8 @@ def _move_broker_dead_letters(settings: Settings) -> None:
     try:
         moved = queue.drain_dead_letters()
     except QueueError as exc:
-        raise ErasureError(f"the broker's dead letters could not be moved first ({type(exc).__name__}); "
-                           "retry when RabbitMQ is reachable") from exc
+        raise ErasureUnavailable(f"the broker's dead letters could not be moved first ({type(exc).__name__}); "
+                                 "nothing was erased: retry when RabbitMQ is reachable") from exc
     finally:
         queue.close()
     if moved:

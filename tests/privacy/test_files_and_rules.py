@@ -217,3 +217,16 @@ def test_a_later_quarantined_row_of_an_erased_contact_keeps_no_payload(warehouse
 def test_the_prefilter_finds_every_form_of_the_id(data: bytes, may: bool) -> None:
     """An archived file without the id as a token of its own is not parsed (a large export costs seconds)."""
     assert _redactor().may_hold_ids(data) is may
+
+
+def test_an_unreachable_broker_erases_nothing_and_says_retry_later(
+    warehouse_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With RabbitMQ, the broker's dead letters are moved into the warehouse first; when that cannot be done,
+    nothing is erased (a half erasure would leave the broker's copies) and the exit code says retry."""
+    monkeypatch.setenv("INTEGRATION_QUEUE_URL", "amqp://guest:guest@127.0.0.1:9/%2F?reconnect_max_s=0.5")
+    result = CliRunner().invoke(main, ["privacy", "erase", "--source", "hubspot", "--id", CANARY_ID])
+    assert result.exit_code == 75, result.output
+    assert "nothing was erased" in result.output
+    with get_engine(warehouse_url).connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(privacy_erasures)).scalar_one() == 0

@@ -1,6 +1,6 @@
 """GDPR erasure of one record's personal data, everywhere the project keeps a copy (docs/PRIVACY.md).
 
-Two phases, each with its own record in ``privacy_erasures``:
+Two phases, one audit row in ``privacy_erasures``:
 
 1. **Warehouse** (one transaction; inside the drain's batch transaction for a ``contact.privacyDeletion``
    webhook): the canonical row's personal columns are nulled and ``erased_at`` set; the subject's dead
@@ -14,8 +14,9 @@ Two phases, each with its own record in ``privacy_erasures``:
    records (``privacy.files``), copies of the values in the alert log, rejected-file reasons and connector
    state are replaced, values found only in the files are searched for in the warehouse once more, and the
    audit row becomes ``done`` with the counts per store and the hashes of every re-written file. A crash in
-   between leaves ``warehouse_done``: ``finish_pending`` (run after every drain batch that erased, and by
-   ``integration-assets privacy erase``) completes it.
+   between leaves ``warehouse_done``: ``finish_pending`` (after every drain batch that erased and the first
+   batch of every drain, and ``integration-assets privacy resume``) completes it. Files that cannot hold the
+   subject's id or values are not parsed (a byte search first), so an archive of years costs mostly reads.
 
 Personal values are held in memory only while an erasure runs: never logged, never stored.
 """
@@ -438,6 +439,7 @@ def erase_files(e: Erasure, settings: Settings | None = None) -> set[str]:
         if by_id:
             e.values |= redactor.collect(path, by_id=True)
     redactor.patterns = value_patterns(e.values)
+    redactor.values = value_forms(e.values)
     for store, root, path, by_id in targets:
         result = redactor.redact(path, store, root, by_id=by_id, dry_run=e.dry_run)
         if result.changed:

@@ -98,6 +98,7 @@ class FileRedactor:
         self.fields = fields
         self.fallback = fallback_encoding
         self.patterns: list[re.Pattern[str]] = []
+        self.values: set[str] = set()  # the personal values ``patterns`` are made of (for the byte prefilter)
 
     # -- formats -------------------------------------------------------------------------------------------
     def _csv(self, data: bytes, by_id: bool) -> _Outcome:
@@ -281,7 +282,29 @@ class FileRedactor:
     # -- files ---------------------------------------------------------------------------------------------
     def collect(self, path: Path, *, by_id: bool) -> set[str]:
         """Personal values of the subject's records in ``path`` (read only)."""
-        return self._content(path.name, path.read_bytes(), by_id).found
+        data = path.read_bytes()
+        if by_id and not self.may_hold_ids(data):
+            return set()
+        return self._content(path.name, data, by_id).found
+
+    def may_hold_values(self, data: bytes) -> bool:
+        """Whether ``data`` (gzip decompressed) can hold one of the values (``self.values``), in UTF-8 or the
+        fallback encoding, any case. Zip, Parquet and UTF-16 files: yes."""
+        if not self.values:
+            return False
+        if data[:2] == b"\x1f\x8b":
+            try:
+                data = gzip.decompress(data)
+            except (OSError, EOFError):
+                return True
+        if data[:4] == b"PK\x03\x04" or data[:4] == b"PAR1" or data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+            return True
+        low = data.lower()
+        for value in self.values:
+            for enc in ("utf-8", self.fallback):
+                if value.lower().encode(enc, "ignore") in low:
+                    return True
+        return False
 
     def may_hold_ids(self, data: bytes) -> bool:
         """Whether ``data`` (gzip decompressed) can hold one of the ids at all: a number, maybe with leading
@@ -305,7 +328,7 @@ class FileRedactor:
 
     def redact(self, path: Path, store: str, root: Path, *, by_id: bool, dry_run: bool) -> FileResult:
         data = path.read_bytes()
-        if by_id and not self.patterns and not self.may_hold_ids(data):
+        if not (by_id and self.may_hold_ids(data)) and not self.may_hold_values(data):
             return FileResult(store, str(path.relative_to(root)), sha256_before=hashlib.sha256(data).hexdigest())
         res = self._content(path.name, data, by_id)
         result = FileResult(

@@ -6,8 +6,8 @@ Plain Python, no Dagster (``assets/events.py`` and ``sensors/events.py`` wrap it
 - ``processor``: one batch = one transaction. Bodies are parsed once, routed (``routing``) and mapped with
   the vectorised contract engine; canonical rows are staged and merged set-based (newer wins by
   ``source_updated_at``, so an older event never overwrites newer state); the ``processed_events`` ledger
-  rows (``tables``) are written in the same transaction; an event id already in the ledger is a duplicate
-  and changes nothing. Deliveries are acked only after the commit (on the SQL queue living in the warehouse,
+  rows (``tables``) are written in the same transaction; an event key already in the ledger is a duplicate
+  and changes nothing when its content hash is the same, and a key collision (dead-lettered) when it is not. Deliveries are acked only after the commit (on the SQL queue living in the warehouse,
   the ack is part of the transaction).
 - ``drain``: receive batches, apply them, give transient failures back without spending attempts, isolate
   events the warehouse refuses, report. What ``integration-assets events drain`` and the Dagster run do.

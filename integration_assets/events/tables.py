@@ -17,7 +17,7 @@ processed_events = sa.Table(
     "processed_events",
     metadata,
     sa.Column("source", sa.String(32), nullable=False),  # stripe | hubspot | easypost
-    # The queue message id = the provider's event id with the source prefix (stripe:evt_…, hubspot:<eventId>).
+    # The queue message id (queue.keys): stripe:evt_…, easypost:evt_…, hubspot:<eventId>:<digest of the change>.
     sa.Column("event_id", sa.String(255), nullable=False),
     sa.Column("event_type", sa.String(128), nullable=False),
     sa.Column("received_at", TS, nullable=False),  # accepted by the webhook receiver

@@ -100,9 +100,9 @@ def utcnow() -> datetime:
 class Message:
     """One provider event as accepted by the webhook receiver.
 
-    ``id`` is the idempotency key, built from the provider's own event id (``stripe:evt_…``,
-    ``hubspot:<eventId>``, ``easypost:evt_…``). ``body`` is the verified payload (for HubSpot, one element
-    of the verified array). ``headers`` holds only non-secret request headers: never signatures, tokens or
+    ``id`` is the idempotency key (``queue.keys``): ``stripe:evt_…``, ``easypost:evt_…``, and for HubSpot,
+    whose eventId is not unique, ``hubspot:<eventId>:<digest of the fields that identify the change>``.
+    ``body`` is the verified payload (for HubSpot, one element of the verified array). ``headers`` holds only non-secret request headers: never signatures, tokens or
     cookies. ``attempts`` is 0 when publishing; on a received message it counts the deliveries so far,
     including the current one.
     """

@@ -198,3 +198,41 @@ def test_a_replayed_dead_letter_of_a_partial_file_keeps_stored_values(
     assert len(out.replayed) == 1
     row = stored(engine)[IDS[0]]
     assert (row["first_name"], row["lifecycle_stage"], row["email"]) == ("Eve", "opportunity", f"c{IDS[0]}@example.com")
+
+
+@pytest.mark.postgres
+def test_postgres_partial_merge_keeps_a_value_changed_while_it_waited(pg_database: str, inbox: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kept columns are read by the merge's UPDATE itself: a phone changed (by a HubSpot property change)
+    while the merge waited for that row is what stays, not the value the row had when the merge began."""
+    import threading
+
+    from tests.conftest import _truncate_all
+
+    _truncate_all(pg_database)
+    monkeypatch.setenv("INTEGRATION_WAREHOUSE_URL", pg_database)
+    engine = get_engine(pg_database)
+    load(write(inbox, "full.csv", [contact(i, "2026-11-20 10:00") for i in IDS[:3]]))
+    result: dict[str, LoadReport] = {}
+    with engine.connect() as holder:
+        tx = holder.begin()
+        holder.execute(sa.text("UPDATE contacts SET phone = '+1 555 0199' WHERE source_id = :i"), {"i": IDS[0]})
+        newer = [contact(i, "2026-11-21 10:00", first="Fay") for i in IDS[:3]]
+        path = write(inbox, "no_phone.csv", newer, drop=("Phone Number",))
+        worker = threading.Thread(target=lambda: result.setdefault("r", load(path)))
+        worker.start()
+        with engine.connect() as watch:  # wait until the merge waits for the row this transaction holds
+            waiting = 0
+            while worker.is_alive() and not waiting:
+                worker.join(0.05)
+                waiting = watch.execute(sa.text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock' AND query LIKE '%src AS MATERIALIZED%'")).scalar_one()
+                watch.rollback()
+        assert waiting, "the merge did not wait for the locked row"
+        tx.commit()
+        worker.join()
+    assert result["r"].rows_updated == 3
+    rows = stored(engine)
+    assert (rows[IDS[0]]["first_name"], rows[IDS[0]]["phone"]) == ("Fay", "+1 555 0199")
+    assert {rows[i]["phone"] for i in IDS[1:3]} == {"+1 555 0100"}

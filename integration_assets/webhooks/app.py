@@ -69,7 +69,7 @@ from integration_assets.queue import (
 from integration_assets.queue.keys import CONTENT_HEADER, content_fingerprint, hubspot_event_key
 from integration_assets.settings import ENV_VARS, get_settings
 from integration_assets.webhooks import signatures as sig
-from integration_assets.webhooks.metrics import CONTENT_TYPE, PROVIDERS, WebhookMetrics
+from integration_assets.webhooks.metrics import CONTENT_TYPE, PROVIDERS, WebhookMetrics, event_key_metrics
 
 log = logging.getLogger(__name__)
 
@@ -672,7 +672,12 @@ def create_app(
         from integration_assets.observability.metrics import pipeline_metrics
         from integration_assets.warehouse.db import get_engine
 
-        body = metrics.render() + await run_in_threadpool(lambda: pipeline_metrics(get_engine()))
+        engine = get_engine()
+        body = (
+            metrics.render()
+            + await run_in_threadpool(lambda: pipeline_metrics(engine))
+            + await run_in_threadpool(lambda: event_key_metrics(engine))
+        )
         return PlainTextResponse(body, media_type=CONTENT_TYPE)
 
     routes = [Route(f"/webhooks/{p}", endpoint(p), methods=["POST"]) for p in PROVIDERS]

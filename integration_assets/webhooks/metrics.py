@@ -9,6 +9,7 @@ from __future__ import annotations
 import bisect
 import threading
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 PROVIDERS = ("stripe", "hubspot", "easypost")
@@ -162,3 +163,40 @@ class WebhookMetrics:
         ):
             lines.extend(metric.render())
         return "\n".join(lines) + "\n"
+
+
+def event_key_metrics(engine: Any) -> str:
+    """Gauges from the warehouse that survive restarts: key collisions dead-lettered (check
+    ``key_collision``, found at publish or by the drain) per source, and events ignored by
+    ``events.ignore`` (policies.yaml) per source and type. Empty when the warehouse does not answer."""
+    import sqlalchemy as sa
+
+    from integration_assets.events.tables import processed_events as pe
+    from integration_assets.warehouse.schema import dead_letters as dl
+
+    try:
+        with engine.connect() as conn:
+            collisions = conn.execute(
+                sa.select(dl.c.source_system, sa.func.count())
+                .where(dl.c.stage == "event", dl.c.check_name == "key_collision")
+                .group_by(dl.c.source_system)
+            ).all()
+            ignored = conn.execute(
+                sa.select(pe.c.source, pe.c.event_type, sa.func.count())
+                .where(pe.c.outcome == "ignored", pe.c.target_table.is_(None))
+                .group_by(pe.c.source, pe.c.event_type)
+            ).all()
+    except sa.exc.SQLAlchemyError:
+        return ""
+    lines = [
+        "# HELP integration_event_key_collisions Events dead-lettered as key collisions (same key, other content).",
+        "# TYPE integration_event_key_collisions gauge",
+        *(f"integration_event_key_collisions{_labels(['source'], [s])} {n}" for s, n in sorted(collisions)),
+        "# HELP integration_events_ignored Events of a type policies.yaml ignores (events.ignore), in the ledger.",
+        "# TYPE integration_events_ignored gauge",
+        *(
+            f"integration_events_ignored{_labels(['source', 'event_type'], [s, t])} {n}"
+            for s, t, n in sorted(ignored)
+        ),
+    ]
+    return "\n".join(lines) + "\n"

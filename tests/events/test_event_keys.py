@@ -97,6 +97,9 @@ def test_key_collision_is_dead_lettered_and_an_identical_redelivery_is_a_duplica
     assert (last.totals.duplicates, last.totals.dead_lettered, last.totals.applied) == (1, 0, 0)
     checks = sorted(r["check_name"] for r in stack.dead_letters())
     assert checks == ["key_collision", "key_collision"]
+    from integration_assets.webhooks.metrics import event_key_metrics
+
+    assert 'integration_event_key_collisions{source="stripe"} 2' in event_key_metrics(stack.engine)
     [row] = stack.rows("payments")
     assert row["amount"] == 2000
 
@@ -239,6 +242,11 @@ def test_configured_event_types_are_ignored_counted_and_kept_out_of_the_dead_let
         ("stripe", "invoice.paid"): 1,
     }
     assert EventProcessor(stack.engine).router.ignores("easypost", "batch.created")
+    from integration_assets.webhooks.metrics import event_key_metrics
+
+    assert 'integration_events_ignored{source="easypost",event_type="batch.updated"} 2' in event_key_metrics(
+        stack.engine
+    )
 
 
 def test_without_configuration_those_types_still_dead_letter(stack: Stack) -> None:

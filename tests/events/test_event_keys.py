@@ -290,3 +290,23 @@ def test_a_key_whose_first_event_was_dead_lettered_still_tells_other_content(sta
         again = stack.drain(queue, wait_s=0.5)
         assert (again.totals.dead_lettered, again.totals.duplicates) == (0, 1), again.as_dict()
     assert len(stack.dead_letters()) == 2
+
+
+def test_ignore_patterns_are_validated_and_a_broken_file_does_not_stop_the_drain(
+    ignoring: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from integration_assets.events.routing import Router
+    from integration_assets.quality.policies import PolicyError, load_policies
+
+    router = Router()
+    assert router.ignores("stripe", "invoice.paid") and not router.ignores("stripe", "charge.succeeded")
+    assert router.ignores("hubspot", "contact.creation") and not router.ignores("easypost", "tracker.updated")
+    doc = yaml.safe_load(ignoring.read_text())
+    doc["events"] = {"ignore": {"shopify": ["orders.*"]}}  # not a source of ours
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(doc))
+    monkeypatch.setenv("INTEGRATION_POLICIES_FILE", str(bad))
+    with pytest.raises(PolicyError, match="shopify"):
+        load_policies()
+    router.refresh()  # keeps the patterns it had
+    assert router.ignores("stripe", "invoice.paid")

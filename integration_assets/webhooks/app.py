@@ -10,19 +10,22 @@ Content-Type is not application/json        415     unsupported_media_type
 signature header(s) missing                 400     missing_signature
 Content-Length above the cap                413     too_large
 body above the cap while streaming it       413     too_large (reading stops)
-body not received within ``body_timeout_s``  408     body_timeout (connection closed)
+body slower than ``body_timeout_s``         408     body_timeout (connection closed)
 signature header malformed                  400     malformed_signature
 signature does not match the raw bytes      401     bad_signature
 timestamp older / newer than 300 s          400     stale_timestamp / future_timestamp
 not UTF-8 JSON (or NaN/Infinity)            400     invalid_json
 nested deeper than ``max_json_depth``       400     too_deep (found without parsing)
 no provider event id / event type           400     invalid_payload
+HubSpot body not a non-empty JSON array     400     invalid_payload
 publisher backlog full                      503     overloaded
 queue down, no confirm/commit in time       503     queue_unavailable
 ==========================================  ======  ==========================
 
 A 200 means every event of the request is durably stored: a publisher confirm (RabbitMQ) or a committed
-row (SQL). Replays inside the signature window are accepted: dedup happens downstream on the event id.
+row (SQL). Replays inside the signature window are accepted: dedup happens downstream on the event key
+(``queue.keys``). A HubSpot batch is split, not refused: an element that is not an event is stored too,
+marked for the dead letters (``{"accepted": n, "dead_lettered": m}``), and the others are applied.
 
 Throughput: requests do not publish themselves. One publisher thread owns the queue; it takes every
 request waiting (lingering ``batch_linger_s`` for more), publishes them as one batch (one transaction on

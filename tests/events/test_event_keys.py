@@ -233,8 +233,12 @@ def test_configured_event_types_are_ignored_counted_and_kept_out_of_the_dead_let
     stack.publish([invoice, easypost_batch_event("evt_b0002")], queue)  # a redelivery and a new one
     again = stack.drain(queue, wait_s=0.5)
     assert (again.totals.duplicates, again.totals.ignored) == (1, 1), again.as_dict()
-    from integration_assets.status import ignored_event_counts
+    from integration_assets.quality.policies import load_policies
+    from integration_assets.status import event_status, ignored_event_counts
 
+    shown = event_status(stack.engine, load_policies())
+    assert shown["ignore"] == {"hubspot": ["contact.creation"], "easypost": ["batch.*"], "stripe": ["invoice.*"]}
+    assert {"source": "stripe", "event_type": "invoice.paid", "count": 1} in shown["ignored"]
     assert ignored_event_counts(stack.engine) == {
         ("easypost", "batch.updated"): 2,
         ("hubspot", "contact.creation"): 1,

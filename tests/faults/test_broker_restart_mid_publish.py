@@ -6,6 +6,10 @@ The HTTP client behaves like a provider: a 200 means delivered; a 503 or a broke
 "send the same event again later" (bounded here). Every event the receiver confirmed with 200 must land
 (its publish was confirmed by the broker, so it survived the kill); every other one was re-sent under the
 same id; nothing is applied twice.
+
+RELIABILITY #6, broker hang: the same, with the node frozen (``kill -STOP``) for 8 s instead, then
+continued (``kill -CONT``): publishes wait past their deadline and are answered 503, sent again, and some
+of the first copies land as well; the ledger makes those duplicates, with no second effect.
 """
 
 from __future__ import annotations
@@ -56,8 +60,9 @@ def receiver(own_rabbitmq: OwnRabbitMQ, warehouse: str) -> Iterator[tuple[str, s
         yield base, queue_url
 
 
+@pytest.mark.parametrize("fault", ["kill", "pause"])
 def test_broker_restart_mid_publish(
-    receiver: tuple[str, str], own_rabbitmq: OwnRabbitMQ, warehouse: str, record: Callable[..., Figures]
+    fault: str, receiver: tuple[str, str], own_rabbitmq: OwnRabbitMQ, warehouse: str, record: Callable[..., Figures]
 ) -> None:
     base, queue_url = receiver
     ledger = EventLedger()
@@ -106,8 +111,16 @@ def test_broker_restart_mid_publish(
     while accepted < N // 3 and time.monotonic() - t0 < 60 and not done.is_set():
         time.sleep(0.01)
     assert not done.is_set(), "the producer finished before the fault"
-    own_rabbitmq.kill()  # kill -9 of the broker, publishes and confirms in flight
-    restart_s = own_rabbitmq.start()
+    if fault == "kill":
+        own_rabbitmq.kill()  # kill -9 of the broker, publishes and confirms in flight
+        restart_s = own_rabbitmq.start()
+    else:
+        own_rabbitmq.pause()  # the broker hangs: sockets open, nothing answered
+        try:
+            time.sleep(8.0)  # the fault's duration (longer than the receiver's 5 s enqueue timeout)
+        finally:
+            own_rabbitmq.resume()
+        restart_s = 0.0
     assert done.wait(120), "the producer did not finish"
     assert not errors, errors
     refused = ledger.attempts - N
@@ -132,8 +145,10 @@ def test_broker_restart_mid_publish(
     finally:
         probe.delete_topology()
         probe.close()
-    fig = account_events(engine, ledger, "broker kill -9 + restart mid-publish", tables=["payments"], backend="rabbitmq(own node)-postgres")
-    fig.notes.append(f"{ledger.attempts} POSTs, {refused} answered 503 / broken and re-sent; node back in {restart_s:.1f}s")
+    scenario = "broker kill -9 + restart mid-publish" if fault == "kill" else "broker paused 8 s (SIGSTOP) mid-publish"
+    fig = account_events(engine, ledger, scenario, tables=["payments"], backend="rabbitmq(own node)-postgres")
+    back = f"node back in {restart_s:.1f}s" if fault == "kill" else "node paused 8 s"
+    fig.notes.append(f"{ledger.attempts} POSTs, {refused} answered 503 / broken and re-sent; {back}")
     record(fig, applied=N, dead_lettered=0)
 
 

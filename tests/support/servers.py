@@ -231,9 +231,22 @@ class OwnRabbitMQ:
         while port_open(self.port) and time.monotonic() < deadline:
             time.sleep(0.05)
 
+    def pause(self) -> None:
+        """``kill -STOP`` of the node's Erlang VM: it hangs, its sockets stay open."""
+        pid = self.pid
+        if pid is None:
+            raise ServerError("the node wrote no pid file")
+        os.kill(pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        pid = self.pid
+        if pid is not None and _pid_alive(pid):
+            os.kill(pid, signal.SIGCONT)
+
     def close(self) -> None:
         pid = self.pid
         if pid is not None and _pid_alive(pid):
+            os.kill(pid, signal.SIGCONT)  # in case a test left it paused
             os.kill(pid, signal.SIGTERM)
             if not _wait_gone(pid, 20):
                 os.kill(pid, signal.SIGKILL)

@@ -208,7 +208,10 @@ def ingest_file(path: Path, system: str, entity: str, *, settings: Settings | No
     report = LoadReport(load_id=new_load_id(), source_system=system, entity=entity, file_name=path.name,
                         run_id=run_id, kind=kind)
     with correlation(run_id=run_id, load_id=report.load_id, source_system=system, entity=entity):
-        return _ingest(path, system, entity, settings, engine, report, force, contract_id, snapshot_dir)
+        try:
+            return _ingest(path, system, entity, settings, engine, report, force, contract_id, snapshot_dir)
+        finally:
+            ledger.release(report.load_id)  # over, even if the warehouse was gone and its row still says running
 
 
 def _claim(path: Path, settings: Settings, engine: sa.Engine, report: LoadReport,

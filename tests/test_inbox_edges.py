@@ -220,20 +220,24 @@ def test_a_load_killed_mid_way_is_marked_abandoned_and_the_file_loads(warehouse_
 
 def test_a_live_load_is_not_abandoned_and_another_hosts_only_after_its_lease(warehouse_url: str) -> None:
     from integration_assets.warehouse import ledger
+    from integration_assets.warehouse.ledger import LoadReport
 
     engine = get_engine(warehouse_url)
-    me = ledger.this_process()
     now = ledger.utcnow()
     old = now - timedelta(seconds=700)
-    rows = [("ld_live", me.host, me.pid, me.started, now), ("ld_far_fresh", "elsewhere", 1, None, now),
-            ("ld_far_stale", "elsewhere", 1, None, old)]
+    ledger.claim(engine, LoadReport(load_id="ld_live", source_system="hubspot", entity="contacts", file_name="a.csv",
+                                    content_hash="ef" * 32))  # a load this process is running
+    rows = [("ld_far_fresh", "elsewhere", 1, None, now), ("ld_far_stale", "elsewhere", 1, None, old)]
     with engine.begin() as conn:
         for i, (load_id, host, pid, started, beat) in enumerate(rows):
             conn.execute(loads.insert().values(
                 load_id=load_id, source_system="hubspot", entity="contacts", kind="file", status="running",
                 content_hash=f"{i:064x}", started_at=beat, heartbeat_at=beat, owner_host=host, owner_pid=pid,
                 owner_started=started))
-    assert ledger.abandon_stale(engine, lease=600) == ["ld_far_stale"]
+    try:
+        assert ledger.abandon_stale(engine, lease=600) == ["ld_far_stale"]
+    finally:
+        ledger.release("ld_live")
     by_id = {r["load_id"]: r for r in _ledger(warehouse_url)}
     assert by_id["ld_live"]["status"] == by_id["ld_far_fresh"]["status"] == "running"
     assert "no sign of life from pid 1 on elsewhere" in by_id["ld_far_stale"]["error"]
@@ -384,3 +388,37 @@ def test_a_file_archived_by_another_loader_during_the_copy_is_archived_once(ware
     assert report.status == "duplicate_file" and not path.exists()
     assert len(_archived()) == 1  # the other loader's; this one's copy is dropped
     assert not any((get_settings().data_dir / "processing").rglob("*.csv"))
+
+
+@pytest.mark.parametrize("warehouse_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
+def test_a_retry_in_the_same_process_takes_over_the_claim_its_lost_attempt_left(
+        warehouse_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from integration_assets.warehouse import writer
+    from tests.support.tcp_proxy import TcpProxy
+
+    proxy = TcpProxy()
+    monkeypatch.setenv("INTEGRATION_WAREHOUSE_URL", proxy.url_for(warehouse_url))
+    path = _put("contacts.csv", FIXTURE.read_bytes())
+    merge = writer.CanonicalStage.merge
+
+    def merge_while_the_warehouse_goes(self: Any, *args: Any, **kwargs: Any) -> Any:
+        proxy.up = False
+        proxy.cut()  # the load's transaction is gone, and so is any way to record its failure
+        return merge(self, *args, **kwargs)
+
+    try:
+        monkeypatch.setattr(writer.CanonicalStage, "merge", merge_while_the_warehouse_goes)
+        [f] = inbox.scan()
+        with pytest.raises(sa.exc.OperationalError):
+            inbox.process(f)
+        monkeypatch.setattr(writer.CanonicalStage, "merge", merge)
+        proxy.up = True
+        [lost] = [r for r in _ledger(warehouse_url) if r["status"] == "running"]
+        retry = inbox.process(f)  # what the step's transient retry does, in the same process
+    finally:
+        proxy.close()
+    assert retry.status == "succeeded" and not path.exists()
+    by_id = {r["load_id"]: r for r in _ledger(warehouse_url)}
+    assert by_id[lost["load_id"]]["status"] == "abandoned"
+    assert "earlier attempt in this process" in by_id[lost["load_id"]]["error"]
+    assert sorted(r["status"] for r in by_id.values()) == ["abandoned", "succeeded"]

@@ -151,7 +151,19 @@ def lease_seconds() -> float:
     return float(env(LEASE_VAR) or 600)
 
 
+# Load ids this process has started and not finished: a running row of this process that is not here belongs to
+# an attempt that died without recording its end (its transaction and the warehouse went away together), so the
+# step's own retry, in the same process, may take its claim over.
+_ACTIVE: set[str] = set()
+
+
+def release(load_id: str) -> None:
+    """The load ``load_id`` of this process is over, whether or not its ledger row could say so."""
+    _ACTIVE.discard(load_id)
+
+
 def start(conn: sa.Connection, report: LoadReport) -> None:
+    _ACTIVE.add(report.load_id)
     owner = this_process()  # every row names its process, so a dead one is told from a live one
     conn.execute(loads.insert().values(**report.ledger_row(), owner_host=owner.host, owner_pid=owner.pid,
                                        owner_started=owner.started, heartbeat_at=report.started_at))
@@ -176,6 +188,7 @@ def claim(engine: sa.Engine, report: LoadReport) -> None:
                                  "heartbeat_at": report.started_at}
     for attempt in (1, 2):
         try:
+            _ACTIVE.add(report.load_id)
             with engine.begin() as conn:
                 conn.execute(loads.insert().values(**row))
             return
@@ -184,6 +197,7 @@ def claim(engine: sa.Engine, report: LoadReport) -> None:
                 holder = conn.execute(sa.select(loads).where(
                     loads.c.source_system == report.source_system, loads.c.entity == report.entity,
                     loads.c.content_hash == report.content_hash, loads.c.status == "running")).first()
+            _ACTIVE.discard(report.load_id)
             if holder is None:
                 continue  # finished between our insert and our look: try again
             if attempt == 1 and abandon_stale(engine, load_ids=[holder.load_id]):
@@ -195,6 +209,10 @@ def claim(engine: sa.Engine, report: LoadReport) -> None:
 
 def stale_reason(row: Any, now: datetime, lease: float) -> str | None:
     """Why a running row's load is dead, or None while it may still be running."""
+    me = this_process()
+    if (row.owner_host, row.owner_pid, row.owner_started) == (me.host, me.pid, me.started) \
+            and row.load_id not in _ACTIVE:
+        return "an earlier attempt in this process ended without recording it (the warehouse was unreachable)"
     alive = owner_alive(row.owner_host, row.owner_pid, row.owner_started)
     if alive is False:
         return f"the process that ran it (pid {row.owner_pid} on {row.owner_host}) is gone"
@@ -267,6 +285,7 @@ def finish(conn: sa.Connection, report: LoadReport) -> None:
     row = report.ledger_row()
     row.pop("load_id")
     conn.execute(loads.update().where(loads.c.load_id == report.load_id).values(**row))
+    release(report.load_id)
 
 
 def failed_attempts(conn: sa.Connection, system: str, entity: str, content_hash: str) -> list[Any]:

@@ -22,7 +22,7 @@ from tests.support.servers import OwnPostgres
 
 pytestmark = pytest.mark.slow
 
-N = 60_000
+N = 30_000
 MERGE_SQL = ("INSERT INTO \"contacts\"%", "INSERT INTO contacts%", "%WITH src AS MATERIALIZED%")
 
 

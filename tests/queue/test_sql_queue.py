@@ -170,3 +170,59 @@ def test_factory_picks_the_backend_from_the_url(sql_warehouse: str) -> None:
     for bad in ("redis://localhost", "sql?nope=1", "sql?max_attempts=many", "amqp://h/?max_attempts=0"):
         with pytest.raises(QueueConfigError):
             open_queue(bad)
+
+
+def test_collisions_at_publish_are_dead_lettered_and_duplicates_counted(sql_warehouse: str) -> None:
+    q = SqlQueue(sql_warehouse, name="keys")
+    same, other = message(3), message(3, body=b'{"id":"evt_3","n":"other"}')
+    q.publish_many([same, same, other])  # within one publish
+    assert (q.last_publish.duplicates, q.last_publish.collisions) == (("stripe",), ("stripe",))
+    q.publish_many([same, other])  # against the queued row
+    assert (q.last_publish.duplicates, q.last_publish.collisions) == (("stripe",), ("stripe",))
+    assert q.depth() == 1
+    [row] = dead_letter_rows(sql_warehouse)  # one dead letter per colliding content, seen twice
+    assert row["check_name"] == "key_collision" and row["natural_key"].startswith("stripe:evt_3#collision-")
+    assert row["attempts"] == 2 and row["raw_record"] == other.body.decode()
+
+
+def test_a_concurrent_publisher_of_the_key_with_other_content_is_a_collision(sql_warehouse: str) -> None:
+    """The race: another transaction inserts the key after this publish looked for it and before its insert.
+    The insert then does nothing; the rowcount tells, and the queued content decides."""
+    if not sql_warehouse.startswith("postgresql"):
+        pytest.skip("SQLite takes one writer at a time: a second writer cannot slip in between")
+    q = SqlQueue(sql_warehouse, name="race")
+    mine, theirs = message(9), message(9, body=b'{"id":"evt_9","n":"theirs"}')
+    engine = get_engine(sql_warehouse)
+    outcome: list[object] = []
+    with engine.connect() as other:
+        tx = other.begin()
+        other.execute(
+            event_queue.insert().values(
+                queue_name="race", message_id=theirs.id, source="stripe", event_type=theirs.event_type,
+                body=theirs.body, headers="{}", received_at_ms=0, enqueued_at_ms=0, visible_at_ms=0, attempts=0,
+            )
+        )
+        publisher = threading.Thread(target=lambda: (q.publish_many([mine]), outcome.append(q.last_publish)))
+        publisher.start()
+        deadline = time.monotonic() + 30
+        waiting = 0
+        while not waiting and time.monotonic() < deadline:
+            # A new transaction each time: pg_stat_activity is a snapshot per transaction.
+            with engine.connect() as watch:  # until the publisher's insert waits for the row of `other`
+                waiting = watch.execute(
+                    sa.text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                        "AND query LIKE 'INSERT INTO event_queue%'"
+                    )
+                ).scalar_one()
+            if not waiting:
+                time.sleep(0.02)
+        assert waiting, "the publisher never waited on the concurrent insert"
+        tx.commit()
+    publisher.join(30)
+    [result] = outcome
+    assert (result.duplicates, result.collisions) == ((), ("stripe",))  # type: ignore[attr-defined]
+    [row] = dead_letter_rows(sql_warehouse)
+    assert row["check_name"] == "key_collision" and row["raw_record"] == mine.body.decode()
+    [d] = q.receive(5)
+    assert d.message.body == theirs.body

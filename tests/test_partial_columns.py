@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -236,3 +237,30 @@ def test_postgres_partial_merge_keeps_a_value_changed_while_it_waited(pg_databas
     rows = stored(engine)
     assert (rows[IDS[0]]["first_name"], rows[IDS[0]]["phone"]) == ("Fay", "+1 555 0199")
     assert {rows[i]["phone"] for i in IDS[1:3]} == {"+1 555 0100"}
+
+
+def test_chunks_of_one_file_that_carry_different_columns(engine: sa.Engine, inbox: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """JSON records are read in chunks; a chunk whose records all lack a key keeps that column for its rows
+    only, while the rows of a chunk that has it are written, whatever the order of the chunks."""
+    monkeypatch.setenv("INTEGRATION_CHUNK_ROWS", "2")
+    load(write(inbox, "full.csv", [contact(i, "2026-11-20 10:00") for i in IDS[:6]]))
+
+    def api(rid: str, with_email: bool) -> dict[str, Any]:
+        props = {"lastmodifieddate": "2026-11-21T10:00:00.000Z", "firstname": "Gus"}
+        if with_email:
+            props["email"] = f"new{rid}@example.com"
+        return {"id": rid, "properties": props}
+
+    # Chunks: [no e-mail x2], [e-mail x2], [no e-mail x2].
+    records = [api(i, with_email=n in (2, 3)) for n, i in enumerate(IDS[:6])]
+    path = inbox / "hubspot" / "contacts" / "api.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    report = load(path)
+    assert report.rows_updated == 6
+    rows = stored(engine)
+    assert [rows[i]["email"] for i in IDS[:6]] == [
+        f"c{IDS[0]}@example.com", f"c{IDS[1]}@example.com", f"new{IDS[2]}@example.com", f"new{IDS[3]}@example.com",
+        f"c{IDS[4]}@example.com", f"c{IDS[5]}@example.com"]
+    assert {rows[i]["first_name"] for i in IDS[:6]} == {"Gus"}
+    assert {rows[i]["phone"] for i in IDS[:6]} == {"+1 555 0100"}  # no chunk carries phone

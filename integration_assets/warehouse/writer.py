@@ -85,6 +85,7 @@ class CanonicalStage:
             raise ValueError(f"{table_name} has too many columns for the keep mask")
         self.kept_mask = 0  # union of the masks staged so far (0: every row is whole)
         self._keep_default = 0
+        self._keep_column = False
         q = _q(conn, self.name)
         if self.pg:
             # Timestamps are staged as naive UTC text (formatting them with a zone costs ~25x more in Arrow),
@@ -92,7 +93,6 @@ class CanonicalStage:
             conn.exec_driver_sql("SET LOCAL TimeZone = 'UTC'")
             conn.exec_driver_sql(f"CREATE TEMP TABLE {q} (LIKE {_q(conn, table_name)}) ON COMMIT DROP")
             conn.exec_driver_sql(f"ALTER TABLE {q} ADD COLUMN {STAGE_POS} bigint")
-            conn.exec_driver_sql(f"ALTER TABLE {q} ADD COLUMN {STAGE_KEEP} bigint")
             conn.exec_driver_sql(f"ALTER TABLE {q} ALTER COLUMN row_hash DROP NOT NULL")  # computed at merge
         else:
             conn.exec_driver_sql(f"DROP TABLE IF EXISTS temp.{q}")
@@ -122,6 +122,10 @@ class CanonicalStage:
         frame = frame.assign(load_id=load_id)
         if self.pg:
             if mask != self._keep_default:  # one value per chunk: the staging column's default, not a COPY field
+                if mask and not self._keep_column:  # added by the first partial chunk: whole loads never see it
+                    self._driver().execute(psql.SQL("ALTER TABLE {} ADD COLUMN {} bigint").format(
+                        psql.Identifier(self.name), psql.Identifier(STAGE_KEEP)))
+                    self._keep_column = True
                 self._driver().execute(psql.SQL("ALTER TABLE {} ALTER COLUMN {} SET DEFAULT {}").format(
                     psql.Identifier(self.name), psql.Identifier(STAGE_KEEP), psql.Literal(mask or None)))
                 self._keep_default = mask

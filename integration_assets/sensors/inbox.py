@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -201,7 +202,7 @@ def inbox_run_requests(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         if history.finished and history.last_end is not None:
             due = history.last_end + policy.wait(history.finished)
             if now < due:
-                waiting.append(f"{f.path.name} (attempt {attempt} in {int(due - now)} s)")
+                waiting.append(f"{f.path.name} (attempt {attempt} in {math.ceil(due - now)} s)")
                 continue
         run_key = content_key if attempt == 1 else f"{content_key}:attempt{attempt}"
         if run_key in keys:

@@ -35,7 +35,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from integration_assets.connectors.hashing import _BLOCK, content_hash, hash_and_check_utf8
-from integration_assets.errors import TerminalError
+from integration_assets.errors import TerminalError, TransientError
 
 FORMATS_BY_SUFFIX = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
 # Packings read as the export they hold: gzip (one file) and zip (an archive of exactly one export file).
@@ -82,6 +82,11 @@ def restore_bad_bytes(text: str, fallback: str) -> str:
         else:
             out.append(ch)
     return "".join(out)
+
+
+class UnpackFailed(TransientError):
+    """The unpacked copy of a compressed file could not be written (temporary folder full or unwritable): a
+    fault of this machine, not of the file, so the load fails and is retried instead of rejecting the file."""
 
 
 class EncodingUnverified(Exception):
@@ -238,7 +243,10 @@ class _Unpacked:
             if self.max_bytes and self.size > self.max_bytes:
                 raise FileRejected("file_too_large", f"the {what} unpacks to more than {self.max_bytes} bytes, the "
                                    "configured limit (which applies to the unpacked content); stopped reading there")
-            self._out.write(block)
+            try:
+                self._out.write(block)
+            except OSError as exc:  # not the file's fault: kept apart from the read errors that reject it
+                raise UnpackFailed(f"cannot write the unpacked copy to {self.path.parent}: {exc}") from exc
             if self.utf8:
                 try:
                     self._decoder.decode(block)

@@ -24,6 +24,7 @@ import sqlalchemy as sa
 
 from integration_assets import inbox
 from integration_assets.connectors import files
+from integration_assets.errors import TransientError
 from integration_assets.ingest import ingest_file
 from integration_assets.settings import get_settings
 from integration_assets.warehouse.db import get_engine
@@ -530,3 +531,22 @@ def test_a_nul_byte_in_a_new_column_name_is_recorded_not_a_failed_load(engine: s
     with engine.connect() as conn:
         [name] = conn.execute(sa.select(schema_drift.c.column_name).where(schema_drift.c.kind == "new_column")).scalars()
     assert name == "No\\u0000tes"
+
+
+def test_a_full_temporary_folder_fails_the_load_without_rejecting_the_file(
+        tmp_path: Path, own_tempdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unpacking writes to the temporary folder; when that fails (disk full), the file is not to blame: the
+    error is transient (the load is retried), not a rejection of the file as corrupt."""
+    path = tmp_path / "contacts.csv.gz"
+    path.write_bytes(gzip.compress(contacts_csv(["1"])))
+
+    class Full(io.BufferedWriter):
+        def write(self, data: Any) -> int:
+            raise OSError(28, "No space left on device")
+
+    real_fdopen = files.os.fdopen
+    monkeypatch.setattr(files.os, "fdopen", lambda fd, mode: Full(real_fdopen(fd, "wb", buffering=0)))
+    with pytest.raises(files.UnpackFailed, match="No space left on device") as exc:
+        files.inspect(path, max_bytes=0, max_columns=100)
+    assert isinstance(exc.value, TransientError)
+    assert no_unpacked_copies(own_tempdir)

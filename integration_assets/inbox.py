@@ -229,10 +229,11 @@ def refuse(r: Refused, *, settings: Settings | None = None, engine: sa.Engine | 
     report = LoadReport(load_id=new_load_id(), source_system=f.system or "_unknown", entity=f.entity or "_unknown",
                         file_name=f.path.name, run_id=run_id, status="rejected", reason_code=r.code, error=r.reason,
                         file_bytes=f.size)
+    # Move first: when another process rejected the entry before us, the entry is its to account for.
+    reject(f, report, settings, engine)
     with engine.begin() as conn:
         ledger.start(conn, report)
         ledger.finish(conn, report)
-    reject(f, report, settings, engine)
     return report
 
 

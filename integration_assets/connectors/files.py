@@ -19,6 +19,7 @@ import os
 import re
 import tempfile
 import threading
+import time
 import weakref
 import zipfile
 import zlib
@@ -225,11 +226,28 @@ class _Reader(Protocol):
     def read(self, size: int = -1, /) -> bytes: ...
 
 
+_UNPACKED_PREFIX = "integration-assets-unpacked-"
+_UNPACKED_STALE_SECONDS = 86400  # no load runs this long; older copies were left by a killed process
+
+
+def _sweep_stale_unpacked() -> None:
+    """Remove unpacked copies a killed process left behind (one removed when its SourceFile goes away
+    otherwise); each can be as large as the size limit."""
+    cutoff = time.time() - _UNPACKED_STALE_SECONDS
+    for old in Path(tempfile.gettempdir()).glob(_UNPACKED_PREFIX + "*"):
+        try:
+            if old.is_file() and old.stat().st_mtime < cutoff:
+                old.unlink()
+        except OSError:
+            pass  # gone meanwhile, or not ours to remove
+
+
 class _Unpacked:
     """Decompressed bytes written to a temporary file, within a size limit, checked for UTF-8 on the way."""
 
     def __init__(self, suffix: str, max_bytes: int) -> None:
-        fd, name = tempfile.mkstemp(prefix="integration-assets-", suffix=suffix)
+        _sweep_stale_unpacked()
+        fd, name = tempfile.mkstemp(prefix=_UNPACKED_PREFIX, suffix=suffix)
         self.path = Path(name)
         self._out = os.fdopen(fd, "wb")
         self.max_bytes = max_bytes

@@ -11,7 +11,9 @@ import hashlib
 import io
 import json
 import lzma
+import os
 import tempfile
+import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -550,3 +552,19 @@ def test_a_full_temporary_folder_fails_the_load_without_rejecting_the_file(
         files.inspect(path, max_bytes=0, max_columns=100)
     assert isinstance(exc.value, TransientError)
     assert no_unpacked_copies(own_tempdir)
+
+
+def test_unpacked_copies_left_by_a_killed_process_are_swept(tmp_path: Path, own_tempdir: Path) -> None:
+    stale = own_tempdir / f"{files._UNPACKED_PREFIX}dead.csv"
+    stale.write_bytes(b"x")
+    old = time.time() - files._UNPACKED_STALE_SECONDS - 60
+    os.utime(stale, (old, old))
+    fresh = own_tempdir / f"{files._UNPACKED_PREFIX}live.csv"  # another process's load in progress
+    fresh.write_bytes(b"y")
+    other = own_tempdir / "someone-else.csv"
+    other.write_bytes(b"z")
+    os.utime(other, (old, old))
+    path = tmp_path / "contacts.csv.gz"
+    path.write_bytes(gzip.compress(contacts_csv(["1"])))
+    src = files.inspect(path, max_bytes=0, max_columns=100)
+    assert sorted(p.name for p in own_tempdir.iterdir()) == sorted([fresh.name, other.name, src.body.name])

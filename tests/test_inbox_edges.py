@@ -422,3 +422,26 @@ def test_a_retry_in_the_same_process_takes_over_the_claim_its_lost_attempt_left(
     assert by_id[lost["load_id"]]["status"] == "abandoned"
     assert "earlier attempt in this process" in by_id[lost["load_id"]]["error"]
     assert sorted(r["status"] for r in by_id.values()) == ["abandoned", "succeeded"]
+
+
+def test_a_run_marks_loads_of_dead_processes_abandoned(warehouse_url: str) -> None:
+    import dagster as dg
+
+    from integration_assets.definitions import defs
+    from integration_assets.warehouse import ledger
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a process that ran a load of another file and died
+    me = ledger.this_process()
+    with get_engine(warehouse_url).begin() as conn:
+        conn.execute(loads.insert().values(
+            load_id="ld_dead", source_system="odoo", entity="res.partner", kind="file", status="running",
+            content_hash="0" * 64, started_at=ledger.utcnow(), owner_host=me.host, owner_pid=gone.pid))
+    path = _put("contacts.csv", FIXTURE.read_bytes())
+    with dg.instance_for_test() as instance:
+        result = defs.resolve_job_def("ingest_hubspot_contacts").execute_in_process(
+            instance=instance, run_config={"ops": {"raw__hubspot__contacts": {"config": {"files": [str(path)]}}}},
+            raise_on_error=False)
+    assert result.success
+    by_id = {r["load_id"]: r for r in _ledger(warehouse_url)}
+    assert by_id["ld_dead"]["status"] == "abandoned" and f"pid {gone.pid}" in by_id["ld_dead"]["error"]

@@ -264,3 +264,36 @@ def test_chunks_of_one_file_that_carry_different_columns(engine: sa.Engine, inbo
         f"c{IDS[4]}@example.com", f"c{IDS[5]}@example.com"]
     assert {rows[i]["first_name"] for i in IDS[:6]} == {"Gus"}
     assert {rows[i]["phone"] for i in IDS[:6]} == {"+1 555 0100"}  # no chunk carries phone
+
+
+def test_kept_numbers_booleans_and_names_hash_like_whole_rows(engine: sa.Engine, inbox: Path) -> None:
+    """Products: kept decimals, booleans and many2one names read back from the warehouse hash exactly like
+    the same values mapped from a file (a whole file with the merged content is unchanged)."""
+    def product(pid: int, write: str, name: str, with_all: bool) -> dict[str, Any]:
+        rec: dict[str, Any] = {"id": pid, "name": name, "type": "consu", "write_date": write, "default_code": False}
+        if with_all:
+            rec.update({"list_price": 12.5 + pid, "standard_price": 0.1 * pid, "active": pid % 2 == 0,
+                        "categ_id": [1, "All / Saleable"], "barcode": f"40{pid:05d}"})
+        return rec
+
+    def put(name: str, records: list[dict[str, Any]]) -> Path:
+        path = inbox / "odoo" / "product.product" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(records), encoding="utf-8")
+        return path
+
+    def run(path: Path) -> LoadReport:
+        report = ingest_file(path, "odoo", "product.product")
+        assert report.status == "succeeded" and report.balanced, report.as_dict()
+        return report
+
+    run(put("full.json", [product(i, "2026-11-20 10:00:00", "Desk", True) for i in range(1, 9)]))
+    partial = run(put("names.json", [product(i, "2026-11-21 10:00:00", "Table", False) for i in range(1, 9)]))
+    assert partial.rows_updated == 8
+    t = CANONICAL_TABLES["products"]
+    with engine.connect() as conn:
+        kept = {r.source_id: (r.name, float(r.list_price), r.active, r.category)
+                for r in conn.execute(sa.select(t))}
+    assert kept["3"] == ("Table", 15.5, False, "All / Saleable")
+    whole = run(put("whole.json", [product(i, "2026-11-21 10:00:00", "Table", True) for i in range(1, 9)]))
+    assert (whole.rows_updated, whole.rows_unchanged) == (0, 8)

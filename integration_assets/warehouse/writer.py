@@ -147,28 +147,29 @@ class CanonicalStage:
         merge meets. They get the frame's dtypes, so the row hash of a merged row equals that of a whole row
         with the same content."""
         c = self.conn
-        t = _q(c, self.table.name)
-        collist = ", ".join(_q(c, x) for x in kept)
-        parts = []
-        for system, ids in frame.groupby("source_system", sort=False)["source_id"]:
-            rows = c.exec_driver_sql(
-                f"SELECT source_id, {collist} FROM {t} WHERE source_system = ? "
-                f"AND source_id IN (SELECT value FROM json_each(?))",
-                (system, json.dumps(ids.dropna().unique().tolist())),
-            ).all()
-            stored = pd.DataFrame.from_records([tuple(r) for r in rows], columns=["source_id", *kept])
-            stored.insert(0, "source_system", system)
-            parts.append(stored)
-        stored = pd.concat(parts, ignore_index=True).set_index(["source_system", "source_id"])
-        at = pd.MultiIndex.from_arrays([frame["source_system"].astype(object), frame["source_id"].astype(object)])
+        sql = (f"SELECT source_id, {', '.join(_q(c, x) for x in kept)} FROM {_q(c, self.table.name)} "
+               "WHERE source_system = ? AND source_id IN (SELECT value FROM json_each(?))")
+        found = {col: np.full(len(frame), None, dtype=object) for col in kept}
+        ids = frame["source_id"].to_numpy(dtype=object, na_value=None)
+        for system, rows_of in frame.groupby("source_system", sort=False).indices.items():
+            keys = ids[rows_of]
+            wanted = pd.unique(keys[pd.notna(keys)]).tolist()
+            stored = self._driver().execute(sql, (system, json.dumps(wanted))).fetchall()
+            if not stored:
+                continue
+            columns = list(zip(*stored, strict=True))
+            at = pd.Index(columns[0]).get_indexer(keys)  # the stored row of each frame row, -1 for a new key
+            hit = at >= 0
+            for col, values in zip(kept, columns[1:], strict=True):
+                found[col][rows_of[hit]] = np.asarray(values, dtype=object)[at[hit]]
         frame = frame.copy()
         for col in kept:
-            values = stored[col].reindex(at).astype(object).where(lambda v: v.notna(), None).to_numpy()
             dtype = frame[col].dtype
+            values = pd.Series(found[col], index=frame.index, dtype=object)
             if isinstance(dtype, pd.DatetimeTZDtype):
-                frame[col] = pd.to_datetime(pd.Series(values, index=frame.index), utc=True, format="ISO8601").astype(dtype)
+                frame[col] = pd.to_datetime(values, utc=True, format="ISO8601").astype(dtype)
             else:
-                frame[col] = pd.Series(values, index=frame.index, dtype=object).astype(dtype)
+                frame[col] = values.astype(dtype)
         return frame
 
     def _as_default(self, frame: pd.DataFrame, col: str) -> bool:

@@ -7,10 +7,10 @@ check ``key_collision``.
 
 - Stripe and EasyPost: the key is the provider's ``evt_…`` id, unique per event.
 - HubSpot: ``eventId`` is not unique (HubSpot's own test deliveries all carry ``eventId`` 100, see
-  docs/PROVIDERS.md), so the key is ``hubspot:<eventId>:<digest>``, the digest covering the fields that
-  identify one change: eventId, subscriptionId, portalId, objectTypeId, objectId, occurredAt,
-  subscriptionType, propertyName and a hash of propertyValue. A redelivery carries the same fields and
-  gets the same key.
+  docs/PROVIDERS.md), so the key is ``hubspot:<eventId>:<digest>``, a SHA-256 of the fields that identify
+  one change: eventId, subscriptionId, portalId, objectTypeId, objectId, occurredAt, subscriptionType,
+  propertyName and propertyValue (which enters the key only through the hash). A redelivery carries the
+  same fields and gets the same key.
 
 The fingerprint is a SHA-256 of the event's canonical JSON without the fields a provider changes from one
 delivery attempt to the next (HubSpot ``attemptNumber``; Stripe ``pending_webhooks``; EasyPost ``status``,
@@ -33,7 +33,7 @@ VOLATILE_FIELDS: dict[str, frozenset[str]] = {
     "stripe": frozenset({"pending_webhooks"}),
     "easypost": frozenset({"status", "pending_urls", "completed_urls", "updated_at"}),
 }
-# What identifies one HubSpot change (propertyValue enters as its own hash: any length, any type).
+# What identifies one HubSpot change, besides propertyValue (hashed with them: any length, any type).
 HUBSPOT_KEY_FIELDS = (
     "eventId",
     "subscriptionId",
@@ -80,9 +80,10 @@ def message_fingerprint(source: str, body: bytes, headers: Mapping[str, str]) ->
 
 def hubspot_event_key(event: Mapping[str, Any]) -> str:
     """``hubspot:<eventId>:<digest of the identifying fields>`` (the element must carry ``eventId``)."""
-    ident: dict[str, Any] = {name: event.get(name) for name in HUBSPOT_KEY_FIELDS}
-    ident["propertyValue"] = hashlib.sha256(_canonical(event.get("propertyValue"))).hexdigest()
-    digest = hashlib.sha256(_canonical(ident)).hexdigest()[:32]
+    # repr of a tuple of JSON values is unambiguous (strings quoted and escaped, 1 / 1.0 / True / "1" all
+    # distinct) and costs one C call; propertyValue enters whole, so the digest also hashes the value.
+    ident = repr(tuple(event.get(name) for name in (*HUBSPOT_KEY_FIELDS, "propertyValue")))
+    digest = hashlib.sha256(ident.encode("utf-8", "surrogatepass")).hexdigest()[:32]
     return f"hubspot:{event.get('eventId')}:{digest}"
 
 

@@ -36,7 +36,7 @@ from tests.webhooks.conftest import stripe_headers, test_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
-N = 500
+N = 300
 CONCURRENCY = 32
 MAX_ATTEMPTS = 40  # per event; a provider retries for days, the test for at most ~a minute
 

@@ -18,7 +18,7 @@ from tests.faults.files import contact_row, inbox_folder, sync_popen, write_cont
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
-N = 10_000
+N = 5_000
 
 
 @pytest.mark.parametrize("warehouse_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)

@@ -28,7 +28,8 @@ from tests.events.conftest import Stack
 from tests.faults.accounting import EventLedger, Figures, account_events
 from tests.faults.producer import BOTH_QUEUES, drain_fresh, good_events, publish, wait_for
 
-N = 500
+N = 300
+BATCH = 100
 
 DRAIN = """
 import os, sys, time
@@ -58,7 +59,7 @@ else:
         wait_to_be_killed()
 
     processor.LedgerStage.write = in_transaction_wait
-drain({queue}, engine=get_engine({url!r}), batch_size=200, visibility_timeout_s=3.0)
+drain({queue}, engine=get_engine({url!r}), batch_size={batch}, visibility_timeout_s=2.0)
 sys.exit(4)  # never reached: the first batch waits to be killed
 """
 
@@ -72,7 +73,7 @@ def test_kill_drain_between_commit_and_ack(
     ledger = EventLedger()
     publish(stack, queue, good_events(N, seed=2), ledger)
     marker = tmp_path / "committed"
-    code = DRAIN.format(marker=str(marker), point=point, queue=stack.queue_source, url=stack.warehouse_url)
+    code = DRAIN.format(marker=str(marker), point=point, batch=BATCH, queue=stack.queue_source, url=stack.warehouse_url)
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         assert wait_for(marker.exists, timeout_s=60), "the drain never reached the kill point"
@@ -84,17 +85,17 @@ def test_kill_drain_between_commit_and_ack(
             proc.wait(timeout=10)
     assert proc.returncode == -signal.SIGKILL, (proc.stdout.read() if proc.stdout else b"")[-2000:]
     committed = len(stack.ledger())
-    assert committed == (200 if point == "after_commit" else 0)  # the first batch, or nothing
+    assert committed == (BATCH if point == "after_commit" else 0)  # the first batch, or nothing
     before = {r["source_id"]: (r["load_id"], r["row_hash"]) for r in stack.rows("payments")}
     # Restart. The killed drain had claimed the next batch ahead (SQL queue on Postgres): that claim lapses
-    # after its visibility timeout (300 s by default, 3 s here to keep the test short); RabbitMQ requeues
+    # after its visibility timeout (300 s by default, 2 s here to keep the test short); RabbitMQ requeues
     # everything unacked as soon as the connection is gone.
     queue.close()
     time.sleep(0.2)
     redelivered = duplicates = 0
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:  # until every event is in the ledger and a drain finds nothing
-        r = drain_fresh(stack, wait_s=1.0, visibility_timeout_s=5.0)
+        r = drain_fresh(stack, wait_s=0.5, visibility_timeout_s=5.0)
         redelivered += r.totals.events_in
         duplicates += r.totals.duplicates
         if r.totals.events_in == 0 and len(stack.ledger()) >= N:

@@ -32,7 +32,7 @@ from tests.webhooks.conftest import STRIPE_SECRET, stripe_headers
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
-GOOD = 150
+GOOD = 60
 WAIT_CLOSED_S = 30  # bound of the wait for the server to close them (header block 10 s, body 2 s here)
 
 

@@ -156,6 +156,15 @@ def processing_dir(settings: Settings) -> Path:
     return settings.data_dir / "processing"
 
 
+def abandon_dead_loads(engine: sa.Engine, settings: Settings | None = None) -> list[str]:
+    """Mark loads left running by dead processes abandoned (ledger.abandon_stale) and drop their snapshots."""
+    settings = settings or get_settings()
+    abandoned = ledger.abandon_stale(engine)
+    for load_id in abandoned:
+        shutil.rmtree(processing_dir(settings) / load_id, ignore_errors=True)
+    return abandoned
+
+
 def _unique(dest: Path) -> Path:
     if not dest.exists():
         return dest

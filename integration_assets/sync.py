@@ -102,7 +102,7 @@ def run_pending(settings: Settings | None = None, log_level: str = "WARNING") ->
     engine = get_engine(settings.warehouse_url)
     # Loads left 'running' by a process that died (kill -9, a lost container) are marked abandoned first, so
     # their files load again and the ledger says what happened.
-    result.abandoned = ledger.abandon_stale(engine)
+    result.abandoned = inbox.abandon_dead_loads(engine, settings)
     survey = inbox.survey(settings)
     for refused in survey.refused:  # symlinks, hidden names, stale temp files: rejected with the reason
         try:

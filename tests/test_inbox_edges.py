@@ -208,8 +208,11 @@ def test_a_load_killed_mid_way_is_marked_abandoned_and_the_file_loads(warehouse_
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.communicate(timeout=60)
+    snapshot = get_settings().data_dir / "processing" / running["load_id"]
+    assert (snapshot / "contacts.csv").exists()  # the copy the killed load was reading
     result = run_pending()
     assert result.abandoned == [running["load_id"]]
+    assert not snapshot.exists()
     by_id = {r["load_id"]: r for r in _ledger(warehouse_url)}
     dead = by_id[running["load_id"]]
     assert dead["status"] == "abandoned" and f"pid {proc.pid}" in dead["error"] and "is gone" in dead["error"]

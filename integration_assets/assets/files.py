@@ -22,7 +22,6 @@ from integration_assets.dead_letters.replay import replay_deferred_references
 from integration_assets.errors import TransientError
 from integration_assets.resources import WarehouseResource
 from integration_assets.settings import env
-from integration_assets.warehouse import ledger
 from integration_assets.warehouse.ledger import LoadReport
 from integration_assets.warehouse.schema import CANONICAL_TABLES
 
@@ -147,7 +146,7 @@ def build_file_assets(system: str, entity: str, table: str) -> list[dg.AssetsDef
         try:  # engine() migrates on first use: the warehouse may be down already
             settings, engine = warehouse.settings(), warehouse.engine()
             # Loads left running by a process that died are marked abandoned at every start (sync, sensor, run).
-            for load_id in ledger.abandon_stale(engine):
+            for load_id in inbox.abandon_dead_loads(engine, settings):
                 context.log.warning("load %s was left running by a process that is gone: marked abandoned", load_id)
         except Exception as exc:
             retry_if_transient(context, exc)

@@ -138,7 +138,7 @@ def inbox_run_requests(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     down: str | None = None
     try:
         ensure_schema(settings.warehouse_url)
-        for load_id in ledger.abandon_stale(engine):
+        for load_id in inbox.abandon_dead_loads(engine, settings):
             context.log.warning("load %s was left running by a process that is gone: marked abandoned", load_id)
     except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
         down = _warehouse_error(exc)

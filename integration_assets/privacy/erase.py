@@ -43,9 +43,11 @@ from integration_assets.privacy.subjects import (
     SourceFields,
     Subject,
     canonical_id,
+    distinctive,
     event_id_of,
     event_matches,
     event_values,
+    full_name,
     mentions_id,
     personal_columns,
     record_id,
@@ -133,6 +135,7 @@ def _erase_row(conn: sa.Connection, e: Erasure, now: datetime) -> None:
         e.stores[e.subject.table] += 0
         return
     e.values |= {v for v in row if isinstance(v, str)}
+    e.values |= full_name(row._mapping.get("first_name"), row._mapping.get("last_name"))
     e.stores[e.subject.table] += int(any(v is not None for v in row))  # an erased row again counts 0
     if not e.dry_run:
         conn.execute(
@@ -261,6 +264,7 @@ def scrub_values(conn: sa.Connection, e: Erasure, values: Iterable[str], *, cano
     """Replace copies of ``values`` in every text column of every non-canonical table. ``canonical``: count
     the matches in the canonical tables instead (other records, other systems: not changed, reported as
     ``also_found``; a scan of whole tables, so it runs after the drain's transaction)."""
+    values = distinctive(values)  # a first name alone would hit other people's rows
     patterns = value_patterns(values)
     if not patterns:
         return
@@ -435,13 +439,28 @@ def erase_files(e: Erasure, settings: Settings | None = None) -> set[str]:
                 if not any(p.is_relative_to(f) for f in own) and not p.name.endswith(".reason.json")
             ]
     known = set(e.values)
-    for _, _, path, by_id in targets:
-        if by_id:
-            e.values |= redactor.collect(path, by_id=True)
-    redactor.patterns = value_patterns(e.values)
-    redactor.values = value_forms(e.values)
+    # One pass: each file re-written with the values known so far. A distinctive value first seen in a later
+    # file (another e-mail of the person) sends the files before it through a values-only pass, which a byte
+    # search keeps to the files that hold it.
+    results: dict[Path, FileResult] = {}
+    redactor.set_values(e.values)
+    used = distinctive(e.values)
+    done: list[tuple[str, Path, Path]] = []
     for store, root, path, by_id in targets:
-        result = redactor.redact(path, store, root, by_id=by_id, dry_run=e.dry_run)
+        results[path] = redactor.redact(path, store, root, by_id=by_id, dry_run=e.dry_run)
+        e.values |= redactor.found
+        if distinctive(e.values) - used:
+            redactor.set_values(e.values)
+            used = distinctive(e.values)
+            for store2, root2, path2 in done:
+                again = redactor.redact(path2, store2, root2, by_id=False, dry_run=e.dry_run)
+                if again.values:
+                    first = results[path2]
+                    first.values += again.values
+                    first.sha256_after = again.sha256_after
+        done.append((store, root, path))
+    for (store, _, path, _) in targets:
+        result = results[path]
         if result.changed:
             e.files.append(result)
             e.stores[f"{store}_files"] += 1

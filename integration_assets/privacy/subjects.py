@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -106,12 +106,14 @@ class SourceFields:
     id_fields: frozenset[str]  # source fields (flattened) mapped to source_id
     personal_fields: frozenset[str]  # source fields (flattened) mapped to a personal column
     personal_properties: frozenset[str]  # webhook propertyName values of personal properties
+    by_column: dict[str, frozenset[str]] = field(default_factory=dict)  # canonical column -> its source fields
 
 
 def source_fields(system: str, table: str) -> SourceFields:
     entities: set[str] = set()
     ids: set[str] = set()
     personal: set[str] = set()
+    by_column: dict[str, set[str]] = {}
     cols = set(personal_columns(table))
     for c in all_contracts():
         if c.system != system or c.target != table:
@@ -122,8 +124,10 @@ def source_fields(system: str, table: str) -> SourceFields:
                 ids.add(src)
             elif spec.pii or spec.to in cols:
                 personal.add(src)
+                by_column.setdefault(spec.to, set()).add(src)
     props = {p.removeprefix("properties.") for p in personal if p.startswith("properties.")}
-    return SourceFields(frozenset(entities), frozenset(ids), frozenset(personal), frozenset(props))
+    return SourceFields(frozenset(entities), frozenset(ids), frozenset(personal), frozenset(props),
+                        {c: frozenset(f) for c, f in by_column.items()})
 
 
 def _texts(values: Iterable[Any]) -> Iterator[str]:
@@ -167,12 +171,53 @@ def event_id_of(doc: Any, object_type: str, object_type_id: str) -> str | None:
     return canonical_id(doc.get("objectId"))
 
 
+def _first(flat: dict[str, Any], sources: Iterable[str]) -> str | None:
+    return next((v.strip() for f in sources if isinstance(v := flat.get(f), str) and v.strip()), None)
+
+
 def record_values(record: Any, fields: SourceFields) -> set[str]:
-    """The personal values an export row or API record carries (to find copies of them in free text)."""
+    """The personal values an export row or API record carries, and its full name (first and last name
+    together), to find copies of them elsewhere (``distinctive`` says which are searched for)."""
     if not isinstance(record, dict):
         return set()
     flat = flatten_record(record) if any(isinstance(v, dict) for v in record.values()) else record
-    return set(_texts(flat.get(f) for f in fields.personal_fields))
+    out = set(_texts(flat.get(f) for f in fields.personal_fields))
+    first = _first(flat, fields.by_column.get("first_name", ()))
+    last = _first(flat, fields.by_column.get("last_name", ()))
+    if first and last:
+        out.add(f"{first} {last}")
+    return out
+
+
+def full_name(first: Any, last: Any) -> set[str]:
+    """``first last`` when both are known (a row's name columns)."""
+    if isinstance(first, str) and isinstance(last, str) and first.strip() and last.strip():
+        return {f"{first.strip()} {last.strip()}"}
+    return set()
+
+
+_PHONE = re.compile(r"[+()0-9][0-9 ()./+-]*")
+
+
+def distinctive(values: Iterable[str]) -> set[str]:
+    """The values that identify the person wherever they appear, and so are replaced in other records and
+    free text: e-mail addresses, phone numbers (7+ digits), full names (two words or more). A first or last
+    name alone (``Ann``) would hit other people: it goes with the person's own records only."""
+    out: set[str] = set()
+    for v in _texts(values):
+        digits = sum(ch.isdigit() for ch in v)
+        if "@" in v or (digits >= 7 and _PHONE.fullmatch(v)) or len(v.split()) >= 2:
+            out.add(v)
+    return out
+
+
+def record_emails(record: Any, fields: SourceFields) -> set[str]:
+    """The e-mail addresses an export row or API record carries, lower-cased."""
+    if not isinstance(record, dict):
+        return set()
+    flat = flatten_record(record) if any(isinstance(v, dict) for v in record.values()) else record
+    return {v.strip().lower() for f in fields.by_column.get("email", ()) if isinstance(v := flat.get(f), str)
+            and "@" in v}
 
 
 def event_matches(doc: Any, subject: Subject) -> bool:

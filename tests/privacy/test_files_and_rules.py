@@ -34,6 +34,7 @@ from tests.privacy.support import (
     CANARY_PHONE,
     HEADER,
     canary_row,
+    csv_row,
     other_row,
     scan,
 )
@@ -230,3 +231,50 @@ def test_an_unreachable_broker_erases_nothing_and_says_retry_later(
     assert "nothing was erased" in result.output
     with get_engine(warehouse_url).connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(privacy_erasures)).scalar_one() == 0
+
+
+def test_only_distinctive_values_are_searched_for_outside_the_persons_records() -> None:
+    from integration_assets.privacy.subjects import distinctive
+
+    values = {"Ann", "Lee", "ann.lee@example.com", "+44 7700 900461", "Ann Lee", "12", "Mary Ann"}
+    assert distinctive(values) == {"ann.lee@example.com", "+44 7700 900461", "Ann Lee", "Mary Ann"}
+
+
+def test_other_people_keep_a_shared_first_name_and_a_file_without_ids_loses_the_persons_rows(
+    tmp_path: Path,
+) -> None:
+    """The subject is Zephyrina; Zephyrina Smith (7002) is someone else and keeps her name. A rejected file
+    without an id column: the row carrying the subject's e-mail goes, the rest stays."""
+    archived = tmp_path / "a.csv"
+    archived.write_text("\n".join([HEADER, canary_row(), csv_row("7002", CANARY_FIRST, "Smith", "z.smith@example.com",
+                                                                 "")]) + "\n", encoding="utf-8")
+    no_ids = tmp_path / "no_ids.csv"
+    no_ids.write_text(f'"First Name","Email"\n"{CANARY_FIRST}","{CANARY_EMAIL}"\n"Bo","bo@example.com"\n',
+                      encoding="utf-8")
+    r = FileRedactor([SUBJECT], source_fields("hubspot", "contacts"))
+    r.set_values(r.collect(archived, by_id=True))
+    assert r.redact(archived, "archive", tmp_path, by_id=True, dry_run=False).records == 1
+    assert r.redact(no_ids, "rejected", tmp_path, by_id=False, dry_run=False).records == 1
+    kept = archived.read_text(encoding="utf-8")
+    assert f'"7002","{CANARY_FIRST}","Smith"' in kept and CANARY_LAST not in kept
+    assert no_ids.read_text(encoding="utf-8") == '"First Name","Email"\n"Bo","bo@example.com"\n'
+
+
+def test_a_value_first_seen_in_a_later_file_is_erased_from_the_earlier_ones(isolated_env: Path) -> None:
+    """Files are re-written one by one; the person's old e-mail, known only from an older export read later,
+    still goes from a note in a file that was already re-written."""
+    from integration_assets.privacy.erase import Erasure, erase_files
+
+    old_email = "zephyrina.old-2019@example.test"
+    day = get_settings().archive_dir / "hubspot" / "contacts" / "2024-01-01"
+    day.mkdir(parents=True)
+    notes = HEADER + ',"Notes"\n' + other_row() + f',"wrote from {old_email}"\n'
+    (day / "000000000000__a-notes.csv").write_text(notes, encoding="utf-8")
+    old = "\n".join([HEADER, csv_row(CANARY_ID, CANARY_FIRST, CANARY_LAST, old_email, "")]) + "\n"
+    (day / "111111111111__b-old.csv").write_text(old, encoding="utf-8")
+    e = Erasure(SUBJECT, "cli", None, datetime.now(UTC), id=1)
+    e.values = {CANARY_EMAIL}
+    erase_files(e)
+    assert e.stores["archive_records"] == 1 and e.stores["archive_values"] == 1
+    assert old_email not in (day / "000000000000__a-notes.csv").read_text(encoding="utf-8")
+    assert "ann.lee@example.com" in (day / "000000000000__a-notes.csv").read_text(encoding="utf-8")

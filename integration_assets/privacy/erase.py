@@ -614,19 +614,6 @@ def finish_pending(engine: sa.Engine, settings: Settings | None = None,
     return done
 
 
-def erased_keys(conn: sa.Connection, table: str) -> list[tuple[str, str]]:
-    """(source_system, source_id) of every record of ``table`` that was erased (the suppression list)."""
-    if not sa.inspect(conn).has_table(privacy_erasures.name):
-        return []
-    return [
-        (r[0], r[1])
-        for r in conn.execute(
-            sa.select(privacy_erasures.c.source_system, privacy_erasures.c.source_id)
-            .where(privacy_erasures.c.entity == table).distinct()
-        )
-    ]
-
-
 def erased_subjects(conn: sa.Connection) -> dict[tuple[str, str], list[Subject]]:
     """Every erased record, per (source system, table)."""
     out: dict[tuple[str, str], list[Subject]] = {}
@@ -636,5 +623,5 @@ def erased_subjects(conn: sa.Connection) -> dict[tuple[str, str], list[Subject]]
     return out
 
 
-__all__ = ["ERASED", "Erasure", "erase", "erase_files", "erase_warehouse", "erased_keys", "finish",
+__all__ = ["ERASED", "Erasure", "erase", "erase_files", "erase_warehouse", "finish",
            "finish_pending"]

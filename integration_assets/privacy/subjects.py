@@ -153,11 +153,6 @@ def mentions_id(text: str, source_id: str) -> bool:
     return re.search(token, text) is not None
 
 
-def record_matches(record: Any, subject: Subject, fields: SourceFields) -> bool:
-    """True when an export row or API record is the subject's."""
-    return record_id(record, fields) == subject.source_id
-
-
 def event_id_of(doc: Any, object_type: str, object_type_id: str) -> str | None:
     """The canonical objectId of a HubSpot webhook event (legacy or generic format) about that object type."""
     if not isinstance(doc, dict):

@@ -517,6 +517,23 @@ class Notifier:
         log.warning("alert %s to %s failed after %d attempt(s): %s", notice.kind, channel.name, attempts, error)
         return DeliveryResult(channel.name, "failed", attempts, error)
 
+    def send_unrecorded(self, alert: Alert, kind: NotificationKind, *, opened_at: datetime) -> list[str]:
+        """Send one notice to every channel without touching the warehouse; the channels it reached.
+
+        For alerts about the warehouse being unreachable: the incident bookkeeping needs the warehouse, so the
+        notice is built the way ``_notice`` builds it (redacted, a stable id per incident episode and kind) and
+        handed to the same channels with the same retries. Deduplication is the caller's.
+        """
+        details = redact(dict(alert.details))
+        notice = Notification(
+            id=hashlib.sha256(f"{alert.key}\0{opened_at.isoformat()}\0{kind}".encode()).hexdigest()[:32],
+            kind=kind, key=redact_text(alert.key), severity=alert.severity, title=redact_text(alert.title),
+            summary=redact_text(alert.summary), source_system=alert.source_system, entity=alert.entity,
+            check_name=alert.check_name, details=details if isinstance(details, dict) else {},
+            runbook=redact_text(alert.runbook), episode=1, fire_count=1, opened_at=opened_at, at=self._now())
+        results = [self._deliver_one(channel, notice) for channel in self.channels]
+        return [r.channel for r in results if r.status == "sent"]
+
     def _deliver(self, notice: Notification, channels: Sequence[Channel]) -> tuple[DeliveryResult, ...]:
         results = tuple(self._deliver_one(channel, notice) for channel in channels)
         if results:

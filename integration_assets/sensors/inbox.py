@@ -21,7 +21,6 @@ is sent once per episode; the RESOLVED notice follows when the file leaves the i
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import time
@@ -33,9 +32,8 @@ import dagster as dg
 import sqlalchemy as sa
 
 from integration_assets import inbox
-from integration_assets.alerts.channels import Notification
 from integration_assets.alerts.notifier import Alert, Notifier
-from integration_assets.alerts.redact import redact, redact_text
+from integration_assets.alerts.redact import redact_text
 from integration_assets.assets.files import ENTITY_TAG, job_name, raw_op_name
 from integration_assets.connectors.hashing import content_hash
 from integration_assets.contracts.spec import known_entities
@@ -275,7 +273,7 @@ def stuck_alerts(state: dict[str, Any], policy: Retry, now: float, *, warehouse_
                     actions.append(f"{out.action} {alert.key}")
                     continue
             if key not in alerts:
-                sent = send_direct(notifier, alert, "fire", opened=now)
+                sent = notifier.send_unrecorded(alert, "fire", opened_at=datetime.fromtimestamp(now, UTC))
                 alerts[key] = {"via": "direct", "opened": _iso(now), "title": alert.title,
                                "system": entry["system"], "entity": entry["entity"]}
                 actions.append(f"sent {alert.key} without the warehouse ({', '.join(sent) or 'no channel'})")
@@ -291,31 +289,10 @@ def stuck_alerts(state: dict[str, Any], policy: Retry, now: float, *, warehouse_
                 alert = Alert(key=f"inbox:stuck:{key}"[:255], severity="error", title=sent_by["title"],
                               summary=summary, source_system=sent_by["system"], entity=sent_by["entity"],
                               check_name="inbox_stuck", runbook=RUNBOOK)
-                send_direct(notifier, alert, "resolve", opened=datetime.fromisoformat(sent_by["opened"]).timestamp())
+                notifier.send_unrecorded(alert, "resolve", opened_at=datetime.fromisoformat(sent_by["opened"]))
                 actions.append(f"resolved inbox:stuck:{key} without the warehouse")
             del alerts[key]
     return actions
-
-
-def send_direct(notifier: Notifier, alert: Alert, kind: str, *, opened: float) -> list[str]:
-    """Send one notice to every channel of ``notifier`` without touching the warehouse; the channels it reached.
-
-    The notifier's incident bookkeeping needs the warehouse, which is what is down: the notice is built here the
-    way the notifier builds it (redacted, a stable id per incident episode and kind) and handed to the same
-    channels with the same per-channel retries. Deduplication is the caller's (the sensor cursor).
-    """
-    details = redact(dict(alert.details))
-    at = datetime.now(UTC)
-    opened_at = datetime.fromtimestamp(opened, UTC)
-    notice = Notification(
-        id=hashlib.sha256(f"{alert.key}\0{opened_at.isoformat()}\0{kind}".encode()).hexdigest()[:32],
-        kind=kind,  # type: ignore[arg-type]
-        key=redact_text(alert.key), severity=alert.severity, title=redact_text(alert.title),
-        summary=redact_text(alert.summary), source_system=alert.source_system, entity=alert.entity,
-        check_name=alert.check_name, details=details if isinstance(details, dict) else {},
-        runbook=redact_text(alert.runbook), episode=1, fire_count=1, opened_at=opened_at, at=at)
-    results = [notifier._deliver_one(channel, notice) for channel in notifier.channels]  # noqa: SLF001
-    return [r.channel for r in results if r.status == "sent"]
 
 
 def build_inbox_sensor(jobs: list) -> dg.SensorDefinition:

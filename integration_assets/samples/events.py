@@ -261,6 +261,20 @@ def hubspot_archive(event_id: int, object_id: str, occurred: datetime,
     return _hubspot_event(event_id, object_id, occurred, subscription, **extra)
 
 
+# HubSpot's "Test" deliveries as captured from an app's webhook settings (docs/PROVIDERS.md): two different
+# events with one eventId. Read only: copy before changing one.
+HUBSPOT_TEST_CREATION: dict[str, Any] = {
+    "appId": 4210286, "eventId": 100, "subscriptionId": 2881778, "portalId": 44237313,
+    "occurredAt": 1731612159499, "subscriptionType": "contact.creation", "attemptNumber": 0,
+    "objectId": 123, "changeSource": "CRM", "changeFlag": "NEW",
+}
+HUBSPOT_TEST_PROPERTY_CHANGE: dict[str, Any] = {
+    "appId": 4210286, "eventId": 100, "subscriptionId": 2902227, "portalId": 44237313,
+    "occurredAt": 1731612210994, "subscriptionType": "contact.propertyChange", "attemptNumber": 0,
+    "objectId": 123, "changeSource": "CRM", "propertyName": "message", "propertyValue": "sample-value",
+}
+
+
 def generate_event_samples(
     seed: int = 7,
     *,

@@ -294,6 +294,20 @@ def seed_contacts(
     assert report.status == "succeeded" and report.rows_inserted == len(ids), report.as_dict()
 
 
+def hubspot_batch_with_a_bad_element(tmp_path: Path, *, warehouse_url: str) -> list[Any]:
+    """A HubSpot delivery of 100 first-name changes of seeded contacts 5000-5099 (first name "Old" before);
+    element 57 is malformed (no eventId)."""
+    from integration_assets.samples.events import hubspot_change
+
+    ids = [str(5000 + i) for i in range(100)]
+    seed_contacts(tmp_path, ids, warehouse_url=warehouse_url)
+    elements: list[Any] = [
+        hubspot_change(1000 + i, cid, "firstname", f"N{i}", NOW - timedelta(seconds=i)) for i, cid in enumerate(ids)
+    ]
+    elements[57] = {"subscriptionType": "contact.propertyChange", "objectId": 5057, "propertyName": "firstname"}
+    return elements
+
+
 def seed_deals(tmp_path: Path, ids: list[str], *, warehouse_url: str) -> None:
     from integration_assets.ingest import ingest_file
     from integration_assets.warehouse.db import get_engine

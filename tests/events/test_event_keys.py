@@ -14,20 +14,23 @@ import yaml
 from integration_assets.queue import Message
 from integration_assets.queue.keys import CONTENT_HEADER, hubspot_event_key
 from integration_assets.queue.sql import SqlQueue
-from integration_assets.samples.events import SampleEvent, hubspot_archive, hubspot_change, stripe_event
-from tests.events.conftest import NOW, Stack, contact_change, hubspot_event_id, pi_event, seed_contacts
-
-# HubSpot's "Test" deliveries as captured from an app's webhook settings (docs/PROVIDERS.md): one eventId.
-TEST_CREATION = {
-    "appId": 4210286, "eventId": 100, "subscriptionId": 2881778, "portalId": 44237313,
-    "occurredAt": 1731612159499, "subscriptionType": "contact.creation", "attemptNumber": 0,
-    "objectId": 123, "changeSource": "CRM", "changeFlag": "NEW",
-}
-TEST_PROPERTY_CHANGE = {
-    "appId": 4210286, "eventId": 100, "subscriptionId": 2902227, "portalId": 44237313,
-    "occurredAt": 1731612210994, "subscriptionType": "contact.propertyChange", "attemptNumber": 0,
-    "objectId": 123, "changeSource": "CRM", "propertyName": "message", "propertyValue": "sample-value",
-}
+from integration_assets.samples.events import (
+    HUBSPOT_TEST_CREATION,
+    HUBSPOT_TEST_PROPERTY_CHANGE,
+    SampleEvent,
+    hubspot_archive,
+    hubspot_change,
+    stripe_event,
+)
+from tests.events.conftest import (
+    NOW,
+    Stack,
+    contact_change,
+    hubspot_batch_with_a_bad_element,
+    hubspot_event_id,
+    pi_event,
+    seed_contacts,
+)
 
 
 def hubspot(payload: dict[str, Any]) -> SampleEvent:
@@ -46,7 +49,7 @@ def test_hubspot_test_deliveries_with_one_event_id_are_two_events(stack: Stack, 
     when = NOW - timedelta(minutes=1)
     first = hubspot_change(100, "123", "firstname", "Ada", when) | {"subscriptionId": 2902227}
     second = hubspot_change(100, "124", "lastname", "Lovelace", when) | {"subscriptionId": 2902227}
-    events = [hubspot(TEST_CREATION), hubspot(TEST_PROPERTY_CHANGE), hubspot(first), hubspot(second)]
+    events = [hubspot(HUBSPOT_TEST_CREATION), hubspot(HUBSPOT_TEST_PROPERTY_CHANGE), hubspot(first), hubspot(second)]
     assert len({e.event_id for e in events}) == 4
     queue = stack.make_queue()
     stack.publish(events, queue)
@@ -126,12 +129,7 @@ def test_sql_queue_counts_pending_duplicates_and_collisions_at_publish(stack: St
 def test_hubspot_batch_with_a_bad_element_is_split(stack: Stack, tmp_path: Path) -> None:
     """100 events, element 57 malformed: 99 apply, the bad one is dead-lettered with the receiver's reason
     and its raw element; the same batch delivered again changes nothing and adds no second dead letter."""
-    ids = [str(5000 + i) for i in range(100)]
-    seed_contacts(tmp_path, ids, warehouse_url=stack.warehouse_url)
-    elements: list[Any] = [
-        hubspot_change(1000 + i, cid, "firstname", f"N{i}", NOW - timedelta(seconds=i)) for i, cid in enumerate(ids)
-    ]
-    elements[57] = {"subscriptionType": "contact.propertyChange", "objectId": 5057, "propertyName": "firstname"}
+    elements = hubspot_batch_with_a_bad_element(tmp_path, warehouse_url=stack.warehouse_url)
     body = json.dumps(elements).encode()
     msgs = messages_of_batch(body)
     assert len(msgs) == 100 and sum("x-receiver-check" in m.headers for m in msgs) == 1
@@ -219,9 +217,9 @@ def test_configured_event_types_are_ignored_counted_and_kept_out_of_the_dead_let
         "stripe", "stripe:evt_cus0001",
         stripe_event("evt_cus0001", "customer.created", {"id": "cus_1", "object": "customer"}, 1_790_000_000),
     )
-    generic_creation = hubspot({**TEST_CREATION, "subscriptionType": "object.creation", "objectTypeId": "0-1",
+    generic_creation = hubspot({**HUBSPOT_TEST_CREATION, "subscriptionType": "object.creation", "objectTypeId": "0-1",
                                 "eventId": 101})
-    events = [invoice, customer, easypost_batch_event("evt_b0001"), hubspot(TEST_CREATION), generic_creation]
+    events = [invoice, customer, easypost_batch_event("evt_b0001"), hubspot(HUBSPOT_TEST_CREATION), generic_creation]
     queue = stack.make_queue()
     stack.publish(events, queue)
     report = stack.drain(queue)
@@ -255,7 +253,7 @@ def test_configured_event_types_are_ignored_counted_and_kept_out_of_the_dead_let
 
 def test_without_configuration_those_types_still_dead_letter(stack: Stack) -> None:
     queue = stack.make_queue()
-    stack.publish([easypost_batch_event("evt_b0003"), hubspot(TEST_CREATION)], queue)
+    stack.publish([easypost_batch_event("evt_b0003"), hubspot(HUBSPOT_TEST_CREATION)], queue)
     report = stack.drain(queue)
     assert (report.totals.ignored, report.totals.dead_lettered) == (0, 2)
 
@@ -263,9 +261,9 @@ def test_without_configuration_those_types_still_dead_letter(stack: Stack) -> No
 def test_content_header_is_the_fingerprint_of_the_body() -> None:
     from integration_assets.queue.keys import body_fingerprint
 
-    [m] = messages_of_batch(json.dumps([TEST_PROPERTY_CHANGE]).encode())
+    [m] = messages_of_batch(json.dumps([HUBSPOT_TEST_PROPERTY_CHANGE]).encode())
     assert m.headers[CONTENT_HEADER] == body_fingerprint("hubspot", m.body)
-    retry = messages_of_batch(json.dumps([{**TEST_PROPERTY_CHANGE, "attemptNumber": 4}]).encode())[0]
+    retry = messages_of_batch(json.dumps([{**HUBSPOT_TEST_PROPERTY_CHANGE, "attemptNumber": 4}]).encode())[0]
     assert (retry.id, retry.headers[CONTENT_HEADER]) == (m.id, m.headers[CONTENT_HEADER])
 
 

@@ -13,22 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from integration_assets.samples.events import hubspot_change
+from integration_assets.samples.events import (
+    HUBSPOT_TEST_CREATION,
+    HUBSPOT_TEST_PROPERTY_CHANGE,
+    hubspot_change,
+)
 from tests.events.conftest import NOW, Stack, pi_event, seed_contacts
 from tests.faults.accounting import EventLedger, Figures, account_events
 from tests.faults.producer import BOTH_QUEUES, Receiver, drain_fresh, hubspot_keys, keyed
-
-# HubSpot's "Test" deliveries as captured from an app's webhook settings (docs/PROVIDERS.md): one eventId.
-TEST_CREATION = {
-    "appId": 4210286, "eventId": 100, "subscriptionId": 2881778, "portalId": 44237313,
-    "occurredAt": 1731612159499, "subscriptionType": "contact.creation", "attemptNumber": 0,
-    "objectId": 123, "changeSource": "CRM", "changeFlag": "NEW",
-}
-TEST_PROPERTY_CHANGE = {
-    "appId": 4210286, "eventId": 100, "subscriptionId": 2902227, "portalId": 44237313,
-    "occurredAt": 1731612210994, "subscriptionType": "contact.propertyChange", "attemptNumber": 0,
-    "objectId": 123, "changeSource": "CRM", "propertyName": "message", "propertyValue": "sample-value",
-}
 
 
 @pytest.mark.parametrize("stack", BOTH_QUEUES, indirect=True)
@@ -41,7 +33,7 @@ def test_colliding_hubspot_event_ids(stack: Stack, tmp_path: Path, record: Calla
     ledger = EventLedger()
     receiver = Receiver(stack)
     try:
-        for batch in ([TEST_CREATION], [TEST_PROPERTY_CHANGE], [first, second], [retry]):
+        for batch in ([HUBSPOT_TEST_CREATION], [HUBSPOT_TEST_PROPERTY_CHANGE], [first, second], [retry]):
             assert receiver.post_hubspot(json.dumps(batch).encode()) == 200
             for (identity, key), element in zip(hubspot_keys(batch), batch, strict=True):
                 # The retry is the same event as ``first`` (only attemptNumber differs).

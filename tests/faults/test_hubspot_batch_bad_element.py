@@ -6,26 +6,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from integration_assets.samples.events import hubspot_change
-from tests.events.conftest import NOW, Stack, seed_contacts
+from tests.events.conftest import Stack, hubspot_batch_with_a_bad_element
 from tests.faults.accounting import EventLedger, Figures, account_events
 from tests.faults.producer import BOTH_QUEUES, Receiver, drain_fresh, hubspot_keys
 
 
 @pytest.mark.parametrize("stack", BOTH_QUEUES, indirect=True)
 def test_hubspot_batch_bad_element(stack: Stack, tmp_path: Path, record: Callable[..., Figures]) -> None:
-    ids = [str(5000 + i) for i in range(100)]
-    seed_contacts(tmp_path, ids, warehouse_url=stack.warehouse_url)
-    elements: list[Any] = [
-        hubspot_change(1000 + i, cid, "firstname", f"N{i}", NOW - timedelta(seconds=i)) for i, cid in enumerate(ids)
-    ]
-    elements[57] = {"subscriptionType": "contact.propertyChange", "objectId": 5057, "propertyName": "firstname"}
+    elements = hubspot_batch_with_a_bad_element(tmp_path, warehouse_url=stack.warehouse_url)
     body = json.dumps(elements).encode()
     receiver = Receiver(stack)
     ledger = EventLedger()

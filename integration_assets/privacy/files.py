@@ -99,6 +99,19 @@ def _encode(text: str, encoding: str, bom: str) -> bytes:
     return (b"\xef\xbb\xbf" if bom else b"") + text.encode(encoding, "surrogateescape")
 
 
+def _searchable(data: bytes) -> bytes | None:
+    """``data`` as a byte search sees it (gzip decompressed), or None when a byte search cannot rule anything
+    out: zip and Parquet (compressed inside), UTF-16, a gzip that does not decompress."""
+    if data[:2] == b"\x1f\x8b":
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError):
+            return None
+    if data[:4] == b"PK\x03\x04" or data[:4] == b"PAR1" or data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return None
+    return data
+
+
 class FileRedactor:
     """Removes the subjects' records from files of their entity, and copies of personal values anywhere."""
 
@@ -433,14 +446,10 @@ class FileRedactor:
         fallback encoding, any case. Zip, Parquet and UTF-16 files: yes."""
         if not self.values:
             return False
-        if data[:2] == b"\x1f\x8b":
-            try:
-                data = gzip.decompress(data)
-            except (OSError, EOFError):
-                return True
-        if data[:4] == b"PK\x03\x04" or data[:4] == b"PAR1" or data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        searchable = _searchable(data)
+        if searchable is None:
             return True
-        low = data.lower()
+        low = searchable.lower()
         for value in self.values:
             for enc in ("utf-8", self.fallback):
                 if value.lower().encode(enc, "ignore") in low:
@@ -451,21 +460,17 @@ class FileRedactor:
         """Whether ``data`` (gzip decompressed) can hold one of the ids at all: a number, maybe with leading
         zeros or a zero fraction/exponent, not part of a longer token. Zip and Parquet are compressed inside: yes.
         Lets an archived export without an erased record skip the parse."""
-        if data[:2] == b"\x1f\x8b":
-            try:
-                data = gzip.decompress(data)
-            except (OSError, EOFError):
-                return True
-        if data[:4] == b"PK\x03\x04" or data[:4] == b"PAR1" or data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        searchable = _searchable(data)
+        if searchable is None:
             return True
         # As a token of its own: "a7001@x.com" or "17001" is not the id; "07001", "7001.0", "7001e0" may be.
         # An alternation is fast for a few ids (~1 s for 50 MB) and slower than the parse for thousands.
         if len(self.ids) > 50:
             return True
-        if not any(i.encode() in data for i in self.ids):  # a substring search first: ~20 ms for 50 MB
+        if not any(i.encode() in searchable for i in self.ids):  # a substring search first: ~20 ms for 50 MB
             return False
         ids = b"|".join(re.escape(i.encode()) for i in sorted(self.ids, key=len, reverse=True))
-        return re.search(_TOKEN.pattern.replace(rb"([1-9][0-9]*|0)", rb"(?:" + ids + rb")"), data) is not None
+        return re.search(_TOKEN.pattern.replace(rb"([1-9][0-9]*|0)", rb"(?:" + ids + rb")"), searchable) is not None
 
     def redact(self, path: Path, store: str, root: Path, *, by_id: bool, dry_run: bool) -> FileResult:
         """Re-write ``path`` without the subject's records and copies of its values; ``self.found`` is then the

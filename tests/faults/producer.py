@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import random
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -74,15 +73,6 @@ def drain_until_empty(stack: Stack, queue: Queue, *, max_rounds: int = 20, **kw:
         if r.totals.events_in == 0:
             break
     return reports
-
-
-def wait_for(predicate: Callable[[], Any], timeout_s: float, interval_s: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval_s)
 
 
 def stripe_body(n: int, prefix: str = "evt_f") -> tuple[str, bytes]:

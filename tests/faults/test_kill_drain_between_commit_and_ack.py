@@ -26,7 +26,8 @@ import pytest
 
 from tests.events.conftest import Stack
 from tests.faults.accounting import EventLedger, Figures, account_events
-from tests.faults.producer import BOTH_QUEUES, drain_fresh, good_events, publish, wait_for
+from tests.faults.producer import BOTH_QUEUES, drain_fresh, good_events, publish
+from tests.support.waits import wait_for
 
 N = 300
 BATCH = 100

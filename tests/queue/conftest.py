@@ -60,15 +60,6 @@ def receive_n(q: Queue, n: int, timeout_s: float = 5.0, **kw: Any) -> list[Deliv
     return got
 
 
-def wait_for(predicate: Callable[[], Any], timeout_s: float = 5.0, interval_s: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval_s)
-
-
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A migrated SQLite warehouse, copied per test: far cheaper than running the migrations every time."""

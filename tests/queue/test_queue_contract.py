@@ -10,8 +10,9 @@ import pytest
 
 from integration_assets.queue import Queue, StaleDelivery
 from integration_assets.queue.sql import event_fingerprint
+from tests.support.waits import wait_for
 
-from .conftest import dead_letter_rows, message, receive_n, wait_for
+from .conftest import dead_letter_rows, message, receive_n
 
 pytestmark = pytest.mark.usefixtures("backend")
 

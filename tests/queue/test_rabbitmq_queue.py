@@ -13,8 +13,9 @@ import pytest
 
 from integration_assets.queue import PublishUnroutable, QueueConfigError, QueueUnavailable
 from integration_assets.queue.rabbitmq import RabbitMQQueue
+from tests.support.waits import wait_for
 
-from .conftest import TcpProxy, closed_port, dead_letter_rows, message, receive_n, wait_for
+from .conftest import TcpProxy, closed_port, dead_letter_rows, message, receive_n
 
 pytestmark = pytest.mark.rabbitmq
 

@@ -148,6 +148,14 @@ def repeated_loads(conn: sa.Connection) -> int:
     return sum(n - 1 for n in seen.values() if n > 1)
 
 
+def file_load_statuses(engine: sa.Engine) -> list[str]:
+    """The statuses of the file loads in the ``loads`` ledger, sorted."""
+    from integration_assets.warehouse.schema import loads
+
+    with engine.connect() as conn:
+        return sorted(conn.scalars(sa.select(loads.c.status).where(loads.c.kind == "file")))
+
+
 def account_events(
     engine: sa.Engine,
     ledger: EventLedger,

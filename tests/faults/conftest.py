@@ -25,6 +25,7 @@ from tests.conftest import IN_CI
 from tests.events.conftest import stack  # noqa: F401 - the event-path stacks, reused as they are
 from tests.faults.accounting import Figures
 from tests.support.servers import OwnPostgres, OwnRabbitMQ, ServerError
+from tests.support.tcp_proxy import TcpProxy
 
 _RESULTS: list[dict[str, Any]] = []
 _OUTCOMES: dict[str, str] = {}
@@ -110,6 +111,15 @@ def record(request: pytest.FixtureRequest) -> Callable[..., Figures]:
         return fig
 
     return rec
+
+
+@pytest.fixture
+def pg_proxy() -> Iterator[TcpProxy]:
+    """A TCP proxy of this test in front of the shared PostgreSQL: a scenario takes the warehouse away by
+    cutting and refusing connections (``down()``), never by stopping the server."""
+    proxy = TcpProxy(("127.0.0.1", 5432))
+    yield proxy
+    proxy.close()
 
 
 # -- servers of our own ------------------------------------------------------------------------------------

@@ -9,11 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
 from integration_assets.warehouse.db import get_engine
-from integration_assets.warehouse.schema import loads
-from tests.faults.accounting import Figures, account_rows
+from tests.faults.accounting import Figures, account_rows, file_load_statuses
 from tests.faults.files import contact_row, inbox_folder, sync_popen, write_contacts
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -34,8 +32,7 @@ def test_concurrent_syncs(warehouse_url: str, isolated_env: Path, record: Callab
         assert "FileNotFoundError" not in err, err[-3000:]
     statuses = sorted(ld["status"] for _, out, _ in results for ld in json.loads(out.splitlines()[-1])["loads"])
     engine = get_engine(warehouse_url)
-    with engine.connect() as conn:
-        ledger = sorted(r[0] for r in conn.execute(sa.select(loads.c.status).where(loads.c.kind == "file")))
+    ledger = file_load_statuses(engine)
     assert ledger.count("succeeded") == 1, ledger
     assert not list((isolated_env / "inbox").rglob("*.csv"))
     fig = account_rows(engine, "two syncs on one file at once", table="contacts", source_system="hubspot",

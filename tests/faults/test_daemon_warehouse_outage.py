@@ -12,28 +12,19 @@ wait is 1 s instead of 60 s (INTEGRATION_INBOX_RETRY_SECONDS)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
 import pytest
-import sqlalchemy as sa
 
 from integration_assets.warehouse.db import get_engine
-from integration_assets.warehouse.schema import loads
-from tests.faults.accounting import Figures, account_rows
+from tests.faults.accounting import Figures, account_rows, file_load_statuses
 from tests.faults.files import contact_row, inbox_folder, write_contacts
 from tests.support.tcp_proxy import TcpProxy
 
 N = 500
 RUN_KEY_TAG = "dagster/run_key"
-
-
-@pytest.fixture
-def pg_proxy() -> Iterator[TcpProxy]:
-    proxy = TcpProxy(("127.0.0.1", 5432))
-    yield proxy
-    proxy.close()
 
 
 class Daemon:
@@ -104,8 +95,7 @@ def test_daemon_warehouse_outage(
             daemon.tick()
             time.sleep(0.25)
     engine = get_engine(warehouse_url)
-    with engine.connect() as conn:
-        statuses = sorted(r[0] for r in conn.execute(sa.select(loads.c.status).where(loads.c.kind == "file")))
+    statuses = file_load_statuses(engine)
     fig = account_rows(engine, "daemon: warehouse down during a sensor-launched run", table="contacts",
                        source_system="hubspot", entity="contacts", sent_ids=ids, backend="postgres")
     fig.notes.append(f"runs launched after the failure: {daemon.launched}; run keys skipped: {len(daemon.skipped)}; ledger {statuses}")

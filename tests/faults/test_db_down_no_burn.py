@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
@@ -18,13 +18,6 @@ from tests.faults.producer import BOTH_QUEUES, good_events, publish
 from tests.support.tcp_proxy import TcpProxy
 
 N = 300
-
-
-@pytest.fixture
-def pg_proxy() -> Iterator[TcpProxy]:
-    proxy = TcpProxy(("127.0.0.1", 5432))
-    yield proxy
-    proxy.close()
 
 
 @pytest.mark.parametrize("stack", BOTH_QUEUES, indirect=True)

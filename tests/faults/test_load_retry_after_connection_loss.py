@@ -7,27 +7,18 @@ alone, with the warehouse still reachable, is retried fine: the failed attempt i
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
 from integration_assets.warehouse import writer
 from integration_assets.warehouse.db import get_engine
-from integration_assets.warehouse.schema import loads
-from tests.faults.accounting import Figures, account_rows
+from tests.faults.accounting import Figures, account_rows, file_load_statuses
 from tests.faults.files import contact_row, inbox_folder, write_contacts
 from tests.support.tcp_proxy import TcpProxy
 
 N = 2000
-
-
-@pytest.fixture
-def pg_proxy() -> Iterator[TcpProxy]:
-    proxy = TcpProxy(("127.0.0.1", 5432))
-    yield proxy
-    proxy.close()
 
 
 @pytest.mark.parametrize("warehouse_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
@@ -53,8 +44,7 @@ def test_load_retry_after_connection_loss(
     monkeypatch.setattr(writer.CanonicalStage, "merge", merge_then_lose_the_connection)
     result = run_pending()
     engine = get_engine(warehouse_url)
-    with engine.connect() as conn:
-        statuses = sorted(r[0] for r in conn.execute(sa.select(loads.c.status).where(loads.c.kind == "file")))
+    statuses = file_load_statuses(engine)
     fig = account_rows(engine, "warehouse away for 2 s mid-merge: the step retry", table="contacts",
                        source_system="hubspot", entity="contacts", sent_ids=ids, backend="postgres")
     fig.notes.append(f"one sync: ok={result.ok}; ledger {statuses}; file left in the inbox: {path.exists()}")

@@ -13,9 +13,8 @@ import sqlalchemy as sa
 
 from integration_assets.warehouse import writer
 from integration_assets.warehouse.db import get_engine
-from integration_assets.warehouse.schema import loads
 from tests.conftest import PG_ADMIN_URL
-from tests.faults.accounting import Figures, account_rows
+from tests.faults.accounting import Figures, account_rows, file_load_statuses
 from tests.faults.files import contact_row, inbox_folder, write_contacts
 
 N = 3000
@@ -47,8 +46,7 @@ def test_loader_backend_terminated(
     finally:
         admin.dispose()
     engine = get_engine(warehouse_url)
-    with engine.connect() as conn:
-        statuses = sorted(r[0] for r in conn.execute(sa.select(loads.c.status).where(loads.c.kind == "file")))
+    statuses = file_load_statuses(engine)
     assert killed, "the load never merged"
     fig = account_rows(engine, "loader's backend terminated mid-merge", table="contacts", source_system="hubspot",
                        entity="contacts", sent_ids=ids, backend="postgres")

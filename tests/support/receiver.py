@@ -14,7 +14,9 @@ import uvicorn
 
 @contextlib.contextmanager
 def serving(app: Any, **config: Any) -> Iterator[str]:
-    """Serve ``app`` (lifespan on) until the block ends; yields its base URL."""
+    """Serve ``app`` (lifespan on) until the block ends; yields its base URL. ``config``: more uvicorn.Config
+    arguments, e.g. the receiver's own (webhooks.cli.server_options). A server still running 15 s after a block
+    that ended normally is an error."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -33,3 +35,5 @@ def serving(app: Any, **config: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(15)
+    if thread.is_alive():
+        raise RuntimeError("uvicorn did not stop")

@@ -6,49 +6,25 @@ import asyncio
 import contextlib
 import select
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 
 from integration_assets.queue.sql import SqlQueue
 from integration_assets.webhooks.app import create_app
 from integration_assets.webhooks.cli import server_options
+from tests.support.receiver import serving
 
 from .conftest import hubspot_body, hubspot_headers, stripe_event, stripe_headers, test_config
-
-
-@contextlib.contextmanager
-def serving(app: Any, **options: Any) -> Iterator[str]:
-    """``app`` under uvicorn with the receiver's own server options (webhooks.cli), on a free port."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", **server_options(**options)
-    )
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, name="uvicorn-test", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not srv.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(10)
-    assert not thread.is_alive()
 
 
 @pytest.fixture
 def server(sqlite_warehouse: str, queue_name: str, isolated_env: Path) -> Iterator[tuple[str, object]]:
     app = create_app(queue_factory=lambda: SqlQueue(sqlite_warehouse, name=queue_name), config=test_config())
-    with serving(app) as base:
+    with serving(app, **server_options()) as base:
         yield base, app
 
 
@@ -143,7 +119,7 @@ def test_slow_bodies_are_cut_and_their_connections_closed(
     app = create_app(
         queue_factory=lambda: SqlQueue(sqlite_warehouse, name=queue_name), config=test_config(body_timeout_s=2.0)
     )
-    with serving(app) as base:
+    with serving(app, **server_options()) as base:
         host, port = base.removeprefix("http://").split(":")
         body = stripe_event("evt_slow")
         sig_header = stripe_headers(body)["stripe-signature"]
@@ -176,7 +152,7 @@ def test_slow_and_oversized_header_blocks_are_cut(
     """100 clients that send a request line and then a header byte now and then, and one that sends 100 KiB of
     headers at once: the server closes every one of them, and a normal request is served meanwhile."""
     app = create_app(queue_factory=lambda: SqlQueue(sqlite_warehouse, name=queue_name), config=test_config())
-    with serving(app, header_timeout_s=2.0) as base:
+    with serving(app, **server_options(header_timeout_s=2.0)) as base:
         host, port = base.removeprefix("http://").split(":")
         slow: list[socket.socket] = []
         for _ in range(100):

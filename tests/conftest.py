@@ -105,6 +105,14 @@ def warehouse_url(request: pytest.FixtureRequest, isolated_env: Path, monkeypatc
 
 
 @pytest.fixture
+def engine(warehouse_url: str) -> sa.Engine:
+    """The engine of ``warehouse_url``."""
+    from integration_assets.warehouse.db import get_engine
+
+    return get_engine(warehouse_url)
+
+
+@pytest.fixture
 def amqp_url() -> str:
     service_required("RabbitMQ", "127.0.0.1", 5672)
     return AMQP_URL

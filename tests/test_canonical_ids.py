@@ -10,23 +10,16 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
 
 from integration_assets.ingest import ingest_file
 from integration_assets.quality import integrity
 from integration_assets.quality.policies import load_policies
-from integration_assets.warehouse.db import get_engine
 from integration_assets.warehouse.ledger import LoadReport
 from integration_assets.warehouse.schema import CANONICAL_TABLES, dead_letters
 
 CONTACT_HEADER = ["Record ID", "First Name", "Last Name", "Email", "Lifecycle Stage", "Primary Associated Company ID",
                   "Last Modified Date"]
-
-
-@pytest.fixture
-def engine(warehouse_url: str) -> sa.Engine:
-    return get_engine(warehouse_url)
 
 
 def put(tmp_path: Path, system: str, entity: str, name: str, text: str) -> Path:

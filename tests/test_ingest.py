@@ -38,11 +38,6 @@ DEAL_HEADER = ["Record ID", "Deal Name", "Deal Stage", "Amount", "Close Date", "
 
 # -- helpers ----------------------------------------------------------------------------------------------
 @pytest.fixture
-def engine(warehouse_url: str) -> sa.Engine:
-    return get_engine(warehouse_url)
-
-
-@pytest.fixture
 def inbox(tmp_path: Path) -> Path:
     return tmp_path / "inbox"
 

@@ -62,11 +62,6 @@ def stored(engine: sa.Engine) -> dict[str, dict[str, Any]]:
 
 
 @pytest.fixture
-def engine(warehouse_url: str) -> sa.Engine:
-    return get_engine(warehouse_url)
-
-
-@pytest.fixture
 def inbox(tmp_path: Path) -> Path:
     return tmp_path / "inbox"
 

@@ -29,7 +29,6 @@ from integration_assets.connectors import files
 from integration_assets.errors import TransientError
 from integration_assets.ingest import ingest_file
 from integration_assets.settings import get_settings
-from integration_assets.warehouse.db import get_engine
 from integration_assets.warehouse.ledger import LoadReport
 from integration_assets.warehouse.schema import CANONICAL_TABLES, dead_letters, loads, schema_drift
 
@@ -64,11 +63,6 @@ def zipped(members: dict[str, bytes]) -> bytes:
         for name, data in members.items():
             zf.writestr(name, data)
     return buf.getvalue()
-
-
-@pytest.fixture
-def engine(warehouse_url: str) -> sa.Engine:
-    return get_engine(warehouse_url)
 
 
 @pytest.fixture(autouse=True)

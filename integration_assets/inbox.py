@@ -223,9 +223,7 @@ def archive_duplicate(f: InboxFile, sha256: str, loaded_by: str, *, settings: Se
                         error=f"identical content already loaded by {loaded_by}")
     # Archive first: when another process got there before us, the file is its to account for.
     archive(f, sha256, settings)
-    with engine.begin() as conn:
-        ledger.start(conn, report)
-        ledger.finish(conn, report)
+    ledger.record(engine, report)
     return report
 
 
@@ -240,9 +238,7 @@ def refuse(r: Refused, *, settings: Settings | None = None, engine: sa.Engine | 
                         file_bytes=f.size)
     # Move first: when another process rejected the entry before us, the entry is its to account for.
     reject(f, report, settings, engine)
-    with engine.begin() as conn:
-        ledger.start(conn, report)
-        ledger.finish(conn, report)
+    ledger.record(engine, report)
     return report
 
 
@@ -263,9 +259,7 @@ def process(f: InboxFile, *, settings: Settings | None = None, engine: sa.Engine
                             error=f"{f.path.name} is in {f.folder or '(inbox root)'}/, which is not <system>/<entity>/ of "
                                   f"a known contract ({', '.join(sorted(f'{s}/{e}' for s, e in known))})",
                             content_hash=content_hash(f.path), file_bytes=f.size)
-        with engine.begin() as conn:
-            ledger.start(conn, report)
-            ledger.finish(conn, report)
+        ledger.record(engine, report)
         reject(f, report, settings, engine)
         return report
     report = ingest_file(f.path, f.system, f.entity, settings=settings, engine=engine, run_id=run_id,

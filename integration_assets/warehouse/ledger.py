@@ -279,6 +279,13 @@ def heartbeat(engine: sa.Engine, load_id: str, every: float | None = None) -> It
         thread.join(timeout=5)
 
 
+def record(engine: sa.Engine, report: LoadReport) -> None:
+    """One finished ledger row for a load decided without reading the file (a duplicate, a refused entry)."""
+    with engine.begin() as conn:
+        start(conn, report)
+        finish(conn, report)
+
+
 def finish(conn: sa.Connection, report: LoadReport) -> None:
     report.finished_at = utcnow()
     report.duration_ms = int((report.finished_at - report.started_at).total_seconds() * 1000)

@@ -79,8 +79,12 @@ def pika_confirm_each(seconds: float, size: int) -> dict[str, Any]:
         while (elapsed := time.perf_counter() - t0) < seconds:
             ch.basic_publish("", queue, body, props, mandatory=True)  # returns once confirmed
             n += 1
-        return {"contender": "pika, confirm each publish", "count": n, "seconds": round(elapsed, 3),
-                "per_s": round(n / elapsed, 1)}
+        return {
+            "contender": "pika, confirm each publish",
+            "count": n,
+            "seconds": round(elapsed, 3),
+            "per_s": round(n / elapsed, 1),
+        }
     finally:
         ch.queue_delete(queue)
         conn.close()
@@ -100,8 +104,12 @@ def pika_windowed(seconds: float, size: int, window: int) -> dict[str, Any]:
 
     def on_channel(ch: Any) -> None:
         state["ch"] = ch
-        ch.queue_declare(queue, durable=True, arguments={"x-queue-type": "quorum"},
-                         callback=lambda _f: ch.confirm_delivery(on_confirm, callback=lambda _f: start()))
+        ch.queue_declare(
+            queue,
+            durable=True,
+            arguments={"x-queue-type": "quorum"},
+            callback=lambda _f: ch.confirm_delivery(on_confirm, callback=lambda _f: start()),
+        )
 
     def start() -> None:
         state["warm_until"] = time.perf_counter() + 1.0
@@ -126,8 +134,9 @@ def pika_windowed(seconds: float, size: int, window: int) -> dict[str, Any]:
             return
         publish()
 
-    conn = pika.SelectConnection(pika.URLParameters(AMQP), on_open_callback=on_open,
-                                 on_close_callback=lambda *_: conn.ioloop.stop())
+    conn = pika.SelectConnection(
+        pika.URLParameters(AMQP), on_open_callback=on_open, on_close_callback=lambda *_: conn.ioloop.stop()
+    )
     state["conn"] = conn
     conn.ioloop.start()
     cleanup = pika.BlockingConnection(pika.URLParameters(AMQP))
@@ -135,8 +144,12 @@ def pika_windowed(seconds: float, size: int, window: int) -> dict[str, Any]:
     cleanup.close()
     n = state["acked_at_end"] - state["acked_at_t0"]
     elapsed = state["t_end"] - state["t0"]
-    return {"contender": f"pika, windowed confirms ({window} in flight)", "count": n,
-            "seconds": round(elapsed, 3), "per_s": round(n / elapsed, 1)}
+    return {
+        "contender": f"pika, windowed confirms ({window} in flight)",
+        "count": n,
+        "seconds": round(elapsed, 3),
+        "per_s": round(n / elapsed, 1),
+    }
 
 
 # --------------------------------------------------------------------------------------------- load generator
@@ -183,8 +196,12 @@ async def _load(port: int, requests: list[bytes], connections: int, seconds: flo
     elapsed = time.perf_counter() - t0
     phase["stop"] = True
     await asyncio.wait(tasks, timeout=15)
-    return {"accepted": counted["n"], "seconds": round(elapsed, 3), "per_s": round(counted["n"] / elapsed, 1),
-            "statuses": statuses}
+    return {
+        "accepted": counted["n"],
+        "seconds": round(elapsed, 3),
+        "per_s": round(counted["n"] / elapsed, 1),
+        "statuses": statuses,
+    }
 
 
 def loadgen_main(port: int, secret: str, prefix: str, n: int, connections: int, seconds: float) -> None:
@@ -194,8 +211,10 @@ def loadgen_main(port: int, secret: str, prefix: str, n: int, connections: int, 
     requests = []
     for i in range(n):  # unique events, signed up front: the clock measures the receiver, not the signing
         body = stripe_body(f"evt_{prefix}_{i:08d}", f"pi_{prefix}_{i:08d}", now)
-        head = (f"POST /webhooks/stripe HTTP/1.1\r\nhost: {HOST}:{port}\r\ncontent-type: application/json\r\n"
-                f"stripe-signature: {sign_stripe(body, secret, now)}\r\ncontent-length: {len(body)}\r\n\r\n")
+        head = (
+            f"POST /webhooks/stripe HTTP/1.1\r\nhost: {HOST}:{port}\r\ncontent-type: application/json\r\n"
+            f"stripe-signature: {sign_stripe(body, secret, now)}\r\ncontent-length: {len(body)}\r\n\r\n"
+        )
         requests.append(head.encode() + body)
     print(json.dumps(asyncio.run(_load(port, requests, connections, seconds))), flush=True)
 
@@ -205,28 +224,72 @@ def receiver_run(backend: str, pg_url: str, args: argparse.Namespace) -> dict[st
     prefix = f"rx{uuid.uuid4().hex[:8]}"
     amqp_url = AMQP + ("&" if "?" in AMQP else "?") + urlencode({"prefix": f"benchrx{prefix}"})
     queue_url = "sql" if backend == "sql" else amqp_url
-    env = {**os.environ, "INTEGRATION_WAREHOUSE_URL": pg_url, "INTEGRATION_QUEUE_URL": queue_url,
-           "STRIPE_WEBHOOK_SECRET": secret, "INTEGRATION_DATA_DIR": str(ROOT / "bench" / ".work" / f"data-{prefix}")}
+    env = {
+        **os.environ,
+        "INTEGRATION_WAREHOUSE_URL": pg_url,
+        "INTEGRATION_QUEUE_URL": queue_url,
+        "STRIPE_WEBHOOK_SECRET": secret,
+        "INTEGRATION_DATA_DIR": str(ROOT / "bench" / ".work" / f"data-{prefix}"),
+    }
     port = free_port()
     receiver = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "integration_assets.webhooks.app:create_app", "--factory", "--host", HOST,
-         "--port", str(port), "--log-level", "warning", "--no-access-log"], env=env, cwd=ROOT)
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "integration_assets.webhooks.app:create_app",
+            "--factory",
+            "--host",
+            HOST,
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        env=env,
+        cwd=ROOT,
+    )
     try:
         wait_healthy(f"http://{HOST}:{port}", receiver)
         # Enough distinct events for the whole run at ~10k/s: a replayed id would be a duplicate, not new work.
         n = int((args.seconds + 2) * 10_000)
         gen = subprocess.run(
-            [sys.executable, __file__, "--_loadgen", str(port), secret, prefix, str(n), str(args.connections),
-             str(args.seconds)], env=env, cwd=ROOT, capture_output=True, text=True, timeout=args.seconds + 300)
+            [
+                sys.executable,
+                __file__,
+                "--_loadgen",
+                str(port),
+                secret,
+                prefix,
+                str(n),
+                str(args.connections),
+                str(args.seconds),
+            ],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=args.seconds + 300,
+        )
         if gen.returncode != 0:
             raise RuntimeError(f"load generator failed: {gen.stderr[-2000:]}")
         out = json.loads(gen.stdout.strip().splitlines()[-1])
     finally:
         stop_receiver(receiver, None if backend == "sql" else amqp_url, pg_url)
-    label = "receiver → RabbitMQ (quorum), 2xx after confirm" if backend != "sql" else \
-        "receiver → SQL queue (Postgres), 2xx after commit"
-    return {"contender": label, "count": out["accepted"], "seconds": out["seconds"], "per_s": out["per_s"],
-            "statuses": out["statuses"], "connections": args.connections}
+    label = (
+        "receiver → RabbitMQ (quorum), 2xx after confirm"
+        if backend != "sql"
+        else "receiver → SQL queue (Postgres), 2xx after commit"
+    )
+    return {
+        "contender": label,
+        "count": out["accepted"],
+        "seconds": out["seconds"],
+        "per_s": out["per_s"],
+        "statuses": out["statuses"],
+        "connections": args.connections,
+    }
 
 
 def markdown(results: list[dict[str, Any]]) -> str:
@@ -240,10 +303,14 @@ def markdown(results: list[dict[str, Any]]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--repeat", type=int, default=3, help="runs per contender, order rotated; medians reported")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="runs per contender, order rotated; medians reported"
+    )
     parser.add_argument("--size", type=int, default=500, help="raw pika message size (bytes)")
     parser.add_argument("--window", type=int, default=1000, help="raw pika unconfirmed messages in flight")
     parser.add_argument("--only", default="each,window,rabbitmq,sql")
@@ -264,7 +331,9 @@ def main() -> None:
     try:
         order = [c for c in ("each", "window", "rabbitmq", "sql") if c in only]
         for rep in range(args.repeat):
-            for contender in order[rep % len(order):] + order[: rep % len(order)]:  # rotate between repetitions
+            for contender in (
+                order[rep % len(order) :] + order[: rep % len(order)]
+            ):  # rotate between repetitions
                 if contender == "each":
                     r = pika_confirm_each(args.seconds, args.size)
                 elif contender == "window":
@@ -280,17 +349,36 @@ def main() -> None:
     for label in dict.fromkeys(r["contender"] for r in runs):
         mine = [r for r in runs if r["contender"] == label]
         rates = sorted(r["per_s"] for r in mine)
-        results.append({"contender": label, "per_s": statistics.median(rates), "runs": rates,
-                        "count": sum(r["count"] for r in mine), "seconds": sum(r["seconds"] for r in mine)})
-    print(f"\nWebhook → durable enqueue, {args.seconds:g} s per run, median of {args.repeat}, receiver load from "
-          f"{args.connections} connections ({platform.machine()}, {os.cpu_count()} CPUs, 1-min load average "
-          f"{load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after)\n")
+        results.append(
+            {
+                "contender": label,
+                "per_s": statistics.median(rates),
+                "runs": rates,
+                "count": sum(r["count"] for r in mine),
+                "seconds": sum(r["seconds"] for r in mine),
+            }
+        )
+    print(
+        f"\nWebhook → durable enqueue, {args.seconds:g} s per run, median of {args.repeat}, receiver load from "
+        f"{args.connections} connections ({platform.machine()}, {os.cpu_count()} CPUs, 1-min load average "
+        f"{load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after)\n"
+    )
     print(markdown(results))
     out = workdir / f"receiver-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
-    out.write_text(json.dumps({"benchmark": "events_receiver", "at": datetime.now(UTC).isoformat(),
-                               "load_average": [load_before, os.getloadavg()],
-                               "params": vars(args) | {"_loadgen": None}, "results": results, "runs": runs},
-                              indent=2, default=str))
+    out.write_text(
+        json.dumps(
+            {
+                "benchmark": "events_receiver",
+                "at": datetime.now(UTC).isoformat(),
+                "load_average": [load_before, os.getloadavg()],
+                "params": vars(args) | {"_loadgen": None},
+                "results": results,
+                "runs": runs,
+            },
+            indent=2,
+            default=str,
+        )
+    )
     log(f"wrote {out.relative_to(ROOT)}")
 
 

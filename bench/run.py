@@ -475,8 +475,14 @@ class Ours(Contender):
         # start): migrate the warehouse and create the Dagster instance's storage. Timed and reported apart.
         t0 = time.perf_counter()
         for cmd in (["db", "upgrade"], ["status", "--json"]):
-            subprocess.run([str(SYNC_CMD), *cmd], env=self.env(), cwd=ROOT, check=True, capture_output=True,
-                           timeout=self.args.timeout)
+            subprocess.run(
+                [str(SYNC_CMD), *cmd],
+                env=self.env(),
+                cwd=ROOT,
+                check=True,
+                capture_output=True,
+                timeout=self.args.timeout,
+            )
         self.setup_detail = {"setup_s": time.perf_counter() - t0}
 
     def scratch(self) -> list[Path]:
@@ -616,7 +622,9 @@ def _detail_text(name: str, d: dict[str, Any]) -> str:
         if "duration_ms" in d:
             parts.append(f"{d['duration_ms'] / 1000:.2f} s in-process")
         if "setup_s" in d:
-            parts.append(f"one-time setup before the clock (db upgrade + Dagster instance) {d['setup_s']:.2f} s")
+            parts.append(
+                f"one-time setup before the clock (db upgrade + Dagster instance) {d['setup_s']:.2f} s"
+            )
         return ", ".join(parts)
     return ""
 

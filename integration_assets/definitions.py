@@ -21,18 +21,26 @@ def build_definitions() -> dg.Definitions:
     core = build_core(policies)
     assets, checks, check_keys, file_jobs = core.assets, core.checks, core.check_keys, core.file_jobs
     quality_job = dg.define_asset_job(
-        "quality_checks", selection=dg.AssetSelection.checks(*check_keys),
-        description="Every asset check on the warehouse, incl. the Great Expectations suites and reconciliations.")
+        "quality_checks",
+        selection=dg.AssetSelection.checks(*check_keys),
+        description="Every asset check on the warehouse, incl. the Great Expectations suites and reconciliations.",
+    )
     quality_schedule = dg.ScheduleDefinition(
-        job=quality_job, cron_schedule="17 * * * *",
-        default_status=dg.DefaultScheduleStatus.RUNNING, description="Hourly: all checks (alerts come from the check sensor).")
+        job=quality_job,
+        cron_schedule="17 * * * *",
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description="Hourly: all checks (alerts come from the check sensor).",
+    )
     return dg.Definitions(
         assets=[*assets, queue_spec],  # the queue is observed, not materialized: no freshness window
         asset_checks=checks,
         jobs=[*file_jobs, quality_job, replay_dead_letters, drain_events_job, housekeeping],
         schedules=[quality_schedule, housekeeping_schedule],
-        sensors=[build_inbox_sensor(file_jobs), build_events_sensor(drain_events_job),
-                 *build_alert_sensors(assets, checks, policies)],
+        sensors=[
+            build_inbox_sensor(file_jobs),
+            build_events_sensor(drain_events_job),
+            *build_alert_sensors(assets, checks, policies),
+        ],
         resources={"warehouse": warehouse_resource()},
     )
 

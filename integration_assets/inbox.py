@@ -57,12 +57,29 @@ def entity_slug(entity: str) -> str:
 log = logging.getLogger(__name__)
 
 # Names a writer or an editor uses while a file is not finished: left alone while fresh (TEMP_MAX_AGE_VAR).
-TEMP_SUFFIXES = (".part", ".partial", ".tmp", ".temp", ".crdownload", ".download", ".filepart", ".swp", ".swx", "~")
+TEMP_SUFFIXES = (
+    ".part",
+    ".partial",
+    ".tmp",
+    ".temp",
+    ".crdownload",
+    ".download",
+    ".filepart",
+    ".swp",
+    ".swx",
+    "~",
+)
 TEMP_PREFIXES = ("~$", ".~lock.", ".#")
 TEMP_MAX_AGE_VAR = "INTEGRATION_INBOX_TEMP_MAX_AGE_SECONDS"
-IGNORE_RULE = ("names ending in " + " ".join(TEMP_SUFFIXES) + " or starting with " + " ".join(TEMP_PREFIXES)
-               + " are files still being written: left alone while younger than "
-               + TEMP_MAX_AGE_VAR + ", then rejected (stale_temp_file)")
+IGNORE_RULE = (
+    "names ending in "
+    + " ".join(TEMP_SUFFIXES)
+    + " or starting with "
+    + " ".join(TEMP_PREFIXES)
+    + " are files still being written: left alone while younger than "
+    + TEMP_MAX_AGE_VAR
+    + ", then rejected (stale_temp_file)"
+)
 
 
 def is_temp_name(name: str) -> bool:
@@ -120,22 +137,44 @@ def survey(settings: Settings | None = None) -> Survey:
             except FileNotFoundError:
                 continue  # moved away meanwhile (another process archived it)
             f = _entry(root, p, st)
-            hidden = any(part.startswith(".") for part in p.relative_to(root).parts[:-1]) or name.startswith(".")
+            hidden = any(part.startswith(".") for part in p.relative_to(root).parts[:-1]) or name.startswith(
+                "."
+            )
             if stat.S_ISLNK(st.st_mode):
-                out.refused.append(Refused(f, "symlink", f"{name} is a symbolic link; the inbox takes regular files "
-                                                         "only (links are never followed)"))
+                out.refused.append(
+                    Refused(
+                        f,
+                        "symlink",
+                        f"{name} is a symbolic link; the inbox takes regular files "
+                        "only (links are never followed)",
+                    )
+                )
             elif not stat.S_ISREG(st.st_mode):
                 out.refused.append(Refused(f, "not_a_regular_file", f"{name} is not a regular file"))
             elif is_temp_name(name):
                 age = now - st.st_mtime
                 if age < max_age:
-                    out.ignored.append((f, f"temporary name, {int(age)} s old (left alone for {int(max_age)} s)"))
+                    out.ignored.append(
+                        (f, f"temporary name, {int(age)} s old (left alone for {int(max_age)} s)")
+                    )
                 else:
-                    out.refused.append(Refused(f, "stale_temp_file", f"{name} has a temporary name and has not "
-                                               f"changed for {int(age)} s: an upload that never finished?"))
+                    out.refused.append(
+                        Refused(
+                            f,
+                            "stale_temp_file",
+                            f"{name} has a temporary name and has not "
+                            f"changed for {int(age)} s: an upload that never finished?",
+                        )
+                    )
             elif hidden:
-                out.refused.append(Refused(f, "hidden_file", f"{name} is hidden (a name starting with '.'); an "
-                                           "export must have a visible name to be loaded"))
+                out.refused.append(
+                    Refused(
+                        f,
+                        "hidden_file",
+                        f"{name} is hidden (a name starting with '.'); an "
+                        "export must have a visible name to be loaded",
+                    )
+                )
             elif now - st.st_mtime < settings.inbox_settle_seconds:
                 out.settling.append(f)  # still being written
             else:
@@ -147,8 +186,11 @@ def survey(settings: Settings | None = None) -> Survey:
 def scan(settings: Settings | None = None, *, include_misplaced: bool = False) -> list[InboxFile]:
     """Settled regular files in the inbox, oldest first. Misplaced files (wrong depth) only on request."""
     settings = settings or get_settings()
-    return [f for f in survey(settings).files
-            if include_misplaced or len(f.path.relative_to(settings.inbox_dir).parts) == 3]
+    return [
+        f
+        for f in survey(settings).files
+        if include_misplaced or len(f.path.relative_to(settings.inbox_dir).parts) == 3
+    ]
 
 
 def processing_dir(settings: Settings) -> Path:
@@ -185,8 +227,9 @@ def archive(f: InboxFile, sha256: str | None, settings: Settings | None = None) 
     return dest
 
 
-def reject(f: InboxFile, report: LoadReport, settings: Settings | None = None,
-           engine: sa.Engine | None = None) -> Path:
+def reject(
+    f: InboxFile, report: LoadReport, settings: Settings | None = None, engine: sa.Engine | None = None
+) -> Path:
     """Move an unloadable file to rejected/ with its reason, and open a dead letter for it."""
     from integration_assets.warehouse.writer import fingerprint, upsert_dead_letters
 
@@ -197,53 +240,115 @@ def reject(f: InboxFile, report: LoadReport, settings: Settings | None = None,
     shutil.move(str(f.path), dest)  # a symlink moves as a link: its target is never read
     if not dest.is_symlink():
         redact_erased_file(dest, f.system, f.entity, settings)  # GDPR: no erased record in rejected/ either
-    reason = {"file": f.path.name, "folder": f.folder, "reason_code": report.reason_code, "reason": report.error,
-              "load_id": report.load_id, "sha256": report.content_hash, "bytes": report.file_bytes,
-              "rejected_at": utcnow().isoformat()}
-    dest.with_name(dest.name + ".reason.json").write_text(json.dumps(reason, indent=2) + "\n", encoding="utf-8")
-    raw = {"file": str(dest.relative_to(settings.rejected_dir)), "sha256": report.content_hash, "bytes": report.file_bytes}
+    reason = {
+        "file": f.path.name,
+        "folder": f.folder,
+        "reason_code": report.reason_code,
+        "reason": report.error,
+        "load_id": report.load_id,
+        "sha256": report.content_hash,
+        "bytes": report.file_bytes,
+        "rejected_at": utcnow().isoformat(),
+    }
+    dest.with_name(dest.name + ".reason.json").write_text(
+        json.dumps(reason, indent=2) + "\n", encoding="utf-8"
+    )
+    raw = {
+        "file": str(dest.relative_to(settings.rejected_dir)),
+        "sha256": report.content_hash,
+        "bytes": report.file_bytes,
+    }
     with engine.begin() as conn:
-        upsert_dead_letters(conn, [{
-            "fingerprint": fingerprint(f.system, f.entity, {"file_sha256": report.content_hash or dest.name}),
-            "source_system": f.system or "_unknown", "entity": f.entity or "_unknown", "natural_key": f.path.name,
-            "stage": "file", "check_name": report.reason_code or "rejected", "reason": report.error or "rejected",
-            "raw_record": json.dumps(raw), "contract_version": report.contract, "file_name": f.path.name,
-            "load_id": report.load_id, "errors": json.dumps([{"stage": "file", "check": report.reason_code, "reason": report.error}]),
-        }])
+        upsert_dead_letters(
+            conn,
+            [
+                {
+                    "fingerprint": fingerprint(
+                        f.system, f.entity, {"file_sha256": report.content_hash or dest.name}
+                    ),
+                    "source_system": f.system or "_unknown",
+                    "entity": f.entity or "_unknown",
+                    "natural_key": f.path.name,
+                    "stage": "file",
+                    "check_name": report.reason_code or "rejected",
+                    "reason": report.error or "rejected",
+                    "raw_record": json.dumps(raw),
+                    "contract_version": report.contract,
+                    "file_name": f.path.name,
+                    "load_id": report.load_id,
+                    "errors": json.dumps(
+                        [{"stage": "file", "check": report.reason_code, "reason": report.error}]
+                    ),
+                }
+            ],
+        )
     return dest
 
 
-def archive_duplicate(f: InboxFile, sha256: str, loaded_by: str, *, settings: Settings | None = None,
-                      engine: sa.Engine | None = None, run_id: str | None = None) -> LoadReport:
+def archive_duplicate(
+    f: InboxFile,
+    sha256: str,
+    loaded_by: str,
+    *,
+    settings: Settings | None = None,
+    engine: sa.Engine | None = None,
+    run_id: str | None = None,
+) -> LoadReport:
     """A file whose content already loaded: one ledger row (duplicate_file), then the archive. No reading."""
     settings = settings or get_settings()
     engine = engine or get_engine(settings.warehouse_url)
-    report = LoadReport(load_id=new_load_id(), source_system=f.system, entity=f.entity, file_name=f.path.name,
-                        run_id=run_id, status="duplicate_file", content_hash=sha256, file_bytes=f.size,
-                        error=f"identical content already loaded by {loaded_by}")
+    report = LoadReport(
+        load_id=new_load_id(),
+        source_system=f.system,
+        entity=f.entity,
+        file_name=f.path.name,
+        run_id=run_id,
+        status="duplicate_file",
+        content_hash=sha256,
+        file_bytes=f.size,
+        error=f"identical content already loaded by {loaded_by}",
+    )
     # Archive first: when another process got there before us, the file is its to account for.
     archive(f, sha256, settings)
     ledger.record(engine, report)
     return report
 
 
-def refuse(r: Refused, *, settings: Settings | None = None, engine: sa.Engine | None = None,
-           run_id: str | None = None) -> LoadReport:
+def refuse(
+    r: Refused,
+    *,
+    settings: Settings | None = None,
+    engine: sa.Engine | None = None,
+    run_id: str | None = None,
+) -> LoadReport:
     """Reject an inbox entry that is not a loadable file (a symlink, a hidden or stale temp name...)."""
     settings = settings or get_settings()
     engine = engine or get_engine(settings.warehouse_url)
     f = r.file
-    report = LoadReport(load_id=new_load_id(), source_system=f.system or "_unknown", entity=f.entity or "_unknown",
-                        file_name=f.path.name, run_id=run_id, status="rejected", reason_code=r.code, error=r.reason,
-                        file_bytes=f.size)
+    report = LoadReport(
+        load_id=new_load_id(),
+        source_system=f.system or "_unknown",
+        entity=f.entity or "_unknown",
+        file_name=f.path.name,
+        run_id=run_id,
+        status="rejected",
+        reason_code=r.code,
+        error=r.reason,
+        file_bytes=f.size,
+    )
     # Move first: when another process rejected the entry before us, the entry is its to account for.
     reject(f, report, settings, engine)
     ledger.record(engine, report)
     return report
 
 
-def process(f: InboxFile, *, settings: Settings | None = None, engine: sa.Engine | None = None,
-            run_id: str | None = None) -> LoadReport:
+def process(
+    f: InboxFile,
+    *,
+    settings: Settings | None = None,
+    engine: sa.Engine | None = None,
+    run_id: str | None = None,
+) -> LoadReport:
     """Load one inbox file and move it to archive/ or rejected/. Transient errors propagate, file stays."""
     # The pipeline (pandas, Arrow, pandera) is imported only when a file is actually read: archiving a
     # re-sent copy must stay cheap.
@@ -254,16 +359,31 @@ def process(f: InboxFile, *, settings: Settings | None = None, engine: sa.Engine
     engine = engine or get_engine(settings.warehouse_url)
     known = {(s, e) for s, e, _ in known_entities()}
     if (f.system, f.entity) not in known:
-        report = LoadReport(load_id=new_load_id(), source_system=f.system or "_unknown", entity=f.entity or "_unknown",
-                            file_name=f.path.name, run_id=run_id, status="rejected", reason_code="wrong_folder",
-                            error=f"{f.path.name} is in {f.folder or '(inbox root)'}/, which is not <system>/<entity>/ of "
-                                  f"a known contract ({', '.join(sorted(f'{s}/{e}' for s, e in known))})",
-                            content_hash=content_hash(f.path), file_bytes=f.size)
+        report = LoadReport(
+            load_id=new_load_id(),
+            source_system=f.system or "_unknown",
+            entity=f.entity or "_unknown",
+            file_name=f.path.name,
+            run_id=run_id,
+            status="rejected",
+            reason_code="wrong_folder",
+            error=f"{f.path.name} is in {f.folder or '(inbox root)'}/, which is not <system>/<entity>/ of "
+            f"a known contract ({', '.join(sorted(f'{s}/{e}' for s, e in known))})",
+            content_hash=content_hash(f.path),
+            file_bytes=f.size,
+        )
         ledger.record(engine, report)
         reject(f, report, settings, engine)
         return report
-    report = ingest_file(f.path, f.system, f.entity, settings=settings, engine=engine, run_id=run_id,
-                         snapshot_dir=processing_dir(settings))
+    report = ingest_file(
+        f.path,
+        f.system,
+        f.entity,
+        settings=settings,
+        engine=engine,
+        run_id=run_id,
+        snapshot_dir=processing_dir(settings),
+    )
     loaded = Path(report.loaded_path) if report.loaded_path else None
     try:
         if report.status == "duplicate_file" and loaded is not None and not f.path.exists():
@@ -273,8 +393,12 @@ def process(f: InboxFile, *, settings: Settings | None = None, engine: sa.Engine
             if loaded is not None and _changed(f.path, report.content_hash):
                 # Bytes arrived (or changed) during the load: archive exactly what was loaded, and leave the file
                 # in the inbox to load again as a new version.
-                log.warning("%s changed while it was loaded (%s); the loaded bytes are archived and the file stays "
-                            "in the inbox as a new version", f.path.name, report.load_id)
+                log.warning(
+                    "%s changed while it was loaded (%s); the loaded bytes are archived and the file stays "
+                    "in the inbox as a new version",
+                    f.path.name,
+                    report.load_id,
+                )
                 target = InboxFile(loaded, f.system, f.entity, report.file_bytes or 0, f.mtime)
             if report.status == "rejected":
                 reject(target, report, settings, engine)
@@ -295,8 +419,9 @@ def _changed(path: Path, sha256: str | None) -> bool:
 
 
 # -- what `integration-assets status` shows about the inbox ---------------------------------------------------
-def inbox_status(settings: Settings | None = None, engine: sa.Engine | None = None,
-                 instance: Any = None) -> dict[str, Any]:
+def inbox_status(
+    settings: Settings | None = None, engine: sa.Engine | None = None, instance: Any = None
+) -> dict[str, Any]:
     """Files waiting, files stuck (their loads failed: attempts and last error), temp files left alone, the rule.
 
     Attempts are the failed or abandoned loads in the ledger and, with a Dagster instance, the inbox sensor's
@@ -328,12 +453,23 @@ def inbox_status(settings: Settings | None = None, engine: sa.Engine | None = No
             continue
         error = (failures[-1].error if failures else None) or run_error or "unknown"
         since = failures[0].started_at if failures else None
-        stuck.append({"file": str(f.path.relative_to(settings.inbox_dir)), "attempts": attempts,
-                      "last_error": redact_text(error.splitlines()[0] if error else error)[:300],
-                      "since": since.isoformat() if since else None})
-    return {"waiting": waiting, "settling": len(found.settling), "stuck": stuck,
-            "ignored": [{"file": str(f.path.relative_to(settings.inbox_dir)), "why": why} for f, why in found.ignored],
-            "ignore_rule": IGNORE_RULE}
+        stuck.append(
+            {
+                "file": str(f.path.relative_to(settings.inbox_dir)),
+                "attempts": attempts,
+                "last_error": redact_text(error.splitlines()[0] if error else error)[:300],
+                "since": since.isoformat() if since else None,
+            }
+        )
+    return {
+        "waiting": waiting,
+        "settling": len(found.settling),
+        "stuck": stuck,
+        "ignored": [
+            {"file": str(f.path.relative_to(settings.inbox_dir)), "why": why} for f, why in found.ignored
+        ],
+        "ignore_rule": IGNORE_RULE,
+    }
 
 
 def render_inbox_status(console: Any, data: dict[str, Any] | None) -> None:
@@ -342,11 +478,16 @@ def render_inbox_status(console: Any, data: dict[str, Any] | None) -> None:
         return
     out = console.print
     stuck, ignored = data["stuck"], data["ignored"]
-    out(f"Inbox: {data['waiting']} file(s) waiting, {len(stuck)} stuck, {data['settling']} still being written, "
-        f"{len(ignored)} left alone (temporary names)", highlight=False)
+    out(
+        f"Inbox: {data['waiting']} file(s) waiting, {len(stuck)} stuck, {data['settling']} still being written, "
+        f"{len(ignored)} left alone (temporary names)",
+        highlight=False,
+    )
     for s in stuck:
-        out(f"  [red]stuck[/] {s['file']}: {s['attempts']} failed attempt(s); last error: {s['last_error']}",
-            highlight=False)
+        out(
+            f"  [red]stuck[/] {s['file']}: {s['attempts']} failed attempt(s); last error: {s['last_error']}",
+            highlight=False,
+        )
     for i in ignored:
         out(f"  [dim]left alone[/] {i['file']}: {i['why']}", highlight=False)
     if ignored:

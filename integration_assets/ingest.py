@@ -68,11 +68,22 @@ class ContractMatch:
         # longer, or holds one, would fail the load there. Shown escaped, as dead letters show NUL.
         names = [c.replace("\x00", "\\u0000") for c in self.new_columns]
         shown, rest = names[:new_column_limit], names[new_column_limit:]
-        out: list[dict[str, Any]] = [{"kind": "new_column", "column": c[:255], "rows": 0, "sample": []} for c in shown]
+        out: list[dict[str, Any]] = [
+            {"kind": "new_column", "column": c[:255], "rows": 0, "sample": []} for c in shown
+        ]
         if rest:
-            out.append({"kind": "new_columns_omitted", "column": f"+{len(rest)} more new columns", "rows": 0,
-                        "count": len(rest), "sample": [c[:200] for c in rest[:5]]})
-        out += [{"kind": "missing_column", "column": c, "rows": 0, "sample": []} for c in self.missing_optional]
+            out.append(
+                {
+                    "kind": "new_columns_omitted",
+                    "column": f"+{len(rest)} more new columns",
+                    "rows": 0,
+                    "count": len(rest),
+                    "sample": [c[:200] for c in rest[:5]],
+                }
+            )
+        out += [
+            {"kind": "missing_column", "column": c, "rows": 0, "sample": []} for c in self.missing_optional
+        ]
         return out
 
 
@@ -81,12 +92,18 @@ def _coverage(m: ContractMatch) -> float:
     return 1 - len(m.missing_optional) / max(len(m.contract.fields), 1)
 
 
-def _better_folder(system: str, entity: str, fmt: str, columns: list[str], coverage: float) -> ContractMatch | None:
+def _better_folder(
+    system: str, entity: str, fmt: str, columns: list[str], coverage: float
+) -> ContractMatch | None:
     """A contract of another folder that fits the file far better than this folder's best (a misplaced file)."""
     if coverage >= 0.5:
         return None
     for other in all_contracts():
-        if (other.system, other.entity) == (system, entity) or fmt not in other.formats or other.delivery != "file":
+        if (
+            (other.system, other.entity) == (system, entity)
+            or fmt not in other.formats
+            or other.delivery != "file"
+        ):
             continue
         m = ContractMatch(other, *column_drift(other, columns))
         if not m.missing_required and _coverage(m) >= 0.8:
@@ -99,7 +116,9 @@ def match_contract(system: str, entity: str, fmt: str, columns: list[str]) -> Co
     family = contracts_for(system, entity)
     if not family:
         known = sorted({f"{c.system}/{c.entity}" for c in all_contracts()})
-        raise FileRejected("unknown_entity", f"no mapping contract for {system}/{entity}; known folders: {', '.join(known)}")
+        raise FileRejected(
+            "unknown_entity", f"no mapping contract for {system}/{entity}; known folders: {', '.join(known)}"
+        )
     candidates = [c for c in family if fmt in c.formats]
     if not candidates:
         fmts = sorted({f for c in family for f in c.formats})
@@ -107,7 +126,9 @@ def match_contract(system: str, entity: str, fmt: str, columns: list[str]) -> Co
     scored = [ContractMatch(c, *column_drift(c, columns)) for c in candidates]
     fitting = [m for m in scored if not m.missing_required]
     if fitting:
-        best_fit = max(fitting, key=lambda m: (len(m.contract.fields) - len(m.missing_optional), m.contract.version))
+        best_fit = max(
+            fitting, key=lambda m: (len(m.contract.fields) - len(m.missing_optional), m.contract.version)
+        )
         other = _better_folder(system, entity, fmt, columns, _coverage(best_fit))
         if other is not None:
             raise FileRejected(
@@ -120,10 +141,16 @@ def match_contract(system: str, entity: str, fmt: str, columns: list[str]) -> Co
     best = min(scored, key=lambda m: (len(m.missing_required), -m.contract.version))
     hint = ""
     for candidate in all_contracts():
-        if (candidate.system, candidate.entity) != (system, entity) and fmt in candidate.formats \
-                and candidate.delivery == "file" and not column_drift(candidate, columns)[0]:
-            hint = (f"; the columns match {candidate.id}: is the file in the wrong folder "
-                    f"(expected {candidate.system}/{candidate.entity})?")
+        if (
+            (candidate.system, candidate.entity) != (system, entity)
+            and fmt in candidate.formats
+            and candidate.delivery == "file"
+            and not column_drift(candidate, columns)[0]
+        ):
+            hint = (
+                f"; the columns match {candidate.id}: is the file in the wrong folder "
+                f"(expected {candidate.system}/{candidate.entity})?"
+            )
             break
     raise FileRejected(
         "missing_required_columns",
@@ -131,19 +158,36 @@ def match_contract(system: str, entity: str, fmt: str, columns: list[str]) -> Co
     )
 
 
-def _dead_letter_rows(failures: list[RowFailure], contract_id: str | None, system: str, entity: str,
-                      file_name: str, load_id: str) -> list[dict[str, Any]]:
+def _dead_letter_rows(
+    failures: list[RowFailure],
+    contract_id: str | None,
+    system: str,
+    entity: str,
+    file_name: str,
+    load_id: str,
+) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for f in failures:
         raw = f.raw if isinstance(f.raw, str) else json.dumps(f.raw, default=str, ensure_ascii=False)
-        rows.append({
-            "fingerprint": fingerprint(system, entity, f.raw), "source_system": system, "entity": entity,
-            "natural_key": f.natural_key, "stage": f.stage, "check_name": f.check[:128], "reason": f.reason,
-            "column_name": f.column, "offending_value": f.value,
-            "errors": json.dumps(list(f.errors), default=str, ensure_ascii=False),
-            "raw_record": raw, "contract_version": contract_id, "file_name": file_name,
-            "position": f.position, "load_id": load_id,
-        })
+        rows.append(
+            {
+                "fingerprint": fingerprint(system, entity, f.raw),
+                "source_system": system,
+                "entity": entity,
+                "natural_key": f.natural_key,
+                "stage": f.stage,
+                "check_name": f.check[:128],
+                "reason": f.reason,
+                "column_name": f.column,
+                "offending_value": f.value,
+                "errors": json.dumps(list(f.errors), default=str, ensure_ascii=False),
+                "raw_record": raw,
+                "contract_version": contract_id,
+                "file_name": file_name,
+                "position": f.position,
+                "load_id": load_id,
+            }
+        )
     # One record can only be quarantined once per load even if the file holds it twice.
     unique: dict[str, dict[str, Any]] = {}
     for r in rows:
@@ -151,8 +195,12 @@ def _dead_letter_rows(failures: list[RowFailure], contract_id: str | None, syste
     return list(unique.values())
 
 
-def _reference_failures(conn: sa.Connection, contract: Contract, mapped: pd.DataFrame, chunk: RawChunk,
-                        ) -> tuple[pd.DataFrame, list[RowFailure]]:
+def _reference_failures(
+    conn: sa.Connection,
+    contract: Contract,
+    mapped: pd.DataFrame,
+    chunk: RawChunk,
+) -> tuple[pd.DataFrame, list[RowFailure]]:
     """Rows whose parent (e.g. the order of an order line) is not in the warehouse are quarantined.
 
     They are re-tried automatically when the parent table is loaded (see replay_deferred_references).
@@ -179,21 +227,49 @@ def _reference_failures(conn: sa.Connection, contract: Contract, mapped: pd.Data
         col, value, table = reasons[int(i)]
         pos = int(mapped["_pos"].iloc[i])
         rec = raw.iloc[pos_index[pos]].to_dict() if pos in pos_index else {}
-        rec = {k: (None if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA else v) for k, v in rec.items()}
+        rec = {
+            k: (None if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA else v)
+            for k, v in rec.items()
+        }
         src = contract.source_for(col) or col
         reason = f"{src!r} refers to {table} id {value!r}, which is not in the warehouse (yet)"
-        failures.append(RowFailure(
-            position=pos, natural_key=str(mapped["source_id"].iloc[i]), stage="load",
-            check=f"reference:{col}->{table}", column=src, value=value, reason=reason,
-            raw=json.loads(json.dumps(rec, default=str)),
-            errors=({"stage": "load", "check": f"reference:{col}->{table}", "column": src, "value": value, "reason": reason},),
-        ))
+        failures.append(
+            RowFailure(
+                position=pos,
+                natural_key=str(mapped["source_id"].iloc[i]),
+                stage="load",
+                check=f"reference:{col}->{table}",
+                column=src,
+                value=value,
+                reason=reason,
+                raw=json.loads(json.dumps(rec, default=str)),
+                errors=(
+                    {
+                        "stage": "load",
+                        "check": f"reference:{col}->{table}",
+                        "column": src,
+                        "value": value,
+                        "reason": reason,
+                    },
+                ),
+            )
+        )
     return mapped.iloc[np.flatnonzero(~bad)].reset_index(drop=True), failures
 
 
-def ingest_file(path: Path, system: str, entity: str, *, settings: Settings | None = None,
-                engine: sa.Engine | None = None, run_id: str | None = None, force: bool = False,
-                contract_id: str | None = None, kind: str = "file", snapshot_dir: Path | None = None) -> LoadReport:
+def ingest_file(
+    path: Path,
+    system: str,
+    entity: str,
+    *,
+    settings: Settings | None = None,
+    engine: sa.Engine | None = None,
+    run_id: str | None = None,
+    force: bool = False,
+    contract_id: str | None = None,
+    kind: str = "file",
+    snapshot_dir: Path | None = None,
+) -> LoadReport:
     """Load one file. Never raises for bad input: a rejected file comes back with status='rejected'.
 
     ``force`` reloads content whose hash was already loaded (the merge then changes nothing unless the
@@ -205,17 +281,26 @@ def ingest_file(path: Path, system: str, entity: str, *, settings: Settings | No
     """
     settings = settings or get_settings()
     engine = engine or get_engine(settings.warehouse_url)
-    report = LoadReport(load_id=new_load_id(), source_system=system, entity=entity, file_name=path.name,
-                        run_id=run_id, kind=kind)
+    report = LoadReport(
+        load_id=new_load_id(),
+        source_system=system,
+        entity=entity,
+        file_name=path.name,
+        run_id=run_id,
+        kind=kind,
+    )
     with correlation(run_id=run_id, load_id=report.load_id, source_system=system, entity=entity):
         try:
             return _ingest(path, system, entity, settings, engine, report, force, contract_id, snapshot_dir)
         finally:
-            ledger.release(report.load_id)  # over, even if the warehouse was gone and its row still says running
+            ledger.release(
+                report.load_id
+            )  # over, even if the warehouse was gone and its row still says running
 
 
-def _claim(path: Path, settings: Settings, engine: sa.Engine, report: LoadReport,
-           snapshot_dir: Path | None) -> Path:
+def _claim(
+    path: Path, settings: Settings, engine: sa.Engine, report: LoadReport, snapshot_dir: Path | None
+) -> Path:
     """Fix the bytes to load (a snapshot when asked), hash them and claim that content; returns what to read.
 
     The running ledger row carries the hash: a second process on the same content is refused by the ledger's
@@ -247,8 +332,17 @@ def _drop_snapshot(report: LoadReport) -> None:
         report.loaded_path = None
 
 
-def _ingest(path: Path, system: str, entity: str, settings: Settings, engine: sa.Engine, report: LoadReport,
-            force: bool, contract_id: str | None, snapshot_dir: Path | None = None) -> LoadReport:
+def _ingest(
+    path: Path,
+    system: str,
+    entity: str,
+    settings: Settings,
+    engine: sa.Engine,
+    report: LoadReport,
+    force: bool,
+    contract_id: str | None,
+    snapshot_dir: Path | None = None,
+) -> LoadReport:
     t0 = time.perf_counter()
     try:
         source = _claim(path, settings, engine, report, snapshot_dir)
@@ -266,8 +360,12 @@ def _ingest(path: Path, system: str, entity: str, settings: Settings, engine: sa
         raise
     try:
         with ledger.heartbeat(engine, report.load_id):
-            src = inspect(source, max_bytes=settings.max_file_bytes, fallback_encoding=settings.fallback_encoding,
-                          verify_utf8=False)
+            src = inspect(
+                source,
+                max_bytes=settings.max_file_bytes,
+                fallback_encoding=settings.fallback_encoding,
+                verify_utf8=False,
+            )
             report.content_hash, report.file_bytes = src.sha256, src.size
             if not force:
                 with engine.connect() as conn:
@@ -280,12 +378,20 @@ def _ingest(path: Path, system: str, entity: str, settings: Settings, engine: sa
                     return report
             try:
                 _load(src, system, entity, settings, engine, report, contract_id)
-            except EncodingUnverified as exc:  # rolled back: read again, with the encoding decided on every byte
+            except (
+                EncodingUnverified
+            ) as exc:  # rolled back: read again, with the encoding decided on every byte
                 # The type only: a parse error's text quotes the record (personal data).
-                log.info("load %s: %s is not plain UTF-8 after all (%s); reading it again", report.load_id,
-                         path.name, type(exc.__cause__).__name__)
+                log.info(
+                    "load %s: %s is not plain UTF-8 after all (%s); reading it again",
+                    report.load_id,
+                    path.name,
+                    type(exc.__cause__).__name__,
+                )
                 report.rows_read = 0
-                src = inspect(source, max_bytes=settings.max_file_bytes, fallback_encoding=settings.fallback_encoding)
+                src = inspect(
+                    source, max_bytes=settings.max_file_bytes, fallback_encoding=settings.fallback_encoding
+                )
                 _load(src, system, entity, settings, engine, report, contract_id)
     except FileRejected as exc:
         report.status, report.reason_code, report.error = "rejected", exc.code, exc.message
@@ -300,14 +406,30 @@ def _ingest(path: Path, system: str, entity: str, settings: Settings, engine: sa
         with engine.begin() as conn:
             ledger.finish(conn, report)
         raise
-    log.info("load %s %s/%s %s read=%d loaded=%d dup=%d quarantined=%d in %.2fs", report.load_id, system, entity,
-             report.status, report.rows_read, report.rows_loaded, report.rows_duplicate, report.rows_quarantined,
-             time.perf_counter() - t0)
+    log.info(
+        "load %s %s/%s %s read=%d loaded=%d dup=%d quarantined=%d in %.2fs",
+        report.load_id,
+        system,
+        entity,
+        report.status,
+        report.rows_read,
+        report.rows_loaded,
+        report.rows_duplicate,
+        report.rows_quarantined,
+        time.perf_counter() - t0,
+    )
     return report
 
 
-def _load(src: SourceFile, system: str, entity: str, settings: Settings, engine: sa.Engine,
-          report: LoadReport, contract_id: str | None) -> None:
+def _load(
+    src: SourceFile,
+    system: str,
+    entity: str,
+    settings: Settings,
+    engine: sa.Engine,
+    report: LoadReport,
+    contract_id: str | None,
+) -> None:
     chunks = src.chunks(settings.chunk_rows)
     first = next(chunks, None)
     if first is None or (first.frame.empty and not first.failures):
@@ -320,10 +442,15 @@ def _load(src: SourceFile, system: str, entity: str, settings: Settings, engine:
         pinned = get_contract(contract_id)
         match = ContractMatch(pinned, *column_drift(pinned, columns))
         if match.missing_required:
-            raise FileRejected("missing_required_columns", f"required columns missing for {pinned.id}: {match.missing_required}")
+            raise FileRejected(
+                "missing_required_columns",
+                f"required columns missing for {pinned.id}: {match.missing_required}",
+            )
     contract = match.contract
     report.contract, report.target_table = contract.id, contract.target
-    mapper = ContractMapper(contract, max_field_bytes=settings.max_field_bytes, fallback_encoding=settings.fallback_encoding)
+    mapper = ContractMapper(
+        contract, max_field_bytes=settings.max_field_bytes, fallback_encoding=settings.fallback_encoding
+    )
     drift = DriftStats()
     quarantined = 0
     with begin_write(engine) as conn:
@@ -336,7 +463,9 @@ def _load(src: SourceFile, system: str, entity: str, settings: Settings, engine:
             frame, ref_failures = _reference_failures(conn, contract, mapped.frame, chunk)
             failures = mapped.failures + ref_failures
             quarantined += len(failures)
-            upsert_dead_letters(conn, _dead_letter_rows(failures, contract.id, system, entity, src.path.name, report.load_id))
+            upsert_dead_letters(
+                conn, _dead_letter_rows(failures, contract.id, system, entity, src.path.name, report.load_id)
+            )
             stage.add(frame, report.load_id, keep=mapped.absent)  # columns the file lacks stay as stored
             # Arrow's allocator keeps freed chunk buffers around; hand them back so memory tracks the chunk size.
             pa.default_memory_pool().release_unused()

@@ -1,6 +1,5 @@
 """Dagster resources: thin handles over the plain-Python warehouse and settings."""
 
-
 import os
 
 import dagster as dg

@@ -32,24 +32,45 @@ class PruneReport:
     removed: dict[str, int] = field(default_factory=dict)  # rows removed (or, dry run, that would be)
 
     def as_dict(self) -> dict[str, object]:
-        return {"dry_run": self.dry_run, "retention": self.retention, "cutoffs": self.cutoffs,
-                "removed": self.removed, "total": sum(self.removed.values())}
+        return {
+            "dry_run": self.dry_run,
+            "retention": self.retention,
+            "cutoffs": self.cutoffs,
+            "removed": self.removed,
+            "total": sum(self.removed.values()),
+        }
 
 
 def _targets(policy: RetentionPolicy) -> list[tuple[str, sa.Table, list[sa.Column], timedelta, Any]]:
     """(name, table, key columns, retention, predicate of a row past it given the cutoff)."""
     p, d = processed_events.c, dead_letters.c
     return [
-        ("processed_events", processed_events, [p.source, p.event_id], policy.processed_events,
-         lambda cut: p.applied_at < cut),
+        (
+            "processed_events",
+            processed_events,
+            [p.source, p.event_id],
+            policy.processed_events,
+            lambda cut: p.applied_at < cut,
+        ),
         # last_seen too: a settled record that failed again recently is still of interest.
-        ("dead_letters", dead_letters, [d.id], policy.settled_dead_letters,
-         lambda cut: sa.and_(d.status.in_(SETTLED), d.resolved_at < cut, d.last_seen < cut)),
+        (
+            "dead_letters",
+            dead_letters,
+            [d.id],
+            policy.settled_dead_letters,
+            lambda cut: sa.and_(d.status.in_(SETTLED), d.resolved_at < cut, d.last_seen < cut),
+        ),
     ]
 
 
-def prune(engine: sa.Engine, policy: RetentionPolicy, *, now: datetime | None = None, dry_run: bool = False,
-          batch_rows: int = BATCH_ROWS) -> PruneReport:
+def prune(
+    engine: sa.Engine,
+    policy: RetentionPolicy,
+    *,
+    now: datetime | None = None,
+    dry_run: bool = False,
+    batch_rows: int = BATCH_ROWS,
+) -> PruneReport:
     """Delete (or, ``dry_run``, count) the rows past their retention; one transaction per batch."""
     now = now or utcnow()
     report = PruneReport(dry_run=dry_run)
@@ -59,8 +80,9 @@ def prune(engine: sa.Engine, policy: RetentionPolicy, *, now: datetime | None = 
         report.cutoffs[name], report.retention[name] = cutoff.isoformat(), format_duration(keep_for)
         if dry_run:
             with engine.connect() as conn:
-                report.removed[name] = int(conn.execute(sa.select(sa.func.count()).select_from(table).where(old))
-                                           .scalar_one())
+                report.removed[name] = int(
+                    conn.execute(sa.select(sa.func.count()).select_from(table).where(old)).scalar_one()
+                )
             continue
         target = key[0] if len(key) == 1 else sa.tuple_(*key)
         removed = 0

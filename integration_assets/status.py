@@ -46,7 +46,9 @@ def _dagster_instance(settings: Settings) -> Any:
     return None
 
 
-def _ledger_freshness(last: datetime | None, now: datetime, policies: Policies, system: str, entity: str) -> str:
+def _ledger_freshness(
+    last: datetime | None, now: datetime, policies: Policies, system: str, entity: str
+) -> str:
     if last is None:
         return "UNKNOWN"
     window = policies.for_entity(system, entity).freshness
@@ -59,32 +61,60 @@ def _ledger_freshness(last: datetime | None, now: datetime, policies: Policies, 
 
 
 def _ledger(conn: sa.Connection, system: str, entity: str, since: datetime) -> dict[str, Any]:
-    ok = sa.and_(loads.c.source_system == system, loads.c.entity == entity, loads.c.status == "succeeded",
-                 loads.c.kind != "replay")
+    ok = sa.and_(
+        loads.c.source_system == system,
+        loads.c.entity == entity,
+        loads.c.status == "succeeded",
+        loads.c.kind != "replay",
+    )
     last = aware(conn.execute(sa.select(sa.func.max(loads.c.finished_at)).where(ok)).scalar_one())
     read, quarantined, n = conn.execute(
-        sa.select(sa.func.coalesce(sa.func.sum(loads.c.rows_read), 0),
-                  sa.func.coalesce(sa.func.sum(loads.c.rows_quarantined), 0), sa.func.count())
-        .where(ok, loads.c.finished_at >= since)).one()
+        sa.select(
+            sa.func.coalesce(sa.func.sum(loads.c.rows_read), 0),
+            sa.func.coalesce(sa.func.sum(loads.c.rows_quarantined), 0),
+            sa.func.count(),
+        ).where(ok, loads.c.finished_at >= since)
+    ).one()
     latest = conn.execute(
         sa.select(loads.c.status, loads.c.file_name, loads.c.started_at)
         .where(loads.c.source_system == system, loads.c.entity == entity, loads.c.kind != "replay")
-        .order_by(loads.c.started_at.desc()).limit(1)).first()
-    pending = conn.execute(sa.select(sa.func.count()).where(
-        dead_letters.c.source_system == system, dead_letters.c.entity == entity,
-        dead_letters.c.status == "pending")).scalar_one()
-    return {"last_successful_load": last, "loads_last_day": int(n), "rows_last_day": int(read),
-            "quarantined_last_day": int(quarantined), "dead_letters_pending": int(pending),
-            "latest_load_status": latest.status if latest else None}
+        .order_by(loads.c.started_at.desc())
+        .limit(1)
+    ).first()
+    pending = conn.execute(
+        sa.select(sa.func.count()).where(
+            dead_letters.c.source_system == system,
+            dead_letters.c.entity == entity,
+            dead_letters.c.status == "pending",
+        )
+    ).scalar_one()
+    return {
+        "last_successful_load": last,
+        "loads_last_day": int(n),
+        "rows_last_day": int(read),
+        "quarantined_last_day": int(quarantined),
+        "dead_letters_pending": int(pending),
+        "latest_load_status": latest.status if latest else None,
+    }
 
 
 def _incident(i: Incident) -> dict[str, Any]:
-    return {"key": i.key, "severity": i.severity, "title": i.title, "since": i.opened_at.isoformat(),
-            "seen": i.fire_count}
+    return {
+        "key": i.key,
+        "severity": i.severity,
+        "title": i.title,
+        "since": i.opened_at.isoformat(),
+        "seen": i.fire_count,
+    }
 
 
-def collect_status(*, settings: Settings | None = None, instance: Any = None, now: datetime | None = None,
-                   use_dagster: bool = True) -> dict[str, Any]:
+def collect_status(
+    *,
+    settings: Settings | None = None,
+    instance: Any = None,
+    now: datetime | None = None,
+    use_dagster: bool = True,
+) -> dict[str, Any]:
     """Everything the status screen shows, as JSON-able data."""
     settings = settings or get_settings()
     ensure_schema(settings.warehouse_url)
@@ -105,8 +135,10 @@ def collect_status(*, settings: Settings | None = None, instance: Any = None, no
 
         asset_keys = [k for s, e, t in entities for k in (raw_key(s, e), canonical_key(t))]
         states = dagster_internals.freshness_states(instance, asset_keys)
-        check_keys = [dg.AssetCheckKey(canonical_key(spec.table), spec.name)
-                      for spec in check_specs({t for _, _, t in entities}, policies)]
+        check_keys = [
+            dg.AssetCheckKey(canonical_key(spec.table), spec.name)
+            for spec in check_specs({t for _, _, t in entities}, policies)
+        ]
         checks = dagster_internals.latest_check_states(instance, check_keys)
 
     incidents = list_incidents("open", engine=engine)
@@ -114,7 +146,12 @@ def collect_status(*, settings: Settings | None = None, instance: Any = None, no
     rows = []
     with engine.connect() as conn:
         for system, entity, table in entities:
-            row: dict[str, Any] = {"source": f"{system}/{entity}", "system": system, "entity": entity, "table": table}
+            row: dict[str, Any] = {
+                "source": f"{system}/{entity}",
+                "system": system,
+                "entity": entity,
+                "table": table,
+            }
             row |= _ledger(conn, system, entity, now - timedelta(days=1))
             fresh = None
             if states:
@@ -125,18 +162,29 @@ def collect_status(*, settings: Settings | None = None, instance: Any = None, no
                 if graded:
                     fresh = (max(graded, key=_RANK.__getitem__), "dagster")
             if fresh is None:
-                fresh = (_ledger_freshness(row["last_successful_load"], now, policies, system, entity), "ledger")
+                fresh = (
+                    _ledger_freshness(row["last_successful_load"], now, policies, system, entity),
+                    "ledger",
+                )
             row["freshness"], row["freshness_source"] = fresh
             prefix = f"check:warehouse/{table}:"
             if checks:
                 row["failing_checks"] = sorted(
-                    f"{k.name} ({s.severity or 'ERROR'})" if s.status == "failed" else f"{k.name} (could not run)"
+                    f"{k.name} ({s.severity or 'ERROR'})"
+                    if s.status == "failed"
+                    else f"{k.name} (could not run)"
                     for k, s in checks.items()
-                    if k.asset_key.path == ["warehouse", table] and s.status in ("failed", "execution_failed"))
+                    if k.asset_key.path == ["warehouse", table] and s.status in ("failed", "execution_failed")
+                )
             else:
-                row["failing_checks"] = sorted(i.key.removeprefix(prefix) for i in incidents if i.key.startswith(prefix))
-            mine_alerts = [i for i in incidents if (i.source_system, i.entity) == (system, entity)
-                           or i.key.startswith(prefix)]
+                row["failing_checks"] = sorted(
+                    i.key.removeprefix(prefix) for i in incidents if i.key.startswith(prefix)
+                )
+            mine_alerts = [
+                i
+                for i in incidents
+                if (i.source_system, i.entity) == (system, entity) or i.key.startswith(prefix)
+            ]
             claimed |= {i.key for i in mine_alerts}
             row["open_alerts"] = [_incident(i) for i in mine_alerts]
             last = row["last_successful_load"]
@@ -159,32 +207,50 @@ def render(status: dict[str, Any]) -> None:
     from rich.table import Table
 
     table = Table(title=f"Integration status at {status['generated_at'][:19]}Z", title_justify="left")
-    for col, just in (("source", "left"), ("last successful load", "left"), ("freshness", "left"),
-                      ("rows 24h", "right"), ("quarantined 24h", "right"), ("dead letters", "right"),
-                      ("failing checks", "left"), ("open alerts", "right")):
+    for col, just in (
+        ("source", "left"),
+        ("last successful load", "left"),
+        ("freshness", "left"),
+        ("rows 24h", "right"),
+        ("quarantined 24h", "right"),
+        ("dead letters", "right"),
+        ("failing checks", "left"),
+        ("open alerts", "right"),
+    ):
         table.add_column(col, justify=just)  # type: ignore[arg-type]
     for r in status["entities"]:
         age = f"{r['last_successful_load_age']} ago" if r["last_successful_load_age"] else "never"
-        fresh = f"[{_STYLE.get(r['freshness'], '')}]{r['freshness']}[/]" + (" (ledger)" if r["freshness_source"] == "ledger" else "")
+        fresh = f"[{_STYLE.get(r['freshness'], '')}]{r['freshness']}[/]" + (
+            " (ledger)" if r["freshness_source"] == "ledger" else ""
+        )
         pending = r["dead_letters_pending"]
         alerts = len(r["open_alerts"])
         table.add_row(
-            r["source"], age, fresh, str(r["rows_last_day"]),
+            r["source"],
+            age,
+            fresh,
+            str(r["rows_last_day"]),
             f"[yellow]{r['quarantined_last_day']}[/]" if r["quarantined_last_day"] else "0",
             f"[yellow]{pending}[/]" if pending else "0",
             "[red]" + ", ".join(r["failing_checks"]) + "[/]" if r["failing_checks"] else "-",
-            f"[red]{alerts}[/]" if alerts else "0")
+            f"[red]{alerts}[/]" if alerts else "0",
+        )
     console = Console(width=max(Console().width, 140))
     console.print(table)
     open_alerts = [a for r in status["entities"] for a in r["open_alerts"]] + status["other_open_alerts"]
     for a in open_alerts:
-        console.print(f"[{'red' if a['severity'] != 'warning' else 'yellow'}]{a['severity']}[/] {a['key']}: {a['title']} "
-                      f"(since {a['since'][:19]}Z)", highlight=False)
+        console.print(
+            f"[{'red' if a['severity'] != 'warning' else 'yellow'}]{a['severity']}[/] {a['key']}: {a['title']} "
+            f"(since {a['since'][:19]}Z)",
+            highlight=False,
+        )
     _render_events(console, status.get("events"))
     render_inbox_status(console, status.get("inbox"))
     if not status["dagster_instance"]:
-        console.print("[dim]No Dagster instance found (DAGSTER_HOME): freshness from the loads ledger, failing "
-                      "checks from open alerts.[/]")
+        console.print(
+            "[dim]No Dagster instance found (DAGSTER_HOME): freshness from the loads ledger, failing "
+            "checks from open alerts.[/]"
+        )
 
 
 def _jsonable(status: dict[str, Any]) -> dict[str, Any]:
@@ -245,8 +311,11 @@ def _render_events(console: Any, events: dict[str, Any] | None) -> None:
     for row in events["ignored"]:
         console.print(f"  {row['source']} {row['event_type']}: {row['count']} ignored", highlight=False)
     if events["key_collisions"]:
-        console.print(f"[yellow]{events['key_collisions']} webhook key collision(s)[/] (dead letters, check "
-                      "key_collision): integration-assets dlq list --check key_collision", highlight=False)
+        console.print(
+            f"[yellow]{events['key_collisions']} webhook key collision(s)[/] (dead letters, check "
+            "key_collision): integration-assets dlq list --check key_collision",
+            highlight=False,
+        )
 
 
 def open_alert_keys(status: dict[str, Any]) -> Iterable[str]:

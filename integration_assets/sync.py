@@ -24,14 +24,23 @@ from integration_assets.warehouse import ledger
 from integration_assets.warehouse.db import ensure_schema, get_engine
 from integration_assets.warehouse.schema import loads
 
-ROW_FIELDS = ("rows_read", "rows_inserted", "rows_updated", "rows_unchanged", "rows_duplicate", "rows_quarantined")
+ROW_FIELDS = (
+    "rows_read",
+    "rows_inserted",
+    "rows_updated",
+    "rows_unchanged",
+    "rows_duplicate",
+    "rows_quarantined",
+)
 
 
 @dataclass
 class SyncResult:
     runs: list[dict[str, Any]] = field(default_factory=list)
     loads: list[dict[str, Any]] = field(default_factory=list)
-    abandoned: list[str] = field(default_factory=list)  # running loads found dead at start and marked abandoned
+    abandoned: list[str] = field(
+        default_factory=list
+    )  # running loads found dead at start and marked abandoned
     ignored: list[dict[str, Any]] = field(default_factory=list)  # temp names left alone for now (inbox rule)
 
     @property
@@ -43,8 +52,18 @@ class SyncResult:
         agg: dict[tuple[str, str], dict[str, Any]] = {}
         for ld in self.loads:
             key = (ld["source_system"], ld["entity"])
-            a = agg.setdefault(key, {"system": key[0], "entity": key[1], "files": 0, "archived": 0, "rejected": 0,
-                                     "duplicate_files": 0, **{k: 0 for k in ROW_FIELDS}})
+            a = agg.setdefault(
+                key,
+                {
+                    "system": key[0],
+                    "entity": key[1],
+                    "files": 0,
+                    "archived": 0,
+                    "rejected": 0,
+                    "duplicate_files": 0,
+                    **{k: 0 for k in ROW_FIELDS},
+                },
+            )
             if ld["status"] == "already_loading":
                 a.setdefault("already_loading", 0)
                 a["already_loading"] += 1
@@ -63,7 +82,13 @@ class SyncResult:
             for k, v in e.items():
                 if isinstance(v, int):
                     totals[k] += v
-        out = {"ok": self.ok, "runs": self.runs, "entities": self.per_entity(), "totals": dict(totals), "loads": self.loads}
+        out = {
+            "ok": self.ok,
+            "runs": self.runs,
+            "entities": self.per_entity(),
+            "totals": dict(totals),
+            "loads": self.loads,
+        }
         if self.abandoned:
             out["abandoned"] = self.abandoned
         if self.ignored:
@@ -77,8 +102,10 @@ def dependency_order() -> list[tuple[str, str, str]]:
 
     entities = known_entities()
     by_table = {t: (s, e, t) for s, e, t in entities}
-    graph = {t: {ref.table for c in contracts_for(s, e) for ref in c.references.values()} & set(by_table)
-             for s, e, t in entities}
+    graph = {
+        t: {ref.table for c in contracts_for(s, e) for ref in c.references.values()} & set(by_table)
+        for s, e, t in entities
+    }
     return [by_table[t] for t in TopologicalSorter(graph).static_order()]
 
 
@@ -109,7 +136,9 @@ def run_pending(settings: Settings | None = None, log_level: str = "WARNING") ->
             result.loads.append(_jsonable(inbox.refuse(refused, settings=settings, engine=engine).as_dict()))
         except FileNotFoundError:
             continue  # another process rejected it first
-    result.ignored = [{"file": str(f.path.relative_to(settings.inbox_dir)), "why": why} for f, why in survey.ignored]
+    result.ignored = [
+        {"file": str(f.path.relative_to(settings.inbox_dir)), "why": why} for f, why in survey.ignored
+    ]
     # Content already loaded (a re-sent export, even renamed) is archived as a duplicate without a run, as the
     # sensor does: a replay of an identical file costs one hash of the file, and no import of the pipeline.
     fresh = []
@@ -155,16 +184,28 @@ def run_pending(settings: Settings | None = None, log_level: str = "WARNING") ->
             job = defs.resolve_job_def(job_name(system, entity))
             res = job.execute_in_process(
                 instance=instance,
-                run_config={"ops": {raw_op_name(system, entity): {"config": {"files": files}}},
-                            "loggers": {"console": {"config": {"log_level": log_level}}}},
+                run_config={
+                    "ops": {raw_op_name(system, entity): {"config": {"files": files}}},
+                    "loggers": {"console": {"config": {"log_level": log_level}}},
+                },
                 tags={ENTITY_TAG: f"{system}.{entity}", "integration/trigger": "cli-sync"},
                 raise_on_error=False,
             )
             checks = _failed_blocking_checks(res)
-            result.runs.append({"run_id": res.run_id, "job": job.name, "success": res.success, "files": len(files),
-                                "checks_failed": checks, "crashed": not res.success and not _only_checks_failed(res)})
+            result.runs.append(
+                {
+                    "run_id": res.run_id,
+                    "job": job.name,
+                    "success": res.success,
+                    "files": len(files),
+                    "checks_failed": checks,
+                    "crashed": not res.success and not _only_checks_failed(res),
+                }
+            )
             with engine.connect() as conn:
-                rows = conn.execute(sa.select(loads).where(loads.c.run_id == res.run_id).order_by(loads.c.started_at))
+                rows = conn.execute(
+                    sa.select(loads).where(loads.c.run_id == res.run_id).order_by(loads.c.started_at)
+                )
                 result.loads.extend(_jsonable(dict(r._mapping)) for r in rows)
     return result
 
@@ -173,16 +214,24 @@ def _failed_blocking_checks(res: Any) -> list[str]:
     """The blocking checks that failed with severity ERROR in a run (what stops the rest of that run)."""
     import dagster as dg
 
-    return sorted({f"{e.asset_key.to_user_string()}:{e.check_name}" for e in res.get_asset_check_evaluations()
-                   if not e.passed and e.blocking and e.severity == dg.AssetCheckSeverity.ERROR})
+    return sorted(
+        {
+            f"{e.asset_key.to_user_string()}:{e.check_name}"
+            for e in res.get_asset_check_evaluations()
+            if not e.passed and e.blocking and e.severity == dg.AssetCheckSeverity.ERROR
+        }
+    )
 
 
 def _only_checks_failed(res: Any) -> bool:
     """Whether a failed run failed only because a blocking check did: the loads ran, their data is committed."""
     failures = res.get_step_failure_events()
     return bool(failures) and all(
-        e.event_specific_data is not None and e.event_specific_data.error is not None
-        and e.event_specific_data.error.cls_name == "DagsterAssetCheckFailedError" for e in failures)
+        e.event_specific_data is not None
+        and e.event_specific_data.error is not None
+        and e.event_specific_data.error.cls_name == "DagsterAssetCheckFailedError"
+        for e in failures
+    )
 
 
 def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
@@ -199,13 +248,32 @@ def render_summary(result: SyncResult, title: str = "Sync summary") -> None:
     from rich.table import Table
 
     table = Table(title=title, title_justify="left", min_width=110)
-    for col in ("entity", "files", "read", "inserted", "updated", "unchanged", "duplicates", "quarantined",
-                "archived", "rejected"):
+    for col in (
+        "entity",
+        "files",
+        "read",
+        "inserted",
+        "updated",
+        "unchanged",
+        "duplicates",
+        "quarantined",
+        "archived",
+        "rejected",
+    ):
         table.add_column(col, justify="left" if col == "entity" else "right", no_wrap=col == "entity")
     totals: dict[str, int] = defaultdict(int)
     for e in result.per_entity():
-        vals = [e["files"], e["rows_read"], e["rows_inserted"], e["rows_updated"], e["rows_unchanged"],
-                e["rows_duplicate"], e["rows_quarantined"], e["archived"], e["rejected"]]
+        vals = [
+            e["files"],
+            e["rows_read"],
+            e["rows_inserted"],
+            e["rows_updated"],
+            e["rows_unchanged"],
+            e["rows_duplicate"],
+            e["rows_quarantined"],
+            e["archived"],
+            e["rejected"],
+        ]
         for i, v in enumerate(vals):
             totals[str(i)] += v
         table.add_row(f"{e['system']}/{e['entity']}", *map(str, vals))
@@ -215,22 +283,31 @@ def render_summary(result: SyncResult, title: str = "Sync summary") -> None:
     console.print(table)
     rejected = [ld for ld in result.loads if ld["status"] == "rejected"]
     for ld in rejected:
-        console.print(f"[yellow]rejected[/] {ld['source_system']}/{ld['entity']}/{ld['file_name']}: {ld['error']}")
+        console.print(
+            f"[yellow]rejected[/] {ld['source_system']}/{ld['entity']}/{ld['file_name']}: {ld['error']}"
+        )
     for ld in result.loads:
         if ld["status"] == "already_loading":
-            console.print(f"[yellow]skipped[/] {ld['source_system']}/{ld['entity']}/{ld['file_name']}: {ld['error']}; "
-                          "that process archives it", highlight=False)
+            console.print(
+                f"[yellow]skipped[/] {ld['source_system']}/{ld['entity']}/{ld['file_name']}: {ld['error']}; "
+                "that process archives it",
+                highlight=False,
+            )
     for entry in result.ignored:
         console.print(f"[dim]left in the inbox for now[/] {entry['file']}: {entry['why']}", highlight=False)
     for load_id in result.abandoned:
-        console.print(f"[yellow]abandoned[/] {load_id}: its process was gone; the file loads again", highlight=False)
+        console.print(
+            f"[yellow]abandoned[/] {load_id}: its process was gone; the file loads again", highlight=False
+        )
     for r in result.runs:
         if r["crashed"]:
             console.print(f"[red]run failed[/] {r['job']} ({r['run_id']}); see the Dagster UI")
         elif r["checks_failed"]:
-            console.print(f"[red]blocking check failed[/] {', '.join(r['checks_failed'])} in {r['job']} "
-                          f"({r['run_id']}): the load is committed, what depends on it in that run was skipped",
-                          highlight=False)
+            console.print(
+                f"[red]blocking check failed[/] {', '.join(r['checks_failed'])} in {r['job']} "
+                f"({r['run_id']}): the load is committed, what depends on it in that run was skipped",
+                highlight=False,
+            )
 
 
 @click.command("sync")
@@ -246,8 +323,11 @@ def sync(as_json: bool) -> None:
         result = run_pending()
     except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
         # The driver's message names the host and the reason, never the password.
-        click.echo(f"sync could not run: the warehouse is unreachable ({type(exc.orig or exc).__name__}: "
-                   f"{str(exc.orig or exc).strip().splitlines()[0][:300]})", err=True)
+        click.echo(
+            f"sync could not run: the warehouse is unreachable ({type(exc.orig or exc).__name__}: "
+            f"{str(exc.orig or exc).strip().splitlines()[0][:300]})",
+            err=True,
+        )
         sys.exit(2)
     if as_json:
         click.echo(json.dumps(result.as_dict(), default=str))

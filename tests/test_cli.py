@@ -16,8 +16,13 @@ FIXTURE = Path(__file__).parent / "fixtures" / "hubspot" / "contacts_small.csv"
 
 def _script(*args: str) -> subprocess.CompletedProcess[str]:
     code = "import sys; from integration_assets.cli import entry; sys.argv[0] = 'integration-assets'; entry()"
-    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=300,
-                          env=os.environ.copy())
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=os.environ.copy(),
+    )
 
 
 def test_exit_codes_of_the_console_script() -> None:

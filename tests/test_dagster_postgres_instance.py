@@ -19,7 +19,9 @@ FIXTURE = Path(__file__).parent / "fixtures" / "hubspot" / "contacts_small.csv"
 
 @pytest.mark.postgres
 @pytest.mark.parametrize("warehouse_url", ["postgres"], indirect=True)
-def test_ingest_job_runs_on_postgres_backed_dagster_instance(warehouse_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ingest_job_runs_on_postgres_backed_dagster_instance(
+    warehouse_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     service_required("PostgreSQL", "127.0.0.1", 5432)
     name = f"ia_dagster_{uuid.uuid4().hex[:8]}"
     admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
@@ -27,8 +29,13 @@ def test_ingest_job_runs_on_postgres_backed_dagster_instance(warehouse_url: str,
         conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     try:
         config = yaml.safe_load((ROOT / "docs" / "dagster.postgres.yaml").read_text())
-        for key, value in {"DAGSTER_PG_USERNAME": "postgres", "DAGSTER_PG_PASSWORD": "", "DAGSTER_PG_HOST": "127.0.0.1",
-                           "DAGSTER_PG_DB": name, "DAGSTER_PG_PORT": "5432"}.items():
+        for key, value in {
+            "DAGSTER_PG_USERNAME": "postgres",
+            "DAGSTER_PG_PASSWORD": "",
+            "DAGSTER_PG_HOST": "127.0.0.1",
+            "DAGSTER_PG_DB": name,
+            "DAGSTER_PG_PORT": "5432",
+        }.items():
             monkeypatch.setenv(key, value)
         assert config["storage"]["postgres"]["postgres_db"]["scheme"] == "postgresql+psycopg2"
         from integration_assets.definitions import defs
@@ -43,9 +50,14 @@ def test_ingest_job_runs_on_postgres_backed_dagster_instance(warehouse_url: str,
             assert result.success
             records = instance.get_run_records()
             assert records and records[0].dagster_run.status == dg.DagsterRunStatus.SUCCESS
-            assert instance.get_latest_materialization_event(dg.AssetKey(["warehouse", "contacts"])) is not None
+            assert (
+                instance.get_latest_materialization_event(dg.AssetKey(["warehouse", "contacts"])) is not None
+            )
     finally:
         with admin.connect() as conn:
-            conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"), {"n": name})
+            conn.execute(
+                sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"),
+                {"n": name},
+            )
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
         admin.dispose()

@@ -54,4 +54,6 @@ def test_every_asset_is_documented_and_owned() -> None:
     for key, a in described["assets"].items():
         assert a["has_description"], key
         assert a["owners"], key
-        assert a["group"] in {"hubspot", "odoo", "stripe", "easypost", "observability", "default"} or a["group"], key
+        assert (
+            a["group"] in {"hubspot", "odoo", "stripe", "easypost", "observability", "default"} or a["group"]
+        ), key

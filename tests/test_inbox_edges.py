@@ -87,14 +87,20 @@ def _archived() -> list[Path]:
 
 def _child(tmp_path: Path) -> tuple[subprocess.Popen[str], Path, Path]:
     marker, release = tmp_path / "in_load", tmp_path / "release"
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(marker), str(release)], env=os.environ.copy(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(marker), str(release)],
+        env=os.environ.copy(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     return proc, marker, release
 
 
 # -- a file that grows during its load ------------------------------------------------------------------------
-def test_rows_appended_during_the_load_are_loaded_as_a_new_version(warehouse_url: str,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rows_appended_during_the_load_are_loaded_as_a_new_version(
+    warehouse_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     first = csv_bytes(CONTACT_HEADER, _rows(range(1, 7)))
     path = _put("contacts.csv", first)
     appended = csv_bytes(CONTACT_HEADER, _rows(range(7, 13))).split(b"\n", 1)[1]  # the rows, no header
@@ -121,12 +127,17 @@ def test_rows_appended_during_the_load_are_loaded_as_a_new_version(warehouse_url
     assert (r2.status, r2.rows_read, r2.rows_inserted, r2.rows_unchanged) == ("succeeded", 12, 6, 6)
     assert _contact_ids(warehouse_url) == {str(i) for i in range(1, 13)}
     assert not path.exists()
-    assert {hashlib.sha256(p.read_bytes()).hexdigest() for p in _archived()} == {r1.content_hash, r2.content_hash}
+    assert {hashlib.sha256(p.read_bytes()).hexdigest() for p in _archived()} == {
+        r1.content_hash,
+        r2.content_hash,
+    }
     assert not any((get_settings().data_dir / "processing").rglob("*.csv"))  # no snapshot left behind
 
 
 # -- two loaders on one file ----------------------------------------------------------------------------------
-def test_two_loaders_in_one_process_load_a_file_once(warehouse_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_two_loaders_in_one_process_load_a_file_once(
+    warehouse_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = _put("contacts.csv", FIXTURE.read_bytes())
     inside, release = threading.Event(), threading.Event()
     real = ingest._load
@@ -159,8 +170,13 @@ def test_two_sync_processes_on_one_file_load_it_once(warehouse_url: str, tmp_pat
     try:
         _wait_for(lambda: marker.exists() or proc.poll() is not None, "the first sync to claim the file")
         assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-        second = subprocess.run([str(Path(sys.executable).parent / "integration-assets"), "sync", "--json"],
-                                env=os.environ.copy(), capture_output=True, text=True, timeout=300)
+        second = subprocess.run(
+            [str(Path(sys.executable).parent / "integration-assets"), "sync", "--json"],
+            env=os.environ.copy(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     finally:
         release.touch()
         out, err = proc.communicate(timeout=300)
@@ -179,10 +195,28 @@ def test_two_sync_processes_on_one_file_load_it_once(warehouse_url: str, tmp_pat
 def test_sync_cli_says_a_file_is_already_being_loaded() -> None:
     from integration_assets.sync import SyncResult, render_summary
 
-    result = SyncResult(loads=[{"status": "already_loading", "source_system": "hubspot", "entity": "contacts",
-                                "file_name": "c.csv", "error": "already being loaded by ld_1 (pid 7 on h)",
-                                **{k: 0 for k in ("rows_read", "rows_inserted", "rows_updated", "rows_unchanged",
-                                                  "rows_duplicate", "rows_quarantined")}}])
+    result = SyncResult(
+        loads=[
+            {
+                "status": "already_loading",
+                "source_system": "hubspot",
+                "entity": "contacts",
+                "file_name": "c.csv",
+                "error": "already being loaded by ld_1 (pid 7 on h)",
+                **{
+                    k: 0
+                    for k in (
+                        "rows_read",
+                        "rows_inserted",
+                        "rows_updated",
+                        "rows_unchanged",
+                        "rows_duplicate",
+                        "rows_quarantined",
+                    )
+                },
+            }
+        ]
+    )
     runner = CliRunner()
     import click
 
@@ -195,7 +229,9 @@ def test_sync_cli_says_a_file_is_already_being_loaded() -> None:
 
 
 # -- a loader killed mid-way ----------------------------------------------------------------------------------
-def test_a_load_killed_mid_way_is_marked_abandoned_and_the_file_loads(warehouse_url: str, tmp_path: Path) -> None:
+def test_a_load_killed_mid_way_is_marked_abandoned_and_the_file_loads(
+    warehouse_url: str, tmp_path: Path
+) -> None:
     from integration_assets.sync import run_pending
 
     _put("contacts.csv", FIXTURE.read_bytes())
@@ -228,15 +264,34 @@ def test_a_live_load_is_not_abandoned_and_another_hosts_only_after_its_lease(war
     engine = get_engine(warehouse_url)
     now = ledger.utcnow()
     old = now - timedelta(seconds=700)
-    ledger.claim(engine, LoadReport(load_id="ld_live", source_system="hubspot", entity="contacts", file_name="a.csv",
-                                    content_hash="ef" * 32))  # a load this process is running
+    ledger.claim(
+        engine,
+        LoadReport(
+            load_id="ld_live",
+            source_system="hubspot",
+            entity="contacts",
+            file_name="a.csv",
+            content_hash="ef" * 32,
+        ),
+    )  # a load this process is running
     rows = [("ld_far_fresh", "elsewhere", 1, None, now), ("ld_far_stale", "elsewhere", 1, None, old)]
     with engine.begin() as conn:
         for i, (load_id, host, pid, started, beat) in enumerate(rows):
-            conn.execute(loads.insert().values(
-                load_id=load_id, source_system="hubspot", entity="contacts", kind="file", status="running",
-                content_hash=f"{i:064x}", started_at=beat, heartbeat_at=beat, owner_host=host, owner_pid=pid,
-                owner_started=started))
+            conn.execute(
+                loads.insert().values(
+                    load_id=load_id,
+                    source_system="hubspot",
+                    entity="contacts",
+                    kind="file",
+                    status="running",
+                    content_hash=f"{i:064x}",
+                    started_at=beat,
+                    heartbeat_at=beat,
+                    owner_host=host,
+                    owner_pid=pid,
+                    owner_started=started,
+                )
+            )
     try:
         assert ledger.abandon_stale(engine, lease=600) == ["ld_far_stale"]
     finally:
@@ -247,7 +302,9 @@ def test_a_live_load_is_not_abandoned_and_another_hosts_only_after_its_lease(war
 
 
 # -- names that are not exports -------------------------------------------------------------------------------
-def test_hidden_temporary_and_linked_entries_are_each_accounted_for(warehouse_url: str, tmp_path: Path) -> None:
+def test_hidden_temporary_and_linked_entries_are_each_accounted_for(
+    warehouse_url: str, tmp_path: Path
+) -> None:
     from integration_assets.sync import run_pending
 
     outside = tmp_path / "outside"
@@ -268,8 +325,11 @@ def test_hidden_temporary_and_linked_entries_are_each_accounted_for(warehouse_ur
     assert result.runs == []  # nothing loadable: no link was followed
     by_name = {ld["file_name"]: ld for ld in result.loads}
     assert {name: ld["reason_code"] for name, ld in by_name.items()} == {
-        ".contacts.csv": "hidden_file", "linked.csv": "symlink", "res.partner": "symlink",
-        "upload.csv.tmp": "stale_temp_file"}
+        ".contacts.csv": "hidden_file",
+        "linked.csv": "symlink",
+        "res.partner": "symlink",
+        "upload.csv.tmp": "stale_temp_file",
+    }
     with get_engine(warehouse_url).connect() as conn:
         ledgered = {r[0]: r[1] for r in conn.execute(sa.select(loads.c.file_name, loads.c.error))}
     assert ledgered["linked.csv"].startswith("symlink: ")  # the ledger and the dead letters say why
@@ -279,8 +339,10 @@ def test_hidden_temporary_and_linked_entries_are_each_accounted_for(warehouse_ur
     rejected = get_settings().rejected_dir
     assert (rejected / "hubspot" / "contacts" / "linked.csv").is_symlink()  # moved as a link
     assert target.read_bytes() == FIXTURE.read_bytes() and (outside / "contacts.csv").exists()
-    assert json.loads((rejected / "hubspot" / "contacts" / "linked.csv.reason.json").read_text())["reason_code"] == \
-        "symlink"
+    assert (
+        json.loads((rejected / "hubspot" / "contacts" / "linked.csv.reason.json").read_text())["reason_code"]
+        == "symlink"
+    )
     assert _contact_ids(warehouse_url) == set()
 
 
@@ -291,9 +353,17 @@ def test_sync_exits_0_when_a_blocking_check_fails(warehouse_url: str) -> None:
 
     # A contact already stored with an e-mail the export gives another id: the blocking keys check fails.
     with get_engine(warehouse_url).begin() as conn:
-        conn.execute(contacts.insert().values(
-            source_system="hubspot", source_id="999", source_updated_at=T0,
-            mapping_version="hubspot.contacts.csv@v1", load_id="ld_x", row_hash=1, email="ann.lee@example.com"))
+        conn.execute(
+            contacts.insert().values(
+                source_system="hubspot",
+                source_id="999",
+                source_updated_at=T0,
+                mapping_version="hubspot.contacts.csv@v1",
+                load_id="ld_x",
+                row_hash=1,
+                email="ann.lee@example.com",
+            )
+        )
     _put("contacts.csv", FIXTURE.read_bytes())
     res = CliRunner().invoke(main, ["sync", "--json"])
     assert res.exit_code == 0, res.output
@@ -307,7 +377,9 @@ def test_sync_exits_0_when_a_blocking_check_fails(warehouse_url: str) -> None:
 def test_sync_exits_non_zero_when_the_warehouse_is_unreachable(monkeypatch: pytest.MonkeyPatch) -> None:
     from integration_assets.cli import main
 
-    monkeypatch.setenv("INTEGRATION_WAREHOUSE_URL", "postgresql+psycopg://postgres:s3cret@127.0.0.1:9/nowhere")
+    monkeypatch.setenv(
+        "INTEGRATION_WAREHOUSE_URL", "postgresql+psycopg://postgres:s3cret@127.0.0.1:9/nowhere"
+    )
     _put("contacts.csv", FIXTURE.read_bytes())
     res = CliRunner().invoke(main, ["sync"])
     assert res.exit_code == 2
@@ -316,8 +388,9 @@ def test_sync_exits_non_zero_when_the_warehouse_is_unreachable(monkeypatch: pyte
 
 
 # -- status -----------------------------------------------------------------------------------------------
-def test_status_lists_stuck_files_and_what_the_inbox_leaves_alone(warehouse_url: str,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_status_lists_stuck_files_and_what_the_inbox_leaves_alone(
+    warehouse_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from integration_assets.cli import main
 
     _put("contacts.csv", FIXTURE.read_bytes())
@@ -345,19 +418,28 @@ def test_status_lists_stuck_files_and_what_the_inbox_leaves_alone(warehouse_url:
     assert not any((get_settings().data_dir / "processing").rglob("*.csv"))  # the failed loads' snapshots
 
 
-@pytest.mark.parametrize("warehouse_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
+@pytest.mark.parametrize(
+    "warehouse_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
 def test_a_running_load_keeps_its_heartbeat_fresh_on_postgres(warehouse_url: str) -> None:
     from integration_assets.warehouse import ledger
     from integration_assets.warehouse.ledger import LoadReport, new_load_id
 
     engine = get_engine(warehouse_url)
-    report = LoadReport(load_id=new_load_id(), source_system="hubspot", entity="contacts", file_name="c.csv",
-                        content_hash="cd" * 32)
+    report = LoadReport(
+        load_id=new_load_id(),
+        source_system="hubspot",
+        entity="contacts",
+        file_name="c.csv",
+        content_hash="cd" * 32,
+    )
     ledger.claim(engine, report)
 
     def beat() -> Any:
         with engine.connect() as conn:
-            return conn.execute(sa.select(loads.c.heartbeat_at).where(loads.c.load_id == report.load_id)).scalar_one()
+            return conn.execute(
+                sa.select(loads.c.heartbeat_at).where(loads.c.load_id == report.load_id)
+            ).scalar_one()
 
     first = beat()
     with ledger.heartbeat(engine, report.load_id, every=0.05):  # (SQLite: none, its write lock is the load's)
@@ -365,8 +447,9 @@ def test_a_running_load_keeps_its_heartbeat_fresh_on_postgres(warehouse_url: str
     assert ledger.abandon_stale(engine, load_ids=[report.load_id], lease=600) == []
 
 
-def test_a_file_archived_by_another_loader_during_the_copy_is_archived_once(warehouse_url: str,
-                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_file_archived_by_another_loader_during_the_copy_is_archived_once(
+    warehouse_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from integration_assets.warehouse import ledger
     from integration_assets.warehouse.ledger import LoadReport, new_load_id
 
@@ -376,8 +459,14 @@ def test_a_file_archived_by_another_loader_during_the_copy_is_archived_once(ware
     def copied_then_taken(src: Path, dest: Path) -> tuple[str, int]:
         out = real(src, dest)
         # Meanwhile another loader finished this content and archived the file.
-        other = LoadReport(load_id=new_load_id(), source_system="hubspot", entity="contacts", file_name=src.name,
-                           content_hash=out[0], status="succeeded")
+        other = LoadReport(
+            load_id=new_load_id(),
+            source_system="hubspot",
+            entity="contacts",
+            file_name=src.name,
+            content_hash=out[0],
+            status="succeeded",
+        )
         with get_engine(warehouse_url).begin() as conn:
             ledger.start(conn, other)
             ledger.finish(conn, other)
@@ -393,9 +482,12 @@ def test_a_file_archived_by_another_loader_during_the_copy_is_archived_once(ware
     assert not any((get_settings().data_dir / "processing").rglob("*.csv"))
 
 
-@pytest.mark.parametrize("warehouse_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
+@pytest.mark.parametrize(
+    "warehouse_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
 def test_a_retry_in_the_same_process_takes_over_the_claim_its_lost_attempt_left(
-        warehouse_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    warehouse_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from integration_assets.warehouse import writer
     from tests.support.tcp_proxy import TcpProxy
 
@@ -437,14 +529,26 @@ def test_a_run_marks_loads_of_dead_processes_abandoned(warehouse_url: str) -> No
     gone.wait()  # a process that ran a load of another file and died
     me = ledger.this_process()
     with get_engine(warehouse_url).begin() as conn:
-        conn.execute(loads.insert().values(
-            load_id="ld_dead", source_system="odoo", entity="res.partner", kind="file", status="running",
-            content_hash="0" * 64, started_at=ledger.utcnow(), owner_host=me.host, owner_pid=gone.pid))
+        conn.execute(
+            loads.insert().values(
+                load_id="ld_dead",
+                source_system="odoo",
+                entity="res.partner",
+                kind="file",
+                status="running",
+                content_hash="0" * 64,
+                started_at=ledger.utcnow(),
+                owner_host=me.host,
+                owner_pid=gone.pid,
+            )
+        )
     path = _put("contacts.csv", FIXTURE.read_bytes())
     with dg.instance_for_test() as instance:
         result = defs.resolve_job_def("ingest_hubspot_contacts").execute_in_process(
-            instance=instance, run_config={"ops": {"raw__hubspot__contacts": {"config": {"files": [str(path)]}}}},
-            raise_on_error=False)
+            instance=instance,
+            run_config={"ops": {"raw__hubspot__contacts": {"config": {"files": [str(path)]}}}},
+            raise_on_error=False,
+        )
     assert result.success
     by_id = {r["load_id"]: r for r in _ledger(warehouse_url)}
     assert by_id["ld_dead"]["status"] == "abandoned" and f"pid {gone.pid}" in by_id["ld_dead"]["error"]

@@ -21,17 +21,21 @@ from integration_assets.warehouse.db import get_engine
 from integration_assets.warehouse.schema import contacts, dead_letters
 from tests.checks.support import check_key, drop, ingest, run_checks
 
-HEADER = ('"Record ID","First Name","Last Name","Email","Phone Number","Contact owner","Primary Associated Company ID",'
-          '"Last Activity Date","Lead Status","Marketing contact status","Create Date","Associated Company",'
-          '"Lifecycle Stage","Country/Region","Last Modified Date"')
+HEADER = (
+    '"Record ID","First Name","Last Name","Email","Phone Number","Contact owner","Primary Associated Company ID",'
+    '"Last Activity Date","Lead Status","Marketing contact status","Create Date","Associated Company",'
+    '"Lifecycle Stage","Country/Region","Last Modified Date"'
+)
 
 
 def _export(path: Path) -> Path:
     rows = [HEADER]
     for i in range(1, 11):
         stage = "Partner" if i in (4, 8) else "Lead"  # "Partner": a lifecycle stage the portal just added
-        rows.append(f'"{i}","N{i}","L{i}","p{i}@example.com","","Sam","","","New","Marketing contact",'
-                    f'"2024-01-0{1 + i % 9} 10:00","","{stage}","Spain","2024-02-01 10:00"')
+        rows.append(
+            f'"{i}","N{i}","L{i}","p{i}@example.com","","Sam","","","New","Marketing contact",'
+            f'"2024-01-0{1 + i % 9} 10:00","","{stage}","Spain","2024-02-01 10:00"'
+        )
     path.write_text("\n".join(rows) + "\n", encoding="utf-8")
     return path
 
@@ -46,8 +50,9 @@ def _tick(defs: dg.Definitions, instance: dg.DagsterInstance, cursor: str | None
     return sensor(dg.build_sensor_context(instance=instance, cursor=cursor)).cursor
 
 
-def test_new_dropdown_value_alert_contract_edit_replay_resolve(warehouse_url: str, tmp_path: Path,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_new_dropdown_value_alert_contract_edit_replay_resolve(
+    warehouse_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from integration_assets.cli import main
     from integration_assets.definitions import defs
 
@@ -65,8 +70,11 @@ def test_new_dropdown_value_alert_contract_edit_replay_resolve(warehouse_url: st
         engine = get_engine(warehouse_url)
         with engine.connect() as conn:
             assert conn.execute(sa.select(sa.func.count()).select_from(contacts)).scalar_one() == 8
-            pending = conn.execute(sa.select(dead_letters.c.natural_key, dead_letters.c.check_name)
-                                   .where(dead_letters.c.status == "pending")).all()
+            pending = conn.execute(
+                sa.select(dead_letters.c.natural_key, dead_letters.c.check_name).where(
+                    dead_letters.c.status == "pending"
+                )
+            ).all()
         assert sorted(pending) == [("4", "unknown_value"), ("8", "unknown_value")]
 
         # 2. The alert goes out, once.
@@ -78,16 +86,26 @@ def test_new_dropdown_value_alert_contract_edit_replay_resolve(warehouse_url: st
         # 3. A user teaches the contract the new value (a contract edit, no code change) ...
         yaml_path = contracts_root / "hubspot" / "contacts_export.v1.yaml"
         text = yaml_path.read_text()
-        yaml_path.write_text(text.replace("      Other: other\n", "      Other: other\n      Partner: other\n", 1))
+        yaml_path.write_text(
+            text.replace("      Other: other\n", "      Other: other\n      Partner: other\n", 1)
+        )
 
         # 4. ... and replays the quarantined rows from the CLI (a replay_dead_letters run).
-        res = CliRunner().invoke(main, ["dlq", "replay", "--filter", "--source", "hubspot", "--check", "unknown_value", "--json"])
+        res = CliRunner().invoke(
+            main, ["dlq", "replay", "--filter", "--source", "hubspot", "--check", "unknown_value", "--json"]
+        )
         assert res.exit_code == 0, res.output
         assert json.loads(res.stdout)["replayed"] == 2
         with engine.connect() as conn:
             assert conn.execute(sa.select(sa.func.count()).select_from(contacts)).scalar_one() == 10
-            assert conn.execute(sa.select(sa.func.count()).select_from(dead_letters)
-                                .where(dead_letters.c.status == "pending")).scalar_one() == 0
+            assert (
+                conn.execute(
+                    sa.select(sa.func.count())
+                    .select_from(dead_letters)
+                    .where(dead_letters.c.status == "pending")
+                ).scalar_one()
+                == 0
+            )
 
         # 5. The check passes again and the alert resolves.
         assert run_checks(defs, instance, [drift]).get_asset_check_evaluations()[0].passed

@@ -23,7 +23,8 @@ from integration_assets.warehouse.ledger import utcnow
 from integration_assets.warehouse.schema import dead_letter_actions, dead_letters
 
 both_databases = pytest.mark.parametrize(
-    "warehouse_url", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
+    "warehouse_url", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
 
 NOW = utcnow()
 POLICY = RetentionPolicy(processed_events="30d", settled_dead_letters="60d")
@@ -32,27 +33,48 @@ POLICY = RetentionPolicy(processed_events="30d", settled_dead_letters="60d")
 def _seed(engine: sa.Engine) -> None:
     def event(i: int, age_days: float) -> dict[str, object]:
         at = NOW - timedelta(days=age_days)
-        return {"source": "stripe", "event_id": f"stripe:evt_{i}", "event_type": "payment_intent.succeeded",
-                "received_at": at, "applied_at": at, "outcome": "applied", "batch_id": "b1"}
+        return {
+            "source": "stripe",
+            "event_id": f"stripe:evt_{i}",
+            "event_type": "payment_intent.succeeded",
+            "received_at": at,
+            "applied_at": at,
+            "outcome": "applied",
+            "batch_id": "b1",
+        }
 
     def letter(i: int, status: str, resolved_days: float | None, seen_days: float) -> dict[str, object]:
-        return {"fingerprint": f"f{i}", "source_system": "hubspot", "entity": "contacts", "stage": "map",
-                "check_name": "unknown_value", "reason": "r", "raw_record": json.dumps({"email": "a@b.c"}),
-                "status": status, "attempts": 1, "first_seen": NOW - timedelta(days=400),
-                "last_seen": NOW - timedelta(days=seen_days),
-                "resolved_at": None if resolved_days is None else NOW - timedelta(days=resolved_days)}
+        return {
+            "fingerprint": f"f{i}",
+            "source_system": "hubspot",
+            "entity": "contacts",
+            "stage": "map",
+            "check_name": "unknown_value",
+            "reason": "r",
+            "raw_record": json.dumps({"email": "a@b.c"}),
+            "status": status,
+            "attempts": 1,
+            "first_seen": NOW - timedelta(days=400),
+            "last_seen": NOW - timedelta(days=seen_days),
+            "resolved_at": None if resolved_days is None else NOW - timedelta(days=resolved_days),
+        }
 
     with engine.begin() as conn:
         conn.execute(sa.insert(processed_events), [event(i, 31 + i) for i in range(5)] + [event(9, 29)])
-        conn.execute(sa.insert(dead_letters), [
-            letter(1, "replayed", 61, 61),    # settled long ago: goes
-            letter(2, "discarded", 90, 90),   # goes
-            letter(3, "pending", None, 300),  # pending: always stays, however old
-            letter(4, "discarded", 61, 2),    # settled long ago but failed again two days ago: stays
-            letter(5, "replayed", 10, 10),    # settled recently: stays
-        ])
-        conn.execute(sa.insert(dead_letter_actions), [
-            {"dead_letter_id": 1, "action": "replay", "actor": "t", "outcome": "replayed", "at": NOW}])
+        conn.execute(
+            sa.insert(dead_letters),
+            [
+                letter(1, "replayed", 61, 61),  # settled long ago: goes
+                letter(2, "discarded", 90, 90),  # goes
+                letter(3, "pending", None, 300),  # pending: always stays, however old
+                letter(4, "discarded", 61, 2),  # settled long ago but failed again two days ago: stays
+                letter(5, "replayed", 10, 10),  # settled recently: stays
+            ],
+        )
+        conn.execute(
+            sa.insert(dead_letter_actions),
+            [{"dead_letter_id": 1, "action": "replay", "actor": "t", "outcome": "replayed", "at": NOW}],
+        )
 
 
 def _left(engine: sa.Engine) -> tuple[list[str], list[str]]:
@@ -106,16 +128,20 @@ def test_retention_floors(tmp_path: Path) -> None:
 
 
 @both_databases
-def test_housekeeping_job_prunes_with_the_policy(warehouse_url: str, monkeypatch: pytest.MonkeyPatch,
-                                                 tmp_path: Path) -> None:
+def test_housekeeping_job_prunes_with_the_policy(
+    warehouse_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     from integration_assets.jobs.housekeeping import housekeeping
     from integration_assets.resources import WarehouseResource
 
     engine = get_engine(warehouse_url)
     _seed(engine)
     short = tmp_path / "policies.yaml"
-    short.write_text(DEFAULT_POLICIES_FILE.read_text().replace("processed_events: 90d", "processed_events: 30d")
-                     .replace("settled_dead_letters: 180d", "settled_dead_letters: 60d"))
+    short.write_text(
+        DEFAULT_POLICIES_FILE.read_text()
+        .replace("processed_events: 90d", "processed_events: 30d")
+        .replace("settled_dead_letters: 180d", "settled_dead_letters: 60d")
+    )
     monkeypatch.setenv("INTEGRATION_POLICIES_FILE", str(short))
     result = housekeeping.execute_in_process(resources={"warehouse": WarehouseResource(url=warehouse_url)})
     assert result.success

@@ -20,7 +20,9 @@ def _env_example_names() -> set[str]:
 
 
 def _names_read_in_code() -> set[str]:
-    pattern = re.compile(r"""(?:environ(?:\.get)?\(|environ\[|getenv\(|EnvVar\()\s*["']([A-Z][A-Z0-9_]+)["']""")
+    pattern = re.compile(
+        r"""(?:environ(?:\.get)?\(|environ\[|getenv\(|EnvVar\()\s*["']([A-Z][A-Z0-9_]+)["']"""
+    )
     found = set()
     for path in (ROOT / "integration_assets").rglob("*.py"):
         found.update(pattern.findall(path.read_text()))
@@ -31,7 +33,9 @@ def test_every_registered_variable_is_in_env_example() -> None:
     from integration_assets.settings import render_env_example
 
     assert set(ENV_VARS) <= _env_example_names()
-    assert (ROOT / ".env.example").read_text() == render_env_example(), "python -m integration_assets.settings > .env.example"
+    assert (ROOT / ".env.example").read_text() == render_env_example(), (
+        "python -m integration_assets.settings > .env.example"
+    )
 
 
 def test_code_reads_only_registered_variables() -> None:

@@ -41,12 +41,28 @@ if TYPE_CHECKING:
 
 _EXPORTS = {
     "channels": (
-        "Channel", "DeliveryError", "EmailChannel", "JsonlAlertLog", "Notification", "SlackWebhookChannel",
-        "TerminalDeliveryError", "TransientDeliveryError", "WebhookChannel", "http_client",
+        "Channel",
+        "DeliveryError",
+        "EmailChannel",
+        "JsonlAlertLog",
+        "Notification",
+        "SlackWebhookChannel",
+        "TerminalDeliveryError",
+        "TransientDeliveryError",
+        "WebhookChannel",
+        "http_client",
     ),
     "notifier": (
-        "Alert", "AlertConfig", "DeliveryResult", "Incident", "Notifier", "Outcome", "RetryPolicy", "Severity",
-        "get_incident", "list_incidents",
+        "Alert",
+        "AlertConfig",
+        "DeliveryResult",
+        "Incident",
+        "Notifier",
+        "Outcome",
+        "RetryPolicy",
+        "Severity",
+        "get_incident",
+        "list_incidents",
     ),
     "redact": ("redact", "redact_text"),
 }

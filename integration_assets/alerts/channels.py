@@ -229,7 +229,9 @@ def _send_json(client: httpx.Client, channel: str, url: str, body: Mapping[str, 
         raise TerminalDeliveryError(channel, f"HTTP {status}: redirect not followed")
     if status in (408, 425, 429) or status >= 500:
         raise TransientDeliveryError(
-            channel, f"HTTP {status}: {snippet}", retry_after=_retry_after_seconds(response.headers.get("Retry-After"))
+            channel,
+            f"HTTP {status}: {snippet}",
+            retry_after=_retry_after_seconds(response.headers.get("Retry-After")),
         )
     raise TerminalDeliveryError(channel, f"HTTP {status}: {snippet}")
 
@@ -255,7 +257,9 @@ class JsonlAlertLog:
             finally:
                 os.close(fd)
         except OSError as exc:
-            raise TransientDeliveryError(self.name, f"cannot append to the alert log: {exc.strerror}") from None
+            raise TransientDeliveryError(
+                self.name, f"cannot append to the alert log: {exc.strerror}"
+            ) from None
 
 
 @dataclass
@@ -284,9 +288,13 @@ def _clip(text: str, limit: int) -> str:
 
 def slack_payload(n: Notification) -> dict[str, Any]:
     """Slack incoming-webhook body: ``text`` (notification/fallback) plus Block Kit ``blocks``."""
-    icon = ":white_check_mark:" if n.kind == "resolve" else {
-        "critical": ":rotating_light:", "error": ":red_circle:", "warning": ":warning:"
-    }.get(n.severity, ":grey_question:")
+    icon = (
+        ":white_check_mark:"
+        if n.kind == "resolve"
+        else {"critical": ":rotating_light:", "error": ":red_circle:", "warning": ":warning:"}.get(
+            n.severity, ":grey_question:"
+        )
+    )
     summary = _slack_escape(n.summary) if n.summary else "_no summary_"
     fields = [
         f"*Severity*\n{n.severity}",
@@ -295,7 +303,10 @@ def slack_payload(n: Notification) -> dict[str, Any]:
         f"*Episode*\n{n.episode} (seen {n.fire_count}x)",
     ]
     blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": _clip(n.headline, SLACK_HEADER_MAX), "emoji": True}},
+        {
+            "type": "header",
+            "text": {"type": "plain_text", "text": _clip(n.headline, SLACK_HEADER_MAX), "emoji": True},
+        },
         {"type": "section", "text": {"type": "mrkdwn", "text": _clip(summary, SLACK_SECTION_MAX)}},
         {
             "type": "section",
@@ -305,7 +316,10 @@ def slack_payload(n: Notification) -> dict[str, Any]:
     if n.details and n.kind == "fire":
         details = _slack_escape(json.dumps(n.details, indent=1, sort_keys=True, ensure_ascii=False))
         blocks.append(
-            {"type": "section", "text": {"type": "mrkdwn", "text": "```" + _clip(details, SLACK_SECTION_MAX - 6) + "```"}}
+            {
+                "type": "section",
+                "text": {"type": "mrkdwn", "text": "```" + _clip(details, SLACK_SECTION_MAX - 6) + "```"},
+            }
         )
     context = f"key `{_slack_escape(n.key)}`"
     if n.runbook:
@@ -313,7 +327,9 @@ def slack_payload(n: Notification) -> dict[str, Any]:
             context += f" · <{n.runbook}|runbook>"
         else:
             context += f" · runbook: {_slack_escape(n.runbook)}"
-    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": _clip(context, SLACK_FIELD_MAX)}]})
+    blocks.append(
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": _clip(context, SLACK_FIELD_MAX)}]}
+    )
     text = _clip(f"{icon} {_slack_escape(n.headline)}: {summary}", SLACK_SECTION_MAX)
     return {"text": text, "blocks": blocks}
 
@@ -368,7 +384,9 @@ class EmailChannel:
         if not self.from_addr:
             raise ValueError("INTEGRATION_ALERT_SMTP_FROM is required for e-mail alerts")
         if self.username and not self.starttls and not _is_loopback(self.host):
-            raise ValueError("refusing to send SMTP credentials without STARTTLS (set INTEGRATION_ALERT_SMTP_STARTTLS)")
+            raise ValueError(
+                "refusing to send SMTP credentials without STARTTLS (set INTEGRATION_ALERT_SMTP_STARTTLS)"
+            )
 
     def build_message(self, n: Notification) -> EmailMessage:
         domain = self.from_addr.rpartition("@")[2] or "integration-assets.local"

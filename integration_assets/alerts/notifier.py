@@ -387,22 +387,36 @@ class Notifier:
             elif conn.execute(
                 sa.update(t)
                 .where(t.c.key == a.key, t.c.status == "resolved")
-                .values(status="open", episode=t.c.episode + 1, fire_count=1, opened_at=now,
-                        last_notified_at=now, resolved_at=None, **latest)
+                .values(
+                    status="open",
+                    episode=t.c.episode + 1,
+                    fire_count=1,
+                    opened_at=now,
+                    last_notified_at=now,
+                    resolved_at=None,
+                    **latest,
+                )
             ).rowcount:
                 action = "reopened"
             else:
                 conn.execute(
-                    sa.update(t).where(t.c.key == a.key, t.c.status == "open")
+                    sa.update(t)
+                    .where(t.c.key == a.key, t.c.status == "open")
                     .values(fire_count=t.c.fire_count + 1, **latest)
                 )
                 action = "deduplicated"
-                if self.renotify_after is not None and conn.execute(
-                    sa.update(t)
-                    .where(t.c.key == a.key, t.c.status == "open",
-                           t.c.last_notified_at <= now - self.renotify_after)
-                    .values(last_notified_at=now)
-                ).rowcount:
+                if (
+                    self.renotify_after is not None
+                    and conn.execute(
+                        sa.update(t)
+                        .where(
+                            t.c.key == a.key,
+                            t.c.status == "open",
+                            t.c.last_notified_at <= now - self.renotify_after,
+                        )
+                        .values(last_notified_at=now)
+                    ).rowcount
+                ):
                     action = "renotified"
             incident = Incident.from_row(conn.execute(sa.select(t).where(t.c.key == a.key)).one())
         log.info("alert %s: %s (episode %d, seen %d)", action, a.key, incident.episode, incident.fire_count)
@@ -514,7 +528,9 @@ class Notifier:
             error = f"unexpected {type(exc).__name__}: {redact_text(str(exc))}"
         else:
             return DeliveryResult(channel.name, "sent", attempts)
-        log.warning("alert %s to %s failed after %d attempt(s): %s", notice.kind, channel.name, attempts, error)
+        log.warning(
+            "alert %s to %s failed after %d attempt(s): %s", notice.kind, channel.name, attempts, error
+        )
         return DeliveryResult(channel.name, "failed", attempts, error)
 
     def send_unrecorded(self, alert: Alert, kind: NotificationKind, *, opened_at: datetime) -> list[str]:
@@ -527,10 +543,21 @@ class Notifier:
         details = redact(dict(alert.details))
         notice = Notification(
             id=hashlib.sha256(f"{alert.key}\0{opened_at.isoformat()}\0{kind}".encode()).hexdigest()[:32],
-            kind=kind, key=redact_text(alert.key), severity=alert.severity, title=redact_text(alert.title),
-            summary=redact_text(alert.summary), source_system=alert.source_system, entity=alert.entity,
-            check_name=alert.check_name, details=details if isinstance(details, dict) else {},
-            runbook=redact_text(alert.runbook), episode=1, fire_count=1, opened_at=opened_at, at=self._now())
+            kind=kind,
+            key=redact_text(alert.key),
+            severity=alert.severity,
+            title=redact_text(alert.title),
+            summary=redact_text(alert.summary),
+            source_system=alert.source_system,
+            entity=alert.entity,
+            check_name=alert.check_name,
+            details=details if isinstance(details, dict) else {},
+            runbook=redact_text(alert.runbook),
+            episode=1,
+            fire_count=1,
+            opened_at=opened_at,
+            at=self._now(),
+        )
         results = [self._deliver_one(channel, notice) for channel in self.channels]
         return [r.channel for r in results if r.status == "sent"]
 
@@ -610,4 +637,3 @@ def list_incidents(
         query = query.where(t.c.status == status)
     with engine.connect() as conn:
         return [Incident.from_row(r) for r in conn.execute(query)]
-

@@ -62,7 +62,9 @@ class CheckState:
         return f"{self.record_id}:{self.status}"
 
 
-def latest_check_states(instance: dg.DagsterInstance, keys: Sequence[dg.AssetCheckKey]) -> dict[dg.AssetCheckKey, CheckState]:
+def latest_check_states(
+    instance: dg.DagsterInstance, keys: Sequence[dg.AssetCheckKey]
+) -> dict[dg.AssetCheckKey, CheckState]:
     """The latest evaluation of every check in ``keys`` that ever ran (one storage query for all of them).
 
     A record stays PLANNED until its result arrives; like the UI, a planned record whose run has finished is
@@ -93,20 +95,30 @@ def latest_check_states(instance: dg.DagsterInstance, keys: Sequence[dg.AssetChe
         status = "passed" if rec.status == S.SUCCEEDED else "failed"
         if status == "failed" and metadata.get("skipped") is True:
             status = "skipped"  # our "not evaluated" result (e.g. a table that does not exist yet)
-        out[key] = CheckState(key, rec.id, status, rec.run_id, at, severity,  # type: ignore[arg-type]
-                              evaluation.description if evaluation else None, metadata)
+        out[key] = CheckState(
+            key,
+            rec.id,
+            status,
+            rec.run_id,
+            at,
+            severity,  # type: ignore[arg-type]
+            evaluation.description if evaluation else None,
+            metadata,
+        )
     return out
 
 
-def previous_evaluation_time(instance: dg.DagsterInstance, key: dg.AssetCheckKey, *,
-                             exclude_run_id: str | None = None) -> datetime | None:
+def previous_evaluation_time(
+    instance: dg.DagsterInstance, key: dg.AssetCheckKey, *, exclude_run_id: str | None = None
+) -> datetime | None:
     """When ``key`` last completed an evaluation in another run (for "new since the last check")."""
     from dagster._core.storage.asset_check_execution_record import (
         COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES,
     )
 
     history = instance.event_log_storage.get_asset_check_execution_history(
-        key, limit=5, status=set(COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES))
+        key, limit=5, status=set(COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES)
+    )
     for rec in history:
         if rec.run_id != exclude_run_id:
             return datetime.fromtimestamp(rec.create_timestamp, UTC)
@@ -120,7 +132,9 @@ class FreshnessView:
     since: datetime
 
 
-def freshness_states(instance: dg.DagsterInstance, keys: Sequence[dg.AssetKey]) -> dict[dg.AssetKey, FreshnessView]:
+def freshness_states(
+    instance: dg.DagsterInstance, keys: Sequence[dg.AssetKey]
+) -> dict[dg.AssetKey, FreshnessView]:
     """The FreshnessDaemon's latest state per asset (assets it never evaluated are absent)."""
     if not keys:
         return {}
@@ -134,8 +148,9 @@ def last_materialization_time(instance: dg.DagsterInstance, key: dg.AssetKey) ->
 
 
 @contextmanager
-def in_process_workspace(instance: dg.DagsterInstance, module_name: str, attribute: str,
-                         working_directory: str | None = None) -> Iterator[Any]:
+def in_process_workspace(
+    instance: dg.DagsterInstance, module_name: str, attribute: str, working_directory: str | None = None
+) -> Iterator[Any]:
     """A daemon workspace over a code location loaded in this process (no gRPC server)."""
     from dagster._core.remote_origin import InProcessCodeLocationOrigin
     from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
@@ -143,9 +158,11 @@ def in_process_workspace(instance: dg.DagsterInstance, module_name: str, attribu
     from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
 
     origin = InProcessCodeLocationOrigin(
-        loadable_target_origin=LoadableTargetOrigin(module_name=module_name, attribute=attribute,
-                                                    working_directory=working_directory),
-        location_name="integration_assets")
+        loadable_target_origin=LoadableTargetOrigin(
+            module_name=module_name, attribute=attribute, working_directory=working_directory
+        ),
+        location_name="integration_assets",
+    )
     with WorkspaceProcessContext(instance, InProcessWorkspaceLoadTarget(origin)) as context:
         yield context
 

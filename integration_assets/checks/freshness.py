@@ -26,7 +26,9 @@ def _entities() -> dict[dg.AssetKey, tuple[str, str]]:
     return out
 
 
-def freshness_policy_for(key: dg.AssetKey, policies: Policies, group: str | None = None) -> dg.FreshnessPolicy:
+def freshness_policy_for(
+    key: dg.AssetKey, policies: Policies, group: str | None = None
+) -> dg.FreshnessPolicy:
     """The time-window freshness policy of one asset."""
     system, entity = _entities().get(key, (group or "", None))
     window = policies.for_entity(system, entity).freshness

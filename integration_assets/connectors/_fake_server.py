@@ -89,8 +89,12 @@ class FakeServer:
         server = _Server(("127.0.0.1", 0), _Handler)
         server.fake = self
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=f"{type(self).__name__}", daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"{type(self).__name__}",
+            daemon=True,
+        )
         self._thread.start()
         return self
 
@@ -166,8 +170,11 @@ class FakeServer:
                 headers["Retry-After"] = str(int(fault.retry_after))
                 req.not_before = now + int(fault.retry_after)
         req.status, req.sent_at = status, now
-        data = b"" if payload is None else (payload if isinstance(payload, bytes) else
-                                            json.dumps(payload).encode("utf-8"))
+        data = (
+            b""
+            if payload is None
+            else (payload if isinstance(payload, bytes) else json.dumps(payload).encode("utf-8"))
+        )
         try:
             h.send_response(status)
             if "Content-Type" not in headers:

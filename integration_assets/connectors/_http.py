@@ -78,6 +78,7 @@ Sleep = Callable[[float], None]
 
 # --- errors -------------------------------------------------------------------------------------------------
 
+
 class ConnectorError(IntegrationError):
     """Base of the errors the connectors raise (always also Transient or Terminal)."""
 
@@ -85,8 +86,14 @@ class ConnectorError(IntegrationError):
 class Retryable(ConnectorError, TransientError):
     """One attempt failed in a way worth retrying (429, 5xx, timeout, dropped connection)."""
 
-    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None,
-                 min_wait: float = 0.0) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        min_wait: float = 0.0,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.retry_after = retry_after  # what the server asked for (seconds from now), if anything
@@ -122,6 +129,7 @@ class QuotaExhausted(RequestRejected):
 
 
 # --- policy -------------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -160,7 +168,9 @@ class RetryBudget:
 class Throttle:
     """At most one call per ``min_interval`` seconds (a documented per-second limit, e.g. HubSpot search)."""
 
-    def __init__(self, min_interval: float, *, clock: Clock = time.monotonic, sleep: Sleep = time.sleep) -> None:
+    def __init__(
+        self, min_interval: float, *, clock: Clock = time.monotonic, sleep: Sleep = time.sleep
+    ) -> None:
         self.min_interval = min_interval
         self._clock, self._sleep = clock, sleep
         self._last: float | None = None
@@ -174,6 +184,7 @@ class Throttle:
 
 
 # --- classification -----------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Verdict:
@@ -247,6 +258,7 @@ def classify_http(response: httpx.Response, now: float) -> Verdict:
 
 # --- recording ----------------------------------------------------------------------------------------------
 
+
 def warehouse_status_recorder(system: str, engine: sa.Engine | None = None) -> StatusRecorder:
     """Record each response status of ``system`` in ``connector_http_stats`` (for the sustained-429/5xx alert).
 
@@ -262,15 +274,20 @@ def warehouse_status_recorder(system: str, engine: sa.Engine | None = None) -> S
         try:
             record_http_status(system, status, engine=engine)
         except sa.exc.SQLAlchemyError as exc:
-            log.log(logging.DEBUG if warned else logging.WARNING,
-                    "%s: could not record HTTP status %s for the connector health sensor (%s)",
-                    system, status, type(exc).__name__)
+            log.log(
+                logging.DEBUG if warned else logging.WARNING,
+                "%s: could not record HTTP status %s for the connector health sensor (%s)",
+                system,
+                status,
+                type(exc).__name__,
+            )
             warned = True
 
     return record
 
 
 # --- the client ---------------------------------------------------------------------------------------------
+
 
 @dataclass
 class _Outcome:
@@ -351,8 +368,9 @@ class HttpClient:
             self.recorder(status)
 
     # one attempt
-    def _attempt(self, method: str, path: str, params: Any, json: Any, classify: Classifier,
-                 throttle: Throttle | None) -> httpx.Response:
+    def _attempt(
+        self, method: str, path: str, params: Any, json: Any, classify: Classifier, throttle: Throttle | None
+    ) -> httpx.Response:
         if self._blocked is not None:
             raise self._blocked
         if throttle is not None:
@@ -365,15 +383,22 @@ class HttpClient:
             raise Retryable(f"timed out ({type(exc).__name__})") from exc
         except httpx.TransportError as exc:
             self._record(None)
-            raise Retryable(f"connection failed ({type(exc).__name__}: {self.scrub(str(exc))[:200]})") from exc
+            raise Retryable(
+                f"connection failed ({type(exc).__name__}: {self.scrub(str(exc))[:200]})"
+            ) from exc
         verdict = classify(response, self.clock())
         if verdict.action == "ok":
             return response
         if verdict.action == "retry":
-            raise Retryable(self.scrub(verdict.reason), status=response.status_code,
-                            retry_after=verdict.retry_after, min_wait=verdict.min_wait)
+            raise Retryable(
+                self.scrub(verdict.reason),
+                status=response.status_code,
+                retry_after=verdict.retry_after,
+                min_wait=verdict.min_wait,
+            )
         error = verdict.error or RequestRejected(
-            self.scrub(f"{self.system} {method} {path}: {verdict.reason}"), status=response.status_code)
+            self.scrub(f"{self.system} {method} {path}: {verdict.reason}"), status=response.status_code
+        )
         if verdict.block:
             self._blocked = error
         raise error
@@ -398,24 +423,44 @@ class HttpClient:
                 return True
             wait = state.upcoming_sleep
             if wait > self.retry.max_wait:
-                outcome.stop_reason = f"asked to wait {wait:.0f} s, more than max_wait {self.retry.max_wait:.0f} s"
+                outcome.stop_reason = (
+                    f"asked to wait {wait:.0f} s, more than max_wait {self.retry.max_wait:.0f} s"
+                )
                 return True
             if not self.budget.try_spend():
                 outcome.stop_reason = f"the run's retry budget of {self.budget.limit} is spent"
                 return True
             return False
+
         return stop
 
     def _before_sleep(self, method: str, path: str) -> Callable[[tenacity.RetryCallState], None]:
         def before_sleep(state: tenacity.RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
-            log.warning("%s %s %s: %s; retry %d/%d in %.2f s (budget left %d)", self.system, method, path, exc,
-                        state.attempt_number, self.retry.max_attempts - 1, state.upcoming_sleep,
-                        self.budget.remaining)
+            log.warning(
+                "%s %s %s: %s; retry %d/%d in %.2f s (budget left %d)",
+                self.system,
+                method,
+                path,
+                exc,
+                state.attempt_number,
+                self.retry.max_attempts - 1,
+                state.upcoming_sleep,
+                self.budget.remaining,
+            )
+
         return before_sleep
 
-    def request(self, method: str, path: str, *, params: Any = None, json: Any = None,
-                classify: Classifier | None = None, throttle: Throttle | None = None) -> httpx.Response:
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Any = None,
+        json: Any = None,
+        classify: Classifier | None = None,
+        throttle: Throttle | None = None,
+    ) -> httpx.Response:
         """Send one request with retries; the response is a success as far as ``classify`` is concerned.
 
         Raises :class:`RetriesExhausted` (transient) or a terminal :class:`RequestRejected`.
@@ -435,12 +480,17 @@ class HttpClient:
             last = err.last_attempt.exception()
             status = last.status if isinstance(last, Retryable) else None
             raise RetriesExhausted(
-                self.scrub(f"{self.system} {method} {path}: gave up after {outcome.attempts} attempt(s) "
-                           f"({outcome.stop_reason}); last error: {last}"),
-                attempts=outcome.attempts, last_status=status) from last
+                self.scrub(
+                    f"{self.system} {method} {path}: gave up after {outcome.attempts} attempt(s) "
+                    f"({outcome.stop_reason}); last error: {last}"
+                ),
+                attempts=outcome.attempts,
+                last_status=status,
+            ) from last
 
 
 # --- pagination ---------------------------------------------------------------------------------------------
+
 
 class PagingStuck(ConnectorError, TerminalError):
     """More records share one version value than the provider lets a single query page through."""
@@ -472,7 +522,11 @@ def ascending_pages(
     token: str | None = None
     while True:
         records, next_token = fetch(lower, token)
-        fresh = [r for r in records if not (lower is not None and version(r) == lower and ident(r) in seen_at_lower)]
+        fresh = [
+            r
+            for r in records
+            if not (lower is not None and version(r) == lower and ident(r) in seen_at_lower)
+        ]
         if fresh:
             yield fresh
         if not records or next_token is None:
@@ -484,5 +538,7 @@ def ascending_pages(
         else:  # a whole page at the restart value: page through it in this query
             seen_at_lower.update(ident(r) for r in records)
             if max_token is not None and next_token.isdigit() and int(next_token) >= max_token:
-                raise PagingStuck(f"more than {max_token} records share the version {lower!r}; cannot page past it")
+                raise PagingStuck(
+                    f"more than {max_token} records share the version {lower!r}; cannot page past it"
+                )
             token = next_token

@@ -42,13 +42,18 @@ def build_source(system: str, *, recorder: StatusRecorder | None, budget: RetryB
         from integration_assets.connectors.hubspot.client import DEFAULT_BASE_URL, HubSpotClient
 
         v = _require("HUBSPOT_ACCESS_TOKEN")
-        return HubSpotClient(v["HUBSPOT_ACCESS_TOKEN"], env("HUBSPOT_BASE_URL") or DEFAULT_BASE_URL,
-                             recorder=recorder, budget=budget)
+        return HubSpotClient(
+            v["HUBSPOT_ACCESS_TOKEN"],
+            env("HUBSPOT_BASE_URL") or DEFAULT_BASE_URL,
+            recorder=recorder,
+            budget=budget,
+        )
     from integration_assets.connectors.odoo.client import OdooClient
 
     v = _require("ODOO_URL", "ODOO_DB", "ODOO_USERNAME", "ODOO_API_KEY")
-    return OdooClient(v["ODOO_URL"], v["ODOO_DB"], v["ODOO_USERNAME"], v["ODOO_API_KEY"], recorder=recorder,
-                      budget=budget)
+    return OdooClient(
+        v["ODOO_URL"], v["ODOO_DB"], v["ODOO_USERNAME"], v["ODOO_API_KEY"], recorder=recorder, budget=budget
+    )
 
 
 def _recorder(system: str) -> StatusRecorder | None:
@@ -59,7 +64,9 @@ def _recorder(system: str) -> StatusRecorder | None:
     try:
         ensure_schema(url)
     except sa.exc.SQLAlchemyError as exc:
-        log.warning("warehouse unavailable (%s): HTTP statuses of this pull are not recorded", type(exc).__name__)
+        log.warning(
+            "warehouse unavailable (%s): HTTP statuses of this pull are not recorded", type(exc).__name__
+        )
         return None
     return warehouse_status_recorder(system, get_engine(url))
 
@@ -76,17 +83,40 @@ def _since(text: str | None) -> datetime | None:
 
 @click.command("pull")
 @click.argument("system", type=click.Choice(SYSTEMS))
-@click.option("--entity", "entities", multiple=True,
-              help="Only this entity (repeatable): contacts, companies, deals; res.partner, sale.order, …")
-@click.option("--since", help="Pull records modified at or after this ISO-8601 time instead of from the cursor.")
+@click.option(
+    "--entity",
+    "entities",
+    multiple=True,
+    help="Only this entity (repeatable): contacts, companies, deals; res.partner, sale.order, …",
+)
+@click.option(
+    "--since", help="Pull records modified at or after this ISO-8601 time instead of from the cursor."
+)
 @click.option("--full", is_flag=True, help="Pull every record, ignoring the cursor.")
-@click.option("--records-per-file", type=click.IntRange(1), default=RECORDS_PER_FILE, show_default=True,
-              help="Records per JSONL file landed in the inbox.")
-@click.option("--retry-budget", type=click.IntRange(0), default=100, show_default=True,
-              help="Retries this pull may spend across all of its calls.")
+@click.option(
+    "--records-per-file",
+    type=click.IntRange(1),
+    default=RECORDS_PER_FILE,
+    show_default=True,
+    help="Records per JSONL file landed in the inbox.",
+)
+@click.option(
+    "--retry-budget",
+    type=click.IntRange(0),
+    default=100,
+    show_default=True,
+    help="Retries this pull may spend across all of its calls.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def pull(system: str, entities: tuple[str, ...], since: str | None, full: bool, records_per_file: int,
-         retry_budget: int, as_json: bool) -> None:
+def pull(
+    system: str,
+    entities: tuple[str, ...],
+    since: str | None,
+    full: bool,
+    records_per_file: int,
+    retry_budget: int,
+    as_json: bool,
+) -> None:
     """Pull SYSTEM (hubspot or odoo) through its API into the inbox as JSONL, incrementally from the cursors.
 
     Then `integration-assets sync` (or the inbox sensor) loads the files with the `*.api` contracts.
@@ -97,13 +127,17 @@ def pull(system: str, entities: tuple[str, ...], since: str | None, full: bool, 
     source = build_source(system, recorder=_recorder(system), budget=RetryBudget(retry_budget))
     unknown = [e for e in entities if e not in source.entities]
     if unknown:
-        raise click.UsageError(f"unknown {system} entity {', '.join(unknown)}; one of {', '.join(source.entities)}")
+        raise click.UsageError(
+            f"unknown {system} entity {', '.join(unknown)}; one of {', '.join(source.entities)}"
+        )
     reports: list[PullReport] = []
     failure: tuple[str, Exception] | None = None
     try:
         for entity in entities or source.entities:
             try:
-                reports.append(pull_entity(source, entity, since=since_ts, full=full, records_per_file=records_per_file))
+                reports.append(
+                    pull_entity(source, entity, since=since_ts, full=full, records_per_file=records_per_file)
+                )
             except TerminalError as exc:
                 failure = ("terminal", exc)
                 break
@@ -113,12 +147,21 @@ def pull(system: str, entities: tuple[str, ...], since: str | None, full: bool, 
     finally:
         source.close()  # type: ignore[attr-defined]
     if as_json:
-        click.echo(json.dumps({"ok": failure is None, "pulls": [r.as_dict() for r in reports],
-                               "error": None if failure is None else {"kind": failure[0], "message": str(failure[1])}}))
+        click.echo(
+            json.dumps(
+                {
+                    "ok": failure is None,
+                    "pulls": [r.as_dict() for r in reports],
+                    "error": None if failure is None else {"kind": failure[0], "message": str(failure[1])},
+                }
+            )
+        )
     else:
         for r in reports:
-            click.echo(f"{r.system}/{r.entity}: {r.mode} pull, {r.records} record(s) in {len(r.files)} file(s), "
-                       f"{r.skipped} already landed; watermark {r.watermark_before} -> {r.watermark_after}")
+            click.echo(
+                f"{r.system}/{r.entity}: {r.mode} pull, {r.records} record(s) in {len(r.files)} file(s), "
+                f"{r.skipped} already landed; watermark {r.watermark_before} -> {r.watermark_after}"
+            )
         if failure:
             click.echo(f"{system}: {failure[0]} failure: {failure[1]}", err=True)
     if failure:

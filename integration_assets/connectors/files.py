@@ -39,12 +39,29 @@ import pyarrow.parquet as pq
 from integration_assets.connectors.hashing import _BLOCK, content_hash, hash_and_check_utf8
 from integration_assets.errors import TerminalError, TransientError
 
-FORMATS_BY_SUFFIX = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
+FORMATS_BY_SUFFIX = {
+    ".csv": "csv",
+    ".json": "json",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".parquet": "parquet",
+}
 # Packings read as the export they hold: gzip (one file) and zip (an archive of exactly one export file).
 PACKING_SUFFIXES = {".gz": "gzip", ".gzip": "gzip", ".zip": "zip"}
 # Compressions and archives that are recognised (by name or by their first bytes) and rejected as `compressed`.
-OTHER_PACKING_SUFFIXES = {".bz2": "bzip2", ".xz": "xz", ".lzma": "lzma", ".zst": "zstd", ".lz4": "lz4", ".br": "brotli",
-                          ".z": "compress (.Z)", ".7z": "7z", ".rar": "rar", ".tar": "tar", ".tgz": "tar.gz"}
+OTHER_PACKING_SUFFIXES = {
+    ".bz2": "bzip2",
+    ".xz": "xz",
+    ".lzma": "lzma",
+    ".zst": "zstd",
+    ".lz4": "lz4",
+    ".br": "brotli",
+    ".z": "compress (.Z)",
+    ".7z": "7z",
+    ".rar": "rar",
+    ".tar": "tar",
+    ".tgz": "tar.gz",
+}
 _MAGIC = (
     (b"\x1f\x8b", "gzip"),
     (b"PK\x03\x04", "zip"),
@@ -189,10 +206,15 @@ def detect_format(path: Path) -> tuple[str | None, str | None]:
     suffixes = [x.lower() for x in path.suffixes]
     last = suffixes[-1] if suffixes else ""
     sniffed = _sniff(path)
-    if last in OTHER_PACKING_SUFFIXES or (sniffed not in (None, "gzip", "zip") and last in (*FORMATS_BY_SUFFIX, *PACKING_SUFFIXES)):
+    if last in OTHER_PACKING_SUFFIXES or (
+        sniffed not in (None, "gzip", "zip") and last in (*FORMATS_BY_SUFFIX, *PACKING_SUFFIXES)
+    ):
         kind = OTHER_PACKING_SUFFIXES.get(last) or sniffed
-        raise FileRejected("compressed", f"the file is {kind}-compressed (or archived); only gzip (.gz) and a zip "
-                                         "archive of one export file are read: deliver it uncompressed or as gzip")
+        raise FileRejected(
+            "compressed",
+            f"the file is {kind}-compressed (or archived); only gzip (.gz) and a zip "
+            "archive of one export file are read: deliver it uncompressed or as gzip",
+        )
     if last in PACKING_SUFFIXES:
         named = PACKING_SUFFIXES[last]
         if named == "zip" or sniffed == "zip":
@@ -201,8 +223,11 @@ def detect_format(path: Path) -> tuple[str | None, str | None]:
             return "zip", None
         inner = FORMATS_BY_SUFFIX.get(suffixes[-2]) if len(suffixes) > 1 else None
         if len(suffixes) > 1 and suffixes[-2] == ".tar":
-            raise FileRejected("compressed", "the file is a tar archive; only gzip (.gz) and a zip archive of one "
-                                             "export file are read: deliver the export itself, or gzip it")
+            raise FileRejected(
+                "compressed",
+                "the file is a tar archive; only gzip (.gz) and a zip archive of one "
+                "export file are read: deliver the export itself, or gzip it",
+            )
         if inner is None:
             raise FileRejected(
                 "unsupported_format",
@@ -210,8 +235,11 @@ def detect_format(path: Path) -> tuple[str | None, str | None]:
                 f"{sorted(s + '.gz' for s in FORMATS_BY_SUFFIX)}",
             )
         if sniffed != "gzip":  # a damaged gzip, or a plain file misnamed: reading it as text would mislead
-            raise FileRejected("corrupt_compressed", "the file is named .gz but does not start with the gzip "
-                                                     "signature: a damaged gzip file, or not compressed at all")
+            raise FileRejected(
+                "corrupt_compressed",
+                "the file is named .gz but does not start with the gzip "
+                "signature: a damaged gzip file, or not compressed at all",
+            )
         return "gzip", inner
     fmt = FORMATS_BY_SUFFIX.get(last)
     if fmt is None:
@@ -260,8 +288,11 @@ class _Unpacked:
         while block := stream.read(_UNPACK_BLOCK):  # bounded reads: never more than a block past the limit
             self.size += len(block)
             if self.max_bytes and self.size > self.max_bytes:
-                raise FileRejected("file_too_large", f"the {what} unpacks to more than {self.max_bytes} bytes, the "
-                                   "configured limit (which applies to the unpacked content); stopped reading there")
+                raise FileRejected(
+                    "file_too_large",
+                    f"the {what} unpacks to more than {self.max_bytes} bytes, the "
+                    "configured limit (which applies to the unpacked content); stopped reading there",
+                )
             try:
                 self._out.write(block)
             except OSError as exc:  # not the file's fault: kept apart from the read errors that reject it
@@ -303,10 +334,15 @@ def _unpack(path: Path, packing: str, fmt: str | None, max_bytes: int) -> tuple[
                 with path.open("rb") as raw, gzip.GzipFile(fileobj=raw, mode="rb") as gz:
                     out.copy(gz, "gzip file")
             except EOFError as exc:
-                raise FileRejected("corrupt_compressed", "the gzip file is truncated: it ends before its "
-                                   "end-of-stream marker (was it copied completely?); nothing was loaded") from exc
+                raise FileRejected(
+                    "corrupt_compressed",
+                    "the gzip file is truncated: it ends before its "
+                    "end-of-stream marker (was it copied completely?); nothing was loaded",
+                ) from exc
             except (OSError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
-                raise FileRejected("corrupt_compressed", f"the gzip file cannot be decompressed: {exc}") from exc
+                raise FileRejected(
+                    "corrupt_compressed", f"the gzip file cannot be decompressed: {exc}"
+                ) from exc
         return out, fmt
     return _unpack_zip(path, max_bytes)
 
@@ -315,7 +351,9 @@ def _unpack_zip(path: Path, max_bytes: int) -> tuple[_Unpacked, str]:
     try:
         zf = zipfile.ZipFile(path)
     except NotImplementedError as exc:  # e.g. a zip version or feature the reader does not implement
-        raise FileRejected("compressed", f"the zip archive uses a feature that cannot be read: {exc}") from exc
+        raise FileRejected(
+            "compressed", f"the zip archive uses a feature that cannot be read: {exc}"
+        ) from exc
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
         raise FileRejected("corrupt_compressed", f"not a readable zip archive (truncated?): {exc}") from exc
     with zf:
@@ -323,33 +361,53 @@ def _unpack_zip(path: Path, max_bytes: int) -> tuple[_Unpacked, str]:
         members = [m for m in zf.infolist() if not m.is_dir() and not m.filename.startswith("__MACOSX/")]
         if len(members) != 1:
             listed = ", ".join(repr(m.filename) for m in members[:5]) + (", …" if len(members) > 5 else "")
-            raise FileRejected("compressed", f"the zip archive holds {len(members)} files ({listed or 'none'}); "
-                                             "exactly one export file per zip is read")
+            raise FileRejected(
+                "compressed",
+                f"the zip archive holds {len(members)} files ({listed or 'none'}); "
+                "exactly one export file per zip is read",
+            )
         member = members[0]
         fmt = _format_of(member.filename)
         if fmt is None:
-            raise FileRejected("compressed", f"the zip archive holds {member.filename!r}, which is not one of "
-                                             f"{sorted(FORMATS_BY_SUFFIX)} (an archive inside an archive is not read)")
+            raise FileRejected(
+                "compressed",
+                f"the zip archive holds {member.filename!r}, which is not one of "
+                f"{sorted(FORMATS_BY_SUFFIX)} (an archive inside an archive is not read)",
+            )
         if member.flag_bits & 0x1:
             raise FileRejected("compressed", "the zip archive is encrypted")
         if max_bytes and member.file_size > max_bytes:
-            raise FileRejected("file_too_large", f"the zip archive's {member.file_size}-byte file is over the "
-                               f"configured limit of {max_bytes} (which applies to the unpacked content)")
+            raise FileRejected(
+                "file_too_large",
+                f"the zip archive's {member.file_size}-byte file is over the "
+                f"configured limit of {max_bytes} (which applies to the unpacked content)",
+            )
         out = _Unpacked(f".{fmt}", max_bytes)
         with _discarded_on_error(out):
             try:
                 with zf.open(member) as fh:
-                    out.copy(fh, "zip archive")  # the size in the archive's directory may lie: counted as read
+                    out.copy(
+                        fh, "zip archive"
+                    )  # the size in the archive's directory may lie: counted as read
             except (NotImplementedError, RuntimeError) as exc:  # RuntimeError: a password is needed
-                raise FileRejected("compressed", "the zip archive uses a compression method that cannot be read: "
-                                   f"{exc}") from exc
+                raise FileRejected(
+                    "compressed", f"the zip archive uses a compression method that cannot be read: {exc}"
+                ) from exc
             except (zipfile.BadZipFile, EOFError, OSError, ValueError, zlib.error) as exc:
-                raise FileRejected("corrupt_compressed", f"the zip archive is corrupt or truncated: {exc}") from exc
+                raise FileRejected(
+                    "corrupt_compressed", f"the zip archive is corrupt or truncated: {exc}"
+                ) from exc
     return out, fmt
 
 
-def inspect(path: Path, *, max_bytes: int, fallback_encoding: str = "cp1252", verify_utf8: bool = True,
-            max_columns: int | None = None) -> SourceFile:
+def inspect(
+    path: Path,
+    *,
+    max_bytes: int,
+    fallback_encoding: str = "cp1252",
+    verify_utf8: bool = True,
+    max_columns: int | None = None,
+) -> SourceFile:
     """Check size, format, encoding and header without reading the records. Raises FileRejected.
 
     ``verify_utf8=False`` skips the pass that decodes a whole CSV file when its first MiB is UTF-8: the CSV
@@ -368,19 +426,34 @@ def inspect(path: Path, *, max_bytes: int, fallback_encoding: str = "cp1252", ve
     if size == 0:
         raise FileRejected("empty_file", "the file is empty (0 bytes)")
     if max_bytes and size > max_bytes:
-        raise FileRejected("file_too_large", f"the file has {size} bytes, over the configured limit of {max_bytes}")
+        raise FileRejected(
+            "file_too_large", f"the file has {size} bytes, over the configured limit of {max_bytes}"
+        )
     if packing is None:
         assert fmt is not None
         verified = verify_utf8 or fmt != "csv" or not _head_is_utf8(path)
         sha, utf8 = hash_and_check_utf8(path) if verified else (content_hash(path), True)
-        return _inspect_body(path, path, fmt, size, sha, utf8, verified, size, None, fallback_encoding, max_columns,
-                             max_bytes)
+        return _inspect_body(
+            path, path, fmt, size, sha, utf8, verified, size, None, fallback_encoding, max_columns, max_bytes
+        )
     unpacked, fmt = _unpack(path, packing, fmt, max_bytes)
     try:
         if unpacked.size == 0:
             raise FileRejected("empty_file", f"the {packing} file unpacks to an empty file (0 bytes)")
-        src = _inspect_body(path, unpacked.path, fmt, size, content_hash(path), unpacked.utf8, True, unpacked.size,
-                            packing, fallback_encoding, max_columns, max_bytes)
+        src = _inspect_body(
+            path,
+            unpacked.path,
+            fmt,
+            size,
+            content_hash(path),
+            unpacked.utf8,
+            True,
+            unpacked.size,
+            packing,
+            fallback_encoding,
+            max_columns,
+            max_bytes,
+        )
     except BaseException:
         unpacked.discard()
         raise
@@ -388,9 +461,20 @@ def inspect(path: Path, *, max_bytes: int, fallback_encoding: str = "cp1252", ve
     return src
 
 
-def _inspect_body(path: Path, body: Path, fmt: str, size: int, sha: str, utf8: bool, verified: bool,
-                  content_bytes: int, packing: str | None, fallback_encoding: str, max_columns: int,
-                  max_bytes: int) -> SourceFile:
+def _inspect_body(
+    path: Path,
+    body: Path,
+    fmt: str,
+    size: int,
+    sha: str,
+    utf8: bool,
+    verified: bool,
+    content_bytes: int,
+    packing: str | None,
+    fallback_encoding: str,
+    max_columns: int,
+    max_bytes: int,
+) -> SourceFile:
     if content_bytes == len(codecs.BOM_UTF8) and fmt != "parquet" and body.read_bytes() == codecs.BOM_UTF8:
         raise FileRejected("empty_file", "the file holds only a byte-order mark (an empty export)")
     encoding = "utf-8"
@@ -401,9 +485,20 @@ def _inspect_body(path: Path, body: Path, fmt: str, size: int, sha: str, utf8: b
         columns = _csv_header(body, encoding, fallback_encoding, max_columns)
     elif fmt == "parquet":
         columns = _parquet_columns(body, max_columns, max_bytes)
-    return SourceFile(path, fmt, size, sha, encoding, columns, fallback_encoding, utf8_verified=verified,
-                      packing=packing, data_path=body if body != path else None, content_bytes=content_bytes,
-                      max_columns=max_columns)
+    return SourceFile(
+        path,
+        fmt,
+        size,
+        sha,
+        encoding,
+        columns,
+        fallback_encoding,
+        utf8_verified=verified,
+        packing=packing,
+        data_path=body if body != path else None,
+        content_bytes=content_bytes,
+        max_columns=max_columns,
+    )
 
 
 def _head_is_utf8(path: Path) -> bool:
@@ -456,8 +551,11 @@ def _csv_header(path: Path, encoding: str, fallback: str, max_columns: int = 0) 
     header_cut = cut and reader.line_num > text.count("\n")  # the header record runs past the first MiB
     # Checked on the header alone: the CSV reader's memory and time grow with the width of every record.
     if max_columns and len(header) > max_columns:
-        raise FileRejected("too_many_columns", f"the header has {'at least ' if header_cut else ''}{len(header)} "
-                           f"columns, over the configured limit of {max_columns} (INTEGRATION_MAX_COLUMNS)")
+        raise FileRejected(
+            "too_many_columns",
+            f"the header has {'at least ' if header_cut else ''}{len(header)} "
+            f"columns, over the configured limit of {max_columns} (INTEGRATION_MAX_COLUMNS)",
+        )
     if header_cut:
         raise FileRejected("unreadable_header", "the header row is longer than 1 MiB")
     header = [h.strip() for h in header]
@@ -511,8 +609,9 @@ class _ReadAhead(io.RawIOBase):
 
     def read(self, size: int = -1) -> bytes:
         with self._cond:
-            self._cond.wait_for(lambda: self._stopped or self._reads - self._consumed < self._blocks,
-                                timeout=self._timeout)
+            self._cond.wait_for(
+                lambda: self._stopped or self._reads - self._consumed < self._blocks, timeout=self._timeout
+            )
             if self._stopped:  # the consumer is gone (finished early or failed): end the reader's thread now
                 return b""
             self._reads += 1
@@ -539,15 +638,23 @@ def _csv_chunks(src: SourceFile, chunk_rows: int) -> Iterator[RawChunk]:
             " (unbalanced quotes or a stray delimiter)"
         )
         # row.number is pyarrow's record number (header = 1); lines re-read below are records of their own.
-        pos = row.number - 1 + counter["shift"] if row.number is not None else counter["good"] + counter["bad"]
+        pos = (
+            row.number - 1 + counter["shift"] if row.number is not None else counter["good"] + counter["bad"]
+        )
         bad_positions.append(pos)
         lines = row.text.splitlines()
         if len(lines) > 1:
             # A quote that is never closed swallows the following lines into one broken record. Only its first
             # line is the bad record: the others are read again one by one, so the rest of the file still loads.
-            failures.append(ParseFailure(pos, lines[0], f"unbalanced quotes: {reason}; the {len(lines) - 1} "
-                                         "following line(s) it swallowed were read again one by one",
-                                         "csv_unbalanced_quote"))
+            failures.append(
+                ParseFailure(
+                    pos,
+                    lines[0],
+                    f"unbalanced quotes: {reason}; the {len(lines) - 1} "
+                    "following line(s) it swallowed were read again one by one",
+                    "csv_unbalanced_quote",
+                )
+            )
             counter["shift"] += len(lines) - 1
             for k, line in enumerate(lines[1:], 1):
                 bad_positions.append(pos + k)  # taken, so later good records keep their own numbers
@@ -563,19 +670,29 @@ def _csv_chunks(src: SourceFile, chunk_rows: int) -> Iterator[RawChunk]:
     # parses serially anyway (measured: no difference on a 1M-row, 15-column export).
     if tail is not None:
         stream: Any = io.BytesIO(tail[0].encode("utf-8"))
-        read_opts = pacsv.ReadOptions(block_size=16 << 20, column_names=src.columns, skip_rows=1, use_threads=False)
+        read_opts = pacsv.ReadOptions(
+            block_size=16 << 20, column_names=src.columns, skip_rows=1, use_threads=False
+        )
     elif src.encoding in ("utf-8",):
         stream = _ReadAhead(src.body)
-        read_opts = pacsv.ReadOptions(block_size=16 << 20, column_names=src.columns, skip_rows=1, use_threads=False)
+        read_opts = pacsv.ReadOptions(
+            block_size=16 << 20, column_names=src.columns, skip_rows=1, use_threads=False
+        )
     elif src.encoding == "mixed":
         stream = io.BytesIO(_decoded_text(src).encode("utf-8"))
-        read_opts = pacsv.ReadOptions(block_size=16 << 20, column_names=src.columns, skip_rows=1, use_threads=False)
+        read_opts = pacsv.ReadOptions(
+            block_size=16 << 20, column_names=src.columns, skip_rows=1, use_threads=False
+        )
     else:
         # Transcoding makes a varying number of reads per block, so the read-ahead window cannot count blocks:
         # files in a fallback encoding are read unthrottled.
         stream = str(src.body)
         read_opts = pacsv.ReadOptions(
-            block_size=16 << 20, column_names=src.columns, skip_rows=1, encoding=src.encoding, use_threads=False
+            block_size=16 << 20,
+            column_names=src.columns,
+            skip_rows=1,
+            encoding=src.encoding,
+            use_threads=False,
         )
     try:
         reader = pacsv.open_csv(
@@ -645,9 +762,15 @@ def _csv_chunks(src: SourceFile, chunk_rows: int) -> Iterator[RawChunk]:
         # The record holding the open quote follows the last record pyarrow saw; only its first line is bad.
         pos = max([counter["last"], *bad_positions]) + 1
         lines = tail[1]
-        tail_failures.append(ParseFailure(pos, lines[0], "unbalanced quotes: a quote opened on this line is never "
-                                          f"closed; the {len(lines) - 1} following line(s) were read one by one",
-                                          "csv_unbalanced_quote"))
+        tail_failures.append(
+            ParseFailure(
+                pos,
+                lines[0],
+                "unbalanced quotes: a quote opened on this line is never "
+                f"closed; the {len(lines) - 1} following line(s) were read one by one",
+                "csv_unbalanced_quote",
+            )
+        )
         for k, line in enumerate(lines[1:], 1):
             if line.strip():
                 _reread_line(line, pos + k, len(src.columns), recovered, tail_failures)
@@ -694,13 +817,16 @@ def _unclosed_quote_tail(src: SourceFile) -> tuple[str, list[str]] | None:
                 if m is None:
                     break
                 inside, i = True, m.end()
-    if not inside or record_start == 0:  # balanced after all, or the quote is in the header (rejected earlier)
+    if (
+        not inside or record_start == 0
+    ):  # balanced after all, or the quote is in the header (rejected earlier)
         return None
     return text[:record_start], text[record_start:].splitlines()
 
 
-def _reread_line(line: str, pos: int, ncols: int, good: list[tuple[int, list[str]]],
-                 failures: list[ParseFailure]) -> None:
+def _reread_line(
+    line: str, pos: int, ncols: int, good: list[tuple[int, list[str]]], failures: list[ParseFailure]
+) -> None:
     """Parse one physical line as a record of its own (after an unclosed quote swallowed it)."""
     try:
         fields = next(csv.reader([line], strict=True))
@@ -708,8 +834,14 @@ def _reread_line(line: str, pos: int, ncols: int, good: list[tuple[int, list[str
         failures.append(ParseFailure(pos, line, f"unbalanced quotes: {exc}", "csv_unbalanced_quote"))
         return
     if len(fields) != ncols:
-        failures.append(ParseFailure(pos, line, f"expected {ncols} fields, found {len(fields)}"
-                                     " (unbalanced quotes or a stray delimiter)", "csv_field_count"))
+        failures.append(
+            ParseFailure(
+                pos,
+                line,
+                f"expected {ncols} fields, found {len(fields)} (unbalanced quotes or a stray delimiter)",
+                "csv_field_count",
+            )
+        )
         return
     good.append((pos, fields))
 
@@ -778,28 +910,49 @@ def _lone_surrogate(value: Any) -> str | None:
 
 
 def _surrogate_failure(pos: int, raw: str, escape: str) -> ParseFailure:
-    return ParseFailure(pos, raw, f"a JSON string holds the lone UTF-16 surrogate {escape}, which is not valid Unicode "
-                                  "and cannot be stored", "json_invalid_unicode")
+    return ParseFailure(
+        pos,
+        raw,
+        f"a JSON string holds the lone UTF-16 surrogate {escape}, which is not valid Unicode "
+        "and cannot be stored",
+        "json_invalid_unicode",
+    )
 
 
-def _records_to_chunk(records: list[tuple[int, Any]], failures: list[ParseFailure], max_columns: int = 0,
-                      check_surrogates: bool = False) -> RawChunk:
+def _records_to_chunk(
+    records: list[tuple[int, Any]],
+    failures: list[ParseFailure],
+    max_columns: int = 0,
+    check_surrogates: bool = False,
+) -> RawChunk:
     rows, positions = [], []
     names: set[str] = set()
     for pos, rec in records:
         if not isinstance(rec, dict):
-            failures.append(ParseFailure(pos, json.dumps(rec)[:10000], f"expected a JSON object, got {type(rec).__name__}", "json_not_object"))
+            failures.append(
+                ParseFailure(
+                    pos,
+                    json.dumps(rec)[:10000],
+                    f"expected a JSON object, got {type(rec).__name__}",
+                    "json_not_object",
+                )
+            )
             continue
         if check_surrogates and (escape := _lone_surrogate(rec)):
-            failures.append(_surrogate_failure(pos, json.dumps(rec)[:10000], escape))  # ASCII: the escape, not the code point
+            failures.append(
+                _surrogate_failure(pos, json.dumps(rec)[:10000], escape)
+            )  # ASCII: the escape, not the code point
             continue
         flat = flatten_record(rec)
         if max_columns:
             # Before the frame is built: its cost grows with the number of distinct keys, not the records.
             names.update(flat)
             if len(names) > max_columns:
-                raise FileRejected("too_many_columns", f"the records have more than {max_columns} distinct fields "
-                                   f"(record {pos}), over the configured limit (INTEGRATION_MAX_COLUMNS)")
+                raise FileRejected(
+                    "too_many_columns",
+                    f"the records have more than {max_columns} distinct fields "
+                    f"(record {pos}), over the configured limit (INTEGRATION_MAX_COLUMNS)",
+                )
         rows.append(flat)
         positions.append(pos)
     frame = pd.DataFrame.from_records(rows) if rows else pd.DataFrame()
@@ -819,12 +972,18 @@ def _jsonl_chunks(src: SourceFile, chunk_rows: int) -> Iterator[RawChunk]:
         if not line.strip():
             continue
         if not _depth_ok(line):
-            failures.append(ParseFailure(lineno, line[:10000], f"JSON nested deeper than {MAX_JSON_DEPTH} levels", "json_too_deep"))
+            failures.append(
+                ParseFailure(
+                    lineno, line[:10000], f"JSON nested deeper than {MAX_JSON_DEPTH} levels", "json_too_deep"
+                )
+            )
             continue
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
-            failures.append(ParseFailure(lineno, line, f"invalid JSON: {exc.msg} at column {exc.colno}", "json_invalid"))
+            failures.append(
+                ParseFailure(lineno, line, f"invalid JSON: {exc.msg} at column {exc.colno}", "json_invalid")
+            )
             continue
         if _SURROGATE_ESCAPE.search(line) and (escape := _lone_surrogate(record)):
             failures.append(_surrogate_failure(lineno, line, escape))
@@ -854,13 +1013,17 @@ def _json_chunks(src: SourceFile, chunk_rows: int) -> Iterator[RawChunk]:
     elif isinstance(doc, dict) and isinstance(doc.get("result"), list):
         records = doc["result"]  # a JSON-RPC envelope saved as is
     else:
-        raise FileRejected("unexpected_json_shape", "expected a JSON list of records or an object with 'results'")
+        raise FileRejected(
+            "unexpected_json_shape", "expected a JSON list of records or an object with 'results'"
+        )
     surrogates = _SURROGATE_ESCAPE.search(text) is not None
     for start in range(0, max(len(records), 1), chunk_rows):
         part = records[start : start + chunk_rows]
         if not part:
             break
-        yield _records_to_chunk([(start + i + 1, r) for i, r in enumerate(part)], [], src.max_columns, surrogates)
+        yield _records_to_chunk(
+            [(start + i + 1, r) for i, r in enumerate(part)], [], src.max_columns, surrogates
+        )
 
 
 def _flat_fields(schema: pa.Schema, prefix: str = "") -> list[tuple[str, pa.DataType]]:
@@ -882,18 +1045,26 @@ def _parquet_columns(path: Path, max_columns: int, max_bytes: int) -> list[str]:
     except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a corrupt file
         raise FileRejected("unreadable_parquet", f"not a readable Parquet file: {exc}") from exc
     if max_columns and meta.num_columns > max_columns:
-        raise FileRejected("too_many_columns", f"the Parquet file has {meta.num_columns} columns, over the "
-                           f"configured limit of {max_columns} (INTEGRATION_MAX_COLUMNS)")
+        raise FileRejected(
+            "too_many_columns",
+            f"the Parquet file has {meta.num_columns} columns, over the "
+            f"configured limit of {max_columns} (INTEGRATION_MAX_COLUMNS)",
+        )
     # Parquet is compressed: the size limit applies to what its pages decompress to (the footer says).
     unpacked = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
     if max_bytes and unpacked > max_bytes:
-        raise FileRejected("file_too_large", f"the Parquet file's data decompresses to {unpacked} bytes, over the "
-                           f"configured limit of {max_bytes} (which applies to the unpacked content)")
+        raise FileRejected(
+            "file_too_large",
+            f"the Parquet file's data decompresses to {unpacked} bytes, over the "
+            f"configured limit of {max_bytes} (which applies to the unpacked content)",
+        )
     names = [name for name, _ in _flat_fields(schema)]
     seen: set[str] = set()
     for name in names:
         if name in seen:
-            raise FileRejected("duplicate_header", f"duplicate column name {name!r}; the mapping would be ambiguous")
+            raise FileRejected(
+                "duplicate_header", f"duplicate column name {name!r}; the mapping would be ambiguous"
+            )
         seen.add(name)
     return names
 
@@ -907,7 +1078,9 @@ def _parquet_text(values: pa.Array) -> pa.Array:
             return values
         except pa.ArrowInvalid:
             values = values.view(pa.large_binary() if pa.types.is_large_string(values.type) else pa.binary())
-    texts = [None if b is None else b.decode("utf-8", errors="integration_assets_pua") for b in values.to_pylist()]
+    texts = [
+        None if b is None else b.decode("utf-8", errors="integration_assets_pua") for b in values.to_pylist()
+    ]
     return pa.array(texts, pa.large_string())
 
 
@@ -922,13 +1095,21 @@ def _parquet_frame(batch: pa.RecordBatch) -> pd.DataFrame:
         if pa.types.is_dictionary(t):
             arr = arr.dictionary_decode()
             t = arr.type
-        if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t) \
-                or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t):
+        if (
+            pa.types.is_string(t)
+            or pa.types.is_large_string(t)
+            or pa.types.is_binary(t)
+            or pa.types.is_large_binary(t)
+            or pa.types.is_fixed_size_binary(t)
+        ):
             text = _parquet_text(arr)
             columns[name] = pd.Series(pd.array(text.cast(pa.large_string()), dtype=pd.StringDtype("pyarrow")))
         elif pa.types.is_integer(t):
-            columns[name] = pd.Series(arr.to_pandas(types_mapper={t: pd.Int64Dtype()}.get)) \
-                if t != pa.uint64() else pd.Series(arr.to_pylist(), dtype=object)
+            columns[name] = (
+                pd.Series(arr.to_pandas(types_mapper={t: pd.Int64Dtype()}.get))
+                if t != pa.uint64()
+                else pd.Series(arr.to_pylist(), dtype=object)
+            )
         elif pa.types.is_timestamp(t):
             # Outside the nanosecond range pandas and the warehouse use (year 9999): handed on as text, so the
             # date parser quarantines the row instead of the conversion failing the file.
@@ -940,7 +1121,9 @@ def _parquet_frame(batch: pa.RecordBatch) -> pd.DataFrame:
             else:
                 columns[name] = pd.Series(arr.cast(pa.string()).to_pylist(), dtype=pd.StringDtype("pyarrow"))
         elif pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_map(t) or pa.types.is_struct(t):
-            columns[name] = pd.Series(arr.to_pylist(), dtype=object)  # lists as JSON values, like a JSON record's
+            columns[name] = pd.Series(
+                arr.to_pylist(), dtype=object
+            )  # lists as JSON values, like a JSON record's
         else:
             columns[name] = pd.Series(arr.to_pandas())
     return pd.DataFrame(columns, index=pd.RangeIndex(table.num_rows))
@@ -958,4 +1141,6 @@ def _parquet_chunks(src: SourceFile, chunk_rows: int) -> Iterator[RawChunk]:
     except (pa.ArrowException, OSError) as exc:
         # A damaged page is a property of the file, not a transient fault: the whole file is rejected (the load's
         # transaction rolls back what earlier chunks staged).
-        raise FileRejected("unreadable_parquet", f"the Parquet file cannot be read past record {done}: {exc}") from exc
+        raise FileRejected(
+            "unreadable_parquet", f"the Parquet file cannot be read past record {done}: {exc}"
+        ) from exc

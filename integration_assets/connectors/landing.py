@@ -105,6 +105,7 @@ def utcnow() -> datetime:
 
 # --- cursor -------------------------------------------------------------------------------------------------
 
+
 @dataclass
 class Cursor:
     """How far one (system, entity) has been landed."""
@@ -115,15 +116,21 @@ class Cursor:
     last_pull: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {"watermark": _iso(self.watermark) if self.watermark else None, "seen": self.seen,
-                "updated_at": _iso(self.updated_at) if self.updated_at else None, "last_pull": self.last_pull}
+        return {
+            "watermark": _iso(self.watermark) if self.watermark else None,
+            "seen": self.seen,
+            "updated_at": _iso(self.updated_at) if self.updated_at else None,
+            "last_pull": self.last_pull,
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Cursor:
-        return cls(watermark=_parse_iso(data["watermark"]) if data.get("watermark") else None,
-                   seen={str(k): str(v) for k, v in (data.get("seen") or {}).items()},
-                   updated_at=_parse_iso(data["updated_at"]) if data.get("updated_at") else None,
-                   last_pull=dict(data.get("last_pull") or {}))
+        return cls(
+            watermark=_parse_iso(data["watermark"]) if data.get("watermark") else None,
+            seen={str(k): str(v) for k, v in (data.get("seen") or {}).items()},
+            updated_at=_parse_iso(data["updated_at"]) if data.get("updated_at") else None,
+            last_pull=dict(data.get("last_pull") or {}),
+        )
 
 
 def default_state_dir(settings: Settings | None = None) -> Path:
@@ -166,7 +173,9 @@ class CursorStore:
             try:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError as exc:
-                raise PullInProgress(f"a pull of {system}/{entity} is already running (lock {p.name})") from exc
+                raise PullInProgress(
+                    f"a pull of {system}/{entity} is already running (lock {p.name})"
+                ) from exc
             try:
                 yield
             finally:
@@ -174,6 +183,7 @@ class CursorStore:
 
 
 # --- files --------------------------------------------------------------------------------------------------
+
 
 def write_jsonl_atomic(path: Path, records: Iterable[dict[str, Any]]) -> int:
     """Write ``records`` as JSONL to ``path`` via ``path.part`` + fsync + rename; returns the record count."""
@@ -202,6 +212,7 @@ def write_jsonl_atomic(path: Path, records: Iterable[dict[str, Any]]) -> int:
 
 
 # --- the pull -----------------------------------------------------------------------------------------------
+
 
 @dataclass
 class PullReport:
@@ -267,9 +278,14 @@ def pull_entity(
             effective = None
         incremental = effective is not None
         may_move = cursor.watermark is None or effective is None or effective <= cursor.watermark
-        report = PullReport(system, entity, "incremental" if incremental else "full",
-                            _iso(effective) if effective else None,
-                            _iso(cursor.watermark) if cursor.watermark else None, None)
+        report = PullReport(
+            system,
+            entity,
+            "incremental" if incremental else "full",
+            _iso(effective) if effective else None,
+            _iso(cursor.watermark) if cursor.watermark else None,
+            None,
+        )
         # id -> version already landed (the cursor's window; nothing when re-landing everything)
         landed: dict[str, datetime] = {} if full else {k: _parse_iso(v) for k, v in cursor.seen.items()}
         pending: dict[str, datetime] = {}
@@ -298,10 +314,22 @@ def pull_entity(
             if cursor.watermark is not None and cursor.watermark > mark:
                 mark = cursor.watermark
             window = _prune(landed, mark - source.overlap)
-            store.save(system, entity, Cursor(
-                watermark=mark, seen={k: _iso(v) for k, v in window.items()}, updated_at=clock(),
-                last_pull={"mode": report.mode, "since": report.since, "records": report.records,
-                           "files": len(report.files), "at": _iso(started)}))
+            store.save(
+                system,
+                entity,
+                Cursor(
+                    watermark=mark,
+                    seen={k: _iso(v) for k, v in window.items()},
+                    updated_at=clock(),
+                    last_pull={
+                        "mode": report.mode,
+                        "since": report.since,
+                        "records": report.records,
+                        "files": len(report.files),
+                        "at": _iso(started),
+                    },
+                ),
+            )
             report.watermark_after = _iso(mark)
             report.cursor_saved = True
 
@@ -328,9 +356,22 @@ def pull_entity(
         save()
         report.seconds = round(time.perf_counter() - t0, 3)
     if not may_move:
-        log.warning("%s/%s: pulled from %s, after the cursor %s; cursor left unchanged", system, entity,
-                    report.since, report.watermark_before)
-    log.info("%s/%s: %s pull landed %d record(s) in %d file(s), skipped %d already landed; watermark %s -> %s",
-             system, entity, report.mode, report.records, len(report.files), report.skipped,
-             report.watermark_before, report.watermark_after)
+        log.warning(
+            "%s/%s: pulled from %s, after the cursor %s; cursor left unchanged",
+            system,
+            entity,
+            report.since,
+            report.watermark_before,
+        )
+    log.info(
+        "%s/%s: %s pull landed %d record(s) in %d file(s), skipped %d already landed; watermark %s -> %s",
+        system,
+        entity,
+        report.mode,
+        report.records,
+        len(report.files),
+        report.skipped,
+        report.watermark_before,
+        report.watermark_after,
+    )
     return report

@@ -53,19 +53,29 @@ def check_file(path: Path, system: str | None, entity: str | None) -> dict:
     chunks = src.chunks(settings.chunk_rows)
     first = next(chunks, None)
     columns = src.columns or (list(first.frame.columns) if first is not None else [])
-    candidates = [c for c in all_contracts() if src.format in c.formats and (not system or (c.system, c.entity) == (system, entity))]
+    candidates = [
+        c
+        for c in all_contracts()
+        if src.format in c.formats and (not system or (c.system, c.entity) == (system, entity))
+    ]
     out["candidates"] = [
         {"contract": c.id, "missing_required": m, "missing_optional": o, "new_columns": n}
-        for c in candidates for m, o, n in [column_drift(c, columns)]
+        for c in candidates
+        for m, o, n in [column_drift(c, columns)]
     ]
     if not (system and entity):
         fitting = [x for x in out["candidates"] if not x["missing_required"]]
-        return out | {"ok": bool(fitting), "reason": None if fitting else "no contract fits; pass --system/--entity"}
+        return out | {
+            "ok": bool(fitting),
+            "reason": None if fitting else "no contract fits; pass --system/--entity",
+        }
     try:
         match = match_contract(system, entity, src.format, columns)
     except FileRejected as exc:
         return out | {"ok": False, "reason_code": exc.code, "reason": exc.message}
-    mapper = ContractMapper(match.contract, max_field_bytes=settings.max_field_bytes, fallback_encoding=settings.fallback_encoding)
+    mapper = ContractMapper(
+        match.contract, max_field_bytes=settings.max_field_bytes, fallback_encoding=settings.fallback_encoding
+    )
     drift, rows, bad = DriftStats(), 0, 0
     checks: Counter[str] = Counter()
     for chunk in ([first] if first is not None else []) + list(chunks):
@@ -75,9 +85,14 @@ def check_file(path: Path, system: str | None, entity: str | None) -> dict:
         drift.merge(mapped.drift)
         checks.update(f"{f.check} ({f.column})" if f.column else f.check for f in mapped.failures)
     return out | {
-        "ok": True, "contract": match.contract.id, "new_columns": match.new_columns,
-        "missing_optional": match.missing_optional, "rows": rows, "rows_would_quarantine": bad,
-        "failures_by_check": dict(checks.most_common()), "drift": drift.as_records(),
+        "ok": True,
+        "contract": match.contract.id,
+        "new_columns": match.new_columns,
+        "missing_optional": match.missing_optional,
+        "rows": rows,
+        "rows_would_quarantine": bad,
+        "failures_by_check": dict(checks.most_common()),
+        "drift": drift.as_records(),
     }
 
 
@@ -97,11 +112,15 @@ def check(file: Path, system: str | None, entity: str | None, as_json: bool) -> 
             for c in report.get("candidates", []):
                 click.echo(f"  {c['contract']}: missing required {c['missing_required']}")
         else:
-            click.echo(f"{file.name}: {report.get('contract', 'folder unknown')} ({report.get('format')}, {report.get('encoding')})")
+            click.echo(
+                f"{file.name}: {report.get('contract', 'folder unknown')} ({report.get('format')}, {report.get('encoding')})"
+            )
             if "contract" not in report:
                 for c in report["candidates"]:
                     if not c["missing_required"]:
-                        click.echo(f"  fits {c['contract']} (new columns: {c['new_columns']}); use --system/--entity for a full check")
+                        click.echo(
+                            f"  fits {c['contract']} (new columns: {c['new_columns']}); use --system/--entity for a full check"
+                        )
             for k in ("new_columns", "missing_optional"):
                 if report.get(k):
                     click.echo(f"  {k.replace('_', ' ')}: {report[k]}")

@@ -37,7 +37,9 @@ def _key(description: str) -> Any:
 
 
 def _updated() -> Any:
-    return pa.Field(nullable=False, description="When the source last changed the record (UTC); last writer wins.")
+    return pa.Field(
+        nullable=False, description="When the source last changed the record (UTC); last writer wins."
+    )
 
 
 class _Canonical(pa.DataFrameModel):
@@ -55,13 +57,23 @@ class Contact(_Canonical):
     first_name: Str = pa.Field(nullable=True, description="First name. PII.")
     last_name: Str = pa.Field(nullable=True, description="Last name. PII.")
     phone: Str = pa.Field(nullable=True, description="Phone number as entered. PII.")
-    lifecycle_stage: Str = pa.Field(nullable=True, str_matches=_SLUG, description="Lifecycle stage, internal value (lead, customer, …).")
+    lifecycle_stage: Str = pa.Field(
+        nullable=True, str_matches=_SLUG, description="Lifecycle stage, internal value (lead, customer, …)."
+    )
     lead_status: Str = pa.Field(nullable=True, str_matches=_SLUG, description="Lead status, internal value.")
     company_id: Str = pa.Field(nullable=True, description="HubSpot id of the primary associated company.")
     country: Str = pa.Field(nullable=True, description="Country/region as entered.")
-    created_at: Timestamp = pa.Field(nullable=True, description="When the contact was created in HubSpot (UTC).")
-    archived_at: Timestamp = pa.Field(nullable=True, description="When HubSpot deleted (archived) the record (UTC); null while it exists. Set by a deletion webhook or an API record pulled with archived=true, cleared by a restore.")
-    erased_at: Timestamp = pa.Field(nullable=True, description="When the contact's personal data was erased (GDPR; contact.privacyDeletion or `integration-assets privacy erase`); its personal columns (email, names, phone) stay null from then on, whatever later loads carry.")
+    created_at: Timestamp = pa.Field(
+        nullable=True, description="When the contact was created in HubSpot (UTC)."
+    )
+    archived_at: Timestamp = pa.Field(
+        nullable=True,
+        description="When HubSpot deleted (archived) the record (UTC); null while it exists. Set by a deletion webhook or an API record pulled with archived=true, cleared by a restore.",
+    )
+    erased_at: Timestamp = pa.Field(
+        nullable=True,
+        description="When the contact's personal data was erased (GDPR; contact.privacyDeletion or `integration-assets privacy erase`); its personal columns (email, names, phone) stay null from then on, whatever later loads carry.",
+    )
 
 
 class Company(_Canonical):
@@ -71,11 +83,22 @@ class Company(_Canonical):
     source_updated_at: Timestamp = _updated()
     name: Str = pa.Field(nullable=True, description="Company name.")
     domain: Str = pa.Field(nullable=True, description="Primary web domain, lower-cased.")
-    industry: Str = pa.Field(nullable=True, str_matches=r"^[A-Z0-9_]+$", description="Industry, HubSpot internal value (e.g. COMPUTER_SOFTWARE).")
+    industry: Str = pa.Field(
+        nullable=True,
+        str_matches=r"^[A-Z0-9_]+$",
+        description="Industry, HubSpot internal value (e.g. COMPUTER_SOFTWARE).",
+    )
     country: Str = pa.Field(nullable=True, description="Country/region.")
-    odoo_partner_id: Str = pa.Field(nullable=True, description="Odoo res.partner id of the same company; the CRM↔ERP link.")
-    created_at: Timestamp = pa.Field(nullable=True, description="When the company was created in HubSpot (UTC).")
-    archived_at: Timestamp = pa.Field(nullable=True, description="When HubSpot deleted (archived) the record (UTC); null while it exists. Set by a deletion webhook or an API record pulled with archived=true, cleared by a restore.")
+    odoo_partner_id: Str = pa.Field(
+        nullable=True, description="Odoo res.partner id of the same company; the CRM↔ERP link."
+    )
+    created_at: Timestamp = pa.Field(
+        nullable=True, description="When the company was created in HubSpot (UTC)."
+    )
+    archived_at: Timestamp = pa.Field(
+        nullable=True,
+        description="When HubSpot deleted (archived) the record (UTC); null while it exists. Set by a deletion webhook or an API record pulled with archived=true, cleared by a restore.",
+    )
 
 
 class Deal(_Canonical):
@@ -84,14 +107,19 @@ class Deal(_Canonical):
     source_id: Str = _key("HubSpot Record ID of the deal.")
     source_updated_at: Timestamp = _updated()
     name: Str = pa.Field(nullable=True, description="Deal name.")
-    stage: Str = pa.Field(nullable=True, str_matches=_SLUG, description="Deal stage, internal value (closedwon, …).")
+    stage: Str = pa.Field(
+        nullable=True, str_matches=_SLUG, description="Deal stage, internal value (closedwon, …)."
+    )
     pipeline: Str = pa.Field(nullable=True, description="Pipeline internal id (default).")
     amount: Money = pa.Field(nullable=True, ge=0, description="Deal amount in the account currency.")
     close_date: Timestamp = pa.Field(nullable=True, description="Expected or actual close date (UTC).")
     company_id: Str = pa.Field(nullable=True, description="HubSpot id of the associated company.")
     is_closed_won: Bool = pa.Field(nullable=True, description="True when the stage is closed-won (derived).")
     created_at: Timestamp = pa.Field(nullable=True, description="When the deal was created (UTC).")
-    archived_at: Timestamp = pa.Field(nullable=True, description="When HubSpot deleted (archived) the record (UTC); null while it exists. Set by a deletion webhook or an API record pulled with archived=true, cleared by a restore.")
+    archived_at: Timestamp = pa.Field(
+        nullable=True,
+        description="When HubSpot deleted (archived) the record (UTC); null while it exists. Set by a deletion webhook or an API record pulled with archived=true, cleared by a restore.",
+    )
 
 
 class Customer(_Canonical):
@@ -122,7 +150,11 @@ class Product(_Canonical):
     barcode: Str = pa.Field(nullable=True, description="EAN/UPC barcode.")
     list_price: Money = pa.Field(nullable=True, ge=0, description="Sales price.")
     standard_price: Money = pa.Field(nullable=True, ge=0, description="Cost.")
-    product_type: Str = pa.Field(nullable=True, isin=["consu", "service", "product", "combo"], description="consu, service or product (storable).")
+    product_type: Str = pa.Field(
+        nullable=True,
+        isin=["consu", "service", "product", "combo"],
+        description="consu, service or product (storable).",
+    )
     category: Str = pa.Field(nullable=True, description="Product category display name.")
     active: Bool = pa.Field(nullable=True, description="False when archived.")
 
@@ -139,9 +171,18 @@ class SalesOrder(_Canonical):
     amount_tax: Money = pa.Field(nullable=True, description="Taxes.")
     amount_total: Money = pa.Field(nullable=True, description="Total.")
     currency: Str = pa.Field(nullable=True, str_matches=_CURRENCY, description="ISO-4217 currency code.")
-    state: Str = pa.Field(nullable=False, isin=["draft", "sent", "sale", "done", "cancel"], description="draft, sent, sale (confirmed), done (locked, Odoo 16), cancel.")
-    invoice_status: Str = pa.Field(nullable=True, isin=["upselling", "invoiced", "to invoice", "no"], description="Invoicing status.")
-    client_order_ref: Str = pa.Field(nullable=True, description="Customer reference; holds the HubSpot deal id for CRM-originated orders (the deal↔order link).")
+    state: Str = pa.Field(
+        nullable=False,
+        isin=["draft", "sent", "sale", "done", "cancel"],
+        description="draft, sent, sale (confirmed), done (locked, Odoo 16), cancel.",
+    )
+    invoice_status: Str = pa.Field(
+        nullable=True, isin=["upselling", "invoiced", "to invoice", "no"], description="Invoicing status."
+    )
+    client_order_ref: Str = pa.Field(
+        nullable=True,
+        description="Customer reference; holds the HubSpot deal id for CRM-originated orders (the deal↔order link).",
+    )
 
 
 class SalesOrderLine(_Canonical):
@@ -167,9 +208,19 @@ class Invoice(_Canonical):
     source_id: Str = _key("Odoo account.move id.")
     source_updated_at: Timestamp = _updated()
     name: Str = pa.Field(nullable=True, description="Invoice number, e.g. INV/2024/00012.")
-    move_type: Str = pa.Field(nullable=False, isin=["entry", "out_invoice", "out_refund", "in_invoice", "in_refund", "out_receipt", "in_receipt"], description="Odoo move type.")
-    state: Str = pa.Field(nullable=False, isin=["draft", "posted", "cancel"], description="draft, posted, cancel.")
-    payment_state: Str = pa.Field(nullable=True, isin=["not_paid", "in_payment", "paid", "partial", "reversed", "invoicing_legacy", "blocked"], description="Payment state.")
+    move_type: Str = pa.Field(
+        nullable=False,
+        isin=["entry", "out_invoice", "out_refund", "in_invoice", "in_refund", "out_receipt", "in_receipt"],
+        description="Odoo move type.",
+    )
+    state: Str = pa.Field(
+        nullable=False, isin=["draft", "posted", "cancel"], description="draft, posted, cancel."
+    )
+    payment_state: Str = pa.Field(
+        nullable=True,
+        isin=["not_paid", "in_payment", "paid", "partial", "reversed", "invoicing_legacy", "blocked"],
+        description="Payment state.",
+    )
     customer_id: Str = pa.Field(nullable=True, description="Odoo res.partner id.")
     invoice_date: Timestamp = pa.Field(nullable=True, description="Invoice date (midnight UTC).")
     due_date: Timestamp = pa.Field(nullable=True, description="Due date (midnight UTC).")
@@ -178,7 +229,9 @@ class Invoice(_Canonical):
     amount_total: Money = pa.Field(nullable=True, description="Total.")
     amount_residual: Money = pa.Field(nullable=True, description="Amount still due.")
     currency: Str = pa.Field(nullable=True, str_matches=_CURRENCY, description="ISO-4217 currency code.")
-    invoice_origin: Str = pa.Field(nullable=True, description="Source document, usually the sales order name.")
+    invoice_origin: Str = pa.Field(
+        nullable=True, description="Source document, usually the sales order name."
+    )
 
 
 CANONICAL_MODELS: dict[str, type[_Canonical]] = {
@@ -200,30 +253,59 @@ class Payment(_Canonical):
     source_updated_at: Timestamp = pa.Field(
         nullable=False,
         description="`created` of the newest event applied (whole seconds, UTC) plus the status's lifecycle rank "
-                    "in microseconds, so that of two events in the same second the later state wins; an older event "
-                    "never overwrites newer state.")
-    object_type: Str = pa.Field(nullable=False, isin=["payment_intent", "charge", "refund"],
-                                description="Stripe object type: payment_intent, charge or refund.")
-    amount: Money = pa.Field(nullable=False, ge=0, description="Amount in integer minor units (cents; yen for JPY), as "
-                                                               "Stripe sends it.")
-    amount_refunded: Money = pa.Field(nullable=True, ge=0, description="Charges: amount refunded so far, minor units.")
-    currency: Str = pa.Field(nullable=False, str_matches=_CURRENCY, description="ISO-4217 currency code, upper-cased.")
-    status: Str = pa.Field(nullable=False, str_matches=_SLUG, description="Stripe status of the object (succeeded, "
-                                                                          "processing, requires_action, failed, …).")
-    customer_id: Str = pa.Field(nullable=True, description="Stripe customer id (cus_…); a soft link, the customer "
-                                                           "need not be in the warehouse.")
-    payment_intent_id: Str = pa.Field(nullable=True, description="Charges and refunds: the PaymentIntent (pi_…).")
-    charge_id: Str = pa.Field(nullable=True, description="PaymentIntents: latest charge; refunds: the refunded charge.")
-    order_id: Str = pa.Field(nullable=True, description="Odoo sale.order this payment is for, from "
-                                                        "metadata.order_id (the payment↔order link; may be unknown).")
-    invoice_id: Str = pa.Field(nullable=True, description="Odoo account.move this payment settles, from "
-                                                          "metadata.invoice.")
-    refund_reason: Str = pa.Field(nullable=True, str_matches=_SLUG, description="Refunds: duplicate, fraudulent, "
-                                                                                "requested_by_customer, ….")
+        "in microseconds, so that of two events in the same second the later state wins; an older event "
+        "never overwrites newer state.",
+    )
+    object_type: Str = pa.Field(
+        nullable=False,
+        isin=["payment_intent", "charge", "refund"],
+        description="Stripe object type: payment_intent, charge or refund.",
+    )
+    amount: Money = pa.Field(
+        nullable=False,
+        ge=0,
+        description="Amount in integer minor units (cents; yen for JPY), as Stripe sends it.",
+    )
+    amount_refunded: Money = pa.Field(
+        nullable=True, ge=0, description="Charges: amount refunded so far, minor units."
+    )
+    currency: Str = pa.Field(
+        nullable=False, str_matches=_CURRENCY, description="ISO-4217 currency code, upper-cased."
+    )
+    status: Str = pa.Field(
+        nullable=False,
+        str_matches=_SLUG,
+        description="Stripe status of the object (succeeded, processing, requires_action, failed, …).",
+    )
+    customer_id: Str = pa.Field(
+        nullable=True,
+        description="Stripe customer id (cus_…); a soft link, the customer need not be in the warehouse.",
+    )
+    payment_intent_id: Str = pa.Field(
+        nullable=True, description="Charges and refunds: the PaymentIntent (pi_…)."
+    )
+    charge_id: Str = pa.Field(
+        nullable=True, description="PaymentIntents: latest charge; refunds: the refunded charge."
+    )
+    order_id: Str = pa.Field(
+        nullable=True,
+        description="Odoo sale.order this payment is for, from "
+        "metadata.order_id (the payment↔order link; may be unknown).",
+    )
+    invoice_id: Str = pa.Field(
+        nullable=True, description="Odoo account.move this payment settles, from metadata.invoice."
+    )
+    refund_reason: Str = pa.Field(
+        nullable=True,
+        str_matches=_SLUG,
+        description="Refunds: duplicate, fraudulent, requested_by_customer, ….",
+    )
     livemode: Bool = pa.Field(nullable=True, description="False for Stripe test-mode objects.")
     created_at: Timestamp = pa.Field(nullable=True, description="When Stripe created the object (UTC).")
     event_id: Str = pa.Field(nullable=False, description="Stripe event (evt_…) that last wrote the row.")
-    event_type: Str = pa.Field(nullable=False, description="Type of that event, e.g. payment_intent.succeeded.")
+    event_type: Str = pa.Field(
+        nullable=False, description="Type of that event, e.g. payment_intent.succeeded."
+    )
 
     @pa.check("amount", "amount_refunded", name="whole_minor_units")
     def _whole(cls, s: pd.Series) -> pd.Series:  # noqa: N805 - pandera passes the model class
@@ -237,17 +319,28 @@ class ShipmentEvent(_Canonical):
     source_updated_at: Timestamp = pa.Field(
         nullable=False,
         description="The tracker's updated_at in the newest event applied (UTC) plus the status's rank in "
-                    "microseconds; an older event never overwrites newer state.")
-    tracking_code: Str = pa.Field(nullable=False, str_length={"min_value": 1, "max_value": 64},
-                                  description="Carrier tracking number.")
+        "microseconds; an older event never overwrites newer state.",
+    )
+    tracking_code: Str = pa.Field(
+        nullable=False, str_length={"min_value": 1, "max_value": 64}, description="Carrier tracking number."
+    )
     carrier: Str = pa.Field(nullable=True, description="Carrier, e.g. USPS, FedEx.")
-    status: Str = pa.Field(nullable=False, str_matches=_SLUG, description="pre_transit, in_transit, out_for_delivery, "
-                                                                          "delivered, return_to_sender, failure, ….")
+    status: Str = pa.Field(
+        nullable=False,
+        str_matches=_SLUG,
+        description="pre_transit, in_transit, out_for_delivery, delivered, return_to_sender, failure, ….",
+    )
     status_detail: Str = pa.Field(nullable=True, description="Finer status, e.g. arrived_at_facility.")
-    previous_status: Str = pa.Field(nullable=True, description="Status before this event (previous_attributes.status).")
+    previous_status: Str = pa.Field(
+        nullable=True, description="Status before this event (previous_attributes.status)."
+    )
     est_delivery_date: Timestamp = pa.Field(nullable=True, description="Carrier's estimated delivery (UTC).")
-    shipment_id: Str = pa.Field(nullable=True, description="EasyPost shipment (shp_…) the tracker belongs to, if any.")
-    mode: Str = pa.Field(nullable=True, isin=["test", "production"], description="EasyPost mode: test or production.")
+    shipment_id: Str = pa.Field(
+        nullable=True, description="EasyPost shipment (shp_…) the tracker belongs to, if any."
+    )
+    mode: Str = pa.Field(
+        nullable=True, isin=["test", "production"], description="EasyPost mode: test or production."
+    )
     created_at: Timestamp = pa.Field(nullable=True, description="When the tracker was created (UTC).")
     event_id: Str = pa.Field(nullable=False, description="EasyPost event (evt_…) that last wrote the row.")
     event_type: Str = pa.Field(nullable=False, description="Its description, e.g. tracker.updated.")

@@ -20,7 +20,9 @@ from integration_assets.mapping.ids import IdType
 
 CONTRACTS_DIR = Path(__file__).parent
 
-FieldType = Literal["string", "id", "integer", "decimal", "boolean", "datetime", "date", "enum", "many2one", "association"]
+FieldType = Literal[
+    "string", "id", "integer", "decimal", "boolean", "datetime", "date", "enum", "many2one", "association"
+]
 # What happens to a value that is not in an enum's value map.
 UnknownPolicy = Literal["quarantine", "null", "keep", "default"]
 FileFormat = Literal["csv", "json", "jsonl", "parquet"]
@@ -72,7 +74,9 @@ class FieldSpec(_Strict):
     @classmethod
     def _ident(cls, v: str) -> str:
         if not _IDENT.match(v):
-            raise ValueError(f"canonical column {v!r} is not a safe identifier (snake_case, at most 63 bytes)")
+            raise ValueError(
+                f"canonical column {v!r} is not a safe identifier (snake_case, at most 63 bytes)"
+            )
         return v
 
     @model_validator(mode="after")
@@ -85,8 +89,12 @@ class FieldSpec(_Strict):
             raise ValueError(f"{self.to}: on_unknown=default needs 'default'")
         if self.part != "id" and self.type != "many2one":
             raise ValueError(f"{self.to}: 'part' only applies to many2one fields")
-        if self.id_type is not None and (self.type not in ("id", "many2one", "association") or self.part != "id"):
-            raise ValueError(f"{self.to}: 'id_type' only applies to id, many2one (part: id) and association fields")
+        if self.id_type is not None and (
+            self.type not in ("id", "many2one", "association") or self.part != "id"
+        ):
+            raise ValueError(
+                f"{self.to}: 'id_type' only applies to id, many2one (part: id) and association fields"
+            )
         return self
 
 

@@ -21,21 +21,35 @@ def _engine():  # type: ignore[no-untyped-def]
 
 
 def _filter_options(f):  # type: ignore[no-untyped-def]
-    for opt in reversed([
-        click.option("--status", type=click.Choice([*store.STATUSES, "any"]), default="pending", show_default=True),
-        click.option("--source", help="Source system, e.g. hubspot."),
-        click.option("--entity", help="Entity, e.g. contacts or sale.order."),
-        click.option("--stage", type=click.Choice(["file", "parse", "map", "validate", "load", "event"])),
-        click.option("--check", help="Check name prefix, e.g. unknown_value or reference:."),
-        click.option("--reason", help="Text contained in the reason."),
-    ]):
+    for opt in reversed(
+        [
+            click.option(
+                "--status", type=click.Choice([*store.STATUSES, "any"]), default="pending", show_default=True
+            ),
+            click.option("--source", help="Source system, e.g. hubspot."),
+            click.option("--entity", help="Entity, e.g. contacts or sale.order."),
+            click.option("--stage", type=click.Choice(["file", "parse", "map", "validate", "load", "event"])),
+            click.option("--check", help="Check name prefix, e.g. unknown_value or reference:."),
+            click.option("--reason", help="Text contained in the reason."),
+        ]
+    ):
         f = opt(f)
     return f
 
 
-def _flt(ids=(), status="pending", source=None, entity=None, stage=None, check=None, reason=None, limit=None) -> Filter:  # type: ignore[no-untyped-def]
-    return Filter(ids=tuple(ids), status=None if status == "any" else status, source=source, entity=entity,
-                  stage=stage, check=check, reason=reason, limit=limit)
+def _flt(
+    ids=(), status="pending", source=None, entity=None, stage=None, check=None, reason=None, limit=None
+) -> Filter:  # type: ignore[no-untyped-def]
+    return Filter(
+        ids=tuple(ids),
+        status=None if status == "any" else status,
+        source=source,
+        entity=entity,
+        stage=stage,
+        check=check,
+        reason=reason,
+        limit=limit,
+    )
 
 
 @click.group("dlq")
@@ -61,8 +75,17 @@ def list_(status, source, entity, stage, check, reason, limit, as_json) -> None:
     for col in ("id", "status", "source", "stage", "check", "key", "reason", "seen", "tries"):
         t.add_column(col)
     for r in rows:
-        t.add_row(str(r["id"]), r["status"], f"{r['source_system']}/{r['entity']}", r["stage"], r["check_name"],
-                  str(r["natural_key"] or ""), (r["reason"] or "")[:90], f"{r['last_seen']:%Y-%m-%d %H:%M}", str(r["attempts"]))
+        t.add_row(
+            str(r["id"]),
+            r["status"],
+            f"{r['source_system']}/{r['entity']}",
+            r["stage"],
+            r["check_name"],
+            str(r["natural_key"] or ""),
+            (r["reason"] or "")[:90],
+            f"{r['last_seen']:%Y-%m-%d %H:%M}",
+            str(r["attempts"]),
+        )
     Console(width=200).print(t)
 
 
@@ -86,12 +109,22 @@ def show(dl_id: int) -> None:
 
 @dlq.command("replay")
 @click.argument("ids", type=int, nargs=-1)
-@click.option("--filter", "use_filter", is_flag=True, help="Replay what the filter options select instead of IDS.")
+@click.option(
+    "--filter", "use_filter", is_flag=True, help="Replay what the filter options select instead of IDS."
+)
 @_filter_options
-@click.option("--contract", "contract_id", help="Contract version to use, e.g. hubspot.contacts.csv@v2 (default: newest that fits).")
-@click.option("--dry-run", is_flag=True, help="Show what would load and what would fail again; change nothing.")
+@click.option(
+    "--contract",
+    "contract_id",
+    help="Contract version to use, e.g. hubspot.contacts.csv@v2 (default: newest that fits).",
+)
+@click.option(
+    "--dry-run", is_flag=True, help="Show what would load and what would fail again; change nothing."
+)
 @click.option("--json", "as_json", is_flag=True)
-def replay_cmd(ids, use_filter, status, source, entity, stage, check, reason, contract_id, dry_run, as_json) -> None:  # type: ignore[no-untyped-def]
+def replay_cmd(
+    ids, use_filter, status, source, entity, stage, check, reason, contract_id, dry_run, as_json
+) -> None:  # type: ignore[no-untyped-def]
     """Replay dead letters IDS (or --filter …) in a Dagster run of the replay_dead_letters job."""
     if not ids and not use_filter:
         raise click.UsageError("give dead letter IDS, or --filter with filter options")
@@ -102,14 +135,28 @@ def replay_cmd(ids, use_filter, status, source, entity, stage, check, reason, co
 
     ensure_dagster_home(get_settings())
     _engine()
-    cfg = {"ids": list(ids), "status": "" if status == "any" else status, "source": source, "entity": entity,
-           "stage": stage, "check": check, "reason": reason, "contract_id": contract_id, "dry_run": dry_run,
-           "actor": store.actor()}
+    cfg = {
+        "ids": list(ids),
+        "status": "" if status == "any" else status,
+        "source": source,
+        "entity": entity,
+        "stage": stage,
+        "check": check,
+        "reason": reason,
+        "contract_id": contract_id,
+        "dry_run": dry_run,
+        "actor": store.actor(),
+    }
     with dg.DagsterInstance.get() as instance:
         res = defs.resolve_job_def("replay_dead_letters").execute_in_process(
-            instance=instance, run_config={"ops": {"replay_dead_letters_op": {"config": cfg}},
-                                           "loggers": {"console": {"config": {"log_level": "WARNING"}}}},
-            tags={"integration/trigger": "cli-dlq-replay"}, raise_on_error=False)
+            instance=instance,
+            run_config={
+                "ops": {"replay_dead_letters_op": {"config": cfg}},
+                "loggers": {"console": {"config": {"log_level": "WARNING"}}},
+            },
+            tags={"integration/trigger": "cli-dlq-replay"},
+            raise_on_error=False,
+        )
     if not res.success:
         click.echo(f"replay run {res.run_id} failed; see the Dagster UI", err=True)
         sys.exit(1)
@@ -118,8 +165,10 @@ def replay_cmd(ids, use_filter, status, source, entity, stage, check, reason, co
         click.echo(json.dumps(summary | {"run_id": res.run_id}, default=str))
         return
     verb = "would load" if dry_run else "replayed"
-    click.echo(f"run {res.run_id}: {summary['selected']} selected, {summary['replayed']} {verb}, "
-               f"{summary['still_failing']} still failing, {summary['skipped']} skipped")
+    click.echo(
+        f"run {res.run_id}: {summary['selected']} selected, {summary['replayed']} {verb}, "
+        f"{summary['still_failing']} still failing, {summary['skipped']} skipped"
+    )
     for k, v in summary["failing"].items():
         click.echo(f"  {k}: still failing: {v}")
     for k, v in summary["skipped_ids"].items():
@@ -141,7 +190,9 @@ def discard_cmd(ids, note) -> None:  # type: ignore[no-untyped-def]
 
 @dlq.command("export")
 @click.option("--format", "fmt", type=click.Choice(["csv"]), default="csv", show_default=True)
-@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="File to write (default stdout).")
+@click.option(
+    "--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="File to write (default stdout)."
+)
 @_filter_options
 def export(fmt, output, status, source, entity, stage, check, reason) -> None:  # type: ignore[no-untyped-def]
     """Export dead letters for review: no raw payloads or PII, spreadsheet formulas neutralised."""

@@ -46,11 +46,18 @@ class ReplayOutcome:
     tables: set[str] = field(default_factory=set)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"dry_run": self.dry_run, "selected": self.selected, "replayed": len(self.replayed),
-                "still_failing": len(self.still_failing), "skipped": len(self.skipped),
-                "replayed_ids": self.replayed, "failing": {str(k): v for k, v in self.still_failing.items()},
-                "skipped_ids": {str(k): v for k, v in self.skipped.items()}, "loads": self.loads,
-                "tables": sorted(self.tables)}
+        return {
+            "dry_run": self.dry_run,
+            "selected": self.selected,
+            "replayed": len(self.replayed),
+            "still_failing": len(self.still_failing),
+            "skipped": len(self.skipped),
+            "replayed_ids": self.replayed,
+            "failing": {str(k): v for k, v in self.still_failing.items()},
+            "skipped_ids": {str(k): v for k, v in self.skipped.items()},
+            "loads": self.loads,
+            "tables": sorted(self.tables),
+        }
 
 
 def _pick_contract(system: str, entity: str, columns: list[str], contract_id: str | None) -> Contract | None:
@@ -64,8 +71,16 @@ def _pick_contract(system: str, entity: str, columns: list[str], contract_id: st
     return best
 
 
-def replay(flt: Filter, *, contract_id: str | None = None, dry_run: bool = False, who: str | None = None,
-           run_id: str | None = None, settings: Settings | None = None, engine: sa.Engine | None = None) -> ReplayOutcome:
+def replay(
+    flt: Filter,
+    *,
+    contract_id: str | None = None,
+    dry_run: bool = False,
+    who: str | None = None,
+    run_id: str | None = None,
+    settings: Settings | None = None,
+    engine: sa.Engine | None = None,
+) -> ReplayOutcome:
     """Replay the dead letters selected by ``flt``; see the module docstring for the rules."""
     settings = settings or get_settings()
     engine = engine or get_engine(settings.warehouse_url)
@@ -92,8 +107,18 @@ def replay(flt: Filter, *, contract_id: str | None = None, dry_run: bool = False
     return out
 
 
-def _replay_rows(system: str, entity: str, items: list[dict[str, Any]], out: ReplayOutcome, contract_id: str | None,
-                 dry_run: bool, who: str, run_id: str | None, settings: Settings, engine: sa.Engine) -> None:
+def _replay_rows(
+    system: str,
+    entity: str,
+    items: list[dict[str, Any]],
+    out: ReplayOutcome,
+    contract_id: str | None,
+    dry_run: bool,
+    who: str,
+    run_id: str | None,
+    settings: Settings,
+    engine: sa.Engine,
+) -> None:
     records, ids = [], []
     for r in items:
         try:
@@ -101,7 +126,9 @@ def _replay_rows(system: str, entity: str, items: list[dict[str, Any]], out: Rep
         except ValueError:
             raw = None
         if not isinstance(raw, dict):
-            out.skipped[r["id"]] = "the raw record is unparsed text (e.g. a broken CSV line): fix the file and drop it again, or discard"
+            out.skipped[r["id"]] = (
+                "the raw record is unparsed text (e.g. a broken CSV line): fix the file and drop it again, or discard"
+            )
             continue
         records.append(raw)
         ids.append(r["id"])
@@ -109,7 +136,9 @@ def _replay_rows(system: str, entity: str, items: list[dict[str, Any]], out: Rep
         return
     frame = pd.DataFrame.from_records(records)
     if all(isinstance(v, str) or v is None for v in frame.to_numpy().ravel()):
-        frame = frame.astype(pd.StringDtype("pyarrow"))  # CSV-originated records: strings, as the reader gives them
+        frame = frame.astype(
+            pd.StringDtype("pyarrow")
+        )  # CSV-originated records: strings, as the reader gives them
     else:
         frame = frame.astype(object).where(frame.notna(), None)
     contract = _pick_contract(system, entity, list(frame.columns), contract_id)
@@ -121,9 +150,19 @@ def _replay_rows(system: str, entity: str, items: list[dict[str, Any]], out: Rep
     frame = frame.iloc[order].reset_index(drop=True)
     positions = np.asarray(ids, dtype=np.int64)[order]  # the dead letter id stands in for the file position
     chunk = RawChunk(frame, positions, [])
-    mapper = ContractMapper(contract, max_field_bytes=settings.max_field_bytes, fallback_encoding=settings.fallback_encoding)
-    report = LoadReport(load_id=new_load_id(), source_system=system, entity=entity, file_name=None, kind="replay",
-                        run_id=run_id, contract=contract.id, target_table=contract.target)
+    mapper = ContractMapper(
+        contract, max_field_bytes=settings.max_field_bytes, fallback_encoding=settings.fallback_encoding
+    )
+    report = LoadReport(
+        load_id=new_load_id(),
+        source_system=system,
+        entity=entity,
+        file_name=None,
+        kind="replay",
+        run_id=run_id,
+        contract=contract.id,
+        target_table=contract.target,
+    )
     conn = engine.connect()
     tx = conn.begin()
     try:
@@ -150,14 +189,38 @@ def _replay_rows(system: str, entity: str, items: list[dict[str, Any]], out: Rep
             row["position"] = by_id[int(f.position)]["position"]
         upsert_dead_letters(conn, dl_rows)
         if loaded_ids:
-            conn.execute(dead_letters.update().where(dead_letters.c.id.in_(loaded_ids)).values(
-                status="replayed", resolved_at=utcnow(), resolution_note=f"replayed with {contract.id} by {who}",
-                attempts=dead_letters.c.attempts + 1, load_id=report.load_id))
+            conn.execute(
+                dead_letters.update()
+                .where(dead_letters.c.id.in_(loaded_ids))
+                .values(
+                    status="replayed",
+                    resolved_at=utcnow(),
+                    resolution_note=f"replayed with {contract.id} by {who}",
+                    attempts=dead_letters.c.attempts + 1,
+                    load_id=report.load_id,
+                )
+            )
         action = "dry_run" if dry_run else "replay"
-        store.audit(conn, loaded_ids, action, who, "would_load" if dry_run else "replayed",
-                    contract_version=contract.id, run_id=run_id)
+        store.audit(
+            conn,
+            loaded_ids,
+            action,
+            who,
+            "would_load" if dry_run else "replayed",
+            contract_version=contract.id,
+            run_id=run_id,
+        )
         for i, reason in failed.items():
-            store.audit(conn, [i], action, who, "still_failing", contract_version=contract.id, detail=reason, run_id=run_id)
+            store.audit(
+                conn,
+                [i],
+                action,
+                who,
+                "still_failing",
+                contract_version=contract.id,
+                detail=reason,
+                run_id=run_id,
+            )
         if not dry_run:
             ledger.finish(conn, report)
         if dry_run:
@@ -176,8 +239,16 @@ def _replay_rows(system: str, entity: str, items: list[dict[str, Any]], out: Rep
         out.tables.add(contract.target)
 
 
-def _replay_files(items: list[dict[str, Any]], out: ReplayOutcome, contract_id: str | None, dry_run: bool, who: str,
-                  run_id: str | None, settings: Settings, engine: sa.Engine) -> None:
+def _replay_files(
+    items: list[dict[str, Any]],
+    out: ReplayOutcome,
+    contract_id: str | None,
+    dry_run: bool,
+    who: str,
+    run_id: str | None,
+    settings: Settings,
+    engine: sa.Engine,
+) -> None:
     from integration_assets.contracts.cli import check_file
 
     for r in items:
@@ -191,30 +262,78 @@ def _replay_files(items: list[dict[str, Any]], out: ReplayOutcome, contract_id: 
             if report.get("ok"):
                 out.replayed.append(r["id"])
                 with engine.begin() as conn:
-                    store.audit(conn, [r["id"]], "dry_run", who, "would_load", contract_version=report.get("contract"), run_id=run_id)
+                    store.audit(
+                        conn,
+                        [r["id"]],
+                        "dry_run",
+                        who,
+                        "would_load",
+                        contract_version=report.get("contract"),
+                        run_id=run_id,
+                    )
             else:
                 out.still_failing[r["id"]] = report.get("reason") or "no contract fits"
             continue
-        load = ingest_file(path, r["source_system"], r["entity"], settings=settings, engine=engine, run_id=run_id,
-                           force=True, contract_id=contract_id, kind="replay")
+        load = ingest_file(
+            path,
+            r["source_system"],
+            r["entity"],
+            settings=settings,
+            engine=engine,
+            run_id=run_id,
+            force=True,
+            contract_id=contract_id,
+            kind="replay",
+        )
         out.loads.append(load.as_dict())
         with engine.begin() as conn:
             if load.status == "succeeded":
-                conn.execute(dead_letters.update().where(dead_letters.c.id == r["id"]).values(
-                    status="replayed", resolved_at=utcnow(), attempts=dead_letters.c.attempts + 1,
-                    resolution_note=f"file re-ingested with {load.contract} by {who}", load_id=load.load_id))
-                store.audit(conn, [r["id"]], "replay", who, "replayed", contract_version=load.contract, run_id=run_id)
+                conn.execute(
+                    dead_letters.update()
+                    .where(dead_letters.c.id == r["id"])
+                    .values(
+                        status="replayed",
+                        resolved_at=utcnow(),
+                        attempts=dead_letters.c.attempts + 1,
+                        resolution_note=f"file re-ingested with {load.contract} by {who}",
+                        load_id=load.load_id,
+                    )
+                )
+                store.audit(
+                    conn, [r["id"]], "replay", who, "replayed", contract_version=load.contract, run_id=run_id
+                )
                 out.replayed.append(r["id"])
                 if load.target_table:
                     out.tables.add(load.target_table)
             else:
-                conn.execute(dead_letters.update().where(dead_letters.c.id == r["id"]).values(
-                    attempts=dead_letters.c.attempts + 1, last_seen=utcnow(), reason=load.error or load.status))
-                store.audit(conn, [r["id"]], "replay", who, "still_failing", contract_version=load.contract,
-                            detail=load.error, run_id=run_id)
+                conn.execute(
+                    dead_letters.update()
+                    .where(dead_letters.c.id == r["id"])
+                    .values(
+                        attempts=dead_letters.c.attempts + 1,
+                        last_seen=utcnow(),
+                        reason=load.error or load.status,
+                    )
+                )
+                store.audit(
+                    conn,
+                    [r["id"]],
+                    "replay",
+                    who,
+                    "still_failing",
+                    contract_version=load.contract,
+                    detail=load.error,
+                    run_id=run_id,
+                )
                 out.still_failing[r["id"]] = load.error or load.status
         if load.status == "succeeded":
-            dest = settings.archive_dir / r["source_system"] / r["entity"] / f"{utcnow():%Y-%m-%d}" / f"replayed__{path.name}"
+            dest = (
+                settings.archive_dir
+                / r["source_system"]
+                / r["entity"]
+                / f"{utcnow():%Y-%m-%d}"
+                / f"replayed__{path.name}"
+            )
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(str(path), dest)
             reason = path.with_name(path.name + ".reason.json")

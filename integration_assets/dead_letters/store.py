@@ -88,19 +88,47 @@ def get(conn: sa.Connection, dl_id: int) -> dict[str, Any]:
     if row is None:
         raise DeadLetterError(f"no dead letter with id={dl_id}")
     out = dict(row._mapping)
-    out["actions"] = [dict(a._mapping) for a in conn.execute(
-        sa.select(dead_letter_actions).where(dead_letter_actions.c.dead_letter_id == dl_id).order_by(dead_letter_actions.c.id))]
+    out["actions"] = [
+        dict(a._mapping)
+        for a in conn.execute(
+            sa.select(dead_letter_actions)
+            .where(dead_letter_actions.c.dead_letter_id == dl_id)
+            .order_by(dead_letter_actions.c.id)
+        )
+    ]
     return out
 
 
-def audit(conn: sa.Connection, ids: Sequence[int], action: str, who: str, outcome: str, *,
-          contract_version: str | None = None, detail: str | None = None, run_id: str | None = None) -> None:
+def audit(
+    conn: sa.Connection,
+    ids: Sequence[int],
+    action: str,
+    who: str,
+    outcome: str,
+    *,
+    contract_version: str | None = None,
+    detail: str | None = None,
+    run_id: str | None = None,
+) -> None:
     if not ids:
         return
     now = utcnow()
-    conn.execute(dead_letter_actions.insert(), [
-        {"dead_letter_id": i, "action": action, "actor": who, "contract_version": contract_version,
-         "outcome": outcome, "detail": detail, "run_id": run_id, "at": now} for i in ids])
+    conn.execute(
+        dead_letter_actions.insert(),
+        [
+            {
+                "dead_letter_id": i,
+                "action": action,
+                "actor": who,
+                "contract_version": contract_version,
+                "outcome": outcome,
+                "detail": detail,
+                "run_id": run_id,
+                "at": now,
+            }
+            for i in ids
+        ],
+    )
 
 
 def discard(conn: sa.Connection, ids: Sequence[int], note: str, who: str | None = None) -> int:
@@ -115,8 +143,11 @@ def discard(conn: sa.Connection, ids: Sequence[int], note: str, who: str | None 
         raise DeadLetterError(f"no dead letters with ids {missing}")
     todo = [i for i, s in found.items() if s == "pending"]
     if todo:
-        conn.execute(dead_letters.update().where(dead_letters.c.id.in_(todo)).values(
-            status="discarded", resolved_at=utcnow(), resolution_note=note))
+        conn.execute(
+            dead_letters.update()
+            .where(dead_letters.c.id.in_(todo))
+            .values(status="discarded", resolved_at=utcnow(), resolution_note=note)
+        )
         audit(conn, todo, "discard", who, "discarded", detail=note)
     return len(todo)
 
@@ -124,15 +155,36 @@ def discard(conn: sa.Connection, ids: Sequence[int], note: str, who: str | None 
 def counts(conn: sa.Connection) -> list[dict[str, Any]]:
     """Pending/replayed/discarded per source and entity, with the oldest pending first_seen."""
     c = dead_letters.c
-    stmt = sa.select(c.source_system, c.entity, c.status, sa.func.count().label("n"),
-                     sa.func.min(c.first_seen).label("oldest")).group_by(c.source_system, c.entity, c.status)
+    stmt = sa.select(
+        c.source_system,
+        c.entity,
+        c.status,
+        sa.func.count().label("n"),
+        sa.func.min(c.first_seen).label("oldest"),
+    ).group_by(c.source_system, c.entity, c.status)
     return [dict(r._mapping) for r in conn.execute(stmt)]
 
 
 # -- export -----------------------------------------------------------------------------------------------
-EXPORT_COLUMNS = ("id", "status", "source_system", "entity", "natural_key", "stage", "check_name", "reason",
-                  "column_name", "offending_value", "contract_version", "file_name", "position", "attempts",
-                  "first_seen", "last_seen", "resolution_note")
+EXPORT_COLUMNS = (
+    "id",
+    "status",
+    "source_system",
+    "entity",
+    "natural_key",
+    "stage",
+    "check_name",
+    "reason",
+    "column_name",
+    "offending_value",
+    "contract_version",
+    "file_name",
+    "position",
+    "attempts",
+    "first_seen",
+    "last_seen",
+    "resolution_note",
+)
 
 
 def neutralise_cell(value: Any) -> str:
@@ -181,7 +233,11 @@ def export_csv(conn: sa.Connection, flt: Filter) -> str:
 
 
 def as_json_row(r: dict[str, Any], with_raw: bool = False) -> dict[str, Any]:
-    out = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in r.items() if k != "raw_record" or with_raw}
+    out = {
+        k: (v.isoformat() if isinstance(v, datetime) else v)
+        for k, v in r.items()
+        if k != "raw_record" or with_raw
+    }
     for k in ("errors", "headers"):
         if isinstance(out.get(k), str):
             try:

@@ -421,7 +421,9 @@ def drain(
                 batch_id = f"{report.drain_id}.{report.batches}"
                 report.batch_ids.append(batch_id)
                 committing = (
-                    committer.submit(drainer.commit_ahead, deliveries, batch_id, plan) if commit_ahead else None
+                    committer.submit(drainer.commit_ahead, deliveries, batch_id, plan)
+                    if commit_ahead
+                    else None
                 )
                 following = fetch(first=False)  # taken and planned while this batch is written
                 try:

@@ -143,10 +143,16 @@ def plan(
         archive = HUBSPOT_ARCHIVE_CHANGES.get(hubspot_kind(doc))  # legacy or generic (object.*) format
         if archive is not None:
             if obj is None or when is None:
-                rejected[item.pos] = ("invalid_payload", "HubSpot deletion/restore needs objectId and occurredAt")
+                rejected[item.pos] = (
+                    "invalid_payload",
+                    "HubSpot deletion/restore needs objectId and occurredAt",
+                )
             elif archived_src is None:
-                rejected[item.pos] = ("unknown_property", f"{contract.id} maps nothing to archived_at: "
-                                      "deletions cannot be recorded; map archivedAt in the contract")
+                rejected[item.pos] = (
+                    "unknown_property",
+                    f"{contract.id} maps nothing to archived_at: "
+                    "deletions cannot be recorded; map archivedAt in the contract",
+                )
             else:
                 # A deletion is a change of archived_at to its own time; a restore clears it.
                 stamp = pd.Timestamp(when, unit="ms", tz="UTC").isoformat()

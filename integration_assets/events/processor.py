@@ -206,7 +206,9 @@ class _Plan:
         dead-lettered under its own key (``queue.keys.collision_key``), so it neither overwrites the first
         event's dead letter nor is taken for a redelivery of it; the queue settles the original delivery."""
         m = delivery.message
-        alias = Delivery(replace(m, id=collision_key(m.id, fingerprint)), delivery.redelivered, delivery.receipt)
+        alias = Delivery(
+            replace(m, id=collision_key(m.id, fingerprint)), delivery.redelivered, delivery.receipt
+        )
         reason = (
             f"key {m.id} was already taken by an event with other content (content {before[:12]}, this one "
             f"{fingerprint[:12]}): two different events under one key; the first is kept, this one is here"
@@ -570,8 +572,11 @@ class EventProcessor:
             object_id = canonical_id(doc.get("objectId"))
             occurred = doc.get("occurredAt")
             if object_id is None or isinstance(occurred, bool) or not isinstance(occurred, int):
-                plan.reject(pos, "invalid_payload", "HubSpot privacyDeletion needs objectId (integer) and "
-                            "occurredAt (epoch ms)")
+                plan.reject(
+                    pos,
+                    "invalid_payload",
+                    "HubSpot privacyDeletion needs objectId (integer) and occurredAt (epoch ms)",
+                )
                 continue
             item = plan.items[pos]
             item.target, item.object_id = table, object_id
@@ -737,10 +742,16 @@ class EventProcessor:
             if pos not in fresh:
                 continue  # a redelivery of an erasure already done
             message = plan.items[pos].delivery.message
-            plan.erased.append(erase_warehouse(
-                conn, Subject.of(message.source, table, object_id), via="webhook", ref=message.id,
-                requested_at=when, skip_message_ids=in_batch,
-            ))
+            plan.erased.append(
+                erase_warehouse(
+                    conn,
+                    Subject.of(message.source, table, object_id),
+                    via="webhook",
+                    ref=message.id,
+                    requested_at=when,
+                    skip_message_ids=in_batch,
+                )
+            )
 
     def _finish_erasures(self, plan: _Plan, result: BatchResult) -> None:
         """After the commit: the file phase of the batch's erasures, and of any a crash left unfinished (one
@@ -751,8 +762,12 @@ class EventProcessor:
         try:
             finish_pending(self.engine, known={e.id: e for e in plan.erased})
         except (OSError, sa.exc.SQLAlchemyError) as exc:
-            log.warning("batch %s: erasure files not finished (%s); they stay pending: %s", result.batch_id,
-                        ", ".join(str(e.id) for e in plan.erased), type(exc).__name__)
+            log.warning(
+                "batch %s: erasure files not finished (%s); they stay pending: %s",
+                result.batch_id,
+                ", ".join(str(e.id) for e in plan.erased),
+                type(exc).__name__,
+            )
 
     @staticmethod
     def _known_dead_letters(conn: sa.Connection, plan: _Plan) -> None:
@@ -788,7 +803,9 @@ class EventProcessor:
                 found.discard(fingerprint)
                 prints.pop(fingerprint)
         if collided:  # a colliding content seen before is a redelivery of that collision
-            aliases = {event_fingerprint(r.delivery.message.source, r.delivery.message.id): r for r in collided}
+            aliases = {
+                event_fingerprint(r.delivery.message.source, r.delivery.message.id): r for r in collided
+            }
             known = set(
                 conn.scalars(
                     sa.select(dead_letters.c.fingerprint).where(

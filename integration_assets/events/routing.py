@@ -86,7 +86,9 @@ def parse(message: Message) -> dict[str, Any]:
     HubSpot batch) is rejected with the receiver's check and reason."""
     check = message.headers.get(REJECT_CHECK_HEADER)
     if check:
-        raise EventRejected(check, message.headers.get(REJECT_REASON_HEADER) or "refused by the webhook receiver")
+        raise EventRejected(
+            check, message.headers.get(REJECT_REASON_HEADER) or "refused by the webhook receiver"
+        )
     try:
         doc = json.loads(message.body.decode("utf-8"))
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError

@@ -11,7 +11,11 @@ import sqlalchemy as sa
 
 from integration_assets.warehouse.schema import TS, metadata
 
-OUTCOMES = ("applied", "stale", "ignored")  # ignored: also an event type ignored by policies.yaml (events.ignore)
+OUTCOMES = (
+    "applied",
+    "stale",
+    "ignored",
+)  # ignored: also an event type ignored by policies.yaml (events.ignore)
 
 processed_events = sa.Table(
     "processed_events",

@@ -29,9 +29,12 @@ class Core:
 
 def build_core(policies: Policies) -> Core:
     # Global policy: every asset gets its source's freshness window (an asset that sets its own keeps it).
-    assets = dg.map_asset_specs(lambda spec: dg.apply_freshness_policy(
-        spec, freshness_policy_for(spec.key, policies, spec.group_name), overwrite_existing=False),
-        [*build_assets(), drain_events])
+    assets = dg.map_asset_specs(
+        lambda spec: dg.apply_freshness_policy(
+            spec, freshness_policy_for(spec.key, policies, spec.group_name), overwrite_existing=False
+        ),
+        [*build_assets(), drain_events],
+    )
     checks = build_asset_checks([k for a in assets for k in a.keys], policies)
     check_keys = [k for c in checks for k in c.check_keys]
     return Core(assets, checks, check_keys, build_jobs(check_keys))
@@ -41,5 +44,9 @@ def file_run_definitions() -> dg.Definitions:
     """What an in-process run of a file job needs: the same assets, checks, jobs and resources as the code
     location, without its sensors and schedules."""
     core = build_core(load_policies())
-    return dg.Definitions(assets=[*core.assets, queue_spec], asset_checks=core.checks, jobs=core.file_jobs,
-                          resources={"warehouse": warehouse_resource()})
+    return dg.Definitions(
+        assets=[*core.assets, queue_spec],
+        asset_checks=core.checks,
+        jobs=core.file_jobs,
+        resources={"warehouse": warehouse_resource()},
+    )

@@ -16,7 +16,6 @@ The schedules are STOPPED by default: they need credentials (HUBSPOT_ACCESS_TOKE
 ODOO_USERNAME, ODOO_API_KEY), read through ``dg.EnvVar`` when a run starts.
 """
 
-
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -48,9 +47,13 @@ class HubSpotResource(dg.ConfigurableResource):
     retry_budget: int = 100  # retries one op may spend across its calls
 
     def client(self, recorder: StatusRecorder | None = None) -> HubSpotClient:
-        return HubSpotClient(self.access_token, self.base_url, recorder=recorder,
-                             timeout=httpx.Timeout(self.timeout_seconds, connect=min(10.0, self.timeout_seconds)),
-                             budget=RetryBudget(self.retry_budget))
+        return HubSpotClient(
+            self.access_token,
+            self.base_url,
+            recorder=recorder,
+            timeout=httpx.Timeout(self.timeout_seconds, connect=min(10.0, self.timeout_seconds)),
+            budget=RetryBudget(self.retry_budget),
+        )
 
 
 class OdooResource(dg.ConfigurableResource):
@@ -65,9 +68,16 @@ class OdooResource(dg.ConfigurableResource):
     page_size: int = 500
 
     def client(self, recorder: StatusRecorder | None = None) -> OdooClient:
-        return OdooClient(self.url, self.db, self.username, self.api_key, recorder=recorder,
-                          timeout=httpx.Timeout(self.timeout_seconds, connect=min(10.0, self.timeout_seconds)),
-                          budget=RetryBudget(self.retry_budget), page_size=self.page_size)
+        return OdooClient(
+            self.url,
+            self.db,
+            self.username,
+            self.api_key,
+            recorder=recorder,
+            timeout=httpx.Timeout(self.timeout_seconds, connect=min(10.0, self.timeout_seconds)),
+            budget=RetryBudget(self.retry_budget),
+            page_size=self.page_size,
+        )
 
 
 class PullConfig(dg.Config):
@@ -93,12 +103,26 @@ def _parents(system: str, entities: tuple[str, ...]) -> dict[str, list[str]]:
     """Entity -> entities of the same system its contracts reference (sale.order.line -> sale.order)."""
     table_of = {e: c.target for e in entities for c in contracts_for(system, e)}
     entity_of = {t: e for e, t in table_of.items()}
-    return {e: sorted({entity_of[r.table] for c in contracts_for(system, e) for r in c.references.values()
-                       if r.table in entity_of and entity_of[r.table] != e}) for e in entities}
+    return {
+        e: sorted(
+            {
+                entity_of[r.table]
+                for c in contracts_for(system, e)
+                for r in c.references.values()
+                if r.table in entity_of and entity_of[r.table] != e
+            }
+        )
+        for e in entities
+    }
 
 
-def run_pull(context: dg.OpExecutionContext, config: PullConfig, source_factory: Callable[[StatusRecorder], Any],
-             system: str, entity: str) -> PullReport:
+def run_pull(
+    context: dg.OpExecutionContext,
+    config: PullConfig,
+    source_factory: Callable[[StatusRecorder], Any],
+    system: str,
+    entity: str,
+) -> PullReport:
     """The body of a pull op: pull one entity, say in the run's log and metadata what landed."""
     warehouse: WarehouseResource = context.resources.warehouse
     recorder = warehouse_status_recorder(system, warehouse.engine())
@@ -106,50 +130,74 @@ def run_pull(context: dg.OpExecutionContext, config: PullConfig, source_factory:
         try:
             source: Source = source_factory(recorder)
             try:
-                report = pull_entity(source, entity, inbox_dir=warehouse.settings().inbox_dir,
-                                     since=parse_since(config.since), full=config.full,
-                                     records_per_file=config.records_per_file)
+                report = pull_entity(
+                    source,
+                    entity,
+                    inbox_dir=warehouse.settings().inbox_dir,
+                    since=parse_since(config.since),
+                    full=config.full,
+                    records_per_file=config.records_per_file,
+                )
             finally:
                 source.close()  # type: ignore[attr-defined]
         except TerminalError as exc:
-            raise dg.Failure(description=f"{system}/{entity} pull failed (terminal, fix before re-running): {exc}",
-                             metadata={"kind": "terminal", "error": type(exc).__name__},
-                             allow_retries=False) from exc
+            raise dg.Failure(
+                description=f"{system}/{entity} pull failed (terminal, fix before re-running): {exc}",
+                metadata={"kind": "terminal", "error": type(exc).__name__},
+                allow_retries=False,
+            ) from exc
         except TransientError as exc:
-            raise dg.Failure(description=f"{system}/{entity} pull failed (transient; the next run resumes from the "
-                                         f"cursor): {exc}",
-                             metadata={"kind": "transient", "error": type(exc).__name__}) from exc
+            raise dg.Failure(
+                description=f"{system}/{entity} pull failed (transient; the next run resumes from the "
+                f"cursor): {exc}",
+                metadata={"kind": "transient", "error": type(exc).__name__},
+            ) from exc
     metadata: dict[str, Any] = {
-        "mode": report.mode, "records": report.records, "skipped_already_landed": report.skipped,
-        "pages": report.pages, "files": len(report.files), "since": report.since or "",
-        "watermark_before": report.watermark_before or "", "watermark_after": report.watermark_after or "",
+        "mode": report.mode,
+        "records": report.records,
+        "skipped_already_landed": report.skipped,
+        "pages": report.pages,
+        "files": len(report.files),
+        "since": report.since or "",
+        "watermark_before": report.watermark_before or "",
+        "watermark_after": report.watermark_after or "",
         "file_names": dg.MetadataValue.json([f.rsplit("/", 1)[-1] for f in report.files]),
         "duration_s": report.seconds,
     }
-    context.log.info("%s/%s: %s pull landed %d record(s) in %d file(s)", system, entity, report.mode,
-                     report.records, len(report.files))
+    context.log.info(
+        "%s/%s: %s pull landed %d record(s) in %d file(s)",
+        system,
+        entity,
+        report.mode,
+        report.records,
+        len(report.files),
+    )
     # Shown on raw/<system>/<entity>: what the API delivered, before the inbox_sensor loads it.
     context.log_event(dg.AssetObservation(asset_key=raw_key(system, entity), metadata=metadata))
     context.add_output_metadata(metadata)
     return report
 
 
-def build_pull_job(system: str, entities: tuple[str, ...], resource_key: str, pool: str,
-                   description: str) -> dg.JobDefinition:
+def build_pull_job(
+    system: str, entities: tuple[str, ...], resource_key: str, pool: str, description: str
+) -> dg.JobDefinition:
     """``pull_<system>``: one op per entity in ``pool``, parents before the entities that reference them."""
     parents = _parents(system, entities)
+
     def make_op(entity: str) -> dg.OpDefinition:
         def pull_op(context: dg.OpExecutionContext, config: PullConfig) -> None:
             resource = getattr(context.resources, resource_key)
             run_pull(context, config, lambda rec: resource.client(recorder=rec), system, entity)
 
         return dg.op(
-            name=op_name(system, entity), pool=pool,
-            ins={"after": dg.In(dg.Nothing)} if parents[entity] else None, out=dg.Out(dg.Nothing),
+            name=op_name(system, entity),
+            pool=pool,
+            ins={"after": dg.In(dg.Nothing)} if parents[entity] else None,
+            out=dg.Out(dg.Nothing),
             required_resource_keys={resource_key, "warehouse"},
             tags={ENTITY_TAG: f"{system}.{entity}", "integration/kind": "pull"},
             description=f"Pull {system} {entity} through the API into the inbox folder {system}/{entity}/ as JSONL "
-                        f"(incremental from the cursor).",
+            f"(incremental from the cursor).",
         )(pull_op)
 
     ops = {entity: make_op(entity) for entity in entities}
@@ -165,35 +213,60 @@ def build_pull_job(system: str, entities: tuple[str, ...], resource_key: str, po
 
 
 pull_hubspot = build_pull_job(
-    "hubspot", OBJECT_TYPES, "hubspot", "hubspot_api",
-    "Pull HubSpot companies, contacts and deals (CRM v3 list/search) into the inbox as JSONL.")
+    "hubspot",
+    OBJECT_TYPES,
+    "hubspot",
+    "hubspot_api",
+    "Pull HubSpot companies, contacts and deals (CRM v3 list/search) into the inbox as JSONL.",
+)
 pull_odoo = build_pull_job(
-    "odoo", MODELS, "odoo", "odoo_api",
-    "Pull Odoo partners, products, sales orders and lines, invoices (JSON-RPC search_read) into the inbox as JSONL.")
+    "odoo",
+    MODELS,
+    "odoo",
+    "odoo_api",
+    "Pull Odoo partners, products, sales orders and lines, invoices (JSON-RPC search_read) into the inbox as JSONL.",
+)
 
 # Every 30 min for HubSpot (cheap when nothing changed: one search call per object type), hourly for Odoo;
 # both well inside the daily freshness windows in policies.yaml. STOPPED until credentials are configured.
 pull_hubspot_schedule = dg.ScheduleDefinition(
-    name="pull_hubspot_schedule", job=pull_hubspot, cron_schedule="*/30 * * * *", execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.STOPPED, description="Incremental HubSpot pull (needs HUBSPOT_ACCESS_TOKEN).")
-pull_odoo_schedule = dg.ScheduleDefinition(
-    name="pull_odoo_schedule", job=pull_odoo, cron_schedule="15 * * * *", execution_timezone="UTC",
+    name="pull_hubspot_schedule",
+    job=pull_hubspot,
+    cron_schedule="*/30 * * * *",
+    execution_timezone="UTC",
     default_status=dg.DefaultScheduleStatus.STOPPED,
-    description="Incremental Odoo pull (needs ODOO_URL, ODOO_DB, ODOO_USERNAME, ODOO_API_KEY).")
+    description="Incremental HubSpot pull (needs HUBSPOT_ACCESS_TOKEN).",
+)
+pull_odoo_schedule = dg.ScheduleDefinition(
+    name="pull_odoo_schedule",
+    job=pull_odoo,
+    cron_schedule="15 * * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.STOPPED,
+    description="Incremental Odoo pull (needs ODOO_URL, ODOO_DB, ODOO_USERNAME, ODOO_API_KEY).",
+)
 
 
 def hubspot_resource() -> HubSpotResource:
     # The token only through dg.EnvVar: resolved when a run starts, never shown in the UI or run config.
-    return HubSpotResource(access_token=dg.EnvVar("HUBSPOT_ACCESS_TOKEN"),
-                           base_url=env("HUBSPOT_BASE_URL") or DEFAULT_BASE_URL)
+    return HubSpotResource(
+        access_token=dg.EnvVar("HUBSPOT_ACCESS_TOKEN"), base_url=env("HUBSPOT_BASE_URL") or DEFAULT_BASE_URL
+    )
 
 
 def odoo_resource() -> OdooResource:
-    return OdooResource(url=dg.EnvVar("ODOO_URL"), db=dg.EnvVar("ODOO_DB"), username=dg.EnvVar("ODOO_USERNAME"),
-                        api_key=dg.EnvVar("ODOO_API_KEY"))
+    return OdooResource(
+        url=dg.EnvVar("ODOO_URL"),
+        db=dg.EnvVar("ODOO_DB"),
+        username=dg.EnvVar("ODOO_USERNAME"),
+        api_key=dg.EnvVar("ODOO_API_KEY"),
+    )
 
 
 def pull_definitions() -> dg.Definitions:
     """The pull jobs, their schedules and the two API resources (the warehouse resource comes from the rest)."""
-    return dg.Definitions(jobs=[pull_hubspot, pull_odoo], schedules=[pull_hubspot_schedule, pull_odoo_schedule],
-                          resources={"hubspot": hubspot_resource(), "odoo": odoo_resource()})
+    return dg.Definitions(
+        jobs=[pull_hubspot, pull_odoo],
+        schedules=[pull_hubspot_schedule, pull_odoo_schedule],
+        resources={"hubspot": hubspot_resource(), "odoo": odoo_resource()},
+    )

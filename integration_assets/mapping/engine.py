@@ -123,7 +123,9 @@ class _Errors:
         self.n = n
         self.items: list[tuple[np.ndarray, str, str, str | None, pd.Series | None, str]] = []
 
-    def add(self, mask: Any, stage: str, check: str, column: str | None, values: pd.Series | None, message: str) -> None:
+    def add(
+        self, mask: Any, stage: str, check: str, column: str | None, values: pd.Series | None, message: str
+    ) -> None:
         m = np.asarray(mask, dtype=bool)
         if m.any():
             self.items.append((m, stage, check, column, values, message))
@@ -139,8 +141,15 @@ class _Errors:
         for m, stage, check, column, values, message in self.items:
             if m[i]:
                 value = None if values is None else _display(values.iloc[i])
-                found.append({"stage": stage, "check": check, "column": column, "value": value,
-                              "reason": message.format(value=value)})
+                found.append(
+                    {
+                        "stage": stage,
+                        "check": check,
+                        "column": column,
+                        "value": value,
+                        "reason": message.format(value=value),
+                    }
+                )
         return found
 
 
@@ -172,6 +181,7 @@ def _as_text(s: pd.Series) -> pd.Series:
     if isinstance(s.dtype, pd.StringDtype):
         return s
     if s.dtype == object:
+
         def conv(v: Any) -> Any:
             if isinstance(v, bool):
                 return "true" if v else "false"
@@ -180,6 +190,7 @@ def _as_text(s: pd.Series) -> pd.Series:
             if isinstance(v, list | dict):
                 return json.dumps(v)
             return str(v)
+
         return s.map(conv, na_action="ignore").astype(pd.StringDtype("pyarrow"))
     if pd.api.types.is_float_dtype(s.dtype):
         out = s.map(lambda v: str(int(v)) if float(v).is_integer() else repr(float(v)), na_action="ignore")
@@ -267,7 +278,9 @@ def _utc_ns(s: pd.Series) -> pd.Series:
 class ContractMapper:
     """Maps raw chunks for one contract. Stateless between chunks except for the compiled value maps."""
 
-    def __init__(self, contract: Contract, *, max_field_bytes: int = 1 << 20, fallback_encoding: str = "cp1252") -> None:
+    def __init__(
+        self, contract: Contract, *, max_field_bytes: int = 1 << 20, fallback_encoding: str = "cp1252"
+    ) -> None:
         self.contract = contract
         self.model = CANONICAL_MODELS[contract.target]
         self.schema = self.model.to_schema()
@@ -281,7 +294,10 @@ class ContractMapper:
                 # The canonical values themselves are accepted too (an API export sends internal values).
                 for v in spec.values.values():
                     m.setdefault(v.lower() if spec.case_insensitive else v, v)
-                self._enum_arrays[src] = (pa.array(list(m), pa.large_string()), pa.array(list(m.values()), pa.large_string()))
+                self._enum_arrays[src] = (
+                    pa.array(list(m), pa.large_string()),
+                    pa.array(list(m.values()), pa.large_string()),
+                )
         self._memo = threading.local()  # .stripped: (series, series.str.strip()) of the field being mapped
         self._text_targets = [
             c for c, col in self.schema.columns.items() if "string" in str(col.dtype).lower()
@@ -335,8 +351,9 @@ class ContractMapper:
         result["source_system"] = self.contract.system
         result["mapping_version"] = self.contract.id
         result["_pos"] = chunk.positions[keep] if len(chunk.positions) == n else keep + 1
-        return MappedChunk(result, failures, drift, rows_in=n + len(chunk.failures),
-                           absent=self._absent_derived(absent))
+        return MappedChunk(
+            result, failures, drift, rows_in=n + len(chunk.failures), absent=self._absent_derived(absent)
+        )
 
     def _absent_derived(self, absent: set[str]) -> frozenset[str]:
         """``absent`` plus the derived columns computed from an absent column (their stored value stays too)."""
@@ -344,7 +361,9 @@ class ContractMapper:
             return frozenset()
         out = set(absent)
         for col, d in self.contract.derived.items():
-            inputs = (d.equals[0],) if d.equals else (d.is_in[0],) if d.is_in else d.coalesce or d.latest or ()
+            inputs = (
+                (d.equals[0],) if d.equals else (d.is_in[0],) if d.is_in else d.coalesce or d.latest or ()
+            )
             if any(i in absent for i in inputs):
                 out.add(col)
         return frozenset(out)
@@ -370,7 +389,9 @@ class ContractMapper:
             miss = miss | stripped.isin(list(self.contract.empty_values))
         return miss.fillna(True).astype(bool)
 
-    def _map_field(self, src: str, spec: FieldSpec, s: pd.Series, errors: _Errors, drift: DriftStats) -> pd.Series:
+    def _map_field(
+        self, src: str, spec: FieldSpec, s: pd.Series, errors: _Errors, drift: DriftStats
+    ) -> pd.Series:
         # Odoo's false means "empty" for char/date/many2one fields but is a real value for boolean fields.
         missing = self._missing(s, self.contract.odoo_false_is_null and spec.type != "boolean")
         present = ~missing
@@ -385,7 +406,9 @@ class ContractMapper:
     def _null_like(self, n: int, dtype: str) -> pd.Series:
         return pd.Series(pd.array([None] * n, dtype=dtype))
 
-    def _type_string(self, src: str, spec: FieldSpec, s: pd.Series, present: pd.Series, drift: DriftStats) -> Any:
+    def _type_string(
+        self, src: str, spec: FieldSpec, s: pd.Series, present: pd.Series, drift: DriftStats
+    ) -> Any:
         t, transforms = _as_text(s), spec.transform
         if transforms[:1] == ("strip",):
             t, transforms = self._strip(t), transforms[1:]
@@ -421,19 +444,25 @@ class ContractMapper:
         bad = (present.to_numpy() & num.isna().to_numpy()) | np.isinf(num.to_numpy())
         return num, bad
 
-    def _type_decimal(self, src: str, spec: FieldSpec, s: pd.Series, present: pd.Series, drift: DriftStats) -> Any:
+    def _type_decimal(
+        self, src: str, spec: FieldSpec, s: pd.Series, present: pd.Series, drift: DriftStats
+    ) -> Any:
         num, bad = self._numeric(s, present)
         drift.add("type_change", src, s[bad], pii=spec.pii) if bad.any() else None
         return num, bad, "not_a_number", f"{src!r} is not a number: {{value!r}}"
 
-    def _type_integer(self, src: str, spec: FieldSpec, s: pd.Series, present: pd.Series, drift: DriftStats) -> Any:
+    def _type_integer(
+        self, src: str, spec: FieldSpec, s: pd.Series, present: pd.Series, drift: DriftStats
+    ) -> Any:
         num, bad = self._numeric(s, present)
         frac = num.notna().to_numpy() & (num.fillna(0) % 1 != 0).to_numpy()
         bad = bad | frac
         drift.add("type_change", src, s[bad], pii=spec.pii) if bad.any() else None
         return num, bad, "not_an_integer", f"{src!r} is not an integer: {{value!r}}"
 
-    def _type_boolean(self, src: str, spec: FieldSpec, s: pd.Series, present: pd.Series, drift: DriftStats) -> Any:
+    def _type_boolean(
+        self, src: str, spec: FieldSpec, s: pd.Series, present: pd.Series, drift: DriftStats
+    ) -> Any:
         t = self._strip(_as_text(s)).str.lower()
         out = pd.Series(pd.array([None] * len(s), dtype="boolean"))
         is_true = t.isin(list(spec.true_values)).fillna(False).to_numpy()
@@ -443,7 +472,9 @@ class ContractMapper:
         bad = present.to_numpy() & ~is_true & ~is_false
         return out, bad, "not_a_boolean", f"{src!r} is not a boolean: {{value!r}}"
 
-    def _parse_datetimes(self, spec: FieldSpec, s: pd.Series, present: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    def _parse_datetimes(
+        self, spec: FieldSpec, s: pd.Series, present: pd.Series
+    ) -> tuple[pd.Series, np.ndarray]:
         n = len(s)
         result_ns = np.full(n, np.iinfo(np.int64).min, dtype=np.int64)  # NaT
         if pd.api.types.is_datetime64_any_dtype(s.dtype):
@@ -457,18 +488,24 @@ class ContractMapper:
             part = text[todo]
             if fmt in ("epoch_ms", "epoch_s"):
                 num = pd.to_numeric(part, errors="coerce")
-                parsed = pd.to_datetime(num, unit="ms" if fmt == "epoch_ms" else "s", utc=True, errors="coerce")
+                parsed = pd.to_datetime(
+                    num, unit="ms" if fmt == "epoch_ms" else "s", utc=True, errors="coerce"
+                )
             elif fmt == "iso8601":
                 parsed = pd.to_datetime(part, format="ISO8601", utc=True, errors="coerce")
                 naive_mask = ~part.str.contains(r"(?:Z|[+-]\d\d:?\d\d)$", regex=True).fillna(False)
                 if naive_mask.any() and spec.tz != "UTC":
                     local = pd.to_datetime(part[naive_mask], format="ISO8601", errors="coerce")
-                    parsed[naive_mask] = local.dt.tz_localize(spec.tz, ambiguous="NaT", nonexistent="NaT").dt.tz_convert("UTC")
+                    parsed[naive_mask] = local.dt.tz_localize(
+                        spec.tz, ambiguous="NaT", nonexistent="NaT"
+                    ).dt.tz_convert("UTC")
             else:
                 aware = "%z" in fmt
                 parsed = pd.to_datetime(part, format=fmt, errors="coerce", utc=aware or spec.tz == "UTC")
                 if not aware and spec.tz != "UTC":
-                    parsed = parsed.dt.tz_localize(spec.tz, ambiguous="NaT", nonexistent="NaT").dt.tz_convert("UTC")
+                    parsed = parsed.dt.tz_localize(spec.tz, ambiguous="NaT", nonexistent="NaT").dt.tz_convert(
+                        "UTC"
+                    )
             values = parsed.astype("datetime64[ns, UTC]").array.asi8
             ok = parsed.notna().to_numpy()
             idx = np.flatnonzero(todo)
@@ -477,17 +514,23 @@ class ContractMapper:
         result = pd.Series(result_ns.view("datetime64[ns]"), index=s.index).dt.tz_localize("UTC")
         return result, todo
 
-    def _type_datetime(self, src: str, spec: FieldSpec, s: pd.Series, present: pd.Series, drift: DriftStats) -> Any:
+    def _type_datetime(
+        self, src: str, spec: FieldSpec, s: pd.Series, present: pd.Series, drift: DriftStats
+    ) -> Any:
         result, bad = self._parse_datetimes(spec, s, present)
         if bad.any():
             drift.add("format_change", src, s[bad], pii=spec.pii)
         return result, bad, "date_format", f"{src!r} value {{value!r}} does not match {list(spec.formats)}"
 
-    def _type_date(self, src: str, spec: FieldSpec, s: pd.Series, present: pd.Series, drift: DriftStats) -> Any:
+    def _type_date(
+        self, src: str, spec: FieldSpec, s: pd.Series, present: pd.Series, drift: DriftStats
+    ) -> Any:
         result, bad, check, msg = self._type_datetime(src, spec, s, present, drift)
         return result.dt.floor("D"), bad, check, msg
 
-    def _type_enum(self, src: str, spec: FieldSpec, s: pd.Series, present: pd.Series, drift: DriftStats) -> Any:
+    def _type_enum(
+        self, src: str, spec: FieldSpec, s: pd.Series, present: pd.Series, drift: DriftStats
+    ) -> Any:
         t = self._strip(_as_text(s))
         key = t.str.lower() if spec.case_insensitive else t
         mapped = _lookup(key, *self._enum_arrays[src])
@@ -503,7 +546,9 @@ class ContractMapper:
                 mapped = mapped.where(~unknown, spec.default)
         return mapped, bad, "unknown_value", f"{src!r} has a value the contract does not know: {{value!r}}"
 
-    def _type_many2one(self, src: str, spec: FieldSpec, s: pd.Series, present: pd.Series, drift: DriftStats) -> Any:
+    def _type_many2one(
+        self, src: str, spec: FieldSpec, s: pd.Series, present: pd.Series, drift: DriftStats
+    ) -> Any:
         if spec.part == "name":
             return self._many2one_name(src, spec, s, present)
 
@@ -537,13 +582,20 @@ class ContractMapper:
                 if isinstance(v, list | tuple):
                     v = v[0] if v else "\x01invalid"
                 return "\x01invalid" if isinstance(v, list | tuple | dict) else v
+
             s = s.map(first, na_action="ignore")
         text = self._strip(_as_text(s)).where(present.to_numpy(), None)
         out, bad = ids.normalise(text, id_type)
-        return out, bad, "invalid_id", f"{src!r} is not a valid {id_type} id (many2one [id, name]): {{value!r}}"
+        return (
+            out,
+            bad,
+            "invalid_id",
+            f"{src!r} is not a valid {id_type} id (many2one [id, name]): {{value!r}}",
+        )
 
     def _many2one_name(self, src: str, spec: FieldSpec, s: pd.Series, present: pd.Series) -> Any:
         """The display name of an Odoo many2one ``[id, "name"]`` (e.g. currency_id ``[1, "USD"]`` -> USD)."""
+
         def name(v: Any) -> Any:
             if isinstance(v, list | tuple) and len(v) == 2 and isinstance(v[1], str) and v[1].strip():
                 return v[1]
@@ -557,10 +609,16 @@ class ContractMapper:
             bad |= (names.str.len() > spec.max_length).fillna(False).to_numpy()
             limit = f" with a name of at most {spec.max_length} characters"
         bad &= present.to_numpy()
-        return names.where(present.to_numpy(), None), bad, "invalid_many2one", \
-            f"{src!r} is not an Odoo many2one [id, name]{limit}: {{value!r}}"
+        return (
+            names.where(present.to_numpy(), None),
+            bad,
+            "invalid_many2one",
+            f"{src!r} is not an Odoo many2one [id, name]{limit}: {{value!r}}",
+        )
 
-    def _type_association(self, src: str, spec: FieldSpec, s: pd.Series, present: pd.Series, drift: DriftStats) -> Any:
+    def _type_association(
+        self, src: str, spec: FieldSpec, s: pd.Series, present: pd.Series, drift: DriftStats
+    ) -> Any:
         def first(v: Any) -> Any:
             if isinstance(v, str):
                 try:
@@ -608,15 +666,38 @@ class ContractMapper:
             if odd.any():
                 flagged = s.where(odd)
                 nul = flagged.str.contains("\x00", regex=False).fillna(False).to_numpy()
-                errors.add(nul, "map", "nul_byte", src, s, f"{src!r} contains a NUL byte, which the warehouse cannot store")
+                errors.add(
+                    nul,
+                    "map",
+                    "nul_byte",
+                    src,
+                    s,
+                    f"{src!r} contains a NUL byte, which the warehouse cannot store",
+                )
                 badb = flagged.str.contains(_BAD_BYTES_RE, regex=True).fillna(False).to_numpy()
                 if badb.any():
-                    shown = s.astype(object).where(badb, None).map(lambda v: restore_bad_bytes(v, self.fallback), na_action="ignore")
-                    errors.add(badb, "parse", "invalid_encoding", src, shown,
-                               f"{src!r} has bytes that are not valid UTF-8 (shown as {self.fallback}): {{value!r}}")
+                    shown = (
+                        s.astype(object)
+                        .where(badb, None)
+                        .map(lambda v: restore_bad_bytes(v, self.fallback), na_action="ignore")
+                    )
+                    errors.add(
+                        badb,
+                        "parse",
+                        "invalid_encoding",
+                        src,
+                        shown,
+                        f"{src!r} has bytes that are not valid UTF-8 (shown as {self.fallback}): {{value!r}}",
+                    )
             big = (s.str.len() > self.max_field_bytes).fillna(False).to_numpy()
-            errors.add(big, "map", "value_too_large", src, s,
-                       f"{src!r} value is larger than the {self.max_field_bytes}-byte field limit")
+            errors.add(
+                big,
+                "map",
+                "value_too_large",
+                src,
+                s,
+                f"{src!r} value is larger than the {self.max_field_bytes}-byte field limit",
+            )
 
     def _validate(self, frame: pd.DataFrame) -> list[tuple[int, dict[str, Any]]]:
         """(row, finding) for every row the canonical model refuses; ``frame`` has a RangeIndex."""
@@ -635,24 +716,52 @@ class ContractMapper:
             )
         found = []
         for r in fc.itertuples():
-            col = None if r.column is None or (isinstance(r.column, float) and math.isnan(r.column)) else str(r.column)
+            col = (
+                None
+                if r.column is None or (isinstance(r.column, float) and math.isnan(r.column))
+                else str(r.column)
+            )
             src = (self.contract.source_for(col) if col else None) or col
-            found.append((int(r.index), {
-                "stage": "validate", "check": f"{col}:{r.check}", "column": src,
-                "value": _display(r.failure_case),
-                "reason": f"{col} fails {r.check} in model {self.contract.target}: {_display(r.failure_case)!r}",
-            }))
+            found.append(
+                (
+                    int(r.index),
+                    {
+                        "stage": "validate",
+                        "check": f"{col}:{r.check}",
+                        "column": src,
+                        "value": _display(r.failure_case),
+                        "reason": f"{col} fails {r.check} in model {self.contract.target}: {_display(r.failure_case)!r}",
+                    },
+                )
+            )
         return found
 
     # -- failures -----------------------------------------------------------------------------------
-    def _failures(self, raw: pd.DataFrame, chunk: RawChunk, frame: pd.DataFrame, errors: _Errors,
-                  bad: np.ndarray, vfindings: dict[int, list[dict[str, Any]]]) -> list[RowFailure]:
+    def _failures(
+        self,
+        raw: pd.DataFrame,
+        chunk: RawChunk,
+        frame: pd.DataFrame,
+        errors: _Errors,
+        bad: np.ndarray,
+        vfindings: dict[int, list[dict[str, Any]]],
+    ) -> list[RowFailure]:
         idx = np.flatnonzero(bad)
         if len(idx) == 0:
             return []
         # Raw records as JSON text, serialised in C by pandas (the hot part when 1% of a large file is bad).
-        texts = raw.iloc[idx].to_json(orient="records", lines=True, force_ascii=False, date_format="iso").splitlines()
-        keys = frame["source_id"].iloc[idx].astype(object).where(frame["source_id"].iloc[idx].notna(), None).tolist()
+        texts = (
+            raw.iloc[idx]
+            .to_json(orient="records", lines=True, force_ascii=False, date_format="iso")
+            .splitlines()
+        )
+        keys = (
+            frame["source_id"]
+            .iloc[idx]
+            .astype(object)
+            .where(frame["source_id"].iloc[idx].notna(), None)
+            .tolist()
+        )
         key_src = self.contract.source_for("source_id")
         out = []
         for j, i in enumerate(idx):
@@ -661,23 +770,44 @@ class ContractMapper:
             rec: dict[str, Any] | str = texts[j]
             if any(f["check"] == "invalid_encoding" for f in findings):
                 row = {k: _json_safe(v) for k, v in raw.iloc[int(i)].to_dict().items()}
-                rec = {k: restore_bad_bytes(v, self.fallback) if isinstance(v, str) else v for k, v in row.items()}
+                rec = {
+                    k: restore_bad_bytes(v, self.fallback) if isinstance(v, str) else v
+                    for k, v in row.items()
+                }
             key = keys[j]
             if key is None and key_src:
                 key = (rec if isinstance(rec, dict) else json.loads(rec)).get(key_src)
             pos = int(chunk.positions[i]) if len(chunk.positions) == len(raw) else int(i) + 1
-            out.append(RowFailure(
-                position=pos, natural_key=None if key is None else str(key)[:255], stage=first["stage"],
-                check=first["check"], column=first["column"], value=first["value"], reason=first["reason"],
-                raw=rec, errors=tuple(findings),
-            ))
+            out.append(
+                RowFailure(
+                    position=pos,
+                    natural_key=None if key is None else str(key)[:255],
+                    stage=first["stage"],
+                    check=first["check"],
+                    column=first["column"],
+                    value=first["value"],
+                    reason=first["reason"],
+                    raw=rec,
+                    errors=tuple(findings),
+                )
+            )
         return out
 
     def _parse_failures(self, failures: list[ParseFailure]) -> list[RowFailure]:
-        return [RowFailure(position=f.position, natural_key=None, stage="parse", check=f.check, column=None,
-                           value=None, reason=f.reason, raw=f.raw,
-                           errors=({"stage": "parse", "check": f.check, "reason": f.reason},))
-                for f in failures]
+        return [
+            RowFailure(
+                position=f.position,
+                natural_key=None,
+                stage="parse",
+                check=f.check,
+                column=None,
+                value=None,
+                reason=f.reason,
+                raw=f.raw,
+                errors=({"stage": "parse", "check": f.check, "reason": f.reason},),
+            )
+            for f in failures
+        ]
 
 
 def column_drift(contract: Contract, columns: list[str]) -> tuple[list[str], list[str], list[str]]:
@@ -685,8 +815,9 @@ def column_drift(contract: Contract, columns: list[str]) -> tuple[list[str], lis
     cols = set(columns)
     known = set(contract.fields) | set(contract.ignored)
     missing_required = [c for c in contract.required_columns if c not in cols]
-    missing_optional = [c for c, f in contract.fields.items() if not f.required and not f.absent_ok and c not in cols]
+    missing_optional = [
+        c for c, f in contract.fields.items() if not f.required and not f.absent_ok and c not in cols
+    ]
     # Dotted JSON columns are covered by a known parent (associations.* when the contract maps associations).
     new = [c for c in columns if c not in known and not any(c.startswith(k + ".") for k in known)]
     return missing_required, missing_optional, new
-

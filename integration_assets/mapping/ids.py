@@ -66,8 +66,10 @@ def _text(values: pd.Series) -> pa.Array:
         text[~whole] = "x"  # not an id: refused by the rules below
         text[np.isnan(v)] = None
         return pa.array(text, pa.large_string())
-    arr = pa.array(values.array if isinstance(values.dtype, pd.StringDtype) else values.astype("string").array,
-                   pa.large_string())
+    arr = pa.array(
+        values.array if isinstance(values.dtype, pd.StringDtype) else values.astype("string").array,
+        pa.large_string(),
+    )
     return pc.utf8_trim_whitespace(arr)
 
 
@@ -80,23 +82,40 @@ def _numeric(text: pa.Array, maximum: int) -> tuple[pd.Series, np.ndarray]:
     short = pc.and_(digits, pc.fill_null(pc.less_equal(pc.utf8_length(stripped), len(str(maximum))), False))
     # Every candidate at once (the others as "0", refused as not positive): one cast, no Python per value.
     number = pc.cast(pc.if_else(short, stripped, pa.scalar("0", pa.large_string())), pa.uint64())
-    ok_arrow = pc.and_(short, pc.and_(pc.greater_equal(number, pa.scalar(1, pa.uint64())),
-                                        pc.less_equal(number, pa.scalar(maximum, pa.uint64()))))
+    ok_arrow = pc.and_(
+        short,
+        pc.and_(
+            pc.greater_equal(number, pa.scalar(1, pa.uint64())),
+            pc.less_equal(number, pa.scalar(maximum, pa.uint64())),
+        ),
+    )
     ok = ok_arrow.to_numpy(zero_copy_only=False)
-    out = pd.Series(pd.array(pc.if_else(ok_arrow, stripped, pa.scalar(None, pa.large_string())),
-                             dtype=pd.StringDtype("pyarrow")))
+    out = pd.Series(
+        pd.array(
+            pc.if_else(ok_arrow, stripped, pa.scalar(None, pa.large_string())),
+            dtype=pd.StringDtype("pyarrow"),
+        )
+    )
     # The rare spellings with a point or an exponent: exact only below 2**53.
     other = present & ~digits.to_numpy(zero_copy_only=False)
     if other.any():
         idx = np.flatnonzero(other)
         part = pc.take(text, pa.array(idx))
-        is_number = pc.fill_null(pc.match_substring_regex(part, _NUMBER), False).to_numpy(zero_copy_only=False)
+        is_number = pc.fill_null(pc.match_substring_regex(part, _NUMBER), False).to_numpy(
+            zero_copy_only=False
+        )
         if is_number.any():
             nidx = idx[is_number]
-            vals = pd.to_numeric(pd.Series(pc.take(text, pa.array(nidx)).to_pylist(), dtype=object),
-                                 errors="coerce").to_numpy(dtype="float64")
+            vals = pd.to_numeric(
+                pd.Series(pc.take(text, pa.array(nidx)).to_pylist(), dtype=object), errors="coerce"
+            ).to_numpy(dtype="float64")
             with np.errstate(invalid="ignore"):
-                good = np.isfinite(vals) & (np.floor(vals) == vals) & (vals >= 1) & (vals <= min(maximum, _FLOAT_EXACT))
+                good = (
+                    np.isfinite(vals)
+                    & (np.floor(vals) == vals)
+                    & (vals >= 1)
+                    & (vals <= min(maximum, _FLOAT_EXACT))
+                )
             if good.any():
                 ok[nidx[good]] = True
                 out.iloc[nidx[good]] = vals[good].astype(np.int64).astype(str)
@@ -105,10 +124,16 @@ def _numeric(text: pa.Array, maximum: int) -> tuple[pd.Series, np.ndarray]:
 
 def _prefixed(text: pa.Array) -> tuple[pd.Series, np.ndarray]:
     present = pc.is_valid(text).to_numpy(zero_copy_only=False)
-    ok = pc.fill_null(pc.and_(pc.match_substring_regex(text, _PREFIXED),
-                              pc.less_equal(pc.utf8_length(text), MAX_ID_LENGTH)), False)
+    ok = pc.fill_null(
+        pc.and_(
+            pc.match_substring_regex(text, _PREFIXED), pc.less_equal(pc.utf8_length(text), MAX_ID_LENGTH)
+        ),
+        False,
+    )
     out = pc.if_else(ok, text, pa.scalar(None, pa.large_string()))
-    return pd.Series(pd.array(out, dtype=pd.StringDtype("pyarrow"))), present & ~ok.to_numpy(zero_copy_only=False)
+    return pd.Series(pd.array(out, dtype=pd.StringDtype("pyarrow"))), present & ~ok.to_numpy(
+        zero_copy_only=False
+    )
 
 
 def normalise(values: pd.Series, id_type: str) -> tuple[pd.Series, np.ndarray]:

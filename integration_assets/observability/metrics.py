@@ -41,31 +41,79 @@ def pipeline_metrics(engine: sa.Engine, now: datetime | None = None) -> str:
             c = dead_letters.c
             pending = conn.execute(
                 sa.select(c.source_system, c.entity, sa.func.count(), sa.func.min(c.first_seen))
-                .where(c.status == "pending").group_by(c.source_system, c.entity)).all()
+                .where(c.status == "pending")
+                .group_by(c.source_system, c.entity)
+            ).all()
             lc = loads.c
             last_ok = conn.execute(
                 sa.select(lc.source_system, lc.entity, sa.func.max(lc.finished_at))
-                .where(lc.status == "succeeded").group_by(lc.source_system, lc.entity)).all()
+                .where(lc.status == "succeeded")
+                .group_by(lc.source_system, lc.entity)
+            ).all()
             totals = conn.execute(
-                sa.select(lc.source_system, lc.entity, sa.func.sum(lc.rows_read), sa.func.sum(lc.rows_inserted),
-                          sa.func.sum(lc.rows_updated), sa.func.sum(lc.rows_duplicate), sa.func.sum(lc.rows_quarantined))
-                .group_by(lc.source_system, lc.entity)).all()
+                sa.select(
+                    lc.source_system,
+                    lc.entity,
+                    sa.func.sum(lc.rows_read),
+                    sa.func.sum(lc.rows_inserted),
+                    sa.func.sum(lc.rows_updated),
+                    sa.func.sum(lc.rows_duplicate),
+                    sa.func.sum(lc.rows_quarantined),
+                ).group_by(lc.source_system, lc.entity)
+            ).all()
     except sa.exc.SQLAlchemyError:
         return "# TYPE integration_pipeline_metrics_up gauge\nintegration_pipeline_metrics_up 0\n"
 
-    family("integration_pipeline_metrics_up", "gauge", "1 when the warehouse answered this scrape.",
-           ["integration_pipeline_metrics_up 1"])
-    family("integration_dead_letters_pending", "gauge", "Dead letters waiting for review or replay.",
-           [_line("integration_dead_letters_pending", {"source_system": s, "entity": e}, n) for s, e, n, _ in pending])
-    family("integration_dead_letters_oldest_pending_age_seconds", "gauge", "Age of the oldest pending dead letter.",
-           [_line("integration_dead_letters_oldest_pending_age_seconds", {"source_system": s, "entity": e}, a)
-            for s, e, _, first in pending if (a := _age(now, first)) is not None])
-    family("integration_last_successful_load_age_seconds", "gauge", "Seconds since the last successful load.",
-           [_line("integration_last_successful_load_age_seconds", {"source_system": s, "entity": e}, a)
-            for s, e, ts in last_ok if (a := _age(now, ts)) is not None])
+    family(
+        "integration_pipeline_metrics_up",
+        "gauge",
+        "1 when the warehouse answered this scrape.",
+        ["integration_pipeline_metrics_up 1"],
+    )
+    family(
+        "integration_dead_letters_pending",
+        "gauge",
+        "Dead letters waiting for review or replay.",
+        [
+            _line("integration_dead_letters_pending", {"source_system": s, "entity": e}, n)
+            for s, e, n, _ in pending
+        ],
+    )
+    family(
+        "integration_dead_letters_oldest_pending_age_seconds",
+        "gauge",
+        "Age of the oldest pending dead letter.",
+        [
+            _line("integration_dead_letters_oldest_pending_age_seconds", {"source_system": s, "entity": e}, a)
+            for s, e, _, first in pending
+            if (a := _age(now, first)) is not None
+        ],
+    )
+    family(
+        "integration_last_successful_load_age_seconds",
+        "gauge",
+        "Seconds since the last successful load.",
+        [
+            _line("integration_last_successful_load_age_seconds", {"source_system": s, "entity": e}, a)
+            for s, e, ts in last_ok
+            if (a := _age(now, ts)) is not None
+        ],
+    )
     rows = []
     for s, e, read, ins, upd, dup, quar in totals:
-        for outcome, v in (("read", read), ("inserted", ins), ("updated", upd), ("duplicate", dup), ("quarantined", quar)):
-            rows.append(_line("integration_rows_total", {"source_system": s, "entity": e, "outcome": outcome}, float(v or 0)))
+        for outcome, v in (
+            ("read", read),
+            ("inserted", ins),
+            ("updated", upd),
+            ("duplicate", dup),
+            ("quarantined", quar),
+        ):
+            rows.append(
+                _line(
+                    "integration_rows_total",
+                    {"source_system": s, "entity": e, "outcome": outcome},
+                    float(v or 0),
+                )
+            )
     family("integration_rows_total", "counter", "Rows per outcome over every load in the ledger.", rows)
     return "\n".join(out) + "\n"

@@ -20,7 +20,9 @@ def _echo_report(doc: dict[str, Any]) -> None:
     for f in doc["files"]:
         click.echo(f"  {f['store']}/{f['path']}: {f['records']} record(s), {f['values']} value(s)")
     for table, n in doc["also_found"].items():
-        click.echo(f"  note: {n} row(s) of {table} (other records or systems) hold one of the values; not changed")
+        click.echo(
+            f"  note: {n} row(s) of {table} (other records or systems) hold one of the values; not changed"
+        )
 
 
 @click.group("privacy")
@@ -30,7 +32,9 @@ def privacy() -> None:
 
 @privacy.command("erase")
 @click.option("--source", "source", type=click.Choice(sorted(SOURCES)), required=True, help="Source system.")
-@click.option("--id", "source_id", required=True, help="The record's id in the source (a HubSpot contact id).")
+@click.option(
+    "--id", "source_id", required=True, help="The record's id in the source (a HubSpot contact id)."
+)
 @click.option("--dry-run", is_flag=True, help="Count what would be erased; change nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
 def erase_command(source: str, source_id: str, dry_run: bool, as_json: bool) -> None:
@@ -47,13 +51,22 @@ def erase_command(source: str, source_id: str, dry_run: bool, as_json: bool) -> 
     settings = get_settings()
     wh.ensure_schema(settings.warehouse_url)
     try:
-        e = erase(source, SOURCES[source], source_id, via="cli", ref=f"cli:{actor()}"[:255], dry_run=dry_run,
-                  settings=settings)
+        e = erase(
+            source,
+            SOURCES[source],
+            source_id,
+            via="cli",
+            ref=f"cli:{actor()}"[:255],
+            dry_run=dry_run,
+            settings=settings,
+        )
     except ErasureError as exc:
         raise click.BadParameter(str(exc), param_hint="--id") from exc
     except (ErasureUnavailable, sa.exc.OperationalError) as exc:
-        click.echo(f"erasure not done: {exc if isinstance(exc, ErasureUnavailable) else type(exc).__name__}",
-                   err=True)
+        click.echo(
+            f"erasure not done: {exc if isinstance(exc, ErasureUnavailable) else type(exc).__name__}",
+            err=True,
+        )
         raise SystemExit(75) from exc  # EX_TEMPFAIL, as `pull`: retry later
     doc = e.as_dict()
     if as_json:
@@ -101,7 +114,11 @@ def list_command(as_json: bool) -> None:
         if as_json:
             click.echo(json.dumps(doc, sort_keys=True))
         else:
-            click.echo(f"{r.id} {r.started_at:%Y-%m-%d %H:%M} {r.source_system} {r.entity} {r.source_id} "
-                       f"via {r.requested_via} {r.status}: "
-                       + (", ".join(f"{k}={v}" for k, v in doc["stores"].items() if isinstance(v, int) and v)
-                          or "nothing held (the id stays suppressed)"))
+            click.echo(
+                f"{r.id} {r.started_at:%Y-%m-%d %H:%M} {r.source_system} {r.entity} {r.source_id} "
+                f"via {r.requested_via} {r.status}: "
+                + (
+                    ", ".join(f"{k}={v}" for k, v in doc["stores"].items() if isinstance(v, int) and v)
+                    or "nothing held (the id stays suppressed)"
+                )
+            )

@@ -113,7 +113,8 @@ def merge_lock(conn: sa.Connection, table: str) -> None:
     for a load in flight and a load after it sees the erasure (the lock is re-entrant in one transaction)."""
     if conn.dialect.name == "postgresql":
         conn.execute(
-            sa.text("SELECT pg_advisory_xact_lock(hashtext('integration_assets.merge'), hashtext(:t))"), {"t": table}
+            sa.text("SELECT pg_advisory_xact_lock(hashtext('integration_assets.merge'), hashtext(:t))"),
+            {"t": table},
         )
 
 
@@ -146,7 +147,11 @@ def _erase_row(conn: sa.Connection, e: Erasure, now: datetime) -> None:
 
 
 def subject_dead_letters(
-    conn: sa.Connection, subjects: Sequence[Subject], fields: SourceFields, *, ids: Sequence[int] | None = None
+    conn: sa.Connection,
+    subjects: Sequence[Subject],
+    fields: SourceFields,
+    *,
+    ids: Sequence[int] | None = None,
 ) -> list[tuple[int, Subject, set[str]]]:
     """Dead letters holding a record or event of one of ``subjects`` (all of one system and table), among
     ``ids`` or else among all: (id, subject, personal values)."""
@@ -156,14 +161,23 @@ def subject_dead_letters(
     first = subjects[0]
     by_id = {s.source_id: s for s in subjects}
     stmt = sa.select(
-        dl.c.id, dl.c.stage, dl.c.entity, dl.c.natural_key, dl.c.raw_record, dl.c.column_name,
-        dl.c.offending_value, dl.c.resolution_note,
+        dl.c.id,
+        dl.c.stage,
+        dl.c.entity,
+        dl.c.natural_key,
+        dl.c.raw_record,
+        dl.c.column_name,
+        dl.c.offending_value,
+        dl.c.resolution_note,
     ).where(dl.c.source_system == first.system)
     if ids is not None:
         stmt = stmt.where(dl.c.id.in_(list(ids)))
     else:
-        stmt = stmt.where(sa.or_(*(dl.c.raw_record.contains(s.source_id) for s in subjects),
-                                 dl.c.natural_key.in_(list(by_id))))
+        stmt = stmt.where(
+            sa.or_(
+                *(dl.c.raw_record.contains(s.source_id) for s in subjects), dl.c.natural_key.in_(list(by_id))
+            )
+        )
     out = []
     for r in conn.execute(stmt):
         doc = _json(r.raw_record)
@@ -188,13 +202,15 @@ def subject_dead_letters(
     return out
 
 
-def scrub_dead_letters(conn: sa.Connection, items: Iterable[tuple[int, Subject, set[str]]], note: str,
-                       now: datetime) -> int:
+def scrub_dead_letters(
+    conn: sa.Connection, items: Iterable[tuple[int, Subject, set[str]]], note: str, now: datetime
+) -> int:
     """Drop the payload of these dead letters and discard them: the record they held is erased."""
     n = 0
     for dl_id, subject, _ in items:
-        row = conn.execute(sa.select(dead_letters.c.stage, dead_letters.c.check_name)
-                           .where(dead_letters.c.id == dl_id)).first()
+        row = conn.execute(
+            sa.select(dead_letters.c.stage, dead_letters.c.check_name).where(dead_letters.c.id == dl_id)
+        ).first()
         if row is None:
             continue
         extra: dict[str, Any] = {}
@@ -234,8 +250,9 @@ def _queue_rows(conn: sa.Connection, e: Erasure, skip: set[str], fields: SourceF
     else:
         contains = sa.text("instr(event_queue.body, :needle) > 0")
     rows = conn.execute(
-        sa.select(q.c.id, q.c.message_id, q.c.body, q.c.claim_token, q.c.visible_at_ms)
-        .where(q.c.source == e.subject.system, contains.bindparams(needle=needle))
+        sa.select(q.c.id, q.c.message_id, q.c.body, q.c.claim_token, q.c.visible_at_ms).where(
+            q.c.source == e.subject.system, contains.bindparams(needle=needle)
+        )
     ).all()
     now_ms = int(time.time() * 1000)
     gone: list[int] = []
@@ -278,16 +295,21 @@ def scrub_values(conn: sa.Connection, e: Erasure, values: Iterable[str], *, cano
         cols = _text_columns(table)
         if not cols:
             continue
-        hit = sa.or_(*(sa.func.lower(c).contains(n.lower(), autoescape=True) for c in cols for n in needles
-                       if n))
+        hit = sa.or_(
+            *(sa.func.lower(c).contains(n.lower(), autoescape=True) for c in cols for n in needles if n)
+        )
         if (table.name in canonical_tables) != canonical:
             continue
         if canonical:
             t = table
             cond = hit
             if table.name == e.subject.table:
-                cond = sa.and_(hit, sa.not_(sa.and_(t.c.source_system == e.subject.system,
-                                                      t.c.source_id == e.subject.source_id)))
+                cond = sa.and_(
+                    hit,
+                    sa.not_(
+                        sa.and_(t.c.source_system == e.subject.system, t.c.source_id == e.subject.source_id)
+                    ),
+                )
             n = conn.execute(sa.select(sa.func.count()).select_from(t).where(cond)).scalar_one()
             if n:
                 e.also_found[table.name] += int(n)
@@ -307,9 +329,7 @@ def scrub_values(conn: sa.Connection, e: Erasure, values: Iterable[str], *, cano
                 continue
             e.stores[f"{table.name}_values"] += 1
             if not e.dry_run:
-                conn.execute(
-                    table.update().where(*(k == row._mapping[k.name] for k in pk)).values(changes)
-                )
+                conn.execute(table.update().where(*(k == row._mapping[k.name] for k in pk)).values(changes))
 
 
 def _import_all_tables() -> None:
@@ -333,8 +353,16 @@ def erase_warehouse(
     """Phase 1 in the caller's transaction (see the module docstring)."""
     now = utcnow()
     e = Erasure(subject, via, ref, requested_at or now, dry_run=dry_run)
-    for store in (subject.table, "dead_letters", "event_queue", "archive_files", "archive_records",
-                  "rejected_files", "rejected_records", "alert_log_values"):
+    for store in (
+        subject.table,
+        "dead_letters",
+        "event_queue",
+        "archive_files",
+        "archive_records",
+        "rejected_files",
+        "rejected_records",
+        "alert_log_values",
+    ):
         e.stores[store] += 0  # reported even when nothing was there
     fields = source_fields(subject.system, subject.table)
     sqlite = conn.dialect.name == "sqlite" and not dry_run
@@ -343,13 +371,22 @@ def erase_warehouse(
         conn.exec_driver_sql("PRAGMA secure_delete = ON")
     if not dry_run:
         merge_lock(conn, subject.table)
-        e.id = int(conn.execute(
-            privacy_erasures.insert().values(
-                source_system=subject.system, entity=subject.table, source_id=subject.source_id,
-                requested_via=via, request_ref=(ref or "")[:255] or None, requested_at=e.requested_at,
-                started_at=now, status="running",
-            ).returning(privacy_erasures.c.id)
-        ).scalar_one())
+        e.id = int(
+            conn.execute(
+                privacy_erasures.insert()
+                .values(
+                    source_system=subject.system,
+                    entity=subject.table,
+                    source_id=subject.source_id,
+                    requested_via=via,
+                    request_ref=(ref or "")[:255] or None,
+                    requested_at=e.requested_at,
+                    started_at=now,
+                    status="running",
+                )
+                .returning(privacy_erasures.c.id)
+            ).scalar_one()
+        )
     _erase_row(conn, e, now)
     found = subject_dead_letters(conn, [subject], fields)
     for _, _, values in found:
@@ -363,8 +400,14 @@ def erase_warehouse(
     _save(conn, e)
     if sqlite:
         conn.exec_driver_sql("PRAGMA secure_delete = OFF")
-    log.info("erasure %s of %s %s %s: warehouse done (%s)", e.id, subject.system, subject.table,
-             subject.source_id, _counts(e))
+    log.info(
+        "erasure %s of %s %s %s: warehouse done (%s)",
+        e.id,
+        subject.system,
+        subject.table,
+        subject.source_id,
+        _counts(e),
+    )
     return e
 
 
@@ -381,10 +424,14 @@ def _save(conn: sa.Connection, e: Erasure, error: str | None = None) -> None:
         return
     doc = e.as_dict()
     conn.execute(
-        privacy_erasures.update().where(privacy_erasures.c.id == e.id).values(
+        privacy_erasures.update()
+        .where(privacy_erasures.c.id == e.id)
+        .values(
             status=e.status,
-            stores=json.dumps({**doc["stores"], **({"also_found": doc["also_found"]} if e.also_found else {})},
-                              sort_keys=True),
+            stores=json.dumps(
+                {**doc["stores"], **({"also_found": doc["also_found"]} if e.also_found else {})},
+                sort_keys=True,
+            ),
             files=json.dumps(doc["files"]),
             error=error,
             finished_at=utcnow() if e.status == "done" else None,
@@ -459,7 +506,7 @@ def erase_files(e: Erasure, settings: Settings | None = None) -> set[str]:
                     first.values += again.values
                     first.sha256_after = again.sha256_after
         done.append((store, root, path))
-    for (store, _, path, _) in targets:
+    for store, _, path, _ in targets:
         result = results[path]
         if result.changed:
             e.files.append(result)
@@ -489,8 +536,13 @@ def _claim(engine: sa.Engine, erasure_id: int) -> bool:
     with begin_write(engine) as conn:
         claimed = conn.execute(
             t.update()
-            .where(t.c.id == erasure_id, sa.or_(t.c.status == "warehouse_done", sa.and_(
-                t.c.status == "finishing", t.c.finished_at < now - CLAIM_TIMEOUT)))
+            .where(
+                t.c.id == erasure_id,
+                sa.or_(
+                    t.c.status == "warehouse_done",
+                    sa.and_(t.c.status == "finishing", t.c.finished_at < now - CLAIM_TIMEOUT),
+                ),
+            )
             .values(status="finishing", finished_at=now)
         ).rowcount
     return claimed == 1
@@ -529,8 +581,14 @@ def finish(engine: sa.Engine, e: Erasure, settings: Settings | None = None) -> E
         e.status = "done"
         _save(conn, e)
     _checkpoint(engine)
-    log.info("erasure %s of %s %s %s: done (%s)", e.id, e.subject.system, e.subject.table, e.subject.source_id,
-             _counts(e))
+    log.info(
+        "erasure %s of %s %s %s: done (%s)",
+        e.id,
+        e.subject.system,
+        e.subject.table,
+        e.subject.source_id,
+        _counts(e),
+    )
     return e
 
 
@@ -581,32 +639,47 @@ def _move_broker_dead_letters(settings: Settings) -> None:
     try:
         moved = queue.drain_dead_letters()
     except QueueError as exc:
-        raise ErasureUnavailable(f"the broker's dead letters could not be moved first ({type(exc).__name__}); "
-                                 "nothing was erased: retry when RabbitMQ is reachable") from exc
+        raise ErasureUnavailable(
+            f"the broker's dead letters could not be moved first ({type(exc).__name__}); "
+            "nothing was erased: retry when RabbitMQ is reachable"
+        ) from exc
     finally:
         queue.close()
     if moved:
         log.info("moved %d broker dead letter(s) into dead_letters before the erasure", moved)
 
 
-def finish_pending(engine: sa.Engine, settings: Settings | None = None,
-                   known: dict[int, Erasure] | None = None) -> list[Erasure]:
+def finish_pending(
+    engine: sa.Engine, settings: Settings | None = None, known: dict[int, Erasure] | None = None
+) -> list[Erasure]:
     """Complete every erasure whose warehouse phase committed and whose files are not done (``known``: the
     ones this process just started, with the values it found in the warehouse)."""
     with engine.connect() as conn:
         rows = conn.execute(
-            sa.select(privacy_erasures).where(sa.or_(
-                privacy_erasures.c.status == "warehouse_done",
-                sa.and_(privacy_erasures.c.status == "finishing",
-                        privacy_erasures.c.finished_at < utcnow() - CLAIM_TIMEOUT),
-            )).order_by(privacy_erasures.c.id)
+            sa.select(privacy_erasures)
+            .where(
+                sa.or_(
+                    privacy_erasures.c.status == "warehouse_done",
+                    sa.and_(
+                        privacy_erasures.c.status == "finishing",
+                        privacy_erasures.c.finished_at < utcnow() - CLAIM_TIMEOUT,
+                    ),
+                )
+            )
+            .order_by(privacy_erasures.c.id)
         ).all()
     done = []
     for r in rows:
         e = (known or {}).get(r.id)
         if e is None:
-            e = Erasure(Subject(r.source_system, r.entity, r.source_id), r.requested_via, r.request_ref,
-                        r.requested_at, id=r.id, status=r.status)
+            e = Erasure(
+                Subject(r.source_system, r.entity, r.source_id),
+                r.requested_via,
+                r.request_ref,
+                r.requested_at,
+                id=r.id,
+                status=r.status,
+            )
             e.stores.update({k: v for k, v in json.loads(r.stores or "{}").items() if isinstance(v, int)})
         e = finish(engine, e, settings)
         if e.status == "done":
@@ -617,11 +690,12 @@ def finish_pending(engine: sa.Engine, settings: Settings | None = None,
 def erased_subjects(conn: sa.Connection) -> dict[tuple[str, str], list[Subject]]:
     """Every erased record, per (source system, table)."""
     out: dict[tuple[str, str], list[Subject]] = {}
-    stmt = sa.select(privacy_erasures.c.source_system, privacy_erasures.c.entity, privacy_erasures.c.source_id)
+    stmt = sa.select(
+        privacy_erasures.c.source_system, privacy_erasures.c.entity, privacy_erasures.c.source_id
+    )
     for system, table, source_id in conn.execute(stmt.distinct()):
         out.setdefault((system, table), []).append(Subject(system, table, source_id))
     return out
 
 
-__all__ = ["ERASED", "Erasure", "erase", "erase_files", "erase_warehouse", "finish",
-           "finish_pending"]
+__all__ = ["ERASED", "Erasure", "erase", "erase_files", "erase_warehouse", "finish", "finish_pending"]

@@ -47,6 +47,8 @@ JSON_SUFFIXES = {".json"}
 def _re2_escape(text: str) -> str:
     """``text`` as a literal in an RE2 pattern (Arrow's regex engine), metacharacters escaped."""
     return "".join("\\" + ch if ch in r"\.^$|?*+()[]{}" else ch for ch in text)
+
+
 JSONL_SUFFIXES = {".jsonl", ".ndjson"}
 
 
@@ -115,7 +117,9 @@ def _searchable(data: bytes) -> bytes | None:
 class FileRedactor:
     """Removes the subjects' records from files of their entity, and copies of personal values anywhere."""
 
-    def __init__(self, subjects: Sequence[Subject], fields: SourceFields, fallback_encoding: str = "cp1252") -> None:
+    def __init__(
+        self, subjects: Sequence[Subject], fields: SourceFields, fallback_encoding: str = "cp1252"
+    ) -> None:
         self.ids = {s.source_id for s in subjects}
         self.fields = fields
         self.fallback = fallback_encoding
@@ -219,12 +223,15 @@ class FileRedactor:
         try:
             table = pacsv.read_csv(
                 io.BytesIO(text.encode("utf-8", "surrogatepass")),
-                read_options=pacsv.ReadOptions(column_names=[f"c{i}" for i in range(len(header))], skip_rows=1,
-                                               block_size=1 << 24),
+                read_options=pacsv.ReadOptions(
+                    column_names=[f"c{i}" for i in range(len(header))], skip_rows=1, block_size=1 << 24
+                ),
                 parse_options=pacsv.ParseOptions(newlines_in_values=True),
                 convert_options=pacsv.ConvertOptions(
                     column_types={f"c{i}": pa.string() for i in range(len(header))},
-                    strings_can_be_null=False, quoted_strings_can_be_null=False),
+                    strings_can_be_null=False,
+                    quoted_strings_can_be_null=False,
+                ),
             )
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, UnicodeEncodeError):
             return None
@@ -236,9 +243,13 @@ class FileRedactor:
             plain = pc.match_substring_regex(col, r"^(0|[1-9][0-9]*)$")
             hit = pc.is_in(col, value_set=pa.array(sorted(self.ids), type=pa.string()))
             odd = pc.and_(pc.invert(plain), pc.not_equal(pc.utf8_trim_whitespace(col), ""))
-            if pc.any(odd).as_py():  # other forms of a number (07001, 7001.0): the few go through canonical_id
-                flags = [canonical_id(v) in self.ids if o else False
-                         for v, o in zip(col.to_pylist(), odd.to_pylist(), strict=True)]
+            if pc.any(
+                odd
+            ).as_py():  # other forms of a number (07001, 7001.0): the few go through canonical_id
+                flags = [
+                    canonical_id(v) in self.ids if o else False
+                    for v, o in zip(col.to_pylist(), odd.to_pylist(), strict=True)
+                ]
                 hit = pc.or_(hit, pa.array(flags, type=pa.bool_()))
             mine = pc.or_(mine, hit)
             has_id = pc.or_(has_id, pc.not_equal(pc.utf8_trim_whitespace(col), ""))
@@ -246,8 +257,10 @@ class FileRedactor:
         if self.emails:  # a row without an id is the subject's when it carries the subject's e-mail
             for h in header:
                 if h in self.fields.by_column.get("email", ()):
-                    same = pc.is_in(pc.utf8_lower(pc.utf8_trim_whitespace(table.column(names[h]))),
-                                    value_set=pa.array(sorted(self.emails), type=pa.string()))
+                    same = pc.is_in(
+                        pc.utf8_lower(pc.utf8_trim_whitespace(table.column(names[h]))),
+                        value_set=pa.array(sorted(self.emails), type=pa.string()),
+                    )
                     mine = pc.or_(mine, pc.and_(pc.invert(has_id), same))
         removed = pc.sum(pc.cast(mine, pa.int64())).as_py() or 0
         found: set[str] = set()
@@ -278,8 +291,15 @@ class FileRedactor:
         out = io.BytesIO()
         out.write((first_line.rstrip("\r") + eol).encode("utf-8", "surrogatepass"))
         if kept.num_rows:
-            pacsv.write_csv(kept, out, pacsv.WriteOptions(
-                include_header=False, eol=eol, quoting_style="all_valid" if first_line.startswith('"') else "needed"))
+            pacsv.write_csv(
+                kept,
+                out,
+                pacsv.WriteOptions(
+                    include_header=False,
+                    eol=eol,
+                    quoting_style="all_valid" if first_line.startswith('"') else "needed",
+                ),
+            )
         body = out.getvalue().decode("utf-8", "surrogatepass")
         return _Outcome(_encode(body, enc, bom), removed, values, found)
 
@@ -336,7 +356,9 @@ class FileRedactor:
         out, values = self._redact(out)
         if not removed and not values:
             return _Outcome(data, 0, 0, found)
-        return _Outcome(_encode(out + ("\n" if text.endswith("\n") else ""), enc, bom), removed, values, found)
+        return _Outcome(
+            _encode(out + ("\n" if text.endswith("\n") else ""), enc, bom), removed, values, found
+        )
 
     def _parquet(self, data: bytes, by_id: bool) -> _Outcome:
         import pyarrow as pa
@@ -470,7 +492,10 @@ class FileRedactor:
         if not any(i.encode() in searchable for i in self.ids):  # a substring search first: ~20 ms for 50 MB
             return False
         ids = b"|".join(re.escape(i.encode()) for i in sorted(self.ids, key=len, reverse=True))
-        return re.search(_TOKEN.pattern.replace(rb"([1-9][0-9]*|0)", rb"(?:" + ids + rb")"), searchable) is not None
+        return (
+            re.search(_TOKEN.pattern.replace(rb"([1-9][0-9]*|0)", rb"(?:" + ids + rb")"), searchable)
+            is not None
+        )
 
     def redact(self, path: Path, store: str, root: Path, *, by_id: bool, dry_run: bool) -> FileResult:
         """Re-write ``path`` without the subject's records and copies of its values; ``self.found`` is then the
@@ -478,7 +503,9 @@ class FileRedactor:
         data = path.read_bytes()
         self.found = set()
         if not (by_id and self.may_hold_ids(data)) and not self.may_hold_values(data):
-            return FileResult(store, str(path.relative_to(root)), sha256_before=hashlib.sha256(data).hexdigest())
+            return FileResult(
+                store, str(path.relative_to(root)), sha256_before=hashlib.sha256(data).hexdigest()
+            )
         res = self._content(path.name, data, by_id)
         self.found = res.found
         result = FileResult(

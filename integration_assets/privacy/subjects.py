@@ -106,7 +106,9 @@ class SourceFields:
     id_fields: frozenset[str]  # source fields (flattened) mapped to source_id
     personal_fields: frozenset[str]  # source fields (flattened) mapped to a personal column
     personal_properties: frozenset[str]  # webhook propertyName values of personal properties
-    by_column: dict[str, frozenset[str]] = field(default_factory=dict)  # canonical column -> its source fields
+    by_column: dict[str, frozenset[str]] = field(
+        default_factory=dict
+    )  # canonical column -> its source fields
 
 
 def source_fields(system: str, table: str) -> SourceFields:
@@ -126,8 +128,13 @@ def source_fields(system: str, table: str) -> SourceFields:
                 personal.add(src)
                 by_column.setdefault(spec.to, set()).add(src)
     props = {p.removeprefix("properties.") for p in personal if p.startswith("properties.")}
-    return SourceFields(frozenset(entities), frozenset(ids), frozenset(personal), frozenset(props),
-                        {c: frozenset(f) for c, f in by_column.items()})
+    return SourceFields(
+        frozenset(entities),
+        frozenset(ids),
+        frozenset(personal),
+        frozenset(props),
+        {c: frozenset(f) for c, f in by_column.items()},
+    )
 
 
 def _texts(values: Iterable[Any]) -> Iterator[str]:
@@ -211,8 +218,11 @@ def record_emails(record: Any, fields: SourceFields) -> set[str]:
     if not isinstance(record, dict):
         return set()
     flat = flatten_record(record) if any(isinstance(v, dict) for v in record.values()) else record
-    return {v.strip().lower() for f in fields.by_column.get("email", ()) if isinstance(v := flat.get(f), str)
-            and "@" in v}
+    return {
+        v.strip().lower()
+        for f in fields.by_column.get("email", ())
+        if isinstance(v := flat.get(f), str) and "@" in v
+    }
 
 
 def event_matches(doc: Any, subject: Subject) -> bool:
@@ -240,7 +250,9 @@ def value_forms(values: Iterable[str]) -> set[str]:
 def value_patterns(values: Iterable[str]) -> list[re.Pattern[str]]:
     """Case-insensitive patterns of every form of each value, longest first so that a value containing
     another is replaced whole."""
-    return [re.compile(re.escape(f), re.IGNORECASE) for f in sorted(value_forms(values), key=len, reverse=True)]
+    return [
+        re.compile(re.escape(f), re.IGNORECASE) for f in sorted(value_forms(values), key=len, reverse=True)
+    ]
 
 
 def redact_text(text: str, patterns: list[re.Pattern[str]]) -> tuple[str, int]:

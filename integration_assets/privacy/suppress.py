@@ -43,11 +43,14 @@ def keep_erased_staged(conn: sa.Connection, table: str, stage: str, *, lock: boo
         return 0
     if lock and conn.dialect.name == "postgresql":
         conn.execute(
-            sa.text("SELECT pg_advisory_xact_lock(hashtext('integration_assets.merge'), hashtext(:t))"), {"t": table}
+            sa.text("SELECT pg_advisory_xact_lock(hashtext('integration_assets.merge'), hashtext(:t))"),
+            {"t": table},
         )
     q = conn.dialect.identifier_preparer.quote
     cols = personal_columns(table)
-    same = f"e.entity = :t AND e.source_system = {q(stage)}.source_system AND e.source_id = {q(stage)}.source_id"
+    same = (
+        f"e.entity = :t AND e.source_system = {q(stage)}.source_system AND e.source_id = {q(stage)}.source_id"
+    )
     sets = ", ".join(f"{q(c)} = NULL" for c in cols)
     n = conn.execute(
         sa.text(
@@ -109,7 +112,9 @@ def redact_erased_file(path: Path, system: str, entity: str, settings: Settings 
 
             erased = erased_subjects(conn)
     except sa.exc.SQLAlchemyError as exc:  # the file is where it belongs; `privacy erase` can redo it
-        log.warning("%s: erased records not checked, warehouse unavailable (%s)", path.name, type(exc).__name__)
+        log.warning(
+            "%s: erased records not checked, warehouse unavailable (%s)", path.name, type(exc).__name__
+        )
         return 0
     from integration_assets.contracts.spec import all_contracts
     from integration_assets.privacy.files import FileRedactor

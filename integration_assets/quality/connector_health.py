@@ -39,17 +39,26 @@ def status_class(status: int | None) -> str:
     return "transport"
 
 
-def record_http_status(source_system: str, status: int | None, *, engine: sa.Engine | None = None,
-                       at: datetime | None = None, count: int = 1) -> None:
+def record_http_status(
+    source_system: str,
+    status: int | None,
+    *,
+    engine: sa.Engine | None = None,
+    at: datetime | None = None,
+    count: int = 1,
+) -> None:
     """Count one (or ``count``) connector response(s) of ``source_system`` in the current minute."""
     engine = engine or get_engine()
     minute = aware(at or utcnow()).replace(second=0, microsecond=0)  # type: ignore[union-attr]
     t = connector_http_stats
     insert = (postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert)(t)
-    stmt = insert.values(source_system=source_system[:32], minute=minute, status_class=status_class(status),
-                         count=count)
-    stmt = stmt.on_conflict_do_update(index_elements=[t.c.source_system, t.c.minute, t.c.status_class],
-                                      set_={"count": t.c.count + stmt.excluded.count})
+    stmt = insert.values(
+        source_system=source_system[:32], minute=minute, status_class=status_class(status), count=count
+    )
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[t.c.source_system, t.c.minute, t.c.status_class],
+        set_={"count": t.c.count + stmt.excluded.count},
+    )
     with engine.begin() as conn:
         conn.execute(stmt)
 
@@ -69,18 +78,26 @@ class HttpHealth:
         return self.errors / self.requests if self.requests else 0.0
 
     def as_dict(self) -> dict[str, Any]:
-        return {"source_system": self.source_system, "requests": self.requests, "errors": self.errors,
-                "error_rate": round(self.error_rate, 4), "by_class": self.by_class,
-                "error_minutes": self.error_minutes}
+        return {
+            "source_system": self.source_system,
+            "requests": self.requests,
+            "errors": self.errors,
+            "error_rate": round(self.error_rate, 4),
+            "by_class": self.by_class,
+            "error_minutes": self.error_minutes,
+        }
 
 
-def http_error_health(conn: sa.Connection, policy: HttpErrorPolicy, *, now: datetime | None = None) -> list[HttpHealth]:
+def http_error_health(
+    conn: sa.Connection, policy: HttpErrorPolicy, *, now: datetime | None = None
+) -> list[HttpHealth]:
     """Per source system with calls in the window: is it failing in a sustained way, or healthy again?"""
     now = aware(now or utcnow())
     start = now - policy.window  # type: ignore[operator]
     t = connector_http_stats
-    rows = conn.execute(sa.select(t.c.source_system, t.c.minute, t.c.status_class, t.c.count)
-                        .where(t.c.minute > start)).all()
+    rows = conn.execute(
+        sa.select(t.c.source_system, t.c.minute, t.c.status_class, t.c.count).where(t.c.minute > start)
+    ).all()
     per: dict[str, dict[str, Any]] = {}
     for system, minute, cls, n in rows:
         p = per.setdefault(system, {"by_class": {}, "error_minutes": set()})
@@ -92,14 +109,29 @@ def http_error_health(conn: sa.Connection, policy: HttpErrorPolicy, *, now: date
         requests = sum(p["by_class"].values())
         errors = sum(p["by_class"].get(c, 0) for c in ERROR_CLASSES)
         rate = errors / requests if requests else 0.0
-        sustained = (errors >= policy.min_errors and rate >= policy.error_rate
-                     and len(p["error_minutes"]) >= policy.min_minutes)
-        out.append(HttpHealth(system, requests, errors, dict(sorted(p["by_class"].items())),
-                              len(p["error_minutes"]), sustained, cleared=rate < policy.clear_rate))
+        sustained = (
+            errors >= policy.min_errors
+            and rate >= policy.error_rate
+            and len(p["error_minutes"]) >= policy.min_minutes
+        )
+        out.append(
+            HttpHealth(
+                system,
+                requests,
+                errors,
+                dict(sorted(p["by_class"].items())),
+                len(p["error_minutes"]),
+                sustained,
+                cleared=rate < policy.clear_rate,
+            )
+        )
     return out
 
 
 def prune(conn: sa.Connection, policy: HttpErrorPolicy, *, now: datetime | None = None) -> int:
     """Drop counts older than the retention; returns the rows removed."""
     cutoff = aware(now or utcnow()) - policy.retention  # type: ignore[operator]
-    return int(conn.execute(connector_http_stats.delete().where(connector_http_stats.c.minute < cutoff)).rowcount or 0)
+    return int(
+        conn.execute(connector_http_stats.delete().where(connector_http_stats.c.minute < cutoff)).rowcount
+        or 0
+    )

@@ -75,9 +75,13 @@ def suite_for(table: str) -> list[Expectation]:
     systems = sorted({s for s, _ in entities_for_table(table)})
     exps = [Expectation("ExpectTableRowCountToBeBetween", {"min_value": 1})]
     exps += [Expectation("ExpectColumnValuesToNotBeNull", {"column": c}) for c in _LINEAGE_NOT_NULL]
-    exps.append(Expectation("ExpectCompoundColumnsToBeUnique", {"column_list": ["source_system", "source_id"]}))
+    exps.append(
+        Expectation("ExpectCompoundColumnsToBeUnique", {"column_list": ["source_system", "source_id"]})
+    )
     if systems:
-        exps.append(Expectation("ExpectColumnValuesToBeInSet", {"column": "source_system", "value_set": systems}))
+        exps.append(
+            Expectation("ExpectColumnValuesToBeInSet", {"column": "source_system", "value_set": systems})
+        )
     for col, values in sorted(_enum_values(table).items()):
         exps.append(Expectation("ExpectColumnValuesToBeInSet", {"column": col, "value_set": sorted(values)}))
     for col in _NON_NEGATIVE.get(table, ()):
@@ -85,11 +89,23 @@ def suite_for(table: str) -> list[Expectation]:
     for col in _CURRENCY.get(table, ()):
         exps.append(Expectation("ExpectColumnValueLengthsToEqual", {"column": col, "value": 3}))
     if table == "sales_order_lines":
-        exps.append(Expectation("ExpectColumnValuesToBeBetween", {"column": "discount", "min_value": 0, "max_value": 100}))
+        exps.append(
+            Expectation(
+                "ExpectColumnValuesToBeBetween", {"column": "discount", "min_value": 0, "max_value": 100}
+            )
+        )
     if table == "invoices":
-        exps.append(Expectation("ExpectColumnPairValuesAToBeGreaterThanB", {
-            "column_A": "due_date", "column_B": "invoice_date", "or_equal": True,
-            "ignore_row_if": "either_value_is_missing"}))
+        exps.append(
+            Expectation(
+                "ExpectColumnPairValuesAToBeGreaterThanB",
+                {
+                    "column_A": "due_date",
+                    "column_B": "invoice_date",
+                    "or_equal": True,
+                    "ignore_row_if": "either_value_is_missing",
+                },
+            )
+        )
     return exps
 
 
@@ -124,12 +140,15 @@ def run_suite(url: str, table: str, policies: Policies) -> CheckOutcome:
     expectations = suite_for(table)
     ctx = gx.get_context(mode="ephemeral")
     ctx.variables.progress_bars = ProgressBarsConfig(globally=False)
-    batch = _datasource(ctx, url).add_table_asset(table, table_name=table).add_batch_definition_whole_table("all")
+    batch = (
+        _datasource(ctx, url).add_table_asset(table, table_name=table).add_batch_definition_whole_table("all")
+    )
     suite = ctx.suites.add(gx.ExpectationSuite(name=f"{table}_suite"))
     for e in expectations:
         suite.add_expectation(getattr(gxe, e.kind)(**e.kwargs))
     result = ctx.validation_definitions.add(
-        gx.ValidationDefinition(name=f"{table}_validation", data=batch, suite=suite)).run()
+        gx.ValidationDefinition(name=f"{table}_validation", data=batch, suite=suite)
+    ).run()
     pii = pii_columns(table)
     failed = []
     for r in result.results:
@@ -155,10 +174,16 @@ def run_suite(url: str, table: str, policies: Policies) -> CheckOutcome:
         if error:
             item["error"] = error
         failed.append(item)
-    meta = {"expectations": len(expectations), "failed": failed,
-            "success_percent": round(float(result.statistics.get("success_percent") or 0.0), 2)}
+    meta = {
+        "expectations": len(expectations),
+        "failed": failed,
+        "success_percent": round(float(result.statistics.get("success_percent") or 0.0), 2),
+    }
     if failed:
         what = ", ".join(f"{f['expectation']}({f['column'] or ''})" for f in failed[:5])
-        return CheckOutcome.fail(policies.check("gx_suite").severity,
-                                 f"{len(failed)} of {len(expectations)} expectations failed on {table}: {what}.", **meta)
+        return CheckOutcome.fail(
+            policies.check("gx_suite").severity,
+            f"{len(failed)} of {len(expectations)} expectations failed on {table}: {what}.",
+            **meta,
+        )
     return CheckOutcome.ok(f"All {len(expectations)} expectations passed on {table}.", **meta)

@@ -52,9 +52,13 @@ def keys(conn: sa.Connection, table: str, policies: Policies) -> CheckOutcome:
     numeric = numeric_id_types(table)
     odd_sql = sa.text(id_rules.NON_CANONICAL_NUMERIC_SQL[conn.dialect.name])
     # One scan of the table for the row count, every missing-value count and the non-canonical ids.
-    counts = conn.execute(sa.select(
-        sa.func.count(), *(sa.func.count().filter(_missing(t.c[name])) for name in names),
-        *(sa.func.count().filter(sa.and_(t.c.source_system == system, odd_sql)) for system in numeric))).one()
+    counts = conn.execute(
+        sa.select(
+            sa.func.count(),
+            *(sa.func.count().filter(_missing(t.c[name])) for name in names),
+            *(sa.func.count().filter(sa.and_(t.c.source_system == system, odd_sql)) for system in numeric),
+        )
+    ).one()
     meta: dict[str, Any] = {"rows": int(counts[0])}
     nulls: dict[str, int] = {}
     for name, n in zip(names, counts[1 : len(names) + 1], strict=True):
@@ -66,11 +70,15 @@ def keys(conn: sa.Connection, table: str, policies: Policies) -> CheckOutcome:
     twins, odd = _numeric_twins(conn, t, numeric, {s: int(n) for s, n in odd_counts.items() if n}, odd_sql)
     meta["numeric_twins"], meta["non_canonical_ids"] = twins, odd
     if twins["groups"]:
-        problems.append(f"{twins['groups']} record(s) stored under several spellings of one id (numeric twins, "
-                        f"e.g. {twins['sample'][0]['source_ids']})")
+        problems.append(
+            f"{twins['groups']} record(s) stored under several spellings of one id (numeric twins, "
+            f"e.g. {twins['sample'][0]['source_ids']})"
+        )
     if odd["rows"]:
-        problems.append(f"{odd['rows']} source_id(s) not in canonical form (loads now write the canonical id, "
-                        "so such a row is never updated again)")
+        problems.append(
+            f"{odd['rows']} source_id(s) not in canonical form (loads now write the canonical id, "
+            "so such a row is never updated again)"
+        )
 
     duplicates: dict[str, Any] = {}
     if spec.unique and conn.dialect.name == "postgresql":
@@ -100,8 +108,11 @@ def keys(conn: sa.Connection, table: str, policies: Policies) -> CheckOutcome:
             item: dict[str, Any] = {"source_system": m["source_system"], "rows": int(m["n"])}
             if set(cols) & pii:
                 # The key is personal data (e.g. an e-mail): name the records, never the value.
-                ids = conn.execute(sa.select(t.c.source_id).where(
-                    t.c.source_system == m["source_system"], *(t.c[n] == m[n] for n in cols)).limit(10)).scalars()
+                ids = conn.execute(
+                    sa.select(t.c.source_id)
+                    .where(t.c.source_system == m["source_system"], *(t.c[n] == m[n] for n in cols))
+                    .limit(10)
+                ).scalars()
                 item["source_ids"] = list(ids)
             else:
                 item["key"] = {n: str(m[n]) for n in cols}
@@ -126,19 +137,33 @@ def numeric_id_types(table: str) -> dict[str, str]:
         id_type = c.fields[src].id_type if src else None
         if id_type:
             found.setdefault(c.system, set()).add(id_type)
-    return {s: t for s, types in sorted(found.items()) if len(types) == 1 and (t := next(iter(types))) in
-            id_rules.NUMERIC_TYPES}
+    return {
+        s: t
+        for s, types in sorted(found.items())
+        if len(types) == 1 and (t := next(iter(types))) in id_rules.NUMERIC_TYPES
+    }
 
 
-def _numeric_twins(conn: sa.Connection, t: sa.Table, types: dict[str, str], odd_counts: dict[str, int],
-                   odd_sql: sa.TextClause) -> tuple[dict[str, Any], dict[str, Any]]:
+def _numeric_twins(
+    conn: sa.Connection,
+    t: sa.Table,
+    types: dict[str, str],
+    odd_counts: dict[str, int],
+    odd_sql: sa.TextClause,
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Groups of stored ids that normalise to one key (twins), and the non-canonical ids (ids are not PII)."""
     groups: list[dict[str, Any]] = []
     odd_sample: list[dict[str, Any]] = []
     limited = False
     for system, n in odd_counts.items():
-        odd = list(conn.execute(sa.select(t.c.source_id).where(t.c.source_system == system, odd_sql)
-                                .order_by(t.c.source_id).limit(TWIN_SCAN)).scalars())
+        odd = list(
+            conn.execute(
+                sa.select(t.c.source_id)
+                .where(t.c.source_system == system, odd_sql)
+                .order_by(t.c.source_id)
+                .limit(TWIN_SCAN)
+            ).scalars()
+        )
         limited |= n > len(odd)
         canon, _ = id_rules.normalise(pd.Series(odd, dtype=pd.StringDtype("pyarrow")), types[system])
         members: dict[str, list[str]] = {}
@@ -149,11 +174,17 @@ def _numeric_twins(conn: sa.Connection, t: sa.Table, types: dict[str, str], odd_
                 members.setdefault(key, []).append(stored)
         wanted = sorted(members)
         for start in range(0, len(wanted), 500):
-            for key in conn.execute(sa.select(t.c.source_id).where(
-                    t.c.source_system == system, t.c.source_id.in_(wanted[start : start + 500]))).scalars():
+            for key in conn.execute(
+                sa.select(t.c.source_id).where(
+                    t.c.source_system == system, t.c.source_id.in_(wanted[start : start + 500])
+                )
+            ).scalars():
                 members[key].append(key)
-        groups += [{"source_system": system, "key": key, "source_ids": sorted(found)}
-                   for key, found in sorted(members.items()) if len(found) > 1]
+        groups += [
+            {"source_system": system, "key": key, "source_ids": sorted(found)}
+            for key, found in sorted(members.items())
+            if len(found) > 1
+        ]
     twins = {"groups": len(groups), "sample": groups[:SAMPLE], "scan_limited": limited}
     return twins, {"rows": sum(odd_counts.values()), "sample": odd_sample, "id_types": types}
 
@@ -171,19 +202,39 @@ def referential(conn: sa.Connection, table: str, policies: Policies) -> CheckOut
             raise ValueError(f"policies: reference {ref.name} names an unknown table or column")
         parent = _table(ref.parent)
         col = child.c[ref.column]
-        same_system = (parent.c.source_system == ref.parent_system if ref.parent_system
-                       else parent.c.source_system == child.c.source_system)
-        orphan = sa.and_(col.is_not(None), col != "", ~sa.exists().where(same_system, parent.c.source_id == col))
+        same_system = (
+            parent.c.source_system == ref.parent_system
+            if ref.parent_system
+            else parent.c.source_system == child.c.source_system
+        )
+        orphan = sa.and_(
+            col.is_not(None), col != "", ~sa.exists().where(same_system, parent.c.source_id == col)
+        )
         n = int(conn.execute(sa.select(sa.func.count()).select_from(child).where(orphan)).scalar_one())
         distinct = int(conn.execute(sa.select(sa.func.count(sa.distinct(col))).where(orphan)).scalar_one())
-        sample = [{"source_system": s, "source_id": i, ref.column: v} for s, i, v in conn.execute(
-            sa.select(child.c.source_system, child.c.source_id, col).where(orphan)
-            .order_by(child.c.source_id).limit(SAMPLE))]
-        meta[ref.name] = {"orphans": n, "missing_parents": distinct, "severity": ref.severity, "sample": sample}
+        sample = [
+            {"source_system": s, "source_id": i, ref.column: v}
+            for s, i, v in conn.execute(
+                sa.select(child.c.source_system, child.c.source_id, col)
+                .where(orphan)
+                .order_by(child.c.source_id)
+                .limit(SAMPLE)
+            )
+        ]
+        meta[ref.name] = {
+            "orphans": n,
+            "missing_parents": distinct,
+            "severity": ref.severity,
+            "sample": sample,
+        }
         if n:
             failing.append((ref, n, distinct))
     if failing:
-        text = "; ".join(f"{n} {table} row(s) point at {d} missing {ref.parent} id(s) via {ref.column}"
-                         for ref, n, d in failing)
+        text = "; ".join(
+            f"{n} {table} row(s) point at {d} missing {ref.parent} id(s) via {ref.column}"
+            for ref, n, d in failing
+        )
         return CheckOutcome.fail(worst(ref.severity for ref, _, _ in failing), text + ".", **meta)
-    return CheckOutcome.ok(f"Every reference from {table} resolves ({', '.join(r.name for r in refs)}).", **meta)
+    return CheckOutcome.ok(
+        f"Every reference from {table} resolves ({', '.join(r.name for r in refs)}).", **meta
+    )

@@ -44,8 +44,13 @@ class CheckOutcome:
 
     @classmethod
     def skip(cls, reason: str, /, **metadata: Any) -> CheckOutcome:
-        return cls(False, "WARN", f"Not evaluated: {reason}", {"skipped": True, "skip_reason": reason, **metadata},
-                   skipped=True)
+        return cls(
+            False,
+            "WARN",
+            f"Not evaluated: {reason}",
+            {"skipped": True, "skip_reason": reason, **metadata},
+            skipped=True,
+        )
 
 
 _RANK = {"WARN": 0, "ERROR": 1}

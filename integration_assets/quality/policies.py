@@ -24,8 +24,16 @@ DEFAULT_POLICIES_FILE = Path(__file__).resolve().parent.parent / "policies.yaml"
 
 CheckSeverity = Literal["WARN", "ERROR"]
 CheckName = Literal[
-    "volume", "quarantine_rate", "dead_letter_backlog", "drift", "keys", "referential_integrity", "gx_suite",
-    "reconcile_deals_orders", "reconcile_customers_companies", "reconcile_invoices_payments",
+    "volume",
+    "quarantine_rate",
+    "dead_letter_backlog",
+    "drift",
+    "keys",
+    "referential_integrity",
+    "gx_suite",
+    "reconcile_deals_orders",
+    "reconcile_customers_companies",
+    "reconcile_invoices_payments",
 ]
 
 MIN_EVENT_LEDGER_RETENTION = timedelta(days=7)
@@ -85,15 +93,16 @@ class FreshnessPolicy(_Strict):
     fail: Duration
     warn: Duration | None = None
 
-
     @model_validator(mode="after")
     def _coherent(self) -> FreshnessPolicy:
         # dagster: "fail_window cannot be less than 1 minute", and warn must be below fail.
         if self.fail < timedelta(minutes=1) or (self.warn is not None and self.warn < timedelta(minutes=1)):
             raise ValueError("freshness windows must be at least 1 minute (a Dagster constraint)")
         if self.warn is not None and self.warn >= self.fail:
-            raise ValueError(f"freshness warn ({format_duration(self.warn)}) must be shorter than fail "
-                             f"({format_duration(self.fail)})")
+            raise ValueError(
+                f"freshness warn ({format_duration(self.warn)}) must be shorter than fail "
+                f"({format_duration(self.fail)})"
+            )
         return self
 
 
@@ -248,7 +257,8 @@ class RetentionPolicy(_Strict):
         if self.processed_events < MIN_EVENT_LEDGER_RETENTION:
             raise ValueError(
                 f"retention.processed_events must be at least {format_duration(MIN_EVENT_LEDGER_RETENTION)}: "
-                "providers redeliver for days (Stripe for up to 3), and a redelivery must still be a duplicate")
+                "providers redeliver for days (Stripe for up to 3), and a redelivery must still be a duplicate"
+            )
         if self.settled_dead_letters < timedelta(days=1):
             raise ValueError("retention.settled_dead_letters must be at least 1d")
         return self

@@ -33,8 +33,26 @@ from integration_assets.warehouse.schema import companies, customers, deals, inv
 
 LISTED = 50  # mismatches listed in check metadata; all of them go to the table
 # Stripe "Zero-decimal currencies" (docs.stripe.com/currencies#zero-decimal): amounts are already whole units.
-ZERO_DECIMAL_CURRENCIES = frozenset({"BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA", "PYG", "RWF", "UGX",
-                                     "VND", "VUV", "XAF", "XOF", "XPF"})
+ZERO_DECIMAL_CURRENCIES = frozenset(
+    {
+        "BIF",
+        "CLP",
+        "DJF",
+        "GNF",
+        "JPY",
+        "KMF",
+        "KRW",
+        "MGA",
+        "PYG",
+        "RWF",
+        "UGX",
+        "VND",
+        "VUV",
+        "XAF",
+        "XOF",
+        "XPF",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -47,26 +65,48 @@ class Mismatch:
         return {"key": self.key, "side": self.side, **self.detail}
 
 
-def replace_mismatches(conn: sa.Connection, check_name: str, mismatches: list[Mismatch], *,
-                       run_id: str | None = None, now: datetime | None = None) -> None:
+def replace_mismatches(
+    conn: sa.Connection,
+    check_name: str,
+    mismatches: list[Mismatch],
+    *,
+    run_id: str | None = None,
+    now: datetime | None = None,
+) -> None:
     """The check's rows in ``reconciliation_mismatches`` become exactly ``mismatches``."""
     t = reconciliation_mismatches
     conn.execute(t.delete().where(t.c.check_name == check_name))
     if mismatches:
         at = now or utcnow()
-        conn.execute(t.insert(), [
-            {"check_name": check_name, "key": m.key[:255], "side": m.side, "run_id": run_id, "detected_at": at,
-             "detail": json.dumps(m.detail, default=str, sort_keys=True)} for m in mismatches])
+        conn.execute(
+            t.insert(),
+            [
+                {
+                    "check_name": check_name,
+                    "key": m.key[:255],
+                    "side": m.side,
+                    "run_id": run_id,
+                    "detected_at": at,
+                    "detail": json.dumps(m.detail, default=str, sort_keys=True),
+                }
+                for m in mismatches
+            ],
+        )
 
 
-def _outcome(check_name: str, policies: Policies, mismatches: list[Mismatch], ok_text: str, fail_text: str,
-             **meta: Any) -> CheckOutcome:
+def _outcome(
+    check_name: str, policies: Policies, mismatches: list[Mismatch], ok_text: str, fail_text: str, **meta: Any
+) -> CheckOutcome:
     sides: dict[str, int] = defaultdict(int)
     for m in mismatches:
         sides[m.side] += 1
-    metadata = {"mismatches": len(mismatches), "by_side": dict(sides),
-                "listed": [m.as_dict() for m in mismatches[:LISTED]],
-                "table": f"reconciliation_mismatches WHERE check_name = '{check_name}'", **meta}
+    metadata = {
+        "mismatches": len(mismatches),
+        "by_side": dict(sides),
+        "listed": [m.as_dict() for m in mismatches[:LISTED]],
+        "table": f"reconciliation_mismatches WHERE check_name = '{check_name}'",
+        **meta,
+    }
     if mismatches:
         return CheckOutcome.fail(policies.check(check_name).severity, fail_text, **metadata)  # type: ignore[arg-type]
     return CheckOutcome.ok(ok_text, **metadata)
@@ -82,8 +122,10 @@ def _when(v: Any) -> str | None:
 
 # -- HubSpot deals vs Odoo orders ---------------------------------------------------------------------------
 
-def deals_orders(conn: sa.Connection, policies: Policies, *, run_id: str | None = None,
-                 now: datetime | None = None) -> CheckOutcome:
+
+def deals_orders(
+    conn: sa.Connection, policies: Policies, *, run_id: str | None = None, now: datetime | None = None
+) -> CheckOutcome:
     """Closed-won deals without a confirmed order, and confirmed orders referencing no closed-won deal."""
     name = "reconcile_deals_orders"
     states = list(policies.reconciliation.deals_orders.confirmed_states)
@@ -95,12 +137,17 @@ def deals_orders(conn: sa.Connection, policies: Policies, *, run_id: str | None 
     deals_without_order = conn.execute(
         sa.select(d.source_id, d.stage, d.amount, d.close_date)
         .where(won, ~sa.exists().where(o.client_order_ref == d.source_id, o.state.in_(states)))
-        .order_by(d.source_id)).all()
+        .order_by(d.source_id)
+    ).all()
     for r in deals_without_order:
         others = conn.execute(sa.select(o.source_id, o.state).where(o.client_order_ref == r.source_id)).all()
-        detail = {"deal_id": r.source_id, "stage": r.stage, "amount": _money(r.amount),
-                  "close_date": _when(r.close_date),
-                  "reason": "closed-won deal has no confirmed sales order"}
+        detail = {
+            "deal_id": r.source_id,
+            "stage": r.stage,
+            "amount": _money(r.amount),
+            "close_date": _when(r.close_date),
+            "reason": "closed-won deal has no confirmed sales order",
+        }
         if others:
             detail["orders_in_other_states"] = [{"order_id": i, "state": s} for i, s in others]
         mismatches.append(Mismatch(r.source_id, "hubspot", detail))
@@ -108,36 +155,62 @@ def deals_orders(conn: sa.Connection, policies: Policies, *, run_id: str | None 
     orders_without_deal = conn.execute(
         sa.select(o.source_id, o.name, o.client_order_ref, o.state, o.amount_total, o.currency)
         .where(o.state.in_(states), has_ref, ~sa.exists().where(d.source_id == o.client_order_ref, won))
-        .order_by(o.source_id)).all()
+        .order_by(o.source_id)
+    ).all()
     for order in orders_without_deal:
         deal = conn.execute(sa.select(d.stage).where(d.source_id == order.client_order_ref)).first()
-        reason = ("deal exists but is not closed-won (stage " + str(deal.stage) + ")") if deal else "no such HubSpot deal"
-        mismatches.append(Mismatch(order.source_id, "odoo", {
-            "order_id": order.source_id, "order": order.name, "client_order_ref": order.client_order_ref,
-            "state": order.state, "amount_total": _money(order.amount_total), "currency": order.currency,
-            "reason": reason}))
+        reason = (
+            ("deal exists but is not closed-won (stage " + str(deal.stage) + ")")
+            if deal
+            else "no such HubSpot deal"
+        )
+        mismatches.append(
+            Mismatch(
+                order.source_id,
+                "odoo",
+                {
+                    "order_id": order.source_id,
+                    "order": order.name,
+                    "client_order_ref": order.client_order_ref,
+                    "state": order.state,
+                    "amount_total": _money(order.amount_total),
+                    "currency": order.currency,
+                    "reason": reason,
+                },
+            )
+        )
 
     counts = {
         "closed_won_deals": int(conn.execute(sa.select(sa.func.count()).where(won)).scalar_one()),
-        "confirmed_orders": int(conn.execute(sa.select(sa.func.count()).where(o.state.in_(states))).scalar_one()),
-        "confirmed_orders_without_reference": int(conn.execute(
-            sa.select(sa.func.count()).where(o.state.in_(states), ~has_ref)).scalar_one()),
+        "confirmed_orders": int(
+            conn.execute(sa.select(sa.func.count()).where(o.state.in_(states))).scalar_one()
+        ),
+        "confirmed_orders_without_reference": int(
+            conn.execute(sa.select(sa.func.count()).where(o.state.in_(states), ~has_ref)).scalar_one()
+        ),
     }
     replace_mismatches(conn, name, mismatches, run_id=run_id, now=now)
     return _outcome(
-        name, policies, mismatches,
+        name,
+        policies,
+        mismatches,
         f"All {counts['closed_won_deals']} closed-won deals have a confirmed order and every referenced order "
         "points at a closed-won deal.",
         f"{len(deals_without_order)} closed-won deal(s) without a confirmed Odoo order, "
         f"{len(orders_without_deal)} confirmed order(s) referencing no closed-won deal "
         "(link: sales_orders.client_order_ref = deals.source_id).",
-        link="sales_orders.client_order_ref = deals.source_id", confirmed_states=states, **counts)
+        link="sales_orders.client_order_ref = deals.source_id",
+        confirmed_states=states,
+        **counts,
+    )
 
 
 # -- Odoo customers vs HubSpot companies --------------------------------------------------------------------
 
-def customers_companies(conn: sa.Connection, policies: Policies, *, run_id: str | None = None,
-                        now: datetime | None = None) -> CheckOutcome:
+
+def customers_companies(
+    conn: sa.Connection, policies: Policies, *, run_id: str | None = None, now: datetime | None = None
+) -> CheckOutcome:
     """Odoo companies no HubSpot company links to, and HubSpot links to no Odoo company."""
     name = "reconcile_customers_companies"
     cu, co = customers.c, companies.c
@@ -148,50 +221,78 @@ def customers_companies(conn: sa.Connection, policies: Policies, *, run_id: str 
 
     for r in conn.execute(
         sa.select(cu.source_id, cu.country)
-        .where(is_company, ~sa.exists().where(co.odoo_partner_id == cu.source_id, live)).order_by(cu.source_id)
+        .where(is_company, ~sa.exists().where(co.odoo_partner_id == cu.source_id, live))
+        .order_by(cu.source_id)
     ):
-        mismatches.append(Mismatch(r.source_id, "odoo", {
-            "partner_id": r.source_id, "country": r.country,
-            "reason": "Odoo company not linked from any HubSpot company (Odoo Partner ID)"}))
+        mismatches.append(
+            Mismatch(
+                r.source_id,
+                "odoo",
+                {
+                    "partner_id": r.source_id,
+                    "country": r.country,
+                    "reason": "Odoo company not linked from any HubSpot company (Odoo Partner ID)",
+                },
+            )
+        )
 
     for company in conn.execute(
         sa.select(co.source_id, co.odoo_partner_id, co.domain)
         .where(linked, live, ~sa.exists().where(cu.source_id == co.odoo_partner_id, is_company))
         .order_by(co.source_id)
     ):
-        exists = conn.execute(sa.select(cu.is_company, cu.active).where(cu.source_id == company.odoo_partner_id)).first()
+        exists = conn.execute(
+            sa.select(cu.is_company, cu.active).where(cu.source_id == company.odoo_partner_id)
+        ).first()
         if exists is None:
             reason = "Odoo Partner ID does not exist in Odoo"
         elif not exists.is_company:
             reason = "Odoo partner is an individual, not a company"
         else:
             reason = "Odoo partner is archived"
-        mismatches.append(Mismatch(company.source_id, "hubspot", {
-            "company_id": company.source_id, "odoo_partner_id": company.odoo_partner_id, "domain": company.domain,
-            "reason": reason}))
+        mismatches.append(
+            Mismatch(
+                company.source_id,
+                "hubspot",
+                {
+                    "company_id": company.source_id,
+                    "odoo_partner_id": company.odoo_partner_id,
+                    "domain": company.domain,
+                    "reason": reason,
+                },
+            )
+        )
 
-    unlinked = int(conn.execute(sa.select(sa.func.count()).select_from(companies).where(~linked, live)).scalar_one())
+    unlinked = int(
+        conn.execute(sa.select(sa.func.count()).select_from(companies).where(~linked, live)).scalar_one()
+    )
     if policies.reconciliation.customers_companies.require_link_for_every_company:
         for (cid,) in conn.execute(sa.select(co.source_id).where(~linked, live).order_by(co.source_id)):
             mismatches.append(Mismatch(cid, "hubspot", {"company_id": cid, "reason": "no Odoo Partner ID"}))
     counts = {
         "odoo_companies": int(conn.execute(sa.select(sa.func.count()).where(is_company)).scalar_one()),
-        "hubspot_companies": int(conn.execute(sa.select(sa.func.count()).select_from(companies).where(live))
-                                 .scalar_one()),
+        "hubspot_companies": int(
+            conn.execute(sa.select(sa.func.count()).select_from(companies).where(live)).scalar_one()
+        ),
         "hubspot_companies_without_link": unlinked,
     }
     replace_mismatches(conn, name, mismatches, run_id=run_id, now=now)
     odoo_side = sum(m.side == "odoo" for m in mismatches)
     return _outcome(
-        name, policies, mismatches,
+        name,
+        policies,
+        mismatches,
         f"All {counts['odoo_companies']} Odoo companies are linked from HubSpot and every link resolves "
         f"({unlinked} HubSpot companies have no Odoo Partner ID: prospects).",
         f"{odoo_side} Odoo compan(ies) not linked from HubSpot, {len(mismatches) - odoo_side} HubSpot "
         "compan(ies) linking to no Odoo company (link: companies.odoo_partner_id = customers.source_id).",
-        link="companies.odoo_partner_id = customers.source_id", **counts)
+        link="companies.odoo_partner_id = customers.source_id",
+        **counts,
+    )
 
 
 # -- Odoo invoices vs Stripe payments -----------------------------------------------------------------------
+
 
 def _day(v: Any) -> date | None:
     if v is None:
@@ -204,8 +305,9 @@ def _day(v: Any) -> date | None:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).date() if text else None
 
 
-def invoices_payments(conn: sa.Connection, policies: Policies, *, run_id: str | None = None,
-                      now: datetime | None = None) -> CheckOutcome:
+def invoices_payments(
+    conn: sa.Connection, policies: Policies, *, run_id: str | None = None, now: datetime | None = None
+) -> CheckOutcome:
     """Per day and currency: posted invoices net of credit notes vs succeeded payments net of refunds
     (skipped without payments)."""
     name = "reconcile_invoices_payments"
@@ -214,16 +316,27 @@ def invoices_payments(conn: sa.Connection, policies: Policies, *, run_id: str | 
     inspector = sa.inspect(conn)
     if not inspector.has_table(pol.payments_table):
         replace_mismatches(conn, name, [], run_id=run_id, now=now)
-        return CheckOutcome.skip(f"{pol.payments_table} table not present yet (it arrives with the Stripe connector)",
-                                 payments_table=pol.payments_table)
+        return CheckOutcome.skip(
+            f"{pol.payments_table} table not present yet (it arrives with the Stripe connector)",
+            payments_table=pol.payments_table,
+        )
     payments = sa.Table(pol.payments_table, sa.MetaData(), autoload_with=conn)
-    wanted = {pol.amount_column, pol.currency_column, pol.status_column, pol.date_column, *pol.filters,
-              *pol.refund_filters}
+    wanted = {
+        pol.amount_column,
+        pol.currency_column,
+        pol.status_column,
+        pol.date_column,
+        *pol.filters,
+        *pol.refund_filters,
+    }
     missing = sorted(wanted - set(payments.c.keys()))
     if missing:
         replace_mismatches(conn, name, [], run_id=run_id, now=now)
-        return CheckOutcome.skip(f"{pol.payments_table} lacks the configured column(s) {missing} "
-                                 "(reconciliation.invoices_payments in the policies)", payments_table=pol.payments_table)
+        return CheckOutcome.skip(
+            f"{pol.payments_table} lacks the configured column(s) {missing} "
+            "(reconciliation.invoices_payments in the policies)",
+            payments_table=pol.payments_table,
+        )
     since = (now - pol.lookback).date()
     p = payments.c
     # Signed amounts per (day, currency): payments count +, refunds - (money going back).
@@ -233,9 +346,10 @@ def invoices_payments(conn: sa.Connection, policies: Policies, *, run_id: str | 
         if sign < 0 and not filters:
             continue  # no refund filter configured: refunds are not told apart, so none is subtracted
         for when, cur, amount in conn.execute(
-            sa.select(p[pol.date_column], p[pol.currency_column], p[pol.amount_column])
-            .where(p[pol.status_column].in_(pol.succeeded_values),
-                   *(p[col].in_(values) for col, values in filters.items()))
+            sa.select(p[pol.date_column], p[pol.currency_column], p[pol.amount_column]).where(
+                p[pol.status_column].in_(pol.succeeded_values),
+                *(p[col].in_(values) for col, values in filters.items()),
+            )
         ):
             day = _day(when)
             if day is None or day < since or amount is None:
@@ -246,20 +360,25 @@ def invoices_payments(conn: sa.Connection, policies: Policies, *, run_id: str | 
             n_refunds += sign < 0
     if not pay:
         replace_mismatches(conn, name, [], run_id=run_id, now=now)
-        return CheckOutcome.skip("no succeeded payments in the lookback window yet", lookback_days=pol.lookback.days)
+        return CheckOutcome.skip(
+            "no succeeded payments in the lookback window yet", lookback_days=pol.lookback.days
+        )
     first_day = min(day for day, _ in pay)
     i = invoices.c
     inv: dict[tuple[date, str], list[Decimal]] = defaultdict(list)
     n_credits = 0
     for when, cur, amount, move_type in conn.execute(
-        sa.select(i.invoice_date, i.currency, i.amount_total, i.move_type)
-        .where(i.state == "posted", i.move_type.in_((*pol.invoice_move_types, *pol.credit_move_types)))
+        sa.select(i.invoice_date, i.currency, i.amount_total, i.move_type).where(
+            i.state == "posted", i.move_type.in_((*pol.invoice_move_types, *pol.credit_move_types))
+        )
     ):
         day = _day(when)
         if day is None or day < first_day or amount is None:
             continue
         credit = move_type in pol.credit_move_types
-        inv[(day, str(cur or "").upper())].append(-abs(Decimal(str(amount))) if credit else Decimal(str(amount)))
+        inv[(day, str(cur or "").upper())].append(
+            -abs(Decimal(str(amount))) if credit else Decimal(str(amount))
+        )
         n_credits += credit
     tolerance = Decimal(str(pol.tolerance))
     mismatches = []
@@ -268,15 +387,32 @@ def invoices_payments(conn: sa.Connection, policies: Policies, *, run_id: str | 
         if abs(a - b) <= tolerance:
             continue
         side = "odoo" if key not in pay else "stripe" if key not in inv else "both"
-        mismatches.append(Mismatch(f"{key[0].isoformat()}/{key[1]}", side, {
-            "day": key[0].isoformat(), "currency": key[1], "invoices_total": _money(a), "payments_total": _money(b),
-            "difference": _money(a - b), "invoices": len(inv.get(key, [])), "payments": len(pay.get(key, []))}))
+        mismatches.append(
+            Mismatch(
+                f"{key[0].isoformat()}/{key[1]}",
+                side,
+                {
+                    "day": key[0].isoformat(),
+                    "currency": key[1],
+                    "invoices_total": _money(a),
+                    "payments_total": _money(b),
+                    "difference": _money(a - b),
+                    "invoices": len(inv.get(key, [])),
+                    "payments": len(pay.get(key, [])),
+                },
+            )
+        )
     replace_mismatches(conn, name, mismatches, run_id=run_id, now=now)
     days = len(set(pay) | set(inv))
     return _outcome(
-        name, policies, mismatches,
+        name,
+        policies,
+        mismatches,
         f"Posted invoices and succeeded payments agree on all {days} day/currency pairs since {first_day}.",
         f"{len(mismatches)} of {days} day/currency pairs differ by more than {pol.tolerance} between posted "
         "invoices and succeeded payments.",
-        compared_from=first_day.isoformat(), day_currency_pairs=days, refunds_subtracted=n_refunds,
-        credit_notes_subtracted=n_credits)
+        compared_from=first_day.isoformat(),
+        day_currency_pairs=days,
+        refunds_subtracted=n_refunds,
+        credit_notes_subtracted=n_credits,
+    )

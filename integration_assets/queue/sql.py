@@ -169,7 +169,9 @@ def write_dead_letters(conn: sa.Connection, items: Sequence[EventDeadLetter]) ->
     conn.execute(stmt, rows)
     from integration_assets.privacy.suppress import keep_dead_letters_erased
 
-    keep_dead_letters_erased(conn, [str(r["fingerprint"]) for r in rows])  # GDPR: no payload of an erased record
+    keep_dead_letters_erased(
+        conn, [str(r["fingerprint"]) for r in rows]
+    )  # GDPR: no payload of an erased record
 
 
 # ----------------------------------------------------------------------------------------- errors
@@ -292,11 +294,17 @@ class SqlQueue(Queue):
                 tuple(r)
                 for r in conn.execute(
                     sa.select(
-                        event_queue.c.message_id, event_queue.c.source, event_queue.c.body, event_queue.c.headers
+                        event_queue.c.message_id,
+                        event_queue.c.source,
+                        event_queue.c.body,
+                        event_queue.c.headers,
                     ).where(event_queue.c.queue_name == self.name, event_queue.c.message_id.in_(list(ids)))
                 )
             ]
-        return {mid: message_fingerprint(src, bytes(body), json.loads(headers)) for mid, src, body, headers in found}
+        return {
+            mid: message_fingerprint(src, bytes(body), json.loads(headers))
+            for mid, src, body, headers in found
+        }
 
     def _collision(self, m: Message, mine: str, theirs: str) -> EventDeadLetter:
         return EventDeadLetter.of(
@@ -327,7 +335,9 @@ class SqlQueue(Queue):
         # A plain executemany, whose rowcount is the number of rows inserted (SQLAlchemy's Core insert of many
         # rows reports -1 on psycopg, and RETURNING makes one statement of thousands of placeholders).
         now = (
-            "CAST(floor(extract(epoch FROM now()) * 1000) AS BIGINT)" if self._pg else str(int(time.time() * 1000))
+            "CAST(floor(extract(epoch FROM now()) * 1000) AS BIGINT)"
+            if self._pg
+            else str(int(time.time() * 1000))
         )
         stmt = sa.text(
             "INSERT INTO event_queue (queue_name, message_id, source, event_type, body, headers, received_at_ms, "

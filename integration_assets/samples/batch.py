@@ -48,65 +48,164 @@ CHECK_REQUIRED = "required"
 CHECK_NEGATIVE_QTY = "quantity:greater_than_or_equal_to"
 CHECK_UNKNOWN_ORDER = "reference:order_id->sales_orders"
 
-FIRST = ("Olivia Liam Emma Noah Ava Elijah Sophia James Isabella Lucas Mia Mateo Amelia Ethan Harper Leo Evelyn "
-         "Oliver Luna Henry Camille Hugo Lea Jules Chloe Louis Ines Arthur Lina Gabriel Hanna Felix Lotte Finn "
-         "Sofia Lars Emilie Tom Nora Sam Ruth Marek Aiko Ravi Priya Kofi Amara Diego Lucia Pablo Zoe Ana Jonas "
-         "Clara Mila Theo Iris Max Eva Adam Alice Oscar").split()
-LAST = ("Smith Johnson Williams Brown Jones Garcia Miller Davis Martin Bernard Dubois Thomas Robert Petit Durand "
-        "Leroy Moreau Simon Laurent Lefebvre Muller Schmidt Schneider Fischer Weber Meyer Wagner Becker Schulz "
-        "Hoffmann Peeters Janssens Maes Jacobs Mertens Willems Claes Goossens Wouters DeVries Bakker Visser Smit "
-        "Meijer Mulder Bos Vos Rossi Russo Ferrari Esposito Bianchi Romano Lopez Martinez Sanchez Perez Gomez "
-        "Patel Nguyen Kim Tanaka Okafor").split()
-ADJ = ("Azure Bright Cedar Copper Delta Eagle Fable Granite Harbor Iron Juniper Keystone Lumen Maple Nimbus Orion "
-       "Pioneer Quartz Redwood Summit Terra Union Vertex Willow Zenith Atlas Beacon Cobalt Drift Ember").split()
-NOUN = ("Interior Furniture Logistics Analytics Systems Foods Robotics Health Labs Media Energy Works Partners "
-        "Supply Software Studio Dynamics Retail Ventures Holdings").split()
+FIRST = (
+    "Olivia Liam Emma Noah Ava Elijah Sophia James Isabella Lucas Mia Mateo Amelia Ethan Harper Leo Evelyn "
+    "Oliver Luna Henry Camille Hugo Lea Jules Chloe Louis Ines Arthur Lina Gabriel Hanna Felix Lotte Finn "
+    "Sofia Lars Emilie Tom Nora Sam Ruth Marek Aiko Ravi Priya Kofi Amara Diego Lucia Pablo Zoe Ana Jonas "
+    "Clara Mila Theo Iris Max Eva Adam Alice Oscar"
+).split()
+LAST = (
+    "Smith Johnson Williams Brown Jones Garcia Miller Davis Martin Bernard Dubois Thomas Robert Petit Durand "
+    "Leroy Moreau Simon Laurent Lefebvre Muller Schmidt Schneider Fischer Weber Meyer Wagner Becker Schulz "
+    "Hoffmann Peeters Janssens Maes Jacobs Mertens Willems Claes Goossens Wouters DeVries Bakker Visser Smit "
+    "Meijer Mulder Bos Vos Rossi Russo Ferrari Esposito Bianchi Romano Lopez Martinez Sanchez Perez Gomez "
+    "Patel Nguyen Kim Tanaka Okafor"
+).split()
+ADJ = (
+    "Azure Bright Cedar Copper Delta Eagle Fable Granite Harbor Iron Juniper Keystone Lumen Maple Nimbus Orion "
+    "Pioneer Quartz Redwood Summit Terra Union Vertex Willow Zenith Atlas Beacon Cobalt Drift Ember"
+).split()
+NOUN = (
+    "Interior Furniture Logistics Analytics Systems Foods Robotics Health Labs Media Energy Works Partners "
+    "Supply Software Studio Dynamics Retail Ventures Holdings"
+).split()
 # (HubSpot Country/Region, Odoo res.country id, TLD, legal suffix)
 COUNTRIES = [
-    ("United States", 233, "com", "Inc."), ("United States", 233, "com", "LLC"), ("Germany", 57, "de", "GmbH"),
-    ("France", 75, "fr", "SAS"), ("Belgium", 21, "be", "SA"), ("United Kingdom", 231, "co.uk", "Ltd"),
-    ("Canada", 38, "ca", "Inc."), ("Netherlands", 165, "nl", "B.V."), ("Spain", 68, "es", "S.L."),
+    ("United States", 233, "com", "Inc."),
+    ("United States", 233, "com", "LLC"),
+    ("Germany", 57, "de", "GmbH"),
+    ("France", 75, "fr", "SAS"),
+    ("Belgium", 21, "be", "SA"),
+    ("United Kingdom", 231, "co.uk", "Ltd"),
+    ("Canada", 38, "ca", "Inc."),
+    ("Netherlands", 165, "nl", "B.V."),
+    ("Spain", 68, "es", "S.L."),
 ]
 CITIES = {
-    "United States": ["New York", "Austin", "Chicago", "Denver", "Seattle"], "Germany": ["Berlin", "Munich", "Hamburg"],
-    "France": ["Paris", "Lyon", "Nantes"], "Belgium": ["Brussels", "Ghent", "Antwerp"],
-    "United Kingdom": ["London", "Leeds", "Bristol"], "Canada": ["Toronto", "Montreal"],
-    "Netherlands": ["Amsterdam", "Utrecht"], "Spain": ["Madrid", "Barcelona"],
+    "United States": ["New York", "Austin", "Chicago", "Denver", "Seattle"],
+    "Germany": ["Berlin", "Munich", "Hamburg"],
+    "France": ["Paris", "Lyon", "Nantes"],
+    "Belgium": ["Brussels", "Ghent", "Antwerp"],
+    "United Kingdom": ["London", "Leeds", "Bristol"],
+    "Canada": ["Toronto", "Montreal"],
+    "Netherlands": ["Amsterdam", "Utrecht"],
+    "Spain": ["Madrid", "Barcelona"],
 }
-INDUSTRIES = ["Computer Software", "Information Technology and Services", "Furniture", "Logistics and Supply Chain",
-              "Food & Beverages", "Hospital & Health Care", "Marketing and Advertising", "Renewables & Environment",
-              "Retail", "Wholesale", "Industrial Automation", "Financial Services", "Architecture & Planning"]
+INDUSTRIES = [
+    "Computer Software",
+    "Information Technology and Services",
+    "Furniture",
+    "Logistics and Supply Chain",
+    "Food & Beverages",
+    "Hospital & Health Care",
+    "Marketing and Advertising",
+    "Renewables & Environment",
+    "Retail",
+    "Wholesale",
+    "Industrial Automation",
+    "Financial Services",
+    "Architecture & Planning",
+]
 OWNERS = ["Jane Cooper", "Wade Warren", "Esther Howard", "Cameron Williamson"]
-LIFECYCLE = {"Subscriber": 4, "Lead": 30, "Marketing Qualified Lead": 14, "Sales Qualified Lead": 10,
-             "Opportunity": 12, "Customer": 26, "Evangelist": 2, "Other": 2}
-LIFECYCLE_API = {"Subscriber": "subscriber", "Lead": "lead", "Marketing Qualified Lead": "marketingqualifiedlead",
-                 "Sales Qualified Lead": "salesqualifiedlead", "Opportunity": "opportunity", "Customer": "customer",
-                 "Evangelist": "evangelist", "Other": "other"}
-LEAD_STATUS = {"": 30, "New": 20, "Open": 15, "In Progress": 12, "Open Deal": 8, "Attempted to Contact": 8,
-               "Connected": 5, "Unqualified": 2}
-LEAD_STATUS_API = {"New": "NEW", "Open": "OPEN", "In Progress": "IN_PROGRESS", "Open Deal": "OPEN_DEAL",
-                   "Attempted to Contact": "ATTEMPTED_TO_CONTACT", "Connected": "CONNECTED",
-                   "Unqualified": "UNQUALIFIED", "Bad Timing": "BAD_TIMING"}
-STAGES = [("Appointment Scheduled", "appointmentscheduled"), ("Qualified To Buy", "qualifiedtobuy"),
-          ("Presentation Scheduled", "presentationscheduled"), ("Decision Maker Bought-In", "decisionmakerboughtin"),
-          ("Contract Sent", "contractsent"), ("Closed Won", "closedwon"), ("Closed Lost", "closedlost")]
+LIFECYCLE = {
+    "Subscriber": 4,
+    "Lead": 30,
+    "Marketing Qualified Lead": 14,
+    "Sales Qualified Lead": 10,
+    "Opportunity": 12,
+    "Customer": 26,
+    "Evangelist": 2,
+    "Other": 2,
+}
+LIFECYCLE_API = {
+    "Subscriber": "subscriber",
+    "Lead": "lead",
+    "Marketing Qualified Lead": "marketingqualifiedlead",
+    "Sales Qualified Lead": "salesqualifiedlead",
+    "Opportunity": "opportunity",
+    "Customer": "customer",
+    "Evangelist": "evangelist",
+    "Other": "other",
+}
+LEAD_STATUS = {
+    "": 30,
+    "New": 20,
+    "Open": 15,
+    "In Progress": 12,
+    "Open Deal": 8,
+    "Attempted to Contact": 8,
+    "Connected": 5,
+    "Unqualified": 2,
+}
+LEAD_STATUS_API = {
+    "New": "NEW",
+    "Open": "OPEN",
+    "In Progress": "IN_PROGRESS",
+    "Open Deal": "OPEN_DEAL",
+    "Attempted to Contact": "ATTEMPTED_TO_CONTACT",
+    "Connected": "CONNECTED",
+    "Unqualified": "UNQUALIFIED",
+    "Bad Timing": "BAD_TIMING",
+}
+STAGES = [
+    ("Appointment Scheduled", "appointmentscheduled"),
+    ("Qualified To Buy", "qualifiedtobuy"),
+    ("Presentation Scheduled", "presentationscheduled"),
+    ("Decision Maker Bought-In", "decisionmakerboughtin"),
+    ("Contract Sent", "contractsent"),
+    ("Closed Won", "closedwon"),
+    ("Closed Lost", "closedlost"),
+]
 STAGE_LABEL = {v: label for label, v in STAGES}
 PRODUCT_FAMILIES = [
     # (category, type, prefix, names, variants, price range)
-    ("All / Saleable / Office Furniture", "product", "FURN",
-     ["Office Chair", "Standing Desk", "Meeting Table", "Storage Cabinet", "Acoustic Panel", "Monitor Arm"],
-     ["Black", "White", "Oak", "Walnut", "Grey", "Large", "Compact", "Ash", "Blue", "Red"], (60, 1400)),
-    ("All / Saleable / Hardware", "product", "HW",
-     ["Docking Station", "Conference Camera", "Wireless Headset", "Room Sensor", "Badge Reader"],
-     ["Gen 2", "Gen 3", "Pro", "Lite", "EU plug", "US plug", "UK plug", "Bundle"], (40, 900)),
-    ("All / Saleable / Software", "service", "SW",
-     ["Workplace Analytics Seat", "Room Booking Seat", "Visitor Management Seat", "Asset Tracking Seat"],
-     ["monthly", "annual", "3 years"], (8, 900)),
-    ("All / Saleable / Services", "service", "SRV",
-     ["Onboarding Workshop", "Installation Day", "Support Plan", "Space Planning Study"],
-     ["Bronze", "Silver", "Gold", "remote", "on site"], (150, 4000)),
-    ("All / Consumables", "consu", "CONS",
-     ["Cable Kit", "Cleaning Kit", "Desk Mat", "Spare Casters"], ["S", "M", "L", "x10"], (5, 80)),
+    (
+        "All / Saleable / Office Furniture",
+        "product",
+        "FURN",
+        [
+            "Office Chair",
+            "Standing Desk",
+            "Meeting Table",
+            "Storage Cabinet",
+            "Acoustic Panel",
+            "Monitor Arm",
+        ],
+        ["Black", "White", "Oak", "Walnut", "Grey", "Large", "Compact", "Ash", "Blue", "Red"],
+        (60, 1400),
+    ),
+    (
+        "All / Saleable / Hardware",
+        "product",
+        "HW",
+        ["Docking Station", "Conference Camera", "Wireless Headset", "Room Sensor", "Badge Reader"],
+        ["Gen 2", "Gen 3", "Pro", "Lite", "EU plug", "US plug", "UK plug", "Bundle"],
+        (40, 900),
+    ),
+    (
+        "All / Saleable / Software",
+        "service",
+        "SW",
+        ["Workplace Analytics Seat", "Room Booking Seat", "Visitor Management Seat", "Asset Tracking Seat"],
+        ["monthly", "annual", "3 years"],
+        (8, 900),
+    ),
+    (
+        "All / Saleable / Services",
+        "service",
+        "SRV",
+        ["Onboarding Workshop", "Installation Day", "Support Plan", "Space Planning Study"],
+        ["Bronze", "Silver", "Gold", "remote", "on site"],
+        (150, 4000),
+    ),
+    (
+        "All / Consumables",
+        "consu",
+        "CONS",
+        ["Cable Kit", "Cleaning Kit", "Desk Mat", "Spare Casters"],
+        ["S", "M", "L", "x10"],
+        (5, 80),
+    ),
 ]
 CURRENCY = {"USD": [1, "USD"], "EUR": [125, "EUR"], "GBP": [147, "GBP"]}
 TAX_RATE = 0.10
@@ -188,16 +287,31 @@ class _Sample:
         for i, base in enumerate(names):
             country, country_id, tld, legal = r.choice(COUNTRIES)
             linked = i < 100  # the first 100 are Odoo customers; the rest are prospects known only to the CRM
-            companies.append({
-                "hs_id": str(hs_company_ids[i]), "odoo_id": 7 + i if linked else None,
-                "name": f"{base}, {legal}" if r.random() < 0.15 else f"{base} {legal}",
-                "domain": base.lower().replace(" ", "") + "." + tld, "country": country, "country_id": country_id,
-                "city": r.choice(CITIES[country]), "industry": r.choice(INDUSTRIES), "owner": r.choice(OWNERS),
-                "created": self.minute(datetime(2024, 1, 1, tzinfo=UTC), datetime(2026, 9, 1, tzinfo=UTC)),
-                "currency": "EUR" if tld in ("de", "fr", "be", "nl", "es") else "GBP" if tld == "co.uk" else "USD",
-            })
+            companies.append(
+                {
+                    "hs_id": str(hs_company_ids[i]),
+                    "odoo_id": 7 + i if linked else None,
+                    "name": f"{base}, {legal}" if r.random() < 0.15 else f"{base} {legal}",
+                    "domain": base.lower().replace(" ", "") + "." + tld,
+                    "country": country,
+                    "country_id": country_id,
+                    "city": r.choice(CITIES[country]),
+                    "industry": r.choice(INDUSTRIES),
+                    "owner": r.choice(OWNERS),
+                    "created": self.minute(
+                        datetime(2024, 1, 1, tzinfo=UTC), datetime(2026, 9, 1, tzinfo=UTC)
+                    ),
+                    "currency": "EUR"
+                    if tld in ("de", "fr", "be", "nl", "es")
+                    else "GBP"
+                    if tld == "co.uk"
+                    else "USD",
+                }
+            )
         for c in companies:
-            c["modified"] = self.minute(max(c["created"], day - timedelta(days=120)), day - timedelta(hours=2))
+            c["modified"] = self.minute(
+                max(c["created"], day - timedelta(days=120)), day - timedelta(hours=2)
+            )
         linked = [c for c in companies if c["odoo_id"]]
 
         # ---- Odoo individuals (contacts of customer companies) and HubSpot contacts ----
@@ -213,13 +327,24 @@ class _Sample:
             while email in used_emails:
                 email, n = f"{local}{n}@{company['domain']}", n + 1
             used_emails.add(email)
-            created = self.minute(max(company["created"], datetime(2024, 6, 1, tzinfo=UTC)), day - timedelta(days=3))
-            people.append({
-                "hs_id": str(hs_contact_ids[i]), "first": first, "last": last, "email": email, "company": company,
-                "phone": f"+{r.randint(1, 49)} {r.randint(200, 999)} {r.randint(100, 999)} {r.randint(1000, 9999)}",
-                "stage": self.pick(LIFECYCLE), "lead": self.pick(LEAD_STATUS), "owner": r.choice(OWNERS),
-                "created": created, "modified": self.minute(max(created, day - timedelta(days=60)), day - timedelta(hours=1)),
-            })
+            created = self.minute(
+                max(company["created"], datetime(2024, 6, 1, tzinfo=UTC)), day - timedelta(days=3)
+            )
+            people.append(
+                {
+                    "hs_id": str(hs_contact_ids[i]),
+                    "first": first,
+                    "last": last,
+                    "email": email,
+                    "company": company,
+                    "phone": f"+{r.randint(1, 49)} {r.randint(200, 999)} {r.randint(100, 999)} {r.randint(1000, 9999)}",
+                    "stage": self.pick(LIFECYCLE),
+                    "lead": self.pick(LEAD_STATUS),
+                    "owner": r.choice(OWNERS),
+                    "created": created,
+                    "modified": self.minute(max(created, day - timedelta(days=60)), day - timedelta(hours=1)),
+                }
+            )
         odoo_people = [p for p in people if p["company"]["odoo_id"]][:200]
         for j, p in enumerate(odoo_people):
             p["odoo_id"] = 200 + j
@@ -233,14 +358,20 @@ class _Sample:
                     if len(products) >= 200 or r.random() < 0.1:
                         continue
                     price = round(r.uniform(lo, hi), 0) - (0.01 if r.random() < 0.4 else 0)
-                    products.append({
-                        "id": pid, "code": f"{prefix}_{pid:04d}", "name": f"{pname} ({variant})", "type": ptype,
-                        "categ": [categ_i + 1, categ], "list_price": round(price, 2),
-                        "standard_price": round(price * r.uniform(0.35, 0.7), 2),
-                        "barcode": f"{r.randrange(10**12, 10**13)}" if ptype == "product" else False,
-                        "active": r.random() > 0.03,
-                        "write": self.second(datetime(2025, 1, 1, tzinfo=UTC), day - timedelta(days=1)),
-                    })
+                    products.append(
+                        {
+                            "id": pid,
+                            "code": f"{prefix}_{pid:04d}",
+                            "name": f"{pname} ({variant})",
+                            "type": ptype,
+                            "categ": [categ_i + 1, categ],
+                            "list_price": round(price, 2),
+                            "standard_price": round(price * r.uniform(0.35, 0.7), 2),
+                            "barcode": f"{r.randrange(10**12, 10**13)}" if ptype == "product" else False,
+                            "active": r.random() > 0.03,
+                            "write": self.second(datetime(2025, 1, 1, tzinfo=UTC), day - timedelta(days=1)),
+                        }
+                    )
                     pid += 1
         sellable = [p for p in products if p["active"]]
 
@@ -248,24 +379,54 @@ class _Sample:
         orders: list[dict[str, Any]] = []
         lines: list[dict[str, Any]] = []
 
-        def new_order(partner: list[Any], currency: str, when: datetime, state: str, ref: Any) -> dict[str, Any]:
+        def new_order(
+            partner: list[Any], currency: str, when: datetime, state: str, ref: Any
+        ) -> dict[str, Any]:
             oid = len(orders) + 1
-            order = {"id": oid, "name": f"S{oid:05d}", "partner": partner, "date": when, "state": state,
-                     "currency": currency, "ref": ref, "lines": []}
+            order = {
+                "id": oid,
+                "name": f"S{oid:05d}",
+                "partner": partner,
+                "date": when,
+                "state": state,
+                "currency": currency,
+                "ref": ref,
+                "lines": [],
+            }
             for _ in range(r.choice((1, 1, 2, 2, 3, 4))):
                 prod = r.choice(sellable)
                 qty = float(r.choice((1, 1, 2, 3, 5, 10, 12, 25)))
                 disc = r.choice((0.0, 0.0, 0.0, 5.0, 10.0))
                 sub = round(qty * prod["list_price"] * (1 - disc / 100), 2)
                 done = state in ("sale", "done")
-                line = {"id": 0, "order": order, "product": prod, "qty": qty, "price": prod["list_price"],
-                        "discount": disc, "subtotal": sub, "total": round(sub * (1 + TAX_RATE), 2),
-                        "delivered": qty if state == "done" or (done and r.random() < 0.5) else 0.0}
+                line = {
+                    "id": 0,
+                    "order": order,
+                    "product": prod,
+                    "qty": qty,
+                    "price": prod["list_price"],
+                    "discount": disc,
+                    "subtotal": sub,
+                    "total": round(sub * (1 + TAX_RATE), 2),
+                    "delivered": qty if state == "done" or (done and r.random() < 0.5) else 0.0,
+                }
                 order["lines"].append(line)
             if r.random() < 0.08:  # a section line, as salespeople add them: no product, zero quantities
-                order["lines"].insert(0, {"id": 0, "order": order, "product": None, "qty": 0.0, "price": 0.0,
-                                          "discount": 0.0, "subtotal": 0.0, "total": 0.0, "delivered": 0.0,
-                                          "section": "Phase 1"})
+                order["lines"].insert(
+                    0,
+                    {
+                        "id": 0,
+                        "order": order,
+                        "product": None,
+                        "qty": 0.0,
+                        "price": 0.0,
+                        "discount": 0.0,
+                        "subtotal": 0.0,
+                        "total": 0.0,
+                        "delivered": 0.0,
+                        "section": "Phase 1",
+                    },
+                )
             order["untaxed"] = round(sum(ln["subtotal"] for ln in order["lines"]), 2)
             order["tax"] = round(order["untaxed"] * TAX_RATE, 2)
             order["total"] = round(order["untaxed"] + order["tax"], 2)
@@ -279,17 +440,43 @@ class _Sample:
         for i in range(250):
             company = linked[i % len(linked)] if i < 190 else r.choice(companies[100:])
             won = company["odoo_id"] is not None and r.random() < 0.35
-            stage = "closedwon" if won else r.choice(
-                ["appointmentscheduled", "qualifiedtobuy", "presentationscheduled", "decisionmakerboughtin",
-                 "contractsent", "closedlost", "closedlost"])
-            created = self.minute(max(company["created"], datetime(2025, 6, 1, tzinfo=UTC)), day - timedelta(days=25))
+            stage = (
+                "closedwon"
+                if won
+                else r.choice(
+                    [
+                        "appointmentscheduled",
+                        "qualifiedtobuy",
+                        "presentationscheduled",
+                        "decisionmakerboughtin",
+                        "contractsent",
+                        "closedlost",
+                        "closedlost",
+                    ]
+                )
+            )
+            created = self.minute(
+                max(company["created"], datetime(2025, 6, 1, tzinfo=UTC)), day - timedelta(days=25)
+            )
             closed = stage in ("closedwon", "closedlost")
-            close = self.minute(created + timedelta(days=3), day - timedelta(days=2)) if closed else \
-                self.minute(day + timedelta(days=5), day + timedelta(days=120))
-            deal = {"hs_id": str(hs_deal_ids[i]), "company": company, "stage": stage, "created": created,
-                    "close": close, "owner": r.choice(OWNERS), "amount": round(r.uniform(800, 60_000), -1),
-                    "name": f"{company['name'].split(',')[0]} - {r.choice(['Office refit', 'Hybrid work', 'Analytics rollout', 'New HQ', 'Renewal', 'Expansion'])}"}
-            deal["modified"] = self.minute(max(created, close if closed else created), day - timedelta(minutes=30))
+            close = (
+                self.minute(created + timedelta(days=3), day - timedelta(days=2))
+                if closed
+                else self.minute(day + timedelta(days=5), day + timedelta(days=120))
+            )
+            deal = {
+                "hs_id": str(hs_deal_ids[i]),
+                "company": company,
+                "stage": stage,
+                "created": created,
+                "close": close,
+                "owner": r.choice(OWNERS),
+                "amount": round(r.uniform(800, 60_000), -1),
+                "name": f"{company['name'].split(',')[0]} - {r.choice(['Office refit', 'Hybrid work', 'Analytics rollout', 'New HQ', 'Renewal', 'Expansion'])}",
+            }
+            deal["modified"] = self.minute(
+                max(created, close if closed else created), day - timedelta(minutes=30)
+            )
             deals.append(deal)
         won_deals = [d for d in deals if d["stage"] == "closedwon"]
         no_order_deal = won_deals[-1]  # reconciliation gap: won in the CRM, no order in the ERP yet
@@ -298,19 +485,34 @@ class _Sample:
                 continue
             c = d["company"]
             when = self.second(d["close"], d["close"] + timedelta(days=2))
-            o = new_order([c["odoo_id"], c["name"]], c["currency"], min(when, day - timedelta(hours=6)),
-                          r.choice(["sale", "sale", "sale", "done"]), d["hs_id"])
+            o = new_order(
+                [c["odoo_id"], c["name"]],
+                c["currency"],
+                min(when, day - timedelta(hours=6)),
+                r.choice(["sale", "sale", "sale", "done"]),
+                d["hs_id"],
+            )
             d["amount"] = o["untaxed"]
         # Reconciliation gaps on the ERP side: a quotation made before its deal was won, and a typo'd deal id.
         open_deal = next(d for d in deals if d["stage"] == "contractsent" and d["company"]["odoo_id"])
-        premature = new_order([open_deal["company"]["odoo_id"], open_deal["company"]["name"]],
-                              open_deal["company"]["currency"], day - timedelta(days=4), "sent", open_deal["hs_id"])
+        premature = new_order(
+            [open_deal["company"]["odoo_id"], open_deal["company"]["name"]],
+            open_deal["company"]["currency"],
+            day - timedelta(days=4),
+            "sent",
+            open_deal["hs_id"],
+        )
         deal_ids = {d["hs_id"] for d in deals}
         typo_deal_id = str(int(won_deals[0]["hs_id"]) + 1)
         while typo_deal_id in deal_ids:
             typo_deal_id = str(int(typo_deal_id) + 1)
-        typo = new_order([won_deals[0]["company"]["odoo_id"], won_deals[0]["company"]["name"]],
-                         won_deals[0]["company"]["currency"], day - timedelta(days=9), "sale", typo_deal_id)
+        typo = new_order(
+            [won_deals[0]["company"]["odoo_id"], won_deals[0]["company"]["name"]],
+            won_deals[0]["company"]["currency"],
+            day - timedelta(days=9),
+            "sale",
+            typo_deal_id,
+        )
         # Orders that did not come from a deal: shop and phone orders, by companies and by individuals.
         while len(orders) < 270:
             if r.random() < 0.7:
@@ -322,7 +524,13 @@ class _Sample:
                 currency = p["company"]["currency"]
             state = r.choice(["draft", "sent", "sale", "sale", "sale", "done", "cancel"])
             ref = r.choice([False, False, f"PO-{r.randint(1000, 9999)}"])
-            new_order(partner, currency, self.second(datetime(2026, 5, 1, tzinfo=UTC), day - timedelta(days=1)), state, ref)
+            new_order(
+                partner,
+                currency,
+                self.second(datetime(2026, 5, 1, tzinfo=UTC), day - timedelta(days=1)),
+                state,
+                ref,
+            )
         orders.sort(key=lambda o: o["id"])
         line_id = 1
         for o in orders:
@@ -344,50 +552,98 @@ class _Sample:
             if kind == "to invoice":
                 continue
             posted = kind == "invoiced"
-            inv_date = min((o["date"] + timedelta(days=r.randint(0, 6))).date(), (day - timedelta(days=1)).date())
-            pay = r.choices(["paid", "in_payment", "not_paid", "partial"], weights=[55, 10, 25, 10])[0] if posted else "not_paid"
-            residual = 0.0 if pay in ("paid", "in_payment") else o["total"] if pay == "not_paid" else round(o["total"] * 0.4, 2)
+            inv_date = min(
+                (o["date"] + timedelta(days=r.randint(0, 6))).date(), (day - timedelta(days=1)).date()
+            )
+            pay = (
+                r.choices(["paid", "in_payment", "not_paid", "partial"], weights=[55, 10, 25, 10])[0]
+                if posted
+                else "not_paid"
+            )
+            residual = (
+                0.0
+                if pay in ("paid", "in_payment")
+                else o["total"]
+                if pay == "not_paid"
+                else round(o["total"] * 0.4, 2)
+            )
             name: Any = False
             if posted:
                 seq["INV"] += 1
                 name = f"INV/2026/{seq['INV']:05d}"
                 for ln in o["lines"]:
                     ln["invoiced"] = ln["qty"]
-            moves.append({"id": len(moves) + 1, "name": name, "type": "out_invoice", "state": "posted" if posted else "draft",
-                          "payment": pay, "order": o, "date": inv_date if posted else False,
-                          "due": inv_date + timedelta(days=30) if posted else False,
-                          "untaxed": o["untaxed"], "tax": o["tax"], "total": o["total"], "residual": residual,
-                          "write": self.second(max(o["write"], datetime.combine(inv_date, datetime.min.time(), UTC)),
-                                               day - timedelta(minutes=10))})
+            moves.append(
+                {
+                    "id": len(moves) + 1,
+                    "name": name,
+                    "type": "out_invoice",
+                    "state": "posted" if posted else "draft",
+                    "payment": pay,
+                    "order": o,
+                    "date": inv_date if posted else False,
+                    "due": inv_date + timedelta(days=30) if posted else False,
+                    "untaxed": o["untaxed"],
+                    "tax": o["tax"],
+                    "total": o["total"],
+                    "residual": residual,
+                    "write": self.second(
+                        max(o["write"], datetime.combine(inv_date, datetime.min.time(), UTC)),
+                        day - timedelta(minutes=10),
+                    ),
+                }
+            )
             if posted and pay == "paid" and r.random() < 0.06:  # a credit note for a returned item
                 seq["RINV"] += 1
                 amount = round(o["lines"][-1]["subtotal"], 2)
-                moves.append({"id": len(moves) + 1, "name": f"RINV/2026/{seq['RINV']:05d}", "type": "out_refund",
-                              "state": "posted", "payment": "paid", "order": o,
-                              "date": min(inv_date + timedelta(days=10), (day - timedelta(days=1)).date()),
-                              "due": min(inv_date + timedelta(days=10), (day - timedelta(days=1)).date()), "untaxed": amount,
-                              "tax": round(amount * TAX_RATE, 2), "total": round(amount * (1 + TAX_RATE), 2),
-                              "residual": 0.0, "write": day - timedelta(hours=r.randint(2, 40))})
+                moves.append(
+                    {
+                        "id": len(moves) + 1,
+                        "name": f"RINV/2026/{seq['RINV']:05d}",
+                        "type": "out_refund",
+                        "state": "posted",
+                        "payment": "paid",
+                        "order": o,
+                        "date": min(inv_date + timedelta(days=10), (day - timedelta(days=1)).date()),
+                        "due": min(inv_date + timedelta(days=10), (day - timedelta(days=1)).date()),
+                        "untaxed": amount,
+                        "tax": round(amount * TAX_RATE, 2),
+                        "total": round(amount * (1 + TAX_RATE), 2),
+                        "residual": 0.0,
+                        "write": day - timedelta(hours=r.randint(2, 40)),
+                    }
+                )
 
         self.companies, self.people, self.deals, self.products = companies, people, deals, products
         self.orders, self.lines, self.moves = orders, lines, moves
         self.gap_orders = {premature["id"], typo["id"]}
         self.reconciliation = {
             "closed_won_deals_without_order": [no_order_deal["hs_id"]],
-            "orders_for_deals_not_won": [{"order": premature["name"], "deal_id": open_deal["hs_id"],
-                                          "deal_stage": open_deal["stage"]}],
+            "orders_for_deals_not_won": [
+                {"order": premature["name"], "deal_id": open_deal["hs_id"], "deal_stage": open_deal["stage"]}
+            ],
             "orders_for_unknown_deals": [{"order": typo["name"], "deal_id": typo_deal_id}],
             "closed_won_deals_with_order": sum(1 for d in won_deals if d is not no_order_deal),
-            "note": ("Every other closed-won deal has exactly one sale.order whose client_order_ref is the deal id "
-                     "and whose amount_untaxed is the deal amount; every posted invoice's invoice_origin is its "
-                     "order's name; every HubSpot company with an Odoo Partner ID has that res.partner."),
+            "note": (
+                "Every other closed-won deal has exactly one sale.order whose client_order_ref is the deal id "
+                "and whose amount_untaxed is the deal amount; every posted invoice's invoice_origin is its "
+                "order's name; every HubSpot company with an Odoo Partner ID has that res.partner."
+            ),
         }
         return self.files()
 
     # ---- files ------------------------------------------------------------------------------------------
     def files(self) -> list[_File]:
-        return [*self.hubspot_companies(), *self.hubspot_contacts(), *self.hubspot_deals(),
-                *self.odoo_partners(), self.odoo_products(), *self.odoo_orders(), self.odoo_lines(), self.odoo_moves()]
+        return [
+            *self.hubspot_companies(),
+            *self.hubspot_contacts(),
+            *self.hubspot_deals(),
+            *self.odoo_partners(),
+            self.odoo_products(),
+            *self.odoo_orders(),
+            self.odoo_lines(),
+            self.odoo_moves(),
+        ]
 
     def _dup(self, recs: list[_Rec], n: int) -> list[_Rec]:
         """The same records again, later in the file (an export appended twice, overlapping pages)."""
@@ -399,12 +655,30 @@ class _Sample:
         return out
 
     def hubspot_companies(self) -> list[_File]:
-        header = ["Record ID", "Company name", "Company Domain Name", "Industry", "Country/Region", "Odoo Partner ID",
-                  "Create Date", "Last Modified Date", "Company owner"]
+        header = [
+            "Record ID",
+            "Company name",
+            "Company Domain Name",
+            "Industry",
+            "Country/Region",
+            "Odoo Partner ID",
+            "Create Date",
+            "Last Modified Date",
+            "Company owner",
+        ]
 
         def row(c: dict[str, Any]) -> list[str]:
-            return [c["hs_id"], c["name"], c["domain"], c["industry"], c["country"], str(c["odoo_id"] or ""),
-                    _hs_csv_ts(c["created"]), _hs_csv_ts(c["modified"]), c["owner"]]
+            return [
+                c["hs_id"],
+                c["name"],
+                c["domain"],
+                c["industry"],
+                c["country"],
+                str(c["odoo_id"] or ""),
+                _hs_csv_ts(c["created"]),
+                _hs_csv_ts(c["modified"]),
+                c["owner"],
+            ]
 
         first = self._dup([_Rec(row(c), c["hs_id"], c["modified"]) for c in self.companies], 3)
         updated = []
@@ -413,32 +687,82 @@ class _Sample:
             c["industry"] = self.r.choice(INDUSTRIES)
             updated.append(_Rec(row(c), c["hs_id"], c["modified"]))
         return [
-            _File("hubspot/companies/hubspot-crm-exports-all-companies-2026-11-20.csv", "hubspot", "companies",
-                  "companies", "hubspot.companies.csv@v1", first, header, bom=True,
-                  notes="UTF-8 with BOM, as Excel-friendly exports are; 3 rows appear twice."),
-            _File("hubspot/companies/hubspot-crm-exports-all-companies-2026-11-21.csv", "hubspot", "companies",
-                  "companies", "hubspot.companies.csv@v1", updated, header,
-                  notes="Companies modified on 2026-11-20 (industry re-classified)."),
+            _File(
+                "hubspot/companies/hubspot-crm-exports-all-companies-2026-11-20.csv",
+                "hubspot",
+                "companies",
+                "companies",
+                "hubspot.companies.csv@v1",
+                first,
+                header,
+                bom=True,
+                notes="UTF-8 with BOM, as Excel-friendly exports are; 3 rows appear twice.",
+            ),
+            _File(
+                "hubspot/companies/hubspot-crm-exports-all-companies-2026-11-21.csv",
+                "hubspot",
+                "companies",
+                "companies",
+                "hubspot.companies.csv@v1",
+                updated,
+                header,
+                notes="Companies modified on 2026-11-20 (industry re-classified).",
+            ),
         ]
 
     def hubspot_contacts(self) -> list[_File]:
-        header = ["Record ID", "First Name", "Last Name", "Email", "Phone Number", "Lifecycle Stage", "Lead Status",
-                  "Contact owner", "Primary Associated Company ID", "Associated Company", "Country/Region",
-                  "Create Date", "Last Modified Date", "Last Activity Date", "Marketing contact status"]
+        header = [
+            "Record ID",
+            "First Name",
+            "Last Name",
+            "Email",
+            "Phone Number",
+            "Lifecycle Stage",
+            "Lead Status",
+            "Contact owner",
+            "Primary Associated Company ID",
+            "Associated Company",
+            "Country/Region",
+            "Create Date",
+            "Last Modified Date",
+            "Last Activity Date",
+            "Marketing contact status",
+        ]
 
-        def row(p: dict[str, Any], *, email: str | None = None, modified: str | None = None,
-                stage: str | None = None) -> list[str]:
-            return [p["hs_id"], p["first"], p["last"], email or p["email"], p["phone"], stage or p["stage"], p["lead"],
-                    p["owner"], p["company"]["hs_id"], p["company"]["name"], p["company"]["country"],
-                    _hs_csv_ts(p["created"]), modified or _hs_csv_ts(p["modified"]),
-                    _hs_csv_ts(p["modified"] - timedelta(hours=5)),
-                    "Marketing contact" if p["stage"] in ("Lead", "Marketing Qualified Lead") else "Non-marketing contact"]
+        def row(
+            p: dict[str, Any],
+            *,
+            email: str | None = None,
+            modified: str | None = None,
+            stage: str | None = None,
+        ) -> list[str]:
+            return [
+                p["hs_id"],
+                p["first"],
+                p["last"],
+                email or p["email"],
+                p["phone"],
+                stage or p["stage"],
+                p["lead"],
+                p["owner"],
+                p["company"]["hs_id"],
+                p["company"]["name"],
+                p["company"]["country"],
+                _hs_csv_ts(p["created"]),
+                modified or _hs_csv_ts(p["modified"]),
+                _hs_csv_ts(p["modified"] - timedelta(hours=5)),
+                "Marketing contact"
+                if p["stage"] in ("Lead", "Marketing Qualified Lead")
+                else "Non-marketing contact",
+            ]
 
         people = self.people
         recs = [_Rec(row(p), p["hs_id"], p["modified"]) for p in people]
         # Bad rows: two malformed e-mails (typed by hand into the CRM) and one date in a US-locale format.
-        for i, bad_email in ((17, f"{people[17]['first'].lower()}.{people[17]['last'].lower()}@"),
-                             (121, f"{people[121]['first'].lower()} at {people[121]['company']['domain']}")):
+        for i, bad_email in (
+            (17, f"{people[17]['first'].lower()}.{people[17]['last'].lower()}@"),
+            (121, f"{people[121]['first'].lower()} at {people[121]['company']['domain']}"),
+        ):
             recs[i] = _Rec(row(people[i], email=bad_email), people[i]["hs_id"], None, CHECK_BAD_EMAIL)
         us = people[205]["modified"].strftime("%m/%d/%Y %I:%M %p")
         recs[205] = _Rec(row(people[205], modified=us), people[205]["hs_id"], None, CHECK_DATE_FORMAT)
@@ -447,15 +771,28 @@ class _Sample:
 
         # API pull of contacts modified since the export (search sorted by lastmodifieddate): JSONL.
         def api(p: dict[str, Any], modified: datetime, phone: str | None = None) -> dict[str, Any]:
-            props = {"createdate": _hs_api_ts(p["created"]), "email": p["email"], "firstname": p["first"],
-                     "hs_lead_status": LEAD_STATUS_API.get(p["lead"]), "hs_object_id": p["hs_id"],
-                     "lastmodifieddate": _hs_api_ts(modified), "lastname": p["last"],
-                     "lifecyclestage": LIFECYCLE_API[p["stage"]], "phone": phone or p["phone"],
-                     "country": p["company"]["country"]}
-            return {"id": p["hs_id"], "properties": props, "createdAt": _hs_api_ts(p["created"]),
-                    "updatedAt": _hs_api_ts(modified), "archived": False,
-                    "associations": {"companies": {"results": [{"id": p["company"]["hs_id"],
-                                                                "type": "contact_to_company"}]}}}
+            props = {
+                "createdate": _hs_api_ts(p["created"]),
+                "email": p["email"],
+                "firstname": p["first"],
+                "hs_lead_status": LEAD_STATUS_API.get(p["lead"]),
+                "hs_object_id": p["hs_id"],
+                "lastmodifieddate": _hs_api_ts(modified),
+                "lastname": p["last"],
+                "lifecyclestage": LIFECYCLE_API[p["stage"]],
+                "phone": phone or p["phone"],
+                "country": p["company"]["country"],
+            }
+            return {
+                "id": p["hs_id"],
+                "properties": props,
+                "createdAt": _hs_api_ts(p["created"]),
+                "updatedAt": _hs_api_ts(modified),
+                "archived": False,
+                "associations": {
+                    "companies": {"results": [{"id": p["company"]["hs_id"], "type": "contact_to_company"}]}
+                },
+            }
 
         candidates = [p for i, p in enumerate(people) if i not in quarantined]
         changed = self.r.sample(candidates, 36)
@@ -471,9 +808,15 @@ class _Sample:
         stale_at = stale_person["modified"] - timedelta(days=2, minutes=17, milliseconds=250)
         stale = _Rec(api(stale_person, stale_at, phone="+1 555 000 0000"), stale_person["hs_id"], stale_at)
         api_recs.insert(7, stale)
-        self.stale = [{"table": "contacts", "source_id": stale_person["hs_id"],
-                       "file": "hubspot/contacts/contacts-api-2026-11-21.jsonl",
-                       "kept_phone": stale_person["phone"], "kept_updated_at": stale_person["modified"].isoformat()}]
+        self.stale = [
+            {
+                "table": "contacts",
+                "source_id": stale_person["hs_id"],
+                "file": "hubspot/contacts/contacts-api-2026-11-21.jsonl",
+                "kept_phone": stale_person["phone"],
+                "kept_updated_at": stale_person["modified"].isoformat(),
+            }
+        ]
         api_file = self._dup(api_recs, 2)
 
         # Drifted export: the view gained "Preferred language", and the admins renamed the lifecycle label
@@ -481,35 +824,88 @@ class _Sample:
         drift_header = [*header, "Preferred language"]
         drift_recs = []
         for p in self.r.sample([p for p in candidates if p not in changed], 40):
-            p["modified"] = self.minute(EXPORT_DAY + timedelta(days=2, hours=1), EXPORT_DAY + timedelta(days=2, hours=9))
+            p["modified"] = self.minute(
+                EXPORT_DAY + timedelta(days=2, hours=1), EXPORT_DAY + timedelta(days=2, hours=9)
+            )
             label = "MQL" if p["stage"] == "Marketing Qualified Lead" else p["stage"]
-            drift_recs.append(_Rec([*row(p, stage=label), self.r.choice(["English", "French", "German", "Dutch"])],
-                                   p["hs_id"], p["modified"], CHECK_UNKNOWN_VALUE if label == "MQL" else None))
+            drift_recs.append(
+                _Rec(
+                    [*row(p, stage=label), self.r.choice(["English", "French", "German", "Dutch"])],
+                    p["hs_id"],
+                    p["modified"],
+                    CHECK_UNKNOWN_VALUE if label == "MQL" else None,
+                )
+            )
         return [
-            _File("hubspot/contacts/hubspot-crm-exports-all-contacts-2026-11-20.csv", "hubspot", "contacts",
-                  "contacts", "hubspot.contacts.csv@v1", first, header,
-                  drift=["format_change:Last Modified Date"],
-                  notes="2 malformed e-mails, 1 Last Modified Date in US format; 4 rows appear twice."),
-            _File("hubspot/contacts/contacts-api-2026-11-21.jsonl", "hubspot", "contacts", "contacts",
-                  "hubspot.contacts.api@v1", api_file, json_shape="jsonl",
-                  notes="v3 search results modified since the export; 2 records repeated by overlapping pages; "
-                        "1 record is an older version (a re-sent page) and must not overwrite the newer one."),
-            _File("hubspot/contacts/hubspot-crm-exports-all-contacts-2026-11-22.csv", "hubspot", "contacts",
-                  "contacts", "hubspot.contacts.csv@v1", drift_recs, drift_header,
-                  drift=["new_column:Preferred language", "unknown_value:Lifecycle Stage"],
-                  notes="Drifted: new column 'Preferred language' (loads, reported) and the lifecycle label "
-                        "'Marketing Qualified Lead' renamed 'MQL' (those rows quarantined as unknown_value)."),
+            _File(
+                "hubspot/contacts/hubspot-crm-exports-all-contacts-2026-11-20.csv",
+                "hubspot",
+                "contacts",
+                "contacts",
+                "hubspot.contacts.csv@v1",
+                first,
+                header,
+                drift=["format_change:Last Modified Date"],
+                notes="2 malformed e-mails, 1 Last Modified Date in US format; 4 rows appear twice.",
+            ),
+            _File(
+                "hubspot/contacts/contacts-api-2026-11-21.jsonl",
+                "hubspot",
+                "contacts",
+                "contacts",
+                "hubspot.contacts.api@v1",
+                api_file,
+                json_shape="jsonl",
+                notes="v3 search results modified since the export; 2 records repeated by overlapping pages; "
+                "1 record is an older version (a re-sent page) and must not overwrite the newer one.",
+            ),
+            _File(
+                "hubspot/contacts/hubspot-crm-exports-all-contacts-2026-11-22.csv",
+                "hubspot",
+                "contacts",
+                "contacts",
+                "hubspot.contacts.csv@v1",
+                drift_recs,
+                drift_header,
+                drift=["new_column:Preferred language", "unknown_value:Lifecycle Stage"],
+                notes="Drifted: new column 'Preferred language' (loads, reported) and the lifecycle label "
+                "'Marketing Qualified Lead' renamed 'MQL' (those rows quarantined as unknown_value).",
+            ),
         ]
 
     def hubspot_deals(self) -> list[_File]:
-        header = ["Record ID", "Deal Name", "Deal Stage", "Amount", "Close Date", "Create Date", "Last Modified Date",
-                  "Pipeline", "Deal owner", "Associated Company IDs"]
+        header = [
+            "Record ID",
+            "Deal Name",
+            "Deal Stage",
+            "Amount",
+            "Close Date",
+            "Create Date",
+            "Last Modified Date",
+            "Pipeline",
+            "Deal owner",
+            "Associated Company IDs",
+        ]
 
-        def row(d: dict[str, Any], *, stage_label: str | None = None, amount: str | None = None,
-                pipeline: str = "Sales Pipeline") -> list[str]:
-            return [d["hs_id"], d["name"], stage_label or STAGE_LABEL[d["stage"]],
-                    amount if amount is not None else _amount_text(d["amount"]), _hs_csv_ts(d["close"]),
-                    _hs_csv_ts(d["created"]), _hs_csv_ts(d["modified"]), pipeline, d["owner"], d["company"]["hs_id"]]
+        def row(
+            d: dict[str, Any],
+            *,
+            stage_label: str | None = None,
+            amount: str | None = None,
+            pipeline: str = "Sales Pipeline",
+        ) -> list[str]:
+            return [
+                d["hs_id"],
+                d["name"],
+                stage_label or STAGE_LABEL[d["stage"]],
+                amount if amount is not None else _amount_text(d["amount"]),
+                _hs_csv_ts(d["close"]),
+                _hs_csv_ts(d["created"]),
+                _hs_csv_ts(d["modified"]),
+                pipeline,
+                d["owner"],
+                d["company"]["hs_id"],
+            ]
 
         deals = self.deals
         recs = [_Rec(row(d), d["hs_id"], d["modified"]) for d in deals]
@@ -517,23 +913,45 @@ class _Sample:
         na_i, unknown_i = open_idx[3], open_idx[11]
         recs[na_i] = _Rec(row(deals[na_i], amount="N/A"), deals[na_i]["hs_id"], None, CHECK_NOT_A_NUMBER)
         # A stage of another pipeline's vocabulary typed into a deal import: the contract does not know it.
-        recs[unknown_i] = _Rec(row(deals[unknown_i], stage_label="Negotiation"), deals[unknown_i]["hs_id"], None,
-                               CHECK_UNKNOWN_VALUE)
+        recs[unknown_i] = _Rec(
+            row(deals[unknown_i], stage_label="Negotiation"),
+            deals[unknown_i]["hs_id"],
+            None,
+            CHECK_UNKNOWN_VALUE,
+        )
         first = self._dup(recs, 3)
 
         def api(d: dict[str, Any]) -> dict[str, Any]:
-            props = {"amount": f"{d['amount']:.2f}", "closedate": _hs_api_ts(d["close"]),
-                     "createdate": _hs_api_ts(d["created"]), "dealname": d["name"], "dealstage": d["stage"],
-                     "hs_lastmodifieddate": _hs_api_ts(d["modified"]), "hs_object_id": d["hs_id"],
-                     "pipeline": "default"}
-            return {"id": d["hs_id"], "properties": props, "createdAt": _hs_api_ts(d["created"]),
-                    "updatedAt": _hs_api_ts(d["modified"]), "archived": False,
-                    "associations": {"companies": {"results": [{"id": d["company"]["hs_id"], "type": "deal_to_company"}]}}}
+            props = {
+                "amount": f"{d['amount']:.2f}",
+                "closedate": _hs_api_ts(d["close"]),
+                "createdate": _hs_api_ts(d["created"]),
+                "dealname": d["name"],
+                "dealstage": d["stage"],
+                "hs_lastmodifieddate": _hs_api_ts(d["modified"]),
+                "hs_object_id": d["hs_id"],
+                "pipeline": "default",
+            }
+            return {
+                "id": d["hs_id"],
+                "properties": props,
+                "createdAt": _hs_api_ts(d["created"]),
+                "updatedAt": _hs_api_ts(d["modified"]),
+                "archived": False,
+                "associations": {
+                    "companies": {"results": [{"id": d["company"]["hs_id"], "type": "deal_to_company"}]}
+                },
+            }
 
         progressing = [deals[i] for i in open_idx if i not in (na_i, unknown_i)]
         api_recs = []
-        order = ["appointmentscheduled", "qualifiedtobuy", "presentationscheduled", "decisionmakerboughtin",
-                 "contractsent"]
+        order = [
+            "appointmentscheduled",
+            "qualifiedtobuy",
+            "presentationscheduled",
+            "decisionmakerboughtin",
+            "contractsent",
+        ]
         for d in self.r.sample(progressing, 30):
             if d["stage"] in order[:-1]:
                 d["stage"] = order[order.index(d["stage"]) + 1]
@@ -548,41 +966,98 @@ class _Sample:
         renamed = []
         touched = {r.key for r in api_recs}
         for d in self.r.sample([d for d in progressing if d["hs_id"] not in touched], 20):
-            d["modified"] = self.minute(EXPORT_DAY + timedelta(days=3, hours=1), EXPORT_DAY + timedelta(days=3, hours=8))
-            label = "Discovery Call Booked" if d["stage"] == "appointmentscheduled" else STAGE_LABEL[d["stage"]]
-            renamed.append(_Rec([*row(d, stage_label=label, pipeline="New Business"),
-                                 self.r.choice(["New Business", "Existing Business"])], d["hs_id"], d["modified"]))
+            d["modified"] = self.minute(
+                EXPORT_DAY + timedelta(days=3, hours=1), EXPORT_DAY + timedelta(days=3, hours=8)
+            )
+            label = (
+                "Discovery Call Booked" if d["stage"] == "appointmentscheduled" else STAGE_LABEL[d["stage"]]
+            )
+            renamed.append(
+                _Rec(
+                    [
+                        *row(d, stage_label=label, pipeline="New Business"),
+                        self.r.choice(["New Business", "Existing Business"]),
+                    ],
+                    d["hs_id"],
+                    d["modified"],
+                )
+            )
         return [
-            _File("hubspot/deals/hubspot-crm-exports-all-deals-2026-11-20.csv", "hubspot", "deals", "deals",
-                  "hubspot.deals.csv@v2", first, header,
-                  drift=["type_change:Amount", "unknown_value:Deal Stage"],
-                  notes="1 Amount 'N/A', 1 unknown stage label 'Negotiation'; 3 rows appear twice."),
-            _File("hubspot/deals/deals-api-2026-11-21.json", "hubspot", "deals", "deals", "hubspot.deals.api@v1",
-                  api_recs, json_shape="hubspot_results", notes="v3 list response: stage progressions."),
-            _File("hubspot/deals/hubspot-crm-exports-all-deals-2026-11-23.csv", "hubspot", "deals", "deals",
-                  "hubspot.deals.csv@v2", renamed, renamed_header,
-                  notes="Exported after the pipeline and first-stage labels were renamed and 'Deal Type' was added: "
-                        "absorbed by hubspot.deals.csv@v2 (no quarantine, no drift)."),
+            _File(
+                "hubspot/deals/hubspot-crm-exports-all-deals-2026-11-20.csv",
+                "hubspot",
+                "deals",
+                "deals",
+                "hubspot.deals.csv@v2",
+                first,
+                header,
+                drift=["type_change:Amount", "unknown_value:Deal Stage"],
+                notes="1 Amount 'N/A', 1 unknown stage label 'Negotiation'; 3 rows appear twice.",
+            ),
+            _File(
+                "hubspot/deals/deals-api-2026-11-21.json",
+                "hubspot",
+                "deals",
+                "deals",
+                "hubspot.deals.api@v1",
+                api_recs,
+                json_shape="hubspot_results",
+                notes="v3 list response: stage progressions.",
+            ),
+            _File(
+                "hubspot/deals/hubspot-crm-exports-all-deals-2026-11-23.csv",
+                "hubspot",
+                "deals",
+                "deals",
+                "hubspot.deals.csv@v2",
+                renamed,
+                renamed_header,
+                notes="Exported after the pipeline and first-stage labels were renamed and 'Deal Type' was added: "
+                "absorbed by hubspot.deals.csv@v2 (no quarantine, no drift).",
+            ),
         ]
 
     def odoo_partners(self) -> list[_File]:
         def company(c: dict[str, Any]) -> dict[str, Any]:
-            return {"id": c["odoo_id"], "name": c["name"], "display_name": c["name"], "email": f"info@{c['domain']}",
-                    "phone": f"+{self.r.randint(1, 49)} {self.r.randint(100, 999)} {self.r.randint(1000000, 9999999)}",
-                    "mobile": False, "is_company": True, "parent_id": False,
-                    "street": f"{self.r.randint(1, 250)} {self.r.choice(['Main St', 'Market Street', 'Rue de la Paix', 'Hauptstrasse', 'Kerkstraat'])}",
-                    "city": c["city"], "zip": str(self.r.randint(10000, 99999)), "country_id": [c["country_id"], c["country"]],
-                    "vat": f"{c['country'][:2].upper()}{self.r.randint(10**8, 10**9 - 1)}" if self.r.random() < 0.7 else False,
-                    "active": True, "write_date": _odoo_ts(c["odoo_write"])}
+            return {
+                "id": c["odoo_id"],
+                "name": c["name"],
+                "display_name": c["name"],
+                "email": f"info@{c['domain']}",
+                "phone": f"+{self.r.randint(1, 49)} {self.r.randint(100, 999)} {self.r.randint(1000000, 9999999)}",
+                "mobile": False,
+                "is_company": True,
+                "parent_id": False,
+                "street": f"{self.r.randint(1, 250)} {self.r.choice(['Main St', 'Market Street', 'Rue de la Paix', 'Hauptstrasse', 'Kerkstraat'])}",
+                "city": c["city"],
+                "zip": str(self.r.randint(10000, 99999)),
+                "country_id": [c["country_id"], c["country"]],
+                "vat": f"{c['country'][:2].upper()}{self.r.randint(10**8, 10**9 - 1)}"
+                if self.r.random() < 0.7
+                else False,
+                "active": True,
+                "write_date": _odoo_ts(c["odoo_write"]),
+            }
 
         def person(p: dict[str, Any]) -> dict[str, Any]:
             c = p["company"]
-            return {"id": p["odoo_id"], "name": f"{p['first']} {p['last']}",
-                    "display_name": f"{c['name']}, {p['first']} {p['last']}", "email": p["email"],
-                    "phone": False if self.r.random() < 0.3 else p["phone"], "mobile": p["phone"], "is_company": False,
-                    "parent_id": [c["odoo_id"], c["name"]], "street": False, "city": c["city"], "zip": False,
-                    "country_id": [c["country_id"], c["country"]], "vat": False, "active": self.r.random() > 0.04,
-                    "write_date": _odoo_ts(p["odoo_write"])}
+            return {
+                "id": p["odoo_id"],
+                "name": f"{p['first']} {p['last']}",
+                "display_name": f"{c['name']}, {p['first']} {p['last']}",
+                "email": p["email"],
+                "phone": False if self.r.random() < 0.3 else p["phone"],
+                "mobile": p["phone"],
+                "is_company": False,
+                "parent_id": [c["odoo_id"], c["name"]],
+                "street": False,
+                "city": c["city"],
+                "zip": False,
+                "country_id": [c["country_id"], c["country"]],
+                "vat": False,
+                "active": self.r.random() > 0.04,
+                "write_date": _odoo_ts(p["odoo_write"]),
+            }
 
         linked = [c for c in self.companies if c["odoo_id"]]
         for c in linked:
@@ -602,36 +1077,81 @@ class _Sample:
         updates = []
         for p in self.r.sample(people, 20):
             p["odoo_write"] = self.second(EXPORT_DAY + timedelta(hours=1), EXPORT_DAY + timedelta(hours=20))
-            p["phone"] = f"+{self.r.randint(1, 49)} {self.r.randint(200, 999)} {self.r.randint(100, 999)} {self.r.randint(1000, 9999)}"
+            p["phone"] = (
+                f"+{self.r.randint(1, 49)} {self.r.randint(200, 999)} {self.r.randint(100, 999)} {self.r.randint(1000, 9999)}"
+            )
             rec = person(p)
             rec["phone"] = p["phone"]
             updates.append(_Rec(rec, str(p["odoo_id"]), p["odoo_write"]))
         return [
-            _File("odoo/res.partner/res.partner-2026-11-20.json", "odoo", "res.partner", "customers",
-                  "odoo.res.partner.api@v1", first, json_shape="jsonrpc",
-                  notes="A saved JSON-RPC response; pages overlapping on write_date repeat 3 records."),
-            _File("odoo/res.partner/res.partner-2026-11-21.jsonl", "odoo", "res.partner", "customers",
-                  "odoo.res.partner.api@v1", updates, json_shape="jsonl", notes="Contacts with a new phone number."),
+            _File(
+                "odoo/res.partner/res.partner-2026-11-20.json",
+                "odoo",
+                "res.partner",
+                "customers",
+                "odoo.res.partner.api@v1",
+                first,
+                json_shape="jsonrpc",
+                notes="A saved JSON-RPC response; pages overlapping on write_date repeat 3 records.",
+            ),
+            _File(
+                "odoo/res.partner/res.partner-2026-11-21.jsonl",
+                "odoo",
+                "res.partner",
+                "customers",
+                "odoo.res.partner.api@v1",
+                updates,
+                json_shape="jsonl",
+                notes="Contacts with a new phone number.",
+            ),
         ]
 
     def odoo_products(self) -> _File:
         def rec(p: dict[str, Any]) -> dict[str, Any]:
-            return {"id": p["id"], "default_code": p["code"], "name": p["name"], "display_name": f"[{p['code']}] {p['name']}",
-                    "barcode": p["barcode"], "list_price": p["list_price"], "standard_price": p["standard_price"],
-                    "type": p["type"], "categ_id": p["categ"], "active": p["active"],
-                    "qty_available": float(self.r.randint(0, 400)) if p["type"] == "product" else 0.0,
-                    "write_date": _odoo_ts(p["write"])}
+            return {
+                "id": p["id"],
+                "default_code": p["code"],
+                "name": p["name"],
+                "display_name": f"[{p['code']}] {p['name']}",
+                "barcode": p["barcode"],
+                "list_price": p["list_price"],
+                "standard_price": p["standard_price"],
+                "type": p["type"],
+                "categ_id": p["categ"],
+                "active": p["active"],
+                "qty_available": float(self.r.randint(0, 400)) if p["type"] == "product" else 0.0,
+                "write_date": _odoo_ts(p["write"]),
+            }
 
         recs = self._dup([_Rec(rec(p), str(p["id"]), p["write"]) for p in self.products], 2)
-        return _File("odoo/product.product/product.product-2026-11-20.jsonl", "odoo", "product.product", "products",
-                     "odoo.product.product.api@v1", recs, json_shape="jsonl", notes="2 records repeated.")
+        return _File(
+            "odoo/product.product/product.product-2026-11-20.jsonl",
+            "odoo",
+            "product.product",
+            "products",
+            "odoo.product.product.api@v1",
+            recs,
+            json_shape="jsonl",
+            notes="2 records repeated.",
+        )
 
     def _order_rec(self, o: dict[str, Any]) -> dict[str, Any]:
-        return {"id": o["id"], "name": o["name"], "partner_id": o["partner"], "date_order": _odoo_ts(o["date"]),
-                "amount_untaxed": o["untaxed"], "amount_tax": o["tax"], "amount_total": o["total"],
-                "currency_id": CURRENCY[o["currency"]], "state": o["state"], "invoice_status": o["invoice_status"],
-                "client_order_ref": o["ref"], "user_id": [2, "Mitchell Admin"],
-                "order_line": [ln["id"] for ln in o["lines"]], "write_date": _odoo_ts(o["write"])}
+        return {
+            "id": o["id"],
+            "name": o["name"],
+            "partner_id": o["partner"],
+            "date_order": _odoo_ts(o["date"]),
+            "amount_untaxed": o["untaxed"],
+            "amount_tax": o["tax"],
+            "amount_total": o["total"],
+            "currency_id": CURRENCY[o["currency"]],
+            "state": o["state"],
+            "invoice_status": o["invoice_status"],
+            "client_order_ref": o["ref"],
+            "user_id": [2, "Mitchell Admin"],
+            "order_line": [ln["id"] for ln in o["lines"]],
+            "write_date": _odoo_ts(o["write"]),
+        }
 
     def odoo_orders(self) -> list[_File]:
         orders = self.orders
@@ -645,7 +1165,11 @@ class _Sample:
         first = self._dup(recs, 3)
 
         updates = []
-        movable = [o for o in orders if o is not broken and o["id"] not in self.gap_orders and o["state"] in ("sent", "sale")]
+        movable = [
+            o
+            for o in orders
+            if o is not broken and o["id"] not in self.gap_orders and o["state"] in ("sent", "sale")
+        ]
         for o in self.r.sample(movable, 25):
             if o["state"] == "sent":
                 o["state"], o["invoice_status"] = "sale", "to invoice"
@@ -656,34 +1180,72 @@ class _Sample:
         # A late retry of an earlier pull delivers an older version of an order the first file already has
         # in a newer version (a quotation since confirmed): it must not overwrite it.
         updated = {x.key for x in updates}
-        target = next(o for o in orders if o["state"] == "sale" and o is not broken and str(o["id"]) not in updated
-                      and o["id"] not in self.gap_orders and o["write"] - o["date"] > timedelta(hours=2))
+        target = next(
+            o
+            for o in orders
+            if o["state"] == "sale"
+            and o is not broken
+            and str(o["id"]) not in updated
+            and o["id"] not in self.gap_orders
+            and o["write"] - o["date"] > timedelta(hours=2)
+        )
         older_at = self.second(target["date"], target["write"] - timedelta(hours=1))
-        older = {**self._order_rec(target), "state": "sent", "invoice_status": "no", "write_date": _odoo_ts(older_at)}
+        older = {
+            **self._order_rec(target),
+            "state": "sent",
+            "invoice_status": "no",
+            "write_date": _odoo_ts(older_at),
+        }
         updates.insert(len(updates) // 2, _Rec(older, str(target["id"]), older_at))
-        self.stale.append({"table": "sales_orders", "source_id": str(target["id"]),
-                           "file": "odoo/sale.order/sale.order-2026-11-21.json",
-                           "kept_state": target["state"], "kept_updated_at": target["write"].isoformat()})
+        self.stale.append(
+            {
+                "table": "sales_orders",
+                "source_id": str(target["id"]),
+                "file": "odoo/sale.order/sale.order-2026-11-21.json",
+                "kept_state": target["state"],
+                "kept_updated_at": target["write"].isoformat(),
+            }
+        )
         return [
-            _File("odoo/sale.order/sale.order-2026-11-20.json", "odoo", "sale.order", "sales_orders",
-                  "odoo.sale.order.api@v1", first,
-                  notes="1 order with date_order false (required); 3 records repeated."),
-            _File("odoo/sale.order/sale.order-2026-11-21.json", "odoo", "sale.order", "sales_orders",
-                  "odoo.sale.order.api@v1", updates,
-                  notes="Orders confirmed or locked since, and one older version of an order the first file "
-                        "has in a newer version (a late retry): it must not overwrite it."),
+            _File(
+                "odoo/sale.order/sale.order-2026-11-20.json",
+                "odoo",
+                "sale.order",
+                "sales_orders",
+                "odoo.sale.order.api@v1",
+                first,
+                notes="1 order with date_order false (required); 3 records repeated.",
+            ),
+            _File(
+                "odoo/sale.order/sale.order-2026-11-21.json",
+                "odoo",
+                "sale.order",
+                "sales_orders",
+                "odoo.sale.order.api@v1",
+                updates,
+                notes="Orders confirmed or locked since, and one older version of an order the first file "
+                "has in a newer version (a late retry): it must not overwrite it.",
+            ),
         ]
 
     def odoo_lines(self) -> _File:
         def rec(ln: dict[str, Any]) -> dict[str, Any]:
             o, p = ln["order"], ln["product"]
-            return {"id": ln["id"], "order_id": [o["id"], o["name"]],
-                    "product_id": [p["id"], f"[{p['code']}] {p['name']}"] if p else False,
-                    "name": ln.get("section") or f"[{p['code']}] {p['name']}",
-                    "display_type": "line_section" if ln.get("section") else False,
-                    "product_uom_qty": ln["qty"], "qty_delivered": ln["delivered"], "qty_invoiced": ln.get("invoiced", 0.0),
-                    "price_unit": ln["price"], "discount": ln["discount"], "price_subtotal": ln["subtotal"],
-                    "price_total": ln["total"], "write_date": _odoo_ts(ln["write"])}
+            return {
+                "id": ln["id"],
+                "order_id": [o["id"], o["name"]],
+                "product_id": [p["id"], f"[{p['code']}] {p['name']}"] if p else False,
+                "name": ln.get("section") or f"[{p['code']}] {p['name']}",
+                "display_type": "line_section" if ln.get("section") else False,
+                "product_uom_qty": ln["qty"],
+                "qty_delivered": ln["delivered"],
+                "qty_invoiced": ln.get("invoiced", 0.0),
+                "price_unit": ln["price"],
+                "discount": ln["discount"],
+                "price_subtotal": ln["subtotal"],
+                "price_total": ln["total"],
+                "write_date": _odoo_ts(ln["write"]),
+            }
 
         broken_id = self.broken_order["id"]
         recs = []
@@ -700,30 +1262,53 @@ class _Sample:
         orphan.update({"id": last["id"] + 1, "order_id": [99999, "S99999"]})
         recs.append(_Rec(orphan, str(last["id"] + 1), last["write"], CHECK_UNKNOWN_ORDER, "99999"))
         recs = self._dup(recs, 2)
-        return _File("odoo/sale.order.line/sale.order.line-2026-11-20.jsonl", "odoo", "sale.order.line",
-                     "sales_order_lines", "odoo.sale.order.line.api@v1", recs, json_shape="jsonl",
-                     notes=f"1 negative quantity, 1 line of order 99999 (not in the export), and the "
-                           f"{sum(1 for ln in self.lines if ln['order']['id'] == broken_id)} lines of order "
-                           f"{self.broken_order['name']}, which was quarantined: all quarantined with "
-                           f"{CHECK_UNKNOWN_ORDER} until their order loads; 2 records repeated.")
+        return _File(
+            "odoo/sale.order.line/sale.order.line-2026-11-20.jsonl",
+            "odoo",
+            "sale.order.line",
+            "sales_order_lines",
+            "odoo.sale.order.line.api@v1",
+            recs,
+            json_shape="jsonl",
+            notes=f"1 negative quantity, 1 line of order 99999 (not in the export), and the "
+            f"{sum(1 for ln in self.lines if ln['order']['id'] == broken_id)} lines of order "
+            f"{self.broken_order['name']}, which was quarantined: all quarantined with "
+            f"{CHECK_UNKNOWN_ORDER} until their order loads; 2 records repeated.",
+        )
 
     def odoo_moves(self) -> _File:
         def rec(m: dict[str, Any]) -> dict[str, Any]:
             o = m["order"]
-            return {"id": m["id"], "name": m["name"], "move_type": m["type"], "state": m["state"],
-                    "payment_state": m["payment"], "partner_id": o["partner"],
-                    "invoice_date": m["date"].isoformat() if m["date"] else False,
-                    "invoice_date_due": m["due"].isoformat() if m["due"] else False,
-                    "amount_untaxed": m["untaxed"], "amount_tax": m["tax"], "amount_total": m["total"],
-                    "amount_residual": m["residual"], "currency_id": CURRENCY[o["currency"]],
-                    "invoice_origin": o["name"], "journal_id": [1, "Customer Invoices"],
-                    "write_date": _odoo_ts(m["write"])}
+            return {
+                "id": m["id"],
+                "name": m["name"],
+                "move_type": m["type"],
+                "state": m["state"],
+                "payment_state": m["payment"],
+                "partner_id": o["partner"],
+                "invoice_date": m["date"].isoformat() if m["date"] else False,
+                "invoice_date_due": m["due"].isoformat() if m["due"] else False,
+                "amount_untaxed": m["untaxed"],
+                "amount_tax": m["tax"],
+                "amount_total": m["total"],
+                "amount_residual": m["residual"],
+                "currency_id": CURRENCY[o["currency"]],
+                "invoice_origin": o["name"],
+                "journal_id": [1, "Customer Invoices"],
+                "write_date": _odoo_ts(m["write"]),
+            }
 
         recs = self._dup([_Rec(rec(m), str(m["id"]), m["write"]) for m in self.moves], 2)
         drafts = sum(1 for m in self.moves if m["state"] == "draft")
-        return _File("odoo/account.move/account.move-2026-11-20.json", "odoo", "account.move", "invoices",
-                     "odoo.account.move.api@v1", recs,
-                     notes=f"{drafts} draft invoices with invoice_date false (nullable: loads as null); 2 repeated.")
+        return _File(
+            "odoo/account.move/account.move-2026-11-20.json",
+            "odoo",
+            "account.move",
+            "invoices",
+            "odoo.account.move.api@v1",
+            recs,
+            notes=f"{drafts} draft invoices with invoice_date false (nullable: loads as null); 2 repeated.",
+        )
 
 
 # -- writing and expectations -----------------------------------------------------------------------------
@@ -756,7 +1341,11 @@ def _expectations(files: list[_File]) -> list[dict[str, Any]]:
         good: list[_Rec] = []
         for rec in f.recs:
             check = rec.bad
-            if check is None and f.table == "sales_order_lines" and rec.order_ref not in state.get("sales_orders", {}):
+            if (
+                check is None
+                and f.table == "sales_order_lines"
+                and rec.order_ref not in state.get("sales_orders", {})
+            ):
                 check = CHECK_UNKNOWN_ORDER
             if check:
                 bad[check] += 1
@@ -777,13 +1366,28 @@ def _expectations(files: list[_File]) -> list[dict[str, Any]]:
                 table[key] = ts
             else:
                 unchanged += 1  # the same version again, or an older one
-        out.append({
-            "path": f.rel, "system": f.system, "entity": f.entity, "table": f.table, "contract": f.contract,
-            "records": len(f.recs), "bad_rows": dict(sorted(bad.items())), "drift": sorted(f.drift), "notes": f.notes,
-            "expected": {"status": "succeeded", "rows_read": len(f.recs), "rows_inserted": inserted,
-                         "rows_updated": updated, "rows_unchanged": unchanged,
-                         "rows_duplicate": len(good) - len(newest), "rows_quarantined": sum(bad.values())},
-        })
+        out.append(
+            {
+                "path": f.rel,
+                "system": f.system,
+                "entity": f.entity,
+                "table": f.table,
+                "contract": f.contract,
+                "records": len(f.recs),
+                "bad_rows": dict(sorted(bad.items())),
+                "drift": sorted(f.drift),
+                "notes": f.notes,
+                "expected": {
+                    "status": "succeeded",
+                    "rows_read": len(f.recs),
+                    "rows_inserted": inserted,
+                    "rows_updated": updated,
+                    "rows_unchanged": unchanged,
+                    "rows_duplicate": len(good) - len(newest),
+                    "rows_quarantined": sum(bad.values()),
+                },
+            }
+        )
     out_totals = {t: len(keys) for t, keys in state.items()}
     return [*out, {"totals": out_totals}]
 

@@ -50,7 +50,9 @@ class SampleEvent:
     """One provider event. ``expect`` is what processing it must do: ``apply`` or ``dead_letter:<check>``."""
 
     provider: Provider
-    event_id: str  # the queue message id: stripe:evt_…, hubspot:<eventId>:<digest> (queue.keys), easypost:evt_…
+    event_id: (
+        str  # the queue message id: stripe:evt_…, hubspot:<eventId>:<digest> (queue.keys), easypost:evt_…
+    )
     payload: dict[str, Any]
     expect: str = "apply"
     object_id: str | None = None
@@ -224,8 +226,9 @@ def tracker_event(
     }
 
 
-def _hubspot_event(event_id: int, object_id: str, occurred: datetime, subscription: str,
-                   **extra: Any) -> dict[str, Any]:
+def _hubspot_event(
+    event_id: int, object_id: str, occurred: datetime, subscription: str, **extra: Any
+) -> dict[str, Any]:
     """One element of a HubSpot webhook array (SOURCES.md §1.5)."""
     return {
         "eventId": event_id,
@@ -254,8 +257,9 @@ def hubspot_change(
     return _hubspot_event(event_id, object_id, occurred, subscription, propertyName=prop, propertyValue=value)
 
 
-def hubspot_archive(event_id: int, object_id: str, occurred: datetime,
-                    subscription: str = "contact.deletion") -> dict[str, Any]:
+def hubspot_archive(
+    event_id: int, object_id: str, occurred: datetime, subscription: str = "contact.deletion"
+) -> dict[str, Any]:
     """A deletion or restore (``<object>.deletion`` / ``<object>.restore``): no property, no value."""
     extra = {"changeFlag": "DELETED"} if subscription.endswith(".deletion") else {}
     return _hubspot_event(event_id, object_id, occurred, subscription, **extra)
@@ -264,14 +268,29 @@ def hubspot_archive(event_id: int, object_id: str, occurred: datetime,
 # HubSpot's "Test" deliveries as captured from an app's webhook settings (docs/PROVIDERS.md): two different
 # events with one eventId. Read only: copy before changing one.
 HUBSPOT_TEST_CREATION: dict[str, Any] = {
-    "appId": 4210286, "eventId": 100, "subscriptionId": 2881778, "portalId": 44237313,
-    "occurredAt": 1731612159499, "subscriptionType": "contact.creation", "attemptNumber": 0,
-    "objectId": 123, "changeSource": "CRM", "changeFlag": "NEW",
+    "appId": 4210286,
+    "eventId": 100,
+    "subscriptionId": 2881778,
+    "portalId": 44237313,
+    "occurredAt": 1731612159499,
+    "subscriptionType": "contact.creation",
+    "attemptNumber": 0,
+    "objectId": 123,
+    "changeSource": "CRM",
+    "changeFlag": "NEW",
 }
 HUBSPOT_TEST_PROPERTY_CHANGE: dict[str, Any] = {
-    "appId": 4210286, "eventId": 100, "subscriptionId": 2902227, "portalId": 44237313,
-    "occurredAt": 1731612210994, "subscriptionType": "contact.propertyChange", "attemptNumber": 0,
-    "objectId": 123, "changeSource": "CRM", "propertyName": "message", "propertyValue": "sample-value",
+    "appId": 4210286,
+    "eventId": 100,
+    "subscriptionId": 2902227,
+    "portalId": 44237313,
+    "occurredAt": 1731612210994,
+    "subscriptionType": "contact.propertyChange",
+    "attemptNumber": 0,
+    "objectId": 123,
+    "changeSource": "CRM",
+    "propertyName": "message",
+    "propertyValue": "sample-value",
 }
 
 

@@ -21,7 +21,6 @@ details hold ids and counts (the notifier redacts anything else). All sensors st
 Time comes from Dagster's clock (``dagster_internals.now``), so a test can move it with ``freeze_time``.
 """
 
-
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -59,7 +58,9 @@ class Subject:
     entity: str | None = None
 
     def runbook(self, text: str) -> str:
-        return text.replace("<system>", self.system or "<system>").replace("<entity>", self.entity or "<entity>")
+        return text.replace("<system>", self.system or "<system>").replace(
+            "<entity>", self.entity or "<entity>"
+        )
 
 
 def subjects() -> dict[dg.AssetKey, Subject]:
@@ -81,7 +82,9 @@ def _details(metadata: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in metadata.items():
         if isinstance(v, list):
-            out[k] = v[:_DETAIL_LIST_ITEMS] + ([f"... {len(v) - _DETAIL_LIST_ITEMS} more"] if len(v) > _DETAIL_LIST_ITEMS else [])
+            out[k] = v[:_DETAIL_LIST_ITEMS] + (
+                [f"... {len(v) - _DETAIL_LIST_ITEMS} more"] if len(v) > _DETAIL_LIST_ITEMS else []
+            )
         else:
             out[k] = v
     return out
@@ -89,8 +92,15 @@ def _details(metadata: Mapping[str, Any]) -> dict[str, Any]:
 
 # -- (a) asset checks ---------------------------------------------------------------------------------------
 
-def check_alerts(instance: dg.DagsterInstance, check_keys: Sequence[dg.AssetCheckKey], cursor: Mapping[str, str],
-                 alerts: Notifier, policies: Policies, where: Mapping[dg.AssetKey, Subject]) -> tuple[dict[str, str], list[str]]:
+
+def check_alerts(
+    instance: dg.DagsterInstance,
+    check_keys: Sequence[dg.AssetCheckKey],
+    cursor: Mapping[str, str],
+    alerts: Notifier,
+    policies: Policies,
+    where: Mapping[dg.AssetKey, Subject],
+) -> tuple[dict[str, str], list[str]]:
     """Fire for each new failing evaluation, resolve for each new passing one. Returns (cursor, actions)."""
     seen = dict(cursor)
     actions = []
@@ -112,14 +122,32 @@ def check_alerts(instance: dg.DagsterInstance, check_keys: Sequence[dg.AssetChec
             else:
                 severity = "error"
                 title = f"Check {key.name} could not run on {asset}"
-                summary = (f"The check step raised an error or its run failed before it ran (run {state.run_id}). "
-                           "Nothing was checked, so the data is unverified.")
-                runbook = "Open the run in the Dagster UI and read the check step's error; re-execute the run."
-            out = alerts.fire(Alert(
-                key=incident, severity=severity, title=title, summary=summary, source_system=subject.system,
-                entity=subject.entity, check_name=key.name, runbook=runbook,
-                details={"asset": asset, "check": key.name, "run_id": state.run_id, "evaluated_at": state.at.isoformat(),
-                         **_details({k: v for k, v in state.metadata.items() if k != "status"})}))
+                summary = (
+                    f"The check step raised an error or its run failed before it ran (run {state.run_id}). "
+                    "Nothing was checked, so the data is unverified."
+                )
+                runbook = (
+                    "Open the run in the Dagster UI and read the check step's error; re-execute the run."
+                )
+            out = alerts.fire(
+                Alert(
+                    key=incident,
+                    severity=severity,
+                    title=title,
+                    summary=summary,
+                    source_system=subject.system,
+                    entity=subject.entity,
+                    check_name=key.name,
+                    runbook=runbook,
+                    details={
+                        "asset": asset,
+                        "check": key.name,
+                        "run_id": state.run_id,
+                        "evaluated_at": state.at.isoformat(),
+                        **_details({k: v for k, v in state.metadata.items() if k != "status"}),
+                    },
+                )
+            )
             actions.append(f"{out.action} {incident}")
         elif state.status == "passed":
             out = alerts.resolve(incident, f"Check {key.name} on {asset} passes again (run {state.run_id}).")
@@ -133,8 +161,13 @@ def check_alerts(instance: dg.DagsterInstance, check_keys: Sequence[dg.AssetChec
 _LEVEL_RANK = {"PASS": 0, "WARN": 1, "FAIL": 2}
 
 
-def freshness_alerts(instance: dg.DagsterInstance, windows: Mapping[dg.AssetKey, FreshnessPolicy], alerts: Notifier,
-                     policies: Policies, where: Mapping[dg.AssetKey, Subject]) -> list[str]:
+def freshness_alerts(
+    instance: dg.DagsterInstance,
+    windows: Mapping[dg.AssetKey, FreshnessPolicy],
+    alerts: Notifier,
+    policies: Policies,
+    where: Mapping[dg.AssetKey, Subject],
+) -> list[str]:
     """WARN/FAIL from the FreshnessDaemon -> fire (each tick while it lasts: dedup + catch-up); PASS -> resolve.
 
     One incident per source entity, not per asset: when a source stops, its raw and canonical assets go stale
@@ -156,35 +189,50 @@ def freshness_alerts(instance: dg.DagsterInstance, windows: Mapping[dg.AssetKey,
         subject = where.get(worst.key, Subject())
         if worst.state == "PASS":
             for level in ("fail", "warn"):
-                out = alerts.resolve(f"freshness:{name}:{level}", f"New data arrived for {name}; it is fresh again.")
+                out = alerts.resolve(
+                    f"freshness:{name}:{level}", f"New data arrived for {name}; it is fresh again."
+                )
                 if out.action == "resolved":
                     actions.append(f"resolved freshness:{name}:{level}")
             continue
         stale = sorted(v.key.to_user_string() for v in graded if v.state == worst.state)
         window = windows[worst.key]
         limit = window.fail if worst.state == "FAIL" else (window.warn or window.fail)
-        last = max(filter(None, (dagster_internals.last_materialization_time(instance, v.key) for v in graded)),
-                   default=None)
+        last = max(
+            filter(None, (dagster_internals.last_materialization_time(instance, v.key) for v in graded)),
+            default=None,
+        )
         age = f"{human_age(now - last)} ago ({last.isoformat()})" if last else "never"
         level = worst.state.lower()
-        out = alerts.fire(Alert(
-            key=f"freshness:{name}:{level}", severity="error" if worst.state == "FAIL" else "warning",
-            title=f"{name} is stale ({worst.state}): no new data for more than {format_duration(limit)}",
-            summary=f"Nothing new arrived for {name}: last materialization {age}; the {level} window is "
-                    f"{format_duration(limit)}. The source may have stopped sending, or its export or sensor is not "
-                    f"running. Stale: {', '.join(stale)}.",
-            source_system=subject.system, entity=subject.entity, check_name="freshness",
-            runbook=subject.runbook(policies.runbooks.freshness),
-            details={"assets": stale, "state": worst.state, "state_since": worst.since.isoformat(),
-                     "last_materialization": last.isoformat() if last else None,
-                     "warn_window": format_duration(window.warn) if window.warn else None,
-                     "fail_window": format_duration(window.fail)}))
+        out = alerts.fire(
+            Alert(
+                key=f"freshness:{name}:{level}",
+                severity="error" if worst.state == "FAIL" else "warning",
+                title=f"{name} is stale ({worst.state}): no new data for more than {format_duration(limit)}",
+                summary=f"Nothing new arrived for {name}: last materialization {age}; the {level} window is "
+                f"{format_duration(limit)}. The source may have stopped sending, or its export or sensor is not "
+                f"running. Stale: {', '.join(stale)}.",
+                source_system=subject.system,
+                entity=subject.entity,
+                check_name="freshness",
+                runbook=subject.runbook(policies.runbooks.freshness),
+                details={
+                    "assets": stale,
+                    "state": worst.state,
+                    "state_since": worst.since.isoformat(),
+                    "last_materialization": last.isoformat() if last else None,
+                    "warn_window": format_duration(window.warn) if window.warn else None,
+                    "fail_window": format_duration(window.fail),
+                },
+            )
+        )
         if out.action != "deduplicated":
             actions.append(f"{out.action} freshness:{name}:{level}")
     return actions
 
 
 # -- (b) runs -----------------------------------------------------------------------------------------------
+
 
 def _run_subject(run: dg.DagsterRun) -> Subject:
     tag = (run.tags or {}).get(ENTITY_TAG)
@@ -194,15 +242,24 @@ def _run_subject(run: dg.DagsterRun) -> Subject:
     return Subject()
 
 
-def run_failure_alert(run: dg.DagsterRun, message: str, failed_steps: Iterable[str], alerts: Notifier,
-                      policies: Policies) -> str:
+def run_failure_alert(
+    run: dg.DagsterRun, message: str, failed_steps: Iterable[str], alerts: Notifier, policies: Policies
+) -> str:
     subject = _run_subject(run)
     steps = sorted(set(failed_steps))
-    out = alerts.fire(Alert(
-        key=f"run:{run.job_name}", severity="error", title=f"Run of {run.job_name} failed",
-        summary=(message or "The run failed.")[:500] + (f" Failed step(s): {', '.join(steps)}." if steps else ""),
-        source_system=subject.system, entity=subject.entity, runbook=subject.runbook(policies.runbooks.run_failure),
-        details={"job": run.job_name, "run_id": run.run_id, "failed_steps": steps}))
+    out = alerts.fire(
+        Alert(
+            key=f"run:{run.job_name}",
+            severity="error",
+            title=f"Run of {run.job_name} failed",
+            summary=(message or "The run failed.")[:500]
+            + (f" Failed step(s): {', '.join(steps)}." if steps else ""),
+            source_system=subject.system,
+            entity=subject.entity,
+            runbook=subject.runbook(policies.runbooks.run_failure),
+            details={"job": run.job_name, "run_id": run.run_id, "failed_steps": steps},
+        )
+    )
     return f"{out.action} run:{run.job_name}"
 
 
@@ -213,7 +270,10 @@ def run_recovered(run: dg.DagsterRun, alerts: Notifier) -> str:
 
 # -- (d) dead letters ---------------------------------------------------------------------------------------
 
-def dead_letter_alerts(engine: sa.Engine, watermark: str | None, alerts: Notifier, policies: Policies) -> tuple[str | None, list[str]]:
+
+def dead_letter_alerts(
+    engine: sa.Engine, watermark: str | None, alerts: Notifier, policies: Policies
+) -> tuple[str | None, list[str]]:
     """New (or re-failed) pending dead letters since ``watermark`` (max last_seen at the previous tick) ->
     fire per source entity; an open incident whose entity has nothing pending -> resolve."""
     c = dead_letters.c
@@ -224,43 +284,72 @@ def dead_letter_alerts(engine: sa.Engine, watermark: str | None, alerts: Notifie
         grew = conn.execute(
             sa.select(c.source_system, c.entity, sa.func.count())
             .where(c.status == "pending", *([c.last_seen > since] if since else []))
-            .group_by(c.source_system, c.entity)).all()
-        pending = {(s, e): int(n) for s, e, n in conn.execute(
-            sa.select(c.source_system, c.entity, sa.func.count()).where(c.status == "pending")
-            .group_by(c.source_system, c.entity))}
+            .group_by(c.source_system, c.entity)
+        ).all()
+        pending = {
+            (s, e): int(n)
+            for s, e, n in conn.execute(
+                sa.select(c.source_system, c.entity, sa.func.count())
+                .where(c.status == "pending")
+                .group_by(c.source_system, c.entity)
+            )
+        }
         for system, entity, n_new in grew:
             by_check = conn.execute(
                 sa.select(c.check_name, sa.func.count())
-                .where(c.status == "pending", c.source_system == system, c.entity == entity,
-                       *([c.last_seen > since] if since else []))
-                .group_by(c.check_name).order_by(sa.func.count().desc()).limit(10)).all()
-            oldest = conn.execute(sa.select(sa.func.min(c.first_seen)).where(
-                c.status == "pending", c.source_system == system, c.entity == entity)).scalar_one()
+                .where(
+                    c.status == "pending",
+                    c.source_system == system,
+                    c.entity == entity,
+                    *([c.last_seen > since] if since else []),
+                )
+                .group_by(c.check_name)
+                .order_by(sa.func.count().desc())
+                .limit(10)
+            ).all()
+            oldest = conn.execute(
+                sa.select(sa.func.min(c.first_seen)).where(
+                    c.status == "pending", c.source_system == system, c.entity == entity
+                )
+            ).scalar_one()
             subject = Subject(system, entity)
             total = pending.get((system, entity), n_new)
-            out = alerts.fire(Alert(
-                key=f"dead_letters:{system}/{entity}", severity="warning",
-                title=f"{n_new} record(s) of {system}/{entity} quarantined",
-                summary=f"{n_new} new or re-failed dead letter(s) for {system}/{entity}; {total} pending in total. "
-                        "They are not in the warehouse until replayed.",
-                source_system=system, entity=entity, check_name="dead_letters",
-                runbook=subject.runbook(policies.runbooks.dead_letter_growth),
-                details={"new": int(n_new), "pending": total, "by_check": {str(k): int(v) for k, v in by_check},
-                         "oldest_pending_first_seen": oldest.isoformat() if oldest else None}))
+            out = alerts.fire(
+                Alert(
+                    key=f"dead_letters:{system}/{entity}",
+                    severity="warning",
+                    title=f"{n_new} record(s) of {system}/{entity} quarantined",
+                    summary=f"{n_new} new or re-failed dead letter(s) for {system}/{entity}; {total} pending in total. "
+                    "They are not in the warehouse until replayed.",
+                    source_system=system,
+                    entity=entity,
+                    check_name="dead_letters",
+                    runbook=subject.runbook(policies.runbooks.dead_letter_growth),
+                    details={
+                        "new": int(n_new),
+                        "pending": total,
+                        "by_check": {str(k): int(v) for k, v in by_check},
+                        "oldest_pending_first_seen": oldest.isoformat() if oldest else None,
+                    },
+                )
+            )
             actions.append(f"{out.action} dead_letters:{system}/{entity}")
     for incident in list_incidents("open", engine=alerts.engine):
         if not incident.key.startswith("dead_letters:"):
             continue
         system, _, entity = incident.key.removeprefix("dead_letters:").partition("/")
         if not pending.get((system, entity)):
-            out = alerts.resolve(incident.key, f"No dead letters of {system}/{entity} are pending any more "
-                                               "(replayed or discarded).")
+            out = alerts.resolve(
+                incident.key,
+                f"No dead letters of {system}/{entity} are pending any more (replayed or discarded).",
+            )
             actions.append(f"{out.action} {incident.key}")
     new_mark = newest.isoformat() if isinstance(newest, datetime) else (str(newest) if newest else watermark)
     return new_mark, actions
 
 
 # -- (e) connector HTTP errors ------------------------------------------------------------------------------
+
 
 def http_error_alerts(engine: sa.Engine, alerts: Notifier, policies: Policies) -> list[str]:
     pol = policies.connector_http_errors
@@ -273,25 +362,35 @@ def http_error_alerts(engine: sa.Engine, alerts: Notifier, policies: Policies) -
         key = f"http:{h.source_system}"
         subject = Subject(h.source_system)
         if h.sustained:
-            out = alerts.fire(Alert(
-                key=key, severity="error",
-                title=f"{h.source_system} API keeps failing: {h.errors} of {h.requests} calls were 429/5xx",
-                summary=f"In the last {format_duration(pol.window)}, {h.error_rate:.0%} of {h.source_system} calls were "
-                        f"throttled (429) or failed (5xx/transport) across {h.error_minutes} minutes. Data from "
-                        f"{h.source_system} is delayed or incomplete.",
-                source_system=h.source_system, check_name="connector_http_errors",
-                runbook=subject.runbook(policies.runbooks.connector_http_errors), details=h.as_dict()))
+            out = alerts.fire(
+                Alert(
+                    key=key,
+                    severity="error",
+                    title=f"{h.source_system} API keeps failing: {h.errors} of {h.requests} calls were 429/5xx",
+                    summary=f"In the last {format_duration(pol.window)}, {h.error_rate:.0%} of {h.source_system} calls were "
+                    f"throttled (429) or failed (5xx/transport) across {h.error_minutes} minutes. Data from "
+                    f"{h.source_system} is delayed or incomplete.",
+                    source_system=h.source_system,
+                    check_name="connector_http_errors",
+                    runbook=subject.runbook(policies.runbooks.connector_http_errors),
+                    details=h.as_dict(),
+                )
+            )
             if out.action != "deduplicated":
                 actions.append(f"{out.action} {key}")
         elif h.cleared:
-            out = alerts.resolve(key, f"{h.source_system} API calls succeed again ({h.error_rate:.0%} errors "
-                                      f"in the last {format_duration(pol.window)}).")
+            out = alerts.resolve(
+                key,
+                f"{h.source_system} API calls succeed again ({h.error_rate:.0%} errors "
+                f"in the last {format_duration(pol.window)}).",
+            )
             if out.action == "resolved":
                 actions.append(f"resolved {key}")
     return actions
 
 
 # -- the sensor definitions ---------------------------------------------------------------------------------
+
 
 def _done(context: dg.SensorEvaluationContext, actions: list[str], cursor: str | None) -> dg.SensorResult:
     for a in actions:
@@ -304,8 +403,9 @@ def _warehouse() -> sa.Engine:
     return get_engine()
 
 
-def build_alert_sensors(assets: Sequence[dg.AssetsDefinition], checks: Sequence[dg.AssetChecksDefinition],
-                        policies: Policies) -> list[dg.SensorDefinition]:
+def build_alert_sensors(
+    assets: Sequence[dg.AssetsDefinition], checks: Sequence[dg.AssetChecksDefinition], policies: Policies
+) -> list[dg.SensorDefinition]:
     """The alert sensors for these assets (freshness) and checks (check failures), RUNNING by default."""
     where = subjects()
     check_keys = sorted({k for c in checks for k in c.check_keys}, key=lambda k: k.to_user_string())
@@ -318,53 +418,83 @@ def build_alert_sensors(assets: Sequence[dg.AssetsDefinition], checks: Sequence[
     interval = policies.sensors.seconds
     running = dg.DefaultSensorStatus.RUNNING
 
-    @dg.sensor(name="asset_check_alerts", minimum_interval_seconds=interval("check_alerts"), default_status=running,
-               description="Alerts when an asset check's latest evaluation fails or cannot run; resolves when it "
-                           "passes again (OSS Dagster has no check alerts).")
+    @dg.sensor(
+        name="asset_check_alerts",
+        minimum_interval_seconds=interval("check_alerts"),
+        default_status=running,
+        description="Alerts when an asset check's latest evaluation fails or cannot run; resolves when it "
+        "passes again (OSS Dagster has no check alerts).",
+    )
     def asset_check_alerts(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         cursor = json.loads(context.cursor) if context.cursor else {}
         with notifier() as alerts:
             seen, actions = check_alerts(context.instance, check_keys, cursor, alerts, policies, where)
         return _done(context, actions, json.dumps(seen, sort_keys=True))
 
-    @dg.sensor(name="freshness_alerts", minimum_interval_seconds=interval("freshness_alerts"), default_status=running,
-               description="Alerts when the FreshnessDaemon marks an asset WARN or FAIL (no new data within the "
-                           "window from policies.yaml); resolves when it is PASS again.")
+    @dg.sensor(
+        name="freshness_alerts",
+        minimum_interval_seconds=interval("freshness_alerts"),
+        default_status=running,
+        description="Alerts when the FreshnessDaemon marks an asset WARN or FAIL (no new data within the "
+        "window from policies.yaml); resolves when it is PASS again.",
+    )
     def freshness_alerts_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         with notifier() as alerts:
             actions = freshness_alerts(context.instance, windows, alerts, policies, where)
         return _done(context, actions, None)
 
-    @dg.run_failure_sensor(name="run_failure_alerts", minimum_interval_seconds=interval("run_failure_alerts"),
-                           default_status=running, description="Alerts when a run of this code location fails.")
+    @dg.run_failure_sensor(
+        name="run_failure_alerts",
+        minimum_interval_seconds=interval("run_failure_alerts"),
+        default_status=running,
+        description="Alerts when a run of this code location fails.",
+    )
     def run_failure_alerts(context: dg.RunFailureSensorContext) -> None:
         message = context.failure_event.message if context.failure_event else ""
         steps = [e.step_key for e in context.get_step_failure_events() if e.step_key]
         with notifier() as alerts:
             context.log.info(run_failure_alert(context.dagster_run, message or "", steps, alerts, policies))
 
-    @dg.run_status_sensor(run_status=dg.DagsterRunStatus.SUCCESS, name="run_recovery_alerts",
-                          minimum_interval_seconds=interval("run_failure_alerts"), default_status=running,
-                          description="Resolves a job's run-failure alert when the job succeeds again.")
+    @dg.run_status_sensor(
+        run_status=dg.DagsterRunStatus.SUCCESS,
+        name="run_recovery_alerts",
+        minimum_interval_seconds=interval("run_failure_alerts"),
+        default_status=running,
+        description="Resolves a job's run-failure alert when the job succeeds again.",
+    )
     def run_recovery_alerts(context: dg.RunStatusSensorContext) -> None:
         with notifier() as alerts:
             context.log.info(run_recovered(context.dagster_run, alerts))
 
-    @dg.sensor(name="dead_letter_growth_alerts", minimum_interval_seconds=interval("dead_letter_growth"),
-               default_status=running, description="Alerts when new records are quarantined for a source entity; "
-                                                   "resolves when none is pending.")
+    @dg.sensor(
+        name="dead_letter_growth_alerts",
+        minimum_interval_seconds=interval("dead_letter_growth"),
+        default_status=running,
+        description="Alerts when new records are quarantined for a source entity; "
+        "resolves when none is pending.",
+    )
     def dead_letter_growth_alerts(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         with notifier() as alerts:
             mark, actions = dead_letter_alerts(_warehouse(), context.cursor, alerts, policies)
         return _done(context, actions, mark)
 
-    @dg.sensor(name="connector_http_error_alerts", minimum_interval_seconds=interval("connector_http_errors"),
-               default_status=running, description="Alerts on sustained HTTP 429/5xx responses to a connector "
-                                                   "(connector_http_stats); resolves when calls succeed again.")
+    @dg.sensor(
+        name="connector_http_error_alerts",
+        minimum_interval_seconds=interval("connector_http_errors"),
+        default_status=running,
+        description="Alerts on sustained HTTP 429/5xx responses to a connector "
+        "(connector_http_stats); resolves when calls succeed again.",
+    )
     def connector_http_error_alerts(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         with notifier() as alerts:
             actions = http_error_alerts(_warehouse(), alerts, policies)
         return _done(context, actions, None)
 
-    return [asset_check_alerts, freshness_alerts_sensor, run_failure_alerts, run_recovery_alerts,
-            dead_letter_growth_alerts, connector_http_error_alerts]
+    return [
+        asset_check_alerts,
+        freshness_alerts_sensor,
+        run_failure_alerts,
+        run_recovery_alerts,
+        dead_letter_growth_alerts,
+        connector_http_error_alerts,
+    ]

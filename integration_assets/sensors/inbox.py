@@ -46,9 +46,11 @@ _clock = time.time  # the tick's "now" (a test moves it to see the backoff witho
 SHA_TAG = "integration/sha256"
 _FINISHED = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
 _FAILED = {dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
-RUNBOOK = ("integration-assets status lists the stuck file with its attempts and last error. If the warehouse is "
-           "down, bring it back: the sensor retries the file by itself. Otherwise read the failed run in the "
-           "Dagster UI, fix the cause, and the next retry (or integration-assets sync) loads it.")
+RUNBOOK = (
+    "integration-assets status lists the stuck file with its attempts and last error. If the warehouse is "
+    "down, bring it back: the sensor retries the file by itself. Otherwise read the failed run in the "
+    "Dagster UI, fix the cause, and the next retry (or integration-assets sync) loads it."
+)
 
 
 @dataclass(frozen=True)
@@ -62,10 +64,12 @@ class Retry:
 
     @classmethod
     def from_env(cls) -> Retry:
-        return cls(float(env("INTEGRATION_INBOX_RETRY_SECONDS") or 60),
-                   float(env("INTEGRATION_INBOX_RETRY_MAX_SECONDS") or 3600),
-                   int(env("INTEGRATION_INBOX_ALERT_ATTEMPTS") or 4),
-                   float(env("INTEGRATION_INBOX_ALERT_SECONDS") or 3600))
+        return cls(
+            float(env("INTEGRATION_INBOX_RETRY_SECONDS") or 60),
+            float(env("INTEGRATION_INBOX_RETRY_MAX_SECONDS") or 3600),
+            int(env("INTEGRATION_INBOX_ALERT_ATTEMPTS") or 4),
+            float(env("INTEGRATION_INBOX_ALERT_SECONDS") or 3600),
+        )
 
     def wait(self, finished: int) -> float:
         """Seconds between the end of the ``finished``-th run and the next attempt."""
@@ -84,7 +88,9 @@ class History:
 
 
 def run_history(instance: dg.DagsterInstance, system: str, entity: str, sha: str) -> History:
-    records = instance.get_run_records(filters=dg.RunsFilter(tags={SHA_TAG: sha, ENTITY_TAG: f"{system}.{entity}"}))
+    records = instance.get_run_records(
+        filters=dg.RunsFilter(tags={SHA_TAG: sha, ENTITY_TAG: f"{system}.{entity}"})
+    )
     finished = [r for r in records if r.dagster_run.status in _FINISHED]
     failed = [r for r in finished if r.dagster_run.status in _FAILED]
     ends = [r.end_time for r in finished if r.end_time is not None]
@@ -92,7 +98,9 @@ def run_history(instance: dg.DagsterInstance, system: str, entity: str, sha: str
     if failed:
         last = max(failed, key=lambda r: r.end_time or 0)
         error = _run_error(instance, last.dagster_run.run_id)
-    return History(len(finished), len(failed), len(records) - len(finished), max(ends) if ends else None, error)
+    return History(
+        len(finished), len(failed), len(records) - len(finished), max(ends) if ends else None, error
+    )
 
 
 def _run_error(instance: dg.DagsterInstance, run_id: str) -> str:
@@ -119,7 +127,12 @@ def _load_cursor(raw: str | None) -> dict[str, Any]:
     data = json.loads(raw) if raw else {}
     if data and "v" not in data:  # the cursor before retries: path -> [size, mtime, sha]
         data = {"hashes": data}
-    return {"v": 2, "hashes": data.get("hashes", {}), "stuck": data.get("stuck", {}), "alerts": data.get("alerts", {})}
+    return {
+        "v": 2,
+        "hashes": data.get("hashes", {}),
+        "stuck": data.get("stuck", {}),
+        "alerts": data.get("alerts", {}),
+    }
 
 
 def _warehouse_error(exc: Exception) -> str:
@@ -137,7 +150,9 @@ def inbox_run_requests(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     try:
         ensure_schema(settings.warehouse_url)
         for load_id in inbox.abandon_dead_loads(engine, settings):
-            context.log.warning("load %s was left running by a process that is gone: marked abandoned", load_id)
+            context.log.warning(
+                "load %s was left running by a process that is gone: marked abandoned", load_id
+            )
     except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
         down = _warehouse_error(exc)
         context.log.warning("%s; no file is moved or launched this tick", down)
@@ -186,11 +201,17 @@ def inbox_run_requests(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         content_key = f"{f.system}/{f.entity}:{sha}"
         if history.failed or down is not None:
             before = state["stuck"].get(content_key, {})
-            first = before.get("since") or (_iso(history.last_end) if history.failed and history.last_end
-                                            else _iso(now))
-            stuck[content_key] = {"file": str(f.path.relative_to(settings.inbox_dir)), "since": first,
-                                  "attempts": history.failed, "error": down or history.last_error,
-                                  "system": f.system, "entity": f.entity}
+            first = before.get("since") or (
+                _iso(history.last_end) if history.failed and history.last_end else _iso(now)
+            )
+            stuck[content_key] = {
+                "file": str(f.path.relative_to(settings.inbox_dir)),
+                "since": first,
+                "attempts": history.failed,
+                "error": down or history.last_error,
+                "system": f.system,
+                "entity": f.entity,
+            }
         if history.in_flight:
             continue  # its run is queued or running
         if down is not None:
@@ -207,13 +228,21 @@ def inbox_run_requests(context: dg.SensorEvaluationContext) -> dg.SensorResult:
             continue  # an identical file is already requested this tick
         if len(requests) < MAX_RUNS_PER_TICK:
             keys.add(run_key)
-            requests.append(dg.RunRequest(
-                run_key=run_key,
-                job_name=job_name(f.system, f.entity),
-                run_config={"ops": {raw_op_name(f.system, f.entity): {"config": {"files": [str(f.path)]}}}},
-                tags={ENTITY_TAG: f"{f.system}.{f.entity}", "integration/file": f.path.name[:200],
-                      SHA_TAG: sha, "integration/attempt": str(attempt)},
-            ))
+            requests.append(
+                dg.RunRequest(
+                    run_key=run_key,
+                    job_name=job_name(f.system, f.entity),
+                    run_config={
+                        "ops": {raw_op_name(f.system, f.entity): {"config": {"files": [str(f.path)]}}}
+                    },
+                    tags={
+                        ENTITY_TAG: f"{f.system}.{f.entity}",
+                        "integration/file": f.path.name[:200],
+                        SHA_TAG: sha,
+                        "integration/attempt": str(attempt),
+                    },
+                )
+            )
     state["hashes"], state["stuck"] = hashes, stuck
     for line in stuck_alerts(state, policy, now, warehouse_up=down is None):
         context.log.warning(line)
@@ -230,16 +259,28 @@ def inbox_run_requests(context: dg.SensorEvaluationContext) -> dg.SensorResult:
 
 # -- alerts on stuck files ----------------------------------------------------------------------------------
 
+
 def stuck_alert(key: str, entry: dict[str, Any], now: float) -> Alert:
     minutes = int((now - datetime.fromisoformat(entry["since"]).timestamp()) // 60)
     return Alert(
-        key=f"inbox:stuck:{key}"[:255], severity="error",
+        key=f"inbox:stuck:{key}"[:255],
+        severity="error",
         title=f"Inbox file {entry['system']}/{entry['entity']} not loaded after {entry['attempts']} attempt(s)",
-        summary=(f"{entry['file']} has been failing for {minutes} min ({entry['attempts']} failed run(s)). "
-                 f"Last error: {entry['error'] or 'unknown'}"),
-        source_system=entry["system"], entity=entry["entity"], check_name="inbox_stuck", runbook=RUNBOOK,
-        details={"file": entry["file"], "attempts": entry["attempts"], "since": entry["since"],
-                 "last_error": entry["error"]})
+        summary=(
+            f"{entry['file']} has been failing for {minutes} min ({entry['attempts']} failed run(s)). "
+            f"Last error: {entry['error'] or 'unknown'}"
+        ),
+        source_system=entry["system"],
+        entity=entry["entity"],
+        check_name="inbox_stuck",
+        runbook=RUNBOOK,
+        details={
+            "file": entry["file"],
+            "attempts": entry["attempts"],
+            "since": entry["since"],
+            "last_error": entry["error"],
+        },
+    )
 
 
 def _due(entry: dict[str, Any], policy: Retry, now: float) -> bool:
@@ -269,13 +310,21 @@ def stuck_alerts(state: dict[str, Any], policy: Retry, now: float, *, warehouse_
                 except (sa.exc.OperationalError, sa.exc.InterfaceError):
                     warehouse_up = False  # lost since the start of the tick: send it directly below
                 else:
-                    alerts[key] = {"via": "incident", "opened": alerts.get(key, {}).get("opened") or _iso(now)}
+                    alerts[key] = {
+                        "via": "incident",
+                        "opened": alerts.get(key, {}).get("opened") or _iso(now),
+                    }
                     actions.append(f"{out.action} {alert.key}")
                     continue
             if key not in alerts:
                 sent = notifier.send_unrecorded(alert, "fire", opened_at=datetime.fromtimestamp(now, UTC))
-                alerts[key] = {"via": "direct", "opened": _iso(now), "title": alert.title,
-                               "system": entry["system"], "entity": entry["entity"]}
+                alerts[key] = {
+                    "via": "direct",
+                    "opened": _iso(now),
+                    "title": alert.title,
+                    "system": entry["system"],
+                    "entity": entry["entity"],
+                }
                 actions.append(f"sent {alert.key} without the warehouse ({', '.join(sent) or 'no channel'})")
         for key in gone:
             sent_by = alerts[key]
@@ -286,10 +335,19 @@ def stuck_alerts(state: dict[str, Any], policy: Retry, now: float, *, warehouse_
                 out = notifier.resolve(f"inbox:stuck:{key}"[:255], summary)
                 actions.append(f"{out.action} inbox:stuck:{key}")
             else:
-                alert = Alert(key=f"inbox:stuck:{key}"[:255], severity="error", title=sent_by["title"],
-                              summary=summary, source_system=sent_by["system"], entity=sent_by["entity"],
-                              check_name="inbox_stuck", runbook=RUNBOOK)
-                notifier.send_unrecorded(alert, "resolve", opened_at=datetime.fromisoformat(sent_by["opened"]))
+                alert = Alert(
+                    key=f"inbox:stuck:{key}"[:255],
+                    severity="error",
+                    title=sent_by["title"],
+                    summary=summary,
+                    source_system=sent_by["system"],
+                    entity=sent_by["entity"],
+                    check_name="inbox_stuck",
+                    runbook=RUNBOOK,
+                )
+                notifier.send_unrecorded(
+                    alert, "resolve", opened_at=datetime.fromisoformat(sent_by["opened"])
+                )
                 actions.append(f"resolved inbox:stuck:{key} without the warehouse")
             del alerts[key]
     return actions
@@ -303,5 +361,5 @@ def build_inbox_sensor(jobs: list) -> dg.SensorDefinition:
         minimum_interval_seconds=30,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description="Launches one ingest run per new file in <inbox>/<system>/<entity>/ (run key = content hash, "
-                    "plus the attempt for a retry after a failed run, with backoff); alerts on files stuck.",
+        "plus the attempt for a retry after a failed run, with backoff); alerts on files stuck.",
     )

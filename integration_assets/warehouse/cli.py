@@ -42,10 +42,14 @@ def prune(dry_run: bool, as_json: bool) -> None:
 
     settings = get_settings()
     wh.ensure_schema(settings.warehouse_url)
-    report = retention.prune(wh.get_engine(settings.warehouse_url), load_policies().retention, dry_run=dry_run)
+    report = retention.prune(
+        wh.get_engine(settings.warehouse_url), load_policies().retention, dry_run=dry_run
+    )
     if as_json:
         click.echo(json.dumps(report.as_dict()))
         return
     verb = "would remove" if dry_run else "removed"
     for table, n in report.removed.items():
-        click.echo(f"{table}: {verb} {n} row(s) older than {report.retention[table]} (before {report.cutoffs[table]})")
+        click.echo(
+            f"{table}: {verb} {n} row(s) older than {report.retention[table]} (before {report.cutoffs[table]})"
+        )

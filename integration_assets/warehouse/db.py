@@ -81,7 +81,9 @@ def alembic_config(url: str | None = None) -> Any:
 
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    cfg.set_main_option("sqlalchemy.url", normalise_url(url or get_settings().warehouse_url).replace("%", "%%"))
+    cfg.set_main_option(
+        "sqlalchemy.url", normalise_url(url or get_settings().warehouse_url).replace("%", "%%")
+    )
     return cfg
 
 
@@ -112,4 +114,3 @@ def ensure_schema(url: str | None = None) -> None:
         if current_revisions(key) != HEAD_REVISIONS:
             upgrade(key)
         _migrated.add(key)
-

@@ -86,15 +86,27 @@ class LoadReport:
         import json
 
         return {
-            "load_id": self.load_id, "source_system": self.source_system, "entity": self.entity,
-            "target_table": self.target_table, "kind": self.kind, "file_name": self.file_name,
-            "content_hash": self.content_hash, "file_bytes": self.file_bytes, "contract": self.contract,
-            "status": self.status, "rows_read": self.rows_read, "rows_inserted": self.rows_inserted,
-            "rows_updated": self.rows_updated, "rows_unchanged": self.rows_unchanged,
-            "rows_duplicate": self.rows_duplicate, "rows_quarantined": self.rows_quarantined,
+            "load_id": self.load_id,
+            "source_system": self.source_system,
+            "entity": self.entity,
+            "target_table": self.target_table,
+            "kind": self.kind,
+            "file_name": self.file_name,
+            "content_hash": self.content_hash,
+            "file_bytes": self.file_bytes,
+            "contract": self.contract,
+            "status": self.status,
+            "rows_read": self.rows_read,
+            "rows_inserted": self.rows_inserted,
+            "rows_updated": self.rows_updated,
+            "rows_unchanged": self.rows_unchanged,
+            "rows_duplicate": self.rows_duplicate,
+            "rows_quarantined": self.rows_quarantined,
             "drift": json.dumps(self.drift) if self.drift else None,
             "error": (f"{self.reason_code}: {self.error}" if self.reason_code else self.error),
-            "run_id": self.run_id, "started_at": self.started_at, "finished_at": self.finished_at,
+            "run_id": self.run_id,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
             "duration_ms": self.duration_ms,
         }
 
@@ -165,8 +177,15 @@ def release(load_id: str) -> None:
 def start(conn: sa.Connection, report: LoadReport) -> None:
     _ACTIVE.add(report.load_id)
     owner = this_process()  # every row names its process, so a dead one is told from a live one
-    conn.execute(loads.insert().values(**report.ledger_row(), owner_host=owner.host, owner_pid=owner.pid,
-                                       owner_started=owner.started, heartbeat_at=report.started_at))
+    conn.execute(
+        loads.insert().values(
+            **report.ledger_row(),
+            owner_host=owner.host,
+            owner_pid=owner.pid,
+            owner_started=owner.started,
+            heartbeat_at=report.started_at,
+        )
+    )
 
 
 class AlreadyLoading(Exception):
@@ -184,8 +203,12 @@ def claim(engine: sa.Engine, report: LoadReport) -> None:
     is tried once more. Each attempt is its own transaction, so the claim is visible to other processes at once.
     """
     owner = this_process()
-    row = report.ledger_row() | {"owner_host": owner.host, "owner_pid": owner.pid, "owner_started": owner.started,
-                                 "heartbeat_at": report.started_at}
+    row = report.ledger_row() | {
+        "owner_host": owner.host,
+        "owner_pid": owner.pid,
+        "owner_started": owner.started,
+        "heartbeat_at": report.started_at,
+    }
     for attempt in (1, 2):
         try:
             _ACTIVE.add(report.load_id)
@@ -194,15 +217,22 @@ def claim(engine: sa.Engine, report: LoadReport) -> None:
             return
         except sa.exc.IntegrityError:
             with engine.begin() as conn:
-                holder = conn.execute(sa.select(loads).where(
-                    loads.c.source_system == report.source_system, loads.c.entity == report.entity,
-                    loads.c.content_hash == report.content_hash, loads.c.status == "running")).first()
+                holder = conn.execute(
+                    sa.select(loads).where(
+                        loads.c.source_system == report.source_system,
+                        loads.c.entity == report.entity,
+                        loads.c.content_hash == report.content_hash,
+                        loads.c.status == "running",
+                    )
+                ).first()
             _ACTIVE.discard(report.load_id)
             if holder is None:
                 continue  # finished between our insert and our look: try again
             if attempt == 1 and abandon_stale(engine, load_ids=[holder.load_id]):
                 continue
-            who = (f"pid {holder.owner_pid} on {holder.owner_host}" if holder.owner_host else "an older process")
+            who = (
+                f"pid {holder.owner_pid} on {holder.owner_host}" if holder.owner_host else "an older process"
+            )
             raise AlreadyLoading(holder.load_id, who) from None
     raise AlreadyLoading("?", "another process")  # the claim kept changing hands: let the caller retry later
 
@@ -210,8 +240,11 @@ def claim(engine: sa.Engine, report: LoadReport) -> None:
 def stale_reason(row: Any, now: datetime, lease: float) -> str | None:
     """Why a running row's load is dead, or None while it may still be running."""
     me = this_process()
-    if (row.owner_host, row.owner_pid, row.owner_started) == (me.host, me.pid, me.started) \
-            and row.load_id not in _ACTIVE:
+    if (row.owner_host, row.owner_pid, row.owner_started) == (
+        me.host,
+        me.pid,
+        me.started,
+    ) and row.load_id not in _ACTIVE:
         return "an earlier attempt in this process ended without recording it (the warehouse was unreachable)"
     alive = owner_alive(row.owner_host, row.owner_pid, row.owner_started)
     if alive is False:
@@ -222,19 +255,29 @@ def stale_reason(row: Any, now: datetime, lease: float) -> str | None:
             last = last.replace(tzinfo=UTC)
         if last is not None and now - last > timedelta(seconds=lease):
             who = f"pid {row.owner_pid} on {row.owner_host}" if row.owner_host else "an unrecorded process"
-            return f"no sign of life from {who} for {int((now - last).total_seconds())} s (lease {int(lease)} s)"
+            return (
+                f"no sign of life from {who} for {int((now - last).total_seconds())} s (lease {int(lease)} s)"
+            )
     return None
 
 
-def abandon_stale(engine: sa.Engine, *, load_ids: list[str] | None = None, lease: float | None = None) -> list[str]:
+def abandon_stale(
+    engine: sa.Engine, *, load_ids: list[str] | None = None, lease: float | None = None
+) -> list[str]:
     """Mark running rows whose load is dead as ``abandoned`` with the reason; returns their load ids.
 
     Conditional on the row still being running, so two processes cleaning up at once each mark a row once.
     """
     lease = lease_seconds() if lease is None else lease
     now = utcnow()
-    query = sa.select(loads.c.load_id, loads.c.owner_host, loads.c.owner_pid, loads.c.owner_started,
-                      loads.c.heartbeat_at, loads.c.started_at).where(loads.c.status == "running")
+    query = sa.select(
+        loads.c.load_id,
+        loads.c.owner_host,
+        loads.c.owner_pid,
+        loads.c.owner_started,
+        loads.c.heartbeat_at,
+        loads.c.started_at,
+    ).where(loads.c.status == "running")
     if load_ids is not None:
         query = query.where(loads.c.load_id.in_(load_ids))
     with engine.connect() as conn:
@@ -245,8 +288,11 @@ def abandon_stale(engine: sa.Engine, *, load_ids: list[str] | None = None, lease
         if reason is None:
             continue
         with engine.begin() as conn:
-            n = conn.execute(loads.update().where(loads.c.load_id == row.load_id, loads.c.status == "running")
-                             .values(status="abandoned", error=f"abandoned: {reason}", finished_at=now)).rowcount
+            n = conn.execute(
+                loads.update()
+                .where(loads.c.load_id == row.load_id, loads.c.status == "running")
+                .values(status="abandoned", error=f"abandoned: {reason}", finished_at=now)
+            ).rowcount
         if n:
             done.append(row.load_id)
     return done
@@ -265,8 +311,11 @@ def heartbeat(engine: sa.Engine, load_id: str, every: float | None = None) -> It
         while not stop.wait(every):
             try:
                 with engine.begin() as conn:
-                    conn.execute(loads.update().where(loads.c.load_id == load_id, loads.c.status == "running")
-                                 .values(heartbeat_at=utcnow()))
+                    conn.execute(
+                        loads.update()
+                        .where(loads.c.load_id == load_id, loads.c.status == "running")
+                        .values(heartbeat_at=utcnow())
+                    )
             except sa.exc.SQLAlchemyError:
                 pass  # the load itself will notice an unreachable warehouse
 
@@ -297,18 +346,29 @@ def finish(conn: sa.Connection, report: LoadReport) -> None:
 
 def failed_attempts(conn: sa.Connection, system: str, entity: str, content_hash: str) -> list[Any]:
     """Failed or abandoned loads of this content (oldest first): the retry history of a file."""
-    return list(conn.execute(
-        sa.select(loads.c.load_id, loads.c.status, loads.c.error, loads.c.started_at, loads.c.finished_at).where(
-            loads.c.source_system == system, loads.c.entity == entity, loads.c.content_hash == content_hash,
-            loads.c.status.in_(("failed", "abandoned")),
-        ).order_by(loads.c.started_at)))
+    return list(
+        conn.execute(
+            sa.select(loads.c.load_id, loads.c.status, loads.c.error, loads.c.started_at, loads.c.finished_at)
+            .where(
+                loads.c.source_system == system,
+                loads.c.entity == entity,
+                loads.c.content_hash == content_hash,
+                loads.c.status.in_(("failed", "abandoned")),
+            )
+            .order_by(loads.c.started_at)
+        )
+    )
 
 
 def succeeded_load_for(conn: sa.Connection, system: str, entity: str, content_hash: str) -> str | None:
     """The load id that already loaded this exact content for this entity, if any."""
     return conn.execute(
-        sa.select(loads.c.load_id).where(
-            loads.c.source_system == system, loads.c.entity == entity, loads.c.content_hash == content_hash,
+        sa.select(loads.c.load_id)
+        .where(
+            loads.c.source_system == system,
+            loads.c.entity == entity,
+            loads.c.content_hash == content_hash,
             loads.c.status == "succeeded",
-        ).limit(1)
+        )
+        .limit(1)
     ).scalar_one_or_none()

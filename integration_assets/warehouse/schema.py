@@ -31,6 +31,8 @@ def key_string(length: int) -> sa.types.TypeEngine:
     """Key columns compare bytewise on Postgres (COLLATE "C"): sorting and index lookups are several times
     faster than with a linguistic collation, and key equality does not depend on the server's locale."""
     return sa.String(length).with_variant(postgresql.VARCHAR(length, collation="C"), "postgresql")
+
+
 MONEY = sa.Numeric(18, 4)
 
 
@@ -168,7 +170,8 @@ invoices = _canonical(
 )
 
 CANONICAL_TABLES: dict[str, sa.Table] = {
-    t.name: t for t in (contacts, companies, deals, customers, products, sales_orders, sales_order_lines, invoices)
+    t.name: t
+    for t in (contacts, companies, deals, customers, products, sales_orders, sales_order_lines, invoices)
 }
 
 # One row per load attempt of one file (or one replay): the ledger that makes loads idempotent and auditable.
@@ -205,9 +208,15 @@ loads = sa.Table(
     sa.Column("owner_started", sa.BigInteger),
     sa.Column("heartbeat_at", TS),
     # The claim: one running load per content (migration 0009).
-    sa.Index("uq_loads_running_content", "source_system", "entity", "content_hash", unique=True,
-             sqlite_where=sa.text("status = 'running' AND content_hash IS NOT NULL"),
-             postgresql_where=sa.text("status = 'running' AND content_hash IS NOT NULL")),
+    sa.Index(
+        "uq_loads_running_content",
+        "source_system",
+        "entity",
+        "content_hash",
+        unique=True,
+        sqlite_where=sa.text("status = 'running' AND content_hash IS NOT NULL"),
+        postgresql_where=sa.text("status = 'running' AND content_hash IS NOT NULL"),
+    ),
 )
 
 # The quarantine: one row per bad record (or whole file / event), a small state machine
@@ -231,7 +240,9 @@ dead_letters = sa.Table(
     sa.Column("headers", sa.Text),  # JSON, events only
     sa.Column("contract_version", sa.String(128)),
     sa.Column("file_name", sa.String(1024)),
-    sa.Column("position", sa.BigInteger),  # 1-based record number in the file (line for CSV, excluding header)
+    sa.Column(
+        "position", sa.BigInteger
+    ),  # 1-based record number in the file (line for CSV, excluding header)
     sa.Column("load_id", sa.String(64)),
     sa.Column("status", sa.String(16), nullable=False, server_default="pending"),
     sa.Column("attempts", sa.Integer, nullable=False, server_default="1"),

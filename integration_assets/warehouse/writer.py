@@ -79,9 +79,13 @@ class CanonicalStage:
         self.staged = 0
         self._defaults: dict[str, str] = {}
         # Columns a partial row may keep: any stored column but the key, the version and lineage bookkeeping.
-        self.keepable = [c for c in self.columns if c not in LINEAGE_COLUMNS | {"source_id", "source_updated_at"}]
+        self.keepable = [
+            c for c in self.columns if c not in LINEAGE_COLUMNS | {"source_id", "source_updated_at"}
+        ]
         self._bit = {c: 1 << i for i, c in enumerate(self.columns) if c in self.keepable}
-        if max(self._bit.values(), default=0) >= 1 << 62:  # pragma: no cover - no canonical table is that wide
+        if (
+            max(self._bit.values(), default=0) >= 1 << 62
+        ):  # pragma: no cover - no canonical table is that wide
             raise ValueError(f"{table_name} has too many columns for the keep mask")
         self.kept_mask = 0  # union of the masks staged so far (0: every row is whole)
         self._keep_default = 0
@@ -116,26 +120,42 @@ class CanonicalStage:
         kept = sorted(set(keep))
         unknown = [c for c in kept if c not in self._bit]
         if unknown:
-            raise ValueError(f"cannot keep {unknown} of {self.table.name}: not stored columns outside the key")
+            raise ValueError(
+                f"cannot keep {unknown} of {self.table.name}: not stored columns outside the key"
+            )
         mask = sum(self._bit[c] for c in kept)
         self.kept_mask |= mask
         frame = frame.assign(load_id=load_id)
         if self.pg:
-            if mask != self._keep_default:  # one value per chunk: the staging column's default, not a COPY field
-                if mask and not self._keep_column:  # added by the first partial chunk: whole loads never see it
-                    self._driver().execute(psql.SQL("ALTER TABLE {} ADD COLUMN {} bigint").format(
-                        psql.Identifier(self.name), psql.Identifier(STAGE_KEEP)))
+            if (
+                mask != self._keep_default
+            ):  # one value per chunk: the staging column's default, not a COPY field
+                if (
+                    mask and not self._keep_column
+                ):  # added by the first partial chunk: whole loads never see it
+                    self._driver().execute(
+                        psql.SQL("ALTER TABLE {} ADD COLUMN {} bigint").format(
+                            psql.Identifier(self.name), psql.Identifier(STAGE_KEEP)
+                        )
+                    )
                     self._keep_column = True
-                self._driver().execute(psql.SQL("ALTER TABLE {} ALTER COLUMN {} SET DEFAULT {}").format(
-                    psql.Identifier(self.name), psql.Identifier(STAGE_KEEP), psql.Literal(mask or None)))
+                self._driver().execute(
+                    psql.SQL("ALTER TABLE {} ALTER COLUMN {} SET DEFAULT {}").format(
+                        psql.Identifier(self.name), psql.Identifier(STAGE_KEEP), psql.Literal(mask or None)
+                    )
+                )
                 self._keep_default = mask
             # Postgres hashes the row itself during the merge (hashtextextended): far cheaper than in pandas.
-            cols = [c for c in (*self.columns, STAGE_POS) if c != "row_hash" and not self._as_default(frame, c)]
+            cols = [
+                c for c in (*self.columns, STAGE_POS) if c != "row_hash" and not self._as_default(frame, c)
+            ]
             self._copy(frame[cols], cols)
         else:
             if kept:
                 frame = self._with_stored(frame, kept)
-            frame["row_hash"] = pd.util.hash_pandas_object(frame[self.business], index=False).to_numpy().view(np.int64)
+            frame["row_hash"] = (
+                pd.util.hash_pandas_object(frame[self.business], index=False).to_numpy().view(np.int64)
+            )
             cols = [*self.columns, STAGE_POS]
             self._executemany(frame[cols], cols)
         self.staged += len(frame)
@@ -147,8 +167,10 @@ class CanonicalStage:
         merge meets. They get the frame's dtypes, so the row hash of a merged row equals that of a whole row
         with the same content."""
         c = self.conn
-        sql = (f"SELECT source_id, {', '.join(_q(c, x) for x in kept)} FROM {_q(c, self.table.name)} "
-               "WHERE source_system = ? AND source_id IN (SELECT value FROM json_each(?))")
+        sql = (
+            f"SELECT source_id, {', '.join(_q(c, x) for x in kept)} FROM {_q(c, self.table.name)} "
+            "WHERE source_system = ? AND source_id IN (SELECT value FROM json_each(?))"
+        )
         found = {col: np.full(len(frame), None, dtype=object) for col in kept}
         ids = frame["source_id"].to_numpy(dtype=object, na_value=None)
         for system, rows_of in frame.groupby("source_system", sort=False).indices.items():
@@ -190,8 +212,11 @@ class CanonicalStage:
         elif not bool(values.notna().all() and (values == first).all()):
             return False
         if self._defaults.get(col) != first:
-            self._driver().execute(psql.SQL("ALTER TABLE {} ALTER COLUMN {} SET DEFAULT {}").format(
-                psql.Identifier(self.name), psql.Identifier(col), psql.Literal(first)))
+            self._driver().execute(
+                psql.SQL("ALTER TABLE {} ALTER COLUMN {} SET DEFAULT {}").format(
+                    psql.Identifier(self.name), psql.Identifier(col), psql.Literal(first)
+                )
+            )
             self._defaults[col] = first
         return True
 
@@ -206,7 +231,10 @@ class CanonicalStage:
         pacsv.write_csv(table, buf, pacsv.WriteOptions(include_header=False, quoting_style="needed"))
         raw = self._driver()
         collist = ", ".join(_q(self.conn, c) for c in cols)
-        with raw.cursor() as cur, cur.copy(f"COPY {_q(self.conn, self.name)} ({collist}) FROM STDIN (FORMAT csv)") as cp:
+        with (
+            raw.cursor() as cur,
+            cur.copy(f"COPY {_q(self.conn, self.name)} ({collist}) FROM STDIN (FORMAT csv)") as cp,
+        ):
             view = buf.getbuffer()
             for start in range(0, len(view), 1 << 20):
                 cp.write(view[start : start + (1 << 20)])
@@ -237,8 +265,9 @@ class CanonicalStage:
         if written < ANALYZE_MIN_ROWS:
             return
         c = self.conn
-        known = c.execute(sa.text("SELECT reltuples FROM pg_class WHERE oid = to_regclass(:t)"),
-                          {"t": self.table.name}).scalar()
+        known = c.execute(
+            sa.text("SELECT reltuples FROM pg_class WHERE oid = to_regclass(:t)"), {"t": self.table.name}
+        ).scalar()
         if known is None or known < 0 or written > ANALYZE_SHARE * known:  # -1: never analysed
             c.exec_driver_sql(f"ANALYZE {_q(c, self.table.name)}")
 
@@ -275,8 +304,12 @@ class CanonicalStage:
                 # transaction). It makes a plain INSERT of the keys that are not there yet safe, which writes
                 # ~40% less than INSERT … ON CONFLICT (that path logs a speculative insertion per row). Not a
                 # table lock: readers and plain row updates (HubSpot property changes) are not held up.
-                c.execute(sa.text("SELECT pg_advisory_xact_lock(hashtext('integration_assets.merge'), hashtext(:t))"),
-                          {"t": self.table.name})
+                c.execute(
+                    sa.text(
+                        "SELECT pg_advisory_xact_lock(hashtext('integration_assets.merge'), hashtext(:t))"
+                    ),
+                    {"t": self.table.name},
+                )
             # concat_ws of the text forms (NULL kept distinct from every value) is ~2x cheaper than ROW(...)::text.
             biz = ", ".join(f"coalesce(s.{_q(c, x)}::text, chr(30))" for x in self.business)
             others = ", ".join(f"s.{_q(c, x)}" for x in self.columns if x != "row_hash")
@@ -288,6 +321,7 @@ class CanonicalStage:
                 ) h
                 -- source_id first: Postgres abbreviates only the first sort key, and source_system is constant.
                 ORDER BY source_id, source_system, source_updated_at DESC, row_hash DESC"""
+
             if lock and c.exec_driver_sql(f"SELECT NOT EXISTS (SELECT 1 FROM {t})").scalar_one():
                 # A first load into an empty table (no merge can add rows while the lock is held): every
                 # newest version is inserted, with no join against the table and no second pass over them.
@@ -303,12 +337,20 @@ class CanonicalStage:
                 # Partial rows: an existing row is compared and written as the merged row (see the module doc).
                 src_cte = newest(f", {STAGE_KEEP}")
                 merged = {x: self._merged_sql(t, x) for x in self.columns}
-                merged_hash = ("hashtextextended(concat_ws(chr(31), "
-                               + ", ".join(f"coalesce(({merged[x]})::text, chr(30))" for x in self.business) + "), 0)")
-                src_sets = ", ".join(f"{_q(c, x)} = {merged_hash if x == 'row_hash' else merged[x]}"
-                                     for x in self.columns if x not in keys)
-                src_newer = (f"src.source_updated_at > {t}.source_updated_at OR (src.source_updated_at = "
-                             f"{t}.source_updated_at AND {merged_hash} > {t}.row_hash)")
+                merged_hash = (
+                    "hashtextextended(concat_ws(chr(31), "
+                    + ", ".join(f"coalesce(({merged[x]})::text, chr(30))" for x in self.business)
+                    + "), 0)"
+                )
+                src_sets = ", ".join(
+                    f"{_q(c, x)} = {merged_hash if x == 'row_hash' else merged[x]}"
+                    for x in self.columns
+                    if x not in keys
+                )
+                src_newer = (
+                    f"src.source_updated_at > {t}.source_updated_at OR (src.source_updated_at = "
+                    f"{t}.source_updated_at AND {merged_hash} > {t}.row_hash)"
+                )
             same_key = "{a}.source_system = src.source_system AND {a}.source_id = src.source_id"
             # Every sub-statement sees the same snapshot: the UPDATE touches only keys that existed, the
             # INSERT only keys that did not, so the two never meet.
@@ -327,7 +369,9 @@ class CanonicalStage:
             distinct, inserted, updated = c.exec_driver_sql(sql).one()
             self._analyze_if_grown(inserted + updated)
         else:
-            distinct = c.exec_driver_sql(f"SELECT count(*) FROM (SELECT DISTINCT source_system, source_id FROM {s})").scalar_one()
+            distinct = c.exec_driver_sql(
+                f"SELECT count(*) FROM (SELECT DISTINCT source_system, source_id FROM {s})"
+            ).scalar_one()
             inserted = c.exec_driver_sql(
                 f"SELECT count(*) FROM (SELECT DISTINCT source_system, source_id FROM {s}) x "
                 f"WHERE NOT EXISTS (SELECT 1 FROM {t} WHERE {t}.source_system = x.source_system AND {t}.source_id = x.source_id)"
@@ -379,8 +423,21 @@ def _insert_for(conn: sa.Connection, table: sa.Table) -> Any:
     return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
 
 
-_DL_DEFAULTS = {k: None for k in ("natural_key", "column_name", "offending_value", "errors", "raw_record", "headers",
-                                    "contract_version", "file_name", "position", "load_id")}
+_DL_DEFAULTS = {
+    k: None
+    for k in (
+        "natural_key",
+        "column_name",
+        "offending_value",
+        "errors",
+        "raw_record",
+        "headers",
+        "contract_version",
+        "file_name",
+        "position",
+        "load_id",
+    )
+}
 
 
 def upsert_dead_letters(conn: sa.Connection, rows: Sequence[dict[str, Any]]) -> None:
@@ -393,10 +450,14 @@ def upsert_dead_letters(conn: sa.Connection, rows: Sequence[dict[str, Any]]) -> 
         return
     now = utcnow()
     # Postgres text cannot hold NUL: keep it visible as the JSON escape instead of failing the whole load.
-    rows = [{k: v.replace("\x00", "\\u0000") if isinstance(v, str) else v for k, v in r.items()} for r in rows]
+    rows = [
+        {k: v.replace("\x00", "\\u0000") if isinstance(v, str) else v for k, v in r.items()} for r in rows
+    ]
     for start in range(0, len(rows), 1000):
-        part = [{"first_seen": now, "last_seen": now, "attempts": 1, "status": "pending", **_DL_DEFAULTS, **r}
-                for r in rows[start : start + 1000]]
+        part = [
+            {"first_seen": now, "last_seen": now, "attempts": 1, "status": "pending", **_DL_DEFAULTS, **r}
+            for r in rows[start : start + 1000]
+        ]
         stmt = _insert_for(conn, dead_letters)
         ex = stmt.excluded
         stmt = stmt.on_conflict_do_update(
@@ -421,14 +482,31 @@ def upsert_dead_letters(conn: sa.Connection, rows: Sequence[dict[str, Any]]) -> 
     keep_dead_letters_erased(conn, [r["fingerprint"] for r in rows])  # GDPR: no payload of an erased record
 
 
-def record_drift(conn: sa.Connection, load_id: str, system: str, entity: str, contract_version: str | None,
-                 findings: Sequence[dict[str, Any]]) -> None:
+def record_drift(
+    conn: sa.Connection,
+    load_id: str,
+    system: str,
+    entity: str,
+    contract_version: str | None,
+    findings: Sequence[dict[str, Any]],
+) -> None:
     if not findings:
         return
     now = utcnow()
-    conn.execute(schema_drift.insert(), [
-        {"load_id": load_id, "source_system": system, "entity": entity, "contract_version": contract_version,
-         "kind": f["kind"], "column_name": f.get("column"), "rows_affected": int(f.get("rows", 0)),
-         "sample": json.dumps(f.get("sample", [])), "detected_at": now}
-        for f in findings
-    ])
+    conn.execute(
+        schema_drift.insert(),
+        [
+            {
+                "load_id": load_id,
+                "source_system": system,
+                "entity": entity,
+                "contract_version": contract_version,
+                "kind": f["kind"],
+                "column_name": f.get("column"),
+                "rows_affected": int(f.get("rows", 0)),
+                "sample": json.dumps(f.get("sample", [])),
+                "detected_at": now,
+            }
+            for f in findings
+        ],
+    )

@@ -359,8 +359,10 @@ class Enqueuer:
     def start(self) -> None:
         with self._start_lock:
             if not self._threads:
-                self._threads = [threading.Thread(target=self._run, name=f"webhook-publisher-{i}", daemon=True)
-                                 for i in range(self.threads)]
+                self._threads = [
+                    threading.Thread(target=self._run, name=f"webhook-publisher-{i}", daemon=True)
+                    for i in range(self.threads)
+                ]
                 for t in self._threads:
                     t.start()
 

@@ -80,7 +80,9 @@ def _start_receiver() -> tuple[HttpReceiver, ThreadingHTTPServer, threading.Thre
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             with receiver.lock:
-                receiver.requests.append(Request(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+                receiver.requests.append(
+                    Request(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+                )
             status, headers, payload = receiver.next_response()
             self.send_response(status)
             for name, value in headers.items():
@@ -175,7 +177,9 @@ def tls_files(tmp_path: Path) -> TlsFiles:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
@@ -194,8 +198,13 @@ class Authenticator:
         self.login, self.password = login.encode(), password.encode()
         self.seen: list[str] = []
 
-    def __call__(self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
-        ok = isinstance(auth_data, LoginPassword) and (auth_data.login, auth_data.password) == (self.login, self.password)
+    def __call__(
+        self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
+    ) -> AuthResult:
+        ok = isinstance(auth_data, LoginPassword) and (auth_data.login, auth_data.password) == (
+            self.login,
+            self.password,
+        )
         self.seen.append(mechanism)
         return AuthResult(success=ok, handled=False)
 

@@ -138,8 +138,9 @@ def test_jsonl_log_appends_one_line_per_notice(tmp_path: Path) -> None:
 
 
 def test_email_is_delivered(smtp_server: SmtpSink) -> None:
-    channel = EmailChannel(smtp_server.host, smtp_server.port, "alerts@example.com", ["oncall@example.com"],
-                           starttls=False)
+    channel = EmailChannel(
+        smtp_server.host, smtp_server.port, "alerts@example.com", ["oncall@example.com"], starttls=False
+    )
     channel.send(notice())
     [msg] = smtp_server.messages
     assert msg["Subject"] == "[FIRING] [ERROR] Contacts are stale"
@@ -153,14 +154,22 @@ def test_email_is_delivered(smtp_server: SmtpSink) -> None:
 def test_email_starttls_and_auth(starttls_smtp_server, tls_files, monkeypatch: pytest.MonkeyPatch) -> None:
     sink, auth = starttls_smtp_server
     monkeypatch.setenv("SSL_CERT_FILE", str(tls_files.cert))  # trust the test CA the way an operator would
-    EmailChannel(sink.host, sink.port, "alerts@example.com", ["oncall@example.com"],
-                 username="alerts", password="s3cret-pass", starttls=True).send(notice())
+    EmailChannel(
+        sink.host,
+        sink.port,
+        "alerts@example.com",
+        ["oncall@example.com"],
+        username="alerts",
+        password="s3cret-pass",
+        starttls=True,
+    ).send(notice())
     assert len(sink.envelopes) == 1 and auth.seen
 
 
 def test_email_starttls_required_but_unsupported_is_terminal(smtp_server: SmtpSink) -> None:
-    channel = EmailChannel(smtp_server.host, smtp_server.port, "alerts@example.com", ["oncall@example.com"],
-                           starttls=True)
+    channel = EmailChannel(
+        smtp_server.host, smtp_server.port, "alerts@example.com", ["oncall@example.com"], starttls=True
+    )
     with pytest.raises(TerminalDeliveryError, match="STARTTLS|starttls"):
         channel.send(notice())
     assert not smtp_server.envelopes  # never falls back to clear text
@@ -168,21 +177,35 @@ def test_email_starttls_required_but_unsupported_is_terminal(smtp_server: SmtpSi
 
 def test_email_untrusted_certificate_is_terminal(starttls_smtp_server) -> None:
     sink, _ = starttls_smtp_server
-    channel = EmailChannel(sink.host, sink.port, "alerts@example.com", ["oncall@example.com"],
-                           username="alerts", password="s3cret-pass", starttls=True)
+    channel = EmailChannel(
+        sink.host,
+        sink.port,
+        "alerts@example.com",
+        ["oncall@example.com"],
+        username="alerts",
+        password="s3cret-pass",
+        starttls=True,
+    )
     with pytest.raises(TerminalDeliveryError, match="TLS"):
         channel.send(notice())
 
 
 def test_email_refuses_credentials_in_clear_text_to_a_remote_host() -> None:
     with pytest.raises(ValueError, match="STARTTLS"):
-        EmailChannel("smtp.example.com", 25, "a@example.com", ["b@example.com"], username="u", password="p",
-                     starttls=False)
+        EmailChannel(
+            "smtp.example.com",
+            25,
+            "a@example.com",
+            ["b@example.com"],
+            username="u",
+            password="p",
+            starttls=False,
+        )
 
 
 def test_email_connection_refused_is_transient(closed_port: int) -> None:
-    channel = EmailChannel("127.0.0.1", closed_port, "a@example.com", ["b@example.com"], starttls=False,
-                           timeout=2)
+    channel = EmailChannel(
+        "127.0.0.1", closed_port, "a@example.com", ["b@example.com"], starttls=False, timeout=2
+    )
     with pytest.raises(TransientDeliveryError):
         channel.send(notice())
-

@@ -191,7 +191,9 @@ def test_failure_after_resolve_reopens_with_a_new_notice(
     dedup = notifier.fire(alert(severity="critical"))
     assert (reopened.action, reopened.episode, dedup.action) == ("reopened", 2, "deduplicated")
     assert [(r.json()["status"], r.json()["episode"]) for r in http_receiver.requests] == [
-        ("firing", 1), ("resolved", 1), ("firing", 2)
+        ("firing", 1),
+        ("resolved", 1),
+        ("firing", 2),
     ]
     assert http_receiver.requests[2].json()["severity"] == "critical"
     # A new episode is a new notice (new id), so receivers do not drop it as a duplicate.
@@ -223,10 +225,16 @@ def test_a_failing_channel_is_retried_recorded_and_isolated(
 
 
 def test_a_closed_port_fails_only_that_channel(
-    alert_env: str, closed_port: int, fast_retry: RetryPolicy, smtp_server: SmtpSink, isolated_env: Path,
+    alert_env: str,
+    closed_port: int,
+    fast_retry: RetryPolicy,
+    smtp_server: SmtpSink,
+    isolated_env: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("INTEGRATION_ALERT_SLACK_WEBHOOK_URL", f"http://127.0.0.1:{closed_port}/services/T/B/X")
+    monkeypatch.setenv(
+        "INTEGRATION_ALERT_SLACK_WEBHOOK_URL", f"http://127.0.0.1:{closed_port}/services/T/B/X"
+    )
     with Notifier.from_env(retry=fast_retry) as n:
         outcome = n.fire(alert())
     [slack] = [d for d in outcome.deliveries if d.channel == "slack"]
@@ -246,7 +254,10 @@ def test_a_rejected_notice_is_not_retried(notifier: Notifier, http_receiver: Htt
 
 
 def test_a_channel_that_missed_the_notice_is_caught_up_later(
-    alert_env: str, fast_retry: RetryPolicy, http_receiver: HttpReceiver, slack_receiver: HttpReceiver,
+    alert_env: str,
+    fast_retry: RetryPolicy,
+    http_receiver: HttpReceiver,
+    slack_receiver: HttpReceiver,
     isolated_env: Path,
 ) -> None:
     http_receiver.default_status = 503
@@ -345,9 +356,8 @@ def test_secrets_and_pii_never_leave_in_any_channel(
     outputs: dict[str, str] = {
         "webhook": "\n".join(r.body.decode() for r in http_receiver.requests),
         "slack": "\n".join(r.body.decode() for r in slack_receiver.requests),
-        "email": "\n".join(
-            str(m) + m.get_content() for m in smtp_server.messages
-        ) + "\n".join((e.original_content or b"").decode() for e in smtp_server.envelopes),
+        "email": "\n".join(str(m) + m.get_content() for m in smtp_server.messages)
+        + "\n".join((e.original_content or b"").decode() for e in smtp_server.envelopes),
         "log": (isolated_env / "alerts.jsonl").read_text(),
     }
     with get_engine(alert_env).connect() as conn:
@@ -372,7 +382,9 @@ def test_secrets_and_pii_never_leave_in_any_channel(
     assert "[REDACTED:pan]" in outputs["webhook"] and "[REDACTED:email]" in outputs["webhook"]
 
 
-def test_concurrent_fires_send_one_notice(alert_env: str, fast_retry: RetryPolicy, http_receiver: HttpReceiver) -> None:
+def test_concurrent_fires_send_one_notice(
+    alert_env: str, fast_retry: RetryPolicy, http_receiver: HttpReceiver
+) -> None:
     barrier = threading.Barrier(4)
     actions: list[str] = []
 
@@ -395,7 +407,10 @@ def test_list_incidents(notifier: Notifier, alert_env: str) -> None:
     notifier.fire(alert(key="check:odoo/invoices:volume", severity="warning", source_system="odoo"))
     notifier.resolve("check:odoo/invoices:volume", "ok")
     assert [i.key for i in list_incidents(engine=get_engine(alert_env))] == [KEY]
-    assert {i.key for i in list_incidents(None, engine=get_engine(alert_env))} == {KEY, "check:odoo/invoices:volume"}
+    assert {i.key for i in list_incidents(None, engine=get_engine(alert_env))} == {
+        KEY,
+        "check:odoo/invoices:volume",
+    }
 
 
 @pytest.mark.parametrize(
@@ -411,8 +426,10 @@ def test_migration_matches_the_table_definitions(warehouse_url: str) -> None:
     with get_engine(warehouse_url).connect() as conn:
         assert ours <= set(sa.inspect(conn).get_table_names())
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), metadata)
+
     def touches_ours(d: Any) -> bool:
         return any(name in repr(d) for name in ours)
+
     assert [d for d in diff if touches_ours(d)] == []
 
 

@@ -22,20 +22,32 @@ def drop(name: str = "contacts.csv", source: Path = FIXTURE, folder: str = "hubs
     return dest
 
 
-def ingest(defs: dg.Definitions, instance: dg.DagsterInstance, files: Iterable[Path], system: str = "hubspot",
-           entity: str = "contacts") -> dg.ExecuteInProcessResult:
+def ingest(
+    defs: dg.Definitions,
+    instance: dg.DagsterInstance,
+    files: Iterable[Path],
+    system: str = "hubspot",
+    entity: str = "contacts",
+) -> dg.ExecuteInProcessResult:
     """The entity's ingest job (landing, load and every check on the canonical asset), as the sensor runs it."""
     return defs.resolve_job_def(job_name(system, entity)).execute_in_process(
-        instance=instance, raise_on_error=False,
-        run_config={"ops": {raw_op_name(system, entity): {"config": {"files": [str(f) for f in files]}}}})
+        instance=instance,
+        raise_on_error=False,
+        run_config={"ops": {raw_op_name(system, entity): {"config": {"files": [str(f) for f in files]}}}},
+    )
 
 
-def run_checks(defs: dg.Definitions, instance: dg.DagsterInstance,
-               keys: Iterable[dg.AssetCheckKey]) -> dg.ExecuteInProcessResult:
+def run_checks(
+    defs: dg.Definitions, instance: dg.DagsterInstance, keys: Iterable[dg.AssetCheckKey]
+) -> dg.ExecuteInProcessResult:
     """Only the given checks (like "Execute checks" in the UI)."""
     job = dg.define_asset_job("checks_only", selection=dg.AssetSelection.checks(*keys))
-    only = dg.Definitions(assets=list(defs.assets or []), asset_checks=list(defs.asset_checks or []), jobs=[job],
-                          resources=defs.resources)
+    only = dg.Definitions(
+        assets=list(defs.assets or []),
+        asset_checks=list(defs.asset_checks or []),
+        jobs=[job],
+        resources=defs.resources,
+    )
     return only.resolve_job_def("checks_only").execute_in_process(instance=instance, raise_on_error=False)
 
 

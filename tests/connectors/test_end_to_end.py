@@ -20,7 +20,9 @@ from tests.connectors.conftest import FAST
 
 def _rows(url: str, table: str, system: str) -> int:
     with get_engine(url).connect() as conn:
-        return conn.execute(sa.text(f"SELECT count(*) FROM {table} WHERE source_system = :s"), {"s": system}).scalar()
+        return conn.execute(
+            sa.text(f"SELECT count(*) FROM {table} WHERE source_system = :s"), {"s": system}
+        ).scalar()
 
 
 def _by_entity(result) -> dict:
@@ -29,8 +31,9 @@ def _by_entity(result) -> dict:
 
 def test_hubspot_api_pull_loads_through_the_api_contracts(warehouse_url: str, hubspot: FakeHubSpot) -> None:
     hubspot.seed(companies=6, contacts=45, deals=9)
-    with HubSpotClient(hubspot.token, hubspot.url, retry=FAST, page_limit=20, search_min_interval=0,
-                       rng=random.Random(1)) as c:
+    with HubSpotClient(
+        hubspot.token, hubspot.url, retry=FAST, page_limit=20, search_min_interval=0, rng=random.Random(1)
+    ) as c:
         for entity in c.entities:
             pull_entity(c, entity)
         result = run_pending()
@@ -38,8 +41,11 @@ def test_hubspot_api_pull_loads_through_the_api_contracts(warehouse_url: str, hu
         loaded = _by_entity(result)
         assert {e: loaded[e]["rows_inserted"] for e in loaded} == {"companies": 6, "contacts": 45, "deals": 9}
         assert all(loaded[e]["rows_quarantined"] == 0 and loaded[e]["rejected"] == 0 for e in loaded)
-        assert (_rows(warehouse_url, "contacts", "hubspot"), _rows(warehouse_url, "companies", "hubspot"),
-                _rows(warehouse_url, "deals", "hubspot")) == (45, 6, 9)
+        assert (
+            _rows(warehouse_url, "contacts", "hubspot"),
+            _rows(warehouse_url, "companies", "hubspot"),
+            _rows(warehouse_url, "deals", "hubspot"),
+        ) == (45, 6, 9)
 
         # Incremental: three contacts change; only they are pulled, and they update (association kept).
         hubspot.touch("contacts", ["1010", "1011", "1012"], lastname="Changed")
@@ -49,11 +55,16 @@ def test_hubspot_api_pull_loads_through_the_api_contracts(warehouse_url: str, hu
     contacts = _by_entity(result)["contacts"]
     assert (contacts["rows_read"], contacts["rows_updated"], contacts["rows_inserted"]) == (3, 3, 0)
     with get_engine(warehouse_url).connect() as conn:
-        rows = conn.execute(sa.text("SELECT source_id, last_name, company_id FROM contacts WHERE source_id IN "
-                                    "('1010', '1011', '1012') ORDER BY source_id")).all()
+        rows = conn.execute(
+            sa.text(
+                "SELECT source_id, last_name, company_id FROM contacts WHERE source_id IN "
+                "('1010', '1011', '1012') ORDER BY source_id"
+            )
+        ).all()
     assert [r.last_name for r in rows] == ["Changed"] * 3
-    assert [r.company_id for r in rows] == [(hubspot.objects["contacts"][r.source_id]["companies"] or [None])[0]
-                                            for r in rows]
+    assert [r.company_id for r in rows] == [
+        (hubspot.objects["contacts"][r.source_id]["companies"] or [None])[0] for r in rows
+    ]
     assert _rows(warehouse_url, "contacts", "hubspot") == 45
 
 
@@ -69,8 +80,21 @@ def test_odoo_api_pull_loads_through_the_api_contracts(warehouse_url: str, odoo:
     assert result.ok, result.runs
     loaded = _by_entity(result)
     assert {e: loaded[e]["rows_inserted"] for e in loaded} == {
-        "res.partner": 9, "product.product": 4, "sale.order": 6, "sale.order.line": 12, "account.move": 3}
+        "res.partner": 9,
+        "product.product": 4,
+        "sale.order": 6,
+        "sale.order.line": 12,
+        "account.move": 3,
+    }
     assert all(loaded[e]["rows_quarantined"] == 0 for e in loaded)
-    counts = {t: _rows(warehouse_url, t, "odoo") for t in
-              ("customers", "products", "sales_orders", "sales_order_lines", "invoices")}
-    assert counts == {"customers": 9, "products": 4, "sales_orders": 6, "sales_order_lines": 12, "invoices": 3}
+    counts = {
+        t: _rows(warehouse_url, t, "odoo")
+        for t in ("customers", "products", "sales_orders", "sales_order_lines", "invoices")
+    }
+    assert counts == {
+        "customers": 9,
+        "products": 4,
+        "sales_orders": 6,
+        "sales_order_lines": 12,
+        "invoices": 3,
+    }

@@ -32,13 +32,35 @@ from integration_assets.settings import get_settings
 from integration_assets.warehouse.ledger import LoadReport
 from integration_assets.warehouse.schema import CANONICAL_TABLES, dead_letters, loads, schema_drift
 
-CONTACT_HEADER = ["Record ID", "First Name", "Last Name", "Email", "Phone Number", "Lifecycle Stage", "Lead Status",
-                  "Primary Associated Company ID", "Country/Region", "Create Date", "Last Modified Date"]
+CONTACT_HEADER = [
+    "Record ID",
+    "First Name",
+    "Last Name",
+    "Email",
+    "Phone Number",
+    "Lifecycle Stage",
+    "Lead Status",
+    "Primary Associated Company ID",
+    "Country/Region",
+    "Create Date",
+    "Last Modified Date",
+]
 
 
 def contact(rid: str, first: str = "Ann") -> list[str]:
-    return [rid, first, "Smith", f"contact.{rid}@example.com", "+1 555 0100", "Lead", "New", "9000000001",
-            "United States", "2026-01-05 09:30", "2026-11-20 10:00"]
+    return [
+        rid,
+        first,
+        "Smith",
+        f"contact.{rid}@example.com",
+        "+1 555 0100",
+        "Lead",
+        "New",
+        "9000000001",
+        "United States",
+        "2026-01-05 09:30",
+        "2026-11-20 10:00",
+    ]
 
 
 def contacts_csv(ids: list[str], *, extra: list[str] | None = None, newline: str = "\n") -> bytes:
@@ -51,10 +73,20 @@ def contacts_csv(ids: list[str], *, extra: list[str] | None = None, newline: str
 
 
 def order(oid: int) -> dict[str, Any]:
-    return {"id": oid, "name": f"S{oid:05d}", "partner_id": [14, "Azure Interior"], "date_order": "2026-11-19 10:00:00",
-            "amount_untaxed": 100.0, "amount_tax": 10.0, "amount_total": 110.0, "currency_id": [1, "USD"],
-            "state": "sale", "invoice_status": "to invoice", "client_order_ref": False,
-            "write_date": "2026-11-19 12:00:00"}
+    return {
+        "id": oid,
+        "name": f"S{oid:05d}",
+        "partner_id": [14, "Azure Interior"],
+        "date_order": "2026-11-19 10:00:00",
+        "amount_untaxed": 100.0,
+        "amount_tax": 10.0,
+        "amount_total": 110.0,
+        "currency_id": [1, "USD"],
+        "state": "sale",
+        "invoice_status": "to invoice",
+        "client_order_ref": False,
+        "write_date": "2026-11-19 12:00:00",
+    }
 
 
 def zipped(members: dict[str, bytes]) -> bytes:
@@ -96,7 +128,9 @@ def table(engine: sa.Engine, name: str) -> dict[str, dict[str, Any]]:
 
 def letters(engine: sa.Engine) -> list[dict[str, Any]]:
     with engine.connect() as conn:
-        return [dict(r._mapping) for r in conn.execute(sa.select(dead_letters).order_by(dead_letters.c.position))]
+        return [
+            dict(r._mapping) for r in conn.execute(sa.select(dead_letters).order_by(dead_letters.c.position))
+        ]
 
 
 def no_unpacked_copies(tmp: Path) -> bool:
@@ -105,25 +139,68 @@ def no_unpacked_copies(tmp: Path) -> bool:
 
 
 # -- compressed exports -----------------------------------------------------------------------------------
-@pytest.mark.parametrize(("system", "entity", "name", "make", "table_name"), [
-    pytest.param("hubspot", "contacts", "contacts.csv", lambda: gzip.compress(contacts_csv(["1", "2"])), "contacts",
-                 id="gzip-named-csv"),
-    pytest.param("hubspot", "contacts", "contacts.csv.gz", lambda: gzip.compress(contacts_csv(["1", "2"])), "contacts",
-                 id="csv.gz"),
-    pytest.param("odoo", "sale.order", "orders.jsonl.gz",
-                 lambda: gzip.compress("".join(json.dumps(order(i)) + "\n" for i in (1, 2)).encode()), "sales_orders",
-                 id="jsonl.gz"),
-    pytest.param("odoo", "sale.order", "orders.json.gz", lambda: gzip.compress(json.dumps([order(1), order(2)]).encode()),
-                 "sales_orders", id="json.gz"),
-    pytest.param("hubspot", "contacts", "export.zip", lambda: zipped({"contacts.csv": contacts_csv(["1", "2"])}),
-                 "contacts", id="zip-of-one-csv"),
-    pytest.param("odoo", "sale.order", "orders.zip",
-                 lambda: zipped({"dump/": b"", "dump/orders.json": json.dumps([order(1), order(2)]).encode(),
-                                 "__MACOSX/dump/._orders.json": b"\x00\x05\x16\x07"}), "sales_orders",
-                 id="zip-with-folder-and-macos-fork"),
-])
-def test_compressed_exports_load_as_the_format_they_hold(engine: sa.Engine, own_tempdir: Path, system: str,
-                                                         entity: str, name: str, make: Any, table_name: str) -> None:
+@pytest.mark.parametrize(
+    ("system", "entity", "name", "make", "table_name"),
+    [
+        pytest.param(
+            "hubspot",
+            "contacts",
+            "contacts.csv",
+            lambda: gzip.compress(contacts_csv(["1", "2"])),
+            "contacts",
+            id="gzip-named-csv",
+        ),
+        pytest.param(
+            "hubspot",
+            "contacts",
+            "contacts.csv.gz",
+            lambda: gzip.compress(contacts_csv(["1", "2"])),
+            "contacts",
+            id="csv.gz",
+        ),
+        pytest.param(
+            "odoo",
+            "sale.order",
+            "orders.jsonl.gz",
+            lambda: gzip.compress("".join(json.dumps(order(i)) + "\n" for i in (1, 2)).encode()),
+            "sales_orders",
+            id="jsonl.gz",
+        ),
+        pytest.param(
+            "odoo",
+            "sale.order",
+            "orders.json.gz",
+            lambda: gzip.compress(json.dumps([order(1), order(2)]).encode()),
+            "sales_orders",
+            id="json.gz",
+        ),
+        pytest.param(
+            "hubspot",
+            "contacts",
+            "export.zip",
+            lambda: zipped({"contacts.csv": contacts_csv(["1", "2"])}),
+            "contacts",
+            id="zip-of-one-csv",
+        ),
+        pytest.param(
+            "odoo",
+            "sale.order",
+            "orders.zip",
+            lambda: zipped(
+                {
+                    "dump/": b"",
+                    "dump/orders.json": json.dumps([order(1), order(2)]).encode(),
+                    "__MACOSX/dump/._orders.json": b"\x00\x05\x16\x07",
+                }
+            ),
+            "sales_orders",
+            id="zip-with-folder-and-macos-fork",
+        ),
+    ],
+)
+def test_compressed_exports_load_as_the_format_they_hold(
+    engine: sa.Engine, own_tempdir: Path, system: str, entity: str, name: str, make: Any, table_name: str
+) -> None:
     data = make()
     report = process(drop(system, entity, name, data))
     assert (report.status, report.rows_read, report.rows_inserted) == ("succeeded", 2, 2), report.as_dict()
@@ -157,7 +234,7 @@ def _zip_of_a_later_version() -> bytes:
     """An archive whose central directory says it needs zip version 8.9 to extract."""
     data = bytearray(zipped({"contacts.csv": contacts_csv(["1"])}))
     central = data.index(b"PK\x01\x02")
-    data[central + 6: central + 8] = (89).to_bytes(2, "little")
+    data[central + 6 : central + 8] = (89).to_bytes(2, "little")
     return bytes(data)
 
 
@@ -165,45 +242,119 @@ def _zip_whose_directory_lies() -> bytes:
     """One member that unpacks to 4 MiB while the archive says 100 bytes (local header and central directory)."""
     data = bytearray(zipped({"contacts.csv": contacts_csv(["1"]) + b"x" * (4 << 20)}))
     local = data.index(b"PK\x03\x04")
-    data[local + 22: local + 26] = (100).to_bytes(4, "little")
+    data[local + 22 : local + 26] = (100).to_bytes(4, "little")
     central = data.index(b"PK\x01\x02")
-    data[central + 24: central + 28] = (100).to_bytes(4, "little")
+    data[central + 24 : central + 28] = (100).to_bytes(4, "little")
     return bytes(data)
 
 
-@pytest.mark.parametrize(("name", "make", "code", "message"), [
-    pytest.param("contacts.csv.gz", _truncated_gzip, "corrupt_compressed", "gzip file is truncated",
-                 id="truncated-gzip"),
-    pytest.param("contacts.csv", lambda: gzip.compress(contacts_csv(["1"]))[:-3] + b"\x00\x00\x00",
-                 "corrupt_compressed", "gzip file cannot be decompressed", id="gzip-bad-crc"),
-    pytest.param("export.zip", lambda: zipped({"a.csv": contacts_csv(["1"]), "b.csv": contacts_csv(["2"])}),
-                 "compressed", "holds 2 files ('a.csv', 'b.csv'); exactly one", id="zip-of-two"),
-    pytest.param("export.zip", lambda: zipped({}), "compressed", "holds 0 files", id="empty-zip"),
-    pytest.param("export.zip", lambda: zipped({"contacts.xlsx": b"PK\x03\x04"}), "compressed",
-                 "'contacts.xlsx', which is not one of", id="zip-of-xlsx"),
-    pytest.param("export.zip", lambda: zipped({"contacts.csv.gz": gzip.compress(contacts_csv(["1"]))}), "compressed",
-                 "archive inside an archive", id="zip-of-gzip"),
-    pytest.param("export.zip", lambda: zipped({"contacts.csv": contacts_csv(["1"])})[:60], "corrupt_compressed",
-                 "not a readable zip archive", id="truncated-zip"),
-    pytest.param("export.zip", _zip_whose_directory_lies, "corrupt_compressed", "corrupt or truncated",
-                 id="zip-size-lies"),
-    pytest.param("export.zip", _zip_of_a_later_version, "compressed", "feature that cannot be read: zip file version 8.9",
-                 id="zip-version-8.9"),
-    pytest.param("contacts.csv.bz2", lambda: b"BZh91AY&SY" + b"\x00" * 30, "compressed", "bzip2-compressed",
-                 id="bz2-by-name"),
-    pytest.param("contacts.csv", lambda: lzma.compress(contacts_csv(["1"])), "compressed", "xz-compressed",
-                 id="xz-named-csv"),
-    pytest.param("contacts.gz", lambda: gzip.compress(contacts_csv(["1"])), "unsupported_format",
-                 "must name the format it holds", id="gz-without-format"),
-    pytest.param("contacts.tar.gz", lambda: gzip.compress(contacts_csv(["1"])), "compressed", "tar archive",
-                 id="tar.gz"),
-    pytest.param("contacts.zip", lambda: contacts_csv(["1"]), "corrupt_compressed", "not a zip archive",
-                 id="zip-name-plain-bytes"),
-    pytest.param("contacts.csv.gz", lambda: b"\x1f\x8c" + gzip.compress(contacts_csv(["1"]))[2:], "corrupt_compressed",
-                 "does not start with the gzip signature", id="gz-name-bad-signature"),
-])
+@pytest.mark.parametrize(
+    ("name", "make", "code", "message"),
+    [
+        pytest.param(
+            "contacts.csv.gz",
+            _truncated_gzip,
+            "corrupt_compressed",
+            "gzip file is truncated",
+            id="truncated-gzip",
+        ),
+        pytest.param(
+            "contacts.csv",
+            lambda: gzip.compress(contacts_csv(["1"]))[:-3] + b"\x00\x00\x00",
+            "corrupt_compressed",
+            "gzip file cannot be decompressed",
+            id="gzip-bad-crc",
+        ),
+        pytest.param(
+            "export.zip",
+            lambda: zipped({"a.csv": contacts_csv(["1"]), "b.csv": contacts_csv(["2"])}),
+            "compressed",
+            "holds 2 files ('a.csv', 'b.csv'); exactly one",
+            id="zip-of-two",
+        ),
+        pytest.param("export.zip", lambda: zipped({}), "compressed", "holds 0 files", id="empty-zip"),
+        pytest.param(
+            "export.zip",
+            lambda: zipped({"contacts.xlsx": b"PK\x03\x04"}),
+            "compressed",
+            "'contacts.xlsx', which is not one of",
+            id="zip-of-xlsx",
+        ),
+        pytest.param(
+            "export.zip",
+            lambda: zipped({"contacts.csv.gz": gzip.compress(contacts_csv(["1"]))}),
+            "compressed",
+            "archive inside an archive",
+            id="zip-of-gzip",
+        ),
+        pytest.param(
+            "export.zip",
+            lambda: zipped({"contacts.csv": contacts_csv(["1"])})[:60],
+            "corrupt_compressed",
+            "not a readable zip archive",
+            id="truncated-zip",
+        ),
+        pytest.param(
+            "export.zip",
+            _zip_whose_directory_lies,
+            "corrupt_compressed",
+            "corrupt or truncated",
+            id="zip-size-lies",
+        ),
+        pytest.param(
+            "export.zip",
+            _zip_of_a_later_version,
+            "compressed",
+            "feature that cannot be read: zip file version 8.9",
+            id="zip-version-8.9",
+        ),
+        pytest.param(
+            "contacts.csv.bz2",
+            lambda: b"BZh91AY&SY" + b"\x00" * 30,
+            "compressed",
+            "bzip2-compressed",
+            id="bz2-by-name",
+        ),
+        pytest.param(
+            "contacts.csv",
+            lambda: lzma.compress(contacts_csv(["1"])),
+            "compressed",
+            "xz-compressed",
+            id="xz-named-csv",
+        ),
+        pytest.param(
+            "contacts.gz",
+            lambda: gzip.compress(contacts_csv(["1"])),
+            "unsupported_format",
+            "must name the format it holds",
+            id="gz-without-format",
+        ),
+        pytest.param(
+            "contacts.tar.gz",
+            lambda: gzip.compress(contacts_csv(["1"])),
+            "compressed",
+            "tar archive",
+            id="tar.gz",
+        ),
+        pytest.param(
+            "contacts.zip",
+            lambda: contacts_csv(["1"]),
+            "corrupt_compressed",
+            "not a zip archive",
+            id="zip-name-plain-bytes",
+        ),
+        pytest.param(
+            "contacts.csv.gz",
+            lambda: b"\x1f\x8c" + gzip.compress(contacts_csv(["1"]))[2:],
+            "corrupt_compressed",
+            "does not start with the gzip signature",
+            id="gz-name-bad-signature",
+        ),
+    ],
+)
 def test_compressed_files_that_cannot_be_read_are_rejected_with_the_reason(
-        engine: sa.Engine, own_tempdir: Path, name: str, make: Any, code: str, message: str) -> None:
+    engine: sa.Engine, own_tempdir: Path, name: str, make: Any, code: str, message: str
+) -> None:
     report = process(drop("hubspot", "contacts", name, make()))
     assert (report.status, report.reason_code) == ("rejected", code), report.as_dict()
     assert message in (report.error or ""), report.error
@@ -215,19 +366,25 @@ def test_compressed_files_that_cannot_be_read_are_rejected_with_the_reason(
     assert no_unpacked_copies(own_tempdir)
 
 
-@pytest.mark.parametrize("pack", [
-    pytest.param(lambda data: ("bomb.csv.gz", gzip.compress(data, 9)), id="gzip"),
-    pytest.param(lambda data: ("bomb.zip", zipped({"contacts.csv": data})), id="zip"),
-])
-def test_the_size_limit_applies_to_what_a_file_unpacks_to(engine: sa.Engine, own_tempdir: Path,
-                                                          monkeypatch: pytest.MonkeyPatch, pack: Any) -> None:
+@pytest.mark.parametrize(
+    "pack",
+    [
+        pytest.param(lambda data: ("bomb.csv.gz", gzip.compress(data, 9)), id="gzip"),
+        pytest.param(lambda data: ("bomb.zip", zipped({"contacts.csv": data})), id="zip"),
+    ],
+)
+def test_the_size_limit_applies_to_what_a_file_unpacks_to(
+    engine: sa.Engine, own_tempdir: Path, monkeypatch: pytest.MonkeyPatch, pack: Any
+) -> None:
     """A small file that unpacks to far more than the limit is stopped at the limit, not unpacked whole."""
     monkeypatch.setenv("INTEGRATION_MAX_FILE_BYTES", str(4 << 20))
     name, data = pack(contacts_csv(["1"]) + b"0" * (64 << 20))
     assert len(data) < 1 << 20
     report = process(drop("hubspot", "contacts", name, data))
     assert (report.status, report.reason_code) == ("rejected", "file_too_large"), report.as_dict()
-    assert f"limit of {4 << 20}" in (report.error or "") or f"more than {4 << 20} bytes" in (report.error or "")
+    assert f"limit of {4 << 20}" in (report.error or "") or f"more than {4 << 20} bytes" in (
+        report.error or ""
+    )
     assert no_unpacked_copies(own_tempdir)
 
 
@@ -254,21 +411,26 @@ def test_a_gzip_bomb_stops_unpacking_at_the_limit(tmp_path: Path, own_tempdir: P
 
 
 # -- width ------------------------------------------------------------------------------------------------
-def test_a_csv_wider_than_the_limit_is_rejected_from_its_header(engine: sa.Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_csv_wider_than_the_limit_is_rejected_from_its_header(
+    engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("INTEGRATION_MAX_COLUMNS", "50")
 
     def no_body(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("the body of a file too wide to load was parsed")
 
     monkeypatch.setattr(files.pacsv, "open_csv", no_body)
-    report = process(drop("hubspot", "contacts", "wide.csv",
-                          contacts_csv(["1", "2"], extra=[f"x{i}" for i in range(40)])))
+    report = process(
+        drop("hubspot", "contacts", "wide.csv", contacts_csv(["1", "2"], extra=[f"x{i}" for i in range(40)]))
+    )
     assert (report.status, report.reason_code) == ("rejected", "too_many_columns"), report.as_dict()
     assert "51 columns, over the configured limit of 50 (INTEGRATION_MAX_COLUMNS)" in (report.error or "")
     assert table(engine, "contacts") == {}
 
 
-def test_jsonl_records_wider_than_the_limit_reject_the_file(engine: sa.Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_jsonl_records_wider_than_the_limit_reject_the_file(
+    engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("INTEGRATION_MAX_COLUMNS", "30")
     wide = {**order(2), **{f"x_{i}": i for i in range(30)}}
     text = json.dumps(order(1)) + "\n" + json.dumps(wide) + "\n"
@@ -292,8 +454,11 @@ def test_drift_of_a_wide_file_is_capped(engine: sa.Engine) -> None:
     report = process(drop("hubspot", "contacts", "wide.csv", contacts_csv(["1"], extra=extra)))
     assert (report.status, report.rows_inserted) == ("succeeded", 1), report.as_dict()
     with engine.connect() as conn:
-        found = conn.execute(sa.select(schema_drift.c.kind, schema_drift.c.column_name, schema_drift.c.sample)
-                             .order_by(schema_drift.c.id)).all()
+        found = conn.execute(
+            sa.select(schema_drift.c.kind, schema_drift.c.column_name, schema_drift.c.sample).order_by(
+                schema_drift.c.id
+            )
+        ).all()
     kinds = [r.kind for r in found]
     assert kinds == ["new_column"] * 100 + ["new_columns_omitted"]
     assert [r.column_name for r in found[:100]] == extra[:100]
@@ -308,7 +473,9 @@ def test_a_new_column_with_a_very_long_name_is_recorded(engine: sa.Engine) -> No
     report = process(drop("hubspot", "contacts", "long.csv", contacts_csv(["1"], extra=[long_name])))
     assert report.status == "succeeded", report.as_dict()
     with engine.connect() as conn:
-        [name] = conn.execute(sa.select(schema_drift.c.column_name).where(schema_drift.c.kind == "new_column")).scalars()
+        [name] = conn.execute(
+            sa.select(schema_drift.c.column_name).where(schema_drift.c.kind == "new_column")
+        ).scalars()
     assert name == long_name[:255]
 
 
@@ -323,7 +490,9 @@ def hubspot_parquet(n: int = 3, **over: Any) -> pa.Table:
     ts = pd.Timestamp("2026-11-20 10:00", tz="UTC")
     cols: dict[str, Any] = {
         "hs_object_id": pa.array(range(7001, 7001 + n), pa.int64()),
-        "lastmodifieddate": pa.array([ts + pd.Timedelta(minutes=i) for i in range(n)], pa.timestamp("ms", tz="UTC")),
+        "lastmodifieddate": pa.array(
+            [ts + pd.Timedelta(minutes=i) for i in range(n)], pa.timestamp("ms", tz="UTC")
+        ),
         "createdate": pa.array([pd.Timestamp("2026-01-05 09:30")] * n, pa.timestamp("us")),
         "email": [f"Contact.{i}@Example.com" for i in range(n)],
         "firstname": [f"Ann{i}" for i in range(n)],
@@ -342,24 +511,41 @@ def hubspot_parquet(n: int = 3, **over: Any) -> pa.Table:
 def test_a_parquet_export_loads_into_the_warehouse(engine: sa.Engine) -> None:
     report = process(drop("hubspot", "contacts", "contacts.parquet", parquet_bytes(hubspot_parquet())))
     assert (report.status, report.contract, report.rows_read, report.rows_inserted) == (
-        "succeeded", "hubspot.contacts.parquet@v1", 3, 3), report.as_dict()
+        "succeeded",
+        "hubspot.contacts.parquet@v1",
+        3,
+        3,
+    ), report.as_dict()
     assert report.drift == []
     rows = table(engine, "contacts")
     assert sorted(rows) == ["7001", "7002", "7003"]
     first = rows["7001"]
-    assert (first["email"], first["first_name"], first["lifecycle_stage"], first["lead_status"], first["company_id"],
-            first["country"]) == ("contact.0@example.com", "Ann0", "lead", "new", "9001", "United States")
+    assert (
+        first["email"],
+        first["first_name"],
+        first["lifecycle_stage"],
+        first["lead_status"],
+        first["company_id"],
+        first["country"],
+    ) == ("contact.0@example.com", "Ann0", "lead", "new", "9001", "United States")
     assert rows["7003"]["company_id"] is None
-    assert pd.Timestamp(rows["7002"]["source_updated_at"]).tz_localize(None) == pd.Timestamp("2026-11-20 10:01")
+    assert pd.Timestamp(rows["7002"]["source_updated_at"]).tz_localize(None) == pd.Timestamp(
+        "2026-11-20 10:01"
+    )
     assert pd.Timestamp(first["created_at"]).tz_localize(None) == pd.Timestamp("2026-01-05 09:30")
     # Parquet and the CSV export of the same contacts merge into one table.
-    newer = hubspot_parquet(1, lastmodifieddate=pa.array([pd.Timestamp("2026-11-21", tz="UTC")], pa.timestamp("ms", tz="UTC")),
-                            firstname=["Anna"])
+    newer = hubspot_parquet(
+        1,
+        lastmodifieddate=pa.array([pd.Timestamp("2026-11-21", tz="UTC")], pa.timestamp("ms", tz="UTC")),
+        firstname=["Anna"],
+    )
     again = process(drop("hubspot", "contacts", "newer.parquet", parquet_bytes(newer)))
     assert (again.rows_updated, table(engine, "contacts")["7001"]["first_name"]) == (1, "Anna")
 
 
-def test_parquet_values_get_the_same_checks_as_csv(engine: sa.Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_parquet_values_get_the_same_checks_as_csv(
+    engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """NUL bytes, bytes that are not UTF-8, oversized values and dates the warehouse cannot hold quarantine
     their row, as in a CSV; ids stored as text or numbers both load."""
     monkeypatch.setenv("INTEGRATION_MAX_FIELD_BYTES", "1000")
@@ -368,16 +554,29 @@ def test_parquet_values_get_the_same_checks_as_csv(engine: sa.Engine, monkeypatc
     for v in names:
         offsets.append(offsets[-1] + len(v))
     # Parquet does not check that a string column holds UTF-8: written as it comes.
-    firstname = pa.Array.from_buffers(pa.string(), len(names), [None, pa.array(offsets, pa.int32()).buffers()[1],
-                                                                  pa.py_buffer(b"".join(names))])
+    firstname = pa.Array.from_buffers(
+        pa.string(),
+        len(names),
+        [None, pa.array(offsets, pa.int32()).buffers()[1], pa.py_buffer(b"".join(names))],
+    )
     base = pd.Timestamp("2026-11-20", tz="UTC").value // 1000
     us = [base, base, base, base, 253_402_214_400_000_000, base]  # the fifth: year 9999
-    t = hubspot_parquet(6, firstname=firstname, lastmodifieddate=pa.array(us, pa.int64()).cast(pa.timestamp("us", tz="UTC")),
-                        hs_object_id=pa.array([str(i) for i in range(1, 7)]))
+    t = hubspot_parquet(
+        6,
+        firstname=firstname,
+        lastmodifieddate=pa.array(us, pa.int64()).cast(pa.timestamp("us", tz="UTC")),
+        hs_object_id=pa.array([str(i) for i in range(1, 7)]),
+    )
     report = process(drop("hubspot", "contacts", "odd.parquet", parquet_bytes(t)))
     assert (report.status, report.rows_read, report.rows_inserted, report.rows_quarantined) == (
-        "succeeded", 6, 2, 4), report.as_dict()
-    found = {d["natural_key"]: (d["check_name"], d["column_name"], d["offending_value"]) for d in letters(engine)}
+        "succeeded",
+        6,
+        2,
+        4,
+    ), report.as_dict()
+    found = {
+        d["natural_key"]: (d["check_name"], d["column_name"], d["offending_value"]) for d in letters(engine)
+    }
     assert found["2"] == ("nul_byte", "firstname", "Bo\\u0000b")
     assert found["3"] == ("invalid_encoding", "firstname", "René")
     assert found["4"][:2] == ("max_length", "firstname")
@@ -388,21 +587,28 @@ def test_parquet_values_get_the_same_checks_as_csv(engine: sa.Engine, monkeypatc
 
 
 def test_parquet_files_that_cannot_be_loaded(engine: sa.Engine, monkeypatch: pytest.MonkeyPatch) -> None:
-    data = parquet_bytes(hubspot_parquet(2000, email=[f"c.{i}@example.com" * 4 for i in range(2000)]),
-                         compression="zstd")
+    data = parquet_bytes(
+        hubspot_parquet(2000, email=[f"c.{i}@example.com" * 4 for i in range(2000)]), compression="zstd"
+    )
     # Width: from the schema in the footer.
     monkeypatch.setenv("INTEGRATION_MAX_COLUMNS", "10")
     report = process(drop("hubspot", "contacts", "wide.parquet", data))
     assert (report.reason_code, report.error) == (
-        "too_many_columns", "the Parquet file has 12 columns, over the configured limit of 10 (INTEGRATION_MAX_COLUMNS)")
+        "too_many_columns",
+        "the Parquet file has 12 columns, over the configured limit of 10 (INTEGRATION_MAX_COLUMNS)",
+    )
     monkeypatch.delenv("INTEGRATION_MAX_COLUMNS")
     # Size: what the pages decompress to counts, not the compressed file.
-    unpacked = sum(pq.ParquetFile(io.BytesIO(data)).metadata.row_group(i).total_byte_size
-                   for i in range(pq.ParquetFile(io.BytesIO(data)).metadata.num_row_groups))
+    unpacked = sum(
+        pq.ParquetFile(io.BytesIO(data)).metadata.row_group(i).total_byte_size
+        for i in range(pq.ParquetFile(io.BytesIO(data)).metadata.num_row_groups)
+    )
     monkeypatch.setenv("INTEGRATION_MAX_FILE_BYTES", str(unpacked - 1))
     assert len(data) < unpacked - 1
     report = process(drop("hubspot", "contacts", "big.parquet", data))
-    assert report.reason_code == "file_too_large" and f"decompresses to {unpacked} bytes" in (report.error or "")
+    assert report.reason_code == "file_too_large" and f"decompresses to {unpacked} bytes" in (
+        report.error or ""
+    )
     monkeypatch.delenv("INTEGRATION_MAX_FILE_BYTES")
     # A cut file has no footer.
     report = process(drop("hubspot", "contacts", "cut.parquet", data[: len(data) // 2]))
@@ -426,13 +632,18 @@ def test_a_parquet_file_damaged_after_its_first_row_group_loads_nothing(engine: 
     assert "cannot be read past record 2000" in (report.error or "")
     assert table(engine, "contacts") == {}
     with engine.connect() as conn:
-        assert conn.execute(sa.select(loads.c.status).where(loads.c.load_id == report.load_id)).scalar_one() == "rejected"
+        assert (
+            conn.execute(sa.select(loads.c.status).where(loads.c.load_id == report.load_id)).scalar_one()
+            == "rejected"
+        )
 
 
 def test_parquet_in_a_gzip_file_and_in_a_zip(engine: sa.Engine) -> None:
     data = parquet_bytes(hubspot_parquet())
     assert process(drop("hubspot", "contacts", "c.parquet.gz", gzip.compress(data))).rows_inserted == 3
-    report = process(drop("hubspot", "contacts", "c.zip", zipped({"c.parquet": parquet_bytes(hubspot_parquet(4))})))
+    report = process(
+        drop("hubspot", "contacts", "c.zip", zipped({"c.parquet": parquet_bytes(hubspot_parquet(4))}))
+    )
     assert (report.status, report.rows_read, report.rows_inserted) == ("succeeded", 4, 1), report.as_dict()
 
 
@@ -446,8 +657,14 @@ def test_a_file_of_only_a_bom_is_rejected_as_empty(engine: sa.Engine) -> None:
 def test_mixed_line_endings_load_every_row(engine: sa.Engine) -> None:
     crlf = contacts_csv(["1", "2"], newline="\r\n")
     lf = b"".join(",".join(contact(str(i))).encode() + b"\n" for i in (3, 4))
-    report = process(drop("hubspot", "contacts", "mixed.csv", crlf + lf + b"5,Eve,Smith,e@example.com,+1,Lead,New,9,US,"
-                                                                        b"2026-01-05 09:30,2026-11-20 10:00\r\n"))
+    report = process(
+        drop(
+            "hubspot",
+            "contacts",
+            "mixed.csv",
+            crlf + lf + b"5,Eve,Smith,e@example.com,+1,Lead,New,9,US,2026-01-05 09:30,2026-11-20 10:00\r\n",
+        )
+    )
     assert (report.status, report.rows_read, report.rows_inserted) == ("succeeded", 5, 5), report.as_dict()
     rows = table(engine, "contacts")
     assert all(not str(v).endswith("\r") for r in rows.values() for v in r.values() if v is not None)
@@ -477,22 +694,32 @@ def test_a_header_longer_than_the_first_mib_is_rejected_not_cut(tmp_path: Path) 
 
 
 def partner(pid: int, name: str) -> str:
-    return (f'{{"id": {pid}, "name": "{name}", "email": false, "phone": false, "is_company": true, '
-            '"parent_id": false, "write_date": "2026-11-19 12:00:00"}')
+    return (
+        f'{{"id": {pid}, "name": "{name}", "email": false, "phone": false, "is_company": true, '
+        '"parent_id": false, "write_date": "2026-11-19 12:00:00"}'
+    )
 
 
 @pytest.mark.parametrize("as_list", [False, True], ids=["jsonl", "json"])
 def test_a_lone_surrogate_in_json_costs_its_record_not_the_load(engine: sa.Engine, as_list: bool) -> None:
     """JSON may escape a lone UTF-16 surrogate ("\\ud800"): not Unicode, it cannot be stored anywhere, and it
     used to fail the whole load (as if transient) on both warehouses."""
-    records = [partner(1, "Az\\ud800ure"), partner(2, "Deco"), partner(3, "Grin \\ud83d\\ude00")]  # 3: a real pair
+    records = [
+        partner(1, "Az\\ud800ure"),
+        partner(2, "Deco"),
+        partner(3, "Grin \\ud83d\\ude00"),
+    ]  # 3: a real pair
     keyed = '{"id": 4, "na\\udfffme": "x", "is_company": true, "write_date": "2026-11-19 12:00:00"}'
     records.append(keyed)
     text = ("[" + ",\n".join(records) + "]") if as_list else "\n".join(records) + "\n"
     name = "p.json" if as_list else "p.jsonl"
     report = process(drop("odoo", "res.partner", name, text.encode()))
     assert (report.status, report.rows_read, report.rows_inserted, report.rows_quarantined) == (
-        "succeeded", 4, 2, 2), report.as_dict()
+        "succeeded",
+        4,
+        2,
+        2,
+    ), report.as_dict()
     found = {d["position"]: (d["check_name"], d["reason"], d["raw_record"]) for d in letters(engine)}
     assert sorted(found) == [1, 4]
     assert found[1][0] == found[4][0] == "json_invalid_unicode"
@@ -504,11 +731,15 @@ def test_a_lone_surrogate_in_json_costs_its_record_not_the_load(engine: sa.Engin
 
 def test_line_separators_inside_jsonl_values_do_not_split_records(engine: sa.Engine) -> None:
     """U+2028/U+2029/U+0085 may stand unescaped in a JSON string; a JSONL record ends at \\n only."""
-    text = "\n".join([partner(1, "Azure\u2028Interior"), partner(2, "Deco\u2029Addict\u0085"), partner(3, "Gemini")])
+    text = "\n".join(
+        [partner(1, "Azure\u2028Interior"), partner(2, "Deco\u2029Addict\u0085"), partner(3, "Gemini")]
+    )
     report = process(drop("odoo", "res.partner", "p.jsonl", (text + "\r\n").encode()))
     assert (report.status, report.rows_read, report.rows_inserted) == ("succeeded", 3, 3), report.as_dict()
     name = table(engine, "customers")["1"]["name"]
-    assert name.startswith("Azure") and name.endswith("Interior")  # one record, whatever the name transform makes of U+2028
+    assert name.startswith("Azure") and name.endswith(
+        "Interior"
+    )  # one record, whatever the name transform makes of U+2028
 
 
 def test_a_header_without_a_line_end_is_a_file_without_records(engine: sa.Engine) -> None:
@@ -525,12 +756,15 @@ def test_a_nul_byte_in_a_new_column_name_is_recorded_not_a_failed_load(engine: s
     report = process(drop("hubspot", "contacts", "nul.csv", contacts_csv(["1"], extra=["No\x00tes"])))
     assert (report.status, report.rows_inserted) == ("succeeded", 1), report.as_dict()
     with engine.connect() as conn:
-        [name] = conn.execute(sa.select(schema_drift.c.column_name).where(schema_drift.c.kind == "new_column")).scalars()
+        [name] = conn.execute(
+            sa.select(schema_drift.c.column_name).where(schema_drift.c.kind == "new_column")
+        ).scalars()
     assert name == "No\\u0000tes"
 
 
 def test_a_full_temporary_folder_fails_the_load_without_rejecting_the_file(
-        tmp_path: Path, own_tempdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, own_tempdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Unpacking writes to the temporary folder; when that fails (disk full), the file is not to blame: the
     error is transient (the load is retried), not a rejection of the file as corrupt."""
     path = tmp_path / "contacts.csv.gz"

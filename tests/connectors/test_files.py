@@ -35,7 +35,9 @@ def test_read_ahead_stops_a_few_blocks_ahead_of_the_consumer(tmp_path: Path) -> 
     stream.close()
 
 
-def test_a_slow_consumer_does_not_make_the_reader_buffer_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_slow_consumer_does_not_make_the_reader_buffer_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """~150 MiB of CSV (about ten 16 MiB blocks) read by a consumer that lags: pyarrow's reader thread, which
     would queue up to 32 blocks, stays within the window, and every row still arrives."""
     path = tmp_path / "contacts.csv"

@@ -44,14 +44,28 @@ class Script:
         return answer
 
 
-def make(script: Script, *, retry: RetryPolicy | None = None, budget: RetryBudget | None = None,
-         secrets: tuple[str, ...] = ()) -> tuple[HttpClient, list[float], list[int | None]]:
+def make(
+    script: Script,
+    *,
+    retry: RetryPolicy | None = None,
+    budget: RetryBudget | None = None,
+    secrets: tuple[str, ...] = (),
+) -> tuple[HttpClient, list[float], list[int | None]]:
     sleeps: list[float] = []
     statuses: list[int | None] = []
-    client = HttpClient("testsys", "https://api.example.test", headers={"Authorization": "Bearer s3cr3t-token"},
-                        transport=httpx.MockTransport(script), retry=retry or RetryPolicy(), budget=budget,
-                        recorder=statuses.append, sleep=sleeps.append, clock=lambda: NOW, rng=random.Random(1),
-                        secrets=secrets)
+    client = HttpClient(
+        "testsys",
+        "https://api.example.test",
+        headers={"Authorization": "Bearer s3cr3t-token"},
+        transport=httpx.MockTransport(script),
+        retry=retry or RetryPolicy(),
+        budget=budget,
+        recorder=statuses.append,
+        sleep=sleeps.append,
+        clock=lambda: NOW,
+        rng=random.Random(1),
+        secrets=secrets,
+    )
     return client, sleeps, statuses
 
 
@@ -81,9 +95,11 @@ def test_default_classification() -> None:
 
 def test_retry_after_is_honoured_never_earlier() -> None:
     date = email.utils.formatdate(NOW + 4, usegmt=True)
-    script = Script(httpx.Response(429, headers={"Retry-After": "3"}),
-                    httpx.Response(503, headers={"Retry-After": date}),
-                    httpx.Response(200, json={"ok": True}))
+    script = Script(
+        httpx.Response(429, headers={"Retry-After": "3"}),
+        httpx.Response(503, headers={"Retry-After": date}),
+        httpx.Response(200, json={"ok": True}),
+    )
     client, sleeps, statuses = make(script)
     assert client.request("GET", "/x").json() == {"ok": True}
     assert statuses == [429, 503, 200]  # every attempt counted, as the provider saw it
@@ -145,15 +161,18 @@ def test_timeouts_and_dropped_connections_are_transient_and_recorded() -> None:
 
 def test_secrets_never_reach_messages_or_logs(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
-    script = Script(httpx.Response(503, text="upstream said s3cr3t-token"),
-                    httpx.Response(400, text="echo: s3cr3t-token"))
+    script = Script(
+        httpx.Response(503, text="upstream said s3cr3t-token"), httpx.Response(400, text="echo: s3cr3t-token")
+    )
     client, _, _ = make(script, secrets=("s3cr3t-token",))
     with pytest.raises(RequestRejected) as err:
         client.request("GET", "/x")
     assert "s3cr3t-token" not in str(err.value) and "[REDACTED]" in str(err.value)
     assert "s3cr3t-token" not in caplog.text
     assert "s3cr3t-token" not in repr(client)
-    assert script.requests[0].headers["Authorization"] == "Bearer s3cr3t-token"  # it was sent, just never shown
+    assert (
+        script.requests[0].headers["Authorization"] == "Bearer s3cr3t-token"
+    )  # it was sent, just never shown
 
 
 def test_throttle_spaces_calls() -> None:
@@ -183,7 +202,7 @@ def _paged(records: list[dict], page: int, cap: int | None = None) -> tuple[list
         offset = int(token or 0)
         if cap is not None and offset >= cap:
             raise AssertionError("paged past the cap")
-        chunk = rows[offset:offset + page]
+        chunk = rows[offset : offset + page]
         return chunk, (str(offset + page) if offset + page < len(rows) else None)
 
     return fetch, calls
@@ -192,8 +211,11 @@ def _paged(records: list[dict], page: int, cap: int | None = None) -> tuple[list
 def test_ascending_pages_restart_from_the_last_value_and_page_through_ties() -> None:
     records = [{"id": str(i), "v": v} for i, v in enumerate([1, 2, 3, 3, 3, 3, 3, 3, 4, 5, 5, 6], start=1)]
     fetch, calls = _paged(records, page=3)
-    got = [r for page in ascending_pages(fetch, start=None, version=lambda r: r["v"], ident=lambda r: r["id"])
-           for r in page]
+    got = [
+        r
+        for page in ascending_pages(fetch, start=None, version=lambda r: r["v"], ident=lambda r: r["id"])
+        for r in page
+    ]
     assert [r["id"] for r in got] == [r["id"] for r in records]  # each once, in order
     assert all(lower is not None for lower, _ in calls[1:])  # restarted from a value, not followed deep
     assert any(token is not None for _, token in calls)  # the run of 3s needed the token
@@ -203,5 +225,7 @@ def test_ascending_pages_refuse_to_page_past_a_cap() -> None:
     records = [{"id": str(i), "v": 7} for i in range(30)]
     fetch, _ = _paged(records, page=5, cap=10)
     with pytest.raises(PagingStuck):
-        for _ in ascending_pages(fetch, start=0, version=lambda r: r["v"], ident=lambda r: r["id"], max_token=6):
+        for _ in ascending_pages(
+            fetch, start=0, version=lambda r: r["v"], ident=lambda r: r["id"], max_token=6
+        ):
             pass

@@ -53,9 +53,19 @@ def test_full_pull_pages_to_the_end_with_properties_and_associations(hubspot: Fa
     assert [r.query.get("archived") for r in hubspot.requests if r.method == "GET"][-1] == ["true"]
     q = gets[0].query
     assert q["limit"] == ["100"] and q["associations"] == ["companies"]
-    assert set(q["properties"][0].split(",")) >= {"email", "lastmodifieddate", "lifecyclestage", "hs_lead_status"}
-    with_company = [r for r in got if r["properties"]["email"].endswith("1@example.com") and "associations" in r]
-    assert with_company and with_company[0]["associations"]["companies"]["results"][0]["type"] == "contact_to_company"
+    assert set(q["properties"][0].split(",")) >= {
+        "email",
+        "lastmodifieddate",
+        "lifecyclestage",
+        "hs_lead_status",
+    }
+    with_company = [
+        r for r in got if r["properties"]["email"].endswith("1@example.com") and "associations" in r
+    ]
+    assert (
+        with_company
+        and with_company[0]["associations"]["companies"]["results"][0]["type"] == "contact_to_company"
+    )
     assert all(r["properties"]["phone"] is None or isinstance(r["properties"]["phone"], str) for r in got)
 
 
@@ -74,17 +84,23 @@ def test_second_pull_gets_only_the_changed_records_with_their_associations(hubsp
     assert all(r["properties"]["firstname"] == "Renamed" for r in new)
     for r in new:  # search results carry no associations: the client read them and put them back
         expected = hubspot.objects["contacts"][r["id"]]["companies"]
-        assert [a["id"] for a in r.get("associations", {}).get("companies", {}).get("results", [])] == expected
+        assert [
+            a["id"] for a in r.get("associations", {}).get("companies", {}).get("results", [])
+        ] == expected
     paths = [r.path for r in hubspot.requests]
-    assert "/crm/v3/objects/contacts/search" in paths and "/crm/v3/associations/contacts/companies/batch/read" in paths
+    assert (
+        "/crm/v3/objects/contacts/search" in paths
+        and "/crm/v3/associations/contacts/companies/batch/read" in paths
+    )
     search = next(r for r in hubspot.requests if r.path.endswith("/search")).body
     assert search["sorts"] == [{"propertyName": "lastmodifieddate", "direction": "ASCENDING"}]
     assert search["filterGroups"][0]["filters"][0]["operator"] == "GTE"
     assert third.records == 0 and third.files == []  # nothing changed since
 
 
-def test_deletions_are_pulled_from_the_archive_and_load_as_archived(hubspot: FakeHubSpot,
-                                                                    sqlite_warehouse: str) -> None:
+def test_deletions_are_pulled_from_the_archive_and_load_as_archived(
+    hubspot: FakeHubSpot, sqlite_warehouse: str
+) -> None:
     """Deleted records leave the list and the search; a pull lists the archived ones since its cursor (archivedAt)
     and lands them with archivedAt, and the load marks their rows instead of leaving them live forever."""
     from integration_assets.ingest import ingest_file
@@ -106,7 +122,9 @@ def test_deletions_are_pulled_from_the_archive_and_load_as_archived(hubspot: Fak
         assert ingest_file(Path(f), "hubspot", "contacts", engine=engine).status == "succeeded"
     t = CANONICAL_TABLES["contacts"]
     with engine.connect() as conn:
-        gone = {r.source_id for r in conn.execute(sa.select(t.c.source_id).where(t.c.archived_at.is_not(None)))}
+        gone = {
+            r.source_id for r in conn.execute(sa.select(t.c.source_id).where(t.c.archived_at.is_not(None)))
+        }
     assert gone == {"1005", "1006"}
 
 
@@ -132,12 +150,17 @@ def test_search_never_pages_past_the_result_cap(hubspot: FakeHubSpot) -> None:
 
 
 def test_429_storm_honours_retry_after_stays_in_budget_loses_nothing_and_is_recorded(
-        hubspot: FakeHubSpot, sqlite_warehouse: str) -> None:
+    hubspot: FakeHubSpot, sqlite_warehouse: str
+) -> None:
     hubspot.seed(companies=20, contacts=150, deals=20)  # 10 pages of 20
-    hubspot.fault = storm(rate=0.3, retry_after=1, seed=1)  # 5 of the 15 calls; Retry-After seconds/date/none in turn
+    hubspot.fault = storm(
+        rate=0.3, retry_after=1, seed=1
+    )  # 5 of the 15 calls; Retry-After seconds/date/none in turn
     budget = RetryBudget(limit=25)
     engine = get_engine(sqlite_warehouse)
-    with client(hubspot, budget=budget, page_limit=20, recorder=warehouse_status_recorder("hubspot", engine)) as c:
+    with client(
+        hubspot, budget=budget, page_limit=20, recorder=warehouse_status_recorder("hubspot", engine)
+    ) as c:
         reports = [pull_entity(c, e) for e in c.entities]
     log = list(hubspot.requests)
     throttled = [i for i, r in enumerate(log) if r.status == 429]
@@ -153,24 +176,37 @@ def test_429_storm_honours_retry_after_stays_in_budget_loses_nothing_and_is_reco
     assert len(log) == pages + len(archive) + len(throttled) <= pages + len(archive) + budget.limit
     assert budget.used == len(throttled)
     for entity in ("companies", "contacts", "deals"):  # 0 pages lost
-        assert sorted(r["id"] for r in landed_records(inbox(), "hubspot", entity)) == sorted(hubspot.objects[entity])
+        assert sorted(r["id"] for r in landed_records(inbox(), "hubspot", entity)) == sorted(
+            hubspot.objects[entity]
+        )
     with engine.connect() as conn:
-        counts = dict(conn.execute(sa.select(connector_http_stats.c.status_class,
-                                             sa.func.sum(connector_http_stats.c.count))
-                                   .where(connector_http_stats.c.source_system == "hubspot")
-                                   .group_by(connector_http_stats.c.status_class)).all())
+        counts = dict(
+            conn.execute(
+                sa.select(connector_http_stats.c.status_class, sa.func.sum(connector_http_stats.c.count))
+                .where(connector_http_stats.c.source_system == "hubspot")
+                .group_by(connector_http_stats.c.status_class)
+            ).all()
+        )
         [health] = http_error_health(conn, load_policies().connector_http_errors)
     assert counts == {"429": len(throttled), "2xx": pages + len(archive)}
     assert health.by_class["429"] == len(throttled)  # what connector_http_error_alerts evaluates
 
 
-@pytest.mark.parametrize(("policy", "retry_after", "at_least"), [
-    ("TEN_SECONDLY_ROLLING", None, 10.0),  # the rolling window, from X-HubSpot-RateLimit-Interval-Milliseconds
-    ("TEN_SECONDLY_ROLLING", 1, 10.0),  # a shorter Retry-After does not shorten the window
-    ("SECONDLY", None, 1.0),  # search's per-second limit
-])
-def test_rolling_limits_wait_their_window(hubspot: FakeHubSpot, policy: str, retry_after: int | None,
-                                          at_least: float) -> None:
+@pytest.mark.parametrize(
+    ("policy", "retry_after", "at_least"),
+    [
+        (
+            "TEN_SECONDLY_ROLLING",
+            None,
+            10.0,
+        ),  # the rolling window, from X-HubSpot-RateLimit-Interval-Milliseconds
+        ("TEN_SECONDLY_ROLLING", 1, 10.0),  # a shorter Retry-After does not shorten the window
+        ("SECONDLY", None, 1.0),  # search's per-second limit
+    ],
+)
+def test_rolling_limits_wait_their_window(
+    hubspot: FakeHubSpot, policy: str, retry_after: int | None, at_least: float
+) -> None:
     hubspot.seed(companies=3, contacts=0, deals=0)
     sent = iter(range(100))
     hubspot.fault = lambda req: rate_limited(policy, retry_after=retry_after) if next(sent) == 0 else None  # type: ignore[arg-type]
@@ -182,14 +218,20 @@ def test_rolling_limits_wait_their_window(hubspot: FakeHubSpot, policy: str, ret
 
 
 @pytest.mark.parametrize("records_per_file", [1000, 100])
-def test_daily_limit_is_terminal_and_leaves_nothing_half_written(hubspot: FakeHubSpot, records_per_file: int) -> None:
+def test_daily_limit_is_terminal_and_leaves_nothing_half_written(
+    hubspot: FakeHubSpot, records_per_file: int
+) -> None:
     hubspot.seed(companies=0, contacts=350, deals=0)
     sent = iter(range(100))
     hubspot.fault = lambda req: rate_limited("DAILY") if next(sent) == 2 else None
     with client(hubspot) as c:
         with pytest.raises(HubSpotDailyLimit) as err:
             pull_entity(c, "contacts", records_per_file=records_per_file)
-        assert isinstance(err.value, TerminalError) and "DAILY" in str(err.value) and "midnight" in str(err.value)
+        assert (
+            isinstance(err.value, TerminalError)
+            and "DAILY" in str(err.value)
+            and "midnight" in str(err.value)
+        )
         assert len(hubspot.requests) == 3  # not retried
         with pytest.raises(HubSpotDailyLimit):  # and the client makes no further call today
             c.list_page("companies", properties=["name"])
@@ -207,11 +249,15 @@ def test_a_wrong_token_is_terminal_without_showing_it(hubspot: FakeHubSpot) -> N
         with pytest.raises(HubSpotAuthError) as err:
             pull_entity(c, "companies")
     msg = str(err.value)
-    assert "HUBSPOT_ACCESS_TOKEN" in msg and "INVALID_AUTHENTICATION" in msg and "pat-na1-wrong-token" not in msg
+    assert (
+        "HUBSPOT_ACCESS_TOKEN" in msg and "INVALID_AUTHENTICATION" in msg and "pat-na1-wrong-token" not in msg
+    )
     assert hubspot.statuses() == [401]
 
 
-def test_a_slow_hubspot_times_out_is_retried_then_fails_cleanly(hubspot: FakeHubSpot, sqlite_warehouse: str) -> None:
+def test_a_slow_hubspot_times_out_is_retried_then_fails_cleanly(
+    hubspot: FakeHubSpot, sqlite_warehouse: str
+) -> None:
     hubspot.seed(companies=2, contacts=0, deals=0)
     engine = get_engine(sqlite_warehouse)
     fast_timeout = httpx.Timeout(0.25, connect=1.0)
@@ -224,14 +270,21 @@ def test_a_slow_hubspot_times_out_is_retried_then_fails_cleanly(hubspot: FakeHub
     hubspot.fault = None
     hubspot.latency = 1.0
     hubspot.clear_log()
-    with client(hubspot, timeout=fast_timeout, retry=RetryPolicy(max_attempts=3, backoff_base=0.01),
-                recorder=warehouse_status_recorder("hubspot", engine)) as c:
+    with client(
+        hubspot,
+        timeout=fast_timeout,
+        retry=RetryPolicy(max_attempts=3, backoff_base=0.01),
+        recorder=warehouse_status_recorder("hubspot", engine),
+    ) as c:
         with pytest.raises(RetriesExhausted) as err:
             pull_entity(c, "contacts")
     assert isinstance(err.value, TransientError) and "timed out" in str(err.value) and err.value.attempts == 3
     assert len(hubspot.requests) == 3
     assert inbox_files(inbox(), "hubspot", "contacts") == []
     with engine.connect() as conn:
-        transport = conn.execute(sa.select(sa.func.sum(connector_http_stats.c.count))
-                                 .where(connector_http_stats.c.status_class == "transport")).scalar()
+        transport = conn.execute(
+            sa.select(sa.func.sum(connector_http_stats.c.count)).where(
+                connector_http_stats.c.status_class == "transport"
+            )
+        ).scalar()
     assert transport == 3

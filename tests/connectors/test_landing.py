@@ -28,8 +28,17 @@ def odoo_client(fake: FakeOdoo, **kw) -> OdooClient:
 
 def seed_products(fake: FakeOdoo, n: int, start: datetime = datetime(2025, 2, 1, tzinfo=UTC)) -> None:
     for i in range(n):
-        fake.add("product.product", {"name": f"P{i}", "type": "consu", "list_price": 2.0, "standard_price": 1.0,
-                                     "categ_id": [1, "All"]}, write_date=start + timedelta(minutes=i))
+        fake.add(
+            "product.product",
+            {
+                "name": f"P{i}",
+                "type": "consu",
+                "list_price": 2.0,
+                "standard_price": 1.0,
+                "categ_id": [1, "All"],
+            },
+            write_date=start + timedelta(minutes=i),
+        )
 
 
 def test_a_file_is_whole_or_absent_and_the_scan_ignores_part_files(tmp_path: Path) -> None:
@@ -44,7 +53,10 @@ def test_a_file_is_whole_or_absent_and_the_scan_ignores_part_files(tmp_path: Pat
     assert list(target.parent.iterdir()) == []
     (target.parent / "q.jsonl.part").write_text('{"id": 1}\n')
     settings = get_settings()
-    assert inbox_mod.scan(dataclasses.replace(settings, inbox_dir=tmp_path / "inbox", inbox_settle_seconds=0)) == []
+    assert (
+        inbox_mod.scan(dataclasses.replace(settings, inbox_dir=tmp_path / "inbox", inbox_settle_seconds=0))
+        == []
+    )
     assert write_jsonl_atomic(target, [{"id": 1, "name": "Zoë"}, {"id": 2}]) == 2
     assert target.read_text(encoding="utf-8") == '{"id":1,"name":"Zoë"}\n{"id":2}\n'
 
@@ -60,8 +72,9 @@ def test_an_interrupted_pull_keeps_whole_files_and_the_next_one_resumes(odoo: Fa
     first = landed_records(get_settings().inbox_dir, "odoo", "product.product")
     cursor = store.load("odoo", "product.product")
     assert first and len(first) % 3 == 0  # only whole files
-    assert cursor.watermark == max(datetime.strptime(r["write_date"], "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC)
-                                   for r in first)
+    assert cursor.watermark == max(
+        datetime.strptime(r["write_date"], "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC) for r in first
+    )
     odoo.fault = None
     with odoo_client(odoo) as c:
         second = pull_entity(c, "product.product", store=store, records_per_file=3)

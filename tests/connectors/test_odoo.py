@@ -37,8 +37,11 @@ def inbox() -> Path:
 
 
 def execute_calls(fake: FakeOdoo) -> list[list]:
-    return [r.body["params"]["args"] for r in fake.requests
-            if r.status == 200 and r.body["params"]["method"] == "execute_kw"]
+    return [
+        r.body["params"]["args"]
+        for r in fake.requests
+        if r.status == 200 and r.body["params"]["method"] == "execute_kw"
+    ]
 
 
 def test_full_pull_pages_to_the_end(odoo: FakeOdoo) -> None:
@@ -46,8 +49,13 @@ def test_full_pull_pages_to_the_end(odoo: FakeOdoo) -> None:
     with client(odoo) as c:
         reports = {m: pull_entity(c, m) for m in MODELS}
     counts = {m: len(landed_records(inbox(), "odoo", m)) for m in MODELS}
-    assert counts == {"res.partner": 12, "product.product": 6, "sale.order": 8, "sale.order.line": 24,
-                      "account.move": 5}  # archived partner included, the misc journal entry not
+    assert counts == {
+        "res.partner": 12,
+        "product.product": 6,
+        "sale.order": 8,
+        "sale.order.line": 24,
+        "account.move": 5,
+    }  # archived partner included, the misc journal entry not
     assert all(r.mode == "full" and r.cursor_saved for r in reports.values())
     partners = landed_records(inbox(), "odoo", "res.partner")
     assert any(p["active"] is False for p in partners)
@@ -80,8 +88,17 @@ def test_second_pull_gets_only_the_changed_records(odoo: FakeOdoo) -> None:
 def test_many_records_in_one_second_are_paged_through_once(odoo: FakeOdoo) -> None:
     same = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
     for i in range(11):
-        odoo.add("product.product", {"name": f"P{i}", "type": "consu", "list_price": 1.0, "standard_price": 1.0,
-                                     "categ_id": [1, "All"]}, write_date=same)
+        odoo.add(
+            "product.product",
+            {
+                "name": f"P{i}",
+                "type": "consu",
+                "list_price": 1.0,
+                "standard_price": 1.0,
+                "categ_id": [1, "All"],
+            },
+            write_date=same,
+        )
     with client(odoo) as c:
         report = pull_entity(c, "product.product")
     ids = [r["id"] for r in landed_records(inbox(), "odoo", "product.product")]
@@ -89,7 +106,9 @@ def test_many_records_in_one_second_are_paged_through_once(odoo: FakeOdoo) -> No
     assert any(a[6]["offset"] > 0 for a in execute_calls(odoo))
 
 
-def test_a_wrong_api_key_is_terminal_and_never_shown(odoo: FakeOdoo, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_wrong_api_key_is_terminal_and_never_shown(
+    odoo: FakeOdoo, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     odoo.seed()
     with client(odoo, api_key="wrong-key-123456") as c:
@@ -106,7 +125,9 @@ def test_a_wrong_api_key_is_terminal_and_never_shown(odoo: FakeOdoo, caplog: pyt
 def test_access_denied_during_a_pull_is_terminal(odoo: FakeOdoo, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     odoo.seed()
-    odoo.fail_next("odoo.exceptions.AccessDenied", "Access Denied", when=lambda p: p.get("method") == "execute_kw")
+    odoo.fail_next(
+        "odoo.exceptions.AccessDenied", "Access Denied", when=lambda p: p.get("method") == "execute_kw"
+    )
     with client(odoo) as c:
         with pytest.raises(OdooAccessDenied, match="AccessDenied: Access Denied") as err:
             pull_entity(c, "sale.order")
@@ -114,15 +135,21 @@ def test_access_denied_during_a_pull_is_terminal(odoo: FakeOdoo, caplog: pytest.
     assert len(odoo.requests) == 2  # authenticate, then one execute_kw: no retry
 
 
-@pytest.mark.parametrize(("name", "error"), [
-    ("odoo.exceptions.AccessError", OdooAccessError),
-    ("odoo.exceptions.ValidationError", OdooRpcError),
-    ("builtins.ValueError", OdooRpcError),
-])
+@pytest.mark.parametrize(
+    ("name", "error"),
+    [
+        ("odoo.exceptions.AccessError", OdooAccessError),
+        ("odoo.exceptions.ValidationError", OdooRpcError),
+        ("builtins.ValueError", OdooRpcError),
+    ],
+)
 def test_other_server_errors_are_terminal(odoo: FakeOdoo, name: str, error: type) -> None:
     odoo.seed()
-    odoo.fail_next(name, "You are not allowed to access 'Sales Order' (sale.order) records.",
-                   when=lambda p: p.get("method") == "execute_kw")
+    odoo.fail_next(
+        name,
+        "You are not allowed to access 'Sales Order' (sale.order) records.",
+        when=lambda p: p.get("method") == "execute_kw",
+    )
     with client(odoo) as c:
         with pytest.raises(error) as err:
             pull_entity(c, "sale.order")
@@ -132,10 +159,13 @@ def test_other_server_errors_are_terminal(odoo: FakeOdoo, name: str, error: type
 
 def test_session_expired_and_5xx_are_transient_and_retried(odoo: FakeOdoo) -> None:
     odoo.seed(orders=3, lines_per_order=0, partners=3, products=1, invoices=0)
-    odoo.fail_next("odoo.http.SessionExpiredException", "Session expired",
-                   when=lambda p: p.get("method") == "execute_kw")
+    odoo.fail_next(
+        "odoo.http.SessionExpiredException", "Session expired", when=lambda p: p.get("method") == "execute_kw"
+    )
     sent = iter(range(1000))
-    odoo.fault = lambda req: Fault(502, b"Bad Gateway", {"Content-Type": "text/html"}) if next(sent) == 2 else None
+    odoo.fault = lambda req: (
+        Fault(502, b"Bad Gateway", {"Content-Type": "text/html"}) if next(sent) == 2 else None
+    )
     with client(odoo) as c:
         report = pull_entity(c, "sale.order")
     assert report.records == 3
@@ -148,8 +178,12 @@ def test_a_slow_odoo_times_out_then_fails_cleanly(odoo: FakeOdoo) -> None:
     odoo.seed()
     odoo.latency = 1.0
     statuses: list[int | None] = []
-    with client(odoo, timeout=httpx.Timeout(0.2, connect=1.0), retry=RetryPolicy(max_attempts=2, backoff_base=0.01),
-                recorder=statuses.append) as c:
+    with client(
+        odoo,
+        timeout=httpx.Timeout(0.2, connect=1.0),
+        retry=RetryPolicy(max_attempts=2, backoff_base=0.01),
+        recorder=statuses.append,
+    ) as c:
         with pytest.raises(RetriesExhausted) as err:
             pull_entity(c, "res.partner")
     assert isinstance(err.value, TransientError) and "timed out" in str(err.value)

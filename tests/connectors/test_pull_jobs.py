@@ -30,12 +30,20 @@ def test_pull_hubspot_lands_files_and_reports(hubspot: FakeHubSpot, sqlite_wareh
     with dg.instance_for_test() as instance:
         res = pull_hubspot.execute_in_process(
             instance=instance,
-            resources={"hubspot": HubSpotResource(access_token=hubspot.token, base_url=hubspot.url),
-                       "warehouse": WarehouseResource()})
+            resources={
+                "hubspot": HubSpotResource(access_token=hubspot.token, base_url=hubspot.url),
+                "warehouse": WarehouseResource(),
+            },
+        )
         assert res.success
-        observed = {e.asset_key.to_user_string(): e.metadata["records"].value
-                    for e in (ev.event_specific_data.asset_observation for ev in res.all_events
-                              if ev.event_type_value == "ASSET_OBSERVATION")}
+        observed = {
+            e.asset_key.to_user_string(): e.metadata["records"].value
+            for e in (
+                ev.event_specific_data.asset_observation
+                for ev in res.all_events
+                if ev.event_type_value == "ASSET_OBSERVATION"
+            )
+        }
     assert observed == {"raw/hubspot/companies": 2, "raw/hubspot/contacts": 5, "raw/hubspot/deals": 1}
     assert len(landed_records(get_settings().inbox_dir, "hubspot", "contacts")) == 5
 
@@ -44,10 +52,14 @@ def test_a_failed_pull_says_it_is_terminal(odoo: FakeOdoo, sqlite_warehouse: str
     odoo.seed()
     with dg.instance_for_test() as instance:
         res = pull_odoo.execute_in_process(
-            instance=instance, raise_on_error=False,
+            instance=instance,
+            raise_on_error=False,
             op_selection=["pull_odoo__res_partner"],
-            resources={"odoo": OdooResource(url=odoo.url, db=odoo.db, username=odoo.login, api_key="revoked-key"),
-                       "warehouse": WarehouseResource()})
+            resources={
+                "odoo": OdooResource(url=odoo.url, db=odoo.db, username=odoo.login, api_key="revoked-key"),
+                "warehouse": WarehouseResource(),
+            },
+        )
     assert not res.success
     failure = next(e for e in res.all_events if e.event_type_value == "STEP_FAILURE")
     data = failure.step_failure_data

@@ -144,31 +144,71 @@ def test_minimal_contract_loads(tmp_path: Path) -> None:
     assert c.id == "hubspot.contacts.test@v1"
 
 
-@pytest.mark.parametrize(("edit", "message"), [
-    pytest.param(("variant: test", "variant: test\ncolour: blue"), "colour", id="unknown-top-level-key"),
-    pytest.param(("Email: {to: email}", "Email: {to: email, nullable: true}"), "nullable", id="unknown-field-key"),
-    pytest.param(("Email: {to: email}", """Email: {to: 'x"; DROP TABLE t;--'}"""), "not a safe identifier",
-                 id="sql-injection-identifier"),
-    pytest.param(("Email: {to: email}", "Email: {to: " + "e" * 64 + "}"), "not a safe identifier",
-                 id="64-byte-identifier"),
-    pytest.param(("Email: {to: email}", "Email: {to: emial}"), "not in canonical model", id="unknown-canonical-column"),
-    pytest.param(("target: contacts", "target: people"), "unknown canonical table", id="unknown-target"),
-    pytest.param(("Email: {to: email}", "Email: {to: email, type: text}"), "type", id="unknown-type"),
-    pytest.param(("Email: {to: email}", "Email: {to: email, on_unknown: ignore}"), "on_unknown", id="unknown-policy"),
-    pytest.param(("Email: {to: email}", "Email: {to: email, part: name}"), "only applies to many2one",
-                 id="part-outside-many2one"),
-    pytest.param(("Email: {to: email}", "Email: {to: email, type: enum}"), "needs 'values'", id="enum-without-values"),
-    pytest.param(("Email: {to: email}", "Email: {to: email, type: datetime}"), "needs 'formats'",
-                 id="datetime-without-formats"),
-    pytest.param(("  country: null\n", ""), "no source, default or derivation", id="canonical-column-unmapped"),
-    pytest.param(("  Email: {to: email}", "  Email: {to: email}\n  Mail: {to: email}"), "several source columns",
-                 id="two-sources-one-column"),
-    pytest.param(("  Email: {to: email}", "  Email: {to: email}\n  Email: {to: phone}"), "duplicate key 'Email'",
-                 id="duplicate-yaml-key"),
-    pytest.param(("Record ID: {to: source_id, type: id, required: true}", "Record ID: {to: first_name}"),
-                 "must produce source_id", id="no-source-id"),
-    pytest.param(("formats: [csv]", "formats: [xlsx]"), "formats", id="unknown-format"),
-])
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        pytest.param(("variant: test", "variant: test\ncolour: blue"), "colour", id="unknown-top-level-key"),
+        pytest.param(
+            ("Email: {to: email}", "Email: {to: email, nullable: true}"), "nullable", id="unknown-field-key"
+        ),
+        pytest.param(
+            ("Email: {to: email}", """Email: {to: 'x"; DROP TABLE t;--'}"""),
+            "not a safe identifier",
+            id="sql-injection-identifier",
+        ),
+        pytest.param(
+            ("Email: {to: email}", "Email: {to: " + "e" * 64 + "}"),
+            "not a safe identifier",
+            id="64-byte-identifier",
+        ),
+        pytest.param(
+            ("Email: {to: email}", "Email: {to: emial}"),
+            "not in canonical model",
+            id="unknown-canonical-column",
+        ),
+        pytest.param(("target: contacts", "target: people"), "unknown canonical table", id="unknown-target"),
+        pytest.param(("Email: {to: email}", "Email: {to: email, type: text}"), "type", id="unknown-type"),
+        pytest.param(
+            ("Email: {to: email}", "Email: {to: email, on_unknown: ignore}"),
+            "on_unknown",
+            id="unknown-policy",
+        ),
+        pytest.param(
+            ("Email: {to: email}", "Email: {to: email, part: name}"),
+            "only applies to many2one",
+            id="part-outside-many2one",
+        ),
+        pytest.param(
+            ("Email: {to: email}", "Email: {to: email, type: enum}"),
+            "needs 'values'",
+            id="enum-without-values",
+        ),
+        pytest.param(
+            ("Email: {to: email}", "Email: {to: email, type: datetime}"),
+            "needs 'formats'",
+            id="datetime-without-formats",
+        ),
+        pytest.param(
+            ("  country: null\n", ""), "no source, default or derivation", id="canonical-column-unmapped"
+        ),
+        pytest.param(
+            ("  Email: {to: email}", "  Email: {to: email}\n  Mail: {to: email}"),
+            "several source columns",
+            id="two-sources-one-column",
+        ),
+        pytest.param(
+            ("  Email: {to: email}", "  Email: {to: email}\n  Email: {to: phone}"),
+            "duplicate key 'Email'",
+            id="duplicate-yaml-key",
+        ),
+        pytest.param(
+            ("Record ID: {to: source_id, type: id, required: true}", "Record ID: {to: first_name}"),
+            "must produce source_id",
+            id="no-source-id",
+        ),
+        pytest.param(("formats: [csv]", "formats: [xlsx]"), "formats", id="unknown-format"),
+    ],
+)
 def test_malformed_contract_is_refused(tmp_path: Path, edit: tuple[str, str], message: str) -> None:
     old, new = edit
     assert old in MINIMAL

@@ -35,7 +35,9 @@ def _teach_prospect(root: Path) -> None:
     path = root / "hubspot" / "contacts_export.v1.yaml"
     text = path.read_text()
     assert "      Other: other\n" in text
-    path.write_text(text.replace("      Other: other\n", "      Other: other\n      Prospect: opportunity\n", 1))
+    path.write_text(
+        text.replace("      Other: other\n", "      Other: other\n      Prospect: opportunity\n", 1)
+    )
 
 
 def _pending(conn: sa.Connection) -> dict[str, dict]:
@@ -69,11 +71,15 @@ def test_new_dropdown_value_quarantined_then_replayed(warehouse_url: str, contra
         assert row["mapping_version"] == "hubspot.contacts.csv@v1"
         pending = _pending(conn)
         assert set(pending) == {"103"} and pending["103"]["attempts"] == 2
-        replayed = conn.execute(sa.select(dead_letters).where(dead_letters.c.natural_key == "104")).mappings().one()
+        replayed = (
+            conn.execute(sa.select(dead_letters).where(dead_letters.c.natural_key == "104")).mappings().one()
+        )
         assert replayed["status"] == "replayed" and replayed["resolved_at"] is not None
-        trail = conn.execute(sa.select(dead_letter_actions.c.action, dead_letter_actions.c.outcome,
-                                       dead_letter_actions.c.actor)
-                             .where(dead_letter_actions.c.dead_letter_id == replayed["id"])).all()
+        trail = conn.execute(
+            sa.select(
+                dead_letter_actions.c.action, dead_letter_actions.c.outcome, dead_letter_actions.c.actor
+            ).where(dead_letter_actions.c.dead_letter_id == replayed["id"])
+        ).all()
         assert ("replay", "replayed", "tester") in [tuple(t) for t in trail]
 
     # Replaying again changes nothing: the replayed one is no longer pending, the merge is idempotent.
@@ -101,8 +107,11 @@ def test_export_has_no_pii_and_neutralises_formulas(warehouse_url: str) -> None:
     ingest_file(FIXTURE, "hubspot", "contacts")
     engine = get_engine(warehouse_url)
     with engine.begin() as conn:
-        conn.execute(dead_letters.update().where(dead_letters.c.natural_key == "104")
-                     .values(offending_value="=HYPERLINK(\"http://x\")", column_name="Lifecycle Stage"))
+        conn.execute(
+            dead_letters.update()
+            .where(dead_letters.c.natural_key == "104")
+            .values(offending_value='=HYPERLINK("http://x")', column_name="Lifecycle Stage")
+        )
         text = store.export_csv(conn, Filter())
     assert "not-an-email" not in text and "@example.com" not in text
     assert "raw_record" not in text.splitlines()[0]

@@ -302,9 +302,14 @@ def hubspot_batch_with_a_bad_element(tmp_path: Path, *, warehouse_url: str) -> l
     ids = [str(5000 + i) for i in range(100)]
     seed_contacts(tmp_path, ids, warehouse_url=warehouse_url)
     elements: list[Any] = [
-        hubspot_change(1000 + i, cid, "firstname", f"N{i}", NOW - timedelta(seconds=i)) for i, cid in enumerate(ids)
+        hubspot_change(1000 + i, cid, "firstname", f"N{i}", NOW - timedelta(seconds=i))
+        for i, cid in enumerate(ids)
     ]
-    elements[57] = {"subscriptionType": "contact.propertyChange", "objectId": 5057, "propertyName": "firstname"}
+    elements[57] = {
+        "subscriptionType": "contact.propertyChange",
+        "objectId": 5057,
+        "propertyName": "firstname",
+    }
     return elements
 
 

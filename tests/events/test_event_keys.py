@@ -49,7 +49,12 @@ def test_hubspot_test_deliveries_with_one_event_id_are_two_events(stack: Stack, 
     when = NOW - timedelta(minutes=1)
     first = hubspot_change(100, "123", "firstname", "Ada", when) | {"subscriptionId": 2902227}
     second = hubspot_change(100, "124", "lastname", "Lovelace", when) | {"subscriptionId": 2902227}
-    events = [hubspot(HUBSPOT_TEST_CREATION), hubspot(HUBSPOT_TEST_PROPERTY_CHANGE), hubspot(first), hubspot(second)]
+    events = [
+        hubspot(HUBSPOT_TEST_CREATION),
+        hubspot(HUBSPOT_TEST_PROPERTY_CHANGE),
+        hubspot(first),
+        hubspot(second),
+    ]
     assert len({e.event_id for e in events}) == 4
     queue = stack.make_queue()
     stack.publish(events, queue)
@@ -160,10 +165,18 @@ def test_generic_hubspot_format_goes_to_the_same_handlers(stack: Stack, tmp_path
     """object.propertyChange / object.deletion with objectTypeId 0-1 patch and archive contacts like
     contact.propertyChange / contact.deletion; an object type not handled is still an unknown type."""
     seed_contacts(tmp_path, ["201", "202"], warehouse_url=stack.warehouse_url)
-    change = hubspot_change(1, "201", "firstname", "Grace", NOW - timedelta(minutes=2), "object.propertyChange")
+    change = hubspot_change(
+        1, "201", "firstname", "Grace", NOW - timedelta(minutes=2), "object.propertyChange"
+    )
     deletion = hubspot_archive(2, "202", NOW - timedelta(minutes=1), "object.deletion")
-    ticket = hubspot_change(3, "201", "subject", "Help", NOW, "object.propertyChange") | {"objectTypeId": "0-5"}
-    events = [hubspot(change | {"objectTypeId": "0-1"}), hubspot(deletion | {"objectTypeId": "0-1"}), hubspot(ticket)]
+    ticket = hubspot_change(3, "201", "subject", "Help", NOW, "object.propertyChange") | {
+        "objectTypeId": "0-5"
+    }
+    events = [
+        hubspot(change | {"objectTypeId": "0-1"}),
+        hubspot(deletion | {"objectTypeId": "0-1"}),
+        hubspot(ticket),
+    ]
     queue = stack.make_queue()
     stack.publish(events, queue)
     report = stack.drain(queue)
@@ -195,9 +208,16 @@ def ignoring(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def easypost_batch_event(evt: str) -> SampleEvent:
     payload = {
-        "id": evt, "object": "Event", "description": "batch.updated", "mode": "production", "status": "pending",
-        "pending_urls": [], "completed_urls": [], "created_at": "2026-11-26T11:00:00Z",
-        "updated_at": "2026-11-26T11:00:00Z", "user_id": "user_1",
+        "id": evt,
+        "object": "Event",
+        "description": "batch.updated",
+        "mode": "production",
+        "status": "pending",
+        "pending_urls": [],
+        "completed_urls": [],
+        "created_at": "2026-11-26T11:00:00Z",
+        "updated_at": "2026-11-26T11:00:00Z",
+        "user_id": "user_1",
         "result": {"id": "batch_1", "object": "Batch", "state": "created"},
     }
     return SampleEvent("easypost", f"easypost:{evt}", payload)
@@ -209,23 +229,43 @@ def test_configured_event_types_are_ignored_counted_and_kept_out_of_the_dead_let
     from integration_assets.events.processor import EventProcessor
 
     invoice = SampleEvent(
-        "stripe", "stripe:evt_inv0001",
-        stripe_event("evt_inv0001", "invoice.paid", {"id": "in_1", "object": "invoice", "amount_paid": 100},
-                     1_790_000_000),
+        "stripe",
+        "stripe:evt_inv0001",
+        stripe_event(
+            "evt_inv0001",
+            "invoice.paid",
+            {"id": "in_1", "object": "invoice", "amount_paid": 100},
+            1_790_000_000,
+        ),
     )
     customer = SampleEvent(
-        "stripe", "stripe:evt_cus0001",
+        "stripe",
+        "stripe:evt_cus0001",
         stripe_event("evt_cus0001", "customer.created", {"id": "cus_1", "object": "customer"}, 1_790_000_000),
     )
-    generic_creation = hubspot({**HUBSPOT_TEST_CREATION, "subscriptionType": "object.creation", "objectTypeId": "0-1",
-                                "eventId": 101})
-    events = [invoice, customer, easypost_batch_event("evt_b0001"), hubspot(HUBSPOT_TEST_CREATION), generic_creation]
+    generic_creation = hubspot(
+        {
+            **HUBSPOT_TEST_CREATION,
+            "subscriptionType": "object.creation",
+            "objectTypeId": "0-1",
+            "eventId": 101,
+        }
+    )
+    events = [
+        invoice,
+        customer,
+        easypost_batch_event("evt_b0001"),
+        hubspot(HUBSPOT_TEST_CREATION),
+        generic_creation,
+    ]
     queue = stack.make_queue()
     stack.publish(events, queue)
     report = stack.drain(queue)
     assert report.balanced, report.as_dict()
     assert (report.totals.ignored, report.totals.dead_lettered) == (4, 1)
-    assert by_check(stack) == {"stripe:evt_cus0001": "unknown_event_type"}  # not configured: still a dead letter
+    assert by_check(stack) == {
+        "stripe:evt_cus0001": "unknown_event_type"
+    }  # not configured: still a dead letter
     ledger = {r["event_id"]: (r["outcome"], r["target_table"]) for r in stack.ledger()}
     assert ledger["stripe:evt_inv0001"] == ("ignored", None)
     stack.publish([invoice, easypost_batch_event("evt_b0002")], queue)  # a redelivery and a new one
@@ -235,7 +275,11 @@ def test_configured_event_types_are_ignored_counted_and_kept_out_of_the_dead_let
     from integration_assets.status import event_status, ignored_event_counts
 
     shown = event_status(stack.engine, load_policies())
-    assert shown["ignore"] == {"hubspot": ["contact.creation"], "easypost": ["batch.*"], "stripe": ["invoice.*"]}
+    assert shown["ignore"] == {
+        "hubspot": ["contact.creation"],
+        "easypost": ["batch.*"],
+        "stripe": ["invoice.*"],
+    }
     assert {"source": "stripe", "event_type": "invoice.paid", "count": 1} in shown["ignored"]
     assert ignored_event_counts(stack.engine) == {
         ("easypost", "batch.updated"): 2,
@@ -272,7 +316,9 @@ def test_contact_change_helper_uses_the_real_key() -> None:
     assert hubspot_event_id(ev.event_id) == "hubspot:5" and ev.event_id.count(":") == 2
 
 
-def test_a_key_whose_first_event_was_dead_lettered_still_tells_other_content(stack: Stack, tmp_path: Path) -> None:
+def test_a_key_whose_first_event_was_dead_lettered_still_tells_other_content(
+    stack: Stack, tmp_path: Path
+) -> None:
     """The first event of a key is dead-lettered (unknown property); a later one under that key with other
     content is a key collision with a dead letter of its own, not a redelivery of the first; copies of it
     are duplicates."""

@@ -224,14 +224,17 @@ def test_hubspot_deletions_and_restores_mark_the_row(contacts: Stack) -> None:
         return SampleEvent("hubspot", f"hubspot:{eid}", hubspot_archive(eid, obj, when, kind), object_id=obj)
 
     queue = stack.make_queue()
-    stack.publish([
-        event(1, "101", NOW - timedelta(minutes=5)),
-        event(2, "102", NOW - timedelta(minutes=5)),
-        event(3, "102", NOW, "contact.restore"),  # restored after the deletion: not deleted
-        event(4, "103", NOW - timedelta(days=30)),  # older than the row: stale
-        event(5, "999", NOW),  # not in the warehouse
-        contact_change(6, "101", "firstname", "Gone", NOW - timedelta(minutes=10)),  # before the deletion
-    ], queue)
+    stack.publish(
+        [
+            event(1, "101", NOW - timedelta(minutes=5)),
+            event(2, "102", NOW - timedelta(minutes=5)),
+            event(3, "102", NOW, "contact.restore"),  # restored after the deletion: not deleted
+            event(4, "103", NOW - timedelta(days=30)),  # older than the row: stale
+            event(5, "999", NOW),  # not in the warehouse
+            contact_change(6, "101", "firstname", "Gone", NOW - timedelta(minutes=10)),  # before the deletion
+        ],
+        queue,
+    )
     report = stack.drain(queue)
     assert report.balanced, report.as_dict()
     rows = {r["source_id"]: r for r in stack.rows("contacts")}
@@ -242,8 +245,13 @@ def test_hubspot_deletions_and_restores_mark_the_row(contacts: Stack) -> None:
     assert rows["102"]["archived_at"] is None
     assert rows["103"]["archived_at"] is None and rows["103"]["source_updated_at"] == seeded_at["103"]
     outcomes = {hubspot_event_id(r["event_id"]): r["outcome"] for r in stack.ledger()}
-    assert outcomes == {"hubspot:1": "applied", "hubspot:2": "stale", "hubspot:3": "applied",
-                        "hubspot:4": "stale", "hubspot:6": "applied"}
+    assert outcomes == {
+        "hubspot:1": "applied",
+        "hubspot:2": "stale",
+        "hubspot:3": "applied",
+        "hubspot:4": "stale",
+        "hubspot:6": "applied",
+    }
     assert {hubspot_event_id(r["natural_key"]): r["check_name"] for r in stack.dead_letters()} == {
         "hubspot:5": "unknown_object"
     }
@@ -277,12 +285,28 @@ def test_backfill_and_live_changes_at_once_keep_the_newest(stack: Stack, tmp_pat
     queue = stack.make_queue()
     stack.publish([contact_change(k + 1, i, "firstname", "Live", NOW) for k, i in enumerate(live)], queue)
     backfill = tmp_path / "backfill.jsonl"
-    stamp = (NOW - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%S.000Z")  # newer than the seed, older than live
+    stamp = (NOW - timedelta(days=1)).strftime(
+        "%Y-%m-%dT%H:%M:%S.000Z"
+    )  # newer than the seed, older than live
     with backfill.open("w") as fh:
         for i in [*ids, *(str(200_000 + k) for k in range(2_000))]:
-            fh.write(json.dumps({"id": i, "properties": {
-                "email": f"c{i}@example.com", "firstname": "Backfill", "lastname": f"L{i}", "lifecyclestage": "lead",
-                "lastmodifieddate": stamp, "createdate": "2024-01-01T00:00:00.000Z", "hs_object_id": i}}) + "\n")
+            fh.write(
+                json.dumps(
+                    {
+                        "id": i,
+                        "properties": {
+                            "email": f"c{i}@example.com",
+                            "firstname": "Backfill",
+                            "lastname": f"L{i}",
+                            "lifecyclestage": "lead",
+                            "lastmodifieddate": stamp,
+                            "createdate": "2024-01-01T00:00:00.000Z",
+                            "hs_object_id": i,
+                        },
+                    }
+                )
+                + "\n"
+            )
     start = threading.Barrier(2)
     results: dict[str, Any] = {}
 
@@ -317,8 +341,12 @@ def test_a_redelivery_after_the_ledger_was_pruned_changes_nothing(stack: Stack, 
     from integration_assets.warehouse.ledger import utcnow
 
     seed_contacts(tmp_path, ["501"], warehouse_url=stack.warehouse_url)
-    events = [pi_event(1, "processing", created=1_790_000_000), pi_event(1, "succeeded", created=1_790_000_100),
-              pi_event(2), contact_change(7, "501", "firstname", "Live", NOW)]
+    events = [
+        pi_event(1, "processing", created=1_790_000_000),
+        pi_event(1, "succeeded", created=1_790_000_100),
+        pi_event(2),
+        contact_change(7, "501", "firstname", "Live", NOW),
+    ]
     queue = stack.make_queue()
     stack.publish(events, queue)
     assert stack.drain(queue).totals.duplicates == 0

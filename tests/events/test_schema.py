@@ -45,4 +45,6 @@ def test_ensure_schema_migrates_a_warehouse_behind_the_head(tmp_path) -> None:  
     upgrade(url, "0001_foundation")
     ensure_schema(url)
     with get_engine(url).connect() as conn:
-        assert {r[0] for r in conn.exec_driver_sql("SELECT version_num FROM alembic_version")} == HEAD_REVISIONS
+        assert {
+            r[0] for r in conn.exec_driver_sql("SELECT version_num FROM alembic_version")
+        } == HEAD_REVISIONS

@@ -94,7 +94,9 @@ class EventLedger:
         return sum(e.attempts for e in self.events.values())
 
 
-def _event_rows(conn: sa.Connection, keys: list[str]) -> tuple[Counter[str], dict[str, set[str]], Counter[str], set[str]]:
+def _event_rows(
+    conn: sa.Connection, keys: list[str]
+) -> tuple[Counter[str], dict[str, set[str]], Counter[str], set[str]]:
     from integration_assets.events.tables import processed_events
     from integration_assets.warehouse.schema import dead_letters
 
@@ -105,7 +107,9 @@ def _event_rows(conn: sa.Connection, keys: list[str]) -> tuple[Counter[str], dic
     for start in range(0, len(keys), 1000):
         part = keys[start : start + 1000]
         for key, outcome in conn.execute(
-            sa.select(processed_events.c.event_id, processed_events.c.outcome).where(processed_events.c.event_id.in_(part))
+            sa.select(processed_events.c.event_id, processed_events.c.outcome).where(
+                processed_events.c.event_id.in_(part)
+            )
         ):
             ledger_count[key] += 1
             outcomes.setdefault(key, set()).add(outcome)
@@ -219,7 +223,10 @@ def account_rows(
     t = CANONICAL_TABLES[table]
     wanted = {normalise_id(i) for i in sent_ids}
     with engine.connect() as conn:
-        stored = {normalise_id(i) for i in conn.scalars(sa.select(t.c.source_id).where(t.c.source_system == source_system))}
+        stored = {
+            normalise_id(i)
+            for i in conn.scalars(sa.select(t.c.source_id).where(t.c.source_system == source_system))
+        }
         lettered = {
             normalise_id(k)
             for k in conn.scalars(

@@ -95,14 +95,18 @@ class Receiver:
         from tests.webhooks.conftest import test_config
 
         self._stack = contextlib.ExitStack()
-        self.base = self._stack.enter_context(serving(create_app(queue_factory=stack.make_queue, config=test_config())))
+        self.base = self._stack.enter_context(
+            serving(create_app(queue_factory=stack.make_queue, config=test_config()))
+        )
         self.client = self._stack.enter_context(httpx.Client(base_url=self.base, timeout=30))
 
     def post_hubspot(self, body: bytes) -> int:
         from tests.webhooks.conftest import hubspot_headers
 
         uri = f"{self.base}/webhooks/hubspot"
-        return self.client.post("/webhooks/hubspot", content=body, headers=hubspot_headers(body, uri=uri)).status_code
+        return self.client.post(
+            "/webhooks/hubspot", content=body, headers=hubspot_headers(body, uri=uri)
+        ).status_code
 
     def post_stripe(self, body: bytes) -> int:
         from tests.webhooks.conftest import stripe_headers
@@ -122,7 +126,10 @@ def hubspot_keys(elements: list[Any]) -> list[tuple[str, str]]:
 
     msgs = hubspot_messages(json.loads(json.dumps(elements)), {"content-type": "application/json"}, NOW)
     assert len(msgs) == len(elements)
-    return [(f"{m.id}|{_digest(json.dumps(e, sort_keys=True).encode())}", m.id) for m, e in zip(msgs, elements, strict=True)]
+    return [
+        (f"{m.id}|{_digest(json.dumps(e, sort_keys=True).encode())}", m.id)
+        for m, e in zip(msgs, elements, strict=True)
+    ]
 
 
 def drain_fresh(stack: Stack, wait_s: float = 0.5, **kw: Any) -> Any:

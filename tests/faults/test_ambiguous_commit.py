@@ -19,7 +19,9 @@ N, BATCH = 300, 100
 
 
 @pytest.mark.parametrize("stack", BOTH_QUEUES, indirect=True)
-def test_ambiguous_commit(stack: Stack, monkeypatch: pytest.MonkeyPatch, record: Callable[..., Figures]) -> None:
+def test_ambiguous_commit(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch, record: Callable[..., Figures]
+) -> None:
     queue = stack.make_queue()
     ledger = EventLedger()
     publish(stack, queue, good_events(N, seed=8), ledger)
@@ -47,7 +49,15 @@ def test_ambiguous_commit(stack: Stack, monkeypatch: pytest.MonkeyPatch, record:
     before = seen["rows"]
     assert isinstance(before, dict)
     rewritten = sum(1 for k, v in before.items() if after.get(k) != v)
-    fig = account_events(stack.engine, ledger, "ambiguous commit (answer lost after COMMIT)",
-                         tables=["payments", "shipment_events"], rewritten=rewritten, backend=stack.name)
-    fig.notes.append(f"first batch of {BATCH} committed, reported unavailable, retried: {report.totals.duplicates} duplicates")
+    fig = account_events(
+        stack.engine,
+        ledger,
+        "ambiguous commit (answer lost after COMMIT)",
+        tables=["payments", "shipment_events"],
+        rewritten=rewritten,
+        backend=stack.name,
+    )
+    fig.notes.append(
+        f"first batch of {BATCH} committed, reported unavailable, retried: {report.totals.duplicates} duplicates"
+    )
     record(fig, applied=N, dead_lettered=0)

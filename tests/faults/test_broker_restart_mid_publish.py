@@ -51,7 +51,9 @@ def warehouse(pg_database: str) -> str:
 
 @pytest.fixture
 def receiver(own_rabbitmq: OwnRabbitMQ, warehouse: str) -> Iterator[tuple[str, str]]:
-    queue_url = amqp_queue_url(own_rabbitmq.amqp_url, f"f{uuid.uuid4().hex[:10]}", reconnect_max_s=1, max_attempts=5)
+    queue_url = amqp_queue_url(
+        own_rabbitmq.amqp_url, f"f{uuid.uuid4().hex[:10]}", reconnect_max_s=1, max_attempts=5
+    )
     app = create_app(
         queue_factory=lambda: RabbitMQQueue(queue_url, warehouse_url=warehouse),
         config=test_config(enqueue_timeout_s=5.0),
@@ -62,7 +64,11 @@ def receiver(own_rabbitmq: OwnRabbitMQ, warehouse: str) -> Iterator[tuple[str, s
 
 @pytest.mark.parametrize("fault", ["kill", "pause"])
 def test_broker_restart_mid_publish(
-    fault: str, receiver: tuple[str, str], own_rabbitmq: OwnRabbitMQ, warehouse: str, record: Callable[..., Figures]
+    fault: str,
+    receiver: tuple[str, str],
+    own_rabbitmq: OwnRabbitMQ,
+    warehouse: str,
+    record: Callable[..., Figures],
 ) -> None:
     base, queue_url = receiver
     ledger = EventLedger()
@@ -75,7 +81,9 @@ def test_broker_restart_mid_publish(
         key, body = stripe_body(n)
         for _ in range(MAX_ATTEMPTS):
             try:
-                status = (await client.post("/webhooks/stripe", content=body, headers=stripe_headers(body))).status_code
+                status = (
+                    await client.post("/webhooks/stripe", content=body, headers=stripe_headers(body))
+                ).status_code
             except httpx.HTTPError:
                 status = 0  # the connection broke: the provider does not know, so it sends again
             ledger.send(key, key, confirmed=status == 200)
@@ -145,10 +153,12 @@ def test_broker_restart_mid_publish(
     finally:
         probe.delete_topology()
         probe.close()
-    scenario = "broker kill -9 + restart mid-publish" if fault == "kill" else "broker paused 8 s (SIGSTOP) mid-publish"
+    scenario = (
+        "broker kill -9 + restart mid-publish"
+        if fault == "kill"
+        else "broker paused 8 s (SIGSTOP) mid-publish"
+    )
     fig = account_events(engine, ledger, scenario, tables=["payments"], backend="rabbitmq(own node)-postgres")
     back = f"node back in {restart_s:.1f}s" if fault == "kill" else "node paused 8 s"
     fig.notes.append(f"{ledger.attempts} POSTs, {refused} answered 503 / broken and re-sent; {back}")
     record(fig, applied=N, dead_lettered=0)
-
-

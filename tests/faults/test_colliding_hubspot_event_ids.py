@@ -53,8 +53,13 @@ def test_colliding_hubspot_event_ids(stack: Stack, tmp_path: Path, record: Calla
     assert (rows["123"]["first_name"], rows["124"]["last_name"]) == ("Ada", "Lovelace")
     [payment] = stack.rows("payments")
     assert payment["amount"] == 2000
-    fig = account_events(stack.engine, ledger, "colliding event ids (HubSpot eventId 100, Stripe evt_)",
-                         tables=["contacts", "payments"], backend=stack.name)
+    fig = account_events(
+        stack.engine,
+        ledger,
+        "colliding event ids (HubSpot eventId 100, Stripe evt_)",
+        tables=["contacts", "payments"],
+        backend=stack.name,
+    )
     fig.notes.append(f"{ledger.attempts} deliveries of {len(ledger.events)} distinct events")
     # HubSpot: 2 applied (the changes), 2 dead-lettered (contact.creation: no handler; "message": no such
     # property); Stripe: 1 applied, 1 dead-lettered as a key collision.

@@ -20,9 +20,13 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 N = 5_000
 
 
-@pytest.mark.parametrize("warehouse_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
+@pytest.mark.parametrize(
+    "warehouse_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
 def test_concurrent_syncs(warehouse_url: str, isolated_env: Path, record: Callable[..., Figures]) -> None:
-    ids = write_contacts(inbox_folder(isolated_env) / "contacts.csv", [contact_row(200_000 + i) for i in range(N)])
+    ids = write_contacts(
+        inbox_folder(isolated_env) / "contacts.csv", [contact_row(200_000 + i) for i in range(N)]
+    )
     # The Dagster instance exists before the syncs start, as on any deployment: two processes creating a
     # fresh instance's SQLite storage at once race in Dagster's own migrations, which is not what this tests.
     with dg.DagsterInstance.get() as instance:
@@ -35,12 +39,21 @@ def test_concurrent_syncs(warehouse_url: str, isolated_env: Path, record: Callab
     for code, _out, err in results:
         assert code == 0, err[-3000:]
         assert "FileNotFoundError" not in err, err[-3000:]
-    statuses = sorted(ld["status"] for _, out, _ in results for ld in json.loads(out.splitlines()[-1])["loads"])
+    statuses = sorted(
+        ld["status"] for _, out, _ in results for ld in json.loads(out.splitlines()[-1])["loads"]
+    )
     engine = get_engine(warehouse_url)
     ledger = file_load_statuses(engine)
     assert ledger.count("succeeded") == 1, ledger
     assert not list((isolated_env / "inbox").rglob("*.csv"))
-    fig = account_rows(engine, "two syncs on one file at once", table="contacts", source_system="hubspot",
-                       entity="contacts", sent_ids=ids, backend="postgres")
+    fig = account_rows(
+        engine,
+        "two syncs on one file at once",
+        table="contacts",
+        source_system="hubspot",
+        entity="contacts",
+        sent_ids=ids,
+        backend="postgres",
+    )
     fig.notes.append(f"the syncs reported {statuses}; ledger {ledger}")
     record(fig, applied=N, dead_lettered=0)

@@ -53,15 +53,22 @@ class Daemon:
                 self.skipped.append(req.run_key)  # "already completed with run keys": never launched again
                 continue
             run = self.defs.resolve_job_def(req.job_name).execute_in_process(
-                instance=self.instance, run_config=req.run_config,
-                tags={**req.tags, RUN_KEY_TAG: req.run_key}, raise_on_error=False,
+                instance=self.instance,
+                run_config=req.run_config,
+                tags={**req.tags, RUN_KEY_TAG: req.run_key},
+                raise_on_error=False,
             )
             self.launched.append((req.run_key, run.success))
 
 
-@pytest.mark.parametrize("warehouse_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
+@pytest.mark.parametrize(
+    "warehouse_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
 def test_daemon_warehouse_outage(
-    warehouse_url: str, pg_proxy: TcpProxy, isolated_env: Path, monkeypatch: pytest.MonkeyPatch,
+    warehouse_url: str,
+    pg_proxy: TcpProxy,
+    isolated_env: Path,
+    monkeypatch: pytest.MonkeyPatch,
     record: Callable[..., Figures],
 ) -> None:
     from integration_assets.assets import files as file_assets
@@ -82,7 +89,9 @@ def test_daemon_warehouse_outage(
         pg_proxy.down()
         req = first.run_requests[0]
         failed = daemon.defs.resolve_job_def(req.job_name).execute_in_process(
-            instance=instance, run_config=req.run_config, tags={**req.tags, RUN_KEY_TAG: req.run_key},
+            instance=instance,
+            run_config=req.run_config,
+            tags={**req.tags, RUN_KEY_TAG: req.run_key},
             raise_on_error=False,
         )
         assert not failed.success
@@ -96,9 +105,18 @@ def test_daemon_warehouse_outage(
             time.sleep(0.25)
     engine = get_engine(warehouse_url)
     statuses = file_load_statuses(engine)
-    fig = account_rows(engine, "daemon: warehouse down during a sensor-launched run", table="contacts",
-                       source_system="hubspot", entity="contacts", sent_ids=ids, backend="postgres")
-    fig.notes.append(f"runs launched after the failure: {daemon.launched}; run keys skipped: {len(daemon.skipped)}; ledger {statuses}")
+    fig = account_rows(
+        engine,
+        "daemon: warehouse down during a sensor-launched run",
+        table="contacts",
+        source_system="hubspot",
+        entity="contacts",
+        sent_ids=ids,
+        backend="postgres",
+    )
+    fig.notes.append(
+        f"runs launched after the failure: {daemon.launched}; run keys skipped: {len(daemon.skipped)}; ledger {statuses}"
+    )
     record(fig, applied=N, dead_lettered=0)
     assert statuses.count("succeeded") == 1
     assert not path.exists()

@@ -39,5 +39,7 @@ def test_db_down_no_burn(stack: Stack, pg_proxy: TcpProxy, record: Callable[...,
         assert r.totals.dead_lettered == 0 and r.balanced, r.as_dict()
         applied += r.totals.applied
     assert queue.depth() == 0 and stack.dead_letters() == []
-    fig = account_events(stack.engine, ledger, "db-down-no-burn", tables=["payments", "shipment_events"], backend=stack.name)
+    fig = account_events(
+        stack.engine, ledger, "db-down-no-burn", tables=["payments", "shipment_events"], backend=stack.name
+    )
     record(fig, applied=N, dead_lettered=0)

@@ -33,8 +33,12 @@ def test_dup_delivery(stack: Stack, record: Callable[..., Figures]) -> None:
     last = stack.drain(queue, wait_s=0.5)
     duplicates_counted += last.totals.duplicates
     assert queue.depth() == 0
-    fig = account_events(stack.engine, ledger, "dup-delivery", tables=["payments", "shipment_events"], backend=stack.name)
-    fig.notes.append(f"{ledger.attempts} deliveries, {duplicates_counted} counted as duplicates by the drains")
+    fig = account_events(
+        stack.engine, ledger, "dup-delivery", tables=["payments", "shipment_events"], backend=stack.name
+    )
+    fig.notes.append(
+        f"{ledger.attempts} deliveries, {duplicates_counted} counted as duplicates by the drains"
+    )
     record(fig, applied=N, dead_lettered=0)
     # Every copy past the first is either counted by a drain or collapsed by the queue while still pending.
     assert duplicates_counted <= ledger.attempts - N

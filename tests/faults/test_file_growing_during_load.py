@@ -62,9 +62,20 @@ def test_file_growing_during_load(
     assert second.status == "succeeded", second.as_dict()
     assert not path.exists()
     with engine.connect() as conn:
-        hashes = sorted(r[0] for r in conn.execute(sa.select(loads.c.content_hash).where(loads.c.status == "succeeded")))
+        hashes = sorted(
+            r[0] for r in conn.execute(sa.select(loads.c.content_hash).where(loads.c.status == "succeeded"))
+        )
     assert len(set(hashes)) == 2
-    fig = account_rows(engine, "file growing during its load", table="contacts", source_system="hubspot",
-                       entity="contacts", sent_ids=ids + appended, backend=backend_of(warehouse_url))
-    fig.notes.append(f"{len(appended)} rows appended during the merge; loads: {first.rows_inserted} + {second.rows_inserted} inserted")
+    fig = account_rows(
+        engine,
+        "file growing during its load",
+        table="contacts",
+        source_system="hubspot",
+        entity="contacts",
+        sent_ids=ids + appended,
+        backend=backend_of(warehouse_url),
+    )
+    fig.notes.append(
+        f"{len(appended)} rows appended during the merge; loads: {first.rows_inserted} + {second.rows_inserted} inserted"
+    )
     record(fig, applied=N + APPENDED, dead_lettered=0)

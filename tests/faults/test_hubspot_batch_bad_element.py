@@ -35,5 +35,11 @@ def test_hubspot_batch_bad_element(stack: Stack, tmp_path: Path, record: Callabl
     assert "57" in letter["reason"]
     names = {r["source_id"]: r["first_name"] for r in stack.rows("contacts")}
     assert names["5000"] == "N0" and names["5057"] == "Old" and names["5099"] == "N99"
-    fig = account_events(stack.engine, ledger, "HubSpot batch of 100 with a bad element", tables=["contacts"], backend=stack.name)
+    fig = account_events(
+        stack.engine,
+        ledger,
+        "HubSpot batch of 100 with a bad element",
+        tables=["contacts"],
+        backend=stack.name,
+    )
     record(fig, applied=99, dead_lettered=1)

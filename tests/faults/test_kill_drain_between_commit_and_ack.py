@@ -74,7 +74,9 @@ def test_kill_drain_between_commit_and_ack(
     ledger = EventLedger()
     publish(stack, queue, good_events(N, seed=2), ledger)
     marker = tmp_path / "committed"
-    code = DRAIN.format(marker=str(marker), point=point, batch=BATCH, queue=stack.queue_source, url=stack.warehouse_url)
+    code = DRAIN.format(
+        marker=str(marker), point=point, batch=BATCH, queue=stack.queue_source, url=stack.warehouse_url
+    )
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         assert wait_for(marker.exists, timeout_s=60), "the drain never reached the kill point"
@@ -108,10 +110,20 @@ def test_kill_drain_between_commit_and_ack(
         assert duplicates >= committed  # the whole committed batch came back, and was recognised
     after = {r["source_id"]: (r["load_id"], r["row_hash"]) for r in stack.rows("payments")}
     rewritten = sum(1 for k, v in before.items() if after.get(k) != v)
-    scenario = "kill -9 between commit and ack" if point == "after_commit" else "kill -9 inside the batch transaction"
-    fig = account_events(
-        stack.engine, ledger, scenario, tables=["payments", "shipment_events"],
-        rewritten=rewritten, backend=stack.name,
+    scenario = (
+        "kill -9 between commit and ack"
+        if point == "after_commit"
+        else "kill -9 inside the batch transaction"
     )
-    fig.notes.append(f"{committed} committed before the kill; {redelivered} delivered after, {duplicates} duplicates")
+    fig = account_events(
+        stack.engine,
+        ledger,
+        scenario,
+        tables=["payments", "shipment_events"],
+        rewritten=rewritten,
+        backend=stack.name,
+    )
+    fig.notes.append(
+        f"{committed} committed before the kill; {redelivered} delivered after, {duplicates} duplicates"
+    )
     record(fig, applied=N, dead_lettered=0)

@@ -21,9 +21,14 @@ from tests.support.tcp_proxy import TcpProxy
 N = 2000
 
 
-@pytest.mark.parametrize("warehouse_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
+@pytest.mark.parametrize(
+    "warehouse_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
 def test_load_retry_after_connection_loss(
-    warehouse_url: str, pg_proxy: TcpProxy, isolated_env: Path, monkeypatch: pytest.MonkeyPatch,
+    warehouse_url: str,
+    pg_proxy: TcpProxy,
+    isolated_env: Path,
+    monkeypatch: pytest.MonkeyPatch,
     record: Callable[..., Figures],
 ) -> None:
     from integration_assets.sync import run_pending
@@ -45,8 +50,15 @@ def test_load_retry_after_connection_loss(
     result = run_pending()
     engine = get_engine(warehouse_url)
     statuses = file_load_statuses(engine)
-    fig = account_rows(engine, "warehouse away for 2 s mid-merge: the step retry", table="contacts",
-                       source_system="hubspot", entity="contacts", sent_ids=ids, backend="postgres")
+    fig = account_rows(
+        engine,
+        "warehouse away for 2 s mid-merge: the step retry",
+        table="contacts",
+        source_system="hubspot",
+        entity="contacts",
+        sent_ids=ids,
+        backend="postgres",
+    )
     fig.notes.append(f"one sync: ok={result.ok}; ledger {statuses}; file left in the inbox: {path.exists()}")
     assert cuts, "the load never merged"
     record(fig, applied=N, dead_lettered=0)  # a file still waiting in the inbox would count as lost

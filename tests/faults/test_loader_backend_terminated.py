@@ -20,7 +20,9 @@ from tests.faults.files import contact_row, inbox_folder, write_contacts
 N = 3000
 
 
-@pytest.mark.parametrize("warehouse_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
+@pytest.mark.parametrize(
+    "warehouse_url", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True
+)
 def test_loader_backend_terminated(
     warehouse_url: str, isolated_env: Path, monkeypatch: pytest.MonkeyPatch, record: Callable[..., Figures]
 ) -> None:
@@ -48,8 +50,15 @@ def test_loader_backend_terminated(
     engine = get_engine(warehouse_url)
     statuses = file_load_statuses(engine)
     assert killed, "the load never merged"
-    fig = account_rows(engine, "loader's backend terminated mid-merge", table="contacts", source_system="hubspot",
-                       entity="contacts", sent_ids=ids, backend="postgres")
+    fig = account_rows(
+        engine,
+        "loader's backend terminated mid-merge",
+        table="contacts",
+        source_system="hubspot",
+        entity="contacts",
+        sent_ids=ids,
+        backend="postgres",
+    )
     fig.notes.append(f"one sync: ok={result.ok}; ledger {statuses}")
     record(fig, applied=N, dead_lettered=0)
     assert statuses.count("succeeded") == 1 and not path.exists(), statuses

@@ -22,7 +22,9 @@ N = 200
 PARTIAL = [c for c in HUBSPOT_CONTACT_COLUMNS if c not in ("Email", "Phone Number")]
 
 
-@pytest.mark.parametrize("second_modified", ["2024-03-01 10:00", "2024-02-01 10:00"], ids=["newer", "same-time"])
+@pytest.mark.parametrize(
+    "second_modified", ["2024-03-01 10:00", "2024-02-01 10:00"], ids=["newer", "same-time"]
+)
 def test_missing_optional_columns(
     warehouse_url: str, isolated_env: Path, second_modified: str, record: Callable[..., Figures]
 ) -> None:
@@ -36,14 +38,24 @@ def test_missing_optional_columns(
     engine = get_engine(warehouse_url)
     t = CANONICAL_TABLES["contacts"]
     with engine.connect() as conn:
-        stored = {r.source_id: r for r in conn.execute(sa.select(t.c.source_id, t.c.email, t.c.phone, t.c.first_name))}
+        stored = {
+            r.source_id: r
+            for r in conn.execute(sa.select(t.c.source_id, t.c.email, t.c.phone, t.c.first_name))
+        }
     erased = sum(
         (r.email != f"c{r.source_id}@example.com") + (r.phone != f"+1 555-{int(r.source_id) % 10000:04d}")
         for r in stored.values()
     )
-    fig = account_rows(engine, f"missing optional columns ({'newer' if second_modified > '2024-02-01 10:00' else 'same time'})",
-                       table="contacts", source_system="hubspot", entity="contacts", sent_ids=ids,
-                       erased_values=erased, backend=backend_of(warehouse_url))
+    fig = account_rows(
+        engine,
+        f"missing optional columns ({'newer' if second_modified > '2024-02-01 10:00' else 'same time'})",
+        table="contacts",
+        source_system="hubspot",
+        entity="contacts",
+        sent_ids=ids,
+        erased_values=erased,
+        backend=backend_of(warehouse_url),
+    )
     fig.notes.append(f"{erased} stored e-mail/phone values erased by the partial file")
     if second_modified > "2024-02-01 10:00":  # the newer file's own columns do apply
         assert all(r.first_name.startswith("New") for r in stored.values())

@@ -42,5 +42,7 @@ def test_poison(stack: Stack, record: Callable[..., Figures]) -> None:
     letters = stack.dead_letters()
     assert {r["natural_key"]: r["check_name"] for r in letters} == poison  # each exactly once, with its check
     assert all(r["reason"] for r in letters)
-    fig = account_events(stack.engine, ledger, "poison", tables=["payments", "shipment_events"], backend=stack.name)
+    fig = account_events(
+        stack.engine, ledger, "poison", tables=["payments", "shipment_events"], backend=stack.name
+    )
     record(fig, applied=N - len(poison), dead_lettered=len(poison))

@@ -22,7 +22,7 @@ from tests.support.servers import OwnPostgres
 pytestmark = pytest.mark.slow
 
 N = 30_000
-MERGE_SQL = ("INSERT INTO \"contacts\"%", "INSERT INTO contacts%", "%WITH src AS MATERIALIZED%")
+MERGE_SQL = ('INSERT INTO "contacts"%', "INSERT INTO contacts%", "%WITH src AS MATERIALIZED%")
 
 
 def _merging(admin: sa.Engine, database: str) -> bool:
@@ -39,11 +39,16 @@ def _merging(admin: sa.Engine, database: str) -> bool:
 
 
 def test_postgres_stopped_mid_merge(
-    own_postgres: OwnPostgres, own_pg_url: str, isolated_env: Path, monkeypatch: pytest.MonkeyPatch,
+    own_postgres: OwnPostgres,
+    own_pg_url: str,
+    isolated_env: Path,
+    monkeypatch: pytest.MonkeyPatch,
     record: Callable[..., Figures],
 ) -> None:
     monkeypatch.setenv("INTEGRATION_WAREHOUSE_URL", own_pg_url)
-    ids = write_contacts(inbox_folder(isolated_env) / "contacts_big.csv", [contact_row(1_000_000 + i) for i in range(N)])
+    ids = write_contacts(
+        inbox_folder(isolated_env) / "contacts_big.csv", [contact_row(1_000_000 + i) for i in range(N)]
+    )
     database = own_pg_url.rsplit("/", 1)[1]
     admin = sa.create_engine(own_postgres.admin_url, poolclass=sa.pool.NullPool)
     proc = sync_popen()
@@ -64,15 +69,27 @@ def test_postgres_stopped_mid_merge(
             proc.kill()
             proc.wait(timeout=10)
     assert stopped_during_merge, f"the sync ended (exit {proc.returncode}) before its merge was seen"
-    first = (proc.returncode, [ld["status"] for ld in json.loads(out.splitlines()[-1])["loads"]] if out.strip() else err[-500:])
-    assert not (inbox_folder(isolated_env) / "contacts_big.csv").exists(), f"not loaded by the sync's own retry: {first}"
+    first = (
+        proc.returncode,
+        [ld["status"] for ld in json.loads(out.splitlines()[-1])["loads"]] if out.strip() else err[-500:],
+    )
+    assert not (inbox_folder(isolated_env) / "contacts_big.csv").exists(), (
+        f"not loaded by the sync's own retry: {first}"
+    )
     engine = sa.create_engine(own_pg_url, poolclass=sa.pool.NullPool)
     with engine.connect() as conn:
         statuses = [r[0] for r in conn.execute(sa.select(loads.c.status).where(loads.c.kind == "file"))]
     assert statuses.count("succeeded") == 1, statuses
     assert not list((isolated_env / "inbox").rglob("*.csv"))
-    fig = account_rows(engine, "Postgres stopped (-m immediate) mid-merge", table="contacts", source_system="hubspot",
-                       entity="contacts", sent_ids=ids, backend="own postgres cluster")
+    fig = account_rows(
+        engine,
+        "Postgres stopped (-m immediate) mid-merge",
+        table="contacts",
+        source_system="hubspot",
+        entity="contacts",
+        sent_ids=ids,
+        backend="own postgres cluster",
+    )
     fig.notes.append(f"ledger after recovery: {sorted(statuses)}; the sync: {first}")
     engine.dispose()
     admin.dispose()

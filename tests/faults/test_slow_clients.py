@@ -58,7 +58,9 @@ def served(warehouse: str) -> Iterator[tuple[str, str]]:
     code = "from integration_assets.cli import entry; entry()"
     proc = subprocess.Popen(
         [sys.executable, "-c", code, "webhooks", "serve", "--port", str(port), "--log-level", "warning"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -131,7 +133,9 @@ def _post_all(base: str, ledger: EventLedger) -> None:
         with httpx.Client(base_url=base, timeout=30) as client:
             for _ in range(40):
                 try:
-                    status = client.post("/webhooks/stripe", content=body, headers=stripe_headers(body)).status_code
+                    status = client.post(
+                        "/webhooks/stripe", content=body, headers=stripe_headers(body)
+                    ).status_code
                 except httpx.HTTPError:
                     status = 0
                 ledger.send(key, key, confirmed=status == 200)
@@ -143,7 +147,9 @@ def _post_all(base: str, ledger: EventLedger) -> None:
         list(pool.map(one, range(GOOD)))
 
 
-def _scenario(served: tuple[str, str], warehouse: str, record: Callable[..., Figures], kinds: dict[str, int]) -> None:
+def _scenario(
+    served: tuple[str, str], warehouse: str, record: Callable[..., Figures], kinds: dict[str, int]
+) -> None:
     base, name = served
     port = int(base.rsplit(":", 1)[1])
     conns = _open_slow(port, kinds)
@@ -155,9 +161,16 @@ def _scenario(served: tuple[str, str], warehouse: str, record: Callable[..., Fig
     engine = get_engine(warehouse)
     report = drain(queue, engine=engine, wait_s=0.5)
     assert report.balanced and queue.depth() == 0, report.as_dict()
-    fig = account_events(engine, ledger, f"slow clients ({', '.join(f'{n} {k}' for k, n in kinds.items())})",
-                         tables=["payments"], backend="sql-postgres")
-    fig.notes.append(f"{len(conns)} slow connections; still open after {WAIT_CLOSED_S}s: {left}; {ledger.attempts} POSTs")
+    fig = account_events(
+        engine,
+        ledger,
+        f"slow clients ({', '.join(f'{n} {k}' for k, n in kinds.items())})",
+        tables=["payments"],
+        backend="sql-postgres",
+    )
+    fig.notes.append(
+        f"{len(conns)} slow connections; still open after {WAIT_CLOSED_S}s: {left}; {ledger.attempts} POSTs"
+    )
     record(fig, applied=GOOD, dead_lettered=0)
     assert not any(left.values()), f"slow connections the server never closed: {left}"
 
@@ -166,5 +179,7 @@ def test_slow_body_clients(served: tuple[str, str], warehouse: str, record: Call
     _scenario(served, warehouse, record, {"body": 150})
 
 
-def test_idle_and_slow_header_clients(served: tuple[str, str], warehouse: str, record: Callable[..., Figures]) -> None:
+def test_idle_and_slow_header_clients(
+    served: tuple[str, str], warehouse: str, record: Callable[..., Figures]
+) -> None:
     _scenario(served, warehouse, record, {"head": 75, "silent": 75})

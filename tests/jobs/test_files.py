@@ -15,9 +15,13 @@ def _job(defs: dg.Definitions, name: str) -> dict:
     return {
         "ops": sorted(n.name for n in job.graph.nodes),
         "assets": sorted(k.to_user_string() for k in job.asset_layer.executable_asset_keys),
-        "checks": sorted(k.to_user_string() for k in graph.asset_check_keys if graph.get(k.asset_key).is_executable),
+        "checks": sorted(
+            k.to_user_string() for k in graph.asset_check_keys if graph.get(k.asset_key).is_executable
+        ),
         # The code location binds its API resources too; what the job's ops and checks ask for is what counts.
-        "resources": sorted({k for d in job.graph.node_defs for k in getattr(d, "required_resource_keys", ())}),
+        "resources": sorted(
+            {k for d in job.graph.node_defs for k in getattr(d, "required_resource_keys", ())}
+        ),
         "tags": dict(job.tags),
     }
 

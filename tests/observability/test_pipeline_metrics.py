@@ -37,7 +37,9 @@ def test_receiver_metrics_endpoint_includes_pipeline_gauges(warehouse_url: str) 
     app = create_app(queue_url="sql")
 
     async def scrape() -> httpx.Response:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as client:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+        ) as client:
             return await client.get("/metrics")
 
     res = asyncio.run(scrape())

@@ -48,7 +48,9 @@ def test_formatter_emits_one_json_object_with_correlation_ids(capture) -> None:
     assert first["message"] == "merged 10 rows"
     assert (first["level"], first["logger"]) == ("INFO", "tests.observability.capture")
     assert first["timestamp"].endswith("+00:00")
-    assert {k: first[k] for k in ("run_id", "load_id", "event_id", "idempotency_key", "source_system", "entity")} == {
+    assert {
+        k: first[k] for k in ("run_id", "load_id", "event_id", "idempotency_key", "source_system", "entity")
+    } == {
         "run_id": "run-1",
         "load_id": "load-7",
         "event_id": "evt_123",
@@ -83,7 +85,12 @@ def test_extra_fields_are_included_and_redacted(capture) -> None:
     logger, stream = capture
     logger.info(
         "loaded",
-        extra={"rows": 12, "customer_email": "jane@example.com", "note": "key sk_live_abcdef123456", "message_x": 1},
+        extra={
+            "rows": 12,
+            "customer_email": "jane@example.com",
+            "note": "key sk_live_abcdef123456",
+            "message_x": 1,
+        },
     )
     [rec] = records(stream)
     assert rec["rows"] == 12 and rec["message_x"] == 1
@@ -91,13 +98,21 @@ def test_extra_fields_are_included_and_redacted(capture) -> None:
     assert "sk_live_abcdef123456" not in json.dumps(rec)
 
 
-CANARIES = ["jane.doe@example.com", "4242424242424242", "078-05-1120", "sk_live_51CanaryKey", "whsec_CanarySecret1"]
+CANARIES = [
+    "jane.doe@example.com",
+    "4242424242424242",
+    "078-05-1120",
+    "sk_live_51CanaryKey",
+    "whsec_CanarySecret1",
+]
 
 
 def test_messages_args_and_tracebacks_are_redacted(capture) -> None:
     logger, stream = capture
     with correlation(entity="contacts\r\nFAKE"):
-        logger.warning("payment for %s with card %s (ssn %s)", "jane.doe@example.com", "4242424242424242", "078-05-1120")
+        logger.warning(
+            "payment for %s with card %s (ssn %s)", "jane.doe@example.com", "4242424242424242", "078-05-1120"
+        )
         try:
             raise ValueError("bad key sk_live_51CanaryKey / whsec_CanarySecret1 for jane.doe@example.com")
         except ValueError:

@@ -27,8 +27,15 @@ HEADER = (
 )
 
 
-def csv_row(rid: str, first: str, last: str, email: str, phone: str, stage: str = "Lead",
-            modified: str = "2024-02-01 10:00") -> str:
+def csv_row(
+    rid: str,
+    first: str,
+    last: str,
+    email: str,
+    phone: str,
+    stage: str = "Lead",
+    modified: str = "2024-02-01 10:00",
+) -> str:
     return f'"{rid}","{first}","{last}","{email}","{phone}","New","2024-01-02 10:00","{stage}","France","{modified}"'
 
 
@@ -54,7 +61,9 @@ def _file_text(data: bytes, name: str) -> str:
     return data.decode("utf-8", "replace")
 
 
-def scan(url: str, data_dir: Path, texts: Iterable[tuple[str, str]] = (), *, db_files: bool = False) -> list[str]:
+def scan(
+    url: str, data_dir: Path, texts: Iterable[tuple[str, str]] = (), *, db_files: bool = False
+) -> list[str]:
     """Every place a canary is still found (empty: nowhere). ``db_files``: the SQLite database files' bytes
     too (free pages, the write-ahead log)."""
     hits: list[str] = []

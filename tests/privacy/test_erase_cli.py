@@ -66,15 +66,26 @@ def seed(url: str, data_dir: Path) -> str:
     broken_line = f'"07001","{CANARY_FIRST}","{CANARY_LAST}","{CANARY_EMAIL}"'
     drop("export-2.csv", "\n".join([HEADER, canary_row("Astronaut", "2024-02-05 10:00"), broken_line]) + "\n")
     # An export without its id column: rejected whole, the file kept in rejected/.
-    drop("broken.csv", '"First Name","Email"\n' f'"{CANARY_FIRST}","{CANARY_EMAIL}"\n')
+    drop("broken.csv", f'"First Name","Email"\n"{CANARY_FIRST}","{CANARY_EMAIL}"\n')
     assert sorted(sync()) == ["rejected", "succeeded"]
     settings = get_settings()
     day = settings.archive_dir / "hubspot" / "contacts" / "2024-01-15"
     day.mkdir(parents=True, exist_ok=True)
     api = [
-        {"id": CANARY_ID, "properties": {"email": CANARY_EMAIL, "firstname": CANARY_FIRST, "lastname": CANARY_LAST,
-                                         "phone": CANARY_PHONE, "lastmodifieddate": "2024-01-10T10:00:00Z"}},
-        {"id": "7002", "properties": {"email": "ann.lee@example.com", "lastmodifieddate": "2024-01-10T10:00:00Z"}},
+        {
+            "id": CANARY_ID,
+            "properties": {
+                "email": CANARY_EMAIL,
+                "firstname": CANARY_FIRST,
+                "lastname": CANARY_LAST,
+                "phone": CANARY_PHONE,
+                "lastmodifieddate": "2024-01-10T10:00:00Z",
+            },
+        },
+        {
+            "id": "7002",
+            "properties": {"email": "ann.lee@example.com", "lastmodifieddate": "2024-01-10T10:00:00Z"},
+        },
     ]
     (day / "0123456789ab__contacts-00001.jsonl.gz").write_bytes(
         gzip.compress("".join(json.dumps(r) + "\n" for r in api).encode())
@@ -83,21 +94,48 @@ def seed(url: str, data_dir: Path) -> str:
     engine = get_engine(url)
     with engine.begin() as conn:
         # What an older version might have leaked into a drift sample and an alert text.
-        conn.execute(schema_drift.insert().values(
-            load_id="ld_old", source_system="hubspot", entity="contacts", contract_version="hubspot.contacts.csv@v1",
-            kind="new_column", column_name="Notes", rows_affected=1,
-            sample=json.dumps([f"call {CANARY_FIRST} {CANARY_LAST} back"]), detected_at=datetime.now(UTC)))
+        conn.execute(
+            schema_drift.insert().values(
+                load_id="ld_old",
+                source_system="hubspot",
+                entity="contacts",
+                contract_version="hubspot.contacts.csv@v1",
+                kind="new_column",
+                column_name="Notes",
+                rows_affected=1,
+                sample=json.dumps([f"call {CANARY_FIRST} {CANARY_LAST} back"]),
+                detected_at=datetime.now(UTC),
+            )
+        )
     alert_log = settings.data_dir / "alerts.jsonl"
     alert_log.write_text(
-        json.dumps({"key": "check:warehouse/contacts:drift", "summary": "ok"}) + "\n"
-        + json.dumps({"key": "x", "summary": f"bad value {CANARY_EMAIL}"}) + "\n",
+        json.dumps({"key": "check:warehouse/contacts:drift", "summary": "ok"})
+        + "\n"
+        + json.dumps({"key": "x", "summary": f"bad value {CANARY_EMAIL}"})
+        + "\n",
         encoding="utf-8",
     )
     # A property change of the canary still waiting in the SQL queue table.
-    body = {"eventId": 55, "subscriptionType": "contact.propertyChange", "objectId": int(CANARY_ID),
-            "propertyName": "email", "propertyValue": CANARY_EMAIL, "occurredAt": 1_707_000_000_000}
-    SqlQueue(url).publish_many([Message(id="hubspot:55", source="hubspot", event_type="contact.propertyChange",
-                                        body=json.dumps(body).encode(), headers={}, received_at=datetime.now(UTC))])
+    body = {
+        "eventId": 55,
+        "subscriptionType": "contact.propertyChange",
+        "objectId": int(CANARY_ID),
+        "propertyName": "email",
+        "propertyValue": CANARY_EMAIL,
+        "occurredAt": 1_707_000_000_000,
+    }
+    SqlQueue(url).publish_many(
+        [
+            Message(
+                id="hubspot:55",
+                source="hubspot",
+                event_type="contact.propertyChange",
+                body=json.dumps(body).encode(),
+                headers={},
+                received_at=datetime.now(UTC),
+            )
+        ]
+    )
     return first
 
 
@@ -115,13 +153,16 @@ def test_cli_erase_leaves_the_canary_nowhere_and_keeps_it_erased(
         logging.getLogger().removeHandler(handler)
 
 
-def _erase_and_reload(warehouse_url: str, isolated_env: Path, caplog: pytest.LogCaptureFixture,
-                      json_log: io.StringIO) -> None:
+def _erase_and_reload(
+    warehouse_url: str, isolated_env: Path, caplog: pytest.LogCaptureFixture, json_log: io.StringIO
+) -> None:
     first = seed(warehouse_url, isolated_env)
     assert scan(warehouse_url, isolated_env), "the seed must put the canary in the stores"
     runner = CliRunner()
 
-    dry = runner.invoke(main, ["privacy", "erase", "--source", "hubspot", "--id", "07001", "--dry-run", "--json"])
+    dry = runner.invoke(
+        main, ["privacy", "erase", "--source", "hubspot", "--id", "07001", "--dry-run", "--json"]
+    )
     assert dry.exit_code == 0, dry.output
     planned = json.loads(dry.output)
     assert planned["dry_run"] and planned["erasure_id"] is None
@@ -138,8 +179,16 @@ def _erase_and_reload(warehouse_url: str, isolated_env: Path, caplog: pytest.Log
     assert stores["archive_files"] == 4 and stores["archive_records"] == 5
     assert stores["rejected_files"] == 1 and stores["alert_log_values"] == 1
     assert stores["schema_drift_values"] == 1
-    main_stores = ("contacts", "dead_letters", "event_queue", "archive_files", "archive_records", "rejected_files",
-                   "alert_log_values", "schema_drift_values")
+    main_stores = (
+        "contacts",
+        "dead_letters",
+        "event_queue",
+        "archive_files",
+        "archive_records",
+        "rejected_files",
+        "alert_log_values",
+        "schema_drift_values",
+    )
     assert {k: planned["stores"][k] for k in main_stores} == {k: stores[k] for k in main_stores}
     files = {f["path"]: f for f in report["files"]}
     assert all(f["sha256_before"] != f["sha256_after"] for f in files.values())
@@ -150,7 +199,9 @@ def _erase_and_reload(warehouse_url: str, isolated_env: Path, caplog: pytest.Log
     assert contact(warehouse_url, "7002")["email"] == "ann.lee@example.com"
     with get_engine(warehouse_url).connect() as conn:
         audit = conn.execute(sa.select(privacy_erasures)).one()
-    assert audit.status == "done" and audit.requested_via == "cli" and json.loads(audit.stores)["contacts"] == 1
+    assert (
+        audit.status == "done" and audit.requested_via == "cli" and json.loads(audit.stores)["contacts"] == 1
+    )
     logs = [("log", caplog.text), ("json log", json_log.getvalue()), ("output", result.output)]
     # On SQLite the erasure zeroes what it deletes and truncates the write-ahead log: not even the database
     # file's bytes hold the canary.
@@ -165,8 +216,12 @@ def _erase_and_reload(warehouse_url: str, isolated_env: Path, caplog: pytest.Log
     row = contact(warehouse_url, CANARY_ID)
     assert row["lifecycle_stage"] == "customer" and row["email"] is None and row["erased_at"] is not None
     with get_engine(warehouse_url).connect() as conn:
-        assert conn.execute(sa.select(sa.func.count()).select_from(loads)
-                            .where(loads.c.status == "duplicate_file")).scalar_one() == 1
+        assert (
+            conn.execute(
+                sa.select(sa.func.count()).select_from(loads).where(loads.c.status == "duplicate_file")
+            ).scalar_one()
+            == 1
+        )
     assert scan(warehouse_url, isolated_env, [("log", caplog.text), ("json log", json_log.getvalue())]) == []
 
 

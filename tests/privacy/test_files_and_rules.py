@@ -67,7 +67,10 @@ def _redactor() -> FileRedactor:
 
 
 API = [
-    {"id": CANARY_ID, "properties": {"email": CANARY_EMAIL, "firstname": CANARY_FIRST, "lastmodifieddate": "x"}},
+    {
+        "id": CANARY_ID,
+        "properties": {"email": CANARY_EMAIL, "firstname": CANARY_FIRST, "lastmodifieddate": "x"},
+    },
     {"id": "7002", "properties": {"email": "ann.lee@example.com", "lastmodifieddate": "x"}},
 ]
 
@@ -86,8 +89,9 @@ def _csv(encoding: str = "utf-8", bom: bool = False, crlf: bool = False) -> byte
 
 def _parquet() -> bytes:
     buf = io.BytesIO()
-    pq.write_table(pa.table({"id": [CANARY_ID, "7002"], "properties.email": [CANARY_EMAIL, "ann.lee@example.com"]}),
-                   buf)
+    pq.write_table(
+        pa.table({"id": [CANARY_ID, "7002"], "properties.email": [CANARY_EMAIL, "ann.lee@example.com"]}), buf
+    )
     return buf.getvalue()
 
 
@@ -190,17 +194,23 @@ def test_rerun_and_interrupted_erasure(warehouse_url: str, isolated_env: Path) -
         assert conn.execute(sa.select(privacy_erasures.c.status)).scalar_one() == "done"
     # Asked again (a second request, or HubSpot and the DPO both): a new audit row, nothing left to erase.
     again = erase("hubspot", "contacts", CANARY_ID)
-    assert again.status == "done" and again.stores["archive_records"] == 0 and again.stores["dead_letters"] == 0
+    assert (
+        again.status == "done" and again.stores["archive_records"] == 0 and again.stores["dead_letters"] == 0
+    )
     assert again.stores["contacts"] == 0, "nothing personal was left in the row"
 
 
-def test_a_later_quarantined_row_of_an_erased_contact_keeps_no_payload(warehouse_url: str, isolated_env: Path,
-                                                                         ) -> None:
+def test_a_later_quarantined_row_of_an_erased_contact_keeps_no_payload(
+    warehouse_url: str,
+    isolated_env: Path,
+) -> None:
     result = CliRunner().invoke(main, ["privacy", "erase", "--source", "hubspot", "--id", CANARY_ID])
     assert result.exit_code == 0, result.output
     assert "contacts: erased 0" in result.output  # not loaded yet: remembered all the same
     # The contact arrives later, with a value the contract quarantines.
-    assert _load("late.csv", "\n".join([HEADER, canary_row("Astronaut"), other_row()]) + "\n") == ["succeeded"]
+    assert _load("late.csv", "\n".join([HEADER, canary_row("Astronaut"), other_row()]) + "\n") == [
+        "succeeded"
+    ]
     with get_engine(warehouse_url).connect() as conn:
         dl = conn.execute(sa.select(dead_letters)).one()
     assert dl.status == "discarded" and dl.natural_key == CANARY_ID and "GDPR erasure" in dl.resolution_note
@@ -211,9 +221,18 @@ def test_a_later_quarantined_row_of_an_erased_contact_keeps_no_payload(warehouse
 
 @pytest.mark.parametrize(
     ("data", "may"),
-    [(b'"7001",', True), (b'"07001",', True), (b"7001.0,", True), (b'{"id": 7001e0}', True), (b'"7001"\n', True),
-     (b'"a7001@x.com"', False), (b"17001", False), (b"70011", False), (gzip.compress(b'"7001"'), True),
-     (gzip.compress(b"17001"), False)],
+    [
+        (b'"7001",', True),
+        (b'"07001",', True),
+        (b"7001.0,", True),
+        (b'{"id": 7001e0}', True),
+        (b'"7001"\n', True),
+        (b'"a7001@x.com"', False),
+        (b"17001", False),
+        (b"70011", False),
+        (gzip.compress(b'"7001"'), True),
+        (gzip.compress(b"17001"), False),
+    ],
 )
 def test_the_prefilter_finds_every_form_of_the_id(data: bytes, may: bool) -> None:
     """An archived file without the id as a token of its own is not parsed (a large export costs seconds)."""
@@ -246,11 +265,15 @@ def test_other_people_keep_a_shared_first_name_and_a_file_without_ids_loses_the_
     """The subject is Zephyrina; Zephyrina Smith (7002) is someone else and keeps her name. A rejected file
     without an id column: the row carrying the subject's e-mail goes, the rest stays."""
     archived = tmp_path / "a.csv"
-    archived.write_text("\n".join([HEADER, canary_row(), csv_row("7002", CANARY_FIRST, "Smith", "z.smith@example.com",
-                                                                 "")]) + "\n", encoding="utf-8")
+    archived.write_text(
+        "\n".join([HEADER, canary_row(), csv_row("7002", CANARY_FIRST, "Smith", "z.smith@example.com", "")])
+        + "\n",
+        encoding="utf-8",
+    )
     no_ids = tmp_path / "no_ids.csv"
-    no_ids.write_text(f'"First Name","Email"\n"{CANARY_FIRST}","{CANARY_EMAIL}"\n"Bo","bo@example.com"\n',
-                      encoding="utf-8")
+    no_ids.write_text(
+        f'"First Name","Email"\n"{CANARY_FIRST}","{CANARY_EMAIL}"\n"Bo","bo@example.com"\n', encoding="utf-8"
+    )
     r = FileRedactor([SUBJECT], source_fields("hubspot", "contacts"))
     r.set_values(r.collect(archived, by_id=True))
     assert r.redact(archived, "archive", tmp_path, by_id=True, dry_run=False).records == 1

@@ -29,7 +29,11 @@ def test_down_and_up_again(tmp_path) -> None:  # type: ignore[no-untyped-def]
     with get_engine(url).connect() as conn:
         cols = {r[1] for r in conn.exec_driver_sql("PRAGMA table_info(contacts)")}
         assert "erased_at" not in cols
-        assert conn.exec_driver_sql(
-            "SELECT count(*) FROM sqlite_master WHERE name = 'privacy_erasures'").scalar_one() == 0
+        assert (
+            conn.exec_driver_sql(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'privacy_erasures'"
+            ).scalar_one()
+            == 0
+        )
     upgrade(url)
     assert _diffs(url) == []

@@ -17,7 +17,15 @@ from tests.quality.factories import T0
 
 def test_status_classes() -> None:
     assert [status_class(s) for s in (200, 204, 302, 404, 429, 500, 503, None)] == [
-        "2xx", "2xx", "3xx", "4xx", "429", "5xx", "5xx", "transport"]
+        "2xx",
+        "2xx",
+        "3xx",
+        "4xx",
+        "429",
+        "5xx",
+        "5xx",
+        "transport",
+    ]
 
 
 def test_a_burst_is_not_sustained_but_minutes_of_429s_are(warehouse_url: str) -> None:

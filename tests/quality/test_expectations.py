@@ -21,15 +21,34 @@ def test_suite_takes_enum_vocabularies_from_the_contracts() -> None:
 def test_gx_suite_passes_and_fails(warehouse_url: str) -> None:
     wh = Warehouse(warehouse_url)
     policies = load_policies()
-    base = {"move_type": "out_invoice", "state": "posted", "customer_id": "7", "currency": "USD",
-            "invoice_date": T0, "due_date": T0 + timedelta(days=30)}
-    wh.rows("invoices", {"source_id": "1", "amount_total": 10, **base}, {"source_id": "2", "amount_total": 0, **base})
+    base = {
+        "move_type": "out_invoice",
+        "state": "posted",
+        "customer_id": "7",
+        "currency": "USD",
+        "invoice_date": T0,
+        "due_date": T0 + timedelta(days=30),
+    }
+    wh.rows(
+        "invoices",
+        {"source_id": "1", "amount_total": 10, **base},
+        {"source_id": "2", "amount_total": 0, **base},
+    )
     ok = run_suite(warehouse_url, "invoices", policies)
     assert ok.passed, ok.metadata
     assert ok.metadata["success_percent"] == 100
 
-    wh.rows("invoices", {"source_id": "3", **base, "state": "paid_by_magic", "amount_total": -5, "currency": "US",
-                         "due_date": T0 - timedelta(days=1)})
+    wh.rows(
+        "invoices",
+        {
+            "source_id": "3",
+            **base,
+            "state": "paid_by_magic",
+            "amount_total": -5,
+            "currency": "US",
+            "due_date": T0 - timedelta(days=1),
+        },
+    )
     bad = run_suite(warehouse_url, "invoices", policies)
     assert not bad.passed and bad.severity == "WARN"
     failed = {(f["expectation"], f["column"]): f for f in bad.metadata["failed"]}
@@ -45,7 +64,9 @@ def test_gx_suite_passes_and_fails(warehouse_url: str) -> None:
 
 def test_gx_never_lists_pii_values(warehouse_url: str) -> None:
     wh = Warehouse(warehouse_url)
-    wh.rows("customers", {"source_id": "1", "name": "Ann Lee", "email": "ann@example.com", "is_company": False})
+    wh.rows(
+        "customers", {"source_id": "1", "name": "Ann Lee", "email": "ann@example.com", "is_company": False}
+    )
     wh.rows("customers", {"source_id": "1", "name": "Bo Li", "is_company": False, "source_system": "stripe"})
     out = run_suite(warehouse_url, "customers", load_policies())
     assert not out.passed  # source_system outside the vocabulary

@@ -44,8 +44,18 @@ def test_shipped_policies_load_and_cover_every_source_and_check() -> None:
         assert f.warn is not None and f.warn < f.fail
     assert p.check("keys").blocking and p.check("keys").severity == "ERROR"
     assert p.check("volume").zero_rows_severity == "ERROR"
-    for name in ("volume", "quarantine_rate", "dead_letter_backlog", "drift", "keys", "referential_integrity",
-                 "gx_suite", "reconcile_deals_orders", "reconcile_customers_companies", "reconcile_invoices_payments"):
+    for name in (
+        "volume",
+        "quarantine_rate",
+        "dead_letter_backlog",
+        "drift",
+        "keys",
+        "referential_integrity",
+        "gx_suite",
+        "reconcile_deals_orders",
+        "reconcile_customers_companies",
+        "reconcile_invoices_payments",
+    ):
         assert p.check(name).runbook, name  # type: ignore[arg-type]
 
 
@@ -62,14 +72,20 @@ def test_overrides_merge_defaults_source_entity(tmp_path: Path, monkeypatch: pyt
     assert p.check("drift").severity == "WARN" and not p.check("drift").blocking  # unlisted: defaults
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    (MINIMAL.replace("fail: 6h", "fail: 30s"), "at least 1 minute"),
-    (MINIMAL.replace("fail: 3h", "warn: 2h, fail: 1h"), "must be shorter than fail"),
-    (MINIMAL.replace("drop_below: 0.4", "drop_belw: 0.4"), "drop_belw"),
-    (MINIMAL.replace("severity: ERROR, blocking", "severity: WARN, blocking"), "blocking check must have severity ERROR"),
-    (MINIMAL.replace("fail: 6h", "fail: soon"), "not a duration"),
-    ("- just a list", "YAML mapping"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (MINIMAL.replace("fail: 6h", "fail: 30s"), "at least 1 minute"),
+        (MINIMAL.replace("fail: 3h", "warn: 2h, fail: 1h"), "must be shorter than fail"),
+        (MINIMAL.replace("drop_below: 0.4", "drop_belw: 0.4"), "drop_belw"),
+        (
+            MINIMAL.replace("severity: ERROR, blocking", "severity: WARN, blocking"),
+            "blocking check must have severity ERROR",
+        ),
+        (MINIMAL.replace("fail: 6h", "fail: soon"), "not a duration"),
+        ("- just a list", "YAML mapping"),
+    ],
+)
 def test_invalid_policies_are_refused_at_load(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(PolicyError, match=message):
         load_policies(_write(tmp_path, text))

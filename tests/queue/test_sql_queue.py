@@ -198,8 +198,16 @@ def test_a_concurrent_publisher_of_the_key_with_other_content_is_a_collision(sql
         tx = other.begin()
         other.execute(
             event_queue.insert().values(
-                queue_name="race", message_id=theirs.id, source="stripe", event_type=theirs.event_type,
-                body=theirs.body, headers="{}", received_at_ms=0, enqueued_at_ms=0, visible_at_ms=0, attempts=0,
+                queue_name="race",
+                message_id=theirs.id,
+                source="stripe",
+                event_type=theirs.event_type,
+                body=theirs.body,
+                headers="{}",
+                received_at_ms=0,
+                enqueued_at_ms=0,
+                visible_at_ms=0,
+                attempts=0,
             )
         )
         publisher = threading.Thread(target=lambda: (q.publish_many([mine]), outcome.append(q.last_publish)))

@@ -5,7 +5,6 @@ run at 30 s ticks on a frozen Dagster clock, the freshness sensor after each dae
 reaches the channel within one window plus one sensor interval; a new file resolves it.
 """
 
-
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -41,7 +40,9 @@ def sensor(defs: dg.Definitions, name: str) -> dg.SensorDefinition:
     return defs.resolve_sensor_def(name)
 
 
-def tick(defs: dg.Definitions, name: str, instance: dg.DagsterInstance, cursor: str | None = None) -> dg.SensorResult:
+def tick(
+    defs: dg.Definitions, name: str, instance: dg.DagsterInstance, cursor: str | None = None
+) -> dg.SensorResult:
     return sensor(defs, name)(dg.build_sensor_context(instance=instance, cursor=cursor))
 
 
@@ -55,12 +56,21 @@ def defs() -> dg.Definitions:
 def _duplicate_contacts(url: str) -> None:
     with get_engine(url).begin() as conn:
         for i in ("1", "2"):
-            conn.execute(contacts.insert().values(
-                source_system="hubspot", source_id=i, source_updated_at=T0, mapping_version="hubspot.contacts.csv@v1",
-                load_id="ld_x", row_hash=int(i), email="ann.lee@example.com"))
+            conn.execute(
+                contacts.insert().values(
+                    source_system="hubspot",
+                    source_id=i,
+                    source_updated_at=T0,
+                    mapping_version="hubspot.contacts.csv@v1",
+                    load_id="ld_x",
+                    row_hash=int(i),
+                    email="ann.lee@example.com",
+                )
+            )
 
 
 # -- (a) failed checks --------------------------------------------------------------------------------------
+
 
 def test_failed_check_alerts_once_then_resolves(warehouse_url: str, defs: dg.Definitions) -> None:
     keys = check_key("contacts", "keys")
@@ -69,12 +79,22 @@ def test_failed_check_alerts_once_then_resolves(warehouse_url: str, defs: dg.Def
         assert not run_checks(defs, instance, [keys]).get_asset_check_evaluations()[0].passed
         first = tick(defs, "asset_check_alerts", instance)
         [fired] = alert_lines()
-        assert (fired["kind"], fired["key"], fired["severity"]) == ("fire", "check:warehouse/contacts:keys", "error")
+        assert (fired["kind"], fired["key"], fired["severity"]) == (
+            "fire",
+            "check:warehouse/contacts:keys",
+            "error",
+        )
         assert fired["title"] == "Check keys failed on warehouse/contacts (ERROR)"
-        assert (fired["source_system"], fired["entity"], fired["check_name"]) == ("hubspot", "contacts", "keys")
+        assert (fired["source_system"], fired["entity"], fired["check_name"]) == (
+            "hubspot",
+            "contacts",
+            "keys",
+        )
         assert "duplicate email" in fired["summary"] and fired["runbook"]
         assert fired["details"]["rows"] == 2 and fired["details"]["unique_keys"] == ["source_id", "email"]
-        assert fired["details"]["duplicates"] == {"email": "[REDACTED]"}  # a key named like PII is masked anyway
+        assert fired["details"]["duplicates"] == {
+            "email": "[REDACTED]"
+        }  # a key named like PII is masked anyway
         assert "ann.lee@example.com" not in json.dumps(fired)
 
         # The same evaluation on the next tick, and another failing evaluation: still one alert.
@@ -97,7 +117,8 @@ def test_a_skipped_check_raises_no_alert(defs: dg.Definitions) -> None:
     with dg.instance_for_test() as instance:
         run_checks(defs, instance, [check_key("invoices", "reconcile_invoices_payments")])
         [state] = dagster_internals.latest_check_states(
-            instance, [check_key("invoices", "reconcile_invoices_payments")]).values()
+            instance, [check_key("invoices", "reconcile_invoices_payments")]
+        ).values()
         assert state.status == "skipped"
         tick(defs, "asset_check_alerts", instance)
     assert alert_lines() == []
@@ -112,10 +133,14 @@ def test_a_check_that_cannot_run_alerts_as_an_error(warehouse_url: str, defs: dg
         tick(defs, "asset_check_alerts", instance)
     [fired] = alert_lines()
     assert (fired["key"], fired["severity"]) == ("check:warehouse/contacts:keys", "error")
-    assert fired["title"] == "Check keys could not run on warehouse/contacts" and "unverified" in fired["summary"]
+    assert (
+        fired["title"] == "Check keys could not run on warehouse/contacts"
+        and "unverified" in fired["summary"]
+    )
 
 
 # -- (b) failed runs ----------------------------------------------------------------------------------------
+
 
 class Toggle(dg.Config):
     fail: bool = True
@@ -138,25 +163,44 @@ def test_failed_run_alerts_and_the_next_success_resolves(defs: dg.Definitions) -
     with dg.instance_for_test() as instance:
         bad = flaky_job.execute_in_process(instance=instance, raise_on_error=False)
         ctx = dg.build_run_status_sensor_context(
-            sensor_name="run_failure_alerts", dagster_instance=instance, dagster_run=bad.dagster_run,
-            dagster_event=bad.get_run_failure_event()).for_run_failure()
+            sensor_name="run_failure_alerts",
+            dagster_instance=instance,
+            dagster_run=bad.dagster_run,
+            dagster_event=bad.get_run_failure_event(),
+        ).for_run_failure()
         failure(ctx)
         [fired] = alert_lines()
         assert (fired["key"], fired["severity"], fired["title"]) == (
-            "run:ingest_hubspot_contacts", "error", "Run of ingest_hubspot_contacts failed")
-        assert fired["details"]["failed_steps"] == ["export_step"] and fired["details"]["run_id"] == bad.run_id
+            "run:ingest_hubspot_contacts",
+            "error",
+            "Run of ingest_hubspot_contacts failed",
+        )
+        assert (
+            fired["details"]["failed_steps"] == ["export_step"] and fired["details"]["run_id"] == bad.run_id
+        )
         assert (fired["source_system"], fired["entity"]) == ("hubspot", "contacts") and fired["runbook"]
 
-        good = flaky_job.execute_in_process(instance=instance, run_config={"ops": {"export_step": {"config": {"fail": False}}}})
-        recovery(dg.build_run_status_sensor_context(
-            sensor_name="run_recovery_alerts", dagster_instance=instance, dagster_run=good.dagster_run,
-            dagster_event=good.get_run_success_event() if hasattr(good, "get_run_success_event") else
-            next(e for e in good.all_events if e.event_type_value == "PIPELINE_SUCCESS")))
-    assert [(a["kind"], a["key"]) for a in alert_lines()] == [("fire", "run:ingest_hubspot_contacts"),
-                                                               ("resolve", "run:ingest_hubspot_contacts")]
+        good = flaky_job.execute_in_process(
+            instance=instance, run_config={"ops": {"export_step": {"config": {"fail": False}}}}
+        )
+        recovery(
+            dg.build_run_status_sensor_context(
+                sensor_name="run_recovery_alerts",
+                dagster_instance=instance,
+                dagster_run=good.dagster_run,
+                dagster_event=good.get_run_success_event()
+                if hasattr(good, "get_run_success_event")
+                else next(e for e in good.all_events if e.event_type_value == "PIPELINE_SUCCESS"),
+            )
+        )
+    assert [(a["kind"], a["key"]) for a in alert_lines()] == [
+        ("fire", "run:ingest_hubspot_contacts"),
+        ("resolve", "run:ingest_hubspot_contacts"),
+    ]
 
 
 # -- (c) freshness: a source stops --------------------------------------------------------------------------
+
 
 @pytest.fixture
 def one_minute_hubspot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dg.Definitions]:
@@ -188,23 +232,33 @@ def _changed_copy(tmp_path: Path) -> Path:
 @pytest.mark.parametrize("warehouse_url", ["sqlite"], indirect=True)
 @pytest.mark.usefixtures("warehouse_url")
 def test_source_stops_one_alert_within_window_plus_interval_then_resolves(
-        one_minute_hubspot: dg.Definitions, tmp_path: Path) -> None:
+    one_minute_hubspot: dg.Definitions, tmp_path: Path
+) -> None:
     defs = one_minute_hubspot
     freshness = sensor(defs, "freshness_alerts")
     interval = timedelta(seconds=freshness.minimum_interval_seconds or 30)
     window = timedelta(minutes=1)
     assert interval == timedelta(seconds=30)
-    assert defs.resolve_asset_graph().get(dg.AssetKey(["warehouse", "contacts"])).freshness_policy.fail_window.to_timedelta() == window
+    assert (
+        defs.resolve_asset_graph()
+        .get(dg.AssetKey(["warehouse", "contacts"]))
+        .freshness_policy.fail_window.to_timedelta()
+        == window
+    )
     t0 = datetime.now(UTC).replace(microsecond=0)
 
     def stale_alerts() -> list[dict]:
         return [a for a in alert_lines() if a["key"] == "freshness:hubspot/contacts:fail"]
 
-    with dg.instance_for_test() as instance, dagster_internals.in_process_workspace(
-            instance, "tests.checks.support", "LOCATION") as workspace:
+    with (
+        dg.instance_for_test() as instance,
+        dagster_internals.in_process_workspace(instance, "tests.checks.support", "LOCATION") as workspace,
+    ):
         with freeze_time(t0):  # the source delivers one export
             assert ingest(defs, instance, [drop()]).success
-        last_data = dagster_internals.last_materialization_time(instance, dg.AssetKey(["warehouse", "contacts"]))
+        last_data = dagster_internals.last_materialization_time(
+            instance, dg.AssetKey(["warehouse", "contacts"])
+        )
         assert last_data is not None and abs((last_data - t0).total_seconds()) < 1
 
         # ... and then nothing. Daemon and sensor tick every 30 s (the daemon first, as in dagster-daemon).
@@ -219,7 +273,11 @@ def test_source_stops_one_alert_within_window_plus_interval_then_resolves(
         [alert] = stale_alerts()  # exactly one, however many ticks stay stale
         assert fired_at is not None and fired_at - last_data <= window + interval
         assert datetime.fromisoformat(alert["at"]) == fired_at
-        assert alert["severity"] == "error" and alert["source_system"] == "hubspot" and alert["entity"] == "contacts"
+        assert (
+            alert["severity"] == "error"
+            and alert["source_system"] == "hubspot"
+            and alert["entity"] == "contacts"
+        )
         assert alert["details"]["assets"] == ["raw/hubspot/contacts", "warehouse/contacts"]
         assert "no new data for more than 1m" in alert["title"] and "hubspot/contacts/" in alert["runbook"]
 
@@ -234,13 +292,19 @@ def test_source_stops_one_alert_within_window_plus_interval_then_resolves(
             dagster_internals.run_freshness_daemon_once(workspace)
             freshness(dg.build_sensor_context(instance=instance))
     notices = [(a["kind"], a["key"]) for a in alert_lines()]
-    assert notices == [("fire", "freshness:hubspot/contacts:fail"), ("resolve", "freshness:hubspot/contacts:fail")]
+    assert notices == [
+        ("fire", "freshness:hubspot/contacts:fail"),
+        ("resolve", "freshness:hubspot/contacts:fail"),
+    ]
     assert datetime.fromisoformat(alert_lines()[1]["at"]) == resume + interval
 
 
 # -- (d) dead-letter growth ---------------------------------------------------------------------------------
 
-def test_dead_letter_growth_alerts_and_resolves_when_the_queue_is_empty(warehouse_url: str, defs: dg.Definitions) -> None:
+
+def test_dead_letter_growth_alerts_and_resolves_when_the_queue_is_empty(
+    warehouse_url: str, defs: dg.Definitions
+) -> None:
     with dg.instance_for_test() as instance:
         assert tick(defs, "dead_letter_growth_alerts", instance).cursor is None
         assert alert_lines() == []
@@ -262,6 +326,7 @@ def test_dead_letter_growth_alerts_and_resolves_when_the_queue_is_empty(warehous
 
 
 # -- (e) sustained connector 429/5xx ------------------------------------------------------------------------
+
 
 def test_sustained_http_errors_alert_and_resolve(warehouse_url: str, defs: dg.Definitions) -> None:
     engine = get_engine(warehouse_url)

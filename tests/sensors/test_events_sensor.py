@@ -16,11 +16,17 @@ from integration_assets.warehouse.db import get_engine
 
 
 def _stripe(n: int, obj: str = "payment_intent") -> Message:
-    body = (payment_intent(f"pi_{n}", 1000, "usd", "succeeded", 1_790_000_000, customer=None, charge=None,
-                           metadata={}) if obj == "payment_intent"
-            else charge(f"ch_{n}", f"pi_{n}", 1000, "usd", 1_790_000_000, customer=None))
+    body = (
+        payment_intent(
+            f"pi_{n}", 1000, "usd", "succeeded", 1_790_000_000, customer=None, charge=None, metadata={}
+        )
+        if obj == "payment_intent"
+        else charge(f"ch_{n}", f"pi_{n}", 1000, "usd", 1_790_000_000, customer=None)
+    )
     doc = stripe_event(f"evt_{obj[:2]}{n}", f"{obj}.succeeded", body, 1_790_000_000 + n)
-    return Message(id=f"stripe:{doc['id']}", source="stripe", event_type=doc["type"], body=json.dumps(doc).encode())
+    return Message(
+        id=f"stripe:{doc['id']}", source="stripe", event_type=doc["type"], body=json.dumps(doc).encode()
+    )
 
 
 def _tick(instance: dg.DagsterInstance) -> dg.SensorResult | dg.SkipReason:
@@ -72,7 +78,8 @@ def test_the_launched_run_drains_and_reports(warehouse_url: str) -> None:
         assert isinstance(tick, dg.SensorResult)
         (req,) = tick.run_requests
         res = defs.resolve_job_def("drain_events").execute_in_process(
-            instance=instance, run_config=req.run_config, tags=req.tags)
+            instance=instance, run_config=req.run_config, tags=req.tags
+        )
         assert res.success
         mats = res.get_asset_materialization_events()
         assert [m.asset_key.to_user_string() for m in mats] == ["warehouse/payments"]

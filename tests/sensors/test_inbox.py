@@ -39,7 +39,9 @@ def test_one_run_per_content_and_renamed_copy_loads_once() -> None:
         req = result.run_requests[0]
         assert req.run_key.startswith("hubspot/contacts:")
         assert req.tags["integration/entity"] == "hubspot.contacts"
-        run = defs.resolve_job_def(req.job_name).execute_in_process(instance=instance, run_config=req.run_config, tags=req.tags)
+        run = defs.resolve_job_def(req.job_name).execute_in_process(
+            instance=instance, run_config=req.run_config, tags=req.tags
+        )
         assert run.success
         mat = run.asset_materializations_for_node("warehouse__contacts")[0]
         assert mat.metadata["rows_read"].value == 6

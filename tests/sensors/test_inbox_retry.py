@@ -77,7 +77,8 @@ def _run(instance: dg.DagsterInstance, req: dg.RunRequest) -> dg.ExecuteInProces
 
     tags = {**req.tags, "dagster/run_key": req.run_key or ""}
     return defs.resolve_job_def(req.job_name).execute_in_process(
-        instance=instance, run_config=req.run_config, tags=tags, raise_on_error=False)
+        instance=instance, run_config=req.run_config, tags=tags, raise_on_error=False
+    )
 
 
 def _skip(result: dg.SensorResult) -> str:
@@ -90,7 +91,8 @@ def _alert_log() -> list[dict[str, Any]]:
 
 
 def test_a_file_failed_during_an_outage_is_retried_with_backoff_and_loads(
-        outage: Outage, warehouse_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    outage: Outage, warehouse_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from integration_assets.sensors import inbox as sensor
 
     monkeypatch.setenv("INTEGRATION_INBOX_RETRY_SECONDS", "100")
@@ -131,7 +133,10 @@ def test_a_file_failed_during_an_outage_is_retried_with_backoff_and_loads(
         after = _tick(instance, retry.cursor)
         assert after.run_requests == []
     # One FIRING and one RESOLVED for the episode, though the warehouse came back in between.
-    assert [(a["status"], a["key"]) for a in _alert_log()] == [("firing", fired["key"]), ("resolved", fired["key"])]
+    assert [(a["status"], a["key"]) for a in _alert_log()] == [
+        ("firing", fired["key"]),
+        ("resolved", fired["key"]),
+    ]
     with get_engine(warehouse_url).connect() as conn:
         statuses = [r[0] for r in conn.execute(sa.select(loads.c.status))]
     assert statuses == ["succeeded"]  # the failed attempt never reached the ledger; the retry loaded it once
@@ -155,7 +160,8 @@ def test_a_cursor_from_before_retries_is_read() -> None:
 
 
 def test_a_run_that_starts_while_the_warehouse_is_down_retries_its_step(
-        outage: Outage, monkeypatch: pytest.MonkeyPatch) -> None:
+    outage: Outage, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("INTEGRATION_RUN_TRANSIENT_RETRIES", "1")
     folder = get_settings().inbox_dir / "hubspot" / "contacts"
     folder.mkdir(parents=True)

@@ -18,7 +18,9 @@ import time
 from pathlib import Path
 
 PG_BIN = Path(os.environ.get("INTEGRATION_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
-RABBITMQ_SERVER = Path(os.environ.get("INTEGRATION_TEST_RABBITMQ_SERVER", "/usr/lib/rabbitmq/bin/rabbitmq-server"))
+RABBITMQ_SERVER = Path(
+    os.environ.get("INTEGRATION_TEST_RABBITMQ_SERVER", "/usr/lib/rabbitmq/bin/rabbitmq-server")
+)
 
 
 class ServerError(RuntimeError):
@@ -155,7 +157,9 @@ class OwnRabbitMQ:
         self.pid_file = self.root / "beam.pid"
         self.log = self.root / "server.out"
         (self.root / "rabbitmq-env.conf").write_text("")  # not the machine's (it names the shared node)
-        (self.root / "rabbitmq.conf").write_text(f"listeners.tcp.local = 127.0.0.1:{self.port}\nloopback_users = none\n")
+        (self.root / "rabbitmq.conf").write_text(
+            f"listeners.tcp.local = 127.0.0.1:{self.port}\nloopback_users = none\n"
+        )
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -197,8 +201,13 @@ class OwnRabbitMQ:
         self.pid_file.unlink(missing_ok=True)
         with self.log.open("ab") as out:
             self._proc = subprocess.Popen(  # noqa: S603 - fixed binary, our own arguments
-                [str(RABBITMQ_SERVER)], env=self._env(), stdout=out, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, cwd=self.root, start_new_session=True,
+                [str(RABBITMQ_SERVER)],
+                env=self._env(),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=self.root,
+                start_new_session=True,
             )
         deadline = t0 + timeout_s
         while time.monotonic() < deadline:
@@ -206,7 +215,9 @@ class OwnRabbitMQ:
                 raise ServerError(f"rabbitmq-server exited with {self._proc.returncode}:\n{_tail(self.log)}")
             if port_open(self.port):
                 try:
-                    pika.BlockingConnection(pika.URLParameters(self.amqp_url + "?connection_attempts=1")).close()
+                    pika.BlockingConnection(
+                        pika.URLParameters(self.amqp_url + "?connection_attempts=1")
+                    ).close()
                     return time.monotonic() - t0
                 except Exception:  # noqa: BLE001 - not ready yet (boot steps still running)
                     pass

@@ -71,7 +71,12 @@ async def test_stripe_event_is_enqueued_with_its_id_and_no_secret_headers(
         "payment_intent.succeeded",
         body,
     )
-    assert set(m.headers) == {"content-type", "user-agent", "x-stripe-signature-timestamp", "x-content-sha256"}
+    assert set(m.headers) == {
+        "content-type",
+        "user-agent",
+        "x-stripe-signature-timestamp",
+        "x-content-sha256",
+    }
     assert not any(STRIPE_SECRET in v or "v1=" in v for v in m.headers.values())
 
 
@@ -368,7 +373,8 @@ async def test_publishers_take_turns_on_a_one_writer_queue(
     client = await make_client(queue_factory=make_queue, publishers=2, max_batch=1)
     bodies = [stripe_event(f"evt_t{i}") for i in range(12)]
     responses = await asyncio.gather(
-        *(client.post("/webhooks/stripe", content=b, headers=stripe_headers(b)) for b in bodies))
+        *(client.post("/webhooks/stripe", content=b, headers=stripe_headers(b)) for b in bodies)
+    )
     assert [r.status_code for r in responses] == [200] * 12
     assert peak[0] == (1 if one_writer else 2)
 
@@ -436,7 +442,9 @@ async def test_key_duplicates_and_collisions_are_counted_in_the_metrics(
 ) -> None:
     first = hubspot_body(5)
     retry = json.dumps([{**json.loads(first)[0], "attemptNumber": 1}]).encode()
-    other = json.dumps([{**json.loads(first)[0], "changeSource": "IMPORT"}]).encode()  # same key, other content
+    other = json.dumps(
+        [{**json.loads(first)[0], "changeSource": "IMPORT"}]
+    ).encode()  # same key, other content
     for body in (first, retry, other):
         r = await client.post("/webhooks/hubspot", content=body, headers=hubspot_headers(body))
         assert r.status_code == 200

@@ -117,7 +117,8 @@ def test_slow_bodies_are_cut_and_their_connections_closed(
     """200 clients send their headers, then dribble the body a byte at a time: each gets 408 and its
     connection is closed by the server, and a normal request is served meanwhile."""
     app = create_app(
-        queue_factory=lambda: SqlQueue(sqlite_warehouse, name=queue_name), config=test_config(body_timeout_s=2.0)
+        queue_factory=lambda: SqlQueue(sqlite_warehouse, name=queue_name),
+        config=test_config(body_timeout_s=2.0),
     )
     with serving(app, **server_options()) as base:
         host, port = base.removeprefix("http://").split(":")
@@ -135,7 +136,9 @@ def test_slow_bodies_are_cut_and_their_connections_closed(
             slow.append(sock)
         fast = stripe_event("evt_fast")
         with httpx.Client(base_url=base, timeout=10) as client:
-            assert client.post("/webhooks/stripe", content=fast, headers=stripe_headers(fast)).status_code == 200
+            assert (
+                client.post("/webhooks/stripe", content=fast, headers=stripe_headers(fast)).status_code == 200
+            )
         answers, still_open = dribble(slow, b" ")
         assert not still_open, f"{still_open} slow connection(s) still open after 60 s"
         seen = [a.split(b"\r\n", 1)[0] for a in answers.values() if a]
@@ -166,7 +169,9 @@ def test_slow_and_oversized_header_blocks_are_cut(
         big.setblocking(False)
         fast = stripe_event("evt_fast_headers")
         with httpx.Client(base_url=base, timeout=10) as client:
-            assert client.post("/webhooks/stripe", content=fast, headers=stripe_headers(fast)).status_code == 200
+            assert (
+                client.post("/webhooks/stripe", content=fast, headers=stripe_headers(fast)).status_code == 200
+            )
         _, still_open = dribble([*slow, big], b"a")
         assert not still_open, f"{still_open} connection(s) with unfinished headers still open after 60 s"
     assert sql_queue.depth() == 1

@@ -54,12 +54,24 @@ from integration_assets.contracts.spec import contracts_for
 
 SYSTEM = "hubspot"
 DEFAULT_BASE_URL = "https://api.hubapi.com"
-OBJECT_TYPES: tuple[str, ...] = ("companies", "contacts", "deals")  # companies first: what the others point to
-MODIFIED_PROPERTY = {"contacts": "lastmodifieddate", "companies": "hs_lastmodifieddate", "deals": "hs_lastmodifieddate"}
-PAGE_LIMIT = 100  # list endpoints allow at most 100 per page (SOURCES §1.1); search allows 200, 100 keeps pages even
+OBJECT_TYPES: tuple[str, ...] = (
+    "companies",
+    "contacts",
+    "deals",
+)  # companies first: what the others point to
+MODIFIED_PROPERTY = {
+    "contacts": "lastmodifieddate",
+    "companies": "hs_lastmodifieddate",
+    "deals": "hs_lastmodifieddate",
+}
+PAGE_LIMIT = (
+    100  # list endpoints allow at most 100 per page (SOURCES §1.1); search allows 200, 100 keeps pages even
+)
 SEARCH_RESULT_CAP = 10_000  # results one search query can page through (SOURCES §1.2)
 SEARCH_MIN_INTERVAL = 0.2  # search: 5 requests/s per account (SOURCES §1.2)
-TEN_SECONDLY_WINDOW = 10.0  # TEN_SECONDLY_ROLLING: X-HubSpot-RateLimit-Interval-Milliseconds = 10000 (SOURCES §1.4)
+TEN_SECONDLY_WINDOW = (
+    10.0  # TEN_SECONDLY_ROLLING: X-HubSpot-RateLimit-Interval-Milliseconds = 10000 (SOURCES §1.4)
+)
 SECONDLY_WINDOW = 1.0  # "You have reached your secondly limit." (search); hs-node waits 1 s
 # The search index lags writes by seconds (SOURCES §1.2): re-read that much before the watermark.
 DEFAULT_OVERLAP = timedelta(minutes=2)
@@ -133,26 +145,39 @@ def classify_hubspot(response: httpx.Response, now: float) -> Verdict:
         retry_after = parse_retry_after(response.headers.get("Retry-After"), now)
         if policy == "DAILY":
             remaining = response.headers.get("X-HubSpot-RateLimit-Daily-Remaining")
-            return Verdict("terminal", block=True, error=HubSpotDailyLimit(
-                f"HubSpot daily API limit reached (429, policyName DAILY: {message!r}"
-                f"{f', daily remaining {remaining}' if remaining is not None else ''}); not retried: it resets at "
-                f"midnight in the account's time zone. Correlation id {body.get('correlationId')}.",
-                status=429, code="DAILY"))
+            return Verdict(
+                "terminal",
+                block=True,
+                error=HubSpotDailyLimit(
+                    f"HubSpot daily API limit reached (429, policyName DAILY: {message!r}"
+                    f"{f', daily remaining {remaining}' if remaining is not None else ''}); not retried: it resets at "
+                    f"midnight in the account's time zone. Correlation id {body.get('correlationId')}.",
+                    status=429,
+                    code="DAILY",
+                ),
+            )
         if policy == "TEN_SECONDLY_ROLLING":
             window = _interval_seconds(response) or TEN_SECONDLY_WINDOW
             return Verdict("retry", reason=f"429 {policy}", retry_after=retry_after, min_wait=window)
         if "secondly" in message.lower():
-            return Verdict("retry", reason="429 secondly limit", retry_after=retry_after, min_wait=SECONDLY_WINDOW)
+            return Verdict(
+                "retry", reason="429 secondly limit", retry_after=retry_after, min_wait=SECONDLY_WINDOW
+            )
         return Verdict("retry", reason=f"429 {policy or 'rate limited'}", retry_after=retry_after)
     if 400 <= status < 500 and status not in RETRY_STATUSES:
         body = _body(response)
         category = str(body.get("category") or "")
         detail = f"HTTP {status} {category}: {str(body.get('message') or '')[:300]}".strip()
         if status in (401, 403):
-            return Verdict("terminal", error=HubSpotAuthError(
-                f"HubSpot refused the request ({detail}); check HUBSPOT_ACCESS_TOKEN and the private app's scopes "
-                f"(crm.objects.contacts.read, crm.objects.companies.read, crm.objects.deals.read)",
-                status=status, code=category or None))
+            return Verdict(
+                "terminal",
+                error=HubSpotAuthError(
+                    f"HubSpot refused the request ({detail}); check HUBSPOT_ACCESS_TOKEN and the private app's scopes "
+                    f"(crm.objects.contacts.read, crm.objects.companies.read, crm.objects.deals.read)",
+                    status=status,
+                    code=category or None,
+                ),
+            )
         return Verdict("terminal", reason=detail)
     return classify_http(response, now)
 
@@ -188,10 +213,20 @@ class HubSpotClient:
         self.search_result_cap = search_result_cap
         self.overlap = overlap
         self.http = HttpClient(
-            SYSTEM, base_url.rstrip("/"), headers={"Authorization": f"Bearer {access_token}"},
-            transport=transport, timeout=timeout, retry=retry or RetryPolicy(), budget=budget or RetryBudget(),
-            classify=classify_hubspot, recorder=recorder, sleep=sleep, clock=clock, rng=rng or random.Random(),  # noqa: S311 - jitter
-            secrets=(access_token,))
+            SYSTEM,
+            base_url.rstrip("/"),
+            headers={"Authorization": f"Bearer {access_token}"},
+            transport=transport,
+            timeout=timeout,
+            retry=retry or RetryPolicy(),
+            budget=budget or RetryBudget(),
+            classify=classify_hubspot,
+            recorder=recorder,
+            sleep=sleep,
+            clock=clock,
+            rng=rng or random.Random(),  # noqa: S311 - jitter
+            secrets=(access_token,),
+        )
         self._search_throttle = Throttle(search_min_interval, clock=monotonic, sleep=sleep)
 
     def __enter__(self) -> HubSpotClient:
@@ -206,13 +241,22 @@ class HubSpotClient:
     def _json(self, response: httpx.Response, what: str) -> dict[str, Any]:
         data = _body(response)
         if not data and response.content:
-            raise RequestRejected(f"HubSpot {what}: the response is not a JSON object: "
-                                  f"{response.text[:200]!r}", status=response.status_code)
+            raise RequestRejected(
+                f"HubSpot {what}: the response is not a JSON object: {response.text[:200]!r}",
+                status=response.status_code,
+            )
         return data
 
     # -- list (full pull) --------------------------------------------------------------------------------
-    def list_page(self, object_type: str, *, properties: Sequence[str], associations: Sequence[str] = (),
-                  after: str | None = None, archived: bool = False) -> dict[str, Any]:
+    def list_page(
+        self,
+        object_type: str,
+        *,
+        properties: Sequence[str],
+        associations: Sequence[str] = (),
+        after: str | None = None,
+        archived: bool = False,
+    ) -> dict[str, Any]:
         """One page of ``GET /crm/v3/objects/{object_type}``: live records, or the archived (deleted) ones."""
         params: dict[str, Any] = {"limit": self.page_limit, "archived": "true" if archived else "false"}
         if properties:
@@ -221,16 +265,24 @@ class HubSpotClient:
             params["associations"] = ",".join(associations)
         if after:
             params["after"] = after
-        return self._json(self.http.request("GET", f"/crm/v3/objects/{object_type}", params=params),
-                          f"list {object_type}")
+        return self._json(
+            self.http.request("GET", f"/crm/v3/objects/{object_type}", params=params), f"list {object_type}"
+        )
 
-    def iter_all(self, object_type: str, *, properties: Sequence[str], associations: Sequence[str] = (),
-                 archived: bool = False) -> Iterator[list[dict[str, Any]]]:
+    def iter_all(
+        self,
+        object_type: str,
+        *,
+        properties: Sequence[str],
+        associations: Sequence[str] = (),
+        archived: bool = False,
+    ) -> Iterator[list[dict[str, Any]]]:
         """Every record, page by page, following ``paging.next.after`` to the last page."""
         after: str | None = None
         while True:
-            data = self.list_page(object_type, properties=properties, associations=associations, after=after,
-                                  archived=archived)
+            data = self.list_page(
+                object_type, properties=properties, associations=associations, after=after, archived=archived
+            )
             results = list(data.get("results") or [])
             if results:
                 yield results
@@ -238,23 +290,31 @@ class HubSpotClient:
             if not after:
                 return
 
-    def iter_archived_since(self, object_type: str, since_ms: int | None, *,
-                            properties: Sequence[str]) -> Iterator[list[dict[str, Any]]]:
+    def iter_archived_since(
+        self, object_type: str, since_ms: int | None, *, properties: Sequence[str]
+    ) -> Iterator[list[dict[str, Any]]]:
         """Deleted (archived) records whose ``archivedAt`` is at or after ``since_ms`` (all when None).
 
         The list has no filter and search does not return archived records, so every archived record is
         listed (HubSpot keeps them for 90 days) and the filter applies here."""
         for page in self.iter_all(object_type, properties=properties, archived=True):
-            keep = [r for r in page
-                    if since_ms is None or (parse_hubspot_time(r.get("archivedAt")) or 0) >= since_ms]
+            keep = [
+                r
+                for r in page
+                if since_ms is None or (parse_hubspot_time(r.get("archivedAt")) or 0) >= since_ms
+            ]
             if keep:
                 yield keep
 
     # -- search (incremental pull) -----------------------------------------------------------------------
     def search_page(self, object_type: str, body: dict[str, Any]) -> dict[str, Any]:
         """One ``POST /crm/v3/objects/{object_type}/search`` (spaced to the 5 requests/s search limit)."""
-        return self._json(self.http.request("POST", f"/crm/v3/objects/{object_type}/search", json=body,
-                                            throttle=self._search_throttle), f"search {object_type}")
+        return self._json(
+            self.http.request(
+                "POST", f"/crm/v3/objects/{object_type}/search", json=body, throttle=self._search_throttle
+            ),
+            f"search {object_type}",
+        )
 
     def modified_ms(self, object_type: str, record: dict[str, Any]) -> int:
         value = (record.get("properties") or {}).get(MODIFIED_PROPERTY[object_type])
@@ -265,14 +325,22 @@ class HubSpotClient:
         archived = parse_hubspot_time(record.get("archivedAt"))
         return max(ms or 0, archived or 0)
 
-    def iter_modified_since(self, object_type: str, since: datetime, *, properties: Sequence[str],
-                            associations: Sequence[str] = ()) -> Iterator[list[dict[str, Any]]]:
+    def iter_modified_since(
+        self,
+        object_type: str,
+        since: datetime,
+        *,
+        properties: Sequence[str],
+        associations: Sequence[str] = (),
+    ) -> Iterator[list[dict[str, Any]]]:
         """Records modified at or after ``since``, ascending by modified date, with their associations."""
         prop = MODIFIED_PROPERTY[object_type]
 
         def fetch(lower: int, token: str | None) -> tuple[list[dict[str, Any]], str | None]:
             body: dict[str, Any] = {
-                "filterGroups": [{"filters": [{"propertyName": prop, "operator": "GTE", "value": str(lower)}]}],
+                "filterGroups": [
+                    {"filters": [{"propertyName": prop, "operator": "GTE", "value": str(lower)}]}
+                ],
                 "sorts": [{"propertyName": prop, "direction": "ASCENDING"}],
                 "properties": list(properties),
                 "limit": self.page_limit,
@@ -283,20 +351,31 @@ class HubSpotClient:
             nxt = ((data.get("paging") or {}).get("next") or {}).get("after")
             return list(data.get("results") or []), (str(nxt) if nxt is not None else None)
 
-        for page in ascending_pages(fetch, start=to_ms(since), version=lambda r: self.modified_ms(object_type, r),
-                                    ident=lambda r: str(r.get("id")),
-                                    max_token=self.search_result_cap - self.page_limit + 1):
+        for page in ascending_pages(
+            fetch,
+            start=to_ms(since),
+            version=lambda r: self.modified_ms(object_type, r),
+            ident=lambda r: str(r.get("id")),
+            max_token=self.search_result_cap - self.page_limit + 1,
+        ):
             for to_type in associations:
                 self.attach_associations(object_type, to_type, page)
             yield page
 
-    def read_associations(self, from_type: str, to_type: str, ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    def read_associations(
+        self, from_type: str, to_type: str, ids: Sequence[str]
+    ) -> dict[str, list[dict[str, Any]]]:
         """``{id: [{"id", "type"}, …]}`` of the ``to_type`` objects associated with each of ``ids``."""
         if not ids:
             return {}
-        data = self._json(self.http.request("POST", f"/crm/v3/associations/{from_type}/{to_type}/batch/read",
-                                            json={"inputs": [{"id": str(i)} for i in ids]}),
-                          f"associations {from_type}->{to_type}")
+        data = self._json(
+            self.http.request(
+                "POST",
+                f"/crm/v3/associations/{from_type}/{to_type}/batch/read",
+                json={"inputs": [{"id": str(i)} for i in ids]},
+            ),
+            f"associations {from_type}->{to_type}",
+        )
         out: dict[str, list[dict[str, Any]]] = {}
         for item in data.get("results") or []:
             src = str((item.get("from") or {}).get("id"))
@@ -319,7 +398,9 @@ class HubSpotClient:
         if entity not in OBJECT_TYPES:
             raise ValueError(f"unknown HubSpot object type {entity!r}; one of {', '.join(OBJECT_TYPES)}")
         properties, associations = contract_fields(entity)
-        deleted = self.iter_archived_since(entity, None if since is None else to_ms(since), properties=properties)
+        deleted = self.iter_archived_since(
+            entity, None if since is None else to_ms(since), properties=properties
+        )
         if since is None:
             live = self.iter_all(entity, properties=properties, associations=associations)
         else:

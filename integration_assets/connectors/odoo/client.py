@@ -62,8 +62,15 @@ BASE_DOMAIN: dict[str, list[Any]] = {"account.move": [["move_type", "in", INVOIC
 DEFAULT_OVERLAP = timedelta(minutes=5)
 
 SESSION_EXPIRED_CODE = 100  # "Odoo Session Expired" (odoo/http.py)
-TRANSIENT_ERROR_MARKERS = ("SessionExpired", "SerializationFailure", "OperationalError", "LockNotAvailable",
-                           "TransactionRollbackError", "DeadlockDetected", "InterfaceError")
+TRANSIENT_ERROR_MARKERS = (
+    "SessionExpired",
+    "SerializationFailure",
+    "OperationalError",
+    "LockNotAvailable",
+    "TransactionRollbackError",
+    "DeadlockDetected",
+    "InterfaceError",
+)
 
 
 class OdooRpcError(RequestRejected):
@@ -108,15 +115,29 @@ def classify_rpc_error(error: dict[str, Any], *, what: str, username: str, db: s
     if code == SESSION_EXPIRED_CODE or any(m in name for m in TRANSIENT_ERROR_MARKERS):
         return Verdict("retry", reason=f"Odoo {what}: {short} (code {code}): {message}")
     if short == "AccessDenied":
-        return Verdict("terminal", error=OdooAccessDenied(
-            f"Odoo denied access for {what} to user {username!r} on database {db!r} (AccessDenied: {message}); "
-            f"check ODOO_USERNAME and ODOO_API_KEY (an API key belongs to its user)", name=name, code=code))
+        return Verdict(
+            "terminal",
+            error=OdooAccessDenied(
+                f"Odoo denied access for {what} to user {username!r} on database {db!r} (AccessDenied: {message}); "
+                f"check ODOO_USERNAME and ODOO_API_KEY (an API key belongs to its user)",
+                name=name,
+                code=code,
+            ),
+        )
     if short == "AccessError":
-        return Verdict("terminal", error=OdooAccessError(
-            f"Odoo user {username!r} may not {what} on database {db!r} (AccessError: {message}); give the "
-            f"integration user read access to the model", name=name, code=code))
-    return Verdict("terminal", error=OdooRpcError(f"Odoo rejected {what} ({short}, code {code}): {message}",
-                                                  name=name, code=code))
+        return Verdict(
+            "terminal",
+            error=OdooAccessError(
+                f"Odoo user {username!r} may not {what} on database {db!r} (AccessError: {message}); give the "
+                f"integration user read access to the model",
+                name=name,
+                code=code,
+            ),
+        )
+    return Verdict(
+        "terminal",
+        error=OdooRpcError(f"Odoo rejected {what} ({short}, code {code}): {message}", name=name, code=code),
+    )
 
 
 class OdooClient:
@@ -143,18 +164,36 @@ class OdooClient:
         page_size: int = PAGE_SIZE,
         overlap: timedelta = DEFAULT_OVERLAP,
     ) -> None:
-        missing = [n for n, v in (("ODOO_URL", url), ("ODOO_DB", db), ("ODOO_USERNAME", username),
-                                  ("ODOO_API_KEY", api_key)) if not v]
+        missing = [
+            n
+            for n, v in (
+                ("ODOO_URL", url),
+                ("ODOO_DB", db),
+                ("ODOO_USERNAME", username),
+                ("ODOO_API_KEY", api_key),
+            )
+            if not v
+        ]
         if missing:
             raise OdooAccessDenied(f"Odoo is not configured: set {', '.join(missing)}")
         self.url, self.db, self.username = url.rstrip("/"), db, username
         self._api_key = api_key
         self.page_size = page_size
         self.overlap = overlap
-        self.http = HttpClient(SYSTEM, self.url, transport=transport, timeout=timeout, retry=retry or RetryPolicy(),
-                               budget=budget or RetryBudget(), classify=classify_http, recorder=recorder,
-                               sleep=sleep, clock=clock, rng=rng or random.Random(),  # noqa: S311 - jitter
-                               secrets=(api_key,))
+        self.http = HttpClient(
+            SYSTEM,
+            self.url,
+            transport=transport,
+            timeout=timeout,
+            retry=retry or RetryPolicy(),
+            budget=budget or RetryBudget(),
+            classify=classify_http,
+            recorder=recorder,
+            sleep=sleep,
+            clock=clock,
+            rng=rng or random.Random(),  # noqa: S311 - jitter
+            secrets=(api_key,),
+        )
         self._ids = itertools.count(1)
         self._uid: int | None = None
 
@@ -175,14 +214,18 @@ class OdooClient:
         verdict = classify_http(response, now)
         if verdict.action != "ok":
             if response.status_code == 404:
-                return Verdict("terminal", reason=f"no JSON-RPC endpoint at {self.url}/jsonrpc (HTTP 404): check "
-                                                  f"ODOO_URL")
+                return Verdict(
+                    "terminal",
+                    reason=f"no JSON-RPC endpoint at {self.url}/jsonrpc (HTTP 404): check ODOO_URL",
+                )
             return verdict
         try:
             data = response.json()
         except ValueError:
-            return Verdict("terminal", reason=f"{self.url}/jsonrpc did not answer JSON (check ODOO_URL): "
-                                              f"{response.text[:120]!r}")
+            return Verdict(
+                "terminal",
+                reason=f"{self.url}/jsonrpc did not answer JSON (check ODOO_URL): {response.text[:120]!r}",
+            )
         if not isinstance(data, dict) or ("result" not in data and "error" not in data):
             return Verdict("terminal", reason=f"{self.url}/jsonrpc answered something that is not JSON-RPC")
         if data.get("error") is not None:
@@ -193,10 +236,15 @@ class OdooClient:
     def call(self, service: str, method: str, args: Sequence[Any], *, what: str | None = None) -> Any:
         """One JSON-RPC call; returns ``result`` (retries and errors as the module docstring says)."""
         what = what or f"{service}.{method}"
-        payload = {"jsonrpc": "2.0", "method": "call", "id": next(self._ids),
-                   "params": {"service": service, "method": method, "args": list(args)}}
-        response = self.http.request("POST", "/jsonrpc", json=payload,
-                                     classify=functools.partial(self._classify, what))
+        payload = {
+            "jsonrpc": "2.0",
+            "method": "call",
+            "id": next(self._ids),
+            "params": {"service": service, "method": method, "args": list(args)},
+        }
+        response = self.http.request(
+            "POST", "/jsonrpc", json=payload, classify=functools.partial(self._classify, what)
+        )
         return response.json().get("result")
 
     def version(self) -> dict[str, Any]:
@@ -209,33 +257,59 @@ class OdooClient:
             if not uid or isinstance(uid, bool):
                 raise OdooAccessDenied(
                     f"Odoo login failed for user {self.username!r} on database {self.db!r}: wrong ODOO_USERNAME or "
-                    f"ODOO_API_KEY, an archived user, or the wrong ODOO_DB", name="authenticate")
+                    f"ODOO_API_KEY, an archived user, or the wrong ODOO_DB",
+                    name="authenticate",
+                )
             self._uid = int(uid)
         return self._uid
 
-    def execute_kw(self, model: str, method: str, args: Sequence[Any], kwargs: dict[str, Any] | None = None) -> Any:
+    def execute_kw(
+        self, model: str, method: str, args: Sequence[Any], kwargs: dict[str, Any] | None = None
+    ) -> Any:
         uid = self.authenticate()
-        return self.call("object", "execute_kw", [self.db, uid, self._api_key, model, method, list(args), kwargs or {}],
-                         what=f"{model}.{method}")
+        return self.call(
+            "object",
+            "execute_kw",
+            [self.db, uid, self._api_key, model, method, list(args), kwargs or {}],
+            what=f"{model}.{method}",
+        )
 
     # -- reading -------------------------------------------------------------------------------------------
-    def search_read_pages(self, model: str, *, fields: Sequence[str], since: datetime | None = None,
-                          ) -> Iterator[list[dict[str, Any]]]:
+    def search_read_pages(
+        self,
+        model: str,
+        *,
+        fields: Sequence[str],
+        since: datetime | None = None,
+    ) -> Iterator[list[dict[str, Any]]]:
         """Records of ``model`` written at or after ``since`` (all when None), ascending by write_date and id."""
         base = BASE_DOMAIN.get(model, [])
 
         def fetch(lower: str | None, token: str | None) -> tuple[list[dict[str, Any]], str | None]:
             domain = [*base, *([["write_date", ">=", lower]] if lower else [])]
             offset = int(token or 0)
-            rows = self.execute_kw(model, "search_read", [domain], {
-                "fields": list(fields), "limit": self.page_size, "offset": offset, "order": ORDER,
-                "context": {"active_test": False}})
+            rows = self.execute_kw(
+                model,
+                "search_read",
+                [domain],
+                {
+                    "fields": list(fields),
+                    "limit": self.page_size,
+                    "offset": offset,
+                    "order": ORDER,
+                    "context": {"active_test": False},
+                },
+            )
             if not isinstance(rows, list):
                 raise OdooRpcError(f"Odoo {model}.search_read returned {type(rows).__name__}, not a list")
             return rows, (str(offset + len(rows)) if len(rows) >= self.page_size else None)
 
-        yield from ascending_pages(fetch, start=odoo_time(since) if since else None,
-                                   version=lambda r: str(r.get("write_date") or ""), ident=lambda r: str(r.get("id")))
+        yield from ascending_pages(
+            fetch,
+            start=odoo_time(since) if since else None,
+            version=lambda r: str(r.get("write_date") or ""),
+            ident=lambda r: str(r.get("id")),
+        )
 
     # -- Source --------------------------------------------------------------------------------------------
     def pull(self, entity: str, since: datetime | None) -> Pull:

@@ -31,10 +31,21 @@ ERROR_MESSAGES = {100: "Odoo Session Expired"}
 def rpc_error(request_id: Any, name: str, message: str, code: int | None = None) -> dict[str, Any]:
     """Odoo's JSON-RPC error envelope (``JsonRPCDispatcher.handle_error``)."""
     code = code if code is not None else ERROR_CODES.get(name, 200)
-    return {"jsonrpc": "2.0", "id": request_id, "error": {
-        "code": code, "message": ERROR_MESSAGES.get(code, "Odoo Server Error"),
-        "data": {"name": name, "debug": f"Traceback (most recent call last):\n  …\n{name}: {message}\n",
-                 "message": message, "arguments": [message], "context": {}}}}
+    return {
+        "jsonrpc": "2.0",
+        "id": request_id,
+        "error": {
+            "code": code,
+            "message": ERROR_MESSAGES.get(code, "Odoo Server Error"),
+            "data": {
+                "name": name,
+                "debug": f"Traceback (most recent call last):\n  …\n{name}: {message}\n",
+                "message": message,
+                "arguments": [message],
+                "context": {},
+            },
+        },
+    }
 
 
 class _RpcFailure(Exception):
@@ -95,23 +106,97 @@ class FakeOdoo(FakeServer):
     """An Odoo database in memory: ``models[model][id] = record`` with Odoo wire values."""
 
     MODEL_FIELDS: dict[str, tuple[str, ...]] = {
-        "res.partner": ("name", "email", "phone", "mobile", "is_company", "parent_id", "street", "city", "zip",
-                        "country_id", "vat", "active", "display_name", "create_date", "write_date"),
-        "product.product": ("default_code", "name", "barcode", "list_price", "standard_price", "type", "categ_id",
-                            "active", "display_name", "create_date", "write_date"),
-        "sale.order": ("name", "partner_id", "date_order", "amount_untaxed", "amount_tax", "amount_total",
-                       "currency_id", "state", "invoice_status", "client_order_ref", "user_id", "order_line",
-                       "display_name", "create_date", "write_date"),
-        "sale.order.line": ("order_id", "product_id", "name", "product_uom_qty", "qty_delivered", "qty_invoiced",
-                            "price_unit", "discount", "price_subtotal", "price_total", "display_name", "create_date",
-                            "write_date"),
-        "account.move": ("name", "move_type", "state", "payment_state", "partner_id", "invoice_date",
-                         "invoice_date_due", "amount_untaxed", "amount_tax", "amount_total", "amount_residual",
-                         "currency_id", "invoice_origin", "display_name", "create_date", "write_date"),
+        "res.partner": (
+            "name",
+            "email",
+            "phone",
+            "mobile",
+            "is_company",
+            "parent_id",
+            "street",
+            "city",
+            "zip",
+            "country_id",
+            "vat",
+            "active",
+            "display_name",
+            "create_date",
+            "write_date",
+        ),
+        "product.product": (
+            "default_code",
+            "name",
+            "barcode",
+            "list_price",
+            "standard_price",
+            "type",
+            "categ_id",
+            "active",
+            "display_name",
+            "create_date",
+            "write_date",
+        ),
+        "sale.order": (
+            "name",
+            "partner_id",
+            "date_order",
+            "amount_untaxed",
+            "amount_tax",
+            "amount_total",
+            "currency_id",
+            "state",
+            "invoice_status",
+            "client_order_ref",
+            "user_id",
+            "order_line",
+            "display_name",
+            "create_date",
+            "write_date",
+        ),
+        "sale.order.line": (
+            "order_id",
+            "product_id",
+            "name",
+            "product_uom_qty",
+            "qty_delivered",
+            "qty_invoiced",
+            "price_unit",
+            "discount",
+            "price_subtotal",
+            "price_total",
+            "display_name",
+            "create_date",
+            "write_date",
+        ),
+        "account.move": (
+            "name",
+            "move_type",
+            "state",
+            "payment_state",
+            "partner_id",
+            "invoice_date",
+            "invoice_date_due",
+            "amount_untaxed",
+            "amount_tax",
+            "amount_total",
+            "amount_residual",
+            "currency_id",
+            "invoice_origin",
+            "display_name",
+            "create_date",
+            "write_date",
+        ),
     }
 
-    def __init__(self, *, db: str = "odoo", login: str = "bot@example.com", api_key: str = "fake-odoo-api-key",
-                 uid: int = 7, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        *,
+        db: str = "odoo",
+        login: str = "bot@example.com",
+        api_key: str = "fake-odoo-api-key",
+        uid: int = 7,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         super().__init__()
         self.db, self.login, self.api_key, self.uid = db, login, api_key, uid
         self.clock = clock
@@ -142,9 +227,18 @@ class FakeOdoo(FakeServer):
             for rid in ids:
                 self.models[model][rid].update(values, write_date=wd)
 
-    def seed(self, *, partners: int = 12, products: int = 6, orders: int = 8, lines_per_order: int = 3,
-             invoices: int = 5, seed: int = 1, start: datetime = datetime(2025, 1, 1, tzinfo=UTC),
-             step: timedelta = timedelta(minutes=3)) -> None:
+    def seed(
+        self,
+        *,
+        partners: int = 12,
+        products: int = 6,
+        orders: int = 8,
+        lines_per_order: int = 3,
+        invoices: int = 5,
+        seed: int = 1,
+        start: datetime = datetime(2025, 1, 1, tzinfo=UTC),
+        step: timedelta = timedelta(minutes=3),
+    ) -> None:
         """Deterministic records the ``odoo.*.api`` contracts accept, ``step`` apart in write_date."""
         rng = random.Random(seed)  # noqa: S311 - reproducible test data
         t = start
@@ -154,66 +248,127 @@ class FakeOdoo(FakeServer):
             t += step
             company = i % 3 == 0
             parent = partner_ids[-1] if not company and partner_ids and i % 2 else False
-            partner_ids.append(self.add("res.partner", {
-                "name": f"Partner {i:04d}" + (" Inc" if company else ""), "email": f"partner{i}@example.com",
-                "phone": f"+1 555 02{i % 100:02d}" if i % 4 else False, "mobile": False, "is_company": company,
-                "parent_id": [parent, f"Partner {parent - 1:04d} Inc"] if parent else False,
-                "street": f"{i} Main St", "city": "Springfield", "zip": f"{10000 + i}",
-                "country_id": rng.choice(countries), "vat": False, "active": i != partners - 1,
-            }, write_date=t))
+            partner_ids.append(
+                self.add(
+                    "res.partner",
+                    {
+                        "name": f"Partner {i:04d}" + (" Inc" if company else ""),
+                        "email": f"partner{i}@example.com",
+                        "phone": f"+1 555 02{i % 100:02d}" if i % 4 else False,
+                        "mobile": False,
+                        "is_company": company,
+                        "parent_id": [parent, f"Partner {parent - 1:04d} Inc"] if parent else False,
+                        "street": f"{i} Main St",
+                        "city": "Springfield",
+                        "zip": f"{10000 + i}",
+                        "country_id": rng.choice(countries),
+                        "vat": False,
+                        "active": i != partners - 1,
+                    },
+                    write_date=t,
+                )
+            )
         product_ids: list[int] = []
         for i in range(products):
             t += step
-            product_ids.append(self.add("product.product", {
-                "default_code": f"SKU-{i:04d}", "name": f"Product {i}", "barcode": False,
-                "list_price": float(rng.randint(5, 500)), "standard_price": float(rng.randint(1, 5)),
-                "type": rng.choice(["consu", "service", "product"]), "categ_id": [1, "All / Saleable"],
-            }, write_date=t))
+            product_ids.append(
+                self.add(
+                    "product.product",
+                    {
+                        "default_code": f"SKU-{i:04d}",
+                        "name": f"Product {i}",
+                        "barcode": False,
+                        "list_price": float(rng.randint(5, 500)),
+                        "standard_price": float(rng.randint(1, 5)),
+                        "type": rng.choice(["consu", "service", "product"]),
+                        "categ_id": [1, "All / Saleable"],
+                    },
+                    write_date=t,
+                )
+            )
         order_names: dict[int, str] = {}
         for i in range(orders):
             t += step
             partner = rng.choice(partner_ids)
             name = f"S{i + 1:05d}"
             total = float(rng.randint(100, 5000))
-            oid = self.add("sale.order", {
-                "name": name, "partner_id": [partner, self.models["res.partner"][partner]["name"]],
-                "date_order": (t - timedelta(hours=1)).strftime(FMT), "amount_untaxed": total,
-                "amount_tax": round(total * 0.2, 2), "amount_total": round(total * 1.2, 2), "currency_id": [1, "USD"],
-                "state": rng.choice(["draft", "sent", "sale"]), "invoice_status": rng.choice(["no", "to invoice"]),
-                "client_order_ref": False, "user_id": [2, "Mitchell Admin"],
-            }, write_date=t)
+            oid = self.add(
+                "sale.order",
+                {
+                    "name": name,
+                    "partner_id": [partner, self.models["res.partner"][partner]["name"]],
+                    "date_order": (t - timedelta(hours=1)).strftime(FMT),
+                    "amount_untaxed": total,
+                    "amount_tax": round(total * 0.2, 2),
+                    "amount_total": round(total * 1.2, 2),
+                    "currency_id": [1, "USD"],
+                    "state": rng.choice(["draft", "sent", "sale"]),
+                    "invoice_status": rng.choice(["no", "to invoice"]),
+                    "client_order_ref": False,
+                    "user_id": [2, "Mitchell Admin"],
+                },
+                write_date=t,
+            )
             order_names[oid] = name
         for oid, name in order_names.items():
             for j in range(lines_per_order):
                 t += step
                 product = rng.choice(product_ids)
                 qty, price = float(rng.randint(1, 10)), float(rng.randint(5, 200))
-                self.add("sale.order.line", {
-                    "order_id": [oid, name], "product_id": [product, self.models["product.product"][product]["name"]],
-                    "name": f"Line {j} of {name}", "product_uom_qty": qty, "qty_delivered": 0.0, "qty_invoiced": 0.0,
-                    "price_unit": price, "discount": 0.0, "price_subtotal": qty * price,
-                    "price_total": round(qty * price * 1.2, 2),
-                }, write_date=t)
+                self.add(
+                    "sale.order.line",
+                    {
+                        "order_id": [oid, name],
+                        "product_id": [product, self.models["product.product"][product]["name"]],
+                        "name": f"Line {j} of {name}",
+                        "product_uom_qty": qty,
+                        "qty_delivered": 0.0,
+                        "qty_invoiced": 0.0,
+                        "price_unit": price,
+                        "discount": 0.0,
+                        "price_subtotal": qty * price,
+                        "price_total": round(qty * price * 1.2, 2),
+                    },
+                    write_date=t,
+                )
         for i in range(invoices):
             t += step
             partner = rng.choice(partner_ids)
             total = float(rng.randint(100, 5000))
-            self.add("account.move", {
-                "name": f"INV/2025/{i + 1:05d}", "move_type": "out_invoice", "state": "posted",
-                "payment_state": rng.choice(["not_paid", "paid", "partial"]),
-                "partner_id": [partner, self.models["res.partner"][partner]["name"]],
-                "invoice_date": (start + timedelta(days=i)).strftime("%Y-%m-%d"),
-                "invoice_date_due": (start + timedelta(days=i + 30)).strftime("%Y-%m-%d"),
-                "amount_untaxed": total, "amount_tax": round(total * 0.2, 2), "amount_total": round(total * 1.2, 2),
-                "amount_residual": 0.0, "currency_id": [1, "USD"],
-                "invoice_origin": order_names.get(i + 1, False),
-            }, write_date=t)
+            self.add(
+                "account.move",
+                {
+                    "name": f"INV/2025/{i + 1:05d}",
+                    "move_type": "out_invoice",
+                    "state": "posted",
+                    "payment_state": rng.choice(["not_paid", "paid", "partial"]),
+                    "partner_id": [partner, self.models["res.partner"][partner]["name"]],
+                    "invoice_date": (start + timedelta(days=i)).strftime("%Y-%m-%d"),
+                    "invoice_date_due": (start + timedelta(days=i + 30)).strftime("%Y-%m-%d"),
+                    "amount_untaxed": total,
+                    "amount_tax": round(total * 0.2, 2),
+                    "amount_total": round(total * 1.2, 2),
+                    "amount_residual": 0.0,
+                    "currency_id": [1, "USD"],
+                    "invoice_origin": order_names.get(i + 1, False),
+                },
+                write_date=t,
+            )
         t += step  # a journal entry that is not an invoice: the pull leaves it out
-        self.add("account.move", {"name": "MISC/2025/00001", "move_type": "entry", "state": "posted",
-                                  "currency_id": [1, "USD"]}, write_date=t)
+        self.add(
+            "account.move",
+            {"name": "MISC/2025/00001", "move_type": "entry", "state": "posted", "currency_id": [1, "USD"]},
+            write_date=t,
+        )
 
-    def fail_next(self, name: str, message: str, *, when: Callable[[dict[str, Any]], bool] = lambda p: True,
-                  times: int = 1) -> None:
+    def fail_next(
+        self,
+        name: str,
+        message: str,
+        *,
+        when: Callable[[dict[str, Any]], bool] = lambda p: True,
+        times: int = 1,
+    ) -> None:
         """Answer the next ``times`` calls whose params match ``when`` with the JSON-RPC error ``name``."""
         with self.lock:
             for _ in range(times):
@@ -240,8 +395,12 @@ class FakeOdoo(FakeServer):
     def _call(self, params: dict[str, Any]) -> Any:
         service, method, args = params.get("service"), params.get("method"), list(params.get("args") or [])
         if service == "common" and method == "version":
-            return {"server_version": "17.0", "server_version_info": [17, 0, 0, "final", 0], "server_serie": "17.0",
-                    "protocol_version": 1}
+            return {
+                "server_version": "17.0",
+                "server_version_info": [17, 0, 0, "final", 0],
+                "server_serie": "17.0",
+                "protocol_version": 1,
+            }
         if service == "common" and method in ("authenticate", "login"):
             db, login, password = (args + [None, None, None])[:3]
             ok = db == self.db and login == self.login and password == self.api_key
@@ -270,25 +429,33 @@ class FakeOdoo(FakeServer):
             ids = args[0] if args else []
             fields = args[1] if len(args) > 1 else kwargs.get("fields")
             return [self._read(model, self.models[model][i], fields) for i in ids if i in self.models[model]]
-        raise _RpcFailure("builtins.AttributeError", f"The method '{method}' does not exist on the model '{model}'")
+        raise _RpcFailure(
+            "builtins.AttributeError", f"The method '{method}' does not exist on the model '{model}'"
+        )
 
     def _search(self, model: str, domain: list[Any], kwargs: dict[str, Any]) -> list[dict[str, Any]]:
         context = kwargs.get("context") or {}
-        rows = [r for r in self.models[model].values()
-                if domain_matches(r, list(domain or []))
-                and (context.get("active_test", True) is False or r.get("active", True) is not False)]
+        rows = [
+            r
+            for r in self.models[model].values()
+            if domain_matches(r, list(domain or []))
+            and (context.get("active_test", True) is False or r.get("active", True) is not False)
+        ]
         rows.sort(key=lambda r: r["id"])
-        for term in reversed([t.strip() for t in str(kwargs.get("order") or "id asc").split(",") if t.strip()]):
+        for term in reversed(
+            [t.strip() for t in str(kwargs.get("order") or "id asc").split(",") if t.strip()]
+        ):
             name, _, direction = term.partition(" ")
             if name not in self.MODEL_FIELDS[model] and name != "id":
                 raise _RpcFailure("builtins.ValueError", f"Invalid field {name!r} in order")
+
             def key(r: dict[str, Any], n: str = name) -> tuple[bool, Any]:
                 return r.get(n) is False, _value(r.get(n))
 
             rows.sort(key=key, reverse=direction.strip().lower() == "desc")
         offset = int(kwargs.get("offset") or 0)
         limit = kwargs.get("limit")
-        return rows[offset:offset + int(limit)] if limit else rows[offset:]
+        return rows[offset : offset + int(limit)] if limit else rows[offset:]
 
     def _read(self, model: str, rec: dict[str, Any], fields: list[str] | None) -> dict[str, Any]:
         names = list(fields) if fields else list(self.MODEL_FIELDS[model])
@@ -300,4 +467,6 @@ class FakeOdoo(FakeServer):
 
 def session_expired_fault() -> Fault:
     """HTTP 200 with code 100, as Odoo answers a call on an expired session (``id`` left null)."""
-    return Fault(200, rpc_error(None, "odoo.http.SessionExpiredException", "Session expired"), label="session expired")
+    return Fault(
+        200, rpc_error(None, "odoo.http.SessionExpiredException", "Session expired"), label="session expired"
+    )

@@ -39,7 +39,9 @@ def upgrade() -> None:
         sa.Column("minute", sa.DateTime(timezone=True), nullable=False),
         sa.Column("status_class", sa.String(length=16), nullable=False),
         sa.Column("count", sa.BigInteger(), server_default="0", nullable=False),
-        sa.PrimaryKeyConstraint("source_system", "minute", "status_class", name=op.f("pk_connector_http_stats")),
+        sa.PrimaryKeyConstraint(
+            "source_system", "minute", "status_class", name=op.f("pk_connector_http_stats")
+        ),
     )
 
 

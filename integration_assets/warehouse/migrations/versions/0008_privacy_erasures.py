@@ -48,7 +48,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_privacy_erasures")),
     )
     with op.batch_alter_table("privacy_erasures", schema=None) as batch_op:
-        batch_op.create_index("ix_privacy_erasures_key", ["source_system", "entity", "source_id"], unique=False)
+        batch_op.create_index(
+            "ix_privacy_erasures_key", ["source_system", "entity", "source_id"], unique=False
+        )
 
 
 def downgrade() -> None:

@@ -33,18 +33,31 @@ def upgrade() -> None:
     # Rows left at 'running' by a killed load of the same content would break the unique index: all but the
     # newest are marked abandoned (the newest gets the same treatment at the next start if its owner is gone).
     conn = op.get_bind()
-    stuck = conn.execute(sa.text(
-        "SELECT load_id, source_system, entity, content_hash FROM loads "
-        "WHERE status = 'running' AND content_hash IS NOT NULL ORDER BY started_at DESC")).all()
+    stuck = conn.execute(
+        sa.text(
+            "SELECT load_id, source_system, entity, content_hash FROM loads "
+            "WHERE status = 'running' AND content_hash IS NOT NULL ORDER BY started_at DESC"
+        )
+    ).all()
     seen: set[tuple[str, str, str]] = set()
     for load_id, system, entity, sha in stuck:
         if (system, entity, sha) in seen:
-            conn.execute(sa.text("UPDATE loads SET status = 'abandoned', error = :e WHERE load_id = :i"),
-                         {"e": "abandoned: another running load of the same content (found by migration 0009)",
-                          "i": load_id})
+            conn.execute(
+                sa.text("UPDATE loads SET status = 'abandoned', error = :e WHERE load_id = :i"),
+                {
+                    "e": "abandoned: another running load of the same content (found by migration 0009)",
+                    "i": load_id,
+                },
+            )
         seen.add((system, entity, sha))
-    op.create_index("uq_loads_running_content", "loads", ["source_system", "entity", "content_hash"], unique=True,
-                    sqlite_where=RUNNING, postgresql_where=RUNNING)
+    op.create_index(
+        "uq_loads_running_content",
+        "loads",
+        ["source_system", "entity", "content_hash"],
+        unique=True,
+        sqlite_where=RUNNING,
+        postgresql_where=RUNNING,
+    )
 
 
 def downgrade() -> None:

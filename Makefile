@@ -7,7 +7,7 @@ export DAGSTER_HOME ?= $(CURDIR)/.data/dagster
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo dev test lint typecheck bench clean services
+.PHONY: help install demo dev test test-fast lint typecheck bench clean services
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -33,13 +33,16 @@ dev: install $(DAGSTER_HOME)/dagster.yaml ## Open the Dagster UI (http://127.0.0
 services: ## Make sure PostgreSQL and RabbitMQ are up on loopback (starts them if down)
 	./scripts/ensure_services.sh
 
-test: install services ## Install test deps, ensure services, lint + type-check, run the whole suite (SQLite and PostgreSQL), fault scenarios and slow tests included
-	$(BIN)/ruff check integration_assets tests bench
-	$(BIN)/mypy integration_assets
+test: install services lint typecheck ## Install test deps, ensure services, lint (ruff, format, import layers) + type-check, run the whole suite (SQLite and PostgreSQL, both queues), fault scenarios and slow tests included
 	FAULTS_REPORT_DIR=$(CURDIR)/.data/faults $(BIN)/python -m pytest -q -p no:cacheprovider
 
-lint: install ## ruff check (the rules `make test` enforces; the code is not laid out by ruff format)
+test-fast: install ## Inner loop: SQLite warehouse and the SQL queue only (no PostgreSQL, RabbitMQ, fault or slow tests)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not postgres and not rabbitmq and not faults and not slow"
+
+lint: install ## ruff check, ruff format --check, and the import layers of docs/ARCHITECTURE.md (lint-imports)
 	$(BIN)/ruff check integration_assets tests bench
+	$(BIN)/ruff format --check integration_assets tests bench
+	$(BIN)/lint-imports
 
 typecheck: install ## mypy on the package
 	$(BIN)/mypy integration_assets

@@ -40,7 +40,7 @@ from integration_assets.events.drain import drain, drain_queue_url  # noqa: E402
 from integration_assets.queue import Message, Queue  # noqa: E402
 from integration_assets.queue.rabbitmq import RabbitMQQueue  # noqa: E402
 from integration_assets.queue.sql import SqlQueue  # noqa: E402
-from integration_assets.samples.events import generate_event_samples  # noqa: E402
+from integration_assets.sandbox.events import generate_event_samples  # noqa: E402
 from integration_assets.warehouse import db  # noqa: E402
 from integration_assets.webhooks.app import easypost_messages, stripe_messages  # noqa: E402
 

@@ -101,7 +101,7 @@ def free_port() -> int:
 
 
 def stripe_body(evt: str, pi: str, created: int) -> bytes:
-    from integration_assets.samples.events import payment_intent, stripe_event
+    from integration_assets.sandbox.events import payment_intent, stripe_event
 
     obj = payment_intent(
         pi, 1000 + created % 9000, "eur", "succeeded", created, customer=None, charge=None, metadata={}

@@ -17,7 +17,7 @@ import click
 COMMAND_GROUPS: dict[str, tuple[str, str]] = {
     "db": ("integration_assets.warehouse.cli", "db"),
     "sync": ("integration_assets.sync", "sync"),
-    "demo": ("integration_assets.demo", "demo"),
+    "demo": ("integration_assets.sandbox.demo", "demo"),
     "contracts": ("integration_assets.contracts.cli", "contracts"),
     "dlq": ("integration_assets.dead_letters.cli", "dlq"),
     "status": ("integration_assets.status", "status"),

@@ -13,8 +13,8 @@ import pytest
 from integration_assets.connectors._http import RetryPolicy
 
 if TYPE_CHECKING:
-    from integration_assets.connectors.hubspot.fake import FakeHubSpot
-    from integration_assets.connectors.odoo.fake import FakeOdoo
+    from integration_assets.sandbox.fakes.hubspot import FakeHubSpot
+    from integration_assets.sandbox.fakes.odoo import FakeOdoo
 
 # Backoffs in milliseconds; Retry-After and provider windows are still honoured as sent.
 FAST = RetryPolicy(max_attempts=6, backoff_base=0.02, backoff_cap=0.2, max_wait=30.0)
@@ -22,7 +22,7 @@ FAST = RetryPolicy(max_attempts=6, backoff_base=0.02, backoff_cap=0.2, max_wait=
 
 @pytest.fixture
 def hubspot() -> Iterator[FakeHubSpot]:
-    from integration_assets.connectors.hubspot.fake import FakeHubSpot
+    from integration_assets.sandbox.fakes.hubspot import FakeHubSpot
 
     fake = FakeHubSpot()
     fake.start()
@@ -32,7 +32,7 @@ def hubspot() -> Iterator[FakeHubSpot]:
 
 @pytest.fixture
 def odoo() -> Iterator[FakeOdoo]:
-    from integration_assets.connectors.odoo.fake import FakeOdoo
+    from integration_assets.sandbox.fakes.odoo import FakeOdoo
 
     fake = FakeOdoo()
     fake.start()

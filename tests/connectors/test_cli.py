@@ -8,9 +8,9 @@ import pytest
 from click.testing import CliRunner
 
 from integration_assets.cli import main
-from integration_assets.connectors._fake_server import Fault
-from integration_assets.connectors.hubspot.fake import FakeHubSpot
-from integration_assets.connectors.odoo.fake import FakeOdoo
+from integration_assets.sandbox.fakes._server import Fault
+from integration_assets.sandbox.fakes.hubspot import FakeHubSpot
+from integration_assets.sandbox.fakes.odoo import FakeOdoo
 from integration_assets.settings import get_settings
 from tests.connectors.conftest import landed_records
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from integration_assets.connectors._fake_server import Fault
+from integration_assets.sandbox.fakes._server import Fault
 from integration_assets.connectors._http import (
     RetriesExhausted,
     RetryBudget,
@@ -19,7 +19,7 @@ from integration_assets.connectors._http import (
     warehouse_status_recorder,
 )
 from integration_assets.connectors.hubspot.client import HubSpotAuthError, HubSpotClient, HubSpotDailyLimit
-from integration_assets.connectors.hubspot.fake import FakeHubSpot, rate_limited, storm
+from integration_assets.sandbox.fakes.hubspot import FakeHubSpot, rate_limited, storm
 from integration_assets.connectors.landing import CursorStore, pull_entity
 from integration_assets.errors import TerminalError, TransientError
 from integration_assets.quality.connector_health import http_error_health

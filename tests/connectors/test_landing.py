@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from integration_assets import inbox as inbox_mod
-from integration_assets.connectors._fake_server import Fault
+from integration_assets.sandbox.fakes._server import Fault
 from integration_assets.connectors._http import RetriesExhausted, RetryPolicy
 from integration_assets.connectors.landing import CursorStore, PullInProgress, pull_entity, write_jsonl_atomic
 from integration_assets.connectors.odoo.client import OdooClient
-from integration_assets.connectors.odoo.fake import FakeOdoo
+from integration_assets.sandbox.fakes.odoo import FakeOdoo
 from integration_assets.errors import TransientError
 from integration_assets.settings import get_settings
 from tests.connectors.conftest import FAST, inbox_files, landed_records

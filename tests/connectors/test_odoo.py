@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from integration_assets.connectors._fake_server import Fault
+from integration_assets.sandbox.fakes._server import Fault
 from integration_assets.connectors._http import RetriesExhausted, RetryPolicy
 from integration_assets.connectors.landing import pull_entity
 from integration_assets.connectors.odoo.client import (
@@ -20,7 +20,7 @@ from integration_assets.connectors.odoo.client import (
     OdooClient,
     OdooRpcError,
 )
-from integration_assets.connectors.odoo.fake import FakeOdoo
+from integration_assets.sandbox.fakes.odoo import FakeOdoo
 from integration_assets.errors import TerminalError, TransientError
 from integration_assets.settings import get_settings
 from tests.connectors.conftest import FAST, inbox_files, landed_records

@@ -23,7 +23,7 @@ from integration_assets.events.tables import processed_events
 from integration_assets.queue import Message, Queue
 from integration_assets.queue.rabbitmq import RabbitMQQueue
 from integration_assets.queue.sql import SqlQueue
-from integration_assets.samples.events import (
+from integration_assets.sandbox.events import (
     SampleEvent,
     charge,
     payment_intent,
@@ -256,7 +256,7 @@ def contact_change(
     subscription: str = "contact.propertyChange",
 ) -> SampleEvent:
     from integration_assets.queue.keys import hubspot_event_key
-    from integration_assets.samples.events import hubspot_change
+    from integration_assets.sandbox.events import hubspot_change
 
     payload = hubspot_change(event_id, contact, prop, value, occurred, subscription)
     return SampleEvent("hubspot", hubspot_event_key(payload), payload, object_id=contact)
@@ -297,7 +297,7 @@ def seed_contacts(
 def hubspot_batch_with_a_bad_element(tmp_path: Path, *, warehouse_url: str) -> list[Any]:
     """A HubSpot delivery of 100 first-name changes of seeded contacts 5000-5099 (first name "Old" before);
     element 57 is malformed (no eventId)."""
-    from integration_assets.samples.events import hubspot_change
+    from integration_assets.sandbox.events import hubspot_change
 
     ids = [str(5000 + i) for i in range(100)]
     seed_contacts(tmp_path, ids, warehouse_url=warehouse_url)

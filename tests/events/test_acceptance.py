@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from integration_assets.events.drain import drain
 from integration_assets.events.processor import BatchResult
 from integration_assets.queue import Message
-from integration_assets.samples.events import SampleEvent
+from integration_assets.sandbox.events import SampleEvent
 from integration_assets.warehouse.db import get_engine
 from tests.events.conftest import (
     NOW,

@@ -14,7 +14,7 @@ import yaml
 from integration_assets.queue import Message
 from integration_assets.queue.keys import CONTENT_HEADER, hubspot_event_key
 from integration_assets.queue.sql import SqlQueue
-from integration_assets.samples.events import (
+from integration_assets.sandbox.events import (
     HUBSPOT_TEST_CREATION,
     HUBSPOT_TEST_PROPERTY_CHANGE,
     SampleEvent,

@@ -215,7 +215,7 @@ def test_hubspot_property_changes(contacts: Stack) -> None:
 def test_hubspot_deletions_and_restores_mark_the_row(contacts: Stack) -> None:
     """A deletion sets archived_at to its time (the row stays, marked deleted), a later restore clears it, a
     deletion older than the row is stale, and one for an unknown contact is dead-lettered."""
-    from integration_assets.samples.events import hubspot_archive
+    from integration_assets.sandbox.events import hubspot_archive
 
     stack = contacts
     seeded_at = {r["source_id"]: r["source_updated_at"] for r in stack.rows("contacts")}

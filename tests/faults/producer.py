@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from integration_assets.queue import Message, Queue
-from integration_assets.samples.events import SampleEvent
+from integration_assets.sandbox.events import SampleEvent
 from tests.events.conftest import Stack, charge_event, messages_of, pi_event, tracker
 from tests.faults.accounting import EventLedger
 

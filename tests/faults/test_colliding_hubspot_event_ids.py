@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from integration_assets.samples.events import (
+from integration_assets.sandbox.events import (
     HUBSPOT_TEST_CREATION,
     HUBSPOT_TEST_PROPERTY_CHANGE,
     hubspot_change,

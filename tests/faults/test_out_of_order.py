@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from integration_assets.samples.events import SampleEvent
+from integration_assets.sandbox.events import SampleEvent
 from tests.events.conftest import Stack, pi_event
 from tests.faults.accounting import EventLedger, Figures, account_events
 from tests.faults.producer import BOTH_QUEUES, publish

@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from integration_assets.observability.logging import JsonFormatter
-from integration_assets.samples.events import SampleEvent, hubspot_archive
+from integration_assets.sandbox.events import SampleEvent, hubspot_archive
 from integration_assets.warehouse.schema import privacy_erasures
 from tests.events.conftest import NOW, Stack, contact_change, seed_contacts, stack  # noqa: F401
 from tests.privacy.support import CANARY_EMAIL, CANARY_FIRST, CANARY_ID, CANARY_LAST, CANARY_PHONE, scan

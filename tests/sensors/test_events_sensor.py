@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from integration_assets.queue import Message
 from integration_assets.queue.sql import SqlQueue
-from integration_assets.samples.events import charge, payment_intent, stripe_event
+from integration_assets.sandbox.events import charge, payment_intent, stripe_event
 from integration_assets.warehouse.db import get_engine
 
 

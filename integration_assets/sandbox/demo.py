@@ -9,16 +9,23 @@ from datetime import UTC, datetime
 from typing import Any
 
 import click
+import dagster as dg
 import sqlalchemy as sa
 
+from integration_assets.assets.events import DRAIN_OP, DRAIN_TAG
+from integration_assets.definitions import defs
+from integration_assets.events.drain import new_drain_id
+from integration_assets.events.tables import processed_events
+from integration_assets.queue import open_queue
+from integration_assets.sandbox.batch import generate_batch_samples
+from integration_assets.sandbox.events import generate_event_samples, post_events
 from integration_assets.settings import get_settings
 from integration_assets.sync import SyncResult, ensure_dagster_home, render_summary, run_pending
 from integration_assets.warehouse.db import ensure_schema, get_engine
+from integration_assets.warehouse.schema import contacts, dead_letters, sales_orders
 
 
 def run_demo(seed: int = 7) -> SyncResult:
-    from integration_assets.samples import generate_batch_samples
-
     settings = get_settings()
     ensure_schema(settings.warehouse_url)
     ensure_dagster_home(settings)
@@ -30,16 +37,6 @@ def run_demo(seed: int = 7) -> SyncResult:
 def run_demo_events(seed: int = 7) -> dict[str, Any]:
     """The event path: signed sample webhooks posted to the real receiver (in-process), enqueued on the
     configured queue (the embedded SQL queue by default), applied by one run of the drain_events job."""
-    import dagster as dg
-
-    from integration_assets.assets.events import DRAIN_OP, DRAIN_TAG
-    from integration_assets.definitions import defs
-    from integration_assets.events.drain import new_drain_id
-    from integration_assets.events.tables import processed_events
-    from integration_assets.queue import open_queue
-    from integration_assets.samples.events import generate_event_samples, post_events
-    from integration_assets.warehouse.schema import contacts, dead_letters, sales_orders
-
     settings = get_settings()
     engine = get_engine(settings.warehouse_url)
     started = datetime.now(UTC)

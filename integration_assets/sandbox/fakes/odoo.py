@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from integration_assets.connectors._fake_server import FakeServer, Fault, LoggedRequest
+from integration_assets.sandbox.fakes._server import FakeServer, Fault, LoggedRequest
 
 __all__ = ["FakeOdoo", "rpc_error"]
 

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from integration_assets.connectors._fake_server import FakeServer, Fault, LoggedRequest
+from integration_assets.sandbox.fakes._server import FakeServer, Fault, LoggedRequest
 
 __all__ = ["FakeHubSpot", "rate_limited", "storm"]
 

@@ -1,11 +1,9 @@
 """Dagster resources: thin handles over the plain-Python warehouse and settings."""
 
-import os
-
 import dagster as dg
 import sqlalchemy as sa
 
-from integration_assets.settings import Settings, get_settings
+from integration_assets.settings import Settings, get_settings, is_set
 from integration_assets.warehouse.db import ensure_schema, get_engine
 
 
@@ -26,6 +24,6 @@ class WarehouseResource(dg.ConfigurableResource):
 
 def warehouse_resource() -> WarehouseResource:
     # dg.EnvVar keeps the URL out of the UI and run config; only used when the variable is set.
-    if os.environ.get("INTEGRATION_WAREHOUSE_URL"):
+    if is_set("INTEGRATION_WAREHOUSE_URL"):
         return WarehouseResource(url=dg.EnvVar("INTEGRATION_WAREHOUSE_URL"))
     return WarehouseResource()

@@ -459,7 +459,7 @@ class Dlt(Contender):
 class Ours(Contender):
     name = "ours"
     label = "integration-assets sync"
-    # canonical contacts, keyed by (source_system, source_id); see integration_assets/warehouse/schema.py
+    # canonical contacts, keyed by (source_system, source_id); see integration_assets/warehouse/schema/canonical.py
     target = Target("public.contacts", "source_id", "{t}.source_system = 'hubspot'")
 
     def setup(self, rep: int) -> None:

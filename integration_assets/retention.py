@@ -15,10 +15,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from integration_assets.events.tables import processed_events
 from integration_assets.quality.policies import RetentionPolicy, format_duration
 from integration_assets.warehouse.ledger import utcnow
-from integration_assets.warehouse.schema import dead_letters
+from integration_assets.warehouse.schema import dead_letters, processed_events
 
 BATCH_ROWS = 10_000
 SETTLED = ("replayed", "discarded")

@@ -273,7 +273,7 @@ def status(as_json: bool) -> None:
 def ignored_event_counts(engine: sa.Engine) -> dict[tuple[str, str], int]:
     """Events ignored by ``events.ignore`` (policies.yaml), per (source, event type), from the
     processed_events ledger (outcome ``ignored`` without a target table; kept for retention.processed_events)."""
-    from integration_assets.events.tables import processed_events as pe
+    from integration_assets.warehouse.schema import processed_events as pe
 
     stmt = (
         sa.select(pe.c.source, pe.c.event_type, sa.func.count())

@@ -10,7 +10,6 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from integration_assets.events.tables import processed_events
 from integration_assets.quality.policies import (
     DEFAULT_POLICIES_FILE,
     PolicyError,
@@ -20,7 +19,7 @@ from integration_assets.quality.policies import (
 from integration_assets.retention import prune
 from integration_assets.warehouse.db import get_engine
 from integration_assets.warehouse.ledger import utcnow
-from integration_assets.warehouse.schema import dead_letter_actions, dead_letters
+from integration_assets.warehouse.schema import dead_letter_actions, dead_letters, processed_events
 
 both_databases = pytest.mark.parametrize(
     "warehouse_url", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True

@@ -56,9 +56,9 @@ from integration_assets.alerts.channels import (
     http_client,
 )
 from integration_assets.alerts.redact import redact, redact_text
-from integration_assets.alerts.tables import KEY_LENGTH, alert_deliveries, alert_incidents
 from integration_assets.settings import ENV_VARS, get_settings
 from integration_assets.warehouse.db import get_engine, is_postgres
+from integration_assets.warehouse.schema import KEY_LENGTH, alert_deliveries, alert_incidents
 
 log = logging.getLogger(__name__)
 

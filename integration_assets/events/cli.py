@@ -160,9 +160,8 @@ def replay_cmd(
 def status_cmd(as_json: bool) -> None:
     """The queue (depth, oldest message), the ledger (events per source and outcome) and pending event dead
     letters per check."""
-    from integration_assets.events.tables import processed_events
     from integration_assets.queue import QueueError, open_queue
-    from integration_assets.warehouse.schema import dead_letters
+    from integration_assets.warehouse.schema import dead_letters, processed_events
 
     out: dict[str, Any] = {}
     try:

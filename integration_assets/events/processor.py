@@ -57,13 +57,12 @@ from integration_assets.events.errors import (
     WarehouseUnavailable,
 )
 from integration_assets.events.routing import Router, parse
-from integration_assets.events.tables import processed_events
 from integration_assets.mapping.engine import ContractMapper
 from integration_assets.queue import Delivery, Queue, QueueError, StaleDelivery
 from integration_assets.queue.keys import CONTENT_HEADER, collision_key, message_fingerprint
 from integration_assets.queue.sql import EventDeadLetter, SqlQueue, event_fingerprint, write_dead_letters
 from integration_assets.settings import get_settings
-from integration_assets.warehouse.schema import dead_letters
+from integration_assets.warehouse.schema import dead_letters, processed_events
 from integration_assets.warehouse.writer import CanonicalStage
 
 log = logging.getLogger(__name__)

@@ -240,7 +240,7 @@ def _queue_rows(conn: sa.Connection, e: Erasure, skip: set[str], fields: SourceF
     """The subject's events still waiting in the SQL queue table: deleted (counted per store). Rows a drain
     holds right now are left to it: applied, they are suppressed; dead-lettered, their payload is erased
     on arrival (``keep_dead_letters_erased``)."""
-    from integration_assets.queue.tables import event_queue as q
+    from integration_assets.warehouse.schema import event_queue as q
 
     if not sa.inspect(conn).has_table(q.name):
         return
@@ -286,7 +286,6 @@ def scrub_values(conn: sa.Connection, e: Erasure, values: Iterable[str], *, cano
     if not patterns:
         return
     needles = sorted({f.lower() for f in value_forms(values)})
-    _import_all_tables()
     existing = set(sa.inspect(conn).get_table_names())
     canonical_tables = set(CANONICAL_TABLES)
     for table in metadata.sorted_tables:
@@ -330,14 +329,6 @@ def scrub_values(conn: sa.Connection, e: Erasure, values: Iterable[str], *, cano
             e.stores[f"{table.name}_values"] += 1
             if not e.dry_run:
                 conn.execute(table.update().where(*(k == row._mapping[k.name] for k in pk)).values(changes))
-
-
-def _import_all_tables() -> None:
-    """Every table declared on the shared metadata (each layer declares its own)."""
-    import integration_assets.alerts.tables  # noqa: F401
-    import integration_assets.events.tables  # noqa: F401
-    import integration_assets.quality.tables  # noqa: F401
-    import integration_assets.queue.tables  # noqa: F401
 
 
 def erase_warehouse(

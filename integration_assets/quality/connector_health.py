@@ -22,8 +22,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from integration_assets.quality.outcome import aware, utcnow
 from integration_assets.quality.policies import HttpErrorPolicy
-from integration_assets.quality.tables import connector_http_stats
 from integration_assets.warehouse.db import get_engine
+from integration_assets.warehouse.schema import connector_http_stats
 
 ERROR_CLASSES = ("429", "5xx", "transport")
 

@@ -54,9 +54,8 @@ from integration_assets.queue.base import (
     truncate_reason,
 )
 from integration_assets.queue.keys import collision_key, message_fingerprint
-from integration_assets.queue.tables import event_queue
 from integration_assets.warehouse.db import get_engine, is_postgres
-from integration_assets.warehouse.schema import dead_letters
+from integration_assets.warehouse.schema import dead_letters, event_queue
 
 log = logging.getLogger(__name__)
 

@@ -15,14 +15,13 @@ import sqlalchemy as sa
 from integration_assets.assets.events import DRAIN_OP, DRAIN_TAG
 from integration_assets.definitions import defs
 from integration_assets.events.drain import new_drain_id
-from integration_assets.events.tables import processed_events
 from integration_assets.queue import open_queue
 from integration_assets.sandbox.batch import generate_batch_samples
 from integration_assets.sandbox.events import generate_event_samples, post_events
 from integration_assets.settings import get_settings
 from integration_assets.sync import SyncResult, ensure_dagster_home, render_summary, run_pending
 from integration_assets.warehouse.db import ensure_schema, get_engine
-from integration_assets.warehouse.schema import contacts, dead_letters, sales_orders
+from integration_assets.warehouse.schema import contacts, dead_letters, processed_events, sales_orders
 
 
 def run_demo(seed: int = 7) -> SyncResult:

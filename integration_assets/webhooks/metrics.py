@@ -171,8 +171,8 @@ def event_key_metrics(engine: Any) -> str:
     ``events.ignore`` (policies.yaml) per source and type. Empty when the warehouse does not answer."""
     import sqlalchemy as sa
 
-    from integration_assets.events.tables import processed_events as pe
     from integration_assets.warehouse.schema import dead_letters as dl
+    from integration_assets.warehouse.schema import processed_events as pe
 
     try:
         with engine.connect() as conn:

@@ -17,9 +17,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from integration_assets.alerts import Alert, AlertConfig, Notifier, RetryPolicy, list_incidents
-from integration_assets.alerts.tables import alert_deliveries, alert_incidents
 from integration_assets.warehouse.db import get_engine
-from integration_assets.warehouse.schema import metadata
+from integration_assets.warehouse.schema import alert_deliveries, alert_incidents, metadata
 
 if TYPE_CHECKING:
     from tests.alerts.conftest import HttpReceiver, SmtpSink

@@ -11,7 +11,6 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from integration_assets.sandbox.fakes._server import Fault
 from integration_assets.connectors._http import (
     RetriesExhausted,
     RetryBudget,
@@ -19,14 +18,15 @@ from integration_assets.connectors._http import (
     warehouse_status_recorder,
 )
 from integration_assets.connectors.hubspot.client import HubSpotAuthError, HubSpotClient, HubSpotDailyLimit
-from integration_assets.sandbox.fakes.hubspot import FakeHubSpot, rate_limited, storm
 from integration_assets.connectors.landing import CursorStore, pull_entity
 from integration_assets.errors import TerminalError, TransientError
 from integration_assets.quality.connector_health import http_error_health
 from integration_assets.quality.policies import load_policies
-from integration_assets.quality.tables import connector_http_stats
+from integration_assets.sandbox.fakes._server import Fault
+from integration_assets.sandbox.fakes.hubspot import FakeHubSpot, rate_limited, storm
 from integration_assets.settings import get_settings
 from integration_assets.warehouse.db import get_engine
+from integration_assets.warehouse.schema import connector_http_stats
 from tests.connectors.conftest import FAST, inbox_files, landed_records
 
 

@@ -19,7 +19,6 @@ import pytest
 import sqlalchemy as sa
 
 from integration_assets.events.drain import DrainReport, drain
-from integration_assets.events.tables import processed_events
 from integration_assets.queue import Message, Queue
 from integration_assets.queue.rabbitmq import RabbitMQQueue
 from integration_assets.queue.sql import SqlQueue
@@ -32,7 +31,7 @@ from integration_assets.sandbox.events import (
     tracker_event,
 )
 from integration_assets.warehouse.db import get_engine
-from integration_assets.warehouse.schema import CANONICAL_TABLES, dead_letters
+from integration_assets.warehouse.schema import CANONICAL_TABLES, dead_letters, processed_events
 from integration_assets.webhooks.app import easypost_messages, hubspot_messages, stripe_messages
 from tests.support.tcp_proxy import TcpProxy
 

@@ -7,7 +7,6 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-import integration_assets.events.tables  # noqa: F401 - declares processed_events on the shared metadata
 from integration_assets.warehouse.db import HEAD_REVISIONS, alembic_config, ensure_schema, get_engine, upgrade
 from integration_assets.warehouse.schema import metadata
 

@@ -97,8 +97,7 @@ class EventLedger:
 def _event_rows(
     conn: sa.Connection, keys: list[str]
 ) -> tuple[Counter[str], dict[str, set[str]], Counter[str], set[str]]:
-    from integration_assets.events.tables import processed_events
-    from integration_assets.warehouse.schema import dead_letters
+    from integration_assets.warehouse.schema import dead_letters, processed_events
 
     ledger_count: Counter[str] = Counter()
     outcomes: dict[str, set[str]] = {}

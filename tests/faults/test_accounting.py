@@ -9,9 +9,8 @@ from datetime import UTC, datetime
 import pytest
 import sqlalchemy as sa
 
-from integration_assets.events.tables import processed_events
 from integration_assets.warehouse.db import get_engine
-from integration_assets.warehouse.schema import CANONICAL_TABLES, dead_letters, loads
+from integration_assets.warehouse.schema import CANONICAL_TABLES, dead_letters, loads, processed_events
 from tests.faults.accounting import EventLedger, account_events, account_rows, normalise_id
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)

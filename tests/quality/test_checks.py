@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from integration_assets.contracts.spec import CONTRACTS_DIR, clear_cache
 from integration_assets.quality import integrity, ledger_checks, reconciliation
 from integration_assets.quality.policies import Policies, load_policies
-from integration_assets.quality.tables import reconciliation_mismatches
+from integration_assets.warehouse.schema import reconciliation_mismatches
 from tests.quality.factories import T0, Warehouse
 
 

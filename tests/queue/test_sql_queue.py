@@ -20,8 +20,8 @@ from integration_assets.queue import (
 )
 from integration_assets.queue.rabbitmq import RabbitMQQueue
 from integration_assets.queue.sql import SqlQueue
-from integration_assets.queue.tables import event_queue
 from integration_assets.warehouse.db import get_engine
+from integration_assets.warehouse.schema import event_queue
 
 from .conftest import closed_port, dead_letter_rows, message
 

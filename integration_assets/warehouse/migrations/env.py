@@ -2,25 +2,11 @@
 
 from __future__ import annotations
 
-import importlib
-
 from alembic import context
 from sqlalchemy import create_engine, pool
 
+# The schema package declares every table on this one metadata (what autogenerate compares).
 from integration_assets.warehouse.schema import metadata
-
-# Modules that declare further tables on the shared metadata (for autogenerate).
-MODEL_MODULES = [
-    "integration_assets.queue.tables",
-    "integration_assets.alerts.tables",
-    "integration_assets.quality.tables",
-    "integration_assets.events.tables",
-]
-for _name in MODEL_MODULES:
-    try:
-        importlib.import_module(_name)
-    except ModuleNotFoundError:
-        pass
 
 config = context.config
 target_metadata = metadata

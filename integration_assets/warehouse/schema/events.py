@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from integration_assets.warehouse.schema import TS, metadata
+from integration_assets.warehouse.schema.base import TS, metadata
 
 OUTCOMES = (
     "applied",

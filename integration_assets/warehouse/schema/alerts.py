@@ -12,7 +12,7 @@ from typing import Literal
 
 import sqlalchemy as sa
 
-from integration_assets.warehouse.schema import TS, metadata
+from integration_assets.warehouse.schema.base import TS, metadata
 
 IncidentStatus = Literal["open", "resolved"]
 DeliveryKind = Literal["fire", "resolve"]

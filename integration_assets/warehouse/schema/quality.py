@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from integration_assets.warehouse.schema import TS, metadata
+from integration_assets.warehouse.schema.base import TS, metadata
 
 reconciliation_mismatches = sa.Table(
     "reconciliation_mismatches",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from integration_assets.warehouse.schema import metadata
+from integration_assets.warehouse.schema.base import metadata
 
 event_queue = sa.Table(
     "event_queue",

@@ -28,7 +28,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from integration_assets.connectors.hashing import content_hash
+from integration_assets.connectors.files.hashing import content_hash
 from integration_assets.privacy.suppress import redact_erased_file
 from integration_assets.settings import Settings, env, get_settings
 from integration_assets.warehouse import ledger

@@ -18,7 +18,7 @@ import click
 import sqlalchemy as sa
 
 from integration_assets import inbox
-from integration_assets.connectors.hashing import content_hash
+from integration_assets.connectors.files.hashing import content_hash
 from integration_assets.settings import Settings, get_settings
 from integration_assets.warehouse import ledger
 from integration_assets.warehouse.db import ensure_schema, get_engine

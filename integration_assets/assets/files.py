@@ -15,7 +15,7 @@ import dagster as dg
 import sqlalchemy as sa
 
 from integration_assets import inbox
-from integration_assets.connectors.hashing import content_hash
+from integration_assets.connectors.files.hashing import content_hash
 from integration_assets.contracts.spec import all_contracts, contracts_for, known_entities
 from integration_assets.dead_letters.replay import replay_deferred_references
 from integration_assets.errors import TransientError

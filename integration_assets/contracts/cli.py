@@ -8,8 +8,12 @@ from pathlib import Path
 
 import click
 
-from integration_assets.connectors.files import FileRejected, inspect
+from integration_assets.connectors.files.source import inspect
+from integration_assets.contracts.matching import column_drift, match_contract
+from integration_assets.contracts.records import FileRejected
 from integration_assets.contracts.spec import all_contracts
+from integration_assets.mapping.drift import DriftStats
+from integration_assets.mapping.engine import ContractMapper
 from integration_assets.settings import get_settings
 
 
@@ -36,9 +40,6 @@ def _guess_folder(path: Path) -> tuple[str, str] | None:
 
 def check_file(path: Path, system: str | None, entity: str | None) -> dict:
     """Dry run of a file against the contracts: the version that fits, column drift, and row-level findings."""
-    from integration_assets.ingest import match_contract
-    from integration_assets.mapping.engine import ContractMapper, DriftStats, column_drift
-
     settings = get_settings()
     if not (system and entity):
         guess = _guess_folder(path)

@@ -16,7 +16,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from integration_assets.mapping.ids import IdType
+from integration_assets.contracts.ids import IdType
 
 CONTRACTS_DIR = Path(__file__).parent
 
@@ -66,7 +66,7 @@ class FieldSpec(_Strict):
     absent_ok: bool = False
     # many2one: which element of Odoo's [id, "display name"] pair to keep (name: e.g. currency_id -> "USD").
     part: Literal["id", "name"] = "id"
-    # id, many2one and association fields: how the id is normalised (integration_assets.mapping.ids), so a
+    # id, many2one and association fields: how the id is normalised (integration_assets.contracts.ids), so a
     # key and every reference to it have one spelling (Odoo 042 and 42.0 are 42). Unset: checked, not normalised.
     id_type: IdType | None = None
 

@@ -19,12 +19,13 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from integration_assets.connectors.files import RawChunk
+from integration_assets.contracts.matching import column_drift
+from integration_assets.contracts.records import RawChunk
 from integration_assets.contracts.spec import Contract, contracts_for, get_contract
 from integration_assets.dead_letters import store
 from integration_assets.dead_letters.store import Filter
 from integration_assets.ingest import _dead_letter_rows, _reference_failures, ingest_file
-from integration_assets.mapping.engine import ContractMapper, column_drift
+from integration_assets.mapping.engine import ContractMapper
 from integration_assets.settings import Settings, get_settings
 from integration_assets.warehouse import ledger
 from integration_assets.warehouse.db import claim_writer, get_engine

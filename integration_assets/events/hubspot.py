@@ -36,12 +36,13 @@ import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from integration_assets.connectors.files import RawChunk
+from integration_assets.contracts.ids import hubspot_id
 from integration_assets.contracts.models import CANONICAL_MODELS
+from integration_assets.contracts.records import RawChunk
 from integration_assets.contracts.spec import Contract, ContractError, contracts_for
 from integration_assets.events.routing import HUBSPOT_ARCHIVE_CHANGES, hubspot_kind
-from integration_assets.mapping.engine import ContractMapper, apply_derived
-from integration_assets.mapping.ids import hubspot_id
+from integration_assets.mapping.engine import ContractMapper
+from integration_assets.mapping.values import apply_derived
 from integration_assets.warehouse.schema import CANONICAL_TABLES
 from integration_assets.warehouse.writer import CanonicalStage
 
@@ -102,7 +103,7 @@ def _patch_mapper(contract: Contract) -> ContractMapper:
 
 
 def object_id(value: Any) -> str | None:
-    """The canonical HubSpot id (``mapping.ids``): ``7001``, ``"07001"`` and ``7001.0`` are one object, as
+    """The canonical HubSpot id (``contracts.ids``): ``7001``, ``"07001"`` and ``7001.0`` are one object, as
     in a batch load; anything else is not an id."""
     return hubspot_id(value)
 

@@ -46,7 +46,7 @@ import psycopg
 import pyarrow as pa
 import sqlalchemy as sa
 
-from integration_assets.connectors.files import RawChunk, flatten_record
+from integration_assets.contracts.records import RawChunk, flatten_record
 from integration_assets.contracts.spec import Contract
 from integration_assets.events import hubspot
 from integration_assets.events.errors import (

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from integration_assets.connectors.files import flatten_record
+from integration_assets.contracts.records import flatten_record
 from integration_assets.contracts.spec import all_contracts
 
 # What can be erased: (source system, canonical table) -> the HubSpot object type of its webhooks and the

@@ -17,9 +17,9 @@ from typing import Any
 import pandas as pd
 import sqlalchemy as sa
 
-from integration_assets.mapping import ids as id_rules
+from integration_assets.contracts import ids as id_rules
 from integration_assets.quality.outcome import CheckOutcome, pii_columns, worst
-from integration_assets.quality.policies import Policies
+from integration_assets.policies import Policies
 from integration_assets.warehouse.schema import CANONICAL_TABLES
 
 SAMPLE = 20

@@ -25,7 +25,8 @@ import pytest
 import sqlalchemy as sa
 
 from integration_assets import inbox
-from integration_assets.connectors import files
+from integration_assets.connectors.files import csv_reader, source, unpack
+from integration_assets.contracts.records import FileRejected
 from integration_assets.errors import TransientError
 from integration_assets.ingest import ingest_file
 from integration_assets.settings import get_settings
@@ -393,20 +394,20 @@ def test_a_gzip_bomb_stops_unpacking_at_the_limit(tmp_path: Path, own_tempdir: P
     path = tmp_path / "bomb.csv.gz"
     path.write_bytes(gzip.compress(b"a" * (256 << 20), 9))
     written: list[int] = []
-    real = files._Unpacked.copy
+    real = unpack._Unpacked.copy
 
-    def spy(self: files._Unpacked, stream: Any, what: str) -> None:
+    def spy(self: unpack._Unpacked, stream: Any, what: str) -> None:
         try:
             real(self, stream, what)
         finally:
             written.append(self.size)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(files._Unpacked, "copy", spy)
-        with pytest.raises(files.FileRejected) as exc:
-            files.inspect(path, max_bytes=8 << 20, max_columns=100)
+        mp.setattr(unpack._Unpacked, "copy", spy)
+        with pytest.raises(FileRejected) as exc:
+            source.inspect(path, max_bytes=8 << 20, max_columns=100)
     assert exc.value.code == "file_too_large"
-    assert written == [(8 << 20) + files._UNPACK_BLOCK]
+    assert written == [(8 << 20) + unpack._UNPACK_BLOCK]
     assert no_unpacked_copies(own_tempdir)
 
 
@@ -419,7 +420,7 @@ def test_a_csv_wider_than_the_limit_is_rejected_from_its_header(
     def no_body(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("the body of a file too wide to load was parsed")
 
-    monkeypatch.setattr(files.pacsv, "open_csv", no_body)
+    monkeypatch.setattr(csv_reader.pacsv, "open_csv", no_body)
     report = process(
         drop("hubspot", "contacts", "wide.csv", contacts_csv(["1", "2"], extra=[f"x{i}" for i in range(40)]))
     )
@@ -685,11 +686,11 @@ def test_a_header_longer_than_the_first_mib_is_rejected_not_cut(tmp_path: Path) 
     path = tmp_path / "contacts.csv"
     names = [f"{'n' * 3000}{i}" for i in range(400)]  # ~1.2 MB of header, 400 columns
     path.write_bytes((",".join(names) + "\n" + ",".join(["x"] * 400) + "\n").encode())
-    with pytest.raises(files.FileRejected) as exc:
-        files.inspect(path, max_bytes=0, max_columns=2000)
+    with pytest.raises(FileRejected) as exc:
+        source.inspect(path, max_bytes=0, max_columns=2000)
     assert (exc.value.code, exc.value.message) == ("unreadable_header", "the header row is longer than 1 MiB")
-    with pytest.raises(files.FileRejected) as exc:
-        files.inspect(path, max_bytes=0, max_columns=300)
+    with pytest.raises(FileRejected) as exc:
+        source.inspect(path, max_bytes=0, max_columns=300)
     assert exc.value.code == "too_many_columns" and "at least 3" in exc.value.message
 
 
@@ -774,25 +775,25 @@ def test_a_full_temporary_folder_fails_the_load_without_rejecting_the_file(
         def write(self, data: Any) -> int:
             raise OSError(28, "No space left on device")
 
-    real_fdopen = files.os.fdopen
-    monkeypatch.setattr(files.os, "fdopen", lambda fd, mode: Full(real_fdopen(fd, "wb", buffering=0)))
-    with pytest.raises(files.UnpackFailed, match="No space left on device") as exc:
-        files.inspect(path, max_bytes=0, max_columns=100)
+    real_fdopen = unpack.os.fdopen
+    monkeypatch.setattr(unpack.os, "fdopen", lambda fd, mode: Full(real_fdopen(fd, "wb", buffering=0)))
+    with pytest.raises(unpack.UnpackFailed, match="No space left on device") as exc:
+        source.inspect(path, max_bytes=0, max_columns=100)
     assert isinstance(exc.value, TransientError)
     assert no_unpacked_copies(own_tempdir)
 
 
 def test_unpacked_copies_left_by_a_killed_process_are_swept(tmp_path: Path, own_tempdir: Path) -> None:
-    stale = own_tempdir / f"{files._UNPACKED_PREFIX}dead.csv"
+    stale = own_tempdir / f"{unpack._UNPACKED_PREFIX}dead.csv"
     stale.write_bytes(b"x")
-    old = time.time() - files._UNPACKED_STALE_SECONDS - 60
+    old = time.time() - unpack._UNPACKED_STALE_SECONDS - 60
     os.utime(stale, (old, old))
-    fresh = own_tempdir / f"{files._UNPACKED_PREFIX}live.csv"  # another process's load in progress
+    fresh = own_tempdir / f"{unpack._UNPACKED_PREFIX}live.csv"  # another process's load in progress
     fresh.write_bytes(b"y")
     other = own_tempdir / "someone-else.csv"
     other.write_bytes(b"z")
     os.utime(other, (old, old))
     path = tmp_path / "contacts.csv.gz"
     path.write_bytes(gzip.compress(contacts_csv(["1"])))
-    src = files.inspect(path, max_bytes=0, max_columns=100)
+    src = source.inspect(path, max_bytes=0, max_columns=100)
     assert sorted(p.name for p in own_tempdir.iterdir()) == sorted([fresh.name, other.name, src.body.name])

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from integration_assets.connectors import files
-from integration_assets.connectors.files import _ReadAhead
+from integration_assets.connectors.files import csv_reader, source
+from integration_assets.connectors.files.csv_reader import _ReadAhead
 
 
 def test_read_ahead_stops_a_few_blocks_ahead_of_the_consumer(tmp_path: Path) -> None:
@@ -48,14 +48,14 @@ def test_a_slow_consumer_does_not_make_the_reader_buffer_the_file(
             fh.write(row * 20_000)
     ahead: list[int] = []
 
-    class Recording(files._ReadAhead):
+    class Recording(csv_reader._ReadAhead):
         def read(self, size: int = -1) -> bytes:
             data = super().read(size)
             ahead.append(self._reads - self._consumed)
             return data
 
-    monkeypatch.setattr(files, "_ReadAhead", Recording)
-    src = files.inspect(path, max_bytes=1 << 30, fallback_encoding="cp1252")
+    monkeypatch.setattr(csv_reader, "_ReadAhead", Recording)
+    src = source.inspect(path, max_bytes=1 << 30, fallback_encoding="cp1252")
     rows = 0
     for chunk in src.chunks(100_000):
         time.sleep(0.2)  # an unbounded reader thread would run through the whole file meanwhile
@@ -69,7 +69,7 @@ def test_csv_chunks_have_the_configured_size_and_keep_record_numbers(tmp_path: P
     lines = ["Record ID,First Name"] + [f"{i},Name{i}" for i in range(1, 251)]
     lines[120] = "120,too,many,fields"  # record 120 cannot be parsed
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    src = files.inspect(path, max_bytes=1 << 20, fallback_encoding="cp1252")
+    src = source.inspect(path, max_bytes=1 << 20, fallback_encoding="cp1252")
     chunks = list(src.chunks(100))
     assert [len(c.frame) for c in chunks] == [100, 100, 49]
     positions = [int(p) for c in chunks for p in c.positions]
@@ -104,7 +104,7 @@ def test_a_file_in_a_fallback_encoding_reads_whole(tmp_path: Path) -> None:
     path = tmp_path / "contacts.csv"
     rows = ["Record ID,First Name"] + [f"{i},Zoë{i}" for i in range(1, 2001)]
     path.write_bytes(("\n".join(rows) + "\n").encode("cp1252"))
-    src = files.inspect(path, max_bytes=1 << 20, fallback_encoding="cp1252")
+    src = source.inspect(path, max_bytes=1 << 20, fallback_encoding="cp1252")
     assert src.encoding == "cp1252"
     frames = [c.frame for c in src.chunks(500)]
     assert [len(f) for f in frames] == [500, 500, 500, 500]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from integration_assets.connectors.hashing import content_hash, hash_and_check_utf8
+from integration_assets.connectors.files.hashing import content_hash, hash_and_check_utf8
 
 CASES = {
     "ascii": b"id,name\n1,Ann\n",

@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from integration_assets.connectors.files import flatten_record
+from integration_assets.contracts.records import flatten_record
 from integration_assets.contracts.spec import CONTRACTS_DIR
 from integration_assets.dead_letters.store import Filter
 from integration_assets.events.errors import EventRejected
@@ -336,7 +336,7 @@ def test_backfill_and_live_changes_at_once_keep_the_newest(stack: Stack, tmp_pat
 def test_a_redelivery_after_the_ledger_was_pruned_changes_nothing(stack: Stack, tmp_path: Path) -> None:
     """Retention removes old processed_events rows, so a very late redelivery is no longer recognised as a
     duplicate; the stale-version guard and equal row hashes still leave every canonical row as it was."""
-    from integration_assets.quality.policies import RetentionPolicy
+    from integration_assets.policies import RetentionPolicy
     from integration_assets.retention import prune
     from integration_assets.warehouse.ledger import utcnow
 

@@ -9,10 +9,13 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from integration_assets.connectors.files import inspect
+from integration_assets.connectors.files.source import inspect
+from integration_assets.contracts.matching import column_drift
 from integration_assets.contracts.models import CANONICAL_MODELS
+from integration_assets.contracts.records import BAD_BYTE_MIN
 from integration_assets.contracts.spec import Contract
-from integration_assets.mapping.engine import ContractMapper, MappedChunk, RowFailure, column_drift
+from integration_assets.mapping.engine import ContractMapper
+from integration_assets.mapping.results import MappedChunk, RowFailure
 
 TS = "Last Modified Date"
 TS_SPEC = {"to": "source_updated_at", "type": "datetime", "formats": ["%Y-%m-%d %H:%M"], "required": True}
@@ -111,8 +114,6 @@ def test_string_max_length_quarantines_the_row(tmp_path: Path) -> None:
 def test_text_checks_flag_nul_bad_bytes_and_oversized_values_but_not_other_characters(tmp_path: Path) -> None:
     """The buffer pre-scan only skips columns that are plainly clean: characters sharing a lead byte with
     the carried bad bytes (fullwidth letters, U+FEFF) still load, and every real case is still caught."""
-    from integration_assets.connectors.files import BAD_BYTE_MIN
-
     c = make_contract("contacts", {"fn": {"to": "first_name"}, "ln": {"to": "last_name"}}, formats=("jsonl",))
     rows = [
         {"id": "1", TS: "2026-11-20 10:00", "fn": "\uff21nn", "ln": "\ufeffLee"},

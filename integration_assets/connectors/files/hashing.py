@@ -10,7 +10,7 @@ import codecs
 import hashlib
 from pathlib import Path
 
-_BLOCK = 8 << 20
+BLOCK = 8 << 20
 
 # The same file is hashed by the sync (is it new?), by the raw asset and by inspect(): one pass per process is
 # enough. Keyed by what identifies unchanged bytes on disk; a file moved to archive/ misses and is re-read.
@@ -40,7 +40,7 @@ def _hash(path: Path, check_utf8: bool) -> tuple[str, bool | None]:
     decoder = codecs.getincrementaldecoder("utf-8")()
     valid: bool | None = True if check_utf8 else None
     with path.open("rb") as fh:
-        while block := fh.read(_BLOCK):
+        while block := fh.read(BLOCK):
             if known is None:
                 digest.update(block)
             if valid:
@@ -79,7 +79,7 @@ def snapshot(path: Path, dest: Path) -> tuple[str, int]:
     digest = hashlib.sha256()
     size = 0
     with path.open("rb") as src, dest.open("xb") as out:
-        while block := src.read(_BLOCK):
+        while block := src.read(BLOCK):
             digest.update(block)
             out.write(block)
             size += len(block)

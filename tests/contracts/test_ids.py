@@ -1,4 +1,4 @@
-"""Canonical ids: one normalisation per id type (integration_assets.mapping.ids), vectorised and per value alike,
+"""Canonical ids: one normalisation per id type (integration_assets.contracts.ids), vectorised and per value alike,
 and the mapping engine quarantining what is not an id with check ``invalid_id``."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from integration_assets.contracts import ids
 from integration_assets.contracts.spec import ContractError, all_contracts, load_contract
-from integration_assets.mapping import ids
 from tests.mapping.test_engine import col, json_map, make_contract
 
 # value -> canonical Odoo/HubSpot id (None: not an id)

@@ -49,11 +49,6 @@ class InboxFile:
         return f"{self.system}/{self.entity}"
 
 
-def entity_slug(entity: str) -> str:
-    """Odoo model names (sale.order) as identifiers (sale_order)."""
-    return entity.replace(".", "_")
-
-
 log = logging.getLogger(__name__)
 
 # Names a writer or an editor uses while a file is not finished: left alone while fresh (TEMP_MAX_AGE_VAR).

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from integration_assets import inbox
 from integration_assets.connectors.files.hashing import content_hash
-from integration_assets.contracts.spec import all_contracts, contracts_for, known_entities
+from integration_assets.contracts.spec import all_contracts, contracts_for, entity_slug, known_entities
 from integration_assets.dead_letters.replay import replay_deferred_references
 from integration_assets.errors import TransientError
 from integration_assets.resources import WarehouseResource
@@ -47,7 +47,7 @@ class LandingConfig(dg.Config):
 
 
 def raw_key(system: str, entity: str) -> dg.AssetKey:
-    return dg.AssetKey(["raw", system, inbox.entity_slug(entity)])
+    return dg.AssetKey(["raw", system, entity_slug(entity)])
 
 
 def canonical_key(table: str) -> dg.AssetKey:
@@ -55,7 +55,7 @@ def canonical_key(table: str) -> dg.AssetKey:
 
 
 def job_name(system: str, entity: str) -> str:
-    return f"ingest_{system}_{inbox.entity_slug(entity)}"
+    return f"ingest_{system}_{entity_slug(entity)}"
 
 
 def raw_op_name(system: str, entity: str) -> str:

@@ -37,8 +37,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
+from integration_assets.contracts.spec import entity_slug
 from integration_assets.errors import TransientError
-from integration_assets.inbox import entity_slug
 from integration_assets.settings import Settings, env, get_settings
 
 __all__ = [

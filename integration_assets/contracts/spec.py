@@ -17,6 +17,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from integration_assets.contracts.ids import IdType
+from integration_assets.contracts.models import CANONICAL_MODELS
+from integration_assets.settings import get_settings
+from integration_assets.warehouse.schema import LATE_COLUMNS, LINEAGE_COLUMNS
 
 CONTRACTS_DIR = Path(__file__).parent
 
@@ -27,7 +30,7 @@ FieldType = Literal[
 UnknownPolicy = Literal["quarantine", "null", "keep", "default"]
 FileFormat = Literal["csv", "json", "jsonl", "parquet"]
 # How records of a shape arrive: export files in the inbox, or provider events from the queue (webhooks).
-Delivery = Literal["file", "event"]
+DeliveryMode = Literal["file", "event"]  # the YAML key stays `delivery:`
 Transform = Literal["strip", "lower", "upper", "collapse_spaces"]
 # What a load does to a stored column whose source column the file does not have: keep the stored values
 # (a file says nothing about a column it lacks) or set them to null (the file's rows are whole records).
@@ -129,7 +132,7 @@ class Contract(_Strict):
     version: int
     # Event contracts (entity = event family, e.g. payment_intent) are applied by integration_assets.events
     # to queued webhook events; they have no inbox folder and no file assets.
-    delivery: Delivery = "file"
+    delivery: DeliveryMode = "file"
     target: str
     formats: tuple[FileFormat, ...]
     description: str = ""
@@ -175,9 +178,6 @@ class Contract(_Strict):
 
     @model_validator(mode="after")
     def _against_model(self) -> Contract:
-        from integration_assets.contracts.models import CANONICAL_MODELS
-        from integration_assets.warehouse.schema import LATE_COLUMNS, LINEAGE_COLUMNS
-
         model = CANONICAL_MODELS.get(self.target)
         if model is None:
             raise ValueError(f"unknown canonical table {self.target!r}")
@@ -231,8 +231,6 @@ def load_contract(path: Path) -> Contract:
 
 def contracts_root() -> Path:
     """INTEGRATION_CONTRACTS_DIR when set (a team's own contracts), else the contracts shipped in the package."""
-    from integration_assets.settings import get_settings
-
     return get_settings().contracts_dir or CONTRACTS_DIR
 
 
@@ -270,6 +268,12 @@ def known_entities(root: Path | None = None) -> list[tuple[str, str, str]]:
             continue
         seen.setdefault((c.system, c.entity), c.target)
     return [(s, e, t) for (s, e), t in sorted(seen.items())]
+
+
+def entity_slug(entity: str) -> str:
+    """An entity as an identifier in asset keys, job names and cursor files: Odoo model names (sale.order)
+    become sale_order."""
+    return entity.replace(".", "_")
 
 
 def get_contract(contract_id: str, root: Path | None = None) -> Contract:

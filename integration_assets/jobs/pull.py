@@ -28,9 +28,8 @@ from integration_assets.connectors._http import RetryBudget, StatusRecorder, war
 from integration_assets.connectors.hubspot.client import DEFAULT_BASE_URL, OBJECT_TYPES, HubSpotClient
 from integration_assets.connectors.landing import RECORDS_PER_FILE, PullReport, Source, pull_entity
 from integration_assets.connectors.odoo.client import MODELS, OdooClient
-from integration_assets.contracts.spec import contracts_for
+from integration_assets.contracts.spec import contracts_for, entity_slug
 from integration_assets.errors import TerminalError, TransientError
-from integration_assets.inbox import entity_slug
 from integration_assets.observability.logging import correlation
 from integration_assets.resources import WarehouseResource
 from integration_assets.settings import env

@@ -9,7 +9,7 @@ from integration_assets.jobs.files import build_core
 from integration_assets.jobs.housekeeping import housekeeping, housekeeping_schedule
 from integration_assets.jobs.pull import pull_definitions
 from integration_assets.jobs.replay import replay_dead_letters
-from integration_assets.quality.policies import load_policies
+from integration_assets.policies import load_policies
 from integration_assets.resources import warehouse_resource
 from integration_assets.sensors.alerts import build_alert_sensors
 from integration_assets.sensors.events import build_events_sensor

@@ -15,7 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from integration_assets.quality.policies import RetentionPolicy, format_duration
+from integration_assets.policies import RetentionPolicy, format_duration
 from integration_assets.warehouse.ledger import utcnow
 from integration_assets.warehouse.schema import dead_letters, processed_events
 

@@ -23,8 +23,8 @@ import sqlalchemy as sa
 from integration_assets.alerts.notifier import Incident, list_incidents
 from integration_assets.contracts.spec import known_entities
 from integration_assets.inbox import inbox_status, render_inbox_status
+from integration_assets.policies import Policies, human_age, load_policies
 from integration_assets.quality.outcome import aware, utcnow
-from integration_assets.quality.policies import Policies, human_age, load_policies
 from integration_assets.settings import Settings, get_settings
 from integration_assets.warehouse.db import ensure_schema, get_engine
 from integration_assets.warehouse.schema import dead_letters, loads

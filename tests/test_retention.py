@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from integration_assets.quality.policies import (
+from integration_assets.policies import (
     DEFAULT_POLICIES_FILE,
     PolicyError,
     RetentionPolicy,

@@ -20,9 +20,9 @@ import dagster as dg
 from integration_assets.assets.files import OWNERS, canonical_key
 from integration_assets.checks import dagster_internals
 from integration_assets.observability.logging import correlation
+from integration_assets.policies import CheckName, Policies
 from integration_assets.quality import expectations, integrity, ledger_checks, reconciliation
 from integration_assets.quality.outcome import CheckOutcome
-from integration_assets.quality.policies import CheckName, Policies
 from integration_assets.resources import WarehouseResource
 from integration_assets.warehouse.schema import CANONICAL_TABLES
 

@@ -14,7 +14,7 @@ import dagster as dg
 
 from integration_assets.assets.files import canonical_key, raw_key
 from integration_assets.contracts.spec import known_entities
-from integration_assets.quality.policies import Policies
+from integration_assets.policies import Policies
 
 
 @functools.cache

@@ -29,7 +29,7 @@ from typing import Any
 
 from integration_assets.contracts.spec import Contract, all_contracts
 from integration_assets.events.errors import EventRejected
-from integration_assets.quality.policies import PolicyError, load_policies
+from integration_assets.policies import PolicyError, load_policies
 from integration_assets.queue import REJECT_CHECK_HEADER, REJECT_REASON_HEADER, Message
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from integration_assets.assets.events import drain_events, queue_spec
 from integration_assets.assets.files import build_assets, build_jobs
 from integration_assets.checks import build_asset_checks
 from integration_assets.checks.freshness import freshness_policy_for
-from integration_assets.quality.policies import Policies, load_policies
+from integration_assets.policies import Policies, load_policies
 from integration_assets.resources import warehouse_resource
 
 

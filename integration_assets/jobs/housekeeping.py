@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from integration_assets.quality.policies import load_policies
+from integration_assets.policies import load_policies
 from integration_assets.resources import WarehouseResource
 from integration_assets.retention import prune
 

@@ -11,7 +11,7 @@ Every check takes a SQLAlchemy connection (GX: the warehouse URL) and returns a 
 ``integration_assets.checks`` wraps them as Dagster asset checks.
 """
 
+from integration_assets.policies import Policies, PolicyError, load_policies
 from integration_assets.quality.outcome import CheckOutcome
-from integration_assets.quality.policies import Policies, PolicyError, load_policies
 
 __all__ = ["CheckOutcome", "Policies", "PolicyError", "load_policies"]

@@ -20,8 +20,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from integration_assets.policies import HttpErrorPolicy
 from integration_assets.quality.outcome import aware, utcnow
-from integration_assets.quality.policies import HttpErrorPolicy
 from integration_assets.warehouse.db import get_engine
 from integration_assets.warehouse.schema import connector_http_stats
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from integration_assets.policies import Policies
 from integration_assets.quality.outcome import CheckOutcome, entities_for_table, pii_columns
-from integration_assets.quality.policies import Policies
 from integration_assets.warehouse.db import normalise_url
 from integration_assets.warehouse.schema import CANONICAL_TABLES
 

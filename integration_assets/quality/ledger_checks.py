@@ -16,8 +16,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from integration_assets.contracts.spec import Contract, contracts_for
+from integration_assets.policies import Policies, format_duration
 from integration_assets.quality.outcome import CheckOutcome, aware, combine, entities_for_table, utcnow
-from integration_assets.quality.policies import Policies, format_duration
 from integration_assets.warehouse.schema import dead_letters, loads, schema_drift
 
 NO_DELETE = (

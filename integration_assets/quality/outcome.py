@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, overload
 
-from integration_assets.quality.policies import CheckSeverity
+from integration_assets.policies import CheckSeverity
 
 Status = Literal["passed", "failed", "skipped"]
 

@@ -26,8 +26,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from integration_assets.policies import Policies
 from integration_assets.quality.outcome import CheckOutcome, aware, utcnow
-from integration_assets.quality.policies import Policies
 from integration_assets.warehouse.schema import (
     companies,
     customers,

@@ -34,14 +34,14 @@ from integration_assets.alerts import Alert, Notifier, Severity, list_incidents
 from integration_assets.assets.files import ENTITY_TAG, canonical_key, raw_key
 from integration_assets.checks import dagster_internals
 from integration_assets.contracts.spec import known_entities
-from integration_assets.quality.connector_health import http_error_health, prune
-from integration_assets.quality.policies import (
+from integration_assets.policies import (
     CheckName,
-    FreshnessPolicy,
+    FreshnessWindow,
     Policies,
     format_duration,
     human_age,
 )
+from integration_assets.quality.connector_health import http_error_health, prune
 from integration_assets.warehouse.db import ensure_schema, get_engine
 from integration_assets.warehouse.schema import dead_letters
 
@@ -163,7 +163,7 @@ _LEVEL_RANK = {"PASS": 0, "WARN": 1, "FAIL": 2}
 
 def freshness_alerts(
     instance: dg.DagsterInstance,
-    windows: Mapping[dg.AssetKey, FreshnessPolicy],
+    windows: Mapping[dg.AssetKey, FreshnessWindow],
     alerts: Notifier,
     policies: Policies,
     where: Mapping[dg.AssetKey, Subject],
@@ -409,7 +409,7 @@ def build_alert_sensors(
     """The alert sensors for these assets (freshness) and checks (check failures), RUNNING by default."""
     where = subjects()
     check_keys = sorted({k for c in checks for k in c.check_keys}, key=lambda k: k.to_user_string())
-    windows: dict[dg.AssetKey, FreshnessPolicy] = {}
+    windows: dict[dg.AssetKey, FreshnessWindow] = {}
     for a in assets:
         for key in a.keys:
             s = where.get(key)

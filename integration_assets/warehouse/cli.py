@@ -37,7 +37,7 @@ def prune(dry_run: bool, as_json: bool) -> None:
     import json
 
     from integration_assets import retention
-    from integration_assets.quality.policies import load_policies
+    from integration_assets.policies import load_policies
     from integration_assets.settings import get_settings
 
     settings = get_settings()

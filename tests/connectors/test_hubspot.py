@@ -20,8 +20,8 @@ from integration_assets.connectors._http import (
 from integration_assets.connectors.hubspot.client import HubSpotAuthError, HubSpotClient, HubSpotDailyLimit
 from integration_assets.connectors.landing import CursorStore, pull_entity
 from integration_assets.errors import TerminalError, TransientError
+from integration_assets.policies import load_policies
 from integration_assets.quality.connector_health import http_error_health
-from integration_assets.quality.policies import load_policies
 from integration_assets.sandbox.fakes._server import Fault
 from integration_assets.sandbox.fakes.hubspot import FakeHubSpot, rate_limited, storm
 from integration_assets.settings import get_settings

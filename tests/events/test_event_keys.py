@@ -194,7 +194,7 @@ def test_generic_hubspot_format_goes_to_the_same_handlers(stack: Stack, tmp_path
 @pytest.fixture
 def ignoring(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A policies file that ignores contact.creation, EasyPost batch.* and Stripe invoice.*."""
-    from integration_assets.quality.policies import DEFAULT_POLICIES_FILE
+    from integration_assets.policies import DEFAULT_POLICIES_FILE
 
     doc = yaml.safe_load(DEFAULT_POLICIES_FILE.read_text())
     doc["events"] = {
@@ -271,7 +271,7 @@ def test_configured_event_types_are_ignored_counted_and_kept_out_of_the_dead_let
     stack.publish([invoice, easypost_batch_event("evt_b0002")], queue)  # a redelivery and a new one
     again = stack.drain(queue, wait_s=0.5)
     assert (again.totals.duplicates, again.totals.ignored) == (1, 1), again.as_dict()
-    from integration_assets.quality.policies import load_policies
+    from integration_assets.policies import load_policies
     from integration_assets.status import event_status, ignored_event_counts
 
     shown = event_status(stack.engine, load_policies())
@@ -344,7 +344,7 @@ def test_ignore_patterns_are_validated_and_a_broken_file_does_not_stop_the_drain
     ignoring: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from integration_assets.events.routing import Router
-    from integration_assets.quality.policies import PolicyError, load_policies
+    from integration_assets.policies import PolicyError, load_policies
 
     router = Router()
     assert router.ignores("stripe", "invoice.paid") and not router.ignores("stripe", "charge.succeeded")

@@ -12,8 +12,8 @@ import pytest
 import sqlalchemy as sa
 
 from integration_assets.contracts.spec import CONTRACTS_DIR, clear_cache
+from integration_assets.policies import Policies, load_policies
 from integration_assets.quality import integrity, ledger_checks, reconciliation
-from integration_assets.quality.policies import Policies, load_policies
 from integration_assets.warehouse.schema import reconciliation_mismatches
 from tests.quality.factories import T0, Warehouse
 
@@ -234,7 +234,7 @@ def test_referential_integrity(wh: Warehouse, policies: Policies) -> None:
 
 
 def test_referential_integrity_across_systems(wh: Warehouse, policies: Policies) -> None:
-    from integration_assets.quality.policies import IntegrityPolicy, Reference
+    from integration_assets.policies import IntegrityPolicy, Reference
 
     ref = Reference(table="sales_orders", column="client_order_ref", parent="deals", parent_system="hubspot")
     cross = policies.model_copy(update={"integrity": IntegrityPolicy(references=(ref,))})

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from integration_assets.policies import load_policies
 from integration_assets.quality.connector_health import (
     http_error_health,
     prune,
     record_http_status,
     status_class,
 )
-from integration_assets.quality.policies import load_policies
 from integration_assets.warehouse.db import get_engine
 from tests.quality.factories import T0
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
+from integration_assets.policies import load_policies
 from integration_assets.quality.expectations import run_suite, suite_for
-from integration_assets.quality.policies import load_policies
 from tests.quality.factories import T0, Warehouse
 
 

@@ -8,7 +8,6 @@ warn >= fail are errors), so a typo cannot silently switch a threshold off. Plai
 from __future__ import annotations
 
 import functools
-import os
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -18,9 +17,9 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from integration_assets.errors import TerminalError
-from integration_assets.settings import ENV_VARS
+from integration_assets.settings import get_settings
 
-DEFAULT_POLICIES_FILE = Path(__file__).resolve().parent.parent / "policies.yaml"
+DEFAULT_POLICIES_FILE = Path(__file__).resolve().parent / "policies.yaml"
 
 CheckSeverity = Literal["WARN", "ERROR"]
 CheckName = Literal[
@@ -87,14 +86,16 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class FreshnessPolicy(_Strict):
-    """Time-window freshness: WARN after ``warn`` without a materialization, FAIL after ``fail``."""
+class FreshnessWindow(_Strict):
+    """Time-window freshness: WARN after ``warn`` without a materialization, FAIL after ``fail``.
+
+    Not ``dagster.FreshnessPolicy``: ``checks/freshness.py`` turns a window into one."""
 
     fail: Duration
     warn: Duration | None = None
 
     @model_validator(mode="after")
-    def _coherent(self) -> FreshnessPolicy:
+    def _coherent(self) -> FreshnessWindow:
         # dagster: "fail_window cannot be less than 1 minute", and warn must be below fail.
         if self.fail < timedelta(minutes=1) or (self.warn is not None and self.warn < timedelta(minutes=1)):
             raise ValueError("freshness windows must be at least 1 minute (a Dagster constraint)")
@@ -136,7 +137,7 @@ class DeadLetterPolicy(_Strict):
 class EntityPolicy(_Strict):
     """The effective thresholds of one source entity (defaults < source < entity, already merged)."""
 
-    freshness: FreshnessPolicy
+    freshness: FreshnessWindow
     volume: VolumePolicy = VolumePolicy()
     quarantine: QuarantinePolicy = QuarantinePolicy()
     dead_letters: DeadLetterPolicy = DeadLetterPolicy()
@@ -352,8 +353,7 @@ class Policies(_Strict):
 
 def policies_path() -> Path:
     """INTEGRATION_POLICIES_FILE when set, else the policies.yaml shipped in the package."""
-    value = os.environ.get("INTEGRATION_POLICIES_FILE") or ENV_VARS["INTEGRATION_POLICIES_FILE"][0]
-    return Path(value).expanduser().resolve() if value else DEFAULT_POLICIES_FILE
+    return get_settings().policies_file or DEFAULT_POLICIES_FILE
 
 
 @functools.lru_cache(maxsize=8)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from integration_assets.quality.policies import (
+from integration_assets.policies import (
     DEFAULT_POLICIES_FILE,
     PolicyError,
     format_duration,

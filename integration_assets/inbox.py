@@ -29,6 +29,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from integration_assets.connectors.files.hashing import content_hash
+from integration_assets.dead_letters.store import row_fingerprint, write_row_dead_letters
 from integration_assets.privacy.suppress import redact_erased_file
 from integration_assets.settings import Settings, env, get_settings
 from integration_assets.warehouse import ledger
@@ -226,8 +227,6 @@ def reject(
     f: InboxFile, report: LoadReport, settings: Settings | None = None, engine: sa.Engine | None = None
 ) -> Path:
     """Move an unloadable file to rejected/ with its reason, and open a dead letter for it."""
-    from integration_assets.warehouse.writer import fingerprint, upsert_dead_letters
-
     settings = settings or get_settings()
     engine = engine or get_engine(settings.warehouse_url)
     dest = _unique(settings.rejected_dir / (f.system or "_unknown") / (f.entity or "_unknown") / f.path.name)
@@ -254,11 +253,11 @@ def reject(
         "bytes": report.file_bytes,
     }
     with engine.begin() as conn:
-        upsert_dead_letters(
+        write_row_dead_letters(
             conn,
             [
                 {
-                    "fingerprint": fingerprint(
+                    "fingerprint": row_fingerprint(
                         f.system, f.entity, {"file_sha256": report.content_hash or dest.name}
                     ),
                     "source_system": f.system or "_unknown",

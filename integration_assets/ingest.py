@@ -26,21 +26,17 @@ from integration_assets.connectors.files.source import EncodingUnverified, Sourc
 from integration_assets.contracts.matching import ContractMatch, column_drift, match_contract
 from integration_assets.contracts.records import FileRejected, RawChunk
 from integration_assets.contracts.spec import Contract
+from integration_assets.dead_letters.store import row_fingerprint, write_row_dead_letters
 from integration_assets.mapping.drift import DriftStats
 from integration_assets.mapping.engine import ContractMapper
 from integration_assets.mapping.results import MappedChunk, RowFailure
 from integration_assets.observability.logging import correlation
+from integration_assets.privacy.suppress import merge_keeping_erased
 from integration_assets.settings import Settings, get_settings
 from integration_assets.warehouse import ledger
 from integration_assets.warehouse.db import begin_write, get_engine
 from integration_assets.warehouse.ledger import LoadReport, new_load_id
-from integration_assets.warehouse.writer import (
-    CanonicalStage,
-    existing_keys,
-    fingerprint,
-    record_drift,
-    upsert_dead_letters,
-)
+from integration_assets.warehouse.writer import CanonicalStage, existing_keys, record_drift
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +54,7 @@ def _dead_letter_rows(
         raw = f.raw if isinstance(f.raw, str) else json.dumps(f.raw, default=str, ensure_ascii=False)
         rows.append(
             {
-                "fingerprint": fingerprint(system, entity, f.raw),
+                "fingerprint": row_fingerprint(system, entity, f.raw),
                 "source_system": system,
                 "entity": entity,
                 "natural_key": f.natural_key,
@@ -350,7 +346,7 @@ def _load(
             frame, ref_failures = _reference_failures(conn, contract, mapped.frame, chunk)
             failures = mapped.failures + ref_failures
             quarantined += len(failures)
-            upsert_dead_letters(
+            write_row_dead_letters(
                 conn, _dead_letter_rows(failures, contract.id, system, entity, src.path.name, report.load_id)
             )
             stage.add(frame, report.load_id, keep=mapped.absent)  # columns the file lacks stay as stored
@@ -370,7 +366,7 @@ def _load(
             while (item := pending.result()) is not None:
                 pending = pool.submit(read_and_map)
                 handle(*item)
-        counts = stage.merge()
+        counts = merge_keeping_erased(stage)
         report.rows_inserted, report.rows_updated = counts.inserted, counts.updated
         report.rows_unchanged, report.rows_duplicate = counts.unchanged, counts.duplicates
         report.rows_quarantined = quarantined

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from integration_assets.dead_letters import export as dl_export
 from integration_assets.dead_letters import store
 from integration_assets.dead_letters.store import Filter
 from integration_assets.settings import get_settings
@@ -66,7 +67,7 @@ def list_(status, source, entity, stage, check, reason, limit, as_json) -> None:
     with _engine().connect() as conn:
         rows = store.select(conn, _flt((), status, source, entity, stage, check, reason, limit))
     if as_json:
-        click.echo(json.dumps([store.as_json_row(r) for r in rows], default=str))
+        click.echo(json.dumps([dl_export.as_json_row(r) for r in rows], default=str))
         return
     from rich.console import Console
     from rich.table import Table
@@ -98,12 +99,12 @@ def show(dl_id: int) -> None:
             row = store.get(conn, dl_id)
         except store.DeadLetterError as exc:
             raise click.ClickException(str(exc)) from exc
-    out = store.as_json_row(row, with_raw=True)
+    out = dl_export.as_json_row(row, with_raw=True)
     try:
         out["raw_record"] = json.loads(out["raw_record"])
     except (TypeError, ValueError):
         pass
-    out["actions"] = [store.as_json_row(a) for a in row["actions"]]
+    out["actions"] = [dl_export.as_json_row(a) for a in row["actions"]]
     click.echo(json.dumps(out, indent=2, default=str, ensure_ascii=False))
 
 
@@ -197,7 +198,7 @@ def discard_cmd(ids, note) -> None:  # type: ignore[no-untyped-def]
 def export(fmt, output, status, source, entity, stage, check, reason) -> None:  # type: ignore[no-untyped-def]
     """Export dead letters for review: no raw payloads or PII, spreadsheet formulas neutralised."""
     with _engine().connect() as conn:
-        text = store.export_csv(conn, _flt((), status, source, entity, stage, check, reason))
+        text = dl_export.export_csv(conn, _flt((), status, source, entity, stage, check, reason))
     if output:
         output.write_text(text, encoding="utf-8")
         click.echo(f"wrote {output}")

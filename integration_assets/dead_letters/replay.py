@@ -26,12 +26,12 @@ from integration_assets.dead_letters import store
 from integration_assets.dead_letters.store import Filter
 from integration_assets.ingest import _dead_letter_rows, _reference_failures, ingest_file
 from integration_assets.mapping.engine import ContractMapper
+from integration_assets.privacy.suppress import merge_keeping_erased
 from integration_assets.settings import Settings, get_settings
 from integration_assets.warehouse import ledger
 from integration_assets.warehouse.db import claim_writer, get_engine
-from integration_assets.warehouse.ledger import LoadReport, new_load_id
-from integration_assets.warehouse.schema import dead_letters
-from integration_assets.warehouse.writer import CanonicalStage, upsert_dead_letters, utcnow
+from integration_assets.warehouse.ledger import LoadReport, new_load_id, utcnow
+from integration_assets.warehouse.writer import CanonicalStage
 
 ROW_STAGES = ("parse", "map", "validate", "load")
 
@@ -175,7 +175,7 @@ def _replay_rows(
         failures = mapped.failures + ref_failures
         stage = CanonicalStage(conn, contract.target)
         stage.add(good, report.load_id, keep=mapped.absent)  # columns the records lack stay as stored
-        counts = stage.merge()
+        counts = merge_keeping_erased(stage)
         loaded_ids = [int(p) for p in good["_pos"]]
         failed = {int(f.position): f.reason for f in failures}
         report.rows_read, report.rows_quarantined = len(ids), len(failures)
@@ -188,18 +188,10 @@ def _replay_rows(
         for row, f in zip(dl_rows, failures, strict=False):
             row["file_name"] = by_id[int(f.position)]["file_name"]
             row["position"] = by_id[int(f.position)]["position"]
-        upsert_dead_letters(conn, dl_rows)
+        store.write_row_dead_letters(conn, dl_rows)
         if loaded_ids:
-            conn.execute(
-                dead_letters.update()
-                .where(dead_letters.c.id.in_(loaded_ids))
-                .values(
-                    status="replayed",
-                    resolved_at=utcnow(),
-                    resolution_note=f"replayed with {contract.id} by {who}",
-                    attempts=dead_letters.c.attempts + 1,
-                    load_id=report.load_id,
-                )
+            store.mark_replayed(
+                conn, loaded_ids, f"replayed with {contract.id} by {who}", load_id=report.load_id
             )
         action = "dry_run" if dry_run else "replay"
         store.audit(
@@ -289,16 +281,8 @@ def _replay_files(
         out.loads.append(load.as_dict())
         with engine.begin() as conn:
             if load.status == "succeeded":
-                conn.execute(
-                    dead_letters.update()
-                    .where(dead_letters.c.id == r["id"])
-                    .values(
-                        status="replayed",
-                        resolved_at=utcnow(),
-                        attempts=dead_letters.c.attempts + 1,
-                        resolution_note=f"file re-ingested with {load.contract} by {who}",
-                        load_id=load.load_id,
-                    )
+                store.mark_replayed(
+                    conn, [r["id"]], f"file re-ingested with {load.contract} by {who}", load_id=load.load_id
                 )
                 store.audit(
                     conn, [r["id"]], "replay", who, "replayed", contract_version=load.contract, run_id=run_id
@@ -307,15 +291,7 @@ def _replay_files(
                 if load.target_table:
                     out.tables.add(load.target_table)
             else:
-                conn.execute(
-                    dead_letters.update()
-                    .where(dead_letters.c.id == r["id"])
-                    .values(
-                        attempts=dead_letters.c.attempts + 1,
-                        last_seen=utcnow(),
-                        reason=load.error or load.status,
-                    )
-                )
+                store.mark_still_failing(conn, r["id"], load.error or load.status)
                 store.audit(
                     conn,
                     [r["id"]],

@@ -1,33 +1,41 @@
-"""Reading and deciding on dead letters: list, show, discard, export.
+"""The one owner of the ``dead_letters`` table and its audit trail ``dead_letter_actions``.
 
-Dead letters are a state machine: ``pending → replayed | discarded`` (a replayed record that fails again
-goes back to pending). Every decision is written to ``dead_letter_actions`` with who, when and why.
+Rows, whole files and events are all written here, and every status change happens here. A dead letter is
+a small state machine (``Status``)::
+
+    pending ──replay──▶ replayed ──fails again──▶ pending
+       └────discard / erase──▶ discarded (stays discarded; last_seen still moves)
+
+One row per bad thing, keyed by its fingerprint: seeing it again adds its attempts, moves ``last_seen`` and
+keeps the latest reason. Every decision (replay, discard) is written to ``dead_letter_actions`` with who,
+when and why.
 """
 
 from __future__ import annotations
 
-import csv
 import getpass
-import io
+import hashlib
 import json
 import os
-import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal, Protocol, get_args
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from integration_assets.errors import TerminalError
+from integration_assets.privacy.suppress import ERASED_EARLIER, erased_dead_letters
+from integration_assets.warehouse.ledger import utcnow
 from integration_assets.warehouse.schema import dead_letter_actions, dead_letters
-from integration_assets.warehouse.writer import utcnow
 
-STATUSES = ("pending", "replayed", "discarded")
-# OWASP "CSV injection": cells starting with these are read as formulas by spreadsheet programs.
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
-_EMAIL = re.compile(r"[^@\s'\"]+@[^@\s'\"]+\.[A-Za-z]{2,}")
-_LONG_DIGITS = re.compile(r"\b(?:\d[ -]?){9,19}\b")
+Status = Literal["pending", "replayed", "discarded"]
+STATUSES: tuple[Status, ...] = get_args(Status)
+
+# Reasons are stored and shown to operators; a stack trace belongs in the logs (same cap as the queue's).
+MAX_REASON_CHARS = 2000
+_CHUNK = 1000
 
 
 class DeadLetterError(TerminalError):
@@ -45,7 +53,7 @@ def actor() -> str:
 @dataclass(frozen=True)
 class Filter:
     ids: tuple[int, ...] = ()
-    status: str | None = "pending"
+    status: Status | None = "pending"
     source: str | None = None
     entity: str | None = None
     stage: str | None = None
@@ -165,83 +173,285 @@ def counts(conn: sa.Connection) -> list[dict[str, Any]]:
     return [dict(r._mapping) for r in conn.execute(stmt)]
 
 
-# -- export -----------------------------------------------------------------------------------------------
-EXPORT_COLUMNS = (
-    "id",
-    "status",
-    "source_system",
-    "entity",
-    "natural_key",
+# -- writing: rows, files and events -----------------------------------------------------------------------
+def row_fingerprint(system: str, entity: str, raw: Any) -> str:
+    """Identity of a bad record or file: the same one seen again updates its dead letter instead of adding one."""
+    if isinstance(raw, str) and raw.startswith("{"):
+        try:
+            raw = json.loads(raw)  # JSON text and dicts of the same record must give the same identity
+        except ValueError:
+            pass
+    body = raw if isinstance(raw, str) else json.dumps(raw, sort_keys=True, default=str, ensure_ascii=False)
+    return hashlib.sha256(f"{system}\x1f{entity}\x1f{body}".encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def event_fingerprint(source: str, message_id: str) -> str:
+    """One dead-letter row per event: seeing the same event fail again updates that row."""
+    return hashlib.sha256(f"event\x1f{source}\x1f{message_id}".encode()).hexdigest()
+
+
+class QueuedEvent(Protocol):
+    """What the store needs of a queue message (``queue.base.Message`` has it; the store imports no queue)."""
+
+    @property
+    def source(self) -> str: ...
+    @property
+    def id(self) -> str: ...
+    @property
+    def event_type(self) -> str: ...
+    @property
+    def body(self) -> bytes: ...
+    @property
+    def headers(self) -> Mapping[str, Any]: ...
+    @property
+    def received_at(self) -> datetime | None: ...
+
+
+class FailedEvent(Protocol):
+    """What the store records of a failed event: ``EventDeadLetter`` below, or the queue's own record of it
+    (the store imports no queue, so any object with these fields fits)."""
+
+    @property
+    def source(self) -> str: ...
+    @property
+    def message_id(self) -> str: ...
+    @property
+    def event_type(self) -> str: ...
+    @property
+    def body(self) -> bytes: ...
+    @property
+    def headers(self) -> Mapping[str, Any]: ...
+    @property
+    def received_at(self) -> datetime | None: ...
+    @property
+    def reason(self) -> str: ...
+    @property
+    def check_name(self) -> str: ...
+    @property
+    def attempts(self) -> int: ...
+    @property
+    def details(self) -> Mapping[str, Any]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class EventDeadLetter:
+    """One event on its way to the ``dead_letters`` table. Not a queue message: what comes back from a
+    broker's DLQ may be malformed, and must still be recorded."""
+
+    source: str
+    message_id: str
+    event_type: str
+    body: bytes
+    headers: Mapping[str, Any]
+    received_at: datetime | None
+    reason: str
+    check_name: str
+    attempts: int
+    details: Mapping[str, Any]  # backend facts kept in ``errors`` (x-death, queue name, ...)
+
+    @classmethod
+    def of(
+        cls, message: QueuedEvent, reason: str, check_name: str, attempts: int, details: Mapping[str, Any]
+    ) -> EventDeadLetter:
+        return cls(
+            source=message.source,
+            message_id=message.id,
+            event_type=message.event_type,
+            body=message.body,
+            headers=message.headers,
+            received_at=message.received_at,
+            reason=reason,
+            check_name=check_name,
+            attempts=attempts,
+            details=details,
+        )
+
+
+_ROW_DEFAULTS: dict[str, Any] = {
+    k: None
+    for k in (
+        "natural_key",
+        "column_name",
+        "offending_value",
+        "errors",
+        "raw_record",
+        "headers",
+        "contract_version",
+        "file_name",
+        "position",
+        "load_id",
+    )
+}
+# What a second sighting refreshes. A row's raw record is its identity (the fingerprint hashes it); an
+# event's payload and headers are the latest delivery's.
+_ROW_REFRESH = (
     "stage",
     "check_name",
     "reason",
     "column_name",
     "offending_value",
+    "errors",
     "contract_version",
+    "load_id",
     "file_name",
     "position",
-    "attempts",
-    "first_seen",
-    "last_seen",
-    "resolution_note",
 )
+_EVENT_REFRESH = ("entity", "check_name", "reason", "errors", "raw_record", "headers")
 
 
-def neutralise_cell(value: Any) -> str:
-    """Text that a spreadsheet will not execute: formula-like cells get a leading apostrophe."""
-    if value is None:
-        return ""
-    text = value.isoformat() if isinstance(value, datetime) else str(value)
-    if text.startswith(_FORMULA_START):
-        return "'" + text
-    return text
+def write_row_dead_letters(conn: sa.Connection, rows: Sequence[Mapping[str, Any]], /) -> None:
+    """Dead-letter bad records and rejected files (stages file | parse | map | validate | load), in the
+    caller's transaction. Each row needs ``fingerprint`` (``row_fingerprint``), ``source_system``,
+    ``entity``, ``stage``, ``check_name`` and ``reason``; the other columns are optional."""
+    _upsert(conn, [{"attempts": 1, **_ROW_DEFAULTS, **r} for r in rows], _ROW_REFRESH)
 
 
-def _pii_columns() -> set[str]:
-    from integration_assets.contracts.spec import all_contracts
-
-    cols: set[str] = set()
-    for c in all_contracts():
-        cols |= c.pii_columns
-    return cols
-
-
-def scrub(text: str | None, column: str | None, pii: set[str]) -> str | None:
-    """No PII in exports: values of PII columns are withheld; emails and card-like numbers are masked anywhere."""
-    if text is None:
-        return None
-    if column and column in pii:
-        return "<withheld: PII column>"
-    text = _EMAIL.sub("<email>", text)
-    return _LONG_DIGITS.sub("<number>", text)
-
-
-def export_csv(conn: sa.Connection, flt: Filter) -> str:
-    """Dead letters as CSV for review outside the tool: no raw payloads, no PII, formula cells neutralised."""
-    pii = _pii_columns()
-    buf = io.StringIO()
-    w = csv.writer(buf, quoting=csv.QUOTE_ALL, lineterminator="\n")
-    w.writerow(EXPORT_COLUMNS)
-    for r in select(conn, flt):
-        col = r.get("column_name")
-        r = dict(r)
-        r["offending_value"] = scrub(r.get("offending_value"), col, pii)
-        r["reason"] = scrub(r.get("reason"), col, pii)
-        r["natural_key"] = scrub(r.get("natural_key"), None, pii)
-        w.writerow([neutralise_cell(r.get(k)) for k in EXPORT_COLUMNS])
-    return buf.getvalue()
+def write_event_dead_letters(conn: sa.Connection, items: Sequence[FailedEvent], /) -> None:
+    """Dead-letter events (stage ``event``) in the caller's transaction: the one that deletes the queue row
+    or records the failure, so an event is always in exactly one of the two places."""
+    rows = []
+    for item in items:
+        errors = [
+            {"check": item.check_name, "reason": item.reason, "attempts": item.attempts, **item.details}
+        ]
+        headers = dict(item.headers)
+        if item.received_at is not None:
+            headers["received_at"] = item.received_at.isoformat()
+        rows.append(
+            {
+                "fingerprint": event_fingerprint(item.source, item.message_id),
+                "source_system": item.source[:32],
+                "entity": item.event_type[:64],
+                "natural_key": item.message_id[:255],
+                "stage": "event",
+                "check_name": item.check_name[:128],
+                "reason": _truncate(item.reason),
+                "errors": json.dumps(errors, default=str, sort_keys=True),
+                # Verified JSON before it was queued, so UTF-8 text; a broker's DLQ may hold anything.
+                "raw_record": item.body.decode("utf-8", errors="backslashreplace"),
+                "headers": json.dumps(headers, default=str, sort_keys=True),
+                "attempts": max(1, item.attempts),
+            }
+        )
+    _upsert(conn, rows, _EVENT_REFRESH)
 
 
-def as_json_row(r: dict[str, Any], with_raw: bool = False) -> dict[str, Any]:
-    out = {
-        k: (v.isoformat() if isinstance(v, datetime) else v)
-        for k, v in r.items()
-        if k != "raw_record" or with_raw
-    }
-    for k in ("errors", "headers"):
-        if isinstance(out.get(k), str):
-            try:
-                out[k] = json.loads(out[k])
-            except ValueError:
-                pass
-    return out
+def _truncate(reason: str) -> str:
+    reason = str(reason)
+    return reason if len(reason) <= MAX_REASON_CHARS else reason[: MAX_REASON_CHARS - 1] + "…"
+
+
+def _upsert(conn: sa.Connection, rows: Sequence[dict[str, Any]], refresh: Sequence[str]) -> None:
+    """The one upsert and its status rule: a thing seen again adds its attempts, moves last_seen and keeps
+    the latest reason; a replayed one goes back to pending (the replay did not fix it); a discarded one stays
+    discarded (someone decided it does not matter)."""
+    if not rows:
+        return
+    now = utcnow()
+    # Postgres text cannot hold NUL: keep it visible as the JSON escape instead of failing the whole write.
+    rows = [
+        {
+            **{k: v.replace("\x00", "\\u0000") if isinstance(v, str) else v for k, v in r.items()},
+            "status": "pending",
+            "first_seen": now,
+            "last_seen": now,
+        }
+        for r in rows
+    ]
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    c = dead_letters.c
+    for start in range(0, len(rows), _CHUNK):
+        stmt = insert(dead_letters)
+        ex = stmt.excluded
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[c.fingerprint],
+            set_={
+                **{k: ex[k] for k in refresh},
+                "attempts": c.attempts + ex.attempts,
+                "last_seen": ex.last_seen,
+                "status": sa.case((c.status == "discarded", "discarded"), else_="pending"),
+            },
+        )
+        conn.execute(stmt, rows[start : start + _CHUNK])  # executemany: one statement, many parameter sets
+    # GDPR: no payload of an erased record, not even for a moment
+    for dl_id, subject in erased_dead_letters(conn, [str(r["fingerprint"]) for r in rows]):
+        erase_payload(conn, dl_id, source_id=subject.source_id, note=ERASED_EARLIER, now=now)
+
+
+# -- status transitions ------------------------------------------------------------------------------------
+def mark_replayed(
+    conn: sa.Connection,
+    ids: Sequence[int],
+    note: str,
+    *,
+    load_id: str | None = None,
+    count_attempt: bool = True,
+    only_pending: bool = False,
+) -> None:
+    """pending → replayed: the record, file or event went through again (``note`` says how and by whom).
+    ``count_attempt`` adds the replay to ``attempts`` (a load did it); an event re-enqueued is not yet an
+    attempt (the drain counts it). ``only_pending`` leaves rows another actor settled meanwhile."""
+    if not ids:
+        return
+    c = dead_letters.c
+    values: dict[str, Any] = {"status": "replayed", "resolved_at": utcnow(), "resolution_note": note}
+    if count_attempt:
+        values["attempts"] = c.attempts + 1
+    if load_id is not None:
+        values["load_id"] = load_id
+    where = [c.id.in_(list(ids))]
+    if only_pending:
+        where.append(c.status == "pending")
+    conn.execute(dead_letters.update().where(*where).values(**values))
+
+
+def mark_still_failing(conn: sa.Connection, dl_id: int, reason: str) -> None:
+    """A replay that failed again: one more attempt, seen now, with the latest reason; the status stays."""
+    conn.execute(
+        dead_letters.update()
+        .where(dead_letters.c.id == dl_id)
+        .values(attempts=dead_letters.c.attempts + 1, last_seen=utcnow(), reason=reason)
+    )
+
+
+def erase_payload(
+    conn: sa.Connection, dl_id: int, *, source_id: str, note: str, now: datetime | None = None
+) -> bool:
+    """→ discarded, payload dropped: the record this dead letter holds was erased (GDPR). Returns False when
+    the dead letter no longer exists."""
+    c = dead_letters.c
+    row = conn.execute(sa.select(c.stage, c.check_name).where(c.id == dl_id)).first()
+    if row is None:
+        return False
+    extra: dict[str, Any] = {}
+    if row.stage != "event":
+        # A row's fingerprint hashes the record itself (personal data, pseudonymised): replaced. The same
+        # record quarantined again gets a new dead letter, erased on arrival.
+        extra["fingerprint"] = hashlib.sha256(f"erased\x1f{dl_id}".encode()).hexdigest()
+    conn.execute(
+        dead_letters.update()
+        .where(c.id == dl_id)
+        .values(
+            **extra,
+            raw_record=json.dumps({"erased": note, "source_id": source_id}),
+            offending_value=None,
+            errors=json.dumps([{"stage": row.stage, "check": row.check_name, "erased": note}]),
+            reason=f"{row.check_name}: payload erased ({note})",
+            status="discarded",
+            resolved_at=now or utcnow(),
+            resolution_note=note,
+        )
+    )
+    return True
+
+
+def ids_by_fingerprint(conn: sa.Connection, fingerprints: Iterable[str]) -> list[int]:
+    """The ids of the dead letters with these fingerprints (to act on what was just written)."""
+    prints = sorted(set(fingerprints))
+    return [
+        int(i)
+        for start in range(0, len(prints), 500)
+        for i in conn.scalars(
+            sa.select(dead_letters.c.id).where(dead_letters.c.fingerprint.in_(prints[start : start + 500]))
+        )
+    ]

@@ -20,7 +20,6 @@ the write lock for the whole load, they are read when the rows are staged.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 from collections.abc import Iterable, Sequence
@@ -33,15 +32,13 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import sqlalchemy as sa
 from psycopg import sql as psql
-from sqlalchemy.dialects import postgresql, sqlite
 
-from integration_assets.privacy.suppress import keep_dead_letters_erased, keep_erased_staged
+from integration_assets.privacy.suppress import keep_erased_staged
 from integration_assets.warehouse.ledger import utcnow
 from integration_assets.warehouse.schema import (
     CANONICAL_TABLES,
     LATE_COLUMNS,
     LINEAGE_COLUMNS,
-    dead_letters,
     schema_drift,
 )
 
@@ -406,80 +403,6 @@ def existing_keys(conn: sa.Connection, table_name: str, system: str, ids: Iterab
         )
         found.update(r[0] for r in rows)
     return found
-
-
-def fingerprint(system: str, entity: str, raw: Any) -> str:
-    """Identity of a bad record: the same record seen again updates its dead letter instead of adding one."""
-    if isinstance(raw, str) and raw.startswith("{"):
-        try:
-            raw = json.loads(raw)  # JSON text and dicts of the same record must give the same identity
-        except ValueError:
-            pass
-    body = raw if isinstance(raw, str) else json.dumps(raw, sort_keys=True, default=str, ensure_ascii=False)
-    return hashlib.sha256(f"{system}\x1f{entity}\x1f{body}".encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def _insert_for(conn: sa.Connection, table: sa.Table) -> Any:
-    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
-
-
-_DL_DEFAULTS = {
-    k: None
-    for k in (
-        "natural_key",
-        "column_name",
-        "offending_value",
-        "errors",
-        "raw_record",
-        "headers",
-        "contract_version",
-        "file_name",
-        "position",
-        "load_id",
-    )
-}
-
-
-def upsert_dead_letters(conn: sa.Connection, rows: Sequence[dict[str, Any]]) -> None:
-    """Insert dead letters; a record already quarantined gets attempts+1, last_seen and the latest reason.
-
-    A dead letter that had been replayed goes back to pending when the same record fails again; a discarded
-    one stays discarded (someone decided it does not matter) but its last_seen still moves.
-    """
-    if not rows:
-        return
-    now = utcnow()
-    # Postgres text cannot hold NUL: keep it visible as the JSON escape instead of failing the whole load.
-    rows = [
-        {k: v.replace("\x00", "\\u0000") if isinstance(v, str) else v for k, v in r.items()} for r in rows
-    ]
-    for start in range(0, len(rows), 1000):
-        part = [
-            {"first_seen": now, "last_seen": now, "attempts": 1, "status": "pending", **_DL_DEFAULTS, **r}
-            for r in rows[start : start + 1000]
-        ]
-        stmt = _insert_for(conn, dead_letters)
-        ex = stmt.excluded
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[dead_letters.c.fingerprint],
-            set_={
-                "last_seen": ex.last_seen,
-                "attempts": dead_letters.c.attempts + 1,
-                "stage": ex.stage,
-                "check_name": ex.check_name,
-                "reason": ex.reason,
-                "column_name": ex.column_name,
-                "offending_value": ex.offending_value,
-                "errors": ex.errors,
-                "contract_version": ex.contract_version,
-                "load_id": ex.load_id,
-                "file_name": ex.file_name,
-                "position": ex.position,
-                "status": sa.case((dead_letters.c.status == "discarded", "discarded"), else_="pending"),
-            },
-        )
-        conn.execute(stmt, part)  # executemany: one statement, many parameter sets
-    keep_dead_letters_erased(conn, [r["fingerprint"] for r in rows])  # GDPR: no payload of an erased record
 
 
 def record_drift(

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from integration_assets.contracts.spec import CONTRACTS_DIR
-from integration_assets.dead_letters import store
+from integration_assets.dead_letters import export, store
 from integration_assets.dead_letters.replay import replay
 from integration_assets.dead_letters.store import Filter
 from integration_assets.ingest import ingest_file
@@ -112,7 +112,7 @@ def test_export_has_no_pii_and_neutralises_formulas(warehouse_url: str) -> None:
             .where(dead_letters.c.natural_key == "104")
             .values(offending_value='=HYPERLINK("http://x")', column_name="Lifecycle Stage")
         )
-        text = store.export_csv(conn, Filter())
+        text = export.export_csv(conn, Filter())
     assert "not-an-email" not in text and "@example.com" not in text
     assert "raw_record" not in text.splitlines()[0]
     rows = list(csv.DictReader(io.StringIO(text)))

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from integration_assets.contracts.spec import all_contracts
 from integration_assets.policies import Policies
 from integration_assets.quality.outcome import CheckOutcome, entities_for_table, pii_columns
 from integration_assets.warehouse.db import normalise_url
@@ -46,8 +47,6 @@ _CURRENCY = {"sales_orders": ("currency",), "invoices": ("currency",)}
 
 def _enum_values(table: str) -> dict[str, set[str]]:
     """Canonical column -> values its contracts may write (columns where unknown values are kept are left out)."""
-    from integration_assets.contracts.spec import all_contracts
-
     out: dict[str, set[str]] = {}
     open_columns: set[str] = set()
     for c in all_contracts():

@@ -18,8 +18,9 @@ import pandas as pd
 import sqlalchemy as sa
 
 from integration_assets.contracts import ids as id_rules
-from integration_assets.quality.outcome import CheckOutcome, pii_columns, worst
+from integration_assets.contracts.spec import all_contracts
 from integration_assets.policies import Policies
+from integration_assets.quality.outcome import CheckOutcome, pii_columns, worst
 from integration_assets.warehouse.schema import CANONICAL_TABLES
 
 SAMPLE = 20
@@ -129,8 +130,6 @@ def keys(conn: sa.Connection, table: str, policies: Policies) -> CheckOutcome:
 
 def numeric_id_types(table: str) -> dict[str, str]:
     """source_system -> numeric id type of ``table``'s source_id, where the contracts that declare one agree."""
-    from integration_assets.contracts.spec import all_contracts
-
     found: dict[str, set[str]] = {}
     for c in all_contracts():
         src = c.source_for("source_id") if c.target == table else None

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, overload
 
+from integration_assets.contracts.spec import all_contracts, known_entities
 from integration_assets.policies import CheckSeverity
 
 Status = Literal["passed", "failed", "skipped"]
@@ -94,15 +95,11 @@ def aware(value: datetime | None) -> datetime | None:
 
 def entities_for_table(table: str) -> list[tuple[str, str]]:
     """(system, entity) of every inbox folder whose contracts load ``table``."""
-    from integration_assets.contracts.spec import known_entities
-
     return [(s, e) for s, e, t in known_entities() if t == table]
 
 
 def pii_columns(table: str) -> set[str]:
     """Canonical columns of ``table`` that some contract marks as PII: their values never go into metadata."""
-    from integration_assets.contracts.spec import all_contracts
-
     out: set[str] = set()
     for c in all_contracts():
         if c.target == table:

@@ -17,9 +17,7 @@ amounts only: names and e-mails are personal data and stay out.
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
-from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -27,17 +25,22 @@ from typing import Any
 import sqlalchemy as sa
 
 from integration_assets.policies import Policies
+from integration_assets.quality.mismatches import (
+    Mismatch,
+    mismatch_outcome,
+    money_text,
+    replace_mismatches,
+    when_text,
+)
 from integration_assets.quality.outcome import CheckOutcome, aware, utcnow
 from integration_assets.warehouse.schema import (
     companies,
     customers,
     deals,
     invoices,
-    reconciliation_mismatches,
     sales_orders,
 )
 
-LISTED = 50  # mismatches listed in check metadata; all of them go to the table
 # Stripe "Zero-decimal currencies" (docs.stripe.com/currencies#zero-decimal): amounts are already whole units.
 ZERO_DECIMAL_CURRENCIES = frozenset(
     {
@@ -59,71 +62,6 @@ ZERO_DECIMAL_CURRENCIES = frozenset(
         "XPF",
     }
 )
-
-
-@dataclass(frozen=True)
-class Mismatch:
-    key: str
-    side: str  # hubspot | odoo | stripe | both
-    detail: dict[str, Any]
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"key": self.key, "side": self.side, **self.detail}
-
-
-def replace_mismatches(
-    conn: sa.Connection,
-    check_name: str,
-    mismatches: list[Mismatch],
-    *,
-    run_id: str | None = None,
-    now: datetime | None = None,
-) -> None:
-    """The check's rows in ``reconciliation_mismatches`` become exactly ``mismatches``."""
-    t = reconciliation_mismatches
-    conn.execute(t.delete().where(t.c.check_name == check_name))
-    if mismatches:
-        at = now or utcnow()
-        conn.execute(
-            t.insert(),
-            [
-                {
-                    "check_name": check_name,
-                    "key": m.key[:255],
-                    "side": m.side,
-                    "run_id": run_id,
-                    "detected_at": at,
-                    "detail": json.dumps(m.detail, default=str, sort_keys=True),
-                }
-                for m in mismatches
-            ],
-        )
-
-
-def _outcome(
-    check_name: str, policies: Policies, mismatches: list[Mismatch], ok_text: str, fail_text: str, **meta: Any
-) -> CheckOutcome:
-    sides: dict[str, int] = defaultdict(int)
-    for m in mismatches:
-        sides[m.side] += 1
-    metadata = {
-        "mismatches": len(mismatches),
-        "by_side": dict(sides),
-        "listed": [m.as_dict() for m in mismatches[:LISTED]],
-        "table": f"reconciliation_mismatches WHERE check_name = '{check_name}'",
-        **meta,
-    }
-    if mismatches:
-        return CheckOutcome.fail(policies.check(check_name).severity, fail_text, **metadata)  # type: ignore[arg-type]
-    return CheckOutcome.ok(ok_text, **metadata)
-
-
-def _money(v: Any) -> str | None:
-    return None if v is None else str(Decimal(str(v)).quantize(Decimal("0.01")))
-
-
-def _when(v: Any) -> str | None:
-    return aware(v).isoformat() if isinstance(v, datetime) else (v.isoformat() if isinstance(v, date) else v)
 
 
 # -- HubSpot deals vs Odoo orders ---------------------------------------------------------------------------
@@ -150,8 +88,8 @@ def deals_orders(
         detail = {
             "deal_id": r.source_id,
             "stage": r.stage,
-            "amount": _money(r.amount),
-            "close_date": _when(r.close_date),
+            "amount": money_text(r.amount),
+            "close_date": when_text(r.close_date),
             "reason": "closed-won deal has no confirmed sales order",
         }
         if others:
@@ -179,7 +117,7 @@ def deals_orders(
                     "order": order.name,
                     "client_order_ref": order.client_order_ref,
                     "state": order.state,
-                    "amount_total": _money(order.amount_total),
+                    "amount_total": money_text(order.amount_total),
                     "currency": order.currency,
                     "reason": reason,
                 },
@@ -196,7 +134,7 @@ def deals_orders(
         ),
     }
     replace_mismatches(conn, name, mismatches, run_id=run_id, now=now)
-    return _outcome(
+    return mismatch_outcome(
         name,
         policies,
         mismatches,
@@ -284,7 +222,7 @@ def customers_companies(
     }
     replace_mismatches(conn, name, mismatches, run_id=run_id, now=now)
     odoo_side = sum(m.side == "odoo" for m in mismatches)
-    return _outcome(
+    return mismatch_outcome(
         name,
         policies,
         mismatches,
@@ -400,9 +338,9 @@ def invoices_payments(
                 {
                     "day": key[0].isoformat(),
                     "currency": key[1],
-                    "invoices_total": _money(a),
-                    "payments_total": _money(b),
-                    "difference": _money(a - b),
+                    "invoices_total": money_text(a),
+                    "payments_total": money_text(b),
+                    "difference": money_text(a - b),
                     "invoices": len(inv.get(key, [])),
                     "payments": len(pay.get(key, [])),
                 },
@@ -410,7 +348,7 @@ def invoices_payments(
         )
     replace_mismatches(conn, name, mismatches, run_id=run_id, now=now)
     days = len(set(pay) | set(inv))
-    return _outcome(
+    return mismatch_outcome(
         name,
         policies,
         mismatches,

@@ -5,7 +5,7 @@ duplicate headers, truncated JSON, compressed in a way that cannot be read, …)
 plus the records that could not be parsed (``ParseFailure``: wrong column count, unbalanced quotes, invalid
 JSON line). A gzip file or a zip archive of one export is read as the export it holds (unpacked to a temporary
 file, the size limit applying to what it unpacks to); its identity stays the hash of the bytes delivered.
-Nothing here knows about contracts or Dagster.
+Nothing here knows about mapping contracts or Dagster.
 """
 
 from __future__ import annotations

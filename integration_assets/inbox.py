@@ -421,7 +421,7 @@ def inbox_status(
     Attempts are the failed or abandoned loads in the ledger and, with a Dagster instance, the inbox sensor's
     failed runs of that content (a run that could not reach the warehouse left no ledger row); the larger counts.
     """
-    from integration_assets.alerts.redact import redact_text
+    from integration_assets.observability.redact import redact_text
 
     settings = settings or get_settings()
     engine = engine or get_engine(settings.warehouse_url)

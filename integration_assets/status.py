@@ -20,7 +20,7 @@ from typing import Any
 import click
 import sqlalchemy as sa
 
-from integration_assets.alerts.notifier import Incident, list_incidents
+from integration_assets.alerts.incidents import Incident, list_incidents
 from integration_assets.contracts.spec import known_entities
 from integration_assets.inbox import inbox_status, render_inbox_status
 from integration_assets.policies import Policies, human_age, load_policies

@@ -1,4 +1,5 @@
-"""Where alerts go: a JSON-lines log (always), a generic webhook, a Slack incoming webhook, SMTP e-mail.
+"""Where alerts go: a JSON-lines log (always), a generic webhook, a Slack incoming webhook (SMTP e-mail is
+in ``alerts/email.py``).
 
 A channel receives a :class:`Notification` that the notifier has already redacted, renders it in its own
 wire format and either returns (delivered) or raises a :class:`DeliveryError` that says whether a retry
@@ -14,153 +15,38 @@ Channel errors never contain the webhook URL (for Slack the URL *is* the credent
 from __future__ import annotations
 
 import email.utils
-import hashlib
-import ipaddress
 import json
 import logging
 import os
-import smtplib
-import ssl
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from email.message import EmailMessage
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Protocol
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
-from integration_assets.alerts.redact import redact_text
-from integration_assets.errors import IntegrationError, TerminalError, TransientError
+from integration_assets.alerts.notification import (
+    DeliveryError,
+    Notification,
+    TerminalDeliveryError,
+    TransientDeliveryError,
+    clip,
+)
 
 log = logging.getLogger(__name__)
-
-NotificationKind = Literal["fire", "resolve"]
-SCHEMA = "integration-assets.alert.v1"
 
 # An alert post is a few KB. A receiver that needs more than 5 s to accept it is failing, and a Dagster
 # sensor tick has 60 s in total (DAGSTER_SENSOR_GRPC_TIMEOUT_SECONDS default) for every alert it raises.
 DEFAULT_TIMEOUT = httpx.Timeout(5.0, connect=3.0)
 USER_AGENT = "integration-assets-alerts/1"
-SMTP_TIMEOUT_SECONDS = 10.0
 
 # Slack Block Kit limits (docs.slack.dev, block reference): header text 150 chars, section text 3000,
 # section fields 10 items of 2000 chars each.
 SLACK_HEADER_MAX = 150
 SLACK_SECTION_MAX = 3000
 SLACK_FIELD_MAX = 2000
-
-
-class DeliveryError(IntegrationError):
-    """A channel could not deliver a notification; ``transient`` says whether retrying may help."""
-
-    transient: ClassVar[bool] = False
-
-    def __init__(self, channel: str, message: str, *, retry_after: float | None = None) -> None:
-        self.channel = channel
-        self.detail = redact_text(message)
-        self.retry_after = retry_after
-        super().__init__(f"{channel}: {self.detail}")
-
-
-class TransientDeliveryError(DeliveryError, TransientError):
-    """The receiver is down, slow or throttling: the same notification may go through later."""
-
-    transient = True
-
-
-class TerminalDeliveryError(DeliveryError, TerminalError):
-    """The receiver rejects this notification or our configuration: retrying will not help."""
-
-    transient = False
-
-
-@dataclass(frozen=True)
-class Notification:
-    """One message about one incident, already redacted: what every channel renders.
-
-    ``id`` is stable across retries and catch-up of the same notice, so a receiver can drop duplicates.
-    """
-
-    id: str
-    kind: NotificationKind
-    key: str
-    severity: str
-    title: str
-    summary: str
-    source_system: str | None
-    entity: str | None
-    check_name: str | None
-    details: Mapping[str, Any]
-    runbook: str
-    episode: int
-    fire_count: int
-    opened_at: datetime
-    at: datetime
-    renotify: bool = False
-
-    @property
-    def headline(self) -> str:
-        """One-line subject: ``[FIRING] [ERROR] title``, ``[STILL FIRING] ...`` or ``[RESOLVED] title``."""
-        if self.kind == "resolve":
-            return f"[RESOLVED] {self.title}"
-        state = "STILL FIRING" if self.renotify else "FIRING"
-        return f"[{state}] [{self.severity.upper()}] {self.title}"
-
-    @property
-    def where(self) -> str:
-        return " / ".join(p for p in (self.source_system, self.entity) if p) or "-"
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON document posted to webhooks and written to the alert log."""
-        return {
-            "schema": SCHEMA,
-            "id": self.id,
-            "kind": self.kind,
-            "status": "resolved" if self.kind == "resolve" else "firing",
-            "renotify": self.renotify,
-            "key": self.key,
-            "severity": self.severity,
-            "title": self.title,
-            "summary": self.summary,
-            "source_system": self.source_system,
-            "entity": self.entity,
-            "check_name": self.check_name,
-            "details": dict(self.details),
-            "runbook": self.runbook,
-            "episode": self.episode,
-            "fire_count": self.fire_count,
-            "opened_at": self.opened_at.isoformat(),
-            "at": self.at.isoformat(),
-        }
-
-    def render_text(self) -> str:
-        """Plain-text body (e-mail): headline, summary, the facts a responder needs, then the details."""
-        lines = [self.headline, "", self.summary or "(no summary)", ""]
-        lines.append(f"Key:       {self.key}")
-        lines.append(f"Severity:  {self.severity}")
-        lines.append(f"Source:    {self.where}")
-        if self.check_name:
-            lines.append(f"Check:     {self.check_name}")
-        lines.append(f"Opened:    {self.opened_at.isoformat()} (episode {self.episode})")
-        if self.kind == "resolve":
-            lines.append(f"Resolved:  {self.at.isoformat()} after {self.fire_count} failing evaluation(s)")
-        else:
-            lines.append(f"Seen:      {self.fire_count} time(s), last {self.at.isoformat()}")
-        if self.runbook:
-            lines.append(f"Runbook:   {self.runbook}")
-        if self.details:
-            lines += ["", "Details:", json.dumps(self.details, indent=2, sort_keys=True, ensure_ascii=False)]
-        return "\n".join(lines) + "\n"
-
-
-class Channel(Protocol):
-    """A destination for notifications. ``send`` returns when delivered, raises DeliveryError otherwise."""
-
-    name: str
-
-    def send(self, notification: Notification) -> None: ...
 
 
 def http_client(
@@ -282,10 +168,6 @@ def _slack_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def _clip(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def slack_payload(n: Notification) -> dict[str, Any]:
     """Slack incoming-webhook body: ``text`` (notification/fallback) plus Block Kit ``blocks``."""
     icon = (
@@ -305,12 +187,12 @@ def slack_payload(n: Notification) -> dict[str, Any]:
     blocks: list[dict[str, Any]] = [
         {
             "type": "header",
-            "text": {"type": "plain_text", "text": _clip(n.headline, SLACK_HEADER_MAX), "emoji": True},
+            "text": {"type": "plain_text", "text": clip(n.headline, SLACK_HEADER_MAX), "emoji": True},
         },
-        {"type": "section", "text": {"type": "mrkdwn", "text": _clip(summary, SLACK_SECTION_MAX)}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": clip(summary, SLACK_SECTION_MAX)}},
         {
             "type": "section",
-            "fields": [{"type": "mrkdwn", "text": _clip(f, SLACK_FIELD_MAX)} for f in fields],
+            "fields": [{"type": "mrkdwn", "text": clip(f, SLACK_FIELD_MAX)} for f in fields],
         },
     ]
     if n.details and n.kind == "fire":
@@ -318,7 +200,7 @@ def slack_payload(n: Notification) -> dict[str, Any]:
         blocks.append(
             {
                 "type": "section",
-                "text": {"type": "mrkdwn", "text": "```" + _clip(details, SLACK_SECTION_MAX - 6) + "```"},
+                "text": {"type": "mrkdwn", "text": "```" + clip(details, SLACK_SECTION_MAX - 6) + "```"},
             }
         )
     context = f"key `{_slack_escape(n.key)}`"
@@ -328,9 +210,9 @@ def slack_payload(n: Notification) -> dict[str, Any]:
         else:
             context += f" · runbook: {_slack_escape(n.runbook)}"
     blocks.append(
-        {"type": "context", "elements": [{"type": "mrkdwn", "text": _clip(context, SLACK_FIELD_MAX)}]}
+        {"type": "context", "elements": [{"type": "mrkdwn", "text": clip(context, SLACK_FIELD_MAX)}]}
     )
-    text = _clip(f"{icon} {_slack_escape(n.headline)}: {summary}", SLACK_SECTION_MAX)
+    text = clip(f"{icon} {_slack_escape(n.headline)}: {summary}", SLACK_SECTION_MAX)
     return {"text": text, "blocks": blocks}
 
 
@@ -347,90 +229,3 @@ class SlackWebhookChannel:
 
     def send(self, notification: Notification) -> None:
         _post_json(self.client, self.name, self.url, slack_payload(notification), notification.id)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-@dataclass
-class EmailChannel:
-    """Sends a plain-text e-mail per notification over SMTP, with STARTTLS when asked for.
-
-    Credentials are never sent in clear text to anything but a loopback relay: a username without STARTTLS
-    is a configuration error. Fire and resolve mails of one episode share a ``References`` header, so mail
-    clients thread them.
-    """
-
-    host: str
-    port: int
-    from_addr: str
-    to_addrs: Sequence[str]
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    starttls: bool = True
-    timeout: float = SMTP_TIMEOUT_SECONDS
-    ssl_context: ssl.SSLContext | None = field(default=None, repr=False)
-    name: str = "email"
-
-    def __post_init__(self) -> None:
-        if not self.to_addrs:
-            raise ValueError("INTEGRATION_ALERT_SMTP_TO needs at least one address")
-        if not self.from_addr:
-            raise ValueError("INTEGRATION_ALERT_SMTP_FROM is required for e-mail alerts")
-        if self.username and not self.starttls and not _is_loopback(self.host):
-            raise ValueError(
-                "refusing to send SMTP credentials without STARTTLS (set INTEGRATION_ALERT_SMTP_STARTTLS)"
-            )
-
-    def build_message(self, n: Notification) -> EmailMessage:
-        domain = self.from_addr.rpartition("@")[2] or "integration-assets.local"
-        thread = hashlib.sha256(n.key.encode()).hexdigest()[:16]
-        msg = EmailMessage()
-        msg["Subject"] = _clip(n.headline, 200)
-        msg["From"] = self.from_addr
-        msg["To"] = ", ".join(self.to_addrs)
-        msg["Date"] = email.utils.format_datetime(n.at)
-        msg["Message-ID"] = email.utils.make_msgid(idstring=n.id[:16], domain=domain)
-        msg["References"] = f"<incident-{thread}-{n.episode}@{domain}>"
-        msg["X-Alert-Key"] = n.key
-        msg["X-Alert-Kind"] = n.kind
-        msg["X-Alert-Severity"] = n.severity
-        msg.set_content(n.render_text())
-        return msg
-
-    def send(self, notification: Notification) -> None:
-        msg = self.build_message(notification)
-        try:
-            with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:
-                smtp.ehlo()
-                if self.starttls:
-                    smtp.starttls(context=self.ssl_context or ssl.create_default_context())
-                    smtp.ehlo()
-                if self.username:
-                    smtp.login(self.username, self.password or "")
-                refused = smtp.send_message(msg)
-        except smtplib.SMTPNotSupportedError as exc:
-            raise TerminalDeliveryError(self.name, f"server does not support it: {exc}") from None
-        except smtplib.SMTPRecipientsRefused as exc:
-            codes = [code for code, _ in exc.recipients.values()]
-            cls = TransientDeliveryError if all(400 <= c < 500 for c in codes) else TerminalDeliveryError
-            raise cls(self.name, f"all recipients refused (codes {sorted(set(codes))})") from None
-        except smtplib.SMTPResponseException as exc:
-            cls = TransientDeliveryError if 400 <= exc.smtp_code < 500 else TerminalDeliveryError
-            raise cls(self.name, f"SMTP {exc.smtp_code}: {exc.smtp_error!r}") from None
-        except smtplib.SMTPServerDisconnected as exc:
-            raise TransientDeliveryError(self.name, f"server disconnected: {exc}") from None
-        except smtplib.SMTPException as exc:
-            raise TerminalDeliveryError(self.name, f"{type(exc).__name__}: {exc}") from None
-        except ssl.SSLError as exc:  # before OSError: a certificate problem is configuration, not an outage
-            raise TerminalDeliveryError(self.name, f"TLS failed: {exc}") from None
-        except OSError as exc:  # refused, unreachable, timed out
-            raise TransientDeliveryError(self.name, f"{type(exc).__name__}: {exc}") from None
-        if refused:
-            log.warning("alert mail refused for %d of %d recipients", len(refused), len(self.to_addrs))

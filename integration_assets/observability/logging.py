@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import IO, Any
 
-from integration_assets.alerts.redact import redact, redact_text
+from integration_assets.observability.redact import redact, redact_text
 
 __all__ = [
     "CORRELATION_FIELDS",

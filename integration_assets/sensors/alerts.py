@@ -1,5 +1,5 @@
 """Alert sensors: open-source Dagster has no built-in alerting on checks or freshness, so these sensors poll
-the instance (and the warehouse) and raise incidents through :class:`integration_assets.alerts.Notifier`.
+the instance (and the warehouse) and raise incidents through ``alerts.notifier.Notifier``.
 
 ===========================  ===================================================  ==========================
 sensor                       fires when                                           resolves when
@@ -30,7 +30,8 @@ from typing import Any, get_args
 import dagster as dg
 import sqlalchemy as sa
 
-from integration_assets.alerts import Alert, Notifier, Severity, list_incidents
+from integration_assets.alerts.incidents import Alert, Severity, list_incidents
+from integration_assets.alerts.notifier import Notifier
 from integration_assets.assets.files import ENTITY_TAG, canonical_key, raw_key
 from integration_assets.checks import dagster_internals
 from integration_assets.contracts.spec import known_entities

@@ -32,11 +32,12 @@ import dagster as dg
 import sqlalchemy as sa
 
 from integration_assets import inbox
-from integration_assets.alerts.notifier import Alert, Notifier
-from integration_assets.alerts.redact import redact_text
+from integration_assets.alerts.incidents import Alert
+from integration_assets.alerts.notifier import Notifier
 from integration_assets.assets.files import ENTITY_TAG, job_name, raw_op_name
 from integration_assets.connectors.files.hashing import content_hash
 from integration_assets.contracts.spec import known_entities
+from integration_assets.observability.redact import redact_text
 from integration_assets.settings import env, get_settings
 from integration_assets.warehouse import ledger
 from integration_assets.warehouse.db import ensure_schema, get_engine

@@ -22,10 +22,10 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword
 
-from integration_assets.alerts.notifier import RetryPolicy
+from integration_assets.alerts.delivery import DeliveryRetry
 
 # Retries with real backoff, scaled down so a test waits milliseconds, not seconds.
-FAST_RETRY = RetryPolicy(attempts=3, initial_wait=0.01, max_wait=0.05, jitter=0.01, max_elapsed=10)
+FAST_RETRY = DeliveryRetry(attempts=3, initial_wait=0.01, max_wait=0.05, jitter=0.01, max_elapsed=10)
 
 
 def free_port() -> int:
@@ -41,7 +41,7 @@ def closed_port() -> int:
 
 
 @pytest.fixture
-def fast_retry() -> RetryPolicy:
+def fast_retry() -> DeliveryRetry:
     return FAST_RETRY
 
 

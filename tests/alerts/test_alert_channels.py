@@ -11,15 +11,17 @@ import pytest
 
 from integration_assets.alerts.channels import (
     SLACK_HEADER_MAX,
-    EmailChannel,
     JsonlAlertLog,
-    Notification,
     SlackWebhookChannel,
-    TerminalDeliveryError,
-    TransientDeliveryError,
     WebhookChannel,
     http_client,
     slack_payload,
+)
+from integration_assets.alerts.mail import EmailChannel
+from integration_assets.alerts.notification import (
+    Notification,
+    TerminalDeliveryError,
+    TransientDeliveryError,
 )
 
 if TYPE_CHECKING:

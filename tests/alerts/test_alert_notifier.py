@@ -16,7 +16,9 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from integration_assets.alerts import Alert, AlertConfig, Notifier, RetryPolicy, list_incidents
+from integration_assets.alerts.delivery import DeliveryRetry
+from integration_assets.alerts.incidents import Alert, list_incidents
+from integration_assets.alerts.notifier import AlertConfig, Notifier
 from integration_assets.warehouse.db import get_engine
 from integration_assets.warehouse.schema import alert_deliveries, alert_incidents, metadata
 
@@ -62,7 +64,7 @@ def alert_env(
 
 
 @pytest.fixture
-def notifier(alert_env: str, fast_retry: RetryPolicy) -> Iterator[Notifier]:
+def notifier(alert_env: str, fast_retry: DeliveryRetry) -> Iterator[Notifier]:
     with Notifier.from_env(retry=fast_retry) as n:
         yield n
 
@@ -215,7 +217,7 @@ def test_a_failing_channel_is_retried_recorded_and_isolated(
     http_receiver.default_status = 500
     outcome = notifier.fire(alert())
     assert outcome.failed_channels == ("webhook",)
-    assert len(http_receiver.requests) == 3  # the RetryPolicy's attempts, then given up
+    assert len(http_receiver.requests) == 3  # the DeliveryRetry's attempts, then given up
     assert len(slack_receiver.requests) == 1 and len(smtp_server.envelopes) == 1
     assert [line["key"] for line in log_lines(isolated_env)] == [KEY]
     [failed] = [r for r in deliveries(alert_env) if r["status"] == "failed"]
@@ -226,7 +228,7 @@ def test_a_failing_channel_is_retried_recorded_and_isolated(
 def test_a_closed_port_fails_only_that_channel(
     alert_env: str,
     closed_port: int,
-    fast_retry: RetryPolicy,
+    fast_retry: DeliveryRetry,
     smtp_server: SmtpSink,
     isolated_env: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -254,7 +256,7 @@ def test_a_rejected_notice_is_not_retried(notifier: Notifier, http_receiver: Htt
 
 def test_a_channel_that_missed_the_notice_is_caught_up_later(
     alert_env: str,
-    fast_retry: RetryPolicy,
+    fast_retry: DeliveryRetry,
     http_receiver: HttpReceiver,
     slack_receiver: HttpReceiver,
     isolated_env: Path,
@@ -274,7 +276,7 @@ def test_a_channel_that_missed_the_notice_is_caught_up_later(
 
 
 def test_catch_up_waits_for_an_in_flight_delivery_and_gives_up_eventually(
-    alert_env: str, fast_retry: RetryPolicy, http_receiver: HttpReceiver
+    alert_env: str, fast_retry: DeliveryRetry, http_receiver: HttpReceiver
 ) -> None:
     http_receiver.default_status = 500
     with Notifier.from_env(retry=fast_retry) as n:  # default catch_up_after: 60 s
@@ -287,7 +289,7 @@ def test_catch_up_waits_for_an_in_flight_delivery_and_gives_up_eventually(
     assert len(http_receiver.requests) == 6
 
 
-def test_renotify_interval(alert_env: str, fast_retry: RetryPolicy, http_receiver: HttpReceiver) -> None:
+def test_renotify_interval(alert_env: str, fast_retry: DeliveryRetry, http_receiver: HttpReceiver) -> None:
     now = [datetime(2026, 11, 27, 9, 0, tzinfo=UTC)]
     with Notifier.from_env(retry=fast_retry, renotify_after=timedelta(minutes=30), clock=lambda: now[0]) as n:
         n.fire(alert())
@@ -382,7 +384,7 @@ def test_secrets_and_pii_never_leave_in_any_channel(
 
 
 def test_concurrent_fires_send_one_notice(
-    alert_env: str, fast_retry: RetryPolicy, http_receiver: HttpReceiver
+    alert_env: str, fast_retry: DeliveryRetry, http_receiver: HttpReceiver
 ) -> None:
     barrier = threading.Barrier(4)
     actions: list[str] = []
@@ -434,8 +436,7 @@ def test_migration_matches_the_table_definitions(warehouse_url: str) -> None:
 
 def test_alerts_and_observability_do_not_import_dagster() -> None:
     code = (
-        "import sys, integration_assets.alerts as a, integration_assets.observability;"
-        "[getattr(a, n) for n in a.__all__];"
+        "import sys, integration_assets.alerts.notifier, integration_assets.observability.redact;"
         "bad = [m for m in sys.modules if m == 'dagster' or m.startswith('dagster.')];"
         "assert not bad, bad"
     )

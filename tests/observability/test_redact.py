@@ -7,7 +7,7 @@ import decimal
 
 import pytest
 
-from integration_assets.alerts.redact import MASK, luhn_valid, redact, redact_text
+from integration_assets.observability.redact import MASK, luhn_valid, redact, redact_text
 
 
 @pytest.mark.parametrize(

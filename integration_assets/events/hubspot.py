@@ -2,7 +2,7 @@
 rows (contacts, companies, deals).
 
 A property change carries one value (``propertyName``/``propertyValue``) of one object (``objectId``) at one
-time (``occurredAt``, epoch ms; ../shared/SOURCES.md §1.5). Values are mapped by the HubSpot **API contract**
+time (``occurredAt``, epoch ms; docs/SOURCES.md §1.5). Values are mapped by the HubSpot **API contract**
 of the object (``contracts/hubspot/<object>s_api.vN.yaml``, field ``properties.<propertyName>``), so a
 dropdown value or a date is checked and converted exactly as in a batch load; no second vocabulary exists.
 
@@ -40,9 +40,10 @@ from integration_assets.contracts.ids import hubspot_id
 from integration_assets.contracts.models import CANONICAL_MODELS
 from integration_assets.contracts.records import RawChunk
 from integration_assets.contracts.spec import Contract, ContractError, contracts_for
-from integration_assets.events.routing import HUBSPOT_ARCHIVE_CHANGES, hubspot_kind
+from integration_assets.providers.hubspot import HUBSPOT_ARCHIVE_CHANGES, hubspot_kind
 from integration_assets.mapping.engine import ContractMapper
 from integration_assets.mapping.values import apply_derived
+from integration_assets.privacy.suppress import merge_keeping_erased
 from integration_assets.warehouse.schema import CANONICAL_TABLES
 from integration_assets.warehouse.writer import CanonicalStage
 
@@ -298,5 +299,5 @@ def apply(conn: sa.Connection, planned: PlannedChanges, claimed: set[int], load_
     stage.add(rows.reset_index(drop=True), load_id)
     # Only rows that exist and were read FOR UPDATE above: nothing to insert, so no wait for a batch load's
     # merge of the same table.
-    stage.merge(lock=False)
+    merge_keeping_erased(stage, lock=False)
     return out

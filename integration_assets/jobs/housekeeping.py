@@ -2,9 +2,9 @@
 
 import dagster as dg
 
+from integration_assets.housekeeping.retention import prune
 from integration_assets.policies import load_policies
 from integration_assets.resources import WarehouseResource
-from integration_assets.retention import prune
 
 
 class HousekeepingConfig(dg.Config):

@@ -1,6 +1,4 @@
-"""GDPR erasure: a record's personal data erased from every store, and kept erased (docs/PRIVACY.md).
-
-``erase`` (the CLI, ``integration-assets privacy erase``) and the ``contact.privacyDeletion`` webhook (through
-the event drain) run the same code in ``privacy.erase``; ``privacy.suppress`` keeps later loads, events and
-dead letters from bringing the data back.
+"""Privacy rules: whose data an erasure is about and where it lives (``subjects``), and how erased records
+stay erased in later loads, events and dead letters (``suppress``). The erasure itself, across every store,
+is ``integration_assets.erasure`` (docs/PRIVACY.md).
 """

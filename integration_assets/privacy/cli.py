@@ -43,7 +43,8 @@ def erase_command(source: str, source_id: str, dry_run: bool, as_json: bool) -> 
     import sqlalchemy as sa
 
     from integration_assets.dead_letters.store import actor
-    from integration_assets.privacy.erase import ErasureUnavailable, erase
+    from integration_assets.erasure.audit import ErasureUnavailable
+    from integration_assets.erasure.erase import erase
     from integration_assets.privacy.subjects import ErasureError
     from integration_assets.settings import get_settings
     from integration_assets.warehouse import db as wh
@@ -80,7 +81,7 @@ def erase_command(source: str, source_id: str, dry_run: bool, as_json: bool) -> 
 def resume_command(as_json: bool) -> None:
     """Finish erasures whose warehouse part committed but whose files were not done (a crash, a full disk);
     the drain also does this after its first batch."""
-    from integration_assets.privacy.erase import finish_pending
+    from integration_assets.erasure.erase import finish_pending
     from integration_assets.settings import get_settings
     from integration_assets.warehouse import db as wh
 

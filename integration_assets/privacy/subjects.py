@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from integration_assets.contracts.models import CANONICAL_MODELS
 from integration_assets.contracts.records import flatten_record
 from integration_assets.contracts.spec import all_contracts
 
@@ -84,8 +85,6 @@ class Subject:
 def personal_columns(table: str) -> tuple[str, ...]:
     """Canonical columns of ``table`` holding personal data: marked ``PII`` in the model or ``pii`` in a
     contract."""
-    from integration_assets.contracts.models import CANONICAL_MODELS
-
     cols = {
         name
         for name, col in CANONICAL_MODELS[table].to_schema().columns.items()

@@ -36,7 +36,7 @@ def prune(dry_run: bool, as_json: bool) -> None:
     """
     import json
 
-    from integration_assets import retention
+    from integration_assets.housekeeping import retention
     from integration_assets.policies import load_policies
     from integration_assets.settings import get_settings
 

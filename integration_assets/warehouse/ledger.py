@@ -9,6 +9,7 @@ mark it ``abandoned``.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import threading
@@ -83,8 +84,6 @@ class LoadReport:
         return d
 
     def ledger_row(self) -> dict[str, Any]:
-        import json
-
         return {
             "load_id": self.load_id,
             "source_system": self.source_system,

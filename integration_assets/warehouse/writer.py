@@ -33,7 +33,6 @@ import pyarrow.csv as pacsv
 import sqlalchemy as sa
 from psycopg import sql as psql
 
-from integration_assets.privacy.suppress import keep_erased_staged
 from integration_assets.warehouse.ledger import utcnow
 from integration_assets.warehouse.schema import (
     CANONICAL_TABLES,
@@ -280,11 +279,13 @@ class CanonicalStage:
         """Merge the staged rows into the canonical table; returns what changed.
 
         ``lock=False`` only when every staged key already exists and is locked by the caller (``SELECT …
-        FOR UPDATE``): then nothing can be inserted, and no other merge can insert the same key."""
+        FOR UPDATE``): then nothing can be inserted, and no other merge can insert the same key.
+
+        Loads, events and replays call ``privacy.suppress.merge_keeping_erased`` instead, which keeps the
+        staged rows of erased records erased first (this layer knows no privacy rules)."""
         if self.staged == 0:
             return MergeCounts(0, 0, 0, 0, 0)
         c = self.conn
-        keep_erased_staged(c, self.table.name, self.name, lock=lock)  # GDPR: erased records stay erased
         t, s = _q(c, self.table.name), _q(c, self.name)
         cols = ", ".join(_q(c, x) for x in self.columns)
         keys = ("source_system", "source_id")

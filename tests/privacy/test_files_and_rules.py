@@ -20,8 +20,9 @@ from click.testing import CliRunner
 
 from integration_assets import inbox
 from integration_assets.cli import main
-from integration_assets.privacy.erase import CLAIM_TIMEOUT, _claim, erase, erase_warehouse, finish_pending
-from integration_assets.privacy.files import FileRedactor
+from integration_assets.erasure.erase import CLAIM_TIMEOUT, _claim, erase, finish_pending
+from integration_assets.erasure.files import FileRedactor
+from integration_assets.erasure.tables import erase_warehouse
 from integration_assets.privacy.subjects import Subject, canonical_id, personal_columns, source_fields
 from integration_assets.settings import get_settings
 from integration_assets.warehouse.db import begin_write, get_engine
@@ -286,7 +287,8 @@ def test_other_people_keep_a_shared_first_name_and_a_file_without_ids_loses_the_
 def test_a_value_first_seen_in_a_later_file_is_erased_from_the_earlier_ones(isolated_env: Path) -> None:
     """Files are re-written one by one; the person's old e-mail, known only from an older export read later,
     still goes from a note in a file that was already re-written."""
-    from integration_assets.privacy.erase import Erasure, erase_files
+    from integration_assets.erasure.audit import Erasure
+    from integration_assets.erasure.erase import erase_files
 
     old_email = "zephyrina.old-2019@example.test"
     day = get_settings().archive_dir / "hubspot" / "contacts" / "2024-01-01"

@@ -10,13 +10,13 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
+from integration_assets.housekeeping.retention import prune
 from integration_assets.policies import (
     DEFAULT_POLICIES_FILE,
     PolicyError,
     RetentionPolicy,
     load_policies,
 )
-from integration_assets.retention import prune
 from integration_assets.warehouse.db import get_engine
 from integration_assets.warehouse.ledger import utcnow
 from integration_assets.warehouse.schema import dead_letter_actions, dead_letters, processed_events

@@ -1,0 +1,1 @@
+"""Housekeeping: pruning the bookkeeping tables past their retention (``retention``)."""

@@ -27,9 +27,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, ClassVar, Literal, get_args
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, get_args
 
 from integration_assets.errors import IntegrationError, TerminalError, TransientError
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
 
 Source = Literal["stripe", "hubspot", "easypost"]
 SOURCES: frozenset[str] = frozenset(get_args(Source))
@@ -153,6 +156,52 @@ class Delivery:
 
 
 @dataclass(frozen=True, slots=True)
+class QueueDeadLetter:
+    """One message the queue itself gives up on (delivery limit, attempts spent, key collision at publish,
+    a broker dead-letter queue's content), handed to the ``DeadLetterSink`` to be recorded. Not a
+    ``Message``: what comes back from a broker's dead-letter queue may be malformed and must still be kept."""
+
+    source: str
+    message_id: str
+    event_type: str
+    body: bytes
+    headers: Mapping[str, Any]
+    received_at: datetime | None
+    reason: str
+    check_name: str
+    attempts: int
+    details: Mapping[str, Any]  # backend facts kept with the dead letter (x-death, queue name, ...)
+
+    @classmethod
+    def of(
+        cls, message: Message, reason: str, check_name: str, attempts: int, details: Mapping[str, Any]
+    ) -> QueueDeadLetter:
+        return cls(
+            source=message.source,
+            message_id=message.id,
+            event_type=message.event_type,
+            body=message.body,
+            headers=message.headers,
+            received_at=message.received_at,
+            reason=reason,
+            check_name=check_name,
+            attempts=attempts,
+            details=details,
+        )
+
+
+class DeadLetterSink(Protocol):
+    """Records dead-lettered messages in the warehouse, inside the caller's transaction ``connection``.
+
+    The queue writes no warehouse rows but its own queue table: whoever opens a queue passes the writer of
+    the ``dead_letters`` table (``dead_letters.store``) as the sink. The SQL queue calls it in the same
+    transaction that deletes the message's row, so an event is always in exactly one of the two tables;
+    RabbitMQ calls it when it moves its dead-letter queue into the warehouse, and acks after the commit."""
+
+    def __call__(self, connection: sa.Connection, items: Sequence[QueueDeadLetter], /) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
 class PublishOutcome:
     """What a publish did besides storing messages (backends that deduplicate on the key at publish)."""
 
@@ -189,13 +238,17 @@ class Queue(abc.ABC):
     Not thread-safe: use one instance per thread (the webhook receiver keeps one in its publisher thread).
     """
 
-    backend: ClassVar[str]
+    backend: ClassVar[str]  # "sql" or "rabbitmq": a label for reports and cursors, not for branching on
+    name: str  # the logical queue (SQL: its name in the queue table; RabbitMQ: the main queue's name)
     max_attempts: int
     # False when the store takes one writer at a time (SQLite): publishers in one process then take turns
     # instead of queueing on the database lock, where a busy loser can wait past a request's timeout.
     concurrent_writers: bool = True
     # Set by each ``publish_many`` of a backend that deduplicates at publish (the SQL queue).
     last_publish: PublishOutcome = PublishOutcome()
+    # Records the dead letters this queue makes (``open_queue(..., dead_letter_sink=...)``). A queue opened
+    # without one works until it has to dead-letter a message; then it raises ``QueueConfigError``.
+    dead_letter_sink: DeadLetterSink | None = None
 
     @abc.abstractmethod
     def publish_many(self, messages: Sequence[Message]) -> None:
@@ -218,11 +271,37 @@ class Queue(abc.ABC):
         on RabbitMQ it stays reserved until this connection acks it or closes. Messages already delivered
         ``max_attempts`` times without being settled are dead-lettered here instead of being returned."""
 
+    def receive_batch(
+        self, max_messages: int, visibility_timeout_s: float = 300.0, *, wait_s: float = 0.0
+    ) -> list[Delivery]:
+        """Like ``receive``, for a consumer that applies whole batches: returns as many as are available up
+        to ``max_messages``. A backend that hands out everything available in one claim (SQL) returns at
+        once; one whose deliveries arrive over the network (RabbitMQ) waits a little for the first ones even
+        when ``wait_s`` is 0, then tops the batch up for a few milliseconds."""
+        return self.receive(max_messages, visibility_timeout_s, wait_s=wait_s)
+
+    def concurrent_receiver(self) -> Queue | None:
+        """A second handle on this queue that may ``receive`` in another thread while this one is in use
+        (so a consumer can claim its next batch while it writes this one); deliveries it hands out are
+        settled through either handle. None when receiving must stay on this handle's thread: one writer
+        at a time (SQLite), or deliveries that belong to this handle's connection (RabbitMQ). The caller
+        closes the handle it gets."""
+        return None
+
+    def supports_transactional_ack(self, engine: sa.Engine) -> bool:
+        """True when ``ack(..., connection=c)`` with a connection ``c`` of ``engine`` deletes the messages
+        inside ``c``'s transaction: the consumer then commits its effect, its event-id ledger row, the dead
+        letters of what it rejected (``dead_letters.store``) and the ack atomically (exactly once). Only
+        the SQL queue whose table lives in the database ``engine`` points at can."""
+        return False
+
     @abc.abstractmethod
-    def ack(self, deliveries: Sequence[Delivery]) -> None:
-        """Remove processed messages for good. Call only after the effect is committed. Acking a delivery
-        whose claim is stale is not an error: the message was processed, and a redelivery of it will be
-        a no-op for an idempotent consumer."""
+    def ack(self, deliveries: Sequence[Delivery], *, connection: sa.Connection | None = None) -> None:
+        """Remove processed messages for good. Call only after the effect is committed, or pass the
+        effect's ``connection`` when ``supports_transactional_ack(connection.engine)`` (else
+        ``QueueConfigError``): the removal then commits or rolls back with it. Acking a delivery whose claim
+        is stale is not an error: the message was processed, and a redelivery of it will be a no-op for an
+        idempotent consumer."""
 
     @abc.abstractmethod
     def retry(self, delivery: Delivery, reason: str, delay_s: float | None = None) -> RetryOutcome:
@@ -237,13 +316,27 @@ class Queue(abc.ABC):
 
     @abc.abstractmethod
     def dead_letter(self, delivery: Delivery, reason: str, check_name: str) -> None:
-        """Permanent failure (unparseable, fails its contract, unknown event type): move the message to the
-        warehouse ``dead_letters`` table (stage ``event``) at once, with ``reason`` and ``check_name``."""
+        """Permanent failure (unparseable, fails its contract, unknown event type): take the message out of
+        the queue at once and have it recorded, with ``reason`` and ``check_name``, by the queue's
+        ``DeadLetterSink``: the SQL queue deletes its row and calls the sink in one transaction; RabbitMQ
+        moves it to its dead-letter queue, from where ``drain_dead_letters`` hands it to the sink. Raises
+        ``StaleDelivery`` when the delivery is no longer this consumer's to settle (nothing recorded)."""
 
     def drain_dead_letters(self, max_messages: int = 1000) -> int:
-        """Move dead-lettered messages held by the broker into the warehouse ``dead_letters`` table;
-        returns how many were moved. A no-op for backends that write dead letters directly."""
+        """Hand dead-lettered messages held by the broker to the ``DeadLetterSink``; returns how many were
+        moved. A no-op for backends that record dead letters directly."""
         return 0
+
+    def record_dead_letters(self, connection: sa.Connection, items: Sequence[QueueDeadLetter]) -> None:
+        """Hand ``items`` to the dead-letter sink inside ``connection``'s transaction."""
+        if not items:
+            return
+        if self.dead_letter_sink is None:
+            raise QueueConfigError(
+                f"{self!r} has no dead-letter sink: open it with dead_letter_sink=dead_letters.store's writer "
+                f"to dead-letter {len(items)} message(s)"
+            )
+        self.dead_letter_sink(connection, items)
 
     @abc.abstractmethod
     def depth(self) -> int:

@@ -12,40 +12,36 @@ Settling (retry, release, dead-letter) is conditional on the claim token, so a c
 timeout expired cannot undo the work of the consumer that took the message over. ``ack`` deletes by row
 id whatever the token: once the effect is committed, the message is done.
 
-Dedup choice: ``(queue_name, message_id)`` is unique and publishing is ``INSERT … ON CONFLICT DO
-NOTHING RETURNING``, so identical re-deliveries of an event that is still pending (waiting, claimed or in
-backoff) collapse into one row, counted as duplicates (``Queue.last_publish``). A message whose key is
-taken by a pending row with *other* content (``queue.keys`` fingerprints) is a key collision: never dropped,
-it is dead-lettered (check ``key_collision``) in the publish transaction. After the row is acked, the same
-id can be enqueued again; the consumer's event-id ledger then tells a duplicate from a collision.
+Publishing deduplicates on the key (``queue.sql_publish``): identical re-deliveries of a pending event are
+stored once and counted in ``Queue.last_publish``; other content under a taken key is dead-lettered.
 
-Dead letters go to the warehouse ``dead_letters`` table (stage ``event``) in the same transaction that
-deletes the queue row: an event is always in exactly one of the two places.
+Dead letters are recorded by the queue's ``DeadLetterSink`` (the ``dead_letters`` table's writer) in the same
+transaction that deletes the queue row: an event is always in exactly one of the two places.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg_dialect
-from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from integration_assets.queue.base import (
+    DeadLetterSink,
     Delivery,
     Message,
     PublishOutcome,
     Queue,
     QueueConfigError,
+    QueueDeadLetter,
     QueueUnavailable,
     RetryOutcome,
     StaleDelivery,
@@ -53,9 +49,9 @@ from integration_assets.queue.base import (
     backoff_delay,
     truncate_reason,
 )
-from integration_assets.queue.keys import collision_key, message_fingerprint
+from integration_assets.queue.sql_publish import insert_messages
 from integration_assets.warehouse.db import get_engine, is_postgres
-from integration_assets.warehouse.schema import dead_letters, event_queue
+from integration_assets.warehouse.schema import event_queue
 
 log = logging.getLogger(__name__)
 
@@ -66,115 +62,9 @@ DEFAULT_MAX_ATTEMPTS = 5
 POLL_INTERVAL_S = 0.05
 
 
-# ------------------------------------------------------------------------------ dead-letter records
-@dataclass(frozen=True, slots=True)
-class EventDeadLetter:
-    """One event on its way to the ``dead_letters`` table. Not a ``Message``: what comes back from a broker's
-    DLQ may be malformed, and must still be recorded."""
-
-    source: str
-    message_id: str
-    event_type: str
-    body: bytes
-    headers: Mapping[str, Any]
-    received_at: datetime | None
-    reason: str
-    check_name: str
-    attempts: int
-    details: Mapping[str, Any]  # backend facts kept in ``errors`` (x-death, queue name, ...)
-
-    @classmethod
-    def of(
-        cls, message: Message, reason: str, check_name: str, attempts: int, details: Mapping[str, Any]
-    ) -> EventDeadLetter:
-        return cls(
-            source=message.source,
-            message_id=message.id,
-            event_type=message.event_type,
-            body=message.body,
-            headers=message.headers,
-            received_at=message.received_at,
-            reason=reason,
-            check_name=check_name,
-            attempts=attempts,
-            details=details,
-        )
-
-
-def event_fingerprint(source: str, message_id: str) -> str:
-    """One dead-letter row per event: seeing the same event fail again updates that row."""
-    return hashlib.sha256(f"event\x1f{source}\x1f{message_id}".encode()).hexdigest()
-
-
-def _payload_text(body: bytes) -> str:
-    # The body was verified and parsed as JSON before it was enqueued, so it is UTF-8 text; raw control
-    # characters cannot occur in valid JSON. Escape NUL anyway: Postgres text rejects byte 0x00.
-    return body.decode("utf-8", errors="backslashreplace").replace("\x00", "\\u0000")
-
-
-def write_dead_letters(conn: sa.Connection, items: Sequence[EventDeadLetter]) -> None:
-    """Upsert events into ``dead_letters`` (stage ``event``) inside the caller's transaction.
-
-    A second failure of the same event updates its row: latest reason/payload, attempts added, last_seen
-    bumped, and a row that had been replayed goes back to ``pending`` (the replay failed). A ``discarded``
-    row stays discarded: an operator decided that already.
-    """
-    if not items:
-        return
-    now = datetime.now(UTC)
-    rows = []
-    for item in items:
-        errors = [
-            {"check": item.check_name, "reason": item.reason, "attempts": item.attempts, **item.details}
-        ]
-        headers = dict(item.headers)
-        if item.received_at is not None:
-            headers["received_at"] = item.received_at.isoformat()
-        rows.append(
-            {
-                "fingerprint": event_fingerprint(item.source, item.message_id),
-                "source_system": item.source[:32],
-                "entity": item.event_type[:64],
-                "natural_key": item.message_id[:255],
-                "stage": "event",
-                "check_name": item.check_name[:128],
-                "reason": truncate_reason(item.reason),
-                "errors": json.dumps(errors, default=str, sort_keys=True),
-                "raw_record": _payload_text(item.body),
-                "headers": json.dumps(headers, default=str, sort_keys=True),
-                "status": "pending",
-                "attempts": max(1, item.attempts),
-                "first_seen": now,
-                "last_seen": now,
-            }
-        )
-    insert = pg_dialect.insert if conn.dialect.name == "postgresql" else sqlite_dialect.insert
-    stmt = insert(dead_letters)
-    excluded = stmt.excluded
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[dead_letters.c.fingerprint],
-        set_={
-            "entity": excluded.entity,
-            "check_name": excluded.check_name,
-            "reason": excluded.reason,
-            "errors": excluded.errors,
-            "raw_record": excluded.raw_record,
-            "headers": excluded.headers,
-            "attempts": dead_letters.c.attempts + excluded.attempts,
-            "last_seen": excluded.last_seen,
-            "status": sa.case((dead_letters.c.status == "replayed", "pending"), else_=dead_letters.c.status),
-        },
-    )
-    conn.execute(stmt, rows)
-    from integration_assets.privacy.suppress import keep_dead_letters_erased
-
-    keep_dead_letters_erased(
-        conn, [str(r["fingerprint"]) for r in rows]
-    )  # GDPR: no payload of an erased record
-
-
 # ----------------------------------------------------------------------------------------- errors
-def classify_db_error(exc: sa.exc.SQLAlchemyError, what: str) -> Exception:
+def as_queue_error(exc: sa.exc.SQLAlchemyError, what: str) -> Exception:
+    """The queue error an SQLAlchemy error of the queue's database means (missing table, outage, other)."""
     text = str(getattr(exc, "orig", exc)).lower()
     if "no such table" in text or ("relation" in text and "does not exist" in text):
         return QueueConfigError(
@@ -207,6 +97,7 @@ class SqlQueue(Queue):
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         backoff_base_s: float = 2.0,
         backoff_cap_s: float = 600.0,
+        dead_letter_sink: DeadLetterSink | None = None,
     ) -> None:
         if max_attempts < 1:
             raise QueueConfigError(f"max_attempts must be >= 1, got {max_attempts}")
@@ -217,8 +108,8 @@ class SqlQueue(Queue):
         self.max_attempts = max_attempts
         self.backoff_base_s = backoff_base_s
         self.backoff_cap_s = backoff_cap_s
+        self.dead_letter_sink = dead_letter_sink
         self._pg = is_postgres(self.engine)
-        self._insert = pg_dialect.insert if self._pg else sqlite_dialect.insert
         self.concurrent_writers = self._pg
 
     def __repr__(self) -> str:
@@ -238,7 +129,7 @@ class SqlQueue(Queue):
             with self.engine.begin() as conn:
                 yield conn
         except sa.exc.SQLAlchemyError as exc:
-            raise classify_db_error(exc, f"{what} on queue {self.name!r}") from exc
+            raise as_queue_error(exc, f"{what} on queue {self.name!r}") from exc
 
     @staticmethod
     def _to_message(row: Any) -> Message:
@@ -253,11 +144,11 @@ class SqlQueue(Queue):
         )
 
     def _delete_and_dead_letter(
-        self, conn: sa.Connection, items: Sequence[tuple[_Receipt, EventDeadLetter]]
+        self, conn: sa.Connection, items: Sequence[tuple[_Receipt, QueueDeadLetter]]
     ) -> int:
-        """Delete claimed rows and write their dead letters in ``conn``'s transaction; returns rows deleted
-        (the dead letters are written only for rows this claim still owned)."""
-        owned: list[EventDeadLetter] = []
+        """Delete claimed rows and record their dead letters in ``conn``'s transaction; returns rows deleted
+        (the dead letters are recorded only for rows this claim still owned)."""
+        owned: list[QueueDeadLetter] = []
         for receipt, item in items:
             deleted = conn.execute(
                 sa.delete(event_queue).where(
@@ -266,55 +157,10 @@ class SqlQueue(Queue):
             ).rowcount
             if deleted:
                 owned.append(item)
-        write_dead_letters(conn, owned)
+        self.record_dead_letters(conn, owned)
         return len(owned)
 
     # -- producer
-    def _queued_fingerprints(self, conn: sa.Connection, ids: Sequence[str]) -> dict[str, str]:
-        """Content fingerprints (``queue.keys``) of the messages among ``ids`` that are queued now."""
-        if not ids:
-            return {}
-        if self._pg:
-            # An array parameter (a list of a thousand placeholders costs more to build than to run), never a
-            # prepared statement: a generic plan made while the queue was nearly empty would scan the whole
-            # table once it has grown; a fresh plan uses the (queue_name, message_id) index.
-            raw = conn.connection.driver_connection
-            assert raw is not None
-            with raw.cursor() as cur:
-                cur.execute(
-                    "SELECT message_id, source, body, headers FROM event_queue "
-                    "WHERE queue_name = %s AND message_id = ANY(%s)",
-                    (self.name, list(ids)),
-                    prepare=False,
-                )
-                found = cur.fetchall()
-        else:
-            found = [
-                tuple(r)
-                for r in conn.execute(
-                    sa.select(
-                        event_queue.c.message_id,
-                        event_queue.c.source,
-                        event_queue.c.body,
-                        event_queue.c.headers,
-                    ).where(event_queue.c.queue_name == self.name, event_queue.c.message_id.in_(list(ids)))
-                )
-            ]
-        return {
-            mid: message_fingerprint(src, bytes(body), json.loads(headers))
-            for mid, src, body, headers in found
-        }
-
-    def _collision(self, m: Message, mine: str, theirs: str) -> EventDeadLetter:
-        return EventDeadLetter.of(
-            replace(m, id=collision_key(m.id, mine)),
-            f"key {m.id} is already queued with other content (content {theirs[:12]}, this one {mine[:12]}): "
-            "two different events under one key; the first is processed, this one is kept here",
-            "key_collision",
-            1,
-            {"queue": self.name, "backend": "sql", "stage": "publish"},
-        )
-
     def publish_many(self, messages: Sequence[Message]) -> None:
         """Insert ``messages`` in one transaction; returns after COMMIT.
 
@@ -324,71 +170,9 @@ class SqlQueue(Queue):
         self.last_publish = PublishOutcome()
         if not messages:
             return
-        first: dict[str, Message] = {}
-        repeated: list[Message] = []  # the same key twice in this publish
-        for m in messages:
-            if m.id in first:
-                repeated.append(m)
-            else:
-                first[m.id] = m
-        # A plain executemany, whose rowcount is the number of rows inserted (SQLAlchemy's Core insert of many
-        # rows reports -1 on psycopg, and RETURNING makes one statement of thousands of placeholders).
-        now = (
-            "CAST(floor(extract(epoch FROM now()) * 1000) AS BIGINT)"
-            if self._pg
-            else str(int(time.time() * 1000))
-        )
-        stmt = sa.text(
-            "INSERT INTO event_queue (queue_name, message_id, source, event_type, body, headers, received_at_ms, "
-            f"enqueued_at_ms, visible_at_ms, attempts) VALUES (:queue_name, :message_id, :source, :event_type, "
-            f":body, :headers, :received_at_ms, {now}, {now}, 0) ON CONFLICT (queue_name, message_id) DO NOTHING"
-        ).bindparams(sa.bindparam("body", type_=event_queue.c.body.type))
-        duplicates: list[str] = []
-        collided: list[EventDeadLetter] = []
-
-        def compare(m: Message, theirs: str | None, mine: str | None = None) -> None:
-            mine = mine or message_fingerprint(m.source, m.body, m.headers)
-            if theirs is None or theirs == mine:  # None: acked meanwhile (the consumer's ledger decides then)
-                duplicates.append(m.source)
-            else:
-                collided.append(self._collision(m, mine, theirs))
-
-        with self._tx(f"publish of {len(first)} message(s)") as conn:
-            # The keys already queued (usually none: one indexed lookup), compared by content below.
-            stored = self._queued_fingerprints(conn, list(first))
-            new = [m for mid, m in first.items() if mid not in stored]
-            rows = [
-                {
-                    "queue_name": self.name,
-                    "message_id": m.id,
-                    "source": m.source,
-                    "event_type": m.event_type,
-                    "body": m.body,
-                    "headers": json.dumps(dict(m.headers), sort_keys=True),
-                    "received_at_ms": int(m.received_at.timestamp() * 1000),
-                }
-                for m in new
-            ]
-            inserted = conn.execute(stmt, rows).rowcount if rows else 0
-            if inserted < len(new):
-                # A concurrent publisher queued some of these keys in the meantime: other content is a
-                # collision; equal content a duplicate (which of the equal copies is stored does not matter).
-                raced = self._queued_fingerprints(conn, [m.id for m in new])
-                equal: list[str] = []
-                for m in new:
-                    mine = message_fingerprint(m.source, m.body, m.headers)
-                    if raced.get(m.id, mine) == mine:
-                        equal.append(m.source)
-                    else:
-                        collided.append(self._collision(m, mine, raced[m.id]))
-                duplicates.extend(equal[: max(0, len(new) - inserted - len(collided))])
-            for mid, m in first.items():
-                if mid in stored:
-                    compare(m, stored[mid])
-            for m in repeated:
-                f = first[m.id]
-                compare(m, stored.get(m.id) or message_fingerprint(f.source, f.body, f.headers))
-            write_dead_letters(conn, collided)
+        with self._tx(f"publish of {len(dict.fromkeys(m.id for m in messages))} message(s)") as conn:
+            duplicates, collided = insert_messages(conn, self.name, messages)
+            self.record_dead_letters(conn, collided)
         self.last_publish = PublishOutcome(tuple(duplicates), tuple(c.source for c in collided))
         if collided:
             log.warning("queue %r: %d key collision(s) dead-lettered at publish", self.name, len(collided))
@@ -438,7 +222,7 @@ class SqlQueue(Queue):
             )
         )
         deliveries: list[Delivery] = []
-        exhausted: list[tuple[_Receipt, EventDeadLetter]] = []
+        exhausted: list[tuple[_Receipt, QueueDeadLetter]] = []
         with self._tx("receive") as conn:
             for row in sorted(conn.execute(claim).all(), key=lambda r: r.id):
                 receipt = _Receipt(row.id, token)
@@ -456,7 +240,7 @@ class SqlQueue(Queue):
                     exhausted.append(
                         (
                             receipt,
-                            EventDeadLetter.of(
+                            QueueDeadLetter.of(
                                 message,
                                 reason,
                                 "delivery_limit",
@@ -474,9 +258,30 @@ class SqlQueue(Queue):
                 )
         return deliveries
 
+    def supports_transactional_ack(self, engine: sa.Engine) -> bool:
+        return self.engine is engine or self.engine.url.render_as_string(
+            hide_password=False
+        ) == engine.url.render_as_string(hide_password=False)
+
+    def concurrent_receiver(self) -> SqlQueue | None:
+        """On Postgres, a second handle (its own database session) so another thread can claim the next
+        batch while this one is written; SQLite takes one writer at a time."""
+        if not self._pg:
+            return None
+        return SqlQueue(
+            self.engine.url.render_as_string(hide_password=False),
+            name=self.name,
+            max_attempts=self.max_attempts,
+            backoff_base_s=self.backoff_base_s,
+            backoff_cap_s=self.backoff_cap_s,
+            dead_letter_sink=self.dead_letter_sink,
+        )
+
     def ack(self, deliveries: Sequence[Delivery], *, connection: sa.Connection | None = None) -> None:
         """Delete the messages. With ``connection``, the delete joins that transaction, so the consumer can
         commit its effect, its event-id ledger row and the ack atomically (exactly once on this backend)."""
+        if connection is not None and not self.supports_transactional_ack(connection.engine):
+            raise QueueConfigError(f"{self!r} cannot ack inside a transaction on another database")
         ids = [self._receipt(d).row_id for d in deliveries]
         if not ids:
             return
@@ -537,7 +342,7 @@ class SqlQueue(Queue):
 
     def _dead_letter(self, delivery: Delivery, reason: str, check_name: str) -> None:
         receipt = self._receipt(delivery)
-        item = EventDeadLetter.of(
+        item = QueueDeadLetter.of(
             delivery.message,
             reason,
             check_name,

@@ -17,9 +17,11 @@ from datetime import UTC, datetime
 import click
 import sqlalchemy as sa
 
-from integration_assets.connectors._http import RetryBudget, StatusRecorder, warehouse_status_recorder
+from integration_assets.connectors._http import StatusRecorder
+from integration_assets.connectors._retry import RetryBudget
 from integration_assets.connectors.landing import RECORDS_PER_FILE, PullReport, Source, pull_entity
 from integration_assets.errors import TerminalError, TransientError
+from integration_assets.quality.connector_health import warehouse_status_recorder
 from integration_assets.settings import env, get_settings
 
 log = logging.getLogger(__name__)

@@ -24,13 +24,15 @@ import dagster as dg
 import httpx
 
 from integration_assets.assets.files import ENTITY_TAG, raw_key
-from integration_assets.connectors._http import RetryBudget, StatusRecorder, warehouse_status_recorder
+from integration_assets.connectors._http import StatusRecorder
+from integration_assets.connectors._retry import RetryBudget
 from integration_assets.connectors.hubspot.client import DEFAULT_BASE_URL, OBJECT_TYPES, HubSpotClient
 from integration_assets.connectors.landing import RECORDS_PER_FILE, PullReport, Source, pull_entity
 from integration_assets.connectors.odoo.client import MODELS, OdooClient
 from integration_assets.contracts.spec import contracts_for, entity_slug
 from integration_assets.errors import TerminalError, TransientError
 from integration_assets.observability.logging import correlation
+from integration_assets.quality.connector_health import warehouse_status_recorder
 from integration_assets.resources import WarehouseResource
 from integration_assets.settings import env
 

@@ -13,6 +13,8 @@ the window drops below ``clear_rate``.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -24,6 +26,8 @@ from integration_assets.policies import HttpErrorPolicy
 from integration_assets.quality.outcome import aware, utcnow
 from integration_assets.warehouse.db import get_engine
 from integration_assets.warehouse.schema import connector_http_stats
+
+log = logging.getLogger(__name__)
 
 ERROR_CLASSES = ("429", "5xx", "transport")
 
@@ -61,6 +65,32 @@ def record_http_status(
     )
     with engine.begin() as conn:
         conn.execute(stmt)
+
+
+def warehouse_status_recorder(system: str, engine: sa.Engine | None = None) -> Callable[[int | None], None]:
+    """A connector's status recorder (``connectors._http.StatusRecorder``) counting in ``connector_http_stats``.
+
+    Built by whoever runs a pull (the pull job, the CLI) and passed to the client, so connectors do not import
+    quality. A warehouse that cannot take the count does not stop a pull (the pull does not need the
+    warehouse); the first failure is logged as a warning, later ones at debug level.
+    """
+    warned = False
+
+    def record(status: int | None) -> None:
+        nonlocal warned
+        try:
+            record_http_status(system, status, engine=engine)
+        except sa.exc.SQLAlchemyError as exc:
+            log.log(
+                logging.DEBUG if warned else logging.WARNING,
+                "%s: could not record HTTP status %s for the connector health sensor (%s)",
+                system,
+                status,
+                type(exc).__name__,
+            )
+            warned = True
+
+    return record
 
 
 @dataclass(frozen=True)

@@ -10,14 +10,14 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from integration_assets.connectors._http import RetryPolicy
+from integration_assets.connectors._retry import HttpRetry
 
 if TYPE_CHECKING:
     from integration_assets.sandbox.fakes.hubspot import FakeHubSpot
     from integration_assets.sandbox.fakes.odoo import FakeOdoo
 
 # Backoffs in milliseconds; Retry-After and provider windows are still honoured as sent.
-FAST = RetryPolicy(max_attempts=6, backoff_base=0.02, backoff_cap=0.2, max_wait=30.0)
+FAST = HttpRetry(max_attempts=6, backoff_base=0.02, backoff_cap=0.2, max_wait=30.0)
 
 
 @pytest.fixture

@@ -12,15 +12,14 @@ import random
 import httpx
 import pytest
 
-from integration_assets.connectors._http import (
-    HttpClient,
-    PagingStuck,
+from integration_assets.connectors._http import HttpClient
+from integration_assets.connectors._paging import PagingStuck, ascending_pages
+from integration_assets.connectors._retry import (
+    HttpRetry,
     RequestRejected,
     RetriesExhausted,
     RetryBudget,
-    RetryPolicy,
     Throttle,
-    ascending_pages,
     classify_http,
     parse_retry_after,
 )
@@ -47,7 +46,7 @@ class Script:
 def make(
     script: Script,
     *,
-    retry: RetryPolicy | None = None,
+    retry: HttpRetry | None = None,
     budget: RetryBudget | None = None,
     secrets: tuple[str, ...] = (),
 ) -> tuple[HttpClient, list[float], list[int | None]]:
@@ -58,7 +57,7 @@ def make(
         "https://api.example.test",
         headers={"Authorization": "Bearer s3cr3t-token"},
         transport=httpx.MockTransport(script),
-        retry=retry or RetryPolicy(),
+        retry=retry or HttpRetry(),
         budget=budget,
         recorder=statuses.append,
         sleep=sleeps.append,
@@ -108,7 +107,7 @@ def test_retry_after_is_honoured_never_earlier() -> None:
 
 def test_backoff_is_exponential_jittered_and_capped() -> None:
     script = Script(httpx.Response(502))
-    client, sleeps, _ = make(script, retry=RetryPolicy(max_attempts=8, backoff_base=1.0, backoff_cap=8.0))
+    client, sleeps, _ = make(script, retry=HttpRetry(max_attempts=8, backoff_base=1.0, backoff_cap=8.0))
     with pytest.raises(RetriesExhausted) as err:
         client.request("GET", "/x")
     assert isinstance(err.value, TransientError) and err.value.attempts == 8 and err.value.last_status == 502
@@ -131,7 +130,7 @@ def test_retry_budget_is_shared_by_the_requests_of_a_run() -> None:
 
 def test_a_wait_longer_than_max_wait_is_not_slept_on() -> None:
     script = Script(httpx.Response(429, headers={"Retry-After": "3600"}))
-    client, sleeps, _ = make(script, retry=RetryPolicy(max_wait=300))
+    client, sleeps, _ = make(script, retry=HttpRetry(max_wait=300))
     with pytest.raises(RetriesExhausted, match="more than max_wait"):
         client.request("GET", "/x")
     assert sleeps == [] and len(script.requests) == 1
@@ -153,7 +152,7 @@ def test_timeouts_and_dropped_connections_are_transient_and_recorded() -> None:
     assert statuses == [None, None, 200] and len(sleeps) == 2
 
     script = Script(httpx.ReadTimeout("slow"))
-    client, _, statuses = make(script, retry=RetryPolicy(max_attempts=3))
+    client, _, statuses = make(script, retry=HttpRetry(max_attempts=3))
     with pytest.raises(RetriesExhausted, match="timed out"):
         client.request("GET", "/x")
     assert statuses == [None, None, None]

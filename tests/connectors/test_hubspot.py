@@ -11,17 +11,12 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from integration_assets.connectors._http import (
-    RetriesExhausted,
-    RetryBudget,
-    RetryPolicy,
-    warehouse_status_recorder,
-)
+from integration_assets.connectors._retry import HttpRetry, RetriesExhausted, RetryBudget
 from integration_assets.connectors.hubspot.client import HubSpotAuthError, HubSpotClient, HubSpotDailyLimit
 from integration_assets.connectors.landing import CursorStore, pull_entity
 from integration_assets.errors import TerminalError, TransientError
 from integration_assets.policies import load_policies
-from integration_assets.quality.connector_health import http_error_health
+from integration_assets.quality.connector_health import http_error_health, warehouse_status_recorder
 from integration_assets.sandbox.fakes._server import Fault
 from integration_assets.sandbox.fakes.hubspot import FakeHubSpot, rate_limited, storm
 from integration_assets.settings import get_settings
@@ -273,7 +268,7 @@ def test_a_slow_hubspot_times_out_is_retried_then_fails_cleanly(
     with client(
         hubspot,
         timeout=fast_timeout,
-        retry=RetryPolicy(max_attempts=3, backoff_base=0.01),
+        retry=HttpRetry(max_attempts=3, backoff_base=0.01),
         recorder=warehouse_status_recorder("hubspot", engine),
     ) as c:
         with pytest.raises(RetriesExhausted) as err:

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 from integration_assets import inbox as inbox_mod
-from integration_assets.sandbox.fakes._server import Fault
-from integration_assets.connectors._http import RetriesExhausted, RetryPolicy
+from integration_assets.connectors._retry import HttpRetry, RetriesExhausted
 from integration_assets.connectors.landing import CursorStore, PullInProgress, pull_entity, write_jsonl_atomic
 from integration_assets.connectors.odoo.client import OdooClient
-from integration_assets.sandbox.fakes.odoo import FakeOdoo
 from integration_assets.errors import TransientError
+from integration_assets.sandbox.fakes._server import Fault
+from integration_assets.sandbox.fakes.odoo import FakeOdoo
 from integration_assets.settings import get_settings
 from tests.connectors.conftest import FAST, inbox_files, landed_records
 
@@ -66,7 +66,7 @@ def test_an_interrupted_pull_keeps_whole_files_and_the_next_one_resumes(odoo: Fa
     store = CursorStore()
     calls = iter(range(10_000))
     odoo.fault = lambda req: Fault(503) if next(calls) >= 4 else None  # the ERP goes down after 3 pages
-    with odoo_client(odoo, retry=RetryPolicy(max_attempts=2, backoff_base=0.01)) as c:
+    with odoo_client(odoo, retry=HttpRetry(max_attempts=2, backoff_base=0.01)) as c:
         with pytest.raises(RetriesExhausted):
             pull_entity(c, "product.product", store=store, records_per_file=3)
     first = landed_records(get_settings().inbox_dir, "odoo", "product.product")

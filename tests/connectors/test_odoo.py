@@ -10,8 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from integration_assets.sandbox.fakes._server import Fault
-from integration_assets.connectors._http import RetriesExhausted, RetryPolicy
+from integration_assets.connectors._retry import HttpRetry, RetriesExhausted
 from integration_assets.connectors.landing import pull_entity
 from integration_assets.connectors.odoo.client import (
     MODELS,
@@ -20,8 +19,9 @@ from integration_assets.connectors.odoo.client import (
     OdooClient,
     OdooRpcError,
 )
-from integration_assets.sandbox.fakes.odoo import FakeOdoo
 from integration_assets.errors import TerminalError, TransientError
+from integration_assets.sandbox.fakes._server import Fault
+from integration_assets.sandbox.fakes.odoo import FakeOdoo
 from integration_assets.settings import get_settings
 from tests.connectors.conftest import FAST, inbox_files, landed_records
 
@@ -181,7 +181,7 @@ def test_a_slow_odoo_times_out_then_fails_cleanly(odoo: FakeOdoo) -> None:
     with client(
         odoo,
         timeout=httpx.Timeout(0.2, connect=1.0),
-        retry=RetryPolicy(max_attempts=2, backoff_base=0.01),
+        retry=HttpRetry(max_attempts=2, backoff_base=0.01),
         recorder=statuses.append,
     ) as c:
         with pytest.raises(RetriesExhausted) as err:

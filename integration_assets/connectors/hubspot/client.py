@@ -7,7 +7,7 @@ Wire format: ../shared/SOURCES.md §1. Two ways in:
 - **Incremental pull**: ``POST /crm/v3/objects/{type}/search`` filtered ``{modified} GTE <ms>`` and sorted
   ascending by it (``lastmodifieddate`` for contacts, ``hs_lastmodifieddate`` for companies and deals).
   A search query stops at 10,000 results (paging further is a 400), so the query restarts from the last
-  modified value seen (:func:`~integration_assets.connectors._http.ascending_pages`). Search results carry no
+  modified value seen (:func:`~integration_assets.connectors._paging.ascending_pages`). Search results carry no
   associations: they are read per page from ``POST /crm/v3/associations/{type}/companies/batch/read``
   (one call per page; the v3 associations API, documented by HubSpot, not in SOURCES.md). Search is limited
   to 5 requests/s per account, so search calls are spaced by at least 0.2 s.
@@ -34,18 +34,16 @@ from typing import Any
 
 import httpx
 
-from integration_assets.connectors._http import (
-    DEFAULT_TIMEOUT,
+from integration_assets.connectors._http import DEFAULT_TIMEOUT, HttpClient, StatusRecorder
+from integration_assets.connectors._paging import ascending_pages
+from integration_assets.connectors._retry import (
     RETRY_STATUSES,
-    HttpClient,
+    HttpRetry,
     QuotaExhausted,
     RequestRejected,
     RetryBudget,
-    RetryPolicy,
-    StatusRecorder,
     Throttle,
     Verdict,
-    ascending_pages,
     classify_http,
     parse_retry_after,
 )
@@ -195,7 +193,7 @@ class HubSpotClient:
         *,
         transport: httpx.BaseTransport | None = None,
         timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
-        retry: RetryPolicy | None = None,
+        retry: HttpRetry | None = None,
         budget: RetryBudget | None = None,
         recorder: StatusRecorder | None = None,
         sleep: Callable[[float], None] = time.sleep,
@@ -218,7 +216,7 @@ class HubSpotClient:
             headers={"Authorization": f"Bearer {access_token}"},
             transport=transport,
             timeout=timeout,
-            retry=retry or RetryPolicy(),
+            retry=retry or HttpRetry(),
             budget=budget or RetryBudget(),
             classify=classify_hubspot,
             recorder=recorder,

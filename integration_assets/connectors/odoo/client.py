@@ -7,7 +7,7 @@ Wire format: ../shared/SOURCES.md §2. Every call is ``POST <ODOO_URL>/jsonrpc``
 
 Incremental by ``write_date`` (UTC, whole seconds on the wire): ``domain [["write_date", ">=", last]]``,
 ``order "write_date asc, id asc"``, ``limit``/``offset`` pages. Like the HubSpot search, each page restarts the
-query from the last ``write_date`` seen (:func:`~integration_assets.connectors._http.ascending_pages`): a record
+query from the last ``write_date`` seen (:func:`~integration_assets.connectors._paging.ascending_pages`): a record
 written during the pull moves ahead of the reader instead of shifting the offsets under it; ``offset`` is only
 used to page through more records with one ``write_date`` than a page holds. Only ``>=`` is used on
 ``write_date`` (never ``=``), so the pull is right whether the database keeps sub-second times or not.
@@ -35,15 +35,13 @@ from typing import Any
 
 import httpx
 
-from integration_assets.connectors._http import (
-    DEFAULT_TIMEOUT,
-    HttpClient,
+from integration_assets.connectors._http import DEFAULT_TIMEOUT, HttpClient, StatusRecorder
+from integration_assets.connectors._paging import ascending_pages
+from integration_assets.connectors._retry import (
+    HttpRetry,
     RequestRejected,
     RetryBudget,
-    RetryPolicy,
-    StatusRecorder,
     Verdict,
-    ascending_pages,
     classify_http,
 )
 from integration_assets.connectors.landing import Pull
@@ -155,7 +153,7 @@ class OdooClient:
         *,
         transport: httpx.BaseTransport | None = None,
         timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
-        retry: RetryPolicy | None = None,
+        retry: HttpRetry | None = None,
         budget: RetryBudget | None = None,
         recorder: StatusRecorder | None = None,
         sleep: Callable[[float], None] = time.sleep,
@@ -185,7 +183,7 @@ class OdooClient:
             self.url,
             transport=transport,
             timeout=timeout,
-            retry=retry or RetryPolicy(),
+            retry=retry or HttpRetry(),
             budget=budget or RetryBudget(),
             classify=classify_http,
             recorder=recorder,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from integration_assets.settings import ENV_VARS, get_settings
+from integration_assets.settings import ENV_VARS, get_settings, render_env_example
 
 ROOT = Path(__file__).parent.parent
 
@@ -30,8 +30,6 @@ def _names_read_in_code() -> set[str]:
 
 
 def test_every_registered_variable_is_in_env_example() -> None:
-    from integration_assets.settings import render_env_example
-
     assert set(ENV_VARS) <= _env_example_names()
     assert (ROOT / ".env.example").read_text() == render_env_example(), (
         "python -m integration_assets.settings > .env.example"

@@ -6,7 +6,6 @@ Plain Python, no Dagster: the webhook receiver publishes, the event-processing s
 from integration_assets.queue.base import (
     REJECT_CHECK_HEADER,
     REJECT_REASON_HEADER,
-    SOURCES,
     DeadLetterSink,
     Delivery,
     InvalidMessage,
@@ -31,7 +30,6 @@ from integration_assets.queue.factory import open_queue
 __all__ = [
     "REJECT_CHECK_HEADER",
     "REJECT_REASON_HEADER",
-    "SOURCES",
     "DeadLetterSink",
     "Delivery",
     "InvalidMessage",

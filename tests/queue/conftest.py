@@ -18,13 +18,16 @@ from urllib.parse import urlencode
 import pytest
 import sqlalchemy as sa
 
-from integration_assets.queue import Delivery, Message, Queue
+from integration_assets.dead_letters.store import write_event_dead_letters
+from integration_assets.queue import DeadLetterSink, Delivery, Message, Queue
 from integration_assets.queue.rabbitmq import RabbitMQQueue
 from integration_assets.queue.sql import SqlQueue
 from integration_assets.warehouse.db import get_engine
 from integration_assets.warehouse.schema import dead_letters
 from tests.support.tcp_proxy import TcpProxy
 
+# Where the queues under test record their dead letters (the store's writer, as the event path wires it).
+SINK: DeadLetterSink = write_event_dead_letters
 # Short retry tiers so backoff tests take fractions of a second.
 FAST_TIERS = "0.2,0.4"
 
@@ -132,10 +135,12 @@ def make_queue(
     def make(max_attempts: int = 3, **options: Any) -> Queue:
         q: Queue
         if amqp is None:
-            q = SqlQueue(warehouse, name=name, max_attempts=max_attempts, **options)
+            q = SqlQueue(warehouse, name=name, max_attempts=max_attempts, dead_letter_sink=SINK, **options)
         else:
             q = RabbitMQQueue(
-                amqp_queue_url(amqp, name, max_attempts=max_attempts, **options), warehouse_url=warehouse
+                amqp_queue_url(amqp, name, max_attempts=max_attempts, **options),
+                warehouse_url=warehouse,
+                dead_letter_sink=SINK,
             )
         created.append(q)
         return q
@@ -158,7 +163,11 @@ def rabbit(
 
     def make(base: str | None = None, **options: Any) -> RabbitMQQueue:
         options.setdefault("max_attempts", 3)
-        q = RabbitMQQueue(amqp_queue_url(base or amqp_url, prefix, **options), warehouse_url=warehouse)
+        q = RabbitMQQueue(
+            amqp_queue_url(base or amqp_url, prefix, **options),
+            warehouse_url=warehouse,
+            dead_letter_sink=SINK,
+        )
         created.append(q)
         return q
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
-from integration_assets.queue import Queue, StaleDelivery
-from integration_assets.queue.sql import event_fingerprint
+from integration_assets.dead_letters.store import event_fingerprint
+from integration_assets.queue import Queue, QueueConfigError, StaleDelivery
+from integration_assets.warehouse.db import get_engine
 from tests.support.waits import wait_for
 
 from .conftest import dead_letter_rows, message, receive_n
@@ -174,3 +176,63 @@ def test_receive_waits_for_the_first_message(make_queue: Callable[..., Queue]) -
     started = time.monotonic()
     assert q.receive(5, wait_s=0.3) == []
     assert time.monotonic() - started >= 0.25
+
+
+def test_receive_batch_returns_what_is_there_up_to_n(make_queue: Callable[..., Queue]) -> None:
+    q = make_queue()
+    q.publish_many([message(i) for i in range(7)])
+    got = q.receive_batch(5, 30)
+    assert [d.message.id for d in got] == [message(i).id for i in range(5)]
+    rest = q.receive_batch(5, 30)
+    assert [d.message.id for d in rest] == [message(i).id for i in range(5, 7)]
+    q.ack(got + rest)
+    assert q.receive_batch(5, 30) == []
+
+
+def test_transactional_ack_only_on_the_sql_queue_of_that_database(
+    make_queue: Callable[..., Queue], backend: str, warehouse: str, tmp_path: Path
+) -> None:
+    q = make_queue()
+    q.publish(message(1))
+    [d] = receive_n(q, 1)
+    engine, elsewhere = get_engine(warehouse), get_engine(f"sqlite:///{tmp_path / 'other.db'}")
+    assert q.supports_transactional_ack(engine) is backend.startswith("sql")
+    assert not q.supports_transactional_ack(elsewhere)
+    with pytest.raises(QueueConfigError), elsewhere.begin() as conn:
+        q.ack([d], connection=conn)
+    if backend.startswith("sql"):
+        with engine.begin() as conn:
+            q.ack([d], connection=conn)
+    else:
+        q.ack([d])
+    assert q.depth() == 0
+
+
+def test_a_concurrent_receiver_shares_the_queue(make_queue: Callable[..., Queue], backend: str) -> None:
+    q = make_queue()
+    other = q.concurrent_receiver()
+    if backend != "sql-postgres":  # one writer (SQLite); deliveries belong to the connection (RabbitMQ)
+        assert other is None
+        return
+    assert other is not None and other is not q
+    q.publish_many([message(1), message(2)])
+    [a] = other.receive(1, 30)
+    [b] = q.receive(1, 30)
+    assert {a.message.id, b.message.id} == {message(1).id, message(2).id}
+    q.ack([a, b])  # a delivery of either handle settles through the other
+    assert q.depth() == 0
+    other.close()
+
+
+def test_dead_lettering_without_a_sink_is_a_config_error(make_queue: Callable[..., Queue]) -> None:
+    q = make_queue()
+    q.dead_letter_sink = None
+    q.publish(message(1))
+    [d] = receive_n(q, 1)
+    try:
+        q.dead_letter(d, "fails its contract", "contract_violation")  # RabbitMQ: to its DLQ, as always
+    except QueueConfigError:
+        assert q.depth() == 1  # nothing recorded, nothing removed: the transaction rolled back
+    else:
+        with pytest.raises(QueueConfigError, match="dead-letter sink"):
+            q.drain_dead_letters()

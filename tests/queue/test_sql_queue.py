@@ -23,11 +23,11 @@ from integration_assets.queue.sql import SqlQueue
 from integration_assets.warehouse.db import get_engine
 from integration_assets.warehouse.schema import event_queue
 
-from .conftest import closed_port, dead_letter_rows, message
+from .conftest import SINK, closed_port, dead_letter_rows, message
 
 
 def test_visibility_timeout_makes_an_unsettled_message_visible_again(sql_warehouse: str) -> None:
-    q = SqlQueue(sql_warehouse, name="vt")
+    q = SqlQueue(sql_warehouse, dead_letter_sink=SINK, name="vt")
     q.publish(message(1))
     [first] = q.receive(1, visibility_timeout_s=0.3)
     assert q.receive(1, visibility_timeout_s=0.3) == []  # still invisible
@@ -46,7 +46,7 @@ def test_visibility_timeout_makes_an_unsettled_message_visible_again(sql_warehou
 
 
 def test_pending_duplicates_collapse_but_a_later_redelivery_is_enqueued(sql_warehouse: str) -> None:
-    q = SqlQueue(sql_warehouse, name="dups")
+    q = SqlQueue(sql_warehouse, dead_letter_sink=SINK, name="dups")
     q.publish_many([message(1), message(1), message(2)])
     q.publish(message(1))
     assert q.depth() == 2
@@ -58,7 +58,10 @@ def test_pending_duplicates_collapse_but_a_later_redelivery_is_enqueued(sql_ware
 
 
 def test_queues_sharing_the_table_are_isolated(sql_warehouse: str) -> None:
-    a, b = SqlQueue(sql_warehouse, name="a"), SqlQueue(sql_warehouse, name="b")
+    a, b = (
+        SqlQueue(sql_warehouse, dead_letter_sink=SINK, name="a"),
+        SqlQueue(sql_warehouse, dead_letter_sink=SINK, name="b"),
+    )
     a.publish(message(1))
     b.publish(message(1))
     assert a.depth() == b.depth() == 1
@@ -68,13 +71,13 @@ def test_queues_sharing_the_table_are_isolated(sql_warehouse: str) -> None:
 
 def test_concurrent_consumers_claim_disjoint_messages(sql_warehouse: str) -> None:
     n = 300
-    SqlQueue(sql_warehouse, name="conc").publish_many([message(i) for i in range(n)])
+    SqlQueue(sql_warehouse, dead_letter_sink=SINK, name="conc").publish_many([message(i) for i in range(n)])
     seen: list[str] = []
     lock = threading.Lock()
     errors: list[BaseException] = []
 
     def consume() -> None:
-        q = SqlQueue(sql_warehouse, name="conc")
+        q = SqlQueue(sql_warehouse, dead_letter_sink=SINK, name="conc")
         try:
             while batch := q.receive(7, visibility_timeout_s=60):
                 with lock:
@@ -90,11 +93,11 @@ def test_concurrent_consumers_claim_disjoint_messages(sql_warehouse: str) -> Non
         t.join(30)
     assert not errors
     assert len(seen) == n and len(set(seen)) == n  # every message exactly once, no double claims
-    assert SqlQueue(sql_warehouse, name="conc").depth() == 0
+    assert SqlQueue(sql_warehouse, dead_letter_sink=SINK, name="conc").depth() == 0
 
 
 def test_ack_can_join_the_consumers_transaction(sql_warehouse: str) -> None:
-    q = SqlQueue(sql_warehouse, name="tx")
+    q = SqlQueue(sql_warehouse, dead_letter_sink=SINK, name="tx")
     q.publish(message(1))
     [d] = q.receive(1)
     engine = get_engine(sql_warehouse)
@@ -108,7 +111,7 @@ def test_ack_can_join_the_consumers_transaction(sql_warehouse: str) -> None:
 
 
 def test_retry_without_delay_uses_capped_backoff(sql_warehouse: str) -> None:
-    q = SqlQueue(sql_warehouse, name="bo", backoff_base_s=10, backoff_cap_s=10)
+    q = SqlQueue(sql_warehouse, dead_letter_sink=SINK, name="bo", backoff_base_s=10, backoff_cap_s=10)
     q.publish(message(1))
     [d] = q.receive(1)
     assert q.retry(d, "timeout") == "retried"
@@ -138,7 +141,7 @@ def test_message_invariants() -> None:
     with pytest.raises(InvalidMessage):
         Message(id="", source="stripe", event_type="x", body=b"{}")
     with pytest.raises(InvalidMessage):
-        Message(id="odoo:1", source="odoo", event_type="x", body=b"{}")  # type: ignore[arg-type]
+        Message(id="odoo:1", source="Odoo ERP", event_type="x", body=b"{}")  # not a provider name
     with pytest.raises(InvalidMessage):
         Message(id="stripe:evt_1", source="stripe", event_type="x", body="{}")  # type: ignore[arg-type]
     with pytest.raises(InvalidMessage):
@@ -173,7 +176,7 @@ def test_factory_picks_the_backend_from_the_url(sql_warehouse: str) -> None:
 
 
 def test_collisions_at_publish_are_dead_lettered_and_duplicates_counted(sql_warehouse: str) -> None:
-    q = SqlQueue(sql_warehouse, name="keys")
+    q = SqlQueue(sql_warehouse, dead_letter_sink=SINK, name="keys")
     same, other = message(3), message(3, body=b'{"id":"evt_3","n":"other"}')
     q.publish_many([same, same, other])  # within one publish
     assert (q.last_publish.duplicates, q.last_publish.collisions) == (("stripe",), ("stripe",))
@@ -190,7 +193,7 @@ def test_a_concurrent_publisher_of_the_key_with_other_content_is_a_collision(sql
     The insert then does nothing; the rowcount tells, and the queued content decides."""
     if not sql_warehouse.startswith("postgresql"):
         pytest.skip("SQLite takes one writer at a time: a second writer cannot slip in between")
-    q = SqlQueue(sql_warehouse, name="race")
+    q = SqlQueue(sql_warehouse, dead_letter_sink=SINK, name="race")
     mine, theirs = message(9), message(9, body=b'{"id":"evt_9","n":"theirs"}')
     engine = get_engine(sql_warehouse)
     outcome: list[object] = []

@@ -15,7 +15,7 @@ from typing import Any
 
 import pika
 
-from integration_assets.queue.base import SOURCES, InvalidMessage, Message, QueueDeadLetter
+from integration_assets.queue.base import SOURCE_RE, InvalidMessage, Message, QueueDeadLetter
 
 # Headers the broker adds on (re)delivery and dead-lettering; never copied into a republished message.
 BROKER_HEADERS = (
@@ -176,7 +176,7 @@ def dead_letter_item(
         ],
     }
     return QueueDeadLetter(
-        source=source if source in SOURCES else "unknown",
+        source=source if SOURCE_RE.match(source) else "unknown",
         message_id=message_id,
         event_type=text(props.type, "unknown") or "unknown",
         body=body,

@@ -82,9 +82,10 @@ class BrokerLink:
         return f"RabbitMQQueue({self.config.redacted_url()}, prefix={self.config.prefix!r})"
 
     # ------------------------------------------------------------------------------ connection
-    def _reset(self, *, consumer: bool = True) -> None:
+    def _reset(self, *, consumer: bool = True, publisher: bool = True) -> None:
         """Forget the connections; everything the consumer's had delivered is requeued by the broker."""
-        self._publisher.close()
+        if publisher:
+            self._publisher.close()
         if not consumer:
             return
         conn, self._conn, self._ch = self._conn, None, None
@@ -120,7 +121,7 @@ class BrokerLink:
     def _ensure(self) -> BlockingChannel:
         if self._conn is not None and self._conn.is_open and self._ch is not None and self._ch.is_open:
             return self._ch
-        self._reset()
+        self._reset(publisher=False)
         with self._guard("connect"):
             for attempt in self._retrying():
                 with attempt:

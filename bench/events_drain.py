@@ -37,12 +37,13 @@ import pgdb  # noqa: E402 - bench/ is on sys.path when a script runs
 from pgdb import drop_database  # noqa: E402
 
 from integration_assets.events.drain import drain, drain_queue_url  # noqa: E402
+from integration_assets.providers import PROVIDERS  # noqa: E402
 from integration_assets.queue import Message, Queue  # noqa: E402
 from integration_assets.queue.rabbitmq import RabbitMQQueue  # noqa: E402
 from integration_assets.queue.sql import SqlQueue  # noqa: E402
 from integration_assets.sandbox.events import generate_event_samples  # noqa: E402
 from integration_assets.warehouse import db  # noqa: E402
-from integration_assets.webhooks.app import easypost_messages, stripe_messages  # noqa: E402
+from integration_assets.webhooks.receive import provider_messages  # noqa: E402
 
 AMQP = os.environ.get("INTEGRATION_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 TABLES = ("payments", "shipment_events", "processed_events", "dead_letters", "event_queue")
@@ -62,8 +63,8 @@ def messages(n_events: int, seed: int) -> list[Message]:
     for ev in sample.deliveries[:n_events]:
         body = ev.body()
         doc = json.loads(body)
-        build = stripe_messages if ev.provider == "stripe" else easypost_messages
-        out.extend(build(doc, body, {"content-type": "application/json"}, now))
+        headers = {"content-type": "application/json"}
+        out.extend(provider_messages(PROVIDERS[ev.provider], doc, body, headers, now))
     return out
 
 

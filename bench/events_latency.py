@@ -125,7 +125,7 @@ def generate_load(
 
     import httpx
 
-    from integration_assets.webhooks.signatures import sign_stripe
+    from integration_assets.providers.stripe import sign as sign_stripe
 
     n = int(rate * seconds)
     accepted: dict[str, float] = {}

@@ -205,7 +205,7 @@ async def _load(port: int, requests: list[bytes], connections: int, seconds: flo
 
 
 def loadgen_main(port: int, secret: str, prefix: str, n: int, connections: int, seconds: float) -> None:
-    from integration_assets.webhooks.signatures import sign_stripe
+    from integration_assets.providers.stripe import sign as sign_stripe
 
     now = int(time.time())
     requests = []

@@ -27,7 +27,7 @@ from integration_assets.events.drain import (
     drain,
     new_drain_id,
 )
-from integration_assets.events.routing import HUBSPOT_PROPERTY_CHANGES
+from integration_assets.providers.hubspot import HUBSPOT_PROPERTY_CHANGES
 from integration_assets.resources import WarehouseResource
 
 QUEUE_KEY = dg.AssetKey(["events", "queue"])

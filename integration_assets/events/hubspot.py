@@ -40,10 +40,10 @@ from integration_assets.contracts.ids import hubspot_id
 from integration_assets.contracts.models import CANONICAL_MODELS
 from integration_assets.contracts.records import RawChunk
 from integration_assets.contracts.spec import Contract, ContractError, contracts_for
-from integration_assets.providers.hubspot import HUBSPOT_ARCHIVE_CHANGES, hubspot_kind
 from integration_assets.mapping.engine import ContractMapper
 from integration_assets.mapping.values import apply_derived
 from integration_assets.privacy.suppress import merge_keeping_erased
+from integration_assets.providers.hubspot import HUBSPOT_ARCHIVE_CHANGES, hubspot_kind
 from integration_assets.warehouse.schema import CANONICAL_TABLES
 from integration_assets.warehouse.writer import CanonicalStage
 

@@ -1,19 +1,11 @@
-"""Parse each delivery once and find what applies it: an event contract, or the HubSpot property patcher.
+"""Parse each delivery once and find what applies it: an event contract, or a handler.
 
-Routing is data, per source system:
+Routing is data, declared per provider (``integration_assets.providers``: ``destination``): a snapshot event
+goes to the newest event contract ``<provider>/<name>`` (delivery ``event``), a HubSpot property change,
+deletion or restore to the property patcher (``events.hubspot``), a HubSpot privacy deletion to the erasure
+(``integration_assets.privacy``, docs/PRIVACY.md), never ignored.
 
-- Stripe: by ``data.object.object`` (payment_intent, charge, refund), so every event that carries a snapshot
-  of such an object updates it, whatever its type (``payment_intent.succeeded``, ``charge.refund.updated``
-  carries a refund); the contract is ``contracts/stripe/<object>_event.vN.yaml`` (delivery ``event``).
-- EasyPost: by the family of ``description`` (``tracker.updated`` → tracker).
-- HubSpot: by ``subscriptionType``; ``<object>.propertyChange`` for contact, company and deal patches the
-  canonical row (values mapped by the HubSpot API contract of that object, see ``events.hubspot``);
-  ``<object>.deletion`` and ``<object>.restore`` set or clear its ``archived_at``. The generic format
-  (``object.<kind>`` with ``objectTypeId`` 0-1/0-2/0-3) goes to the same handlers (``hubspot_kind``).
-  ``contact.privacyDeletion`` is a GDPR erasure request (``integration_assets.privacy``, docs/PRIVACY.md),
-  never ignored.
-
-An event type matching a pattern of ``events.ignore`` in policies.yaml (per source, globs such as
+An event type matching a pattern of ``events.ignore`` in policies.yaml (per provider, globs such as
 ``batch.*``) is ignored: recorded in ``processed_events`` with outcome ``ignored`` (counted, shown by
 ``integration-assets status``), never applied nor dead-lettered. Anything else is an unknown event type:
 dead-lettered at once with a reason naming the missing contract.
@@ -30,42 +22,11 @@ from typing import Any
 from integration_assets.contracts.spec import Contract, all_contracts
 from integration_assets.events.errors import EventRejected
 from integration_assets.policies import PolicyError, load_policies
+from integration_assets.providers import PROVIDERS
+from integration_assets.providers.base import Destination, Unroutable
 from integration_assets.queue import REJECT_CHECK_HEADER, REJECT_REASON_HEADER, Message
 
 log = logging.getLogger(__name__)
-
-# HubSpot webhook subscription types handled, and the canonical table each one patches.
-HUBSPOT_PROPERTY_CHANGES: dict[str, str] = {
-    "contact.propertyChange": "contacts",
-    "company.propertyChange": "companies",
-    "deal.propertyChange": "deals",
-}
-# Deletions and restores: the row's archived_at becomes the deletion time, or null again.
-HUBSPOT_ARCHIVE_CHANGES: dict[str, tuple[str, bool]] = {
-    f"{obj}.{kind}": (table, kind == "deletion")
-    for obj, table in (("contact", "contacts"), ("company", "companies"), ("deal", "deals"))
-    for kind in ("deletion", "restore")
-}
-# GDPR erasure requests (privacyDeletion: HubSpot sends it for contacts only, docs/PRIVACY.md): the record's
-# personal data is erased everywhere we keep it (integration_assets.privacy), not patched.
-HUBSPOT_ERASURES: dict[str, str] = {"contact.privacyDeletion": "contacts"}
-
-
-# HubSpot's generic webhook format (``object.propertyChange``, ``object.deletion``, …) names the object by
-# ``objectTypeId`` (docs/PROVIDERS.md): the standard objects handled here, by their legacy names.
-HUBSPOT_OBJECT_TYPE_IDS: dict[str, str] = {"0-1": "contact", "0-2": "company", "0-3": "deal"}
-
-
-def hubspot_kind(doc: dict[str, Any], default: str = "") -> str:
-    """The event's subscription type in the legacy ``<object>.<kind>`` form: a generic ``object.<kind>`` event
-    of a handled object type becomes ``contact.<kind>``/``company.<kind>``/``deal.<kind>``, so both formats go
-    to the same handlers (and the same ``events.ignore`` patterns)."""
-    kind = _text(doc.get("subscriptionType")) or default
-    if kind.startswith("object."):
-        obj = HUBSPOT_OBJECT_TYPE_IDS.get(str(doc.get("objectTypeId")))
-        if obj is not None:
-            return f"{obj}.{kind.removeprefix('object.')}"
-    return kind
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,18 +59,24 @@ def parse(message: Message) -> dict[str, Any]:
     return doc
 
 
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
 def ignored_event_types(previous: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
     """``events.ignore`` of policies.yaml (re-read when the file changes). A policies file that cannot be
-    loaded keeps the previous patterns: it must not stop the drain (the CLI and the checks report it)."""
+    loaded, or that names a provider the registry does not know, keeps the previous patterns: it must not
+    stop the drain (the CLI and the checks report it)."""
     try:
-        return {str(source): patterns for source, patterns in load_policies().events.ignore.items()}
+        ignore = {str(source): tuple(patterns) for source, patterns in load_policies().events.ignore.items()}
     except PolicyError as exc:
         log.warning("events.ignore not reloaded: %s", exc)
         return previous
+    unknown = sorted(set(ignore) - set(PROVIDERS))
+    if unknown:
+        log.warning(
+            "events.ignore not reloaded: %s is not a provider (known: %s)",
+            ", ".join(unknown),
+            ", ".join(PROVIDERS),
+        )
+        return previous
+    return ignore
 
 
 class Router:
@@ -123,12 +90,15 @@ class Router:
 
     def refresh(self) -> None:
         newest: dict[tuple[str, str], Contract] = {}
-        for c in all_contracts():
-            if c.delivery != "event":
-                continue
-            key = (c.system, c.entity)
-            if key not in newest or c.version > newest[key].version:
-                newest[key] = c
+        # The package's contracts, and those of a provider that brings its own (a test's toy provider).
+        roots = [None, *dict.fromkeys(p.contracts_root for p in PROVIDERS.values() if p.contracts_root)]
+        for root in roots:
+            for c in all_contracts(root):
+                if c.delivery != "event":
+                    continue
+                key = (c.system, c.entity)
+                if key not in newest or c.version > newest[key].version:
+                    newest[key] = c
         self._contracts = newest
         self._ignore = ignored_event_types(self._ignore)
 
@@ -137,43 +107,35 @@ class Router:
         patterns = self._ignore.get(source, ())
         return any(fnmatch.fnmatchcase(k, p) for p in patterns for k in kinds if k)
 
-    def _event_contract(self, system: str, entity: str) -> Contract | None:
-        return self._contracts.get((system, entity))
-
     def route(self, message: Message, doc: dict[str, Any]) -> Route:
         source = message.source
-        if source == "hubspot" and (erase := HUBSPOT_ERASURES.get(hubspot_kind(doc, message.event_type))):
-            return Route(key=f"erase:{erase}", erase_table=erase)  # before events.ignore: never ignored
-        if self._ignore:
-            kinds = [message.event_type, _text(doc.get("type")) or "", _text(doc.get("description")) or ""]
-            if source == "hubspot":
-                kinds += [_text(doc.get("subscriptionType")) or "", hubspot_kind(doc, message.event_type)]
-            if self.ignores(source, *kinds):
+        provider = PROVIDERS.get(source)
+        if provider is None:
+            raise EventRejected(
+                "unknown_provider", f"no provider {source!r} is registered (known: {', '.join(PROVIDERS)})"
+            )
+        destination: Destination | None = None
+        unroutable: Unroutable | None = None
+        try:
+            destination = provider.destination(doc, message.event_type)
+        except Unroutable as exc:
+            unroutable = exc
+        # An erasure request is never ignored; anything else, routable or not, may be.
+        if (destination is None or destination.ignorable) and self._ignore:
+            if self.ignores(source, *provider.type_names(doc, message.event_type)):
                 return Route(key="ignored", ignored=True)
-        if source == "hubspot":
-            kind = hubspot_kind(doc, message.event_type)
-            table = HUBSPOT_PROPERTY_CHANGES.get(kind) or HUBSPOT_ARCHIVE_CHANGES.get(kind, (None, False))[0]
-            if table is None:
-                raise EventRejected(
-                    "unknown_event_type",
-                    f"no handler for HubSpot subscription type {kind!r} (handled: "
-                    f"{', '.join(sorted([*HUBSPOT_PROPERTY_CHANGES, *HUBSPOT_ARCHIVE_CHANGES]))})",
-                )
-            return Route(key=f"hubspot:{table}", hubspot_table=table)
-        if source == "stripe":
-            data = doc.get("data")
-            obj = data.get("object") if isinstance(data, dict) else None
-            family = _text(obj.get("object")) if isinstance(obj, dict) else None
-            if family is None:
-                raise EventRejected("invalid_payload", "Stripe event without data.object.object")
-        else:  # easypost
-            description = _text(doc.get("description")) or message.event_type
-            family = description.split(".", 1)[0]
-        contract = self._event_contract(source, family)
+        if destination is None:
+            assert unroutable is not None
+            raise EventRejected(unroutable.check, unroutable.reason) from unroutable
+        if destination.kind == "erase":
+            return Route(key=f"erase:{destination.name}", erase_table=destination.name)
+        if destination.kind == "patch":
+            return Route(key=f"hubspot:{destination.name}", hubspot_table=destination.name)
+        contract = self._contracts.get((source, destination.name))
         if contract is None:
             raise EventRejected(
                 "unknown_event_type",
-                f"no event contract for {source}/{family} (event type {message.event_type!r}); add "
-                f"contracts/{source}/{family}_event.v1.yaml with delivery: event, or unsubscribe",
+                f"no event contract for {source}/{destination.name} (event type {message.event_type!r}); add "
+                f"contracts/{source}/{destination.name}_event.v1.yaml with delivery: event, or unsubscribe",
             )
         return Route(key=f"contract:{contract.id}", contract=contract)

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from integration_assets.queue.keys import hubspot_event_key
+from integration_assets.providers.hubspot import event_key as hubspot_event_key
 
 Provider = Literal["stripe", "hubspot", "easypost"]
 
@@ -535,7 +535,7 @@ def signed_request(
     now: float | None = None,
 ) -> tuple[str, bytes, dict[str, str]]:
     """(path, body, headers) exactly as the provider would POST ``event`` to the receiver at ``base_url``."""
-    from integration_assets.webhooks import signatures as sig
+    from integration_assets.providers import easypost, hubspot, stripe
 
     secrets = secrets or DEMO_SECRETS
     body = event.body()
@@ -543,18 +543,18 @@ def signed_request(
     path = f"/webhooks/{event.provider}"
     headers = {"content-type": "application/json"}
     if event.provider == "stripe":
-        headers["stripe-signature"] = sig.sign_stripe(
+        headers["stripe-signature"] = stripe.sign(
             body, secrets["STRIPE_WEBHOOK_SECRET"].split(",")[0], int(now)
         )
     elif event.provider == "hubspot":
         ts = int(now * 1000)
         headers["x-hubspot-request-timestamp"] = str(ts)
-        headers["x-hubspot-signature-v3"] = sig.sign_hubspot_v3(
+        headers["x-hubspot-signature-v3"] = hubspot.sign(
             "POST", base_url + path, body, ts, secrets["HUBSPOT_CLIENT_SECRET"]
         )
         headers["x-hubspot-signature-version"] = "v3"
     else:
-        headers["x-hmac-signature"] = sig.sign_easypost(body, secrets["EASYPOST_WEBHOOK_SECRET"])
+        headers["x-hmac-signature"] = easypost.sign(body, secrets["EASYPOST_WEBHOOK_SECRET"])
     return path, body, headers
 
 
@@ -569,14 +569,17 @@ def post_events(
     it and enqueues it durably on the queue ``queue_factory`` builds. Returns the count per HTTP status."""
     import httpx
 
-    from integration_assets.webhooks.app import WebhookConfig, create_app
-    from integration_assets.webhooks.signatures import parse_stripe_secrets
+    from integration_assets.providers.stripe import parse_secrets
+    from integration_assets.webhooks.app import create_app
+    from integration_assets.webhooks.receive import WebhookConfig
 
     secrets = secrets or DEMO_SECRETS
     config = WebhookConfig(
-        stripe_secrets=parse_stripe_secrets(secrets["STRIPE_WEBHOOK_SECRET"]),
-        hubspot_secret=secrets["HUBSPOT_CLIENT_SECRET"],
-        easypost_secret=secrets["EASYPOST_WEBHOOK_SECRET"],
+        secrets={
+            "stripe": parse_secrets(secrets["STRIPE_WEBHOOK_SECRET"]),
+            "hubspot": (secrets["HUBSPOT_CLIENT_SECRET"],),
+            "easypost": (secrets["EASYPOST_WEBHOOK_SECRET"],),
+        },
         public_url=RECEIVER_URL,
     )
     app = create_app(queue_factory=queue_factory, config=config)

@@ -121,10 +121,12 @@ def hubspot_keys(elements: list[Any]) -> list[tuple[str, str]]:
     """(identity, key) per element of a HubSpot batch, keys as the receiver's own code builds them."""
     import json
 
-    from integration_assets.webhooks.app import hubspot_messages
+    from integration_assets.providers import PROVIDERS
+    from integration_assets.webhooks.receive import provider_messages
     from tests.events.conftest import NOW
 
-    msgs = hubspot_messages(json.loads(json.dumps(elements)), {"content-type": "application/json"}, NOW)
+    doc, headers = json.loads(json.dumps(elements)), {"content-type": "application/json"}
+    msgs = provider_messages(PROVIDERS["hubspot"], doc, b"", headers, NOW)
     assert len(msgs) == len(elements)
     return [
         (f"{m.id}|{_digest(json.dumps(e, sort_keys=True).encode())}", m.id)

@@ -13,10 +13,11 @@ from typing import Any
 import httpx
 import pytest
 
+from integration_assets.providers import easypost, hubspot, stripe
 from integration_assets.queue import Queue
 from integration_assets.queue.sql import SqlQueue
-from integration_assets.webhooks import signatures as sig
-from integration_assets.webhooks.app import WebhookConfig, create_app
+from integration_assets.webhooks.app import create_app
+from integration_assets.webhooks.receive import WebhookConfig
 
 STRIPE_SECRET = "whsec_test_current_0123456789"
 STRIPE_OLD_SECRET = "whsec_test_previous_9876543210"
@@ -24,6 +25,7 @@ HUBSPOT_SECRET = "3b1c2f1e-hubspot-client-secret"
 # Composed "é" and a ligature: EasyPost's clients sign with the NFKD form of the secret.
 EASYPOST_SECRET = "ep_s\u00e9cret_\ufb01"
 HUBSPOT_URL = "http://testserver/webhooks/hubspot"
+SECRETS = {"stripe": (STRIPE_SECRET,), "hubspot": (HUBSPOT_SECRET,), "easypost": (EASYPOST_SECRET,)}
 
 
 def stripe_event(evt: str = "evt_1PqR1s2eZvKYlo2C", type_: str = "payment_intent.succeeded") -> bytes:
@@ -45,7 +47,7 @@ def stripe_event(evt: str = "evt_1PqR1s2eZvKYlo2C", type_: str = "payment_intent
 def stripe_headers(body: bytes, secret: str = STRIPE_SECRET, t: int | None = None) -> dict[str, str]:
     return {
         "content-type": "application/json; charset=utf-8",
-        "stripe-signature": sig.sign_stripe(body, secret, int(time.time()) if t is None else t),
+        "stripe-signature": stripe.sign(body, secret, int(time.time()) if t is None else t),
         "user-agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
     }
 
@@ -79,7 +81,7 @@ def hubspot_headers(
     return {
         "content-type": "application/json",
         "x-hubspot-request-timestamp": str(ts),
-        "x-hubspot-signature-v3": sig.sign_hubspot_v3("POST", uri, body, ts, secret),
+        "x-hubspot-signature-v3": hubspot.sign("POST", uri, body, ts, secret),
         "x-hubspot-signature-version": "v3",
     }
 
@@ -99,14 +101,12 @@ def easypost_body(evt: str = "evt_0a1b2c3d") -> bytes:
 
 
 def easypost_headers(body: bytes, secret: str = EASYPOST_SECRET) -> dict[str, str]:
-    return {"content-type": "application/json", "x-hmac-signature": sig.sign_easypost(body, secret)}
+    return {"content-type": "application/json", "x-hmac-signature": easypost.sign(body, secret)}
 
 
 def test_config(**overrides: Any) -> WebhookConfig:
     values: dict[str, Any] = {
-        "stripe_secrets": (STRIPE_SECRET,),
-        "hubspot_secret": HUBSPOT_SECRET,
-        "easypost_secret": EASYPOST_SECRET,
+        "secrets": SECRETS,
         "enqueue_timeout_s": 10.0,
     }
     values.update(overrides)

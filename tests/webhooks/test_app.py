@@ -11,17 +11,20 @@ from pathlib import Path
 import httpx
 import pytest
 import sqlalchemy as sa
+from prometheus_client import generate_latest
 
+from integration_assets.providers import stripe
+from integration_assets.providers.hubspot import event_key as hubspot_event_key
 from integration_assets.queue import Message
-from integration_assets.queue.keys import hubspot_event_key
 from integration_assets.queue.rabbitmq import RabbitMQQueue
 from integration_assets.queue.sql import SqlQueue
-from integration_assets.webhooks import signatures as sig
-from integration_assets.webhooks.app import WebhookConfig, parse_json
+from integration_assets.webhooks.limits import Rejected, parse_json
+from integration_assets.webhooks.receive import WebhookConfig
 
 from ..queue.conftest import amqp_queue_url, closed_port, receive_n
 from .conftest import (
     EASYPOST_SECRET,
+    SECRETS,
     STRIPE_OLD_SECRET,
     STRIPE_SECRET,
     MakeClient,
@@ -39,7 +42,8 @@ MB = 1 << 20
 
 
 def rejected(client: httpx.AsyncClient, provider: str, reason: str) -> float:
-    return client.app.state.metrics.rejected.value(provider, reason)  # type: ignore[attr-defined]
+    metrics = client.app.state.metrics  # type: ignore[attr-defined]
+    return metrics.value("webhook_requests_rejected_total", provider=provider, reason=reason)
 
 
 async def assert_refused(
@@ -127,7 +131,7 @@ async def test_replay_inside_the_window_is_accepted_dedup_is_downstream(
 
 
 async def test_rotated_stripe_secrets(make_client: MakeClient, sql_queue: SqlQueue) -> None:
-    client = await make_client(stripe_secrets=(STRIPE_SECRET, STRIPE_OLD_SECRET))
+    client = await make_client(secrets={**SECRETS, "stripe": (STRIPE_SECRET, STRIPE_OLD_SECRET)})
     for i, secret in enumerate((STRIPE_OLD_SECRET, STRIPE_SECRET)):
         body = stripe_event(f"evt_rot{i}")
         assert (
@@ -259,7 +263,7 @@ async def test_declared_content_length_above_the_cap_is_refused_before_reading(
 
 
 async def test_unconfigured_provider_answers_503(make_client: MakeClient, sql_queue: SqlQueue) -> None:
-    client = await make_client(easypost_secret=None)
+    client = await make_client(secrets={**SECRETS, "easypost": ()})
     body = easypost_body()
     r = await client.post("/webhooks/easypost", content=body, headers=easypost_headers(body))
     await assert_refused(client, sql_queue, r, 503, "easypost", "not_configured")
@@ -301,7 +305,7 @@ async def test_200_only_once_the_broker_confirmed(
         )
         assert {r.status_code for r in responses} == {200}
         assert observer.depth() == 20  # every 200 was preceded by a publisher confirm
-        batches = client.app.state.metrics.batch_size.count()  # type: ignore[attr-defined]
+        batches = client.app.state.metrics.batch_size_count()  # type: ignore[attr-defined]
         assert batches < 20  # concurrent requests shared publishes and their confirms
         got = receive_n(observer, 20)
         assert sorted(d.message.id for d in got) == sorted(f"stripe:evt_c{i}" for i in range(20))
@@ -338,7 +342,7 @@ async def test_concurrent_requests_share_publishes(client: httpx.AsyncClient, sq
     refused = [r.text for r in responses if r.status_code != 200]
     assert not refused, refused[:3]  # the reason (overloaded, queue_unavailable, …) when this fails
     assert sql_queue.depth() == 60
-    batches = client.app.state.metrics.batch_size.count()  # type: ignore[attr-defined]
+    batches = client.app.state.metrics.batch_size_count()  # type: ignore[attr-defined]
     assert batches < 60  # confirms (here: commits) of concurrent requests were batched
 
 
@@ -380,7 +384,6 @@ async def test_publishers_take_turns_on_a_one_writer_queue(
 
 
 def test_parse_json_limits() -> None:
-    from integration_assets.webhooks.app import Rejected
 
     assert parse_json(b'{"a": ["[[[[", {"b": "\\"]]]]"}]}', max_depth=3) == {"a": ["[[[[", {"b": '"]]]]'}]}
     # Exactly at the limit passes, many shallow siblings pass, one level more does not.
@@ -402,12 +405,12 @@ def test_config_from_env_reads_secrets_and_hides_them(monkeypatch: pytest.Monkey
     monkeypatch.setenv("HUBSPOT_CLIENT_SECRET", "hs")
     monkeypatch.setenv("INTEGRATION_WEBHOOK_MAX_BYTES", "2048")
     config = WebhookConfig.from_env()
-    assert config.stripe_secrets == (STRIPE_SECRET, STRIPE_OLD_SECRET)
+    assert config.secrets["stripe"] == (STRIPE_SECRET, STRIPE_OLD_SECRET)
     assert (
         config.max_body_bytes == 2048 and config.configured("hubspot") and not config.configured("easypost")
     )
     assert STRIPE_SECRET not in repr(config) and "hs" not in repr(config).replace("hubspot", "")
-    assert sig.parse_stripe_secrets(None) == ()
+    assert stripe.parse_secrets(None) == ()
 
 
 # ------------------------------------------------------------------------------------------- split batches
@@ -426,7 +429,8 @@ async def test_hubspot_batch_with_a_bad_element_is_accepted_and_split(
     assert bad.headers["x-receiver-check"] == "invalid_payload"
     assert "element 57 of 100" in bad.headers["x-receiver-reason"]
     metrics = client.app.state.metrics  # type: ignore[attr-defined]
-    assert metrics.invalid_elements.value("hubspot") == 1 and metrics.events.value("hubspot") == 99
+    assert metrics.value("webhook_invalid_elements_total", provider="hubspot") == 1
+    assert metrics.value("webhook_events_enqueued_total", provider="hubspot") == 99
 
 
 async def test_hubspot_body_that_is_not_an_array_is_still_refused(
@@ -450,7 +454,8 @@ async def test_key_duplicates_and_collisions_are_counted_in_the_metrics(
         assert r.status_code == 200
     assert sql_queue.depth() == 1
     metrics = client.app.state.metrics  # type: ignore[attr-defined]
-    assert metrics.key_duplicates.value("hubspot") == 1 and metrics.key_collisions.value("hubspot") == 1
+    assert metrics.value("webhook_key_duplicates_total", provider="hubspot") == 1
+    assert metrics.value("webhook_key_collisions_total", provider="hubspot") == 1
     with sql_queue.engine.connect() as conn:
         from integration_assets.warehouse.schema import dead_letters
 
@@ -460,5 +465,5 @@ async def test_key_duplicates_and_collisions_are_counted_in_the_metrics(
             )
         ).all()
     assert check == "key_collision" and "#collision-" in key
-    text = metrics.render()
+    text = generate_latest(metrics.registry).decode()
     assert 'webhook_key_collisions_total{provider="hubspot"} 1' in text

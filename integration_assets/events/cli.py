@@ -9,6 +9,7 @@ from typing import Any
 import click
 import sqlalchemy as sa
 
+from integration_assets import providers
 from integration_assets.dead_letters.store import STATUSES, Filter
 from integration_assets.settings import get_settings
 from integration_assets.warehouse.db import ensure_schema, get_engine
@@ -112,7 +113,7 @@ def drain_cmd(max_events: int | None, batch_size: int | None, wait_s: float, as_
     "--filter", "use_filter", is_flag=True, help="Replay what the filter options select instead of IDS."
 )
 @click.option("--status", type=click.Choice([*STATUSES, "any"]), default="pending", show_default=True)
-@click.option("--source", type=click.Choice(["stripe", "hubspot", "easypost"]))
+@click.option("--source", type=click.Choice(providers.names()))
 @click.option("--type", "event_type", help="Event type, e.g. payment_intent.succeeded.")
 @click.option("--check", help="Check name prefix, e.g. unknown_object or delivery_limit.")
 @click.option("--reason", help="Text contained in the reason.")

@@ -272,11 +272,15 @@ class EventsPolicy(_Strict):
     ``contact.creation``). Matching events are recorded as ``ignored`` in ``processed_events`` (counted,
     listed by ``integration-assets status``) instead of being dead-lettered as unknown."""
 
-    ignore: dict[Literal["stripe", "hubspot", "easypost"], tuple[str, ...]] = Field(default_factory=dict)
+    # Keyed by provider name; that the provider exists is checked where the registry is known
+    # (``events.routing.ignore_patterns``): policies sit below the providers.
+    ignore: dict[str, tuple[str, ...]] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _patterns(self) -> EventsPolicy:
         for source, patterns in self.ignore.items():
+            if not re.fullmatch(r"[a-z][a-z0-9_]{0,31}", source):
+                raise ValueError(f"events.ignore: {source!r} is not a provider name")
             for pattern in patterns:
                 if not pattern or len(pattern) > 128 or pattern.strip() != pattern:
                     raise ValueError(f"events.ignore.{source}: {pattern!r} is not an event type pattern")

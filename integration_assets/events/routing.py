@@ -21,7 +21,7 @@ from typing import Any
 
 from integration_assets.contracts.spec import Contract, all_contracts
 from integration_assets.events.errors import EventRejected
-from integration_assets.policies import PolicyError, load_policies
+from integration_assets.policies import Policies, PolicyError, load_policies
 from integration_assets.providers import PROVIDERS
 from integration_assets.providers.base import Destination, Unroutable
 from integration_assets.queue import REJECT_CHECK_HEADER, REJECT_REASON_HEADER, Message
@@ -59,24 +59,27 @@ def parse(message: Message) -> dict[str, Any]:
     return doc
 
 
+def ignore_patterns(policies: Policies) -> dict[str, tuple[str, ...]]:
+    """``events.ignore`` of ``policies``, per provider; ``PolicyError`` when it names a provider the registry
+    does not know (policies.py cannot check that: it sits below the providers)."""
+    ignore = {str(source): tuple(patterns) for source, patterns in policies.events.ignore.items()}
+    unknown = sorted(set(ignore) - set(PROVIDERS))
+    if unknown:
+        raise PolicyError(
+            f"events.ignore: {', '.join(unknown)} is not a provider (known: {', '.join(PROVIDERS)})"
+        )
+    return ignore
+
+
 def ignored_event_types(previous: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
     """``events.ignore`` of policies.yaml (re-read when the file changes). A policies file that cannot be
-    loaded, or that names a provider the registry does not know, keeps the previous patterns: it must not
-    stop the drain (the CLI and the checks report it)."""
+    loaded, or that names an unknown provider, keeps the previous patterns: it must not stop the drain (the
+    CLI and the checks report it)."""
     try:
-        ignore = {str(source): tuple(patterns) for source, patterns in load_policies().events.ignore.items()}
+        return ignore_patterns(load_policies())
     except PolicyError as exc:
         log.warning("events.ignore not reloaded: %s", exc)
         return previous
-    unknown = sorted(set(ignore) - set(PROVIDERS))
-    if unknown:
-        log.warning(
-            "events.ignore not reloaded: %s is not a provider (known: %s)",
-            ", ".join(unknown),
-            ", ".join(PROVIDERS),
-        )
-        return previous
-    return ignore
 
 
 class Router:

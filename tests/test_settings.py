@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from integration_assets.settings import ENV_VARS, get_settings, render_env_example
+import pytest
+
+from integration_assets.settings import ENV_VARS, get_settings, is_set, render_env_example
 
 ROOT = Path(__file__).parent.parent
 
@@ -46,3 +48,37 @@ def test_defaults_live_under_the_data_dir(isolated_env: Path) -> None:
     assert s.warehouse_url == f"sqlite:///{isolated_env.resolve() / 'warehouse.db'}"
     assert s.inbox_dir == isolated_env.resolve() / "inbox"
     assert s.queue_url == "sql"
+
+
+def test_typed_properties_read_the_snapshot(isolated_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INTEGRATION_ALERT_SMTP_TO", "a@example.com; b@example.com,")
+    monkeypatch.setenv("INTEGRATION_WEBHOOK_PUBLIC_URL", "https://hooks.example.com/")
+    monkeypatch.setenv("HUBSPOT_CLIENT_SECRET", "hs-secret")
+    monkeypatch.delenv("DAGSTER_HOME")
+    s = get_settings()
+    monkeypatch.setenv("INTEGRATION_ALERT_SMTP_TO", "changed@example.com")  # a snapshot: later changes unseen
+    assert s.alert_smtp_to == ("a@example.com", "b@example.com")
+    assert s.webhook_public_url == "https://hooks.example.com"
+    assert s.inbox_alert_attempts == 4 and s.load_lease_seconds == 600.0
+    assert s.alert_smtp_starttls is True
+    assert s.alert_log == isolated_env.resolve() / "alerts.jsonl"
+    assert s.dagster_home == isolated_env.resolve() / "dagster"
+    assert s.policies_file is None
+    assert "hs-secret" not in repr(s) and s.hubspot_client_secret == "hs-secret"
+
+
+def test_a_bad_value_fails_where_it_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INTEGRATION_ALERT_SMTP_STARTTLS", "maybe")
+    s = get_settings()  # the rest of the settings still work
+    with pytest.raises(ValueError, match="INTEGRATION_ALERT_SMTP_STARTTLS"):
+        _ = s.alert_smtp_starttls
+
+
+def test_is_set_means_set_and_not_empty(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert not is_set("INTEGRATION_WAREHOUSE_URL")
+    monkeypatch.setenv("INTEGRATION_WAREHOUSE_URL", "")
+    assert not is_set("INTEGRATION_WAREHOUSE_URL")
+    monkeypatch.setenv("INTEGRATION_WAREHOUSE_URL", "sqlite:///x.db")
+    assert is_set("INTEGRATION_WAREHOUSE_URL")
+    with pytest.raises(KeyError):
+        is_set("NOT_REGISTERED")

@@ -82,3 +82,13 @@ def test_is_set_means_set_and_not_empty(monkeypatch: pytest.MonkeyPatch) -> None
     assert is_set("INTEGRATION_WAREHOUSE_URL")
     with pytest.raises(KeyError):
         is_set("NOT_REGISTERED")
+
+
+def test_only_settings_reads_or_writes_the_environment() -> None:
+    pattern = re.compile(r"\bos\.environ\b|\bgetenv\(|\bputenv\(|\benviron\[")
+    readers = sorted(
+        str(path.relative_to(ROOT))
+        for path in (ROOT / "integration_assets").rglob("*.py")
+        if path != ROOT / "integration_assets" / "settings.py" and pattern.search(path.read_text())
+    )
+    assert readers == [], f"read variables through integration_assets.settings, not os.environ: {readers}"

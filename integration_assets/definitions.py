@@ -5,8 +5,10 @@ from __future__ import annotations
 import dagster as dg
 
 from integration_assets.assets.events import drain_events_job, queue_spec
+from integration_assets.checks.freshness import freshness_policy_for
 from integration_assets.jobs.files import build_core
 from integration_assets.jobs.housekeeping import housekeeping, housekeeping_schedule
+from integration_assets.jobs.inbox import tidy_inbox
 from integration_assets.jobs.pull import pull_definitions
 from integration_assets.jobs.replay import replay_dead_letters
 from integration_assets.policies import load_policies
@@ -19,7 +21,14 @@ from integration_assets.sensors.inbox import build_inbox_sensor
 def build_definitions() -> dg.Definitions:
     policies = load_policies()  # policies.yaml, or INTEGRATION_POLICIES_FILE
     core = build_core(policies)
-    assets, checks, check_keys, file_jobs = core.assets, core.checks, core.check_keys, core.file_jobs
+    checks, check_keys, file_jobs = core.checks, core.check_keys, core.file_jobs
+    # Global policy: every asset gets its source's freshness window (an asset that sets its own keeps it).
+    assets = dg.map_asset_specs(
+        lambda spec: dg.apply_freshness_policy(
+            spec, freshness_policy_for(spec.key, policies, spec.group_name), overwrite_existing=False
+        ),
+        core.assets,
+    )
     quality_job = dg.define_asset_job(
         "quality_checks",
         selection=dg.AssetSelection.checks(*check_keys),
@@ -34,10 +43,10 @@ def build_definitions() -> dg.Definitions:
     return dg.Definitions(
         assets=[*assets, queue_spec],  # the queue is observed, not materialized: no freshness window
         asset_checks=checks,
-        jobs=[*file_jobs, quality_job, replay_dead_letters, drain_events_job, housekeeping],
+        jobs=[*file_jobs, tidy_inbox, quality_job, replay_dead_letters, drain_events_job, housekeeping],
         schedules=[quality_schedule, housekeeping_schedule],
         sensors=[
-            build_inbox_sensor(file_jobs),
+            build_inbox_sensor([*file_jobs, tidy_inbox]),
             build_events_sensor(drain_events_job),
             *build_alert_sensors(assets, checks, policies),
         ],

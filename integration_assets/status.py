@@ -11,10 +11,8 @@ last successful load and the policy windows (marked "ledger"), and failing check
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import click
@@ -22,10 +20,10 @@ import sqlalchemy as sa
 
 from integration_assets.alerts.incidents import Incident, list_incidents
 from integration_assets.contracts.spec import known_entities
-from integration_assets.inbox import inbox_status, render_inbox_status
+from integration_assets.ingest.inbox import inbox_status
 from integration_assets.policies import Policies, human_age, load_policies
 from integration_assets.quality.outcome import aware, utcnow
-from integration_assets.settings import Settings, get_settings
+from integration_assets.settings import Settings, get_settings, is_set
 from integration_assets.warehouse.db import ensure_schema, get_engine
 from integration_assets.warehouse.schema import dead_letters, loads
 
@@ -35,14 +33,12 @@ _STYLE = {"PASS": "green", "WARN": "yellow", "FAIL": "bold red", "UNKNOWN": "dim
 
 def _dagster_instance(settings: Settings) -> Any:
     """The Dagster instance of DAGSTER_HOME (or the sync command's default home), if there is one."""
+    # lazy: `status` without an instance (and --help) never imports Dagster, saves 1280 ms
     import dagster as dg
 
-    home = os.environ.get("DAGSTER_HOME")
-    if home and Path(home).is_dir():
-        return dg.DagsterInstance.get()
-    default = settings.data_dir / "dagster"
-    if (default / "dagster.yaml").exists():
-        return dg.DagsterInstance.from_config(str(default))
+    home = settings.dagster_home
+    if home.is_dir() if is_set("DAGSTER_HOME") else (home / "dagster.yaml").exists():
+        return dg.DagsterInstance.from_config(str(home))
     return None
 
 
@@ -127,11 +123,16 @@ def collect_status(
     entities = known_entities()
     states: dict[Any, Any] = {}
     checks: dict[Any, Any] = {}
+    run_attempts = None
     if instance is not None:
+        # lazy: only with a Dagster instance (the Dagster layer, ~3.5 s); `status` without one stays fast
         import dagster as dg
 
         from integration_assets.assets.files import canonical_key, raw_key
         from integration_assets.checks import check_specs, dagster_internals
+        from integration_assets.sensors.inbox import run_attempts as sensor_run_attempts
+
+        run_attempts = sensor_run_attempts(instance)
 
         asset_keys = [k for s, e, t in entities for k in (raw_key(s, e), canonical_key(t))]
         states = dagster_internals.freshness_states(instance, asset_keys)
@@ -198,7 +199,7 @@ def collect_status(
         "entities": rows,
         "other_open_alerts": [_incident(i) for i in incidents if i.key not in claimed],
         "events": event_status(engine, policies),
-        "inbox": inbox_status(settings, engine, instance),
+        "inbox": inbox_status(settings, engine, run_attempts),
     }
 
 
@@ -323,3 +324,25 @@ def open_alert_keys(status: dict[str, Any]) -> Iterable[str]:
     for r in status["entities"]:
         yield from (a["key"] for a in r["open_alerts"])
     yield from (a["key"] for a in status["other_open_alerts"])
+
+
+def render_inbox_status(console: Any, data: dict[str, Any] | None) -> None:
+    """The inbox lines of the status screen (``console`` is a rich Console)."""
+    if not data:
+        return
+    out = console.print
+    stuck, ignored = data["stuck"], data["ignored"]
+    out(
+        f"Inbox: {data['waiting']} file(s) waiting, {len(stuck)} stuck, {data['settling']} still being written, "
+        f"{len(ignored)} left alone (temporary names)",
+        highlight=False,
+    )
+    for s in stuck:
+        out(
+            f"  [red]stuck[/] {s['file']}: {s['attempts']} failed attempt(s); last error: {s['last_error']}",
+            highlight=False,
+        )
+    for i in ignored:
+        out(f"  [dim]left alone[/] {i['file']}: {i['why']}", highlight=False)
+    if ignored:
+        out(f"  [dim]rule: {data['ignore_rule']}[/]", highlight=False)

@@ -22,7 +22,9 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from integration_assets import inbox, ingest
+from integration_assets.ingest import archive, inbox
+from integration_assets.ingest import load as ingest
+from integration_assets.ingest.process import process
 from integration_assets.settings import get_settings
 from integration_assets.warehouse.db import get_engine
 from integration_assets.warehouse.schema import contacts, loads
@@ -36,7 +38,7 @@ FIXTURE = Path(__file__).parent / "fixtures" / "hubspot" / "contacts_small.csv"
 CHILD = """
 import json, os, sys, time
 from pathlib import Path
-import integration_assets.ingest as ingest
+import integration_assets.ingest.load as ingest
 marker, release = Path(sys.argv[1]), Path(sys.argv[2])
 real = ingest._load
 def paused(*args, **kwargs):
@@ -113,7 +115,7 @@ def test_rows_appended_during_the_load_are_loaded_as_a_new_version(
 
     monkeypatch.setattr(ingest, "_load", load_then_append)
     [f] = inbox.scan()
-    r1 = inbox.process(f)
+    r1 = process(f)
     assert (r1.status, r1.rows_read) == ("succeeded", 6)
     assert r1.content_hash == hashlib.sha256(first).hexdigest()
     # What was archived is exactly what was loaded; the grown file stays in the inbox.
@@ -123,7 +125,7 @@ def test_rows_appended_during_the_load_are_loaded_as_a_new_version(
     monkeypatch.setattr(ingest, "_load", real)
 
     [f] = inbox.scan()
-    r2 = inbox.process(f)
+    r2 = process(f)
     assert (r2.status, r2.rows_read, r2.rows_inserted, r2.rows_unchanged) == ("succeeded", 12, 6, 6)
     assert _contact_ids(warehouse_url) == {str(i) for i in range(1, 13)}
     assert not path.exists()
@@ -151,10 +153,10 @@ def test_two_loaders_in_one_process_load_a_file_once(
     monkeypatch.setattr(ingest, "_load", paused)
     [f] = inbox.scan()
     outcome: dict[str, Any] = {}
-    first = threading.Thread(target=lambda: outcome.update(first=inbox.process(f)), name="first")
+    first = threading.Thread(target=lambda: outcome.update(first=process(f)), name="first")
     first.start()
     assert inside.wait(120)
-    second = inbox.process(f)  # while the first holds the claim
+    second = process(f)  # while the first holds the claim
     release.set()
     first.join(120)
     assert second.status == "already_loading" and outcome["first"].load_id in (second.error or "")
@@ -404,7 +406,7 @@ def test_status_lists_stuck_files_and_what_the_inbox_leaves_alone(
     [f] = inbox.scan()
     for _ in range(2):
         with pytest.raises(sa.exc.OperationalError):
-            inbox.process(f)
+            process(f)
     monkeypatch.setattr(ingest, "_load", real)
     res = CliRunner().invoke(main, ["status", "--json"], catch_exceptions=False)
     data = json.loads(res.stdout)["inbox"]
@@ -471,12 +473,12 @@ def test_a_file_archived_by_another_loader_during_the_copy_is_archived_once(
             ledger.start(conn, other)
             ledger.finish(conn, other)
         [f] = inbox.scan()
-        inbox.archive(f, out[0])
+        archive.archive(f, out[0])
         return out
 
     monkeypatch.setattr(ingest, "snapshot", copied_then_taken)
     [f] = inbox.scan()
-    report = inbox.process(f)
+    report = process(f)
     assert report.status == "duplicate_file" and not path.exists()
     assert len(_archived()) == 1  # the other loader's; this one's copy is dropped
     assert not any((get_settings().data_dir / "processing").rglob("*.csv"))
@@ -505,11 +507,11 @@ def test_a_retry_in_the_same_process_takes_over_the_claim_its_lost_attempt_left(
         monkeypatch.setattr(writer.CanonicalStage, "merge", merge_while_the_warehouse_goes)
         [f] = inbox.scan()
         with pytest.raises(sa.exc.OperationalError):
-            inbox.process(f)
+            process(f)
         monkeypatch.setattr(writer.CanonicalStage, "merge", merge)
         proxy.up = True
         [lost] = [r for r in _ledger(warehouse_url) if r["status"] == "running"]
-        retry = inbox.process(f)  # what the step's transient retry does, in the same process
+        retry = process(f)  # what the step's transient retry does, in the same process
     finally:
         proxy.close()
     assert retry.status == "succeeded" and not path.exists()

@@ -24,7 +24,7 @@ import pytest
 import sqlalchemy as sa
 
 from integration_assets.contracts.spec import CONTRACTS_DIR
-from integration_assets.ingest import ingest_file
+from integration_assets.ingest.load import ingest_file
 from integration_assets.sandbox.batch import generate_batch_samples
 from integration_assets.warehouse.db import get_engine
 from integration_assets.warehouse.ledger import LoadReport

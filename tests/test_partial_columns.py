@@ -19,7 +19,7 @@ import pytest
 import sqlalchemy as sa
 
 from integration_assets.contracts.spec import CONTRACTS_DIR, clear_cache
-from integration_assets.ingest import ingest_file
+from integration_assets.ingest.load import ingest_file
 from integration_assets.warehouse.db import get_engine
 from integration_assets.warehouse.ledger import LoadReport
 from integration_assets.warehouse.schema import CANONICAL_TABLES, schema_drift
@@ -211,7 +211,7 @@ def test_a_replayed_dead_letter_of_a_partial_file_keeps_stored_values(
     engine: sa.Engine, inbox: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The dead letter of a file without Email holds no Email either: its replay must not erase it."""
-    from integration_assets.dead_letters.replay import replay
+    from integration_assets.ingest.replay import replay
     from integration_assets.dead_letters.store import Filter
 
     root = tmp_path / "contracts"

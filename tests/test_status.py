@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from integration_assets.alerts.incidents import Alert
 from integration_assets.alerts.notifier import Notifier
 from integration_assets.cli import main
-from integration_assets.ingest import ingest_file
+from integration_assets.ingest.load import ingest_file
 from tests.checks.support import FIXTURE, check_key, run_checks
 
 

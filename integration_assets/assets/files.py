@@ -1,7 +1,8 @@
 """File-driven assets: for every (system, entity) with a contract, a raw landing asset and its canonical table.
 
-``raw/<system>/<entity>`` lands the export files waiting in the inbox (which files, their size, hash and
-format); ``warehouse/<table>`` maps, validates, quarantines and merges them, and reports what each load did.
+``raw/<system>/<entity>`` is the list of export files a run picks from the inbox (which files, their size,
+hash and format): it copies nothing, the load reads a snapshot of each file; ``warehouse/<table>`` maps,
+validates, quarantines and merges them, and reports what each load did.
 """
 
 import random
@@ -14,11 +15,11 @@ from typing import Any
 import dagster as dg
 import sqlalchemy as sa
 
-from integration_assets import inbox
-from integration_assets.connectors.files.hashing import content_hash
 from integration_assets.contracts.spec import all_contracts, contracts_for, entity_slug, known_entities
-from integration_assets.dead_letters.replay import replay_deferred_references
 from integration_assets.errors import TransientError
+from integration_assets.ingest import inbox
+from integration_assets.ingest.process import process
+from integration_assets.ingest.replay import replay_deferred_references
 from integration_assets.resources import WarehouseResource
 from integration_assets.settings import env
 from integration_assets.warehouse.ledger import LoadReport
@@ -41,7 +42,7 @@ ENTITY_TAG = "integration/entity"
 
 
 class LandingConfig(dg.Config):
-    """Which inbox files to land; empty means every settled file waiting in this entity's inbox folder."""
+    """Which inbox files to load; empty means every settled file waiting in this entity's inbox folder."""
 
     files: list[str] = []
 
@@ -132,8 +133,8 @@ def build_file_assets(system: str, entity: str, table: str) -> list[dg.AssetsDef
         group_name=system,
         owners=OWNERS,
         kinds={"file", system},
-        description=f"{system} {entity} export files landed from the inbox folder {system}/{entity}/ "
-        f"(name, size, SHA-256, format). Contracts: {versions}.",
+        description=f"The {system} {entity} export files a run picks from the inbox folder {system}/{entity}/ "
+        f"(name, size, SHA-256, format): a list of what the load reads, not a copy. Contracts: {versions}.",
         op_tags={ENTITY_TAG: f"{system}.{entity}"},
     )
     def _raw(
@@ -153,7 +154,7 @@ def build_file_assets(system: str, entity: str, table: str) -> list[dg.AssetsDef
         landed: list[dict[str, Any]] = []
         for f in candidates:
             try:
-                sha = content_hash(f.path)
+                sha = inbox.file_hash(f)
             except FileNotFoundError:
                 continue
             landed.append(
@@ -165,7 +166,7 @@ def build_file_assets(system: str, entity: str, table: str) -> list[dg.AssetsDef
                     "format": f.path.suffix.lstrip(".").lower(),
                 }
             )
-        context.log.info("landed %d file(s) for %s/%s", len(landed), system, entity)
+        context.log.info("picked %d file(s) for %s/%s", len(landed), system, entity)
         return dg.Output(
             landed,
             metadata={
@@ -189,7 +190,8 @@ def build_file_assets(system: str, entity: str, table: str) -> list[dg.AssetsDef
     def _canonical(
         context: dg.AssetExecutionContext, landed: list[dict[str, Any]], warehouse: WarehouseResource
     ) -> dg.MaterializeResult:
-        try:  # engine() migrates on first use: the warehouse may be down already
+        try:  # the warehouse may be down already: migrate (once per process) and clean up inside the retry
+            warehouse.upgrade()
             settings, engine = warehouse.settings(), warehouse.engine()
             # Loads left running by a process that died are marked abandoned at every start (sync, sensor, run).
             for load_id in inbox.abandon_dead_loads(engine, settings):
@@ -205,7 +207,7 @@ def build_file_assets(system: str, entity: str, table: str) -> list[dg.AssetsDef
             p = Path(item["path"])
             try:
                 f = inbox.InboxFile(p, system, entity, item["bytes"], p.stat().st_mtime)
-                report = inbox.process(f, settings=settings, engine=engine, run_id=context.run_id)
+                report = process(f, settings=settings, engine=engine, run_id=context.run_id)
             except FileNotFoundError:
                 if p.exists():
                     raise  # something else is missing

@@ -42,6 +42,16 @@ class DeadLetterError(TerminalError):
     """A dead-letter action that cannot be done (unknown id, wrong status)."""
 
 
+def status_of(text: str | None) -> Status | None:
+    """A status given as text (config, CLI); empty or None means any status."""
+    if not text:
+        return None
+    for status in STATUSES:
+        if status == text:
+            return status
+    raise DeadLetterError(f"unknown dead-letter status {text!r}; one of {', '.join(STATUSES)}")
+
+
 def actor() -> str:
     """Who acts, for the audit trail: the OS user running the command."""
     try:
@@ -399,7 +409,7 @@ def mark_replayed(
         values["attempts"] = c.attempts + 1
     if load_id is not None:
         values["load_id"] = load_id
-    where = [c.id.in_(list(ids))]
+    where: list[sa.ColumnElement[bool]] = [c.id.in_(list(ids))]
     if only_pending:
         where.append(c.status == "pending")
     conn.execute(dead_letters.update().where(*where).values(**values))

@@ -1,11 +1,66 @@
-"""The ``replay_dead_letters`` job: replay quarantined records from the Dagster UI launchpad or the CLI."""
+"""The ``replay_dead_letters`` job: replay dead letters from the Dagster UI launchpad or ``dlq replay``.
+
+Rows and rejected files go back through the mapping and merge (``ingest.replay``); events go back on the
+event queue under the same id (``events.replay``), and the next drain applies them.
+"""
+
+from dataclasses import replace
 
 import dagster as dg
+import sqlalchemy as sa
 
 from integration_assets.assets.files import canonical_key
-from integration_assets.dead_letters.replay import replay
+from integration_assets.dead_letters import store
 from integration_assets.dead_letters.store import Filter
+from integration_assets.events.replay import replay_events
+from integration_assets.ingest.replay import ReplayOutcome, replay
+from integration_assets.queue import open_queue
 from integration_assets.resources import WarehouseResource
+from integration_assets.settings import Settings
+from integration_assets.warehouse.schema import dead_letters
+
+
+def replay_all(
+    flt: Filter,
+    *,
+    contract_id: str | None,
+    dry_run: bool,
+    who: str,
+    run_id: str | None,
+    settings: Settings,
+    engine: sa.Engine,
+) -> ReplayOutcome:
+    """Row, file and event dead letters selected by ``flt``, each through its own path, in one outcome."""
+    outcome = replay(
+        flt,
+        contract_id=contract_id,
+        dry_run=dry_run,
+        who=who,
+        run_id=run_id,
+        settings=settings,
+        engine=engine,
+    )
+    if flt.stage not in (None, "event"):
+        return outcome
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(dead_letters.c.id, dead_letters.c.status).where(
+                *replace(flt, stage="event", limit=None).where()
+            )
+        )
+        events = {int(r.id) for r in rows if r.status == "pending"}
+    pending = [i for i in outcome.skipped if i in events]  # ingest.replay left them to this path
+    if not pending:
+        return outcome  # no event among them: the queue is not opened
+    with open_queue() as queue:
+        ev = replay_events(
+            engine, queue, replace(flt, ids=tuple(pending), status="pending"), who=who, dry_run=dry_run
+        )
+    for i in ev.replayed:
+        outcome.skipped.pop(i, None)
+        outcome.replayed.append(i)
+    outcome.skipped.update(ev.skipped)
+    return outcome
 
 
 class ReplayConfig(dg.Config):
@@ -24,7 +79,8 @@ class ReplayConfig(dg.Config):
 
 
 @dg.op(
-    description="Re-map stored raw records through the current (or a chosen) contract and merge them.",
+    description="Re-map stored raw records and rejected files through the current (or a chosen) contract and "
+    "merge them; put dead-lettered events back on the event queue.",
     tags={"integration/kind": "replay"},
 )
 def replay_dead_letters_op(
@@ -32,14 +88,14 @@ def replay_dead_letters_op(
 ) -> dict:
     flt = Filter(
         ids=tuple(config.ids),
-        status=config.status or None,
+        status=store.status_of(config.status),
         source=config.source,
         entity=config.entity,
         stage=config.stage,
         check=config.check,
         reason=config.reason,
     )
-    outcome = replay(
+    outcome = replay_all(
         flt,
         contract_id=config.contract_id,
         dry_run=config.dry_run,

@@ -5,12 +5,14 @@ so the same content dropped twice (even under another name) launches once, and a
 (the warehouse was down, a lock timed out, the run was killed) is launched again by a later tick. The attempts
 are the finished runs of this sensor for that content, read from the Dagster instance (the warehouse cannot
 record a failure it caused); the next attempt waits INTEGRATION_INBOX_RETRY_SECONDS, doubling per attempt up
-to INTEGRATION_INBOX_RETRY_MAX_SECONDS after the last run ended. Once a file has loaded, later copies are
-archived as duplicates without a run.
+to INTEGRATION_INBOX_RETRY_MAX_SECONDS after the last run ended.
 
-The tick decides from the ledger and the run history; the run loads. A tick that cannot reach the warehouse
-moves no file and launches nothing (a run would fail too): it records the outage per waiting file in its
-cursor and goes on with the alert below.
+The tick decides and the runs act. It reads the inbox, the ledger and the run history
+(``ingest.inbox.decide``) and requests runs: one ingest run per new content, and one ``tidy_inbox`` run
+when entries must move without a load (refused entries, misplaced files, copies of content already loaded:
+archived as duplicates). It moves no file and writes no row; the runs migrate the warehouse when they start.
+A tick that cannot reach the warehouse launches nothing (a run would fail too): it records the outage per
+waiting file in its cursor and goes on with the alert below.
 
 A file failing for INTEGRATION_INBOX_ALERT_ATTEMPTS attempts, or for INTEGRATION_INBOX_ALERT_SECONDS, raises an
 ``inbox:stuck:…`` alert. With the warehouse up it is an ordinary incident (alert_incidents). With the warehouse
@@ -31,22 +33,22 @@ from typing import Any
 import dagster as dg
 import sqlalchemy as sa
 
-from integration_assets import inbox
 from integration_assets.alerts.incidents import Alert
 from integration_assets.alerts.notifier import Notifier
 from integration_assets.assets.files import ENTITY_TAG, job_name, raw_op_name
-from integration_assets.connectors.files.hashing import content_hash
 from integration_assets.contracts.spec import known_entities
+from integration_assets.ingest import inbox
+from integration_assets.jobs.inbox import TIDY_JOB
 from integration_assets.observability.redact import redact_text
 from integration_assets.settings import env, get_settings
-from integration_assets.warehouse import ledger
-from integration_assets.warehouse.db import ensure_schema, get_engine
+from integration_assets.warehouse.db import get_engine
 
 MAX_RUNS_PER_TICK = 50
 _clock = time.time  # the tick's "now" (a test moves it to see the backoff without waiting)
 SHA_TAG = "integration/sha256"
 _FINISHED = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
 _FAILED = {dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
+_NOT_FINISHED = [s for s in dg.DagsterRunStatus if s not in _FINISHED]
 RUNBOOK = (
     "integration-assets status lists the stuck file with its attempts and last error. If the warehouse is "
     "down, bring it back: the sensor retries the file by itself. Otherwise read the failed run in the "
@@ -141,63 +143,50 @@ def _warehouse_error(exc: Exception) -> str:
     return _short(f"warehouse unreachable: {type(orig).__name__}: {orig}")
 
 
+def _known_folders() -> set[tuple[str, str]]:
+    return {(s, e) for s, e, _ in known_entities()}
+
+
+def _in_flight(instance: dg.DagsterInstance, job: str) -> bool:
+    return bool(
+        instance.get_run_records(filters=dg.RunsFilter(job_name=job, statuses=_NOT_FINISHED), limit=1)
+    )
+
+
 def inbox_run_requests(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+    """The tick decides (``ingest.inbox.decide``: the ledger and the run history, read only) and requests
+    runs; the runs act. A tick moves no file and writes no row."""
     settings = get_settings()
     policy = Retry.from_env()
     state = _load_cursor(context.cursor)
     now = _clock()
-    engine = get_engine(settings.warehouse_url)
     down: str | None = None
     try:
-        ensure_schema(settings.warehouse_url)
-        for load_id in inbox.abandon_dead_loads(engine, settings):
-            context.log.warning(
-                "load %s was left running by a process that is gone: marked abandoned", load_id
-            )
+        decision = inbox.decide(
+            settings, get_engine(settings.warehouse_url), _known_folders, hashes=state["hashes"]
+        )
     except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
         down = _warehouse_error(exc)
-        context.log.warning("%s; no file is moved or launched this tick", down)
-    known = {(s, e) for s, e, _ in known_entities()}
-    survey = inbox.survey(settings)
-    if down is None:
-        for refused in survey.refused:
-            try:
-                inbox.refuse(refused, settings=settings, engine=engine)
-            except FileNotFoundError:
-                continue
-            context.log.warning("rejected %s: %s (%s)", refused.file.path.name, refused.code, refused.reason)
+        context.log.warning("%s; no file is launched this tick", down)
+        decision = inbox.decide(settings, None, _known_folders, hashes=state["hashes"])
     hashes: dict[str, list] = {}
     stuck: dict[str, dict[str, Any]] = {}
     requests: list[dg.RunRequest] = []
     keys: set[str] = set()
     waiting: list[str] = []
-    for f in survey.files:
-        if (f.system, f.entity) not in known:
-            if down is None:
-                try:
-                    report = inbox.process(f, settings=settings, engine=engine)
-                except FileNotFoundError:
-                    continue
-                context.log.warning("rejected %s: %s", f.path.name, report.error)
-            continue
+    if down is None and decision.to_tidy:
+        # Refused entries, misplaced files and copies of loaded content move without a load: one tidy run.
+        for refused in decision.refused:
+            context.log.info("to reject: %s: %s (%s)", refused.file.path.name, refused.code, refused.reason)
+        for f, _ in decision.misplaced:
+            context.log.info("to reject: %s is not in <system>/<entity>/ of a contract", f.path.name)
+        for f, _, done in decision.duplicates:
+            context.log.info("to archive: %s duplicates content loaded by %s", f.path.name, done)
+        if not _in_flight(context.instance, TIDY_JOB):
+            requests.append(dg.RunRequest(job_name=TIDY_JOB, tags={"integration/trigger": "inbox_sensor"}))
+    for f, sha in decision.new:
         path_key = str(f.path)
-        hit = state["hashes"].get(path_key)
-        try:
-            sha = hit[2] if hit and hit[0] == f.size and hit[1] == f.mtime else content_hash(f.path)
-        except FileNotFoundError:
-            continue
         hashes[path_key] = [f.size, f.mtime, sha]
-        if down is None:
-            with engine.connect() as conn:
-                done = ledger.succeeded_load_for(conn, f.system, f.entity, sha)
-            if done:
-                try:
-                    inbox.archive_duplicate(f, sha, done, settings=settings, engine=engine)
-                except FileNotFoundError:
-                    pass
-                hashes.pop(path_key, None)
-                context.log.info("%s duplicates content loaded by %s; archived", f.path.name, done)
-                continue
         history = run_history(context.instance, f.system, f.entity, sha)
         content_key = f"{f.system}/{f.entity}:{sha}"
         if history.failed or down is not None:
@@ -227,7 +216,7 @@ def inbox_run_requests(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         run_key = content_key if attempt == 1 else f"{content_key}:attempt{attempt}"
         if run_key in keys:
             continue  # an identical file is already requested this tick
-        if len(requests) < MAX_RUNS_PER_TICK:
+        if len(keys) < MAX_RUNS_PER_TICK:
             keys.add(run_key)
             requests.append(
                 dg.RunRequest(
@@ -352,6 +341,16 @@ def stuck_alerts(state: dict[str, Any], policy: Retry, now: float, *, warehouse_
                 actions.append(f"resolved inbox:stuck:{key} without the warehouse")
             del alerts[key]
     return actions
+
+
+def run_attempts(instance: dg.DagsterInstance) -> inbox.RunAttempts:
+    """The sensor's failed runs of a content and the last error, for ``ingest.inbox.inbox_status``."""
+
+    def attempts(system: str, entity: str, sha: str) -> tuple[int, str | None]:
+        history = run_history(instance, system, entity, sha)
+        return history.failed, history.last_error
+
+    return attempts
 
 
 def build_inbox_sensor(jobs: list) -> dg.SensorDefinition:

@@ -18,7 +18,7 @@ from dagster._core.test_utils import freeze_time
 
 from integration_assets.checks import dagster_internals
 from integration_assets.dead_letters import store
-from integration_assets.ingest import ingest_file
+from integration_assets.ingest.load import ingest_file
 from integration_assets.policies import DEFAULT_POLICIES_FILE
 from integration_assets.quality.connector_health import record_http_status
 from integration_assets.settings import get_settings

@@ -8,16 +8,12 @@ rows, the dead letters, the drift findings and the ledger row of a file in one t
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-import pandas as pd
 import pyarrow as pa
 import sqlalchemy as sa
 
@@ -25,119 +21,22 @@ from integration_assets.connectors.files.hashing import content_hash, snapshot
 from integration_assets.connectors.files.source import EncodingUnverified, SourceFile, inspect
 from integration_assets.contracts.matching import ContractMatch, column_drift, match_contract
 from integration_assets.contracts.records import FileRejected, RawChunk
-from integration_assets.contracts.spec import Contract
-from integration_assets.dead_letters.store import row_fingerprint, write_row_dead_letters
+from integration_assets.contracts.spec import get_contract
+from integration_assets.dead_letters.store import write_row_dead_letters
+from integration_assets.ingest.inbox import already_loaded
+from integration_assets.ingest.quarantine import dead_letter_rows, reference_failures
 from integration_assets.mapping.drift import DriftStats
 from integration_assets.mapping.engine import ContractMapper
-from integration_assets.mapping.results import MappedChunk, RowFailure
+from integration_assets.mapping.results import MappedChunk
 from integration_assets.observability.logging import correlation
 from integration_assets.privacy.suppress import merge_keeping_erased
 from integration_assets.settings import Settings, get_settings
 from integration_assets.warehouse import ledger
 from integration_assets.warehouse.db import begin_write, get_engine
 from integration_assets.warehouse.ledger import LoadReport, new_load_id
-from integration_assets.warehouse.writer import CanonicalStage, existing_keys, record_drift
+from integration_assets.warehouse.writer import CanonicalStage, record_drift
 
 log = logging.getLogger(__name__)
-
-
-def _dead_letter_rows(
-    failures: list[RowFailure],
-    contract_id: str | None,
-    system: str,
-    entity: str,
-    file_name: str,
-    load_id: str,
-) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = []
-    for f in failures:
-        raw = f.raw if isinstance(f.raw, str) else json.dumps(f.raw, default=str, ensure_ascii=False)
-        rows.append(
-            {
-                "fingerprint": row_fingerprint(system, entity, f.raw),
-                "source_system": system,
-                "entity": entity,
-                "natural_key": f.natural_key,
-                "stage": f.stage,
-                "check_name": f.check[:128],
-                "reason": f.reason,
-                "column_name": f.column,
-                "offending_value": f.value,
-                "errors": json.dumps(list(f.errors), default=str, ensure_ascii=False),
-                "raw_record": raw,
-                "contract_version": contract_id,
-                "file_name": file_name,
-                "position": f.position,
-                "load_id": load_id,
-            }
-        )
-    # One record can only be quarantined once per load even if the file holds it twice.
-    unique: dict[str, dict[str, Any]] = {}
-    for r in rows:
-        unique.setdefault(r["fingerprint"], r)
-    return list(unique.values())
-
-
-def _reference_failures(
-    conn: sa.Connection,
-    contract: Contract,
-    mapped: pd.DataFrame,
-    chunk: RawChunk,
-) -> tuple[pd.DataFrame, list[RowFailure]]:
-    """Rows whose parent (e.g. the order of an order line) is not in the warehouse are quarantined.
-
-    They are re-tried automatically when the parent table is loaded (see replay_deferred_references).
-    """
-    if not contract.references or mapped.empty:
-        return mapped, []
-    bad = np.zeros(len(mapped), dtype=bool)
-    reasons: dict[int, tuple[str, str, str]] = {}
-    for col, ref in contract.references.items():
-        if ref.on_missing == "keep":
-            continue
-        values = mapped[col]
-        found = existing_keys(conn, ref.table, contract.system, values.dropna().unique().tolist())
-        missing = values.notna().to_numpy() & ~values.isin(list(found)).to_numpy()
-        for i in np.flatnonzero(missing & ~bad):
-            reasons[int(i)] = (col, str(values.iloc[i]), ref.table)
-        bad |= missing
-    if not bad.any():
-        return mapped, []
-    failures = []
-    raw = chunk.frame.reset_index(drop=True)
-    pos_index = {int(p): i for i, p in enumerate(chunk.positions)}
-    for i in np.flatnonzero(bad):
-        col, value, table = reasons[int(i)]
-        pos = int(mapped["_pos"].iloc[i])
-        rec = raw.iloc[pos_index[pos]].to_dict() if pos in pos_index else {}
-        rec = {
-            k: (None if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA else v)
-            for k, v in rec.items()
-        }
-        src = contract.source_for(col) or col
-        reason = f"{src!r} refers to {table} id {value!r}, which is not in the warehouse (yet)"
-        failures.append(
-            RowFailure(
-                position=pos,
-                natural_key=str(mapped["source_id"].iloc[i]),
-                stage="load",
-                check=f"reference:{col}->{table}",
-                column=src,
-                value=value,
-                reason=reason,
-                raw=json.loads(json.dumps(rec, default=str)),
-                errors=(
-                    {
-                        "stage": "load",
-                        "check": f"reference:{col}->{table}",
-                        "column": src,
-                        "value": value,
-                        "reason": reason,
-                    },
-                ),
-            )
-        )
-    return mapped.iloc[np.flatnonzero(~bad)].reset_index(drop=True), failures
 
 
 def ingest_file(
@@ -252,7 +151,7 @@ def _ingest(
             report.content_hash, report.file_bytes = src.sha256, src.size
             if not force:
                 with engine.connect() as conn:
-                    previous = ledger.succeeded_load_for(conn, system, entity, src.sha256)
+                    previous = already_loaded(conn, system, entity, src.sha256)
                 if previous:
                     report.status = "duplicate_file"
                     report.error = f"identical content already loaded by {previous}"
@@ -320,8 +219,6 @@ def _load(
     columns = src.columns or list(first.frame.columns)
     match = match_contract(system, entity, src.format, columns)
     if contract_id and contract_id != match.contract.id:
-        from integration_assets.contracts.spec import get_contract
-
         pinned = get_contract(contract_id)
         match = ContractMatch(pinned, *column_drift(pinned, columns))
         if match.missing_required:
@@ -343,11 +240,11 @@ def _load(
             nonlocal quarantined
             report.rows_read += mapped.rows_in
             drift.merge(mapped.drift)
-            frame, ref_failures = _reference_failures(conn, contract, mapped.frame, chunk)
+            frame, ref_failures = reference_failures(conn, contract, mapped.frame, chunk)
             failures = mapped.failures + ref_failures
             quarantined += len(failures)
             write_row_dead_letters(
-                conn, _dead_letter_rows(failures, contract.id, system, entity, src.path.name, report.load_id)
+                conn, dead_letter_rows(failures, contract.id, system, entity, src.path.name, report.load_id)
             )
             stage.add(frame, report.load_id, keep=mapped.absent)  # columns the file lacks stay as stored
             # Arrow's allocator keeps freed chunk buffers around; hand them back so memory tracks the chunk size.

@@ -13,18 +13,21 @@ import json
 import shutil
 from collections import defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
-from integration_assets.contracts.matching import column_drift
-from integration_assets.contracts.records import RawChunk
+from integration_assets.connectors.files.source import inspect
+from integration_assets.contracts.matching import column_drift, match_contract
+from integration_assets.contracts.records import FileRejected, RawChunk
 from integration_assets.contracts.spec import Contract, contracts_for, get_contract
 from integration_assets.dead_letters import store
 from integration_assets.dead_letters.store import Filter
-from integration_assets.ingest import _dead_letter_rows, _reference_failures, ingest_file
+from integration_assets.ingest.load import ingest_file
+from integration_assets.ingest.quarantine import dead_letter_rows, reference_failures
 from integration_assets.mapping.engine import ContractMapper
 from integration_assets.privacy.suppress import merge_keeping_erased
 from integration_assets.settings import Settings, get_settings
@@ -97,7 +100,9 @@ def replay(
         elif r["stage"] == "file":
             groups[(r["source_system"], r["entity"], "file")].append(r)
         elif r["stage"] == "event":
-            out.skipped[r["id"]] = "event dead letters are replayed with `integration-assets events replay`"
+            # Event dead letters go back on the queue (events.replay), not through a load: the caller
+            # (the replay_dead_letters job, `dlq replay`) sends them there.
+            out.skipped[r["id"]] = "an event dead letter: replayed through the event queue, not a load"
         else:
             groups[(r["source_system"], r["entity"], "rows")].append(r)
     for (system, entity, kind), items in groups.items():
@@ -171,7 +176,7 @@ def _replay_rows(
         if not dry_run:
             ledger.start(conn, report)
         mapped = mapper.map_chunk(chunk)
-        good, ref_failures = _reference_failures(conn, contract, mapped.frame, chunk)
+        good, ref_failures = reference_failures(conn, contract, mapped.frame, chunk)
         failures = mapped.failures + ref_failures
         stage = CanonicalStage(conn, contract.target)
         stage.add(good, report.load_id, keep=mapped.absent)  # columns the records lack stay as stored
@@ -183,7 +188,7 @@ def _replay_rows(
         report.rows_unchanged, report.rows_duplicate = counts.unchanged, counts.duplicates
         report.status = "succeeded"
         # New failures update the same dead letters (same raw record → same fingerprint): attempts+1, new reason.
-        dl_rows = _dead_letter_rows(failures, contract.id, system, entity, "", report.load_id)
+        dl_rows = dead_letter_rows(failures, contract.id, system, entity, "", report.load_id)
         by_id = {r["id"]: r for r in items}
         for row, f in zip(dl_rows, failures, strict=False):
             row["file_name"] = by_id[int(f.position)]["file_name"]
@@ -232,6 +237,20 @@ def _replay_rows(
         out.tables.add(contract.target)
 
 
+def _contract_that_fits(
+    path: Path, system: str, entity: str, settings: Settings
+) -> tuple[str | None, str | None]:
+    """(the contract a rejected file would load with, None) or (None, why not): a dry run reads the header
+    and the first chunk, as the load would before it maps anything."""
+    try:
+        src = inspect(path, max_bytes=settings.max_file_bytes, fallback_encoding=settings.fallback_encoding)
+        first = next(src.chunks(settings.chunk_rows), None)
+        columns = src.columns or (list(first.frame.columns) if first is not None else [])
+        return match_contract(system, entity, src.format, columns).contract.id, None
+    except FileRejected as exc:
+        return None, exc.message
+
+
 def _replay_files(
     items: list[dict[str, Any]],
     out: ReplayOutcome,
@@ -242,8 +261,6 @@ def _replay_files(
     settings: Settings,
     engine: sa.Engine,
 ) -> None:
-    from integration_assets.contracts.cli import check_file
-
     for r in items:
         raw = json.loads(r["raw_record"] or "{}")
         path = settings.rejected_dir / raw.get("file", "")
@@ -251,8 +268,8 @@ def _replay_files(
             out.skipped[r["id"]] = f"the rejected file is no longer at {path}"
             continue
         if dry_run:
-            report = check_file(path, r["source_system"], r["entity"])
-            if report.get("ok"):
+            fits, why = _contract_that_fits(path, r["source_system"], r["entity"], settings)
+            if fits is not None:
                 out.replayed.append(r["id"])
                 with engine.begin() as conn:
                     store.audit(
@@ -261,11 +278,11 @@ def _replay_files(
                         "dry_run",
                         who,
                         "would_load",
-                        contract_version=report.get("contract"),
+                        contract_version=fits,
                         run_id=run_id,
                     )
             else:
-                out.still_failing[r["id"]] = report.get("reason") or "no contract fits"
+                out.still_failing[r["id"]] = why or "no contract fits"
             continue
         load = ingest_file(
             path,

@@ -12,7 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from integration_assets.ingest import ingest_file
+from integration_assets.ingest.load import ingest_file
 from integration_assets.policies import load_policies
 from integration_assets.quality import integrity
 from integration_assets.warehouse.ledger import LoadReport

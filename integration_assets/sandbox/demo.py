@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import click
-import dagster as dg
 import sqlalchemy as sa
 
 from integration_assets.assets.events import DRAIN_OP, DRAIN_TAG
@@ -19,7 +18,13 @@ from integration_assets.queue import open_queue
 from integration_assets.sandbox.batch import generate_batch_samples
 from integration_assets.sandbox.events import generate_event_samples, post_events
 from integration_assets.settings import get_settings
-from integration_assets.sync import SyncResult, ensure_dagster_home, render_summary, run_pending
+from integration_assets.sync import (
+    SyncResult,
+    ensure_dagster_home,
+    open_instance,
+    render_summary,
+    run_pending,
+)
 from integration_assets.warehouse.db import ensure_schema, get_engine
 from integration_assets.warehouse.schema import contacts, dead_letters, processed_events, sales_orders
 
@@ -47,7 +52,7 @@ def run_demo_events(seed: int = 7) -> dict[str, Any]:
     sample = generate_event_samples(seed, contact_ids=contact_ids, order_ids=order_ids)
     http = post_events(sample.deliveries, lambda: open_queue(settings.queue_url))
     drain_id = new_drain_id()
-    with dg.DagsterInstance.get() as instance:
+    with open_instance(settings) as instance:
         res = defs.resolve_job_def("drain_events").execute_in_process(
             instance=instance,
             run_config={

@@ -98,7 +98,7 @@ def test_deletions_are_pulled_from_the_archive_and_load_as_archived(
 ) -> None:
     """Deleted records leave the list and the search; a pull lists the archived ones since its cursor (archivedAt)
     and lands them with archivedAt, and the load marks their rows instead of leaving them live forever."""
-    from integration_assets.ingest import ingest_file
+    from integration_assets.ingest.load import ingest_file
     from integration_assets.warehouse.schema import CANONICAL_TABLES
 
     hubspot.seed(companies=2, contacts=20, deals=0)

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from integration_assets import inbox as inbox_mod
 from integration_assets.connectors._retry import HttpRetry, RetriesExhausted
 from integration_assets.connectors.landing import CursorStore, PullInProgress, pull_entity, write_jsonl_atomic
 from integration_assets.connectors.odoo.client import OdooClient
 from integration_assets.errors import TransientError
+from integration_assets.ingest import inbox as inbox_mod
 from integration_assets.sandbox.fakes._server import Fault
 from integration_assets.sandbox.fakes.odoo import FakeOdoo
 from integration_assets.settings import get_settings

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from integration_assets import inbox
+from integration_assets.ingest import inbox
+from integration_assets.ingest.process import process
 from integration_assets.settings import get_settings
 from integration_assets.warehouse import writer
 from integration_assets.warehouse.db import get_engine
@@ -49,7 +50,7 @@ def test_file_growing_during_load(
     settings = get_settings()
     engine = get_engine(warehouse_url)
     [f] = inbox.scan(settings)
-    first = inbox.process(f, settings=settings, engine=engine)
+    first = process(f, settings=settings, engine=engine)
     assert first.status == "succeeded", first.as_dict()
     assert appended, "the load never merged"
     archived = list(settings.archive_dir.rglob("*.csv"))
@@ -58,7 +59,7 @@ def test_file_growing_during_load(
     assert path.exists() and path.read_bytes() != picked_up, "the grown file must stay in the inbox"
     monkeypatch.setattr(writer.CanonicalStage, "merge", merge)
     [g] = inbox.scan(settings)
-    second = inbox.process(g, settings=settings, engine=engine)
+    second = process(g, settings=settings, engine=engine)
     assert second.status == "succeeded", second.as_dict()
     assert not path.exists()
     with engine.connect() as conn:

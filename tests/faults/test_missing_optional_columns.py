@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from integration_assets.ingest import ingest_file
+from integration_assets.ingest.load import ingest_file
 from integration_assets.warehouse.db import get_engine
 from integration_assets.warehouse.schema import CANONICAL_TABLES
 from tests.faults.accounting import Figures, account_rows, backend_of

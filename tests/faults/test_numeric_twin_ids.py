@@ -12,7 +12,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from integration_assets.ingest import ingest_file
+from integration_assets.ingest.load import ingest_file
 from integration_assets.warehouse.db import get_engine
 from integration_assets.warehouse.schema import dead_letters
 from tests.faults.accounting import Figures, account_rows, backend_of

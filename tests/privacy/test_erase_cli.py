@@ -16,8 +16,9 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from integration_assets import inbox
 from integration_assets.cli import main
+from integration_assets.ingest import inbox
+from integration_assets.ingest.process import process
 from integration_assets.observability.logging import JsonFormatter
 from integration_assets.queue import Message
 from integration_assets.queue.sql import SqlQueue
@@ -47,7 +48,7 @@ def drop(name: str, text: str) -> Path:
 
 def sync() -> list[str]:
     """Load what waits in the inbox (the sync path without Dagster); the statuses, oldest first."""
-    return [inbox.process(f).status for f in inbox.scan()]
+    return [process(f).status for f in inbox.scan()]
 
 
 def contact(url: str, rid: str) -> dict:

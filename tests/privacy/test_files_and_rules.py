@@ -18,11 +18,12 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from integration_assets import inbox
 from integration_assets.cli import main
 from integration_assets.erasure.erase import CLAIM_TIMEOUT, _claim, erase, finish_pending
 from integration_assets.erasure.files import FileRedactor
 from integration_assets.erasure.tables import erase_warehouse
+from integration_assets.ingest import inbox
+from integration_assets.ingest.process import process
 from integration_assets.privacy.subjects import Subject, canonical_id, personal_columns, source_fields
 from integration_assets.settings import get_settings
 from integration_assets.warehouse.db import begin_write, get_engine
@@ -167,7 +168,7 @@ def _load(name: str, text: str) -> list[str]:
     folder = get_settings().inbox_dir / "hubspot" / "contacts"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / name).write_text(text, encoding="utf-8")
-    return [inbox.process(f).status for f in inbox.scan()]
+    return [process(f).status for f in inbox.scan()]
 
 
 def test_rerun_and_interrupted_erasure(warehouse_url: str, isolated_env: Path) -> None:

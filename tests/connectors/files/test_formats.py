@@ -24,11 +24,12 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
-from integration_assets import inbox
 from integration_assets.connectors.files import csv_reader, source, unpack
 from integration_assets.contracts.records import FileRejected
 from integration_assets.errors import TransientError
-from integration_assets.ingest import ingest_file
+from integration_assets.ingest import inbox
+from integration_assets.ingest import process as ingest_process
+from integration_assets.ingest.load import ingest_file
 from integration_assets.settings import get_settings
 from integration_assets.warehouse.ledger import LoadReport
 from integration_assets.warehouse.schema import CANONICAL_TABLES, dead_letters, loads, schema_drift
@@ -116,7 +117,7 @@ def drop(system: str, entity: str, name: str, data: bytes) -> inbox.InboxFile:
 
 
 def process(f: inbox.InboxFile) -> LoadReport:
-    report = inbox.process(f)
+    report = ingest_process.process(f)
     assert report.balanced, report.as_dict()
     return report
 

@@ -25,8 +25,9 @@ queue down, no confirm/commit in time       503     queue_unavailable
 
 A 200 means every event of the request is durably stored: a publisher confirm (RabbitMQ) or a committed
 row (SQL). Replays inside the signature window are accepted: dedup happens downstream on the event key
-(each provider's ``events``; content fingerprints in ``queue.keys``). A HubSpot batch is split, not refused: an element that is not an event is stored too,
-marked for the dead letters (``{"accepted": n, "dead_lettered": m}``), and the others are applied.
+(each provider's ``events``; content fingerprints in ``queue.keys``). A HubSpot batch is split, not refused:
+an element that is not an event is stored too, marked for the dead letters (``{"accepted": n,
+"dead_lettered": m}``), and the others are applied.
 
 The receiving is in ``webhooks.receive``, the caps in ``webhooks.limits``, the batched publishing in
 ``webhooks.enqueue``; this module builds the app (routes, lifespan, health).

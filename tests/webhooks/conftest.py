@@ -16,6 +16,7 @@ import pytest
 from integration_assets.providers import easypost, hubspot, stripe
 from integration_assets.queue import Queue
 from integration_assets.queue.sql import SqlQueue
+from integration_assets.warehouse import db
 from integration_assets.webhooks.app import create_app
 from integration_assets.webhooks.receive import WebhookConfig
 
@@ -119,8 +120,6 @@ test_config.__test__ = False  # type: ignore[attr-defined]  # a helper, not a te
 @pytest.fixture(scope="module")
 def sqlite_warehouse(tmp_path_factory: pytest.TempPathFactory) -> str:
     """One migrated SQLite warehouse per module; each test gets its own queue name in it."""
-    from integration_assets.warehouse import db
-
     url = f"sqlite:///{tmp_path_factory.mktemp('webhooks') / 'warehouse.db'}"
     db.upgrade(url)
     return url

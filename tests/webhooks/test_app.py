@@ -18,6 +18,7 @@ from integration_assets.providers.hubspot import event_key as hubspot_event_key
 from integration_assets.queue import Message
 from integration_assets.queue.rabbitmq import RabbitMQQueue
 from integration_assets.queue.sql import SqlQueue
+from integration_assets.warehouse.schema import dead_letters
 from integration_assets.webhooks.limits import Rejected, parse_json
 from integration_assets.webhooks.receive import WebhookConfig
 
@@ -329,7 +330,7 @@ async def test_healthz_and_metrics(client: httpx.AsyncClient) -> None:
     assert 'webhook_requests_rejected_total{provider="stripe",reason="unsupported_media_type"} 1' in text
     assert 'webhook_events_enqueued_total{provider="stripe"} 1' in text
     assert 'webhook_enqueue_seconds_count{provider="stripe"} 1' in text
-    assert 'webhook_enqueue_seconds_bucket{provider="stripe",le="+Inf"} 1' in text
+    assert 'webhook_enqueue_seconds_bucket{le="+Inf",provider="stripe"} 1' in text  # labels sorted
     assert "# TYPE webhook_enqueue_seconds histogram" in text
     assert STRIPE_SECRET not in text
 
@@ -457,8 +458,6 @@ async def test_key_duplicates_and_collisions_are_counted_in_the_metrics(
     assert metrics.value("webhook_key_duplicates_total", provider="hubspot") == 1
     assert metrics.value("webhook_key_collisions_total", provider="hubspot") == 1
     with sql_queue.engine.connect() as conn:
-        from integration_assets.warehouse.schema import dead_letters
-
         [(check, key)] = conn.execute(
             sa.select(dead_letters.c.check_name, dead_letters.c.natural_key).where(
                 dead_letters.c.stage == "event", dead_letters.c.natural_key.like("hubspot:5:%")

@@ -1,4 +1,4 @@
-"""Failures of event processing, each transient or terminal (STYLE.md #7)::
+"""Failures of event processing, each transient or terminal (``integration_assets/errors.py``)::
 
 EventError
 ├── EventRejected        terminal: this event can never apply as it is (unparseable, unknown event type,

@@ -22,8 +22,6 @@ import sqlalchemy as sa
 from integration_assets.dead_letters import store
 from integration_assets.dead_letters.store import Filter
 from integration_assets.queue import InvalidMessage, Message, Queue
-from integration_assets.warehouse.schema import dead_letters
-from integration_assets.warehouse.writer import utcnow
 
 
 @dataclass
@@ -74,7 +72,9 @@ def message_of(row: dict[str, Any]) -> Message:
 def replay_events(
     engine: sa.Engine, queue: Queue, flt: Filter, *, who: str | None = None, dry_run: bool = False
 ) -> EventReplay:
-    """Re-enqueue the event dead letters selected by ``flt`` (stage ``event`` only; pending ones)."""
+    """Re-enqueue the event dead letters selected by ``flt`` (stage ``event`` only; pending ones) on
+    ``queue``; the public entry of ``dlq replay`` for event dead letters. Those not pending, or whose message
+    cannot be rebuilt, are in ``skipped`` with the reason."""
     who = who or store.actor()
     flt = replace(flt, stage="event")
     out = EventReplay(dry_run=dry_run)
@@ -98,11 +98,7 @@ def replay_events(
         queue.publish_many([m for _, m in part])
         ids = [i for i, _ in part]
         with engine.begin() as conn:
-            conn.execute(
-                dead_letters.update()
-                .where(dead_letters.c.id.in_(ids), dead_letters.c.status == "pending")
-                .values(status="replayed", resolved_at=utcnow(), resolution_note=f"re-enqueued by {who}")
-            )
+            store.mark_replayed(conn, ids, f"re-enqueued by {who}", count_attempt=False, only_pending=True)
             store.audit(conn, ids, "replay", who, "replayed", detail=f"re-enqueued on {queue.backend} queue")
         out.replayed.extend(ids)
     return out

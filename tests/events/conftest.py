@@ -18,7 +18,10 @@ from urllib.parse import urlencode
 import pytest
 import sqlalchemy as sa
 
+from integration_assets.dead_letters.store import write_event_dead_letters
 from integration_assets.events.drain import DrainReport, drain
+from integration_assets.providers import PROVIDERS
+from integration_assets.providers.hubspot import event_key as hubspot_event_key
 from integration_assets.queue import Message, Queue
 from integration_assets.queue.rabbitmq import RabbitMQQueue
 from integration_assets.queue.sql import SqlQueue
@@ -32,7 +35,7 @@ from integration_assets.sandbox.events import (
 )
 from integration_assets.warehouse.db import get_engine
 from integration_assets.warehouse.schema import CANONICAL_TABLES, dead_letters, processed_events
-from integration_assets.webhooks.app import easypost_messages, hubspot_messages, stripe_messages
+from integration_assets.webhooks.receive import provider_messages
 from tests.support.tcp_proxy import TcpProxy
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -43,11 +46,7 @@ def messages_of(ev: SampleEvent) -> list[Message]:
     body = ev.body()
     doc = json.loads(body)
     headers = {"content-type": "application/json"}
-    if ev.provider == "stripe":
-        return stripe_messages(doc, body, headers, NOW)
-    if ev.provider == "hubspot":
-        return hubspot_messages(doc, headers, NOW)
-    return easypost_messages(doc, body, headers, NOW)
+    return provider_messages(PROVIDERS[ev.provider], doc, body, headers, NOW)
 
 
 def corrupt(event_id: str) -> Message:
@@ -145,6 +144,7 @@ def stack(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.Mo
             q = RabbitMQQueue(
                 amqp_queue_url(amqp, name, max_attempts=max_attempts, **options), warehouse_url=url
             )
+        q.dead_letter_sink = write_event_dead_letters  # as the receiver and the drain open it
         created.append(q)
         return q
 
@@ -254,7 +254,6 @@ def contact_change(
     occurred: datetime,
     subscription: str = "contact.propertyChange",
 ) -> SampleEvent:
-    from integration_assets.queue.keys import hubspot_event_key
     from integration_assets.sandbox.events import hubspot_change
 
     payload = hubspot_change(event_id, contact, prop, value, occurred, subscription)
@@ -265,7 +264,7 @@ def seed_contacts(
     tmp_path: Path, ids: list[str], *, modified: datetime = NOW - timedelta(days=2), warehouse_url: str
 ) -> None:
     """HubSpot contacts in the warehouse, loaded by the real batch path (API contract, JSONL)."""
-    from integration_assets.ingest import ingest_file
+    from integration_assets.ingest.load import ingest_file
     from integration_assets.warehouse.db import get_engine
 
     path = tmp_path / "contacts.jsonl"
@@ -313,7 +312,7 @@ def hubspot_batch_with_a_bad_element(tmp_path: Path, *, warehouse_url: str) -> l
 
 
 def seed_deals(tmp_path: Path, ids: list[str], *, warehouse_url: str) -> None:
-    from integration_assets.ingest import ingest_file
+    from integration_assets.ingest.load import ingest_file
     from integration_assets.warehouse.db import get_engine
 
     path = tmp_path / "deals.jsonl"

@@ -15,7 +15,8 @@ import pytest
 import sqlalchemy as sa
 
 from integration_assets.events.drain import drain
-from integration_assets.events.processor import BatchResult
+from integration_assets.events.ledger import LedgerStage
+from integration_assets.events.results import BatchResult
 from integration_assets.queue import Message
 from integration_assets.sandbox.events import SampleEvent
 from integration_assets.warehouse.db import get_engine
@@ -302,12 +303,11 @@ def test_connection_killed_in_the_middle_of_a_batch(
 ) -> None:
     """The warehouse connection dies after the merges and before the ledger write of a batch: the
     transaction rolls back as a whole, the batch is retried, and each event is applied exactly once."""
-    from integration_assets.events import processor
 
     events = [pi_event(n) for n in range(30)]
     queue = stack.make_queue()
     stack.publish(events, queue)
-    original = processor.LedgerStage.write
+    original = LedgerStage.write
     calls = {"n": 0}
 
     def cut_then_write(self, batch_id, applied_at):  # type: ignore[no-untyped-def]
@@ -316,7 +316,7 @@ def test_connection_killed_in_the_middle_of_a_batch(
             flaky_pg.cut()
         return original(self, batch_id, applied_at)
 
-    monkeypatch.setattr(processor.LedgerStage, "write", cut_then_write)
+    monkeypatch.setattr(LedgerStage, "write", cut_then_write)
     report = drain(queue, engine=get_engine(flaky_pg.url_for(stack.warehouse_url)), transient_budget_s=20)
     assert calls["n"] == 2 and report.totals.applied == 30 and report.balanced
     assert len(stack.rows("payments")) == 30 and len(stack.ledger()) == 30

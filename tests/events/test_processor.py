@@ -16,7 +16,7 @@ from integration_assets.contracts.records import flatten_record
 from integration_assets.contracts.spec import CONTRACTS_DIR
 from integration_assets.dead_letters.store import Filter
 from integration_assets.events.errors import EventRejected
-from integration_assets.events.processor import _Extractor, raw_frame
+from integration_assets.events.frames import Extractor, raw_frame
 from integration_assets.events.replay import replay_events
 from integration_assets.events.routing import Router, parse
 from integration_assets.queue import Message
@@ -57,7 +57,7 @@ def test_extractor_gives_exactly_what_flatten_record_gives() -> None:
             continue
         flat = flatten_record(doc)
         for fields in field_sets:
-            columns = _Extractor(fields).columns([doc])
+            columns = Extractor(fields).columns([doc])
             for name, column in zip(fields, columns, strict=True):
                 assert column[0] == flat.get(name), (name, doc)
                 checked += 1
@@ -277,7 +277,7 @@ def test_backfill_and_live_changes_at_once_keep_the_newest(stack: Stack, tmp_pat
     import json
     import threading
 
-    from integration_assets.ingest import ingest_file
+    from integration_assets.ingest.load import ingest_file
 
     ids = [str(100_000 + i) for i in range(3_000)]
     seed_contacts(tmp_path, ids, modified=NOW - timedelta(days=3), warehouse_url=stack.warehouse_url)
@@ -336,8 +336,8 @@ def test_backfill_and_live_changes_at_once_keep_the_newest(stack: Stack, tmp_pat
 def test_a_redelivery_after_the_ledger_was_pruned_changes_nothing(stack: Stack, tmp_path: Path) -> None:
     """Retention removes old processed_events rows, so a very late redelivery is no longer recognised as a
     duplicate; the stale-version guard and equal row hashes still leave every canonical row as it was."""
+    from integration_assets.housekeeping.retention import prune
     from integration_assets.policies import RetentionPolicy
-    from integration_assets.retention import prune
     from integration_assets.warehouse.ledger import utcnow
 
     seed_contacts(tmp_path, ["501"], warehouse_url=stack.warehouse_url)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
-from integration_assets.events import processor
+from integration_assets.events import apply
 from integration_assets.events.errors import WarehouseUnavailable
 from tests.events.conftest import Stack
 from tests.faults.accounting import EventLedger, Figures, account_events
@@ -26,7 +26,7 @@ def test_ambiguous_commit(
     ledger = EventLedger()
     publish(stack, queue, good_events(N, seed=8), ledger)
     queue.close()
-    commit = processor.EventProcessor.commit
+    commit = apply.Applier.commit
     seen: dict[str, object] = {}
 
     def commit_then_lose_the_answer(self, deliveries, batch_id, **kwargs):  # type: ignore[no-untyped-def]
@@ -37,13 +37,13 @@ def test_ambiguous_commit(
             raise WarehouseUnavailable("connection lost while the COMMIT's answer was in flight")
         return out
 
-    monkeypatch.setattr(processor.EventProcessor, "commit", commit_then_lose_the_answer)
+    monkeypatch.setattr(apply.Applier, "commit", commit_then_lose_the_answer)
     report = drain_fresh(stack, batch_size=BATCH)
     assert seen and seen["ledger"] == BATCH, seen.get("ledger")
     assert report.balanced and not report.outage, report.as_dict()
     assert report.totals.duplicates == BATCH  # the retried batch: all already there
     assert report.totals.applied == N - BATCH
-    monkeypatch.setattr(processor.EventProcessor, "commit", commit)
+    monkeypatch.setattr(apply.Applier, "commit", commit)
     assert drain_fresh(stack).totals.events_in == 0
     after = {r["source_id"]: (r["load_id"], r["row_hash"]) for r in stack.rows("payments")}
     before = seen["rows"]

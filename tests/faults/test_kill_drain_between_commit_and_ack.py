@@ -2,7 +2,7 @@
 has committed and whose ack has not been sent, then a drain again. And #3, the same kill inside the
 batch's transaction (canonical rows merged, ledger rows about to be written, no COMMIT yet).
 
-The point is found in our own code, not guessed: ``EventProcessor.commit`` returns once the batch's
+The point is found in our own code, not guessed: ``Applier.commit`` returns once the batch's
 transaction has committed, and the ack (``settle``) follows it. The drain process runs the stock
 ``drain()`` with a wrapper around ``commit`` that, once the commit has returned, tells the test and waits;
 the test then sends SIGKILL to that pid. On RabbitMQ the broker redelivers the whole batch (connection
@@ -35,7 +35,7 @@ BATCH = 100
 DRAIN = """
 import os, sys, time
 from pathlib import Path
-from integration_assets.events import processor
+from integration_assets.events import apply, ledger
 from integration_assets.events.drain import drain
 from integration_assets.queue.rabbitmq import RabbitMQQueue
 from integration_assets.queue.sql import SqlQueue
@@ -47,19 +47,19 @@ def wait_to_be_killed():
     os._exit(3)
 
 if {point!r} == "after_commit":
-    commit = processor.EventProcessor.commit
+    commit = apply.Applier.commit
 
     def committed_then_wait(self, *args, **kwargs):
         out = commit(self, *args, **kwargs)  # committed; the ack has not been sent
         wait_to_be_killed()
 
-    processor.EventProcessor.commit = committed_then_wait
+    apply.Applier.commit = committed_then_wait
 else:
 
     def in_transaction_wait(self, *args, **kwargs):  # rows merged, ledger not written, no COMMIT
         wait_to_be_killed()
 
-    processor.LedgerStage.write = in_transaction_wait
+    ledger.LedgerStage.write = in_transaction_wait
 drain({queue}, engine=get_engine({url!r}), batch_size={batch}, visibility_timeout_s=2.0)
 sys.exit(4)  # never reached: the first batch waits to be killed
 """

@@ -13,6 +13,8 @@ import sys
 
 import click
 
+from integration_assets.observability.logging import configure_logging
+
 # command name -> (module, attribute) of each sub-command or group; a layer adds itself here.
 COMMAND_GROUPS: dict[str, tuple[str, str]] = {
     "db": ("integration_assets.warehouse.cli", "db"),
@@ -53,6 +55,7 @@ def entry() -> None:
     work (commits, acks, archived files) when it returns, so nothing is lost by skipping it.
     """
     code: int = 0
+    configure_logging()  # JSON lines on stderr, with the correlation ids of each load/drain
     try:
         main()
     except SystemExit as exc:

@@ -88,6 +88,10 @@ ENV_VARS: dict[str, tuple[str | None, str]] = {
         None,
         "scheme://host[:port] providers post to, if not what the receiver sees (HubSpot v3 signs the URL).",
     ),
+    "PROMETHEUS_MULTIPROC_DIR": (
+        None,
+        "Set when the receiver runs several workers: prometheus_client keeps metric values there; /metrics merges them.",
+    ),
     "STRIPE_WEBHOOK_SECRET": (
         None,
         "Stripe endpoint signing secret(s) whsec_…, comma-separated while rotating (a secret).",

@@ -61,10 +61,6 @@ def serve(host: str, port: int, log_level: str, access_log: bool) -> None:
 
     Secrets come from STRIPE_WEBHOOK_SECRET, HUBSPOT_CLIENT_SECRET and EASYPOST_WEBHOOK_SECRET; events go
     to INTEGRATION_QUEUE_URL (the SQL queue needs `integration-assets db upgrade` first)."""
-    import uvicorn
+    from integration_assets.webhooks.server import serve as run
 
-    from integration_assets.webhooks.app import create_app
-
-    uvicorn.run(
-        create_app(), host=host, port=port, log_level=log_level, access_log=access_log, **server_options()
-    )
+    run(host=host, port=port, log_level=log_level, access_log=access_log, **server_options())

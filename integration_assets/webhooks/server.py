@@ -1,5 +1,15 @@
-"""The HTTP protocol the receiver runs under uvicorn: uvicorn's httptools protocol plus the two limits on a
-request's header block that it lacks.
+"""How the receiver runs under uvicorn: with the project's JSON logs, and uvicorn's httptools protocol plus
+the two limits on a request's header block that it lacks.
+
+Logs: :func:`serve` installs ``observability.logging`` on the root logger and hands uvicorn
+``log_config=None``, so uvicorn's own loggers propagate to it instead of getting uvicorn's text
+formatter. For several workers use the factory, which installs the logs in each worker::
+
+    PROMETHEUS_MULTIPROC_DIR=/run/receiver-metrics \
+        uvicorn --factory integration_assets.webhooks.server:receiver_app --workers 4
+
+(``/metrics`` then merges every worker's counters from that directory; it must exist and be emptied
+before the workers start.)
 
 uvicorn closes idle keep-alive connections (``timeout_keep_alive``) and the app cuts a body that dribbles in
 (``WebhookConfig.body_timeout_s``), but nothing bounds the time or the size of the header block itself: a
@@ -13,7 +23,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import uvicorn
+from starlette.applications import Starlette
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from integration_assets.observability.logging import configure_logging
+from integration_assets.webhooks.app import create_app
 
 HEADER_TIMEOUT_S = 10.0
 MAX_HEADER_BYTES = 64 * 1024
@@ -76,3 +91,23 @@ class ReceiverProtocol(HttpToolsProtocol):
         self._disarm()
         if not self.transport.is_closing():
             self.transport.close()
+
+
+def receiver_app() -> Starlette:
+    """The receiver app with JSON logs installed: the factory for ``uvicorn --factory --workers N``."""
+    configure_logging()
+    return create_app()
+
+
+def serve(*, host: str, port: int, log_level: str, access_log: bool, **options: Any) -> None:
+    """Run the receiver in this process until it is stopped; ``log_level`` is the root logger's too."""
+    configure_logging(log_level)
+    uvicorn.run(
+        create_app(),
+        host=host,
+        port=port,
+        log_level=log_level,
+        access_log=access_log,
+        log_config=None,
+        **options,
+    )

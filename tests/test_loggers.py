@@ -1,0 +1,58 @@
+"""Dagster runs log the same JSON lines as the CLI: the run's ids from Dagster, the load's from the code."""
+
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pytest
+
+from integration_assets.observability.logging import correlation
+
+REPO = Path(__file__).resolve().parent.parent
+log = logging.getLogger("integration_assets.tests.loggers")
+
+
+@dg.op
+def work(context: dg.OpExecutionContext) -> None:
+    with correlation(load_id="ld_test_1", source_system="hubspot", entity="contacts"):
+        log.info("merged %d rows for %s", 3, "jane.doe@example.com")
+        log.debug("not shown")
+    context.log.info("from context.log")
+
+
+@dg.job
+def logging_job() -> None:
+    work()
+
+
+def json_lines(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+
+@pytest.mark.parametrize("config", ["dagster.yaml", "docs/dagster.postgres.yaml"])
+def test_a_run_logs_json_lines_with_run_and_load_ids(
+    config: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], isolated_env: Path
+) -> None:
+    # dagster.yaml's python_logs: the project's loggers and Dagster's go through DagsterJsonFormatter.
+    home = tmp_path / "home"
+    home.mkdir()
+    if config == "dagster.yaml":
+        shutil.copy(REPO / config, home / "dagster.yaml")
+    else:  # the production template's logging section on the embedded storage
+        text = (REPO / config).read_text()
+        (home / "dagster.yaml").write_text(text[text.index("python_logs:") :])
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        result = logging_job.execute_in_process(instance=instance)
+    assert result.success
+    lines = json_lines(capsys.readouterr().err)
+    [mine] = [x for x in lines if x["message"].startswith("merged 3 rows")]
+    assert mine["message"] == "merged 3 rows for [REDACTED:email]"
+    assert (mine["run_id"], mine["load_id"], mine["entity"]) == (result.run_id, "ld_test_1", "contacts")
+    assert (mine["job_name"], mine["step_key"], mine["level"]) == ("logging_job", "work", "INFO")
+    assert "dagster_meta" not in mine
+    [ctx] = [x for x in lines if x["message"] == "from context.log"]
+    assert ctx["run_id"] == result.run_id and "load_id" not in ctx
+    assert not [x for x in lines if x["message"] == "not shown"]

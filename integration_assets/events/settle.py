@@ -95,13 +95,18 @@ class Settler:
                     "batch %s: %s was settled elsewhere; not dead-lettered here",
                     result.batch_id,
                     r.delivery.message.id,
+                    extra={"event_id": r.delivery.message.id},
                 )
             except QueueError as exc:
                 # Still unsettled: it is delivered again and rejected again.
                 result.dead_lettered -= 1
                 result.retried += 1
                 log.warning(
-                    "batch %s: dead-lettering %s failed: %s", result.batch_id, r.delivery.message.id, exc
+                    "batch %s: dead-lettering %s failed: %s",
+                    result.batch_id,
+                    r.delivery.message.id,
+                    exc,
+                    extra={"event_id": r.delivery.message.id},
                 )
 
     def _finish_erasures(self, plan: Plan, result: BatchResult) -> None:
@@ -127,7 +132,12 @@ class Settler:
         except StaleDelivery:
             pass
         except QueueError as qexc:
-            log.warning("dead-lettering %s failed: %s", delivery.message.id, qexc)
+            log.warning(
+                "dead-lettering %s failed: %s",
+                delivery.message.id,
+                qexc,
+                extra={"event_id": delivery.message.id},
+            )
             result.dead_lettered, result.retried = 0, 1
         return result
 
@@ -146,4 +156,4 @@ class Settler:
             try:
                 self.queue.retry(d, reason)
             except QueueError as exc:
-                log.warning("could not retry %s: %s", d.message.id, exc)
+                log.warning("could not retry %s: %s", d.message.id, exc, extra={"event_id": d.message.id})

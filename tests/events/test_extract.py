@@ -1,5 +1,5 @@
-"""The processor's parts: field extraction equals flatten_record, column typing, routing, contract edits,
-HubSpot property changes. On real warehouses (SQLite, and Postgres where the SQL matters)."""
+"""Planning a batch and applying it: field extraction equals flatten_record, column typing, routing, contract
+edits, HubSpot property changes. On real warehouses (SQLite, and Postgres where the SQL matters)."""
 
 from __future__ import annotations
 

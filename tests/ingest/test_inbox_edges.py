@@ -28,9 +28,9 @@ from integration_assets.ingest.process import process
 from integration_assets.settings import get_settings
 from integration_assets.warehouse.db import get_engine
 from integration_assets.warehouse.schema import contacts, loads
-from tests.test_ingest import CONTACT_HEADER, contact, csv_bytes
+from tests.ingest.test_load import CONTACT_HEADER, contact, csv_bytes
 
-FIXTURE = Path(__file__).parent / "fixtures" / "hubspot" / "contacts_small.csv"
+FIXTURE = Path(__file__).parent.parent / "fixtures" / "hubspot" / "contacts_small.csv"
 
 # A child process that loads the inbox through sync.run_pending, pausing inside the claimed load (after the
 # ledger's running row is committed, before the merge) until the release file appears. It writes its pid to the

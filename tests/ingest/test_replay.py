@@ -14,9 +14,9 @@ from click.testing import CliRunner
 
 from integration_assets.contracts.spec import CONTRACTS_DIR
 from integration_assets.dead_letters import export, store
-from integration_assets.ingest.replay import replay
 from integration_assets.dead_letters.store import Filter
 from integration_assets.ingest.load import ingest_file
+from integration_assets.ingest.replay import replay
 from integration_assets.warehouse.db import get_engine
 from integration_assets.warehouse.schema import contacts, dead_letter_actions, dead_letters
 

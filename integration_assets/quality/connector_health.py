@@ -1,7 +1,8 @@
 """Connector HTTP health: responses counted per source system and minute, and the "sustained 429/5xx" rule.
 
-Connectors record every response they get (``record_http_status`` from their shared HTTP client's response
-hook, or ``record_http_status(system, None)`` for a timeout / refused connection). A retried request counts
+Connectors record every response they get through the recorder their caller passes to the shared HTTP
+client (:func:`warehouse_status_recorder`: ``record_http_status``, with ``None`` for a timeout / refused
+connection). A retried request counts
 once per attempt: that is what the provider saw. The alert sensor ``connector_http_error_alert`` evaluates
 :func:`http_error_health` every minute.
 

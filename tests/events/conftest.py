@@ -20,6 +20,7 @@ import sqlalchemy as sa
 
 from integration_assets.dead_letters.store import write_event_dead_letters
 from integration_assets.events.drain import DrainReport, drain
+from integration_assets.ingest.load import ingest_file
 from integration_assets.providers import PROVIDERS
 from integration_assets.providers.hubspot import event_key as hubspot_event_key
 from integration_assets.queue import Message, Queue
@@ -28,11 +29,13 @@ from integration_assets.queue.sql import SqlQueue
 from integration_assets.sandbox.events import (
     SampleEvent,
     charge,
+    hubspot_change,
     payment_intent,
     refund,
     stripe_event,
     tracker_event,
 )
+from integration_assets.warehouse import db
 from integration_assets.warehouse.db import get_engine
 from integration_assets.warehouse.schema import CANONICAL_TABLES, dead_letters, processed_events
 from integration_assets.webhooks.receive import provider_messages
@@ -120,8 +123,6 @@ def amqp_queue_url(base: str, prefix: str, **options: Any) -> str:
     ]
 )
 def stack(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
-    from integration_assets.warehouse import db
-
     if request.param == "sql-sqlite":
         url = f"sqlite:///{tmp_path / 'warehouse.db'}"
         db.upgrade(url)
@@ -254,8 +255,6 @@ def contact_change(
     occurred: datetime,
     subscription: str = "contact.propertyChange",
 ) -> SampleEvent:
-    from integration_assets.sandbox.events import hubspot_change
-
     payload = hubspot_change(event_id, contact, prop, value, occurred, subscription)
     return SampleEvent("hubspot", hubspot_event_key(payload), payload, object_id=contact)
 
@@ -264,9 +263,6 @@ def seed_contacts(
     tmp_path: Path, ids: list[str], *, modified: datetime = NOW - timedelta(days=2), warehouse_url: str
 ) -> None:
     """HubSpot contacts in the warehouse, loaded by the real batch path (API contract, JSONL)."""
-    from integration_assets.ingest.load import ingest_file
-    from integration_assets.warehouse.db import get_engine
-
     path = tmp_path / "contacts.jsonl"
     stamp = modified.strftime("%Y-%m-%dT%H:%M:%S.000Z")
     with path.open("w") as fh:
@@ -295,8 +291,6 @@ def seed_contacts(
 def hubspot_batch_with_a_bad_element(tmp_path: Path, *, warehouse_url: str) -> list[Any]:
     """A HubSpot delivery of 100 first-name changes of seeded contacts 5000-5099 (first name "Old" before);
     element 57 is malformed (no eventId)."""
-    from integration_assets.sandbox.events import hubspot_change
-
     ids = [str(5000 + i) for i in range(100)]
     seed_contacts(tmp_path, ids, warehouse_url=warehouse_url)
     elements: list[Any] = [
@@ -312,9 +306,6 @@ def hubspot_batch_with_a_bad_element(tmp_path: Path, *, warehouse_url: str) -> l
 
 
 def seed_deals(tmp_path: Path, ids: list[str], *, warehouse_url: str) -> None:
-    from integration_assets.ingest.load import ingest_file
-    from integration_assets.warehouse.db import get_engine
-
     path = tmp_path / "deals.jsonl"
     with path.open("w") as fh:
         for i in ids:

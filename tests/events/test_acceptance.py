@@ -14,8 +14,10 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from integration_assets.dead_letters.store import Filter
 from integration_assets.events.drain import drain
 from integration_assets.events.ledger import LedgerStage
+from integration_assets.events.replay import replay_events
 from integration_assets.events.results import BatchResult
 from integration_assets.queue import Message
 from integration_assets.sandbox.events import SampleEvent
@@ -368,9 +370,6 @@ def test_same_second_lifecycle_and_shuffled_batch(stack: Stack) -> None:
 def test_events_for_objects_the_warehouse_does_not_know(stack: Stack, tmp_path: Path) -> None:
     """A payment for an unknown customer and an unknown Odoo order is stored (soft links); a HubSpot change
     for an unknown contact is dead-lettered, and applies once the contact has loaded and it is replayed."""
-    from integration_assets.dead_letters.store import Filter
-    from integration_assets.events.replay import replay_events
-
     queue = stack.make_queue()
     payment = pi_event(7, metadata={"order_id": "424242", "invoice": "77"}, customer="cus_stranger")
     change = contact_change(31, "8001", "firstname", "Grace", NOW - timedelta(milliseconds=5))

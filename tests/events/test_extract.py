@@ -19,7 +19,12 @@ from integration_assets.events.errors import EventRejected
 from integration_assets.events.frames import Extractor, raw_frame
 from integration_assets.events.replay import replay_events
 from integration_assets.events.routing import Router, parse
+from integration_assets.housekeeping.retention import prune
+from integration_assets.ingest.load import ingest_file
+from integration_assets.policies import RetentionPolicy
 from integration_assets.queue import Message
+from integration_assets.sandbox.events import hubspot_archive
+from integration_assets.warehouse.ledger import utcnow
 from tests.events.conftest import (
     NOW,
     SampleEvent,
@@ -215,8 +220,6 @@ def test_hubspot_property_changes(contacts: Stack) -> None:
 def test_hubspot_deletions_and_restores_mark_the_row(contacts: Stack) -> None:
     """A deletion sets archived_at to its time (the row stays, marked deleted), a later restore clears it, a
     deletion older than the row is stale, and one for an unknown contact is dead-lettered."""
-    from integration_assets.sandbox.events import hubspot_archive
-
     stack = contacts
     seeded_at = {r["source_id"]: r["source_updated_at"] for r in stack.rows("contacts")}
 
@@ -277,8 +280,6 @@ def test_backfill_and_live_changes_at_once_keep_the_newest(stack: Stack, tmp_pat
     import json
     import threading
 
-    from integration_assets.ingest.load import ingest_file
-
     ids = [str(100_000 + i) for i in range(3_000)]
     seed_contacts(tmp_path, ids, modified=NOW - timedelta(days=3), warehouse_url=stack.warehouse_url)
     live = ids[::10]
@@ -336,10 +337,6 @@ def test_backfill_and_live_changes_at_once_keep_the_newest(stack: Stack, tmp_pat
 def test_a_redelivery_after_the_ledger_was_pruned_changes_nothing(stack: Stack, tmp_path: Path) -> None:
     """Retention removes old processed_events rows, so a very late redelivery is no longer recognised as a
     duplicate; the stale-version guard and equal row hashes still leave every canonical row as it was."""
-    from integration_assets.housekeeping.retention import prune
-    from integration_assets.policies import RetentionPolicy
-    from integration_assets.warehouse.ledger import utcnow
-
     seed_contacts(tmp_path, ["501"], warehouse_url=stack.warehouse_url)
     events = [
         pi_event(1, "processing", created=1_790_000_000),

@@ -10,13 +10,14 @@ console logger keeps printing readable text on stdout.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 
 from structlog.typing import EventDict, WrappedLogger
 
-from integration_assets.observability.logging import JsonFormatter
+from integration_assets.observability.logging import JsonFormatter, json_logging_installed
 
-__all__ = ["DagsterJsonFormatter", "dagster_fields"]
+__all__ = ["DagsterJsonFormatter", "OnceWithTheRootHandler", "dagster_fields"]
 
 # What a Dagster log record carries in its ``dagster_meta`` extra that a reader correlates by.
 _DAGSTER_IDS = ("run_id", "job_name", "step_key", "op_name")
@@ -44,3 +45,12 @@ class DagsterJsonFormatter(JsonFormatter):
 
     def __init__(self) -> None:
         super().__init__(pre_chain=[dagster_fields])
+
+
+class OnceWithTheRootHandler(logging.Filter):
+    """Each line once when a job runs inside a CLI command (``sync``): the project's records propagate to
+    the root logger, whose JSON handler the CLI installed, so Dagster's handler leaves them to it. In a run
+    worker (no root handler) it passes everything; ``context.log`` and Dagster's events always pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.name == "dagster" or not json_logging_installed()

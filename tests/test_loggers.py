@@ -9,7 +9,8 @@ from typing import Any
 import dagster as dg
 import pytest
 
-from integration_assets.observability.logging import correlation
+from integration_assets.loggers import dagster_fields
+from integration_assets.observability.logging import configure_logging, correlation
 
 REPO = Path(__file__).resolve().parent.parent
 log = logging.getLogger("integration_assets.tests.loggers")
@@ -56,3 +57,25 @@ def test_a_run_logs_json_lines_with_run_and_load_ids(
     [ctx] = [x for x in lines if x["message"] == "from context.log"]
     assert ctx["run_id"] == result.run_id and "load_id" not in ctx
     assert not [x for x in lines if x["message"] == "not shown"]
+
+
+def test_a_job_inside_a_cli_command_logs_each_line_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], isolated_env: Path
+) -> None:
+    # `sync` runs jobs in its own process, where the CLI's root handler already writes the project's lines.
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    handler = configure_logging(pre_chain=[dagster_fields])  # as cli.entry does
+    try:
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            result = logging_job.execute_in_process(instance=instance)
+    finally:
+        logging.getLogger().removeHandler(handler)
+    assert result.success
+    lines = json_lines(capsys.readouterr().err)
+    [mine] = [x for x in lines if x["message"].startswith("merged 3 rows")]
+    assert (mine["load_id"], mine["run_id"], mine["step_key"]) == ("ld_test_1", result.run_id, "work")
+    assert "logging_job" not in mine["message"]
+    [ctx] = [x for x in lines if x["message"] == "from context.log"]
+    assert ctx["run_id"] == result.run_id

@@ -40,6 +40,7 @@ __all__ = [
     "configure_logging",
     "correlation",
     "current_correlation",
+    "json_logging_installed",
     "unbind_correlation",
 ]
 
@@ -148,9 +149,9 @@ class JsonFormatter(structlog.stdlib.ProcessorFormatter):
 class TextFormatter(structlog.stdlib.ProcessorFormatter):
     """Human-readable single-line records for a terminal, with the same ids and redaction."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, pre_chain: list[Processor] | None = None) -> None:
         super().__init__(
-            foreign_pre_chain=_PRE_CHAIN,
+            foreign_pre_chain=[*_PRE_CHAIN, *(pre_chain or [])],
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 structlog.processors.format_exc_info,
@@ -175,11 +176,21 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         pass
 
 
+def json_logging_installed() -> bool:
+    """Whether :func:`configure_logging` has installed its handler on the root logger in this process."""
+    return any(getattr(h, _HANDLER_MARK, False) for h in logging.getLogger().handlers)
+
+
 def configure_logging(
-    level: int | str = "INFO", json: bool = True, *, stream: IO[str] | None = None
+    level: int | str = "INFO",
+    json: bool = True,
+    *,
+    stream: IO[str] | None = None,
+    pre_chain: list[Processor] | None = None,
 ) -> logging.Handler:
     """Send the root logger's records to ``stream`` (default: the current stderr) as JSON lines (or
-    readable text).
+    readable text). ``pre_chain``: structlog processors run on each record after the standard fields
+    (an upper layer's, e.g. the Dagster metadata of a job run in this process).
 
     Idempotent: calling it again replaces the handler it installed before instead of adding a second one.
     Returns the handler (tests and the CLI may want to remove or inspect it).
@@ -189,7 +200,7 @@ def configure_logging(
         root.removeHandler(old)
         old.close()
     handler: logging.Handler = logging.StreamHandler(stream) if stream is not None else _StderrHandler()
-    handler.setFormatter(JsonFormatter() if json else TextFormatter())
+    handler.setFormatter(JsonFormatter(pre_chain=pre_chain) if json else TextFormatter(pre_chain=pre_chain))
     setattr(handler, _HANDLER_MARK, True)
     root.addHandler(handler)
     root.setLevel(level.upper() if isinstance(level, str) else level)

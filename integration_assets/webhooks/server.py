@@ -21,6 +21,7 @@ first byte, and be at most ``MAX_HEADER_BYTES``; otherwise the connection is clo
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import uvicorn
@@ -94,8 +95,17 @@ class ReceiverProtocol(HttpToolsProtocol):
 
 
 def receiver_app() -> Starlette:
-    """The receiver app with JSON logs installed: the factory for ``uvicorn --factory --workers N``."""
+    """The receiver app with JSON logs installed: the factory for ``uvicorn --factory --workers N``.
+
+    uvicorn has configured its own loggers with its text formatter in the worker by the time it calls the
+    factory; they are handed to the root handler (an access log switched off has no handler and stays off).
+    """
     configure_logging()
+    for name in ("uvicorn", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        if logger.handlers:
+            logger.handlers.clear()
+            logger.propagate = True
     return create_app()
 
 

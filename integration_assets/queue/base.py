@@ -4,7 +4,7 @@ Delivery is at least once on every backend: a message is handed out again if its
 ``ack``, and a provider may send the same event twice. Consumers therefore deduplicate on the message id
 (the provider's event id) in the warehouse, in the same transaction as the effect, and ack after commit.
 
-Exception hierarchy (every failure is transient or terminal, STYLE.md #7; the two branches derive from
+Exception hierarchy (every failure is transient or terminal, docs/ARCHITECTURE.md; the two branches derive from
 ``integration_assets.errors.TransientError`` / ``TerminalError``)::
 
     QueueError
@@ -105,11 +105,12 @@ def utcnow() -> datetime:
 class Message:
     """One provider event as accepted by the webhook receiver.
 
-    ``id`` is the idempotency key (``queue.keys``): ``stripe:evt_…``, ``easypost:evt_…``, and for HubSpot,
-    whose eventId is not unique, ``hubspot:<eventId>:<digest of the fields that identify the change>``.
-    ``body`` is the verified payload (for HubSpot, one element of the verified array). ``headers`` holds only non-secret request headers: never signatures, tokens or
-    cookies. ``attempts`` is 0 when publishing; on a received message it counts the deliveries so far,
-    including the current one.
+    ``id`` is the idempotency key, made by the provider's module (``providers``): ``stripe:evt_…``,
+    ``easypost:evt_…``, and for HubSpot, whose eventId is not unique, ``hubspot:<eventId>:<digest of the fields
+    that identify the change>``. ``source`` is the provider's name. ``body`` is the verified payload (for
+    HubSpot, one element of the verified array). ``headers`` holds only non-secret request headers: never
+    signatures, tokens or cookies. ``attempts`` is 0 when publishing; on a received message it counts the
+    deliveries so far, including the current one.
     """
 
     id: str

@@ -5,7 +5,8 @@ column, each row's 1-based record number, and the records that could not be pars
 Bytes that are not valid in a file's encoding travel through parsing as private-use code points (the
 ``integration_assets_pua`` error handler) so that the mapper can quarantine the row holding them and show the
 bytes (``restore_bad_bytes``). Nested JSON objects become dotted columns (``flatten_record``) wherever records
-come from. A file that cannot be loaded at all is ``FileRejected``. Imports no pandas at run time: privacy reads records through ``flatten_record`` alone.
+come from. A file that cannot be loaded at all is ``FileRejected``. Imports no pandas at run time: privacy
+reads records through ``flatten_record`` alone.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """HubSpot CRM v3: contacts, companies and deals, pulled as the raw records the ``*_api`` contracts map.
 
-Wire format: ../shared/SOURCES.md §1. Two ways in:
+Wire format: docs/SOURCES.md §1. Two ways in:
 
 - **Full pull** (no cursor yet): ``GET /crm/v3/objects/{type}?limit=100&after=…&properties=…&associations=companies``
   until a page has no ``paging.next``. Pages come in id order, not modified order.
@@ -62,16 +62,14 @@ MODIFIED_PROPERTY = {
     "companies": "hs_lastmodifieddate",
     "deals": "hs_lastmodifieddate",
 }
-PAGE_LIMIT = (
-    100  # list endpoints allow at most 100 per page (SOURCES §1.1); search allows 200, 100 keeps pages even
-)
-SEARCH_RESULT_CAP = 10_000  # results one search query can page through (SOURCES §1.2)
-SEARCH_MIN_INTERVAL = 0.2  # search: 5 requests/s per account (SOURCES §1.2)
-TEN_SECONDLY_WINDOW = (
-    10.0  # TEN_SECONDLY_ROLLING: X-HubSpot-RateLimit-Interval-Milliseconds = 10000 (SOURCES §1.4)
-)
+# List endpoints allow at most 100 per page (docs/SOURCES.md §1.1); search allows 200, 100 keeps pages even.
+PAGE_LIMIT = 100
+SEARCH_RESULT_CAP = 10_000  # results one search query can page through (docs/SOURCES.md §1.2)
+SEARCH_MIN_INTERVAL = 0.2  # search: 5 requests/s per account (docs/SOURCES.md §1.2)
+# TEN_SECONDLY_ROLLING: X-HubSpot-RateLimit-Interval-Milliseconds = 10000 (docs/SOURCES.md §1.4).
+TEN_SECONDLY_WINDOW = 10.0
 SECONDLY_WINDOW = 1.0  # "You have reached your secondly limit." (search); hs-node waits 1 s
-# The search index lags writes by seconds (SOURCES §1.2): re-read that much before the watermark.
+# The search index lags writes by seconds (docs/SOURCES.md §1.2): re-read that much before the watermark.
 DEFAULT_OVERLAP = timedelta(minutes=2)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 

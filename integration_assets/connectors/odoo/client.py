@@ -1,6 +1,6 @@
 """Odoo 16/17 external API over JSON-RPC: ``search_read`` of the models the ``odoo.*.api`` contracts map.
 
-Wire format: ../shared/SOURCES.md §2. Every call is ``POST <ODOO_URL>/jsonrpc`` with the envelope
+Wire format: docs/SOURCES.md §2. Every call is ``POST <ODOO_URL>/jsonrpc`` with the envelope
 ``{"jsonrpc": "2.0", "method": "call", "id": n, "params": {"service", "method", "args"}}``:
 ``common.authenticate(db, login, api_key, {})`` gives the uid (``false`` for a bad login), then
 ``object.execute_kw(db, uid, api_key, model, "search_read", [domain], {fields, limit, offset, order, context})``.
@@ -50,7 +50,7 @@ from integration_assets.contracts.spec import contracts_for
 SYSTEM = "odoo"
 # In load order: partners and products before the orders and invoices that point to them, orders before lines.
 MODELS: tuple[str, ...] = ("res.partner", "product.product", "sale.order", "sale.order.line", "account.move")
-ODOO_DATETIME = "%Y-%m-%d %H:%M:%S"  # UTC, no zone marker (SOURCES §2.2)
+ODOO_DATETIME = "%Y-%m-%d %H:%M:%S"  # UTC, no zone marker (docs/SOURCES.md §2.2)
 PAGE_SIZE = 500
 ORDER = "write_date asc, id asc"
 INVOICE_TYPES = ["out_invoice", "out_refund", "in_invoice", "in_refund", "out_receipt", "in_receipt"]
@@ -103,7 +103,7 @@ def odoo_time(ts: datetime) -> str:
 
 
 def classify_rpc_error(error: dict[str, Any], *, what: str, username: str, db: str) -> Verdict:
-    """Transient or terminal, from the ``error`` member's ``code`` and ``data.name`` (SOURCES §2.4)."""
+    """Transient or terminal, from the ``error`` member's ``code`` and ``data.name`` (docs/SOURCES.md §2.4)."""
     code = error.get("code")
     raw = error.get("data")
     data: dict[str, Any] = raw if isinstance(raw, dict) else {}

@@ -46,7 +46,7 @@ from integration_assets.dead_letters.store import write_event_dead_letters
 from integration_assets.events.batch import BatchRunner, DrainStopped
 from integration_assets.events.extract import Plan, Planner
 from integration_assets.events.results import BatchResult
-from integration_assets.observability.logging import bind_correlation, unbind_correlation
+from integration_assets.observability.logging import correlation
 from integration_assets.queue import Delivery, Queue, QueueError, open_queue
 from integration_assets.settings import get_settings
 from integration_assets.warehouse.db import get_engine
@@ -310,8 +310,15 @@ def drain(
         after_commit=after_commit,
     )
     batches = _BatchLoop(queue, runner, report, _Limits(max_events, batch_size, wait_s, visibility_timeout_s))
+    with correlation(drain_id=report.drain_id):  # on every log line of this drain (this thread)
+        _run(queue, batches, report, close=own)
+        log.info("drain %s: %s", report.drain_id, report.as_dict())
+    return report
+
+
+def _run(queue: Queue, batches: _BatchLoop, report: DrainReport, *, close: bool) -> None:
+    """The drain proper, timed, between two looks at the queue; ``close``: the drain opened the queue."""
     t0 = time.perf_counter()
-    ids = bind_correlation(drain_id=report.drain_id)  # on every log line of this drain (this thread)
     try:
         report.depth_before, report.oldest_age_s_before = _queue_state(queue)
         batches.run()
@@ -319,8 +326,5 @@ def drain(
         report.depth_after, report.oldest_age_s_after = _queue_state(queue)
     finally:
         report.seconds = time.perf_counter() - t0
-        if own:
+        if close:
             queue.close()
-    log.info("drain %s: %s", report.drain_id, report.as_dict())
-    unbind_correlation(ids)
-    return report

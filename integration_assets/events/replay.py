@@ -76,6 +76,8 @@ def replay_events(
     ``queue``; the public entry of ``dlq replay`` for event dead letters. Those not pending, or whose message
     cannot be rebuilt, are in ``skipped`` with the reason."""
     who = who or store.actor()
+    if queue.dead_letter_sink is None:  # the SQL queue dead-letters a key collision at publish
+        queue.dead_letter_sink = store.write_event_dead_letters
     flt = replace(flt, stage="event")
     out = EventReplay(dry_run=dry_run)
     with engine.connect() as conn:

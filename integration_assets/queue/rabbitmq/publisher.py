@@ -134,7 +134,7 @@ class ConfirmingPublisher:
     def __init__(self, params: pika.ConnectionParameters, config: RabbitMQConfig) -> None:
         self._params = params
         self.config = config
-        self._io = HoldingIOServices()
+        self._io: HoldingIOServices | None = None  # the I/O loop of the current connection
         self._conn: pika.SelectConnection | None = None
         self._ch: Channel | None = None
         self._closed: BaseException | None = None  # why the connection or channel went away
@@ -233,14 +233,19 @@ class ConfirmingPublisher:
             opened.append(conn)
             self._wake()
 
-        self._io = HoldingIOServices()
-        self._conn = pika.SelectConnection(
-            self._params,
-            on_open_callback=on_open,
-            on_open_error_callback=self._on_connection_closed,
-            on_close_callback=self._on_connection_closed,
-            custom_ioloop=self._io,
-        )
+        io = HoldingIOServices()
+        try:
+            self._conn = pika.SelectConnection(
+                self._params,
+                on_open_callback=on_open,
+                on_open_error_callback=self._on_connection_closed,
+                on_close_callback=self._on_connection_closed,
+                custom_ioloop=io,
+            )
+        except BaseException:
+            io.get_native_ioloop().close()
+            raise
+        self._io = io
         try:
             if not self._wait(lambda: bool(opened), (self._params.stack_timeout or 15.0) + 1.0):
                 raise pex.AMQPConnectionError("connection was not established in time")
@@ -274,16 +279,18 @@ class ConfirmingPublisher:
 
     def close(self) -> None:
         """Drop the connection (unconfirmed messages of a batch may or may not be stored)."""
-        conn, self._conn, self._ch, self._batch = self._conn, None, None, None
+        conn, self._conn, self._ch, self._batch, self._io = self._conn, None, None, None, None
         if conn is None:
             return
         try:
-            if conn.is_open:
-                conn.close()
+            if not (conn.is_closed or conn.is_closing):
+                conn.close()  # while opening, this aborts the opening
             if not conn.is_closed:
                 # Let the close handshake run (bounded), so the broker sees a clean close.
-                closing_done = conn.ioloop.call_later(1.0, conn.ioloop.stop)
-                conn.add_on_close_callback(lambda *_: conn.ioloop.stop())
+                stop = conn.ioloop.stop
+                closing_done = conn.ioloop.call_later(1.0, stop)
+                conn.add_on_close_callback(lambda *_: stop())
+                conn.add_on_open_error_callback(lambda *_: stop(), remove_default=False)
                 conn.ioloop.start()
                 conn.ioloop.remove_timeout(closing_done)
         except (pex.AMQPError, OSError, RuntimeError) as exc:
@@ -309,7 +316,7 @@ class ConfirmingPublisher:
         assert self._ch is not None
         batch = _ConfirmBatch()
         self._batch = batch
-        transport = self._io.transport
+        transport = self._io.transport if self._io is not None else None
         if transport is not None:
             transport.hold()
         try:

@@ -21,6 +21,7 @@ import pandas as pd
 
 from integration_assets.contracts.records import RawChunk
 from integration_assets.contracts.spec import Contract
+from integration_assets.erasure.audit import Erasure
 from integration_assets.events import hubspot
 from integration_assets.events.errors import EventRejected
 from integration_assets.events.frames import raw_frame
@@ -103,7 +104,7 @@ class Plan:
     # GDPR erasure requests (pos, table, object id, occurredAt), and the erasures the transaction ran
     # (integration_assets.privacy: their files are done after the commit).
     erasures: list[tuple[int, str, str, datetime]] = field(default_factory=list)
-    erased: list[Any] = field(default_factory=list)
+    erased: list[Erasure] = field(default_factory=list)
 
     def reject(self, pos: int, check: str, reason: str) -> None:
         item = self.items.pop(pos)

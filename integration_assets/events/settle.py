@@ -114,7 +114,7 @@ class Settler:
         there are none). A failure leaves them ``warehouse_done`` for the next batch that erases, the next
         drain, or ``integration-assets privacy resume``."""
         try:
-            finish_pending(self.engine, known={e.id: e for e in plan.erased})
+            finish_pending(self.engine, known={e.id: e for e in plan.erased if e.id is not None})
         except (OSError, sa.exc.SQLAlchemyError) as exc:
             log.warning(
                 "batch %s: erasure files not finished (%s); they stay pending: %s",

@@ -21,12 +21,11 @@ from integration_assets.ingest import inbox
 from integration_assets.ingest.process import process
 from integration_assets.ingest.replay import replay_deferred_references
 from integration_assets.resources import WarehouseResource
-from integration_assets.settings import env
+from integration_assets.settings import get_settings
 from integration_assets.warehouse.ledger import LoadReport
 from integration_assets.warehouse.schema import CANONICAL_TABLES
 
 OWNERS = ["team:data-integration"]
-TRANSIENT_RETRIES_VAR = "INTEGRATION_RUN_TRANSIENT_RETRIES"
 
 
 def retry_if_transient(context: dg.AssetExecutionContext, exc: Exception) -> None:
@@ -34,7 +33,7 @@ def retry_if_transient(context: dg.AssetExecutionContext, exc: Exception) -> Non
     jitter; anything else fails the step at once (bad input never reaches here: it is quarantined)."""
     if isinstance(exc, TransientError | sa.exc.OperationalError | sa.exc.InterfaceError):
         wait = min(120.0, 5.0 * 2**context.retry_number) * random.uniform(0.8, 1.2)  # noqa: S311 - jitter
-        retries = int(env(TRANSIENT_RETRIES_VAR) or 4)
+        retries = get_settings().run_transient_retries
         raise dg.RetryRequested(max_retries=retries, seconds_to_wait=wait) from exc
 
 

@@ -25,7 +25,7 @@ import sqlalchemy as sa
 
 from integration_assets.connectors.files.hashing import content_hash
 from integration_assets.observability.redact import redact_text
-from integration_assets.settings import Settings, env, get_settings
+from integration_assets.settings import Settings, get_settings
 from integration_assets.warehouse import ledger
 from integration_assets.warehouse.db import get_engine
 from integration_assets.warehouse.schema import loads
@@ -76,10 +76,6 @@ def is_temp_name(name: str) -> bool:
     return name.lower().endswith(TEMP_SUFFIXES) or name.startswith(TEMP_PREFIXES)
 
 
-def temp_max_age() -> float:
-    return float(env(TEMP_MAX_AGE_VAR) or 86400)
-
-
 @dataclass(frozen=True)
 class Refused:
     """An inbox entry that is not loaded, and why (it is rejected with this reason)."""
@@ -113,7 +109,7 @@ def survey(settings: Settings | None = None) -> Survey:
     out = Survey()
     if not root.exists():
         return out
-    now, max_age = time.time(), temp_max_age()
+    now, max_age = time.time(), settings.inbox_temp_max_age_seconds
     for folder, dirs, names in os.walk(root, followlinks=False):
         base = Path(folder)
         for d in list(dirs):

@@ -52,7 +52,7 @@ def replay_all(
     pending = [i for i in outcome.skipped if i in events]  # ingest.replay left them to this path
     if not pending:
         return outcome  # no event among them: the queue is not opened
-    with open_queue() as queue:
+    with open_queue(dead_letter_sink=store.write_event_dead_letters) as queue:
         ev = replay_events(
             engine, queue, replace(flt, ids=tuple(pending), status="pending"), who=who, dry_run=dry_run
         )

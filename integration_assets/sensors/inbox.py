@@ -40,7 +40,7 @@ from integration_assets.contracts.spec import known_entities
 from integration_assets.ingest import inbox
 from integration_assets.jobs.inbox import TIDY_JOB
 from integration_assets.observability.redact import redact_text
-from integration_assets.settings import env, get_settings
+from integration_assets.settings import get_settings
 from integration_assets.warehouse.db import get_engine
 
 MAX_RUNS_PER_TICK = 50
@@ -67,11 +67,9 @@ class Retry:
 
     @classmethod
     def from_env(cls) -> Retry:
+        s = get_settings()
         return cls(
-            float(env("INTEGRATION_INBOX_RETRY_SECONDS") or 60),
-            float(env("INTEGRATION_INBOX_RETRY_MAX_SECONDS") or 3600),
-            int(env("INTEGRATION_INBOX_ALERT_ATTEMPTS") or 4),
-            float(env("INTEGRATION_INBOX_ALERT_SECONDS") or 3600),
+            s.inbox_retry_seconds, s.inbox_retry_max_seconds, s.inbox_alert_attempts, s.inbox_alert_seconds
         )
 
     def wait(self, finished: int) -> float:

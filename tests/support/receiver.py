@@ -15,7 +15,7 @@ import uvicorn
 @contextlib.contextmanager
 def serving(app: Any, **config: Any) -> Iterator[str]:
     """Serve ``app`` (lifespan on) until the block ends; yields its base URL. ``config``: more uvicorn.Config
-    arguments, e.g. the receiver's own (webhooks.cli.server_options). A server still running 15 s after a block
+    arguments, e.g. the receiver's own (cli.webhooks.server_options). A server still running 15 s after a block
     that ended normally is an error."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -13,9 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from integration_assets.cli.webhooks import server_options
 from integration_assets.queue.sql import SqlQueue
 from integration_assets.webhooks.app import create_app
-from integration_assets.webhooks.cli import server_options
 from tests.support.receiver import serving
 
 from .conftest import hubspot_body, hubspot_headers, stripe_event, stripe_headers, test_config

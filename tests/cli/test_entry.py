@@ -11,7 +11,7 @@ from pathlib import Path
 
 from integration_assets.settings import get_settings
 
-FIXTURE = Path(__file__).parent / "fixtures" / "hubspot" / "contacts_small.csv"
+FIXTURE = Path(__file__).parent.parent / "fixtures" / "hubspot" / "contacts_small.csv"
 
 
 def _script(*args: str) -> subprocess.CompletedProcess[str]:

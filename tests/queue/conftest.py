@@ -22,8 +22,10 @@ from integration_assets.dead_letters.store import write_event_dead_letters
 from integration_assets.queue import DeadLetterSink, Delivery, Message, Queue
 from integration_assets.queue.rabbitmq import RabbitMQQueue
 from integration_assets.queue.sql import SqlQueue
+from integration_assets.warehouse import db
 from integration_assets.warehouse.db import get_engine
 from integration_assets.warehouse.schema import dead_letters
+from tests.conftest import _truncate_all
 from tests.support.tcp_proxy import TcpProxy
 
 # Where the queues under test record their dead letters (the store's writer, as the event path wires it).
@@ -66,8 +68,6 @@ def receive_n(q: Queue, n: int, timeout_s: float = 5.0, **kw: Any) -> list[Deliv
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A migrated SQLite warehouse, copied per test: far cheaper than running the migrations every time."""
-    from integration_assets.warehouse import db
-
     path = tmp_path_factory.mktemp("template") / "warehouse.db"
     db.upgrade(f"sqlite:///{path}")
     db._engine.cache_clear()  # release the file before it is copied
@@ -76,8 +76,6 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _fresh_warehouse(kind: str, request: pytest.FixtureRequest, tmp_path: Path, template: Path) -> str:
     if kind == "postgres":
-        from tests.conftest import _truncate_all
-
         url = request.getfixturevalue("pg_database")
         _truncate_all(url)
         return url

@@ -164,3 +164,14 @@ def test_acking_a_batch_leaves_the_deliveries_held_around_it_unsettled(rabbit: F
     assert sorted(d.message.id for d in again) == sorted([first[1].message.id, second[0].message.id])
     q.ack(again)
     assert q.depth() == 0
+
+
+def test_acks_waiting_behind_a_rejection_go_out_when_it_is_dead_lettered(rabbit: Factory) -> None:
+    q = rabbit()
+    q.publish_many([message(i) for i in range(3)])
+    a, b, c = receive_n(q, 3)
+    q.ack([a, c])  # c waits behind b
+    q.dead_letter(b, "fails its contract", "contract_violation")  # settles b: a, b and c are acked now
+    q._reset()  # the connection goes without a clean close: anything unacked would come back
+    assert q.receive(3, wait_s=1.0) == []
+    assert q.depth() == 0 and q.dead_letter_depth() == 1

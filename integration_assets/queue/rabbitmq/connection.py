@@ -77,6 +77,9 @@ class BrokerLink:
         self._consumer_tag: str | None = None
         self._buffer: deque[RawDelivery] = deque()
         self._held: dict[int, datetime] = {}  # delivery tag -> received_at, handed out and not settled
+        self._unsent: set[int] = (
+            set()
+        )  # settled by the caller, ack frame not sent yet (see consumer._ack_tags)
 
     def __repr__(self) -> str:
         return f"RabbitMQQueue({self.config.redacted_url()}, prefix={self.config.prefix!r})"
@@ -92,6 +95,7 @@ class BrokerLink:
         self._consumer_tag = None
         self._buffer.clear()
         self._held.clear()
+        self._unsent.clear()
         if conn is not None and conn.is_open:
             try:
                 conn.close()

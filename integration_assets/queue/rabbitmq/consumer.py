@@ -176,27 +176,46 @@ class RabbitMQQueue(BrokerLink, Queue):
         return r
 
     def _ack_tags(self, tags: Sequence[int], what: str) -> None:
-        """Ack ``tags`` in as few frames as possible: one ``multiple`` ack for the longest run that leaves no
-        other unsettled delivery of this channel behind it (deliveries held for the next batch stay
-        unsettled), one frame each for the rest (each is flushed at once by ``BlockingChannel``)."""
-        wanted = set(tags)
-        unsettled = sorted(
-            {*self._held, *(r.delivery_tag for r in self._buffer if r.generation == self._generation)}
+        """Settle ``tags`` with as few frames as possible. ``BlockingChannel.basic_ack`` sends and flushes each
+        frame at once (thousands of round trips through the I/O loop for a batch), so acks go out as one
+        ``multiple`` ack for the longest run of settled tags that leaves no unsettled delivery of this channel
+        behind it (deliveries held for the next batch stay unsettled). Tags above an unsettled one wait in
+        ``_unsent`` until it is settled too (usually the batch's rejections, dead-lettered right after the
+        ack) or the queue is closed; a connection lost meanwhile redelivers them, which consumers tolerate."""
+        settled = self._unsent | set(tags)
+        outstanding = sorted(
+            {
+                *settled,
+                *self._held,
+                *(r.delivery_tag for r in self._buffer if r.generation == self._generation),
+            }
         )
         upto = None
-        for tag in unsettled:
-            if tag not in wanted:
+        for tag in outstanding:
+            if tag not in settled:
                 break
             upto = tag
+        for tag in tags:
+            self._held.pop(tag, None)
+        if upto is None:
+            self._unsent = settled
+            return
         with self._guard(what):
             assert self._ch is not None
-            if upto is not None:
-                self._ch.basic_ack(delivery_tag=upto, multiple=True)
-            for tag in sorted(wanted):
-                if upto is None or tag > upto:
+            self._ch.basic_ack(delivery_tag=upto, multiple=True)
+        self._unsent = {t for t in settled if t > upto}
+
+    def _send_unsent(self) -> None:
+        """Ack what is still waiting behind an unsettled delivery, one frame each (closing: no more waiting)."""
+        if not self._unsent or self._ch is None or not self._ch.is_open:
+            return
+        try:
+            with self._guard(f"ack of {len(self._unsent)} message(s)"):
+                for tag in sorted(self._unsent):
                     self._ch.basic_ack(delivery_tag=tag, multiple=False)
-            for tag in wanted:
-                self._held.pop(tag, None)
+            self._unsent.clear()
+        except QueueUnavailable as exc:
+            log.warning("ack failed, the broker will redeliver (consumers deduplicate): %s", exc)
 
     def ack(self, deliveries: Sequence[Delivery], *, connection: sa.Connection | None = None) -> None:
         if connection is not None:
@@ -216,6 +235,10 @@ class RabbitMQQueue(BrokerLink, Queue):
                 self._ack_tags(tags, f"ack of {len(tags)} message(s)")
             except QueueUnavailable as exc:
                 log.warning("ack failed, the broker will redeliver (consumers deduplicate): %s", exc)
+
+    def close(self) -> None:
+        self._send_unsent()
+        self._reset()
 
     def _republish_and_ack(self, pairs: Sequence[tuple[Delivery, Outgoing]], what: str) -> None:
         receipts = [self._fresh(d, what) for d, _ in pairs]

@@ -182,6 +182,8 @@ def inbox_run_requests(context: dg.SensorEvaluationContext) -> dg.SensorResult:
             context.log.info("to archive: %s duplicates content loaded by %s", f.path.name, done)
         if not _in_flight(context.instance, TIDY_JOB):
             requests.append(dg.RunRequest(job_name=TIDY_JOB, tags={"integration/trigger": "inbox_sensor"}))
+    for f, sha, _ in decision.duplicates:  # hashed once: kept until the tidy run has moved them
+        hashes[str(f.path)] = [f.size, f.mtime, sha]
     for f, sha in decision.new:
         path_key = str(f.path)
         hashes[path_key] = [f.size, f.mtime, sha]

@@ -200,26 +200,9 @@ def event_fingerprint(source: str, message_id: str) -> str:
     return hashlib.sha256(f"event\x1f{source}\x1f{message_id}".encode()).hexdigest()
 
 
-class QueuedEvent(Protocol):
-    """What the store needs of a queue message (``queue.base.Message`` has it; the store imports no queue)."""
-
-    @property
-    def source(self) -> str: ...
-    @property
-    def id(self) -> str: ...
-    @property
-    def event_type(self) -> str: ...
-    @property
-    def body(self) -> bytes: ...
-    @property
-    def headers(self) -> Mapping[str, Any]: ...
-    @property
-    def received_at(self) -> datetime | None: ...
-
-
 class FailedEvent(Protocol):
-    """What the store records of a failed event: ``EventDeadLetter`` below, or the queue's own record of it
-    (the store imports no queue, so any object with these fields fits)."""
+    """What the store records of a failed event (``queue.QueueDeadLetter`` has it; the store imports no
+    queue, so any object with these fields fits)."""
 
     @property
     def source(self) -> str: ...
@@ -241,40 +224,6 @@ class FailedEvent(Protocol):
     def attempts(self) -> int: ...
     @property
     def details(self) -> Mapping[str, Any]: ...
-
-
-@dataclass(frozen=True, slots=True)
-class EventDeadLetter:
-    """One event on its way to the ``dead_letters`` table. Not a queue message: what comes back from a
-    broker's DLQ may be malformed, and must still be recorded."""
-
-    source: str
-    message_id: str
-    event_type: str
-    body: bytes
-    headers: Mapping[str, Any]
-    received_at: datetime | None
-    reason: str
-    check_name: str
-    attempts: int
-    details: Mapping[str, Any]  # backend facts kept in ``errors`` (x-death, queue name, ...)
-
-    @classmethod
-    def of(
-        cls, message: QueuedEvent, reason: str, check_name: str, attempts: int, details: Mapping[str, Any]
-    ) -> EventDeadLetter:
-        return cls(
-            source=message.source,
-            message_id=message.id,
-            event_type=message.event_type,
-            body=message.body,
-            headers=message.headers,
-            received_at=message.received_at,
-            reason=reason,
-            check_name=check_name,
-            attempts=attempts,
-            details=details,
-        )
 
 
 _ROW_DEFAULTS: dict[str, Any] = {

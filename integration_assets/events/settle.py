@@ -21,12 +21,12 @@ from collections.abc import Callable, Sequence
 
 import sqlalchemy as sa
 
-from integration_assets.dead_letters.store import EventDeadLetter, write_event_dead_letters
+from integration_assets.dead_letters.store import write_event_dead_letters
 from integration_assets.erasure.erase import finish_pending
 from integration_assets.events.apply import Committed, InTransaction
 from integration_assets.events.extract import Plan
 from integration_assets.events.results import BatchResult
-from integration_assets.queue import Delivery, Queue, QueueError, StaleDelivery
+from integration_assets.queue import Delivery, Queue, QueueDeadLetter, QueueError, StaleDelivery
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ def in_transaction(queue: Queue, batch_id: str) -> InTransaction:
         write_event_dead_letters(
             conn,
             [
-                EventDeadLetter.of(
+                QueueDeadLetter.of(
                     r.delivery.message, r.reason, r.check, max(1, r.delivery.attempts), details
                 )
                 for r in plan.rejections

@@ -1,4 +1,5 @@
-"""The one writer of dead letters: rows, files and events share one upsert and one status rule."""
+"""The one writer of dead letters: rows, files and events (the queue's records, as the sink gets them) share
+one upsert and one status rule."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 
 from integration_assets.dead_letters import store
+from integration_assets.queue import QueueDeadLetter
 from integration_assets.warehouse.schema import dead_letters
 
 
@@ -22,8 +24,8 @@ def _row(fp: str, reason: str = "bad") -> dict:
     }
 
 
-def _event(message_id: str, reason: str, attempts: int) -> store.EventDeadLetter:
-    return store.EventDeadLetter(
+def _event(message_id: str, reason: str, attempts: int) -> QueueDeadLetter:
+    return QueueDeadLetter(
         source="stripe",
         message_id=message_id,
         event_type="payment_intent.succeeded",

@@ -9,12 +9,13 @@ import sqlalchemy as sa
 from integration_assets.dead_letters import store
 from integration_assets.dead_letters.store import Filter
 from integration_assets.jobs.replay import replay_all
+from integration_assets.queue import QueueDeadLetter
 from integration_assets.settings import get_settings
 from integration_assets.warehouse.schema import dead_letters, event_queue
 
 
-def _event(message_id: str) -> store.EventDeadLetter:
-    return store.EventDeadLetter(
+def _event(message_id: str) -> QueueDeadLetter:
+    return QueueDeadLetter(
         source="stripe",
         message_id=message_id,
         event_type="payment_intent.succeeded",

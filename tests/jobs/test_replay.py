@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
@@ -64,3 +65,18 @@ def test_a_filter_on_another_stage_leaves_events_alone(engine: sa.Engine) -> Non
         store.write_event_dead_letters(conn, [_event("stripe:evt_2")])
     out = _replay(engine, Filter(stage="map"))
     assert out.selected == 0 and out.replayed == []
+
+
+def test_dlq_replay_serves_event_dead_letters(engine: sa.Engine) -> None:
+    from click.testing import CliRunner
+
+    from integration_assets.cli import main
+
+    with engine.begin() as conn:
+        store.write_event_dead_letters(conn, [_event("stripe:evt_3")])
+    res = CliRunner().invoke(main, ["dlq", "replay", "--filter", "--stage", "event", "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert (out["selected"], out["replayed"], out["skipped"]) == (1, 1, 0)
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(event_queue.c.message_id)).scalars().all() == ["stripe:evt_3"]

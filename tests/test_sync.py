@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
@@ -54,3 +55,30 @@ def test_sync_loads_then_archives_a_resent_copy_without_a_run(warehouse_url: str
 def test_sync_with_an_empty_inbox_runs_nothing(warehouse_url: str) -> None:
     out = _sync()
     assert out == {"ok": True, "runs": [], "entities": [], "totals": {}, "loads": []}
+
+
+def test_a_sync_hashes_the_file_once_and_its_snapshot_once(
+    warehouse_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hashlib
+
+    from integration_assets.connectors.files import hashing
+
+    passes: list[str] = []
+
+    class Counting:
+        def __getattr__(self, name: str) -> object:
+            return getattr(hashlib, name)
+
+        @staticmethod
+        def sha256(*args: object) -> object:
+            passes.append("sha256")
+            return hashlib.sha256(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(hashing, "hashlib", Counting())
+    _drop("contacts.csv")
+    out = _sync()
+    assert [ld["status"] for ld in out["loads"]] == ["succeeded"]
+    # The decision (already loaded?), the run's file list, the load and the changed-during-load check share
+    # one pass over the inbox file; copying the snapshot is the other.
+    assert len(passes) == 2

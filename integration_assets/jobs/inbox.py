@@ -17,7 +17,8 @@ from integration_assets.resources import WarehouseResource
 TIDY_JOB = "tidy_inbox"
 
 
-def _known_folders() -> set[tuple[str, str]]:
+def known_folders() -> set[tuple[str, str]]:
+    """The inbox folders of the contracts: (system, entity)."""
     return {(s, e) for s, e, _ in known_entities()}
 
 
@@ -31,7 +32,7 @@ def tidy_inbox_op(context: dg.OpExecutionContext, warehouse: WarehouseResource) 
     abandoned = abandon_dead_loads(engine, settings)
     for load_id in abandoned:
         context.log.warning("load %s was left running by a process that is gone: marked abandoned", load_id)
-    _, reports = tidy(settings, engine, _known_folders, run_id=context.run_id)
+    _, reports = tidy(settings, engine, known_folders, run_id=context.run_id)
     for r in reports:
         context.log.info("%s/%s %s: %s (%s)", r.source_system, r.entity, r.file_name, r.status, r.error)
     context.add_output_metadata(

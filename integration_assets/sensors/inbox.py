@@ -36,9 +36,8 @@ import sqlalchemy as sa
 from integration_assets.alerts.incidents import Alert
 from integration_assets.alerts.notifier import Notifier
 from integration_assets.assets.files import ENTITY_TAG, job_name, raw_op_name
-from integration_assets.contracts.spec import known_entities
 from integration_assets.ingest import inbox
-from integration_assets.jobs.inbox import TIDY_JOB
+from integration_assets.jobs.inbox import TIDY_JOB, known_folders
 from integration_assets.observability.redact import redact_text
 from integration_assets.settings import get_settings
 from integration_assets.warehouse.db import get_engine
@@ -141,10 +140,6 @@ def _warehouse_error(exc: Exception) -> str:
     return _short(f"warehouse unreachable: {type(orig).__name__}: {orig}")
 
 
-def _known_folders() -> set[tuple[str, str]]:
-    return {(s, e) for s, e, _ in known_entities()}
-
-
 def _in_flight(instance: dg.DagsterInstance, job: str) -> bool:
     return bool(
         instance.get_run_records(filters=dg.RunsFilter(job_name=job, statuses=_NOT_FINISHED), limit=1)
@@ -161,12 +156,12 @@ def inbox_run_requests(context: dg.SensorEvaluationContext) -> dg.SensorResult:
     down: str | None = None
     try:
         decision = inbox.decide(
-            settings, get_engine(settings.warehouse_url), _known_folders, hashes=state["hashes"]
+            settings, get_engine(settings.warehouse_url), known_folders, hashes=state["hashes"]
         )
     except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
         down = _warehouse_error(exc)
         context.log.warning("%s; no file is launched this tick", down)
-        decision = inbox.decide(settings, None, _known_folders, hashes=state["hashes"])
+        decision = inbox.decide(settings, None, known_folders, hashes=state["hashes"])
     hashes: dict[str, list] = {}
     stuck: dict[str, dict[str, Any]] = {}
     requests: list[dg.RunRequest] = []

@@ -9,6 +9,7 @@ import time
 
 import sqlalchemy as sa
 
+from integration_assets.dead_letters.store import write_event_dead_letters
 from integration_assets.erasure.audit import Erasure, ErasureUnavailable
 from integration_assets.privacy.subjects import SourceFields, event_matches, event_values
 from integration_assets.queue import QueueError
@@ -61,7 +62,9 @@ def move_broker_dead_letters(settings: Settings) -> None:
     in place). Events still in the main queue are applied later and kept erased (``privacy.suppress``)."""
     if not settings.queue_url.startswith(("amqp://", "amqps://")):
         return
-    queue = open_queue(settings.queue_url, warehouse_url=settings.warehouse_url)
+    queue = open_queue(
+        settings.queue_url, warehouse_url=settings.warehouse_url, dead_letter_sink=write_event_dead_letters
+    )
     try:
         moved = queue.drain_dead_letters()
     except QueueError as exc:

@@ -21,6 +21,7 @@ from integration_assets.dead_letters import store
 from integration_assets.ingest.load import ingest_file
 from integration_assets.policies import DEFAULT_POLICIES_FILE
 from integration_assets.quality.connector_health import record_http_status
+from integration_assets.sensors.alerts import NOT_MIGRATED
 from integration_assets.settings import get_settings
 from integration_assets.warehouse.db import get_engine
 from integration_assets.warehouse.schema import contacts
@@ -347,3 +348,25 @@ def test_sustained_http_errors_alert_and_resolve(warehouse_url: str, defs: dg.De
     assert [a["kind"] for a in alert_lines()] == ["fire", "resolve"]
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM connector_http_stats")).scalar_one() == 6
+
+
+# -- a tick never migrates ----------------------------------------------------------------------------------
+
+
+def test_alert_sensors_skip_until_the_warehouse_is_migrated(
+    isolated_env: Path, monkeypatch: pytest.MonkeyPatch, defs: dg.Definitions
+) -> None:
+    url = f"sqlite:///{isolated_env / 'new.db'}"
+    monkeypatch.setenv("INTEGRATION_WAREHOUSE_URL", url)
+    names = [
+        "asset_check_alerts",
+        "freshness_alerts",
+        "dead_letter_growth_alerts",
+        "connector_http_error_alerts",
+    ]
+    with dg.instance_for_test() as instance:
+        results = [tick(defs, name, instance, "kept") for name in names]
+    assert {r.skip_reason.skip_message for r in results if r.skip_reason} == {NOT_MIGRATED}
+    assert len(results) == 4 and all(r.cursor is None for r in results)
+    with get_engine(url).connect() as conn:
+        assert sa.inspect(conn).get_table_names() == []  # nothing was created

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from integration_assets import providers
-from integration_assets.dead_letters.store import STATUSES, Filter, Status
+from integration_assets.dead_letters.queries import STATUSES, Filter, Status
 from integration_assets.events.replay import replay_events
 from integration_assets.queue import QueueError, open_queue
 from integration_assets.settings import get_settings

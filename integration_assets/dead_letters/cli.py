@@ -9,8 +9,8 @@ from pathlib import Path
 import click
 
 from integration_assets.dead_letters import export as dl_export
-from integration_assets.dead_letters import store
-from integration_assets.dead_letters.store import Filter
+from integration_assets.dead_letters import queries, store
+from integration_assets.dead_letters.queries import Filter
 from integration_assets.settings import get_settings
 from integration_assets.warehouse.db import ensure_schema, get_engine
 
@@ -25,7 +25,10 @@ def _filter_options(f):  # type: ignore[no-untyped-def]
     for opt in reversed(
         [
             click.option(
-                "--status", type=click.Choice([*store.STATUSES, "any"]), default="pending", show_default=True
+                "--status",
+                type=click.Choice([*queries.STATUSES, "any"]),
+                default="pending",
+                show_default=True,
             ),
             click.option("--source", help="Source system, e.g. hubspot."),
             click.option("--entity", help="Entity, e.g. contacts or sale.order."),
@@ -65,7 +68,7 @@ def dlq() -> None:
 def list_(status, source, entity, stage, check, reason, limit, as_json) -> None:  # type: ignore[no-untyped-def]
     """List dead letters (pending by default)."""
     with _engine().connect() as conn:
-        rows = store.select(conn, _flt((), status, source, entity, stage, check, reason, limit))
+        rows = queries.select(conn, _flt((), status, source, entity, stage, check, reason, limit))
     if as_json:
         click.echo(json.dumps([dl_export.as_json_row(r) for r in rows], default=str))
         return
@@ -96,8 +99,8 @@ def show(dl_id: int) -> None:
     """One dead letter in full: reason, every finding, the raw record and its audit trail."""
     with _engine().connect() as conn:
         try:
-            row = store.get(conn, dl_id)
-        except store.DeadLetterError as exc:
+            row = queries.get(conn, dl_id)
+        except queries.DeadLetterError as exc:
             raise click.ClickException(str(exc)) from exc
     out = dl_export.as_json_row(row, with_raw=True)
     try:
@@ -183,7 +186,7 @@ def discard_cmd(ids, note) -> None:  # type: ignore[no-untyped-def]
     with _engine().begin() as conn:
         try:
             n = store.discard(conn, ids, note)
-        except store.DeadLetterError as exc:
+        except queries.DeadLetterError as exc:
             raise click.ClickException(str(exc)) from exc
     click.echo(f"discarded {n} dead letter(s)")
 

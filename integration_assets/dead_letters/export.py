@@ -13,7 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from integration_assets.contracts.spec import all_contracts
-from integration_assets.dead_letters import store
+from integration_assets.dead_letters import queries
 
 # OWASP "CSV injection": cells starting with these are read as formulas by spreadsheet programs.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
@@ -68,13 +68,13 @@ def scrub(text: str | None, column: str | None, pii: set[str]) -> str | None:
     return _LONG_DIGITS.sub("<number>", text)
 
 
-def export_csv(conn: sa.Connection, flt: store.Filter) -> str:
+def export_csv(conn: sa.Connection, flt: queries.Filter) -> str:
     """Dead letters as CSV for review outside the tool: no raw payloads, no PII, formula cells neutralised."""
     pii = _pii_columns()
     buf = io.StringIO()
     w = csv.writer(buf, quoting=csv.QUOTE_ALL, lineterminator="\n")
     w.writerow(EXPORT_COLUMNS)
-    for r in store.select(conn, flt):
+    for r in queries.select(conn, flt):
         col = r.get("column_name")
         r = dict(r)
         r["offending_value"] = scrub(r.get("offending_value"), col, pii)

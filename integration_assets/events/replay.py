@@ -19,8 +19,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from integration_assets.dead_letters import store
-from integration_assets.dead_letters.store import Filter
+from integration_assets.dead_letters import queries, store
+from integration_assets.dead_letters.queries import Filter
 from integration_assets.queue import InvalidMessage, Message, Queue
 
 
@@ -81,7 +81,7 @@ def replay_events(
     flt = replace(flt, stage="event")
     out = EventReplay(dry_run=dry_run)
     with engine.connect() as conn:
-        rows = store.select(conn, flt)
+        rows = queries.select(conn, flt)
     out.selected = len(rows)
     todo: list[tuple[int, Message]] = []
     for r in rows:

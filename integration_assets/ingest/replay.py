@@ -24,8 +24,8 @@ from integration_assets.connectors.files.source import inspect
 from integration_assets.contracts.matching import column_drift, match_contract
 from integration_assets.contracts.records import FileRejected, RawChunk
 from integration_assets.contracts.spec import Contract, contracts_for, get_contract
-from integration_assets.dead_letters import store
-from integration_assets.dead_letters.store import Filter
+from integration_assets.dead_letters import queries, store
+from integration_assets.dead_letters.queries import Filter
 from integration_assets.ingest.load import ingest_file
 from integration_assets.ingest.quarantine import dead_letter_rows, reference_failures
 from integration_assets.mapping.engine import ContractMapper
@@ -91,7 +91,7 @@ def replay(
     who = who or store.actor()
     out = ReplayOutcome(dry_run=dry_run)
     with engine.connect() as conn:
-        rows = store.select(conn, flt)
+        rows = queries.select(conn, flt)
     out.selected = len(rows)
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
     for r in rows:

@@ -10,8 +10,8 @@ import dagster as dg
 import sqlalchemy as sa
 
 from integration_assets.assets.files import canonical_key
-from integration_assets.dead_letters import store
-from integration_assets.dead_letters.store import Filter
+from integration_assets.dead_letters import queries, store
+from integration_assets.dead_letters.queries import Filter
 from integration_assets.events.replay import replay_events
 from integration_assets.ingest.replay import ReplayOutcome, replay
 from integration_assets.queue import open_queue
@@ -88,7 +88,7 @@ def replay_dead_letters_op(
 ) -> dict:
     flt = Filter(
         ids=tuple(config.ids),
-        status=store.status_of(config.status),
+        status=queries.status_of(config.status),
         source=config.source,
         entity=config.entity,
         stage=config.stage,

@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from integration_assets.dead_letters import store
+from integration_assets.dead_letters import queries
 from integration_assets.observability.metrics import WebhookMetrics
 from integration_assets.settings import get_settings
 from integration_assets.warehouse.db import get_engine
@@ -58,7 +58,7 @@ class PipelineCollector(Collector):
         )
         try:
             with self._engine().connect() as conn:
-                pending = [c for c in store.counts(conn) if c["status"] == "pending"]
+                pending = [c for c in queries.counts(conn) if c["status"] == "pending"]
                 lc = loads.c
                 last_ok = conn.execute(
                     sa.select(lc.source_system, lc.entity, sa.func.max(lc.finished_at))

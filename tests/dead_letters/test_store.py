@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
-from integration_assets.dead_letters import store
+from integration_assets.dead_letters import queries, store
 from integration_assets.queue import QueueDeadLetter
 from integration_assets.warehouse.schema import dead_letters
 
@@ -46,8 +46,8 @@ def _get(conn: sa.Connection, fp: str) -> dict:
 
 
 def test_statuses_are_the_literal() -> None:
-    assert store.STATUSES == ("pending", "replayed", "discarded")
-    assert store.status_of("") is None and store.status_of("replayed") == "replayed"
+    assert queries.STATUSES == ("pending", "replayed", "discarded")
+    assert queries.status_of("") is None and queries.status_of("replayed") == "replayed"
 
 
 def test_one_status_rule_for_rows_and_events(engine: sa.Engine) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from integration_assets.dead_letters.store import Filter
+from integration_assets.dead_letters.queries import Filter
 from integration_assets.events.drain import drain
 from integration_assets.events.ledger import LedgerStage
 from integration_assets.events.replay import replay_events

@@ -14,7 +14,7 @@ import pytest
 
 from integration_assets.contracts.records import flatten_record
 from integration_assets.contracts.spec import CONTRACTS_DIR
-from integration_assets.dead_letters.store import Filter
+from integration_assets.dead_letters.queries import Filter
 from integration_assets.events.errors import EventRejected
 from integration_assets.events.frames import Extractor, raw_frame
 from integration_assets.events.replay import replay_events

@@ -211,7 +211,7 @@ def test_a_replayed_dead_letter_of_a_partial_file_keeps_stored_values(
     engine: sa.Engine, inbox: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The dead letter of a file without Email holds no Email either: its replay must not erase it."""
-    from integration_assets.dead_letters.store import Filter
+    from integration_assets.dead_letters.queries import Filter
     from integration_assets.ingest.replay import replay
 
     root = tmp_path / "contracts"

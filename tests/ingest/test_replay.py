@@ -13,8 +13,8 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from integration_assets.contracts.spec import CONTRACTS_DIR
-from integration_assets.dead_letters import export, store
-from integration_assets.dead_letters.store import Filter
+from integration_assets.dead_letters import export, queries, store
+from integration_assets.dead_letters.queries import Filter
 from integration_assets.ingest.load import ingest_file
 from integration_assets.ingest.replay import replay
 from integration_assets.warehouse.db import get_engine
@@ -93,13 +93,13 @@ def test_discard_needs_a_note_and_is_audited(warehouse_url: str) -> None:
     ingest_file(FIXTURE, "hubspot", "contacts")
     engine = get_engine(warehouse_url)
     with engine.begin() as conn:
-        ids = [r["id"] for r in store.select(conn, Filter())]
-        with pytest.raises(store.DeadLetterError):
+        ids = [r["id"] for r in queries.select(conn, Filter())]
+        with pytest.raises(queries.DeadLetterError):
             store.discard(conn, ids, "  ")
         assert store.discard(conn, ids, "test data, ignore", who="ops") == 2
-        assert store.select(conn, Filter()) == []
+        assert queries.select(conn, Filter()) == []
         assert store.discard(conn, ids, "again", who="ops") == 0
-        with pytest.raises(store.DeadLetterError, match="no dead letters with ids"):
+        with pytest.raises(queries.DeadLetterError, match="no dead letters with ids"):
             store.discard(conn, [999999], "x")
 
 

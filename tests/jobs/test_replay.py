@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 
-from integration_assets.dead_letters import store
-from integration_assets.dead_letters.store import Filter
+from integration_assets.dead_letters import queries, store
+from integration_assets.dead_letters.queries import Filter
 from integration_assets.jobs.replay import replay_all
 from integration_assets.queue import QueueDeadLetter
 from integration_assets.settings import get_settings
@@ -45,7 +45,7 @@ def _replay(engine: sa.Engine, flt: Filter, dry_run: bool = False):  # type: ign
 def test_event_dead_letters_go_back_on_the_queue(engine: sa.Engine) -> None:
     with engine.begin() as conn:
         store.write_event_dead_letters(conn, [_event("stripe:evt_1")])
-    [dl_id] = [r["id"] for r in store.select(engine.connect(), Filter())]
+    [dl_id] = [r["id"] for r in queries.select(engine.connect(), Filter())]
 
     dry = _replay(engine, Filter(ids=(dl_id,)), dry_run=True)
     assert dry.replayed == [dl_id] and not dry.skipped

@@ -17,7 +17,7 @@ import yaml
 from dagster._core.test_utils import freeze_time
 
 from integration_assets.checks import dagster_internals
-from integration_assets.dead_letters import store
+from integration_assets.dead_letters import queries, store
 from integration_assets.ingest.load import ingest_file
 from integration_assets.policies import DEFAULT_POLICIES_FILE
 from integration_assets.quality.connector_health import record_http_status
@@ -320,7 +320,7 @@ def test_dead_letter_growth_alerts_and_resolves_when_the_queue_is_empty(
         second = tick(defs, "dead_letter_growth_alerts", instance, first.cursor)
         assert len(alert_lines()) == 1
         with get_engine(warehouse_url).begin() as conn:
-            ids = [r["id"] for r in store.select(conn, store.Filter())]
+            ids = [r["id"] for r in queries.select(conn, queries.Filter())]
             store.discard(conn, ids, note="test data", who="tester")
         tick(defs, "dead_letter_growth_alerts", instance, second.cursor)
     assert [a["kind"] for a in alert_lines()] == ["fire", "resolve"]

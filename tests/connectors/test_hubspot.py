@@ -12,7 +12,8 @@ import pytest
 import sqlalchemy as sa
 
 from integration_assets.connectors._retry import HttpRetry, RetriesExhausted, RetryBudget
-from integration_assets.connectors.hubspot.client import HubSpotAuthError, HubSpotClient, HubSpotDailyLimit
+from integration_assets.connectors.hubspot.client import HubSpotClient
+from integration_assets.connectors.hubspot.errors import HubSpotAuthError, HubSpotDailyLimit
 from integration_assets.connectors.landing import CursorStore, pull_entity
 from integration_assets.errors import TerminalError, TransientError
 from integration_assets.policies import load_policies

@@ -3,12 +3,10 @@
 from integration_assets.connectors.hubspot.client import (
     DEFAULT_BASE_URL,
     OBJECT_TYPES,
-    HubSpotAuthError,
     HubSpotClient,
-    HubSpotDailyLimit,
-    classify_hubspot,
     contract_fields,
 )
+from integration_assets.connectors.hubspot.errors import HubSpotAuthError, HubSpotDailyLimit, classify_hubspot
 
 __all__ = [
     "DEFAULT_BASE_URL",

@@ -10,17 +10,12 @@ Wire format: docs/SOURCES.md §1. Two ways in:
   modified value seen (:func:`~integration_assets.connectors._paging.ascending_pages`). Search results carry no
   associations: they are read per page from ``POST /crm/v3/associations/{type}/companies/batch/read``
   (one call per page; the v3 associations API, documented by HubSpot, not in SOURCES.md). Search is limited
-  to 5 requests/s per account, so search calls are spaced by at least 0.2 s.
+  to 5 requests/s per account, so search calls are spaced by at least 0.2 s. Errors and rate limits: ``errors.py``.
 
 ``properties`` are the ones the API contracts of the entity map (``properties.<name>`` fields) plus the
 modified date, and ``associations`` the ``associations.<type>.results`` fields: a contract edit that maps a
 new property is picked up by the next pull, without a code change.
 
-Rate limits (§1.4): a 429 whose body says ``policyName: TEN_SECONDLY_ROLLING`` waits the rolling window
-(``X-HubSpot-RateLimit-Interval-Milliseconds``, 10 s) or Retry-After if longer; the search "secondly limit"
-waits 1 s (as HubSpot's own Node client does); ``DAILY`` is not retried: :class:`HubSpotDailyLimit`
-(terminal) until the limit resets at midnight in the account's time zone, and the client refuses any further
-call in that run.
 """
 
 from __future__ import annotations
@@ -37,16 +32,12 @@ import httpx
 from integration_assets.connectors._http import DEFAULT_TIMEOUT, HttpClient, StatusRecorder
 from integration_assets.connectors._paging import ascending_pages
 from integration_assets.connectors._retry import (
-    RETRY_STATUSES,
     HttpRetry,
-    QuotaExhausted,
     RequestRejected,
     RetryBudget,
     Throttle,
-    Verdict,
-    classify_http,
-    parse_retry_after,
 )
+from integration_assets.connectors.hubspot.errors import HubSpotAuthError, classify_hubspot, json_body
 from integration_assets.connectors.landing import Pull
 from integration_assets.contracts.spec import contracts_for
 
@@ -66,20 +57,9 @@ MODIFIED_PROPERTY = {
 PAGE_LIMIT = 100
 SEARCH_RESULT_CAP = 10_000  # results one search query can page through (docs/SOURCES.md §1.2)
 SEARCH_MIN_INTERVAL = 0.2  # search: 5 requests/s per account (docs/SOURCES.md §1.2)
-# TEN_SECONDLY_ROLLING: X-HubSpot-RateLimit-Interval-Milliseconds = 10000 (docs/SOURCES.md §1.4).
-TEN_SECONDLY_WINDOW = 10.0
-SECONDLY_WINDOW = 1.0  # "You have reached your secondly limit." (search); hs-node waits 1 s
 # The search index lags writes by seconds (docs/SOURCES.md §1.2): re-read that much before the watermark.
 DEFAULT_OVERLAP = timedelta(minutes=2)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-class HubSpotDailyLimit(QuotaExhausted):
-    """429 with ``policyName: DAILY``: the account's daily call limit is spent. Terminal until it resets."""
-
-
-class HubSpotAuthError(RequestRejected):
-    """401/403: the token is wrong, expired or lacks a scope."""
 
 
 def contract_fields(object_type: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -116,66 +96,6 @@ def parse_hubspot_time(value: Any) -> int | None:
     except ValueError:
         return None
     return to_ms(ts)
-
-
-def _body(response: httpx.Response) -> dict[str, Any]:
-    try:
-        data = response.json()
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _interval_seconds(response: httpx.Response) -> float | None:
-    raw = response.headers.get("X-HubSpot-RateLimit-Interval-Milliseconds")
-    return int(raw) / 1000 if raw and raw.isdigit() and int(raw) > 0 else None
-
-
-def classify_hubspot(response: httpx.Response, now: float) -> Verdict:
-    """HubSpot's error semantics on top of the default (429 policies, 401/403, the error body's message)."""
-    status = response.status_code
-    if status == 429:
-        body = _body(response)
-        policy = str(body.get("policyName") or "")
-        message = str(body.get("message") or "")
-        retry_after = parse_retry_after(response.headers.get("Retry-After"), now)
-        if policy == "DAILY":
-            remaining = response.headers.get("X-HubSpot-RateLimit-Daily-Remaining")
-            return Verdict(
-                "terminal",
-                block=True,
-                error=HubSpotDailyLimit(
-                    f"HubSpot daily API limit reached (429, policyName DAILY: {message!r}"
-                    f"{f', daily remaining {remaining}' if remaining is not None else ''}); not retried: it resets at "
-                    f"midnight in the account's time zone. Correlation id {body.get('correlationId')}.",
-                    status=429,
-                    code="DAILY",
-                ),
-            )
-        if policy == "TEN_SECONDLY_ROLLING":
-            window = _interval_seconds(response) or TEN_SECONDLY_WINDOW
-            return Verdict("retry", reason=f"429 {policy}", retry_after=retry_after, min_wait=window)
-        if "secondly" in message.lower():
-            return Verdict(
-                "retry", reason="429 secondly limit", retry_after=retry_after, min_wait=SECONDLY_WINDOW
-            )
-        return Verdict("retry", reason=f"429 {policy or 'rate limited'}", retry_after=retry_after)
-    if 400 <= status < 500 and status not in RETRY_STATUSES:
-        body = _body(response)
-        category = str(body.get("category") or "")
-        detail = f"HTTP {status} {category}: {str(body.get('message') or '')[:300]}".strip()
-        if status in (401, 403):
-            return Verdict(
-                "terminal",
-                error=HubSpotAuthError(
-                    f"HubSpot refused the request ({detail}); check HUBSPOT_ACCESS_TOKEN and the private app's scopes "
-                    f"(crm.objects.contacts.read, crm.objects.companies.read, crm.objects.deals.read)",
-                    status=status,
-                    code=category or None,
-                ),
-            )
-        return Verdict("terminal", reason=detail)
-    return classify_http(response, now)
 
 
 class HubSpotClient:
@@ -235,7 +155,7 @@ class HubSpotClient:
         self.http.close()
 
     def _json(self, response: httpx.Response, what: str) -> dict[str, Any]:
-        data = _body(response)
+        data = json_body(response)
         if not data and response.content:
             raise RequestRejected(
                 f"HubSpot {what}: the response is not a JSON object: {response.text[:200]!r}",

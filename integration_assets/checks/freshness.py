@@ -3,7 +3,7 @@
 Applied to every asset in ``definitions.py``. The window of an asset is its source entity's (raw landing and
 canonical table alike); an asset of a system without a contract yet (e.g. a future Stripe asset) uses its
 group name as the source, else the defaults. The open-source FreshnessDaemon evaluates them every 30 s
-(DAGSTER.md §2): only the latest materialization counts, i.e. the last time a file or event arrived.
+(docs/DAGSTER.md §2): only the latest materialization counts, i.e. the last time a file or event arrived.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The event path after the queue: apply webhook events to the warehouse, exactly one effect per event.
 
 Plain Python, no Dagster (``assets/events.py`` and ``sensors/events.py`` wrap it). The contract
-(docs/RELIABILITY.md): at-least-once in, effectively-once rows out.
+(docs/RELIABILITY.md, "The promises"): at-least-once in, effectively-once rows out.
 
 - ``extract``: plan a batch with no database. Bodies are parsed once, routed (``routing``), keyed and mapped
   with the vectorised contract engine (``frames`` pulls the contract's fields out of the JSON); an event

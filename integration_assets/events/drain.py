@@ -23,7 +23,8 @@ back; ``DrainReport.balanced`` checks it):
 - ``WarehouseConfigError`` (schema not migrated): released, and the drain stops with the error.
 - A value or constraint the warehouse refuses (``DataError``/``IntegrityError``): the batch is bisected until
   the event at fault is alone, and only that one is dead-lettered (check ``load_error``): one bad event
-  never blocks the others (docs/RELIABILITY.md: "unless each row is isolated, one such row aborts the batch").
+  never blocks the others (docs/RELIABILITY.md, "Facts the design relies on": "Unless each row is isolated,
+  one such row aborts the whole batch").
 - Anything else is a bug: the batch goes back through ``Queue.retry`` (spending an attempt, so a crash loop
   ends in the dead letters after ``max_attempts`` instead of looping for ever) and the error is raised.
 """

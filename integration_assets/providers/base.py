@@ -24,7 +24,8 @@ from integration_assets.settings import Settings
 
 # Stripe's DEFAULT_TOLERANCE (stripe-python ``_webhook.py``) and HubSpot's MAX_ALLOWED_TIMESTAMP
 # (hubspot-api-python ``utils/signature.py``) are both 300 s. Stripe's library rejects only old
-# timestamps; like Svix we also reject ones more than 300 s in the future (docs/RELIABILITY.md).
+# timestamps; like Svix we also reject ones more than 300 s in the future (docs/RELIABILITY.md, "Facts the
+# design relies on").
 DEFAULT_TOLERANCE_S = 300
 EVENT_ID = re.compile(r"^evt_[A-Za-z0-9_]{1,200}$")
 EVENT_TYPE = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")

@@ -1,6 +1,6 @@
 """Seeded, signed sample webhook events (Stripe, HubSpot, EasyPost) for the demo, the tests and the benchmark.
 
-The stream looks like what the providers send (../shared/SOURCES.md §1.5, §3, §4.3) and misbehaves the way
+The stream looks like what the providers send (docs/SOURCES.md §1.5, §3, §4.3) and misbehaves the way
 they do:
 
 - PaymentIntents go through their lifecycle (``created`` → ``processing`` → ``succeeded``, some fail or are
@@ -88,7 +88,7 @@ class _Ids:
 
 
 def stripe_event(evt: str, type_: str, obj: dict[str, Any], created: int) -> dict[str, Any]:
-    """A Stripe Event envelope (SOURCES.md §3.1) around a snapshot of ``obj``."""
+    """A Stripe Event envelope (docs/SOURCES.md §3.1) around a snapshot of ``obj``."""
     return {
         "id": evt,
         "object": "event",
@@ -194,7 +194,7 @@ def tracker_event(
     carrier: str = "USPS",
     shipment: str | None = None,
 ) -> dict[str, Any]:
-    """An EasyPost ``tracker.updated`` event (SOURCES.md §4.3) with the Tracker as ``result``."""
+    """An EasyPost ``tracker.updated`` event (docs/SOURCES.md §4.3) with the Tracker as ``result``."""
     iso = at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
     return {
         "id": evt,
@@ -235,7 +235,7 @@ def tracker_event(
 def _hubspot_event(
     event_id: int, object_id: str, occurred: datetime, subscription: str, **extra: Any
 ) -> dict[str, Any]:
-    """One element of a HubSpot webhook array (SOURCES.md §1.5)."""
+    """One element of a HubSpot webhook array (docs/SOURCES.md §1.5)."""
     return {
         "eventId": event_id,
         "subscriptionId": 7,

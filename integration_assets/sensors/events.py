@@ -1,9 +1,9 @@
 """Sensor on the webhook event queue: when events wait, launch one drain run.
 
 The sensor never consumes: it looks at the queue's depth and launches a ``drain_events`` run whose op takes
-the deliveries itself, applies them and acks after its commit (DAGSTER.md §4: acking in the tick can lose a
-message when the launch fails, and on RabbitMQ a delivery belongs to the connection that received it, which
-a tick closes). The run key is a drain id unique per launch (``drain_<utc>_<hex>``): run keys make a
+the deliveries itself, applies them and acks after its commit (docs/DAGSTER.md §4: acking in the tick can
+lose a message when the launch fails, and on RabbitMQ a delivery belongs to the connection that received it,
+which a tick closes). The run key is a drain id unique per launch (``drain_<utc>_<hex>``): run keys make a
 launch idempotent, progress lives in the queue itself, so no cursor is needed.
 
 One drain at a time per queue (the sources share one queue): while a drain run is queued or running the

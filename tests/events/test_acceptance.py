@@ -207,8 +207,9 @@ sys.exit(3)
     indirect=True,
 )
 def test_consumer_process_killed_after_commit(stack: Stack) -> None:
-    """RELIABILITY.md test 2 with a real process death (os._exit(137) between COMMIT and ack): the broker
-    redelivers (the SQL claim lapses), every id is in the ledger, nothing is applied twice."""
+    """docs/RELIABILITY.md's "kill -9 between commit and ack" with a real process death (os._exit(137) between
+    COMMIT and ack): the broker redelivers (the SQL claim lapses), every id is in the ledger, nothing is applied
+    twice."""
     import subprocess
     import sys
 

@@ -1,4 +1,4 @@
-"""Signature checks per provider, on raw bytes (SOURCES.md 1.5, 3.5, 4.3)."""
+"""Signature checks per provider, on raw bytes (docs/SOURCES.md §1.5, §3.5, §4.3)."""
 
 from __future__ import annotations
 

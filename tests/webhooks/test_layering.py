@@ -1,4 +1,5 @@
-"""Layering: the queue and the webhook receiver are plain Python below the Dagster layer (STYLE.md #2)."""
+"""Layering: the queue and the webhook receiver are plain Python below the Dagster layer (docs/ARCHITECTURE.md,
+"The layers")."""
 
 from __future__ import annotations
 

@@ -9,8 +9,9 @@ Wire format: docs/SOURCES.md §1. Two ways in:
   A search query stops at 10,000 results (paging further is a 400), so the query restarts from the last
   modified value seen (:func:`~integration_assets.connectors._paging.ascending_pages`). Search results carry no
   associations: they are read per page from ``POST /crm/v3/associations/{type}/companies/batch/read``
-  (one call per page; the v3 associations API, documented by HubSpot, not in SOURCES.md). Search is limited
-  to 5 requests/s per account, so search calls are spaced by at least 0.2 s. Errors and rate limits: ``errors.py``.
+  (one call per page; the v3 associations API, documented by HubSpot, not in docs/SOURCES.md). Search is
+  limited to 5 requests/s per account, so search calls are spaced by at least 0.2 s. Errors and rate limits:
+  ``errors.py``.
 
 ``properties`` are the ones the API contracts of the entity map (``properties.<name>`` fields) plus the
 modified date, and ``associations`` the ``associations.<type>.results`` fields: a contract edit that maps a

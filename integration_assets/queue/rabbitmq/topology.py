@@ -42,8 +42,9 @@ class RabbitMQConfig:
     url: str
     prefix: str = "integration"
     max_attempts: int = 5
-    # Bounded prefetch (docs/RELIABILITY.md: <= 50): with a crash-looping consumer every outstanding delivery
-    # counts towards the delivery limit, so the window is also the blast radius.
+    # Bounded prefetch (docs/RELIABILITY.md, "Facts the design relies on": <= 50): with a crash-looping
+    # consumer every outstanding delivery counts towards the delivery limit, so the window is also the blast
+    # radius.
     prefetch: int = 50
     confirm_timeout_s: float = 10.0
     # Reconnect budget per call. Short by default: a webhook request waits on it before answering 503.

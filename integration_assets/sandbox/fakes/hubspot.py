@@ -1,4 +1,4 @@
-"""A local HubSpot CRM v3 that speaks the documented wire format (../shared/SOURCES.md §1), for tests and demos.
+"""A local HubSpot CRM v3 that speaks the documented wire format (docs/SOURCES.md §1), for tests and demos.
 
 Endpoints: ``GET /crm/v3/objects/{type}`` (limit ≤ 100, opaque ``after``, ``properties``, ``associations``,
 no ``paging`` on the last page), ``POST /crm/v3/objects/{type}/search`` (filterGroups ORed, filters ANDed,
@@ -33,7 +33,7 @@ MODIFIED = {
     "deals": "hs_lastmodifieddate",
 }
 SINGULAR = {"contacts": "contact", "companies": "company", "deals": "deal"}
-DEFAULT_PROPERTIES = {  # returned when a request names no properties (SOURCES §1.2)
+DEFAULT_PROPERTIES = {  # returned when a request names no properties (docs/SOURCES.md §1.2)
     "contacts": ("createdate", "email", "firstname", "hs_object_id", "lastmodifieddate", "lastname"),
     "companies": ("name", "domain", "createdate", "hs_lastmodifieddate", "hs_object_id"),
     "deals": (
@@ -105,7 +105,8 @@ def rate_limited(
     form: Literal["seconds", "date"] = "seconds",
     delay: float = 0.0,
 ) -> Fault:
-    """A HubSpot 429 as documented (SOURCES §1.4); ``SECONDLY`` is the search endpoint's per-second limit."""
+    """A HubSpot 429 as documented (docs/SOURCES.md §1.4); ``SECONDLY`` is the search endpoint's per-second
+    limit."""
     if policy == "DAILY":
         body = {
             "status": "error",

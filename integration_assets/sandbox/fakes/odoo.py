@@ -1,4 +1,4 @@
-"""A local Odoo 17 ``/jsonrpc`` endpoint that speaks the documented wire format (../shared/SOURCES.md §2).
+"""A local Odoo 17 ``/jsonrpc`` endpoint that speaks the documented wire format (docs/SOURCES.md §2).
 
 ``common.version``, ``common.authenticate`` / ``common.login`` (``false`` for a bad login, not an error),
 ``object.execute_kw`` with ``search_read``, ``search``, ``search_count`` and ``read``: domains in Odoo's prefix

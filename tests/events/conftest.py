@@ -7,6 +7,7 @@ Combinations (``stack``): SQL queue × SQLite, SQL queue × Postgres, RabbitMQ �
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -37,7 +38,7 @@ from integration_assets.sandbox.events import (
 )
 from integration_assets.warehouse import db
 from integration_assets.warehouse.db import get_engine
-from integration_assets.warehouse.schema import CANONICAL_TABLES, dead_letters, processed_events
+from integration_assets.warehouse.schema import CANONICAL_TABLES, dead_letters, event_queue, processed_events
 from integration_assets.webhooks.receive import provider_messages
 from tests.support.tcp_proxy import TcpProxy
 
@@ -99,6 +100,18 @@ class Stack:
     def ledger(self) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(sa.select(processed_events))]
+
+    def redeliverable(self, queue: Queue) -> int:
+        """What a new consumer would receive now: the ready messages on RabbitMQ; on the SQL queue, the rows
+        whose claim (visibility timeout) has lapsed, by the clock the queue uses (the database's on Postgres)."""
+        if not isinstance(queue, SqlQueue):
+            return queue.depth()
+        pg = self.engine.dialect.name == "postgresql"
+        now_ms = sa.func.floor(sa.extract("epoch", sa.func.now()) * 1000) if pg else int(time.time() * 1000)
+        q = event_queue.c
+        stmt = sa.select(sa.func.count()).where(q.queue_name == queue.name, q.visible_at_ms <= now_ms)
+        with self.engine.connect() as conn:
+            return int(conn.execute(stmt).scalar_one())
 
     def dead_letters(self) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:

@@ -35,6 +35,7 @@ from tests.events.conftest import (
     seed_contacts,
     tracker,
 )
+from tests.support.waits import wait_for
 
 N = 300
 CONTACTS = [str(5000 + i) for i in range(N // 10)]
@@ -174,7 +175,8 @@ def test_crash_after_commit_before_ack(stack: Stack) -> None:
     queue.close()  # the process is gone: RabbitMQ requeues at once, the SQL claim lapses after 1 s
     before = {r["source_id"]: r["load_id"] for r in stack.rows("payments")}
     assert len(before) == 60 and len(stack.ledger()) == 80
-    time.sleep(1.2)
+    probe = stack.make_queue()
+    assert wait_for(lambda: stack.redeliverable(probe) == 80, timeout_s=10)  # the claim lapsed / requeued
     again = stack.drain(stack.make_queue(), wait_s=1.0)
     assert again.totals.events_in == 80, again.as_dict()
     assert again.totals.duplicates == 80 and again.totals.applied == 0
@@ -218,7 +220,8 @@ def test_consumer_process_killed_after_commit(stack: Stack) -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 137, proc.stderr[-2000:]
     assert len(stack.ledger()) == 40 and len(stack.rows("payments")) == 40
-    time.sleep(1.2)
+    probe = stack.make_queue()
+    assert wait_for(lambda: stack.redeliverable(probe) == 40, timeout_s=10)  # the claim lapsed / requeued
     again = stack.drain(wait_s=1.0)
     assert (again.totals.events_in, again.totals.duplicates, again.totals.applied) == (40, 40, 0), (
         again.as_dict()

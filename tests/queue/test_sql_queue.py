@@ -22,6 +22,7 @@ from integration_assets.queue.rabbitmq import RabbitMQQueue
 from integration_assets.queue.sql import SqlQueue
 from integration_assets.warehouse.db import get_engine
 from integration_assets.warehouse.schema import event_queue
+from tests.support.waits import wait_for
 
 from .conftest import SINK, closed_port, dead_letter_rows, message
 
@@ -31,8 +32,7 @@ def test_visibility_timeout_makes_an_unsettled_message_visible_again(sql_warehou
     q.publish(message(1))
     [first] = q.receive(1, visibility_timeout_s=0.3)
     assert q.receive(1, visibility_timeout_s=0.3) == []  # still invisible
-    time.sleep(0.35)
-    [second] = q.receive(1, visibility_timeout_s=30)
+    [second] = wait_for(lambda: q.receive(1, visibility_timeout_s=30))  # visible again once the 0.3 s lapse
     assert second.message.id == first.message.id and second.attempts == 2 and second.redelivered
     # The first consumer's claim was taken over: it can no longer retry or dead-letter...
     with pytest.raises(StaleDelivery):
@@ -215,20 +215,22 @@ def test_a_concurrent_publisher_of_the_key_with_other_content_is_a_collision(sql
         )
         publisher = threading.Thread(target=lambda: (q.publish_many([mine]), outcome.append(q.last_publish)))
         publisher.start()
-        deadline = time.monotonic() + 30
-        waiting = 0
-        while not waiting and time.monotonic() < deadline:
+
+        def insert_waits() -> int:
             # A new transaction each time: pg_stat_activity is a snapshot per transaction.
             with engine.connect() as watch:  # until the publisher's insert waits for the row of `other`
-                waiting = watch.execute(
-                    sa.text(
-                        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                        "AND query LIKE 'INSERT INTO event_queue%'"
-                    )
-                ).scalar_one()
-            if not waiting:
-                time.sleep(0.02)
-        assert waiting, "the publisher never waited on the concurrent insert"
+                return int(
+                    watch.execute(
+                        sa.text(
+                            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                            "AND query LIKE 'INSERT INTO event_queue%'"
+                        )
+                    ).scalar_one()
+                )
+
+        assert wait_for(insert_waits, timeout_s=30, interval_s=0.02), (
+            "the publisher never waited on the concurrent insert"
+        )
         tx.commit()
     publisher.join(30)
     [result] = outcome

@@ -10,6 +10,7 @@ import pytest
 
 from integration_assets.connectors.files import csv_reader, source
 from integration_assets.connectors.files.csv_reader import _ReadAhead
+from tests.support.waits import wait_for
 
 
 def test_read_ahead_stops_a_few_blocks_ahead_of_the_consumer(tmp_path: Path) -> None:
@@ -24,11 +25,11 @@ def test_read_ahead_stops_a_few_blocks_ahead_of_the_consumer(tmp_path: Path) -> 
 
     t = threading.Thread(target=reader, daemon=True)
     t.start()
-    time.sleep(0.3)
+    assert wait_for(lambda: len(done) == 2)
+    time.sleep(0.1)  # the scenario: a window in which an unbounded third read would return
     assert len(done) == 2  # the third read waits for a consumed block
     stream.consumed()
-    time.sleep(0.3)
-    assert len(done) == 3
+    assert wait_for(lambda: len(done) == 3)
     stream.consumed()
     t.join(5)
     assert done == [b"x" * 10] * 4
@@ -93,7 +94,8 @@ def test_closing_the_read_ahead_releases_a_waiting_reader(tmp_path: Path) -> Non
 
     t = threading.Thread(target=reader, daemon=True)
     t.start()
-    time.sleep(0.3)
+    assert wait_for(lambda: got)
+    time.sleep(0.1)  # the scenario: a window in which an unbounded second read would return
     assert t.is_alive() and got == [b"x" * 10]
     stream.close()
     t.join(5)

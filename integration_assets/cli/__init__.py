@@ -20,11 +20,11 @@ from integration_assets.observability.logging import configure_logging
 # runtime code never imports: it is named here, imported only when asked for.
 COMMAND_GROUPS: dict[str, tuple[str, str]] = {
     "db": ("integration_assets.cli.db", "db"),
-    "sync": ("integration_assets.sync", "sync"),
+    "sync": ("integration_assets.cli.sync", "sync"),
     "demo": ("integration_assets.sandbox.demo", "demo"),
     "contracts": ("integration_assets.cli.contracts", "contracts"),
-    "dlq": ("integration_assets.dead_letters.cli", "dlq"),
-    "status": ("integration_assets.status", "status"),
+    "dlq": ("integration_assets.cli.dlq", "dlq"),
+    "status": ("integration_assets.cli.status", "status"),
     "webhooks": ("integration_assets.cli.webhooks", "webhooks"),
     "pull": ("integration_assets.cli.pull", "pull"),
     "events": ("integration_assets.cli.events", "events"),

@@ -8,12 +8,12 @@ import random
 import pytest
 import sqlalchemy as sa
 
+from integration_assets.cli.sync import run_pending
 from integration_assets.connectors.hubspot.client import HubSpotClient
-from integration_assets.sandbox.fakes.hubspot import FakeHubSpot
 from integration_assets.connectors.landing import pull_entity
 from integration_assets.connectors.odoo.client import MODELS, OdooClient
+from integration_assets.sandbox.fakes.hubspot import FakeHubSpot
 from integration_assets.sandbox.fakes.odoo import FakeOdoo
-from integration_assets.sync import run_pending
 from integration_assets.warehouse.db import get_engine
 from tests.connectors.conftest import FAST
 

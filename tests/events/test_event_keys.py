@@ -12,6 +12,7 @@ import pytest
 import yaml
 from prometheus_client import generate_latest
 
+from integration_assets.cli.status import event_status, ignored_event_counts
 from integration_assets.events.extract import Planner
 from integration_assets.events.routing import Router, ignore_patterns
 from integration_assets.observability.metrics import WebhookMetrics
@@ -29,7 +30,6 @@ from integration_assets.sandbox.events import (
     hubspot_change,
     stripe_event,
 )
-from integration_assets.status import event_status, ignored_event_counts
 from integration_assets.webhooks.metrics import metrics_registry
 from integration_assets.webhooks.receive import provider_messages
 from tests.events.conftest import (

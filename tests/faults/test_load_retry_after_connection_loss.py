@@ -31,7 +31,7 @@ def test_load_retry_after_connection_loss(
     monkeypatch: pytest.MonkeyPatch,
     record: Callable[..., Figures],
 ) -> None:
-    from integration_assets.sync import run_pending
+    from integration_assets.cli.sync import run_pending
 
     monkeypatch.setenv("INTEGRATION_WAREHOUSE_URL", pg_proxy.url_for(warehouse_url))
     path = inbox_folder(isolated_env) / "contacts.csv"

@@ -26,7 +26,7 @@ N = 3000
 def test_loader_backend_terminated(
     warehouse_url: str, isolated_env: Path, monkeypatch: pytest.MonkeyPatch, record: Callable[..., Figures]
 ) -> None:
-    from integration_assets.sync import run_pending
+    from integration_assets.cli.sync import run_pending
 
     path = inbox_folder(isolated_env) / "contacts.csv"
     ids = write_contacts(path, [contact_row(800_000 + i) for i in range(N)])

@@ -47,7 +47,7 @@ def paused(*args, **kwargs):
         time.sleep(0.02)
     return real(*args, **kwargs)
 ingest._load = paused
-from integration_assets.sync import run_pending
+from integration_assets.cli.sync import run_pending
 result = run_pending()
 print(json.dumps(result.as_dict(), default=str))
 sys.exit(0 if result.ok else 1)
@@ -195,7 +195,7 @@ def test_two_sync_processes_on_one_file_load_it_once(warehouse_url: str, tmp_pat
 
 
 def test_sync_cli_says_a_file_is_already_being_loaded() -> None:
-    from integration_assets.sync import SyncResult, render_summary
+    from integration_assets.cli.sync import SyncResult, render_summary
 
     result = SyncResult(
         loads=[
@@ -234,7 +234,7 @@ def test_sync_cli_says_a_file_is_already_being_loaded() -> None:
 def test_a_load_killed_mid_way_is_marked_abandoned_and_the_file_loads(
     warehouse_url: str, tmp_path: Path
 ) -> None:
-    from integration_assets.sync import run_pending
+    from integration_assets.cli.sync import run_pending
 
     _put("contacts.csv", FIXTURE.read_bytes())
     proc, marker, _release = _child(tmp_path)
@@ -307,7 +307,7 @@ def test_a_live_load_is_not_abandoned_and_another_hosts_only_after_its_lease(war
 def test_hidden_temporary_and_linked_entries_are_each_accounted_for(
     warehouse_url: str, tmp_path: Path
 ) -> None:
-    from integration_assets.sync import run_pending
+    from integration_assets.cli.sync import run_pending
 
     outside = tmp_path / "outside"
     outside.mkdir()

@@ -1,16 +1,15 @@
-"""Review and replay: a new dropdown value is quarantined, the contract learns it, a replay loads the rows."""
+"""Review and replay: a new dropdown value is quarantined, the contract learns it, a replay loads the rows
+(the `dlq` commands over the same story: tests/cli/test_dlq.py)."""
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 import shutil
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from click.testing import CliRunner
 
 from integration_assets.contracts.spec import CONTRACTS_DIR
 from integration_assets.dead_letters import export, queries, store
@@ -121,25 +120,3 @@ def test_export_has_no_pii_and_neutralises_formulas(warehouse_url: str) -> None:
     assert by_key["104"]["offending_value"].startswith("'=")
     assert by_key["103"]["offending_value"] == "<withheld: PII column>"
     assert text.splitlines()[1].startswith('"')  # every field quoted
-
-
-def test_cli_list_show_replay(warehouse_url: str, contracts_dir: Path) -> None:
-    from integration_assets.cli import main
-
-    ingest_file(FIXTURE, "hubspot", "contacts")
-    runner = CliRunner()
-    res = runner.invoke(main, ["dlq", "list", "--json"])
-    assert res.exit_code == 0, res.output
-    items = json.loads(res.stdout)
-    assert {i["natural_key"] for i in items} == {"103", "104"} and all("raw_record" not in i for i in items)
-    target = next(i["id"] for i in items if i["natural_key"] == "104")
-    res = runner.invoke(main, ["dlq", "show", str(target)])
-    assert res.exit_code == 0, res.output
-    shown = json.loads(res.stdout)
-    assert shown["raw_record"]["Lifecycle Stage"] == "Prospect"
-    _teach_prospect(contracts_dir)
-    res = runner.invoke(main, ["dlq", "replay", str(target), "--json"])
-    assert res.exit_code == 0, res.output
-    out = json.loads(res.stdout)
-    assert out["replayed"] == 1 and out["run_id"]
-    assert runner.invoke(main, ["dlq", "replay"]).exit_code != 0  # neither ids nor --filter

@@ -10,11 +10,12 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
+from integration_assets.cli import main
 from integration_assets.settings import get_settings
 from integration_assets.warehouse.db import get_engine
 from integration_assets.warehouse.schema import loads
 
-FIXTURE = Path(__file__).parent / "fixtures" / "hubspot" / "contacts_small.csv"
+FIXTURE = Path(__file__).parent.parent / "fixtures" / "hubspot" / "contacts_small.csv"
 
 
 def _drop(name: str) -> None:
@@ -24,8 +25,6 @@ def _drop(name: str) -> None:
 
 
 def _sync() -> dict:
-    from integration_assets.cli import main
-
     res = CliRunner().invoke(main, ["sync", "--json"])
     assert res.exit_code == 0, res.output
     return json.loads(res.stdout)

@@ -17,6 +17,8 @@ from typing import Any
 
 import click
 import sqlalchemy as sa
+from rich.console import Console
+from rich.table import Table
 
 from integration_assets.alerts.incidents import Incident, list_incidents
 from integration_assets.contracts.spec import known_entities
@@ -205,9 +207,6 @@ def collect_status(
 
 
 def render(status: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     table = Table(title=f"Integration status at {status['generated_at'][:19]}Z", title_justify="left")
     for col, just in (
         ("source", "left"),

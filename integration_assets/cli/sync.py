@@ -17,6 +17,8 @@ from typing import Any
 
 import click
 import sqlalchemy as sa
+from rich.console import Console
+from rich.table import Table
 
 from integration_assets.ingest.archive import tidy
 from integration_assets.ingest.inbox import abandon_dead_loads
@@ -206,9 +208,6 @@ def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def render_summary(result: SyncResult, title: str = "Sync summary") -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     table = Table(title=title, title_justify="left", min_width=110)
     for col in (
         "entity",

@@ -102,7 +102,7 @@ def test_daemon_warehouse_outage(
         deadline = time.monotonic() + 60
         while path.exists() and time.monotonic() < deadline:  # ticks after it: no person acting
             daemon.tick()
-            time.sleep(0.25)
+            time.sleep(0.25)  # the daemon's tick interval (the scenario)
     engine = get_engine(warehouse_url)
     statuses = file_load_statuses(engine)
     fig = account_rows(

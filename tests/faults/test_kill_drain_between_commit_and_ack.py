@@ -94,7 +94,6 @@ def test_kill_drain_between_commit_and_ack(
     # after its visibility timeout (300 s by default, 2 s here to keep the test short); RabbitMQ requeues
     # everything unacked as soon as the connection is gone.
     queue.close()
-    time.sleep(0.2)
     redelivered = duplicates = 0
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:  # until every event is in the ledger and a drain finds nothing

@@ -59,7 +59,7 @@ def test_postgres_stopped_mid_merge(
             if _merging(admin, database):
                 own_postgres.stop("immediate")
                 stopped_during_merge = True
-                time.sleep(1.0)
+                time.sleep(1.0)  # the outage lasts a second (the scenario)
                 own_postgres.start()  # crash recovery; the sync's retry finds it back
                 break
             time.sleep(0.02)

@@ -141,7 +141,7 @@ def _post_all(base: str, ledger: EventLedger) -> None:
                 ledger.send(key, key, confirmed=status == 200)
                 if status == 200:
                     return
-                time.sleep(0.5)
+                time.sleep(0.5)  # the client's back-off before it retries (the scenario)
 
     with ThreadPoolExecutor(max_workers=16) as pool:
         list(pool.map(one, range(GOOD)))

@@ -363,7 +363,7 @@ async def test_publishers_take_turns_on_a_one_writer_queue(
                 active[0] += 1
                 peak[0] = max(peak[0], active[0])
             try:
-                time.sleep(0.05)
+                time.sleep(0.05)  # a slow publish, so concurrent ones overlap (the scenario)
                 super().publish_many(messages)
             finally:
                 with lock:

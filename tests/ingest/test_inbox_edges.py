@@ -13,7 +13,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from integration_assets.settings import get_settings
 from integration_assets.warehouse.db import get_engine
 from integration_assets.warehouse.schema import contacts, loads
 from tests.ingest.test_load import CONTACT_HEADER, contact, csv_bytes
+from tests.support.waits import wait_until
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "hubspot" / "contacts_small.csv"
 
@@ -44,7 +44,7 @@ real = ingest._load
 def paused(*args, **kwargs):
     marker.write_text(str(os.getpid()))
     while not release.exists():
-        time.sleep(0.02)
+        time.sleep(0.02)  # polls for the test's release file
     return real(*args, **kwargs)
 ingest._load = paused
 from integration_assets.cli.sync import run_pending
@@ -63,14 +63,6 @@ def _put(name: str, data: bytes, folder: str = "hubspot/contacts") -> Path:
 
 def _rows(ids: range) -> list[list[str]]:
     return [contact(str(i)) for i in ids]
-
-
-def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 180.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def _ledger(url: str) -> list[dict[str, Any]]:
@@ -170,7 +162,7 @@ def test_two_sync_processes_on_one_file_load_it_once(warehouse_url: str, tmp_pat
     _put("contacts.csv", FIXTURE.read_bytes())
     proc, marker, release = _child(tmp_path)
     try:
-        _wait_for(lambda: marker.exists() or proc.poll() is not None, "the first sync to claim the file")
+        wait_until(lambda: marker.exists() or proc.poll() is not None, "the first sync to claim the file")
         assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
         second = subprocess.run(
             [str(Path(sys.executable).parent / "integration-assets"), "sync", "--json"],
@@ -239,7 +231,7 @@ def test_a_load_killed_mid_way_is_marked_abandoned_and_the_file_loads(
     _put("contacts.csv", FIXTURE.read_bytes())
     proc, marker, _release = _child(tmp_path)
     try:
-        _wait_for(lambda: marker.exists() or proc.poll() is not None, "the sync to claim the file")
+        wait_until(lambda: marker.exists() or proc.poll() is not None, "the sync to claim the file")
         assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
         [running] = [r for r in _ledger(warehouse_url) if r["status"] == "running"]
         assert running["owner_pid"] == proc.pid
@@ -445,7 +437,7 @@ def test_a_running_load_keeps_its_heartbeat_fresh_on_postgres(warehouse_url: str
 
     first = beat()
     with ledger.heartbeat(engine, report.load_id, every=0.05):  # (SQLite: none, its write lock is the load's)
-        _wait_for(lambda: beat() != first, "a heartbeat", timeout=30)
+        wait_until(lambda: beat() != first, "a heartbeat", timeout_s=30)
     assert ledger.abandon_stale(engine, load_ids=[report.load_id], lease=600) == []
 
 

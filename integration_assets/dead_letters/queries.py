@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Literal, get_args
 
 import sqlalchemy as sa
@@ -110,3 +111,19 @@ def ids_by_fingerprint(conn: sa.Connection, fingerprints: Iterable[str]) -> list
             sa.select(dead_letters.c.id).where(dead_letters.c.fingerprint.in_(prints[start : start + 500]))
         )
     ]
+
+
+SETTLED: tuple[Status, ...] = ("replayed", "discarded")
+
+
+def settled_before(cutoff: datetime) -> sa.ColumnElement[bool]:
+    """Settled (replayed or discarded) before ``cutoff`` and not seen since: past retention. ``last_seen`` too,
+    because a settled record that failed again recently is still of interest."""
+    c = dead_letters.c
+    return sa.and_(c.status.in_(SETTLED), c.resolved_at < cutoff, c.last_seen < cutoff)
+
+
+def count_settled_before(conn: sa.Connection, cutoff: datetime) -> int:
+    """How many dead letters ``store.prune_settled`` would delete (a retention dry run)."""
+    stmt = sa.select(sa.func.count()).select_from(dead_letters).where(settled_before(cutoff))
+    return int(conn.execute(stmt).scalar_one())

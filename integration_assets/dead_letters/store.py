@@ -19,12 +19,12 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from integration_assets.dead_letters.queries import DeadLetterError, Filter, select
+from integration_assets.dead_letters.queries import DeadLetterError, Filter, select, settled_before
 from integration_assets.privacy.suppress import ERASED_EARLIER, erased_dead_letters
 from integration_assets.warehouse.ledger import utcnow
 from integration_assets.warehouse.schema import dead_letter_actions, dead_letters
@@ -314,3 +314,21 @@ def erase_payload(
         )
     )
     return True
+
+
+def prune_settled(conn: sa.Connection, cutoff: datetime, *, limit: int) -> int:
+    """Delete up to ``limit`` dead letters settled before ``cutoff`` and not seen since (retention; their
+    audit trail stays). Returns how many were deleted."""
+    batch = sa.select(dead_letters.c.id).where(settled_before(cutoff)).limit(limit)
+    return int(conn.execute(sa.delete(dead_letters).where(dead_letters.c.id.in_(batch))).rowcount)
+
+
+def replace_texts(
+    conn: sa.Connection,
+    table: Literal["dead_letters", "dead_letter_actions"],
+    row_id: int,
+    changes: Mapping[str, str],
+) -> None:
+    """Overwrite text columns of one row: the GDPR erasure replaces copies of a person's values."""
+    t = dead_letters if table == "dead_letters" else dead_letter_actions
+    conn.execute(t.update().where(t.c.id == row_id).values(dict(changes)))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -86,3 +86,42 @@ def save(conn: sa.Connection, e: Erasure, error: str | None = None) -> None:
             finished_at=utcnow() if e.status == "done" else None,
         )
     )
+
+
+def start(conn: sa.Connection, e: Erasure, now: datetime) -> int:
+    """The erasure's audit row, ``running`` (from now on the subject is on the suppression list); its id."""
+    s = e.subject
+    stmt = (
+        privacy_erasures.insert()
+        .values(
+            source_system=s.system,
+            entity=s.table,
+            source_id=s.source_id,
+            requested_via=e.via,
+            request_ref=(e.ref or "")[:255] or None,
+            requested_at=e.requested_at,
+            started_at=now,
+            status="running",
+        )
+        .returning(privacy_erasures.c.id)
+    )
+    return int(conn.execute(stmt).scalar_one())
+
+
+def claim_file_phase(conn: sa.Connection, erasure_id: int, *, now: datetime, timeout: timedelta) -> bool:
+    """Take the file phase of an erasure (status ``finishing``; ``finished_at`` holds the claim time until it
+    is done): waiting for it (``warehouse_done``), or claimed longer than ``timeout`` ago by a process that
+    died. False when someone else holds it or it is finished."""
+    t = privacy_erasures
+    claimed = conn.execute(
+        t.update()
+        .where(
+            t.c.id == erasure_id,
+            sa.or_(
+                t.c.status == "warehouse_done",
+                sa.and_(t.c.status == "finishing", t.c.finished_at < now - timeout),
+            ),
+        )
+        .values(status="finishing", finished_at=now)
+    ).rowcount
+    return claimed == 1

@@ -32,7 +32,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from integration_assets.erasure.alert_log import scrub_text_file, text_stores
-from integration_assets.erasure.audit import Erasure, save, summary, utcnow
+from integration_assets.erasure.audit import Erasure, claim_file_phase, save, summary, utcnow
 from integration_assets.erasure.files import FileRedactor, FileResult, files_under
 from integration_assets.erasure.queue import move_broker_dead_letters
 from integration_assets.erasure.tables import erase_warehouse, scrub_values
@@ -107,21 +107,8 @@ def _claim(engine: sa.Engine, erasure_id: int) -> bool:
     """Take the file phase of an erasure (status ``finishing``; ``finished_at`` holds the claim time until it
     is done), so two drains or a drain and the CLI never finish the same erasure and overwrite each other's
     counts."""
-    t = privacy_erasures
-    now = utcnow()
     with begin_write(engine) as conn:
-        claimed = conn.execute(
-            t.update()
-            .where(
-                t.c.id == erasure_id,
-                sa.or_(
-                    t.c.status == "warehouse_done",
-                    sa.and_(t.c.status == "finishing", t.c.finished_at < now - CLAIM_TIMEOUT),
-                ),
-            )
-            .values(status="finishing", finished_at=now)
-        ).rowcount
-    return claimed == 1
+        return claim_file_phase(conn, erasure_id, now=utcnow(), timeout=CLAIM_TIMEOUT)
 
 
 def _checkpoint(engine: sa.Engine) -> None:

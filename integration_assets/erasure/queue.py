@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 
 import sqlalchemy as sa
 
@@ -14,8 +13,8 @@ from integration_assets.erasure.audit import Erasure, ErasureUnavailable
 from integration_assets.privacy.subjects import SourceFields, event_matches, event_values
 from integration_assets.queue import QueueError
 from integration_assets.queue.factory import open_queue
+from integration_assets.queue.sql_waiting import delete_events, events_containing
 from integration_assets.settings import Settings
-from integration_assets.warehouse.schema import event_queue
 
 log = logging.getLogger(__name__)
 
@@ -24,36 +23,22 @@ def erase_queued_events(conn: sa.Connection, e: Erasure, skip: set[str], fields:
     """The subject's events still waiting in the SQL queue table: deleted (counted per store). Rows a drain
     holds right now are left to it: applied, they are suppressed; dead-lettered, their payload is erased
     on arrival (``privacy.suppress.erased_dead_letters``)."""
-    q = event_queue
-    if not sa.inspect(conn).has_table(q.name):
-        return
-    needle = e.subject.source_id.encode()
-    if conn.dialect.name == "postgresql":
-        contains = sa.text("position(CAST(:needle AS bytea) IN event_queue.body) > 0")
-    else:
-        contains = sa.text("instr(event_queue.body, :needle) > 0")
-    rows = conn.execute(
-        sa.select(q.c.id, q.c.message_id, q.c.body, q.c.claim_token, q.c.visible_at_ms).where(
-            q.c.source == e.subject.system, contains.bindparams(needle=needle)
-        )
-    ).all()
-    now_ms = int(time.time() * 1000)
     gone: list[int] = []
-    for r in rows:
+    for r in events_containing(conn, e.subject.system, e.subject.source_id.encode()):
         try:
-            doc = json.loads(bytes(r.body).decode("utf-8"))
+            doc = json.loads(r.body.decode("utf-8"))
         except ValueError:
             continue
         if r.message_id in skip or not event_matches(doc, e.subject):
             continue
         e.values |= event_values(doc, fields)
-        if r.claim_token is not None and r.visible_at_ms > now_ms:
+        if r.in_flight:
             e.stores["event_queue_in_flight"] += 1
             continue
-        gone.append(int(r.id))
+        gone.append(r.id)
     e.stores["event_queue"] += len(gone)
     if gone and not e.dry_run:
-        conn.execute(q.delete().where(q.c.id.in_(gone)))
+        delete_events(conn, gone)
 
 
 def move_broker_dead_letters(settings: Settings) -> None:

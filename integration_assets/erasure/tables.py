@@ -7,12 +7,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 
-from integration_assets.dead_letters.store import erase_payload
-from integration_assets.erasure.audit import Erasure, erasure_note, save, summary, utcnow
+from integration_assets.dead_letters.store import erase_payload, replace_texts
+from integration_assets.erasure.audit import Erasure, erasure_note, save, start, summary, utcnow
 from integration_assets.erasure.queue import erase_queued_events
 from integration_assets.privacy.subjects import (
     Subject,
@@ -25,9 +25,20 @@ from integration_assets.privacy.subjects import (
     value_patterns,
 )
 from integration_assets.privacy.suppress import merge_lock, subject_dead_letters
-from integration_assets.warehouse.schema import CANONICAL_TABLES, metadata, privacy_erasures
+from integration_assets.warehouse.schema import (
+    CANONICAL_TABLES,
+    dead_letter_actions,
+    dead_letters,
+    metadata,
+    privacy_erasures,
+)
 
 log = logging.getLogger(__name__)
+
+DEAD_LETTER_TABLES: dict[str, Literal["dead_letters", "dead_letter_actions"]] = {
+    dead_letters.name: "dead_letters",
+    dead_letter_actions.name: "dead_letter_actions",
+}
 
 
 def _erase_row(conn: sa.Connection, e: Erasure, now: datetime) -> None:
@@ -103,7 +114,12 @@ def scrub_values(conn: sa.Connection, e: Erasure, values: Iterable[str], *, cano
             if not changes:
                 continue
             e.stores[f"{table.name}_values"] += 1
-            if not e.dry_run:
+            if e.dry_run:
+                continue
+            if table.name in DEAD_LETTER_TABLES:
+                # The dead-letter store is the only writer of its tables.
+                replace_texts(conn, DEAD_LETTER_TABLES[table.name], int(row._mapping["id"]), changes)
+            else:
                 conn.execute(table.update().where(*(k == row._mapping[k.name] for k in pk)).values(changes))
 
 
@@ -138,22 +154,7 @@ def erase_warehouse(
         conn.exec_driver_sql("PRAGMA secure_delete = ON")
     if not dry_run:
         merge_lock(conn, subject.table)
-        e.id = int(
-            conn.execute(
-                privacy_erasures.insert()
-                .values(
-                    source_system=subject.system,
-                    entity=subject.table,
-                    source_id=subject.source_id,
-                    requested_via=via,
-                    request_ref=(ref or "")[:255] or None,
-                    requested_at=e.requested_at,
-                    started_at=now,
-                    status="running",
-                )
-                .returning(privacy_erasures.c.id)
-            ).scalar_one()
-        )
+        e.id = start(conn, e, now)
     _erase_row(conn, e, now)
     found = subject_dead_letters(conn, [subject], fields)
     for _, _, values in found:

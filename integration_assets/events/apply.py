@@ -42,7 +42,7 @@ from integration_assets.events.errors import (
     WarehouseUnavailable,
 )
 from integration_assets.events.extract import Plan, Planner, Rejection, utcnow
-from integration_assets.events.ledger import LedgerStage
+from integration_assets.events.ledger import LedgerStage, take_write_lock
 from integration_assets.events.results import BatchResult
 from integration_assets.privacy.subjects import Subject
 from integration_assets.privacy.suppress import merge_keeping_erased, merge_lock
@@ -148,7 +148,7 @@ class Applier:
         if conn.dialect.name == "sqlite":
             # The driver begins SQLite's transaction at the first write: take the write lock now, so that
             # the reads below (duplicates, current HubSpot rows) see the state the writes will apply to.
-            conn.exec_driver_sql("UPDATE processed_events SET outcome = outcome WHERE 0")
+            take_write_lock(conn)
         if plan.erasures:
             # Before any row lock of this batch: a load holding the merge lock may be waiting for our rows.
             for table in sorted({t for _, t, _, _ in plan.erasures}):

@@ -1,6 +1,6 @@
-"""The ``processed_events`` ledger rows of one batch, staged in a temporary table inside the batch's transaction:
-duplicates and key collisions are found with one join, outcomes are settled there, and the rows are written
-once at the end with their final outcome."""
+"""The owner of the ``processed_events`` ledger: the rows of one batch are staged in a temporary table inside
+the batch's transaction (duplicates and key collisions are found with one join, outcomes are settled there) and
+written once at the end with their final outcome; retention deletes old rows through :func:`prune`."""
 
 from __future__ import annotations
 
@@ -144,3 +144,26 @@ class LedgerStage:
         return {
             (r[0], r[1]) for r in self.conn.execute(sql, {"applied_at": applied_at, "batch_id": batch_id})
         }
+
+
+def take_write_lock(conn: sa.Connection) -> None:
+    """Take the database's write lock now with a ledger write that changes nothing (SQLite begins its
+    transaction at the first write, so reads before it could see an older state than the writes apply to)."""
+    conn.exec_driver_sql("UPDATE processed_events SET outcome = outcome WHERE 0")
+
+
+def count_applied_before(conn: sa.Connection, cutoff: datetime) -> int:
+    """How many ledger rows :func:`prune` would delete (a retention dry run)."""
+    stmt = (
+        sa.select(sa.func.count()).select_from(processed_events).where(processed_events.c.applied_at < cutoff)
+    )
+    return int(conn.execute(stmt).scalar_one())
+
+
+def prune(conn: sa.Connection, cutoff: datetime, *, limit: int) -> int:
+    """Delete up to ``limit`` ledger rows applied before ``cutoff`` (retention: an event that old is not
+    redelivered any more). Returns how many were deleted."""
+    p = processed_events.c
+    batch = sa.select(p.source, p.event_id).where(p.applied_at < cutoff).limit(limit)
+    stmt = sa.delete(processed_events).where(sa.tuple_(p.source, p.event_id).in_(batch))
+    return int(conn.execute(stmt).rowcount)

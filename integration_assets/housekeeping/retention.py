@@ -3,24 +3,27 @@
 What grows without bound otherwise: the ``processed_events`` ledger (one row per event ever applied) and
 settled dead letters (replayed or discarded, with their raw records). Pending dead letters, canonical rows,
 the loads ledger and the dead-letter audit trail are never touched. Rows go in batches, one transaction
-each, so a drain or a load waits at most one batch. Plain Python: the ``housekeeping`` job and
+each, so a drain or a load waits at most one batch. Each table's owner deletes its own rows
+(``events.ledger.prune``, ``dead_letters.store.prune_settled``); this layer sits above them. Plain Python: the ``housekeeping`` job and
 ``integration-assets db prune`` call :func:`prune`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Protocol
 
 import sqlalchemy as sa
 
+from integration_assets.dead_letters import store as dead_letter_store
+from integration_assets.dead_letters.queries import count_settled_before
+from integration_assets.events import ledger as event_ledger
 from integration_assets.policies import RetentionPolicy, format_duration
 from integration_assets.warehouse.ledger import utcnow
-from integration_assets.warehouse.schema import dead_letters, processed_events
 
 BATCH_ROWS = 10_000
-SETTLED = ("replayed", "discarded")
 
 
 @dataclass
@@ -40,24 +43,22 @@ class PruneReport:
         }
 
 
-def _targets(policy: RetentionPolicy) -> list[tuple[str, sa.Table, list[sa.Column], timedelta, Any]]:
-    """(name, table, key columns, retention, predicate of a row past it given the cutoff)."""
-    p, d = processed_events.c, dead_letters.c
+_Count = Callable[[sa.Connection, datetime], int]
+
+
+class _Prune(Protocol):
+    def __call__(self, conn: sa.Connection, cutoff: datetime, /, *, limit: int) -> int: ...
+
+
+def _targets(policy: RetentionPolicy) -> list[tuple[str, timedelta, _Count, _Prune]]:
+    """(name, retention, count of the rows past it, delete a batch of them): each table's owner prunes it."""
     return [
-        (
-            "processed_events",
-            processed_events,
-            [p.source, p.event_id],
-            policy.processed_events,
-            lambda cut: p.applied_at < cut,
-        ),
-        # last_seen too: a settled record that failed again recently is still of interest.
+        ("processed_events", policy.processed_events, event_ledger.count_applied_before, event_ledger.prune),
         (
             "dead_letters",
-            dead_letters,
-            [d.id],
             policy.settled_dead_letters,
-            lambda cut: sa.and_(d.status.in_(SETTLED), d.resolved_at < cut, d.last_seen < cut),
+            count_settled_before,
+            dead_letter_store.prune_settled,
         ),
     ]
 
@@ -73,22 +74,17 @@ def prune(
     """Delete (or, ``dry_run``, count) the rows past their retention; one transaction per batch."""
     now = now or utcnow()
     report = PruneReport(dry_run=dry_run)
-    for name, table, key, keep_for, past in _targets(policy):
+    for name, keep_for, count, delete in _targets(policy):
         cutoff = now - keep_for
-        old = past(cutoff)
         report.cutoffs[name], report.retention[name] = cutoff.isoformat(), format_duration(keep_for)
         if dry_run:
             with engine.connect() as conn:
-                report.removed[name] = int(
-                    conn.execute(sa.select(sa.func.count()).select_from(table).where(old)).scalar_one()
-                )
+                report.removed[name] = count(conn, cutoff)
             continue
-        target = key[0] if len(key) == 1 else sa.tuple_(*key)
         removed = 0
         while True:
-            batch = sa.select(*key).where(old).limit(batch_rows)
             with engine.begin() as conn:
-                n = conn.execute(sa.delete(table).where(target.in_(batch))).rowcount
+                n = delete(conn, cutoff, limit=batch_rows)
             removed += n
             if n < batch_rows:
                 break

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-
-from structlog.typing import EventDict, WrappedLogger
+from typing import Any
 
 from integration_assets.observability.logging import JsonFormatter, json_logging_installed
 
@@ -23,7 +22,7 @@ __all__ = ["DagsterJsonFormatter", "OnceWithTheRootHandler", "dagster_fields"]
 _DAGSTER_IDS = ("run_id", "job_name", "step_key", "op_name")
 
 
-def dagster_fields(_logger: WrappedLogger, _name: str, event: EventDict) -> EventDict:
+def dagster_fields(event: dict[str, Any]) -> dict[str, Any]:
     """Lift the run's ids out of the record's Dagster metadata; the message is the one logged, without the
     ``job - run_id - step -`` prefix Dagster adds for its text loggers."""
     meta = event.pop("dagster_meta", None)

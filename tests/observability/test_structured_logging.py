@@ -18,6 +18,7 @@ from integration_assets.observability import (
     correlation,
     current_correlation,
 )
+from integration_assets.observability.logging import CorrelationFilter
 
 
 @pytest.fixture
@@ -123,7 +124,7 @@ def test_messages_args_and_tracebacks_are_redacted(capture) -> None:
     first, second = records(stream)
     assert first["message"] == "payment for [REDACTED:email] with card [REDACTED:pan] (ssn [REDACTED:ssn])"
     assert first["entity"] == "contacts FAKE"
-    [exc] = second["exception"]  # structlog's structured traceback, without local variables
+    [exc] = second["exception"]  # the structured traceback, without local variables
     assert exc["exc_type"] == "ValueError" and "[REDACTED:email]" in exc["exc_value"]
     assert exc["frames"] and all("locals" not in f for f in exc["frames"])
 
@@ -161,3 +162,11 @@ def test_text_formatter_is_one_line_with_ids() -> None:
     with correlation(load_id="l-1"):
         line = TextFormatter().format(record)
     assert "\n" not in line and "[REDACTED:email]" in line and "load_id=l-1" in line
+
+
+def test_correlation_filter_copies_the_bound_ids_and_leaves_extras() -> None:
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "m", (), None)
+    record.load_id = "from-extra"
+    with correlation(run_id="r-2", load_id="l-2"):
+        assert CorrelationFilter().filter(record)
+    assert (record.run_id, record.load_id) == ("r-2", "from-extra")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import dagster as dg
 
-from integration_assets.sandbox.fakes.hubspot import FakeHubSpot
-from integration_assets.sandbox.fakes.odoo import FakeOdoo
 from integration_assets.jobs.pull import HubSpotResource, OdooResource, pull_hubspot, pull_odoo
 from integration_assets.resources import WarehouseResource
+from integration_assets.sandbox.fakes.hubspot import FakeHubSpot
+from integration_assets.sandbox.fakes.odoo import FakeOdoo
 from integration_assets.settings import get_settings
 from tests.connectors.conftest import landed_records
 

@@ -144,7 +144,9 @@ def test_slow_bodies_are_cut_and_their_connections_closed(
         seen = [a.split(b"\r\n", 1)[0] for a in answers.values() if a]
         assert seen and set(seen) == {b"HTTP/1.1 408 Request Timeout"}
         metrics = app.state.metrics  # type: ignore[attr-defined]
-        assert metrics.value("webhook_requests_rejected_total", provider="stripe", reason="body_timeout") == 200
+        assert (
+            metrics.value("webhook_requests_rejected_total", provider="stripe", reason="body_timeout") == 200
+        )
         with httpx.Client(base_url=base, timeout=10) as client:
             assert client.get("/healthz").json()["status"] == "ok"
     assert sql_queue.depth() == 1  # only the normal request's event

@@ -26,7 +26,7 @@ PACKAGE = Path(integration_assets.__file__).parent
 # table -> the modules (relative to the package) that may write it.
 OWNERS: dict[str, set[str]] = {
     "loads": {"warehouse/ledger.py"},
-    "schema_drift": {"warehouse/writer.py"},
+    "schema_drift": {"warehouse/schema_drift.py"},
     "dead_letters": {"dead_letters/store.py"},
     "dead_letter_actions": {"dead_letters/store.py"},
     "event_queue": {"queue/sql.py", "queue/sql_publish.py", "queue/sql_waiting.py"},

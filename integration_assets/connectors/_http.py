@@ -1,33 +1,6 @@
 """The one HTTP seam of the API connectors: default timeouts, one injectable transport, retries written once.
 
-Every connector (``connectors/hubspot``, ``connectors/odoo``) builds an :class:`HttpClient` and sends all of its
-calls through :meth:`HttpClient.request`, which:
-
-- uses an ``httpx.Client`` with timeouts on by default (:data:`DEFAULT_TIMEOUT`) and no redirects; tests inject
-  an ``httpx.MockTransport`` or point the client at a local fake server, never patch;
-- records the status of **every** response (and ``None`` for a timeout or a dropped connection) through the
-  recorder its caller passes in (the pull job and the CLI pass ``quality.connector_health``'s
-  ``warehouse_status_recorder``, which the ``connector_http_error_alerts`` sensor reads); a retried request
-  counts once per attempt, as the provider saw it;
-- classifies each response as ok, retry (transient) or terminal. The default (:func:`classify_http`) retries
-  429, 408 and 5xx; a connector adds what its wire format says (HubSpot's ``policyName``, Odoo's JSON-RPC
-  ``error`` member that arrives with HTTP 200);
-- retries with tenacity: capped exponential backoff with jitter, or the server's ``Retry-After`` (delay-seconds
-  or an HTTP-date, RFC 9110 §10.2.3) when it sends one: never earlier, plus a little jitter so that
-  clients told the same instant do not all come back at once. A request has at most ``max_attempts`` attempts,
-  and a run at most ``RetryBudget.limit`` retries across all its requests (AWS Builders' Library, "Timeouts,
-  retries and backoff with jitter": a budget keeps a storm from multiplying calls). A server asking for a
-  longer wait than ``max_wait`` is not slept on: the request fails as transient and the next scheduled run
-  tries again;
-- raises :class:`~integration_assets.errors.TransientError` subclasses (:class:`RetriesExhausted`) or
-  :class:`~integration_assets.errors.TerminalError` subclasses (:class:`RequestRejected`, :class:`QuotaExhausted`),
-  never a bare httpx exception.
-
-The errors, :class:`HttpRetry`, the budget, the throttle and the classification live in ``connectors/_retry.py``,
-keyset paging in ``connectors/_paging.py``.
-
-Secrets stay out of logs and messages: headers are never logged, log lines carry the method and path only,
-and every message built here passes through :meth:`HttpClient.scrub` with the connector's secrets.
+The reasoning: docs/DESIGN.md, "The HTTP seam of the API connectors (connectors/_http.py)".
 """
 
 from __future__ import annotations

@@ -1,32 +1,6 @@
 """One drain: take up to ``max_events`` from the queue in batches, apply each batch, report what happened.
 
-This is what the Dagster op runs (one run per drain, launched by the queue sensor) and what
-``integration-assets events drain`` runs in-process. Batches are large (default 10,000 events: one
-transaction, one COPY and one merge per table each), because per-event transactions cannot reach the
-throughput target (issue 3: ≥ 5,000 events/s per drain); mapping costs ~70 ms per contract and batch
-whatever its size, so small batches waste most of their time there. The next batch is received and planned
-(parsed, routed, mapped: CPU) while the current one is written (mostly waiting on the database), so the two
-overlap: when the queue offers a second handle (``Queue.concurrent_receiver``: the SQL queue in Postgres) a
-worker thread receives and plans; on RabbitMQ, whose deliveries belong to the drain's thread, that thread
-receives while the batch's transaction runs in a thread of its own, and acks it there after the commit.
-The modules: ``extract`` (plan a batch), ``apply`` (its transaction), ``settle`` (ack, dead-letter, give
-back), ``batch`` (one batch with the failure handling below), this one (the loop and the report).
-
-Failure handling per batch (every delivery ends applied, stale, ignored, duplicate, dead-lettered or given
-back; ``DrainReport.balanced`` checks it):
-
-- ``WarehouseUnavailable`` (refused, killed connection, timeout, deadlock): retried in place with capped
-  exponential backoff and jitter, holding the deliveries (RabbitMQ heartbeats are answered meanwhile), for up
-  to ``transient_budget_s`` (default 60 s, well inside the SQL queue's 300 s visibility timeout). Then the
-  batch is *released* — given back with a delay **without spending an attempt** — and the drain stops,
-  reporting the outage. A transient outage never dead-letters an event.
-- ``WarehouseConfigError`` (schema not migrated): released, and the drain stops with the error.
-- A value or constraint the warehouse refuses (``DataError``/``IntegrityError``): the batch is bisected until
-  the event at fault is alone, and only that one is dead-lettered (check ``load_error``): one bad event
-  never blocks the others (docs/RELIABILITY.md, "Facts the design relies on": "Unless each row is isolated,
-  one such row aborts the whole batch").
-- Anything else is a bug: the batch goes back through ``Queue.retry`` (spending an attempt, so a crash loop
-  ends in the dead letters after ``max_attempts`` instead of looping for ever) and the error is raised.
+The reasoning: docs/DESIGN.md, "Draining the queue (events/drain.py)".
 """
 
 from __future__ import annotations

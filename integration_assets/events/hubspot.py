@@ -1,29 +1,7 @@
 """HubSpot ``<object>.propertyChange``, ``.deletion`` and ``.restore`` webhooks applied to the existing canonical
 rows (contacts, companies, deals).
 
-A property change carries one value (``propertyName``/``propertyValue``) of one object (``objectId``) at one
-time (``occurredAt``, epoch ms; docs/SOURCES.md §1.5). Values are mapped by the HubSpot **API contract**
-of the object (``contracts/hubspot/<object>s_api.vN.yaml``, field ``properties.<propertyName>``), so a
-dropdown value or a date is checked and converted exactly as in a batch load; no second vocabulary exists.
-
-Rules:
-
-- A change applies only when ``occurredAt`` is newer than the row's ``source_updated_at`` as it was before
-  the batch; of several changes of one property in a batch the newest wins. The row's ``source_updated_at``
-  becomes the newest change applied, and derived columns (``is_closed_won``) are recomputed. A late change
-  older than the row is recorded as ``stale`` (the row-level timestamp cannot tell which property an older
-  batch load changed; the next batch sync brings every property up to date anyway).
-- A change for an object that is not in the warehouse is **dead-lettered at once** (check
-  ``unknown_object``), not deferred: the object's next batch load brings its current state anyway, and the
-  dead letter keeps the change visible and replayable (``integration-assets events replay --check
-  unknown_object``) instead of holding queue capacity and spending attempts for an unknown time.
-- A property the contract maps nowhere is dead-lettered (``unknown_property``): the webhook subscription and
-  the contract disagree. Properties the contract lists under ``ignored`` are acknowledged as ``ignored``.
-- A deletion is a change of ``archived_at`` (the field the contract maps ``archivedAt`` to) to the deletion
-  time, a restore a change back to null, with the same newer-wins rule: the row stays, marked deleted.
-
-Rows are read ``FOR UPDATE`` (Postgres) in the batch's transaction, patched in pandas and merged through
-``CanonicalStage`` (newer wins), so concurrent drains cannot lose each other's changes.
+The reasoning: docs/DESIGN.md, "HubSpot property changes (events/hubspot.py)".
 """
 
 from __future__ import annotations

@@ -34,7 +34,8 @@ from integration_assets.settings import Settings, get_settings
 from integration_assets.warehouse import ledger
 from integration_assets.warehouse.db import begin_write, get_engine
 from integration_assets.warehouse.ledger import LoadReport, new_load_id
-from integration_assets.warehouse.writer import CanonicalStage, record_drift
+from integration_assets.warehouse.schema_drift import record_drift
+from integration_assets.warehouse.writer import CanonicalStage
 
 log = logging.getLogger(__name__)
 

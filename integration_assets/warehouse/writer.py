@@ -1,28 +1,13 @@
 """Idempotent, set-based loads into canonical tables.
 
-One load = one transaction: rows are staged (COPY on Postgres, executemany on SQLite) into a temporary
-table, then merged in one statement that only writes a row when the incoming version is newer
-(``source_updated_at``) or, at the same timestamp, has a different content hash (ties broken by the larger
-hash, so the result does not depend on load order). In-file duplicates are collapsed in the same statement.
-A replay of the same content therefore writes nothing. On Postgres the statement is an UPDATE of the keys
-that exist plus an INSERT of those that do not, under an advisory lock that admits one merge per table; on
-SQLite (a single writer anyway) it is ``INSERT … ON CONFLICT … DO UPDATE … WHERE``.
-
-Partial rows: a file that lacks an optional column says nothing about it, so the rows it stages may name
-columns to *keep* (``add(…, keep=…)``). An existing row is then compared and written as the merged row (its
-stored values for the kept columns, the file's for the others): newer wins, an equal timestamp goes to the
-larger hash of the merged row, and the stored ``row_hash`` is always the hash of the stored row, so a replay
-of the same partial file (or of a whole file with the same content) is unchanged. A key that is not stored
-yet is inserted with nulls in the kept columns. On Postgres the merge reads the stored values in the UPDATE
-itself (it sees a concurrent change of a kept column, e.g. a HubSpot property change); on SQLite, which holds
-the write lock for the whole load, they are read when the rows are staged.
+The reasoning: docs/DESIGN.md, "The canonical merge (warehouse/writer.py)".
 """
 
 from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,12 +18,10 @@ import pyarrow.csv as pacsv
 import sqlalchemy as sa
 from psycopg import sql as psql
 
-from integration_assets.warehouse.ledger import utcnow
 from integration_assets.warehouse.schema import (
     CANONICAL_TABLES,
     LATE_COLUMNS,
     LINEAGE_COLUMNS,
-    schema_drift,
 )
 
 STAGE_POS = "_pos"
@@ -404,33 +387,3 @@ def existing_keys(conn: sa.Connection, table_name: str, system: str, ids: Iterab
         )
         found.update(r[0] for r in rows)
     return found
-
-
-def record_drift(
-    conn: sa.Connection,
-    load_id: str,
-    system: str,
-    entity: str,
-    contract_version: str | None,
-    findings: Sequence[dict[str, Any]],
-) -> None:
-    if not findings:
-        return
-    now = utcnow()
-    conn.execute(
-        schema_drift.insert(),
-        [
-            {
-                "load_id": load_id,
-                "source_system": system,
-                "entity": entity,
-                "contract_version": contract_version,
-                "kind": f["kind"],
-                "column_name": f.get("column"),
-                "rows_affected": int(f.get("rows", 0)),
-                "sample": json.dumps(f.get("sample", [])),
-                "detected_at": now,
-            }
-            for f in findings
-        ],
-    )

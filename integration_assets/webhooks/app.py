@@ -1,36 +1,6 @@
 """The webhook receiver: verify, enqueue durably, answer. It never calls a downstream system.
 
-``POST /webhooks/<provider>`` (one route per provider of the registry, ``integration_assets.providers``)
-runs, in this order and before anything is enqueued:
-
-==========================================  ======  ==========================
-check                                       status  ``reason`` (metric label)
-==========================================  ======  ==========================
-provider secret not configured              503     not_configured
-Content-Type is not application/json        415     unsupported_media_type
-signature header(s) missing                 400     missing_signature
-Content-Length above the cap                413     too_large
-body above the cap while streaming it       413     too_large (reading stops)
-body slower than ``body_timeout_s``         408     body_timeout (connection closed)
-signature header malformed                  400     malformed_signature
-signature does not match the raw bytes      401     bad_signature
-timestamp older / newer than 300 s          400     stale_timestamp / future_timestamp
-not UTF-8 JSON (or NaN/Infinity)            400     invalid_json
-nested deeper than ``max_json_depth``       400     too_deep (found without parsing)
-no provider event id / event type           400     invalid_payload
-HubSpot body not a non-empty JSON array     400     invalid_payload
-publisher backlog full                      503     overloaded
-queue down, no confirm/commit in time       503     queue_unavailable
-==========================================  ======  ==========================
-
-A 200 means every event of the request is durably stored: a publisher confirm (RabbitMQ) or a committed
-row (SQL). Replays inside the signature window are accepted: dedup happens downstream on the event key
-(each provider's ``events``; content fingerprints in ``queue.keys``). A HubSpot batch is split, not refused:
-an element that is not an event is stored too, marked for the dead letters (``{"accepted": n,
-"dead_lettered": m}``), and the others are applied.
-
-The receiving is in ``webhooks.receive``, the caps in ``webhooks.limits``, the batched publishing in
-``webhooks.enqueue``; this module builds the app (routes, lifespan, health).
+The reasoning: docs/DESIGN.md, "The webhook receiver (webhooks/)".
 """
 
 from __future__ import annotations

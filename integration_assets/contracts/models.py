@@ -25,7 +25,7 @@ LINEAGE_DOCS = {
 Str = Series[Annotated[pd.StringDtype, "pyarrow", pd.NA]]
 Money = Series[float]
 Timestamp = Series[Annotated[pd.DatetimeTZDtype, "ns", "UTC"]]
-Bool = Series[pd.BooleanDtype]
+Boolean = Series[pd.BooleanDtype]
 
 _SLUG = r"^[a-z0-9_]+$"
 _CURRENCY = r"^[A-Z]{3}$"
@@ -114,7 +114,9 @@ class Deal(_Canonical):
     amount: Money = pa.Field(nullable=True, ge=0, description="Deal amount in the account currency.")
     close_date: Timestamp = pa.Field(nullable=True, description="Expected or actual close date (UTC).")
     company_id: Str = pa.Field(nullable=True, description="HubSpot id of the associated company.")
-    is_closed_won: Bool = pa.Field(nullable=True, description="True when the stage is closed-won (derived).")
+    is_closed_won: Boolean = pa.Field(
+        nullable=True, description="True when the stage is closed-won (derived)."
+    )
     created_at: Timestamp = pa.Field(nullable=True, description="When the deal was created (UTC).")
     archived_at: Timestamp = pa.Field(
         nullable=True,
@@ -130,14 +132,14 @@ class Customer(_Canonical):
     name: Str = pa.Field(nullable=True, description="Display name. PII for individuals.")
     email: Str = pa.Field(nullable=True, str_matches=_EMAIL, description="Email, lower-cased. PII.")
     phone: Str = pa.Field(nullable=True, description="Phone (or mobile when phone is empty). PII.")
-    is_company: Bool = pa.Field(nullable=True, description="True for companies, false for individuals.")
+    is_company: Boolean = pa.Field(nullable=True, description="True for companies, false for individuals.")
     parent_id: Str = pa.Field(nullable=True, description="Odoo id of the parent company.")
     street: Str = pa.Field(nullable=True, description="Street address. PII.")
     city: Str = pa.Field(nullable=True, description="City.")
     zip: Str = pa.Field(nullable=True, description="Postal code.")
     country: Str = pa.Field(nullable=True, description="Country display name.")
     vat: Str = pa.Field(nullable=True, description="Tax id.")
-    active: Bool = pa.Field(nullable=True, description="False when archived in Odoo.")
+    active: Boolean = pa.Field(nullable=True, description="False when archived in Odoo.")
 
 
 class Product(_Canonical):
@@ -156,7 +158,7 @@ class Product(_Canonical):
         description="consu, service or product (storable).",
     )
     category: Str = pa.Field(nullable=True, description="Product category display name.")
-    active: Bool = pa.Field(nullable=True, description="False when archived.")
+    active: Boolean = pa.Field(nullable=True, description="False when archived.")
 
 
 class SalesOrder(_Canonical):
@@ -300,7 +302,7 @@ class Payment(_Canonical):
         str_matches=_SLUG,
         description="Refunds: duplicate, fraudulent, requested_by_customer, ….",
     )
-    livemode: Bool = pa.Field(nullable=True, description="False for Stripe test-mode objects.")
+    livemode: Boolean = pa.Field(nullable=True, description="False for Stripe test-mode objects.")
     created_at: Timestamp = pa.Field(nullable=True, description="When Stripe created the object (UTC).")
     event_id: Str = pa.Field(nullable=False, description="Stripe event (evt_…) that last wrote the row.")
     event_type: Str = pa.Field(

@@ -16,19 +16,56 @@ import click
 from integration_assets.loggers import dagster_fields
 from integration_assets.observability.logging import configure_logging
 
-# command name -> (module, attribute) of each sub-command or group. The demo lives in the sandbox, which
-# runtime code never imports: it is named here, imported only when asked for.
-COMMAND_GROUPS: dict[str, tuple[str, str]] = {
-    "db": ("integration_assets.cli.db", "db"),
-    "sync": ("integration_assets.cli.sync", "sync"),
-    "demo": ("integration_assets.sandbox.demo", "demo"),
-    "contracts": ("integration_assets.cli.contracts", "contracts"),
-    "dlq": ("integration_assets.cli.dlq", "dlq"),
-    "status": ("integration_assets.cli.status", "status"),
-    "webhooks": ("integration_assets.cli.webhooks", "webhooks"),
-    "pull": ("integration_assets.cli.pull", "pull"),
-    "events": ("integration_assets.cli.events", "events"),
-    "privacy": ("integration_assets.cli.privacy", "privacy"),
+# command name -> (module, attribute, one-line help) of each sub-command or group. The help is repeated here so
+# that `integration-assets --help` lists the commands without importing them (tests/cli/test_help.py keeps it
+# equal to each command's own). The demo lives in the sandbox, which runtime code never imports: it is named
+# here, imported only when asked for.
+COMMAND_GROUPS: dict[str, tuple[str, str, str]] = {
+    "db": ("integration_assets.cli.db", "db", "Warehouse schema (Alembic migrations)."),
+    "sync": (
+        "integration_assets.cli.sync",
+        "sync",
+        "Load every file waiting in the inbox (same assets as the sensor), then print what happened.",
+    ),
+    "demo": (
+        "integration_assets.sandbox.demo",
+        "demo",
+        "Generate HubSpot/Odoo sample exports (with duplicates, updates, bad rows, one drifted file) and load "
+        "them; then post signed Stripe/HubSpot/EasyPost sample webhooks to the receiver and drain them into "
+        "the warehouse.",
+    ),
+    "contracts": (
+        "integration_assets.cli.contracts",
+        "contracts",
+        "Mapping contracts (YAML, versioned per source system and entity).",
+    ),
+    "dlq": ("integration_assets.cli.dlq", "dlq", "Dead letters: quarantined rows, files and events."),
+    "status": (
+        "integration_assets.cli.status",
+        "status",
+        "Per source entity: last successful load, freshness, rows and quarantined rows in the last day, dead "
+        "letters pending, failing checks and open alerts.",
+    ),
+    "webhooks": (
+        "integration_assets.cli.webhooks",
+        "webhooks",
+        "Receive signed Stripe/HubSpot/EasyPost webhooks and enqueue them durably.",
+    ),
+    "pull": (
+        "integration_assets.cli.pull",
+        "pull",
+        "Pull SYSTEM (hubspot or odoo) through its API into the inbox as JSONL, incrementally from the cursors.",
+    ),
+    "events": (
+        "integration_assets.cli.events",
+        "events",
+        "Webhook events: drain the queue into the warehouse, replay dead-lettered events.",
+    ),
+    "privacy": (
+        "integration_assets.cli.privacy",
+        "privacy",
+        "GDPR erasure of a record's personal data (docs/PRIVACY.md).",
+    ),
 }
 
 
@@ -39,9 +76,21 @@ class _LazyGroup(click.Group):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name not in COMMAND_GROUPS:
             return None
-        module, attr = COMMAND_GROUPS[cmd_name]
+        module, attr, _help = COMMAND_GROUPS[cmd_name]
         command: click.Command = getattr(importlib.import_module(module), attr)
         return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list from COMMAND_GROUPS, so `--help` imports none of the commands."""
+        limit = formatter.width - 6 - max(len(name) for name in COMMAND_GROUPS)
+        rows = [(name, _short(COMMAND_GROUPS[name][2], limit)) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+def _short(text: str, limit: int) -> str:
+    """click's own shortening of a help text (what `Command.get_short_help_str` shows)."""
+    return click.Command("_", help=text).get_short_help_str(limit)
 
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

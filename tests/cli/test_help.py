@@ -7,9 +7,10 @@ import json
 import subprocess
 import sys
 
+import click
 import pytest
 
-from integration_assets.cli import COMMAND_GROUPS
+from integration_assets.cli import COMMAND_GROUPS, main
 
 # Runs `--help` of the group named in argv (or of the command line without one) and of each of its commands
 # in one interpreter, then prints the exit codes and the Dagster modules that got imported.
@@ -48,3 +49,24 @@ def test_help_imports_no_dagster(group: str | None) -> None:
     out = json.loads(res.stdout.strip().splitlines()[-1])
     assert out["codes"] and set(out["codes"].values()) == {0}, out["codes"]
     assert out["dagster"] == [], f"--help of {group or 'the command line'} imported {out['dagster'][:5]}"
+
+
+@pytest.mark.parametrize("name", sorted(COMMAND_GROUPS))
+def test_listed_help_is_the_commands_own(name: str) -> None:
+    command = main.get_command(click.Context(main), name)
+    assert command is not None
+    assert COMMAND_GROUPS[name][2] == command.get_short_help_str(limit=10_000)
+
+
+def test_top_level_help_imports_no_command() -> None:
+    script = (
+        "import sys\nfrom integration_assets.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "mods = {m for m, _a, _h in __import__('integration_assets.cli', fromlist=['x']).COMMAND_GROUPS.values()}\n"
+        "print(sorted(mods & set(sys.modules)), file=sys.stderr)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stderr.strip().splitlines()[-1] == "[]", res.stderr[-2000:]
+    for name in COMMAND_GROUPS:
+        assert name in res.stdout

@@ -15,7 +15,7 @@ README = Path(__file__).parent.parent.parent / "README.md"
 def test_readme_lists_every_command() -> None:
     text = README.read_text(encoding="utf-8")
     missing = []
-    for name, (module, attr) in sorted(COMMAND_GROUPS.items()):
+    for name, (module, attr, _help) in sorted(COMMAND_GROUPS.items()):
         command = getattr(importlib.import_module(module), attr)
         subs = sorted(command.commands) if isinstance(command, click.Group) else [""]
         missing += [

@@ -15,6 +15,7 @@ import click
 
 from integration_assets.loggers import dagster_fields
 from integration_assets.observability.logging import configure_logging
+from integration_assets.settings import get_settings
 
 # command name -> (module, attribute, one-line help) of each sub-command or group. The help is repeated here so
 # that `integration-assets --help` lists the commands without importing them (tests/cli/test_help.py keeps it
@@ -106,8 +107,11 @@ def entry() -> None:
     work (commits, acks, archived files) when it returns, so nothing is lost by skipping it.
     """
     code: int = 0
-    # JSON lines on stderr with the correlation ids of each load/drain (and of the jobs `sync` runs here).
-    configure_logging(pre_chain=[dagster_fields])
+    # JSON lines on stderr with the correlation ids of each load/drain (and of the jobs `sync` runs here). The
+    # loggers keep INFO, so the event log of a job run in this process is complete; the terminal shows
+    # INTEGRATION_LOG_LEVEL and up (WARNING by default: the command's own output is the summary).
+    handler = configure_logging("INFO", pre_chain=[dagster_fields])
+    handler.setLevel(get_settings().log_level)
     try:
         main()
     except SystemExit as exc:

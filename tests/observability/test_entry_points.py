@@ -43,7 +43,7 @@ def test_load_logs_carry_correlation_ids(warehouse_url: str) -> None:
 
 
 def test_cli_sync_writes_json_lines_with_the_load_and_run_ids(isolated_env: Path) -> None:
-    env = {**os.environ}
+    env = {**os.environ, "INTEGRATION_LOG_LEVEL": "INFO"}
     assert subprocess.run([*CLI, "db", "upgrade"], env=env, capture_output=True, timeout=120).returncode == 0
     inbox = isolated_env / "inbox" / "hubspot" / "contacts"
     inbox.mkdir(parents=True)
@@ -59,8 +59,20 @@ def test_cli_sync_writes_json_lines_with_the_load_and_run_ids(isolated_env: Path
     assert not [x for x in lines if x["logger"] == "alembic.runtime.plugins"]
 
 
+def test_cli_keeps_info_lines_off_the_terminal_by_default(isolated_env: Path) -> None:
+    env = {**os.environ}
+    assert subprocess.run([*CLI, "db", "upgrade"], env=env, capture_output=True, timeout=120).returncode == 0
+    inbox = isolated_env / "inbox" / "hubspot" / "contacts"
+    inbox.mkdir(parents=True)
+    shutil.copy(FIXTURE, inbox / FIXTURE.name)
+    proc = subprocess.run([*CLI, "sync", "--json"], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout)["ok"] is True
+    assert [x for x in json_lines(proc.stderr) if x["level"] == "INFO"] == []
+
+
 def test_cli_drain_writes_json_lines_with_the_drain_id(isolated_env: Path) -> None:
-    env = {**os.environ, "INTEGRATION_QUEUE_URL": "sql"}
+    env = {**os.environ, "INTEGRATION_QUEUE_URL": "sql", "INTEGRATION_LOG_LEVEL": "INFO"}
     assert subprocess.run([*CLI, "db", "upgrade"], env=env, capture_output=True, timeout=120).returncode == 0
     proc = subprocess.run(
         [*CLI, "events", "drain", "--json"], env=env, capture_output=True, text=True, timeout=120

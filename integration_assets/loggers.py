@@ -14,7 +14,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from integration_assets.observability.logging import JsonFormatter, json_logging_installed
+from integration_assets.observability.logging import JsonFormatter, installed_handler_level
 
 __all__ = ["DagsterJsonFormatter", "OnceWithTheRootHandler", "dagster_fields"]
 
@@ -48,8 +48,12 @@ class DagsterJsonFormatter(JsonFormatter):
 
 class OnceWithTheRootHandler(logging.Filter):
     """Each line once when a job runs inside a CLI command (``sync``): the project's records propagate to
-    the root logger, whose JSON handler the CLI installed, so Dagster's handler leaves them to it. In a run
-    worker (no root handler) it passes everything; ``context.log`` and Dagster's events always pass."""
+    the root logger, whose JSON handler the CLI installed, so Dagster's handler leaves them to it, and
+    ``context.log`` and Dagster's events pass at the level that handler shows (INTEGRATION_LOG_LEVEL). In a
+    run worker (no root handler) everything passes. Dagster's event log is written apart and keeps it all."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.name == "dagster" or not json_logging_installed()
+        shown = installed_handler_level()
+        if shown is None:
+            return True
+        return record.name == "dagster" and record.levelno >= shown

@@ -79,3 +79,25 @@ def test_a_job_inside_a_cli_command_logs_each_line_once(
     assert "logging_job" not in mine["message"]
     [ctx] = [x for x in lines if x["message"] == "from context.log"]
     assert ctx["run_id"] == result.run_id
+
+
+def test_inside_a_cli_command_the_terminal_level_applies_and_the_event_log_keeps_everything(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], isolated_env: Path
+) -> None:
+    # The CLI's default: INFO records are made (the event log needs them) but not shown on the terminal.
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    handler = configure_logging("INFO", pre_chain=[dagster_fields])
+    handler.setLevel("WARNING")  # as cli.entry does with INTEGRATION_LOG_LEVEL unset
+    try:
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            result = logging_job.execute_in_process(instance=instance)
+            stored = [e.message for e in instance.all_logs(result.run_id)]
+    finally:
+        logging.getLogger().removeHandler(handler)
+    assert result.success
+    shown = json_lines(capsys.readouterr().err)
+    assert [x for x in shown if x["level"] == "INFO"] == []
+    assert any("from context.log" in m for m in stored)
+    assert any("merged 3 rows" in m for m in stored)

@@ -238,7 +238,13 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
 
 def json_logging_installed() -> bool:
     """Whether :func:`configure_logging` has installed its handler on the root logger in this process."""
-    return any(getattr(h, _HANDLER_MARK, False) for h in logging.getLogger().handlers)
+    return installed_handler_level() is not None
+
+
+def installed_handler_level() -> int | None:
+    """The level of the handler :func:`configure_logging` installed (what the terminal shows), or None."""
+    levels = [h.level for h in logging.getLogger().handlers if getattr(h, _HANDLER_MARK, False)]
+    return min(levels) if levels else None
 
 
 def configure_logging(

@@ -10,6 +10,7 @@ import importlib
 import logging
 import os
 import sys
+import warnings
 
 import click
 
@@ -111,6 +112,11 @@ def entry() -> None:
     # loggers keep INFO, so the event log of a job run in this process is complete; the terminal shows
     # INTEGRATION_LOG_LEVEL and up (WARNING by default: the command's own output is the summary).
     handler = configure_logging("INFO", pre_chain=[dagster_fields])
+    # dagster.yaml's python_logs (how run logs become JSON lines) is "beta" in Dagster 1.13, which says so on
+    # every instance load; the feature is pinned and tested here (tests/test_loggers.py).
+    warnings.filterwarnings(
+        "ignore", message="Handling yaml-defined logging configuration is currently in beta"
+    )
     handler.setLevel(get_settings().log_level)
     try:
         main()

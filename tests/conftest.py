@@ -23,6 +23,9 @@ PG_ADMIN_URL = os.environ.get(
 AMQP_URL = os.environ.get("INTEGRATION_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
+# Shared fixtures that live beside the helpers they go with (tests/support/).
+pytest_plugins = ["tests.support.contracts"]
+
 
 def _reachable(host: str, port: int) -> bool:
     try:

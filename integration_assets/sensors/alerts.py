@@ -38,7 +38,7 @@ from integration_assets.sensors.alert_rules import (
     run_recovered,
     subjects,
 )
-from integration_assets.warehouse.db import HEAD_REVISIONS, current_revisions, get_engine
+from integration_assets.warehouse.db import at_head, get_engine
 
 NOT_MIGRATED = "warehouse not migrated yet: run `integration-assets db upgrade` or any run"
 
@@ -60,7 +60,7 @@ def _done(context: dg.SensorEvaluationContext, actions: list[str], cursor: str |
 def _unmigrated() -> dg.SensorResult | None:
     """A tick only reads the schema version: migrating is a run's job (the WarehouseResource's setup) or
     ``db upgrade``'s, never a sensor's. Every alert sensor writes incidents, so none runs before that."""
-    if current_revisions() != HEAD_REVISIONS:
+    if not at_head():
         return dg.SensorResult(skip_reason=NOT_MIGRATED)
     return None
 

@@ -109,10 +109,18 @@ def current_revisions(url: str | None = None) -> set[str]:
 _migrated: set[str] = set()
 
 
+def at_head(url: str | None = None) -> bool:
+    """Whether the warehouse is at the newest migration; asks the database once per process per URL once
+    it is (a schema does not go back), so a sensor tick can ask every time for nothing."""
+    key = normalise_url(url or get_settings().warehouse_url)
+    if key not in _migrated and current_revisions(key) == HEAD_REVISIONS:
+        _migrated.add(key)
+    return key in _migrated
+
+
 def ensure_schema(url: str | None = None) -> None:
     """Run migrations once per process for this URL (cheap afterwards)."""
     key = normalise_url(url or get_settings().warehouse_url)
-    if key not in _migrated:
-        if current_revisions(key) != HEAD_REVISIONS:
-            upgrade(key)
+    if not at_head(key):
+        upgrade(key)
         _migrated.add(key)

@@ -3,34 +3,15 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner
 
 from integration_assets.cli import main
-from integration_assets.contracts.spec import CONTRACTS_DIR
 from integration_assets.ingest.load import ingest_file
+from tests.support.contracts import teach_prospect
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "hubspot" / "contacts_small.csv"
-
-
-@pytest.fixture
-def contracts_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    root = tmp_path / "contracts"
-    shutil.copytree(CONTRACTS_DIR, root, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
-    monkeypatch.setenv("INTEGRATION_CONTRACTS_DIR", str(root))
-    return root
-
-
-def _teach_prospect(root: Path) -> None:
-    path = root / "hubspot" / "contacts_export.v1.yaml"
-    text = path.read_text()
-    assert "      Other: other\n" in text
-    path.write_text(
-        text.replace("      Other: other\n", "      Other: other\n      Prospect: opportunity\n", 1)
-    )
 
 
 def test_cli_list_show_replay(warehouse_url: str, contracts_dir: Path) -> None:
@@ -45,7 +26,7 @@ def test_cli_list_show_replay(warehouse_url: str, contracts_dir: Path) -> None:
     assert res.exit_code == 0, res.output
     shown = json.loads(res.stdout)
     assert shown["raw_record"]["Lifecycle Stage"] == "Prospect"
-    _teach_prospect(contracts_dir)
+    teach_prospect(contracts_dir)
     res = runner.invoke(main, ["dlq", "replay", str(target), "--json"])
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)

@@ -5,38 +5,20 @@ from __future__ import annotations
 
 import csv
 import io
-import shutil
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-from integration_assets.contracts.spec import CONTRACTS_DIR
 from integration_assets.dead_letters import export, queries, store
 from integration_assets.dead_letters.queries import Filter
 from integration_assets.ingest.load import ingest_file
 from integration_assets.ingest.replay import replay
 from integration_assets.warehouse.db import get_engine
 from integration_assets.warehouse.schema import contacts, dead_letter_actions, dead_letters
+from tests.support.contracts import teach_prospect
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "hubspot" / "contacts_small.csv"
-
-
-@pytest.fixture
-def contracts_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    root = tmp_path / "contracts"
-    shutil.copytree(CONTRACTS_DIR, root, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
-    monkeypatch.setenv("INTEGRATION_CONTRACTS_DIR", str(root))
-    return root
-
-
-def _teach_prospect(root: Path) -> None:
-    path = root / "hubspot" / "contacts_export.v1.yaml"
-    text = path.read_text()
-    assert "      Other: other\n" in text
-    path.write_text(
-        text.replace("      Other: other\n", "      Other: other\n      Prospect: opportunity\n", 1)
-    )
 
 
 def _pending(conn: sa.Connection) -> dict[str, dict]:
@@ -59,7 +41,7 @@ def test_new_dropdown_value_quarantined_then_replayed(warehouse_url: str, contra
         assert conn.execute(sa.select(sa.func.count()).select_from(contacts)).scalar_one() == 3
         assert _pending(conn)["104"]["attempts"] == 1  # the dry run changed nothing
 
-    _teach_prospect(contracts_dir)
+    teach_prospect(contracts_dir)
     dry = replay(Filter(check="unknown_value"), dry_run=True)
     assert len(dry.replayed) == 1
     done = replay(Filter(), who="tester")  # every pending one

@@ -3,7 +3,7 @@ and status change is in ``store.py``."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, get_args
@@ -99,18 +99,6 @@ def counts(conn: sa.Connection) -> list[dict[str, Any]]:
         sa.func.min(c.first_seen).label("oldest"),
     ).group_by(c.source_system, c.entity, c.status)
     return [dict(r._mapping) for r in conn.execute(stmt)]
-
-
-def ids_by_fingerprint(conn: sa.Connection, fingerprints: Iterable[str]) -> list[int]:
-    """The ids of the dead letters with these fingerprints (to act on what was just written)."""
-    prints = sorted(set(fingerprints))
-    return [
-        int(i)
-        for start in range(0, len(prints), 500)
-        for i in conn.scalars(
-            sa.select(dead_letters.c.id).where(dead_letters.c.fingerprint.in_(prints[start : start + 500]))
-        )
-    ]
 
 
 SETTLED: tuple[Status, ...] = ("replayed", "discarded")

@@ -133,6 +133,11 @@ ENV_VARS: dict[str, tuple[str | None, str]] = {
     "ODOO_DB": (None, "Odoo database name."),
     "ODOO_USERNAME": (None, "Odoo login of the integration user."),
     "ODOO_API_KEY": (None, "Odoo API key of that user (replaces the password for external calls; a secret)."),
+    "EASYPOST_API_KEY": (
+        None,
+        "EasyPost API key (EZTK… test or EZAK… production) for shipments and labels (a secret).",
+    ),
+    "EASYPOST_BASE_URL": ("https://api.easypost.com", "EasyPost API base URL (a local fake in tests)."),
     "INTEGRATION_CONNECTOR_STATE_DIR": (
         None,
         "Pull cursors (watermark per system/entity); default <data dir>/connectors.",

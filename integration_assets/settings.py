@@ -256,6 +256,14 @@ class Settings:
     def odoo_api_key(self) -> str | None:
         return self.value("ODOO_API_KEY")
 
+    @property
+    def easypost_api_key(self) -> str | None:
+        return self.value("EASYPOST_API_KEY")
+
+    @property
+    def easypost_base_url(self) -> str:
+        return (self.value("EASYPOST_BASE_URL") or "https://api.easypost.com").rstrip("/")
+
 
 def env(name: str) -> str | None:
     """The value of a registered variable, or its default when unset or empty (KeyError if unregistered)."""

@@ -1,7 +1,7 @@
-"""Quality and alerting policy, loaded from ``policies.yaml`` (or the file INTEGRATION_POLICIES_FILE names).
+"""Quality, alerting and outbound policy, loaded from ``policies.yaml`` (or the file INTEGRATION_POLICIES_FILE names).
 
 One place for per-source freshness windows, volume / quarantine / dead-letter thresholds, check severities,
-blocking flags, runbook lines and sensor intervals. Validated strictly on load (unknown keys, bad durations,
+blocking flags, runbook lines, sensor intervals and the outbound chain's choices (``outbound:``). Validated strictly on load (unknown keys, bad durations,
 warn >= fail are errors), so a typo cannot silently switch a threshold off. Plain Python: no Dagster import.
 """
 
@@ -33,6 +33,9 @@ CheckName = Literal[
     "reconcile_deals_orders",
     "reconcile_customers_companies",
     "reconcile_invoices_payments",
+    "outbound_backlog",
+    "outbound_stuck_chains",
+    "outbound_reconciliation",
 ]
 
 MIN_EVENT_LEDGER_RETENTION = timedelta(days=7)
@@ -287,6 +290,168 @@ class EventsPolicy(_Strict):
         return self
 
 
+def _text_keys(value: Any) -> Any:
+    # YAML reads an unquoted id or SKU (12345: 7) as a number; the maps are keyed by the text HubSpot sends.
+    if isinstance(value, dict):
+        return {str(k): v for k, v in value.items()}
+    return value
+
+
+def _text_map(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): str(v) for k, v in value.items()}
+    return value
+
+
+class RateChoice(_Strict):
+    """Which EasyPost rate the label step buys: the cheapest, or a named carrier and service."""
+
+    choose: Literal["cheapest", "named"] = "cheapest"
+    carrier: str | None = None
+    service: str | None = None
+
+    @model_validator(mode="after")
+    def _named_needs_both(self) -> RateChoice:
+        if self.choose == "named" and not (self.carrier and self.service):
+            raise ValueError("outbound.rate: choose named needs carrier and service (e.g. USPS, Priority)")
+        if self.choose == "cheapest" and (self.carrier or self.service):
+            raise ValueError("outbound.rate: carrier/service only apply to choose: named")
+        return self
+
+
+class Parcel(_Strict):
+    """EasyPost parcel defaults: inches and ounces, as the API takes them."""
+
+    length: float = Field(default=10, gt=0)
+    width: float = Field(default=8, gt=0)
+    height: float = Field(default=4, gt=0)
+    weight: float = Field(default=16, gt=0)
+
+
+class FromAddress(_Strict):
+    """The shipper's address on every label (EasyPost address fields)."""
+
+    name: str | None = None
+    company: str | None = None
+    street1: str = Field(min_length=1)
+    street2: str | None = None
+    city: str = Field(min_length=1)
+    state: str | None = None
+    zip: str = Field(min_length=1)
+    country: str = Field(default="US", min_length=2, max_length=2)
+    phone: str | None = None
+    email: str | None = None
+
+    @model_validator(mode="after")
+    def _who(self) -> FromAddress:
+        if not (self.name or self.company):
+            raise ValueError("outbound.from_address needs a name or a company")
+        return self
+
+
+# The sandbox shipper (EasyPost's documented example address): a policy file without ``outbound:`` still loads.
+_SANDBOX_FROM = FromAddress(
+    company="Integration Assets Warehouse",
+    street1="417 Montgomery Street",
+    street2="Floor 5",
+    city="San Francisco",
+    state="CA",
+    zip="94104",
+    country="US",
+    phone="4155555555",
+)
+
+
+class OutboundConcurrency(_Strict):
+    """Calls in flight per external API (``policy.concurrency["odoo"]`` or ``.odoo``)."""
+
+    odoo: int = Field(default=8, ge=1, le=64)
+    easypost: int = Field(default=8, ge=1, le=64)
+    hubspot: int = Field(default=8, ge=1, le=64)
+
+    def __getitem__(self, target: str) -> int:
+        if target not in type(self).model_fields:
+            raise KeyError(target)
+        return int(getattr(self, target))
+
+
+class OutboundAttempts(_Strict):
+    """Transient failures retry with exponential backoff until ``max`` attempts, then dead-letter."""
+
+    max: int = Field(default=10, ge=1, le=100)
+    backoff_base: Duration = timedelta(seconds=1)
+    backoff_cap: Duration = timedelta(minutes=5)
+
+    @model_validator(mode="after")
+    def _order(self) -> OutboundAttempts:
+        if self.backoff_base <= timedelta(0):
+            raise ValueError("outbound.attempts.backoff_base must be positive")
+        if self.backoff_cap < self.backoff_base:
+            raise ValueError("outbound.attempts.backoff_cap must be >= backoff_base")
+        return self
+
+
+class OutboundStuck(_Strict):
+    """A chain is stuck when won longer than ``order_after`` ago without an order, or ordered (and paid,
+    when payment is required) longer than ``label_after`` ago without a label."""
+
+    order_after: Duration = timedelta(hours=2)
+    label_after: Duration = timedelta(hours=4)
+
+
+class OutboundBacklog(_Strict):
+    """Outbox + step queue backlog: WARN beyond the ``*_warn`` values, ERROR beyond ``*_error``."""
+
+    pending_warn: int = Field(default=100, ge=0)
+    pending_error: int = Field(default=1000, ge=0)
+    oldest_warn: Duration = timedelta(minutes=15)
+    oldest_error: Duration = timedelta(hours=1)
+
+    @model_validator(mode="after")
+    def _order(self) -> OutboundBacklog:
+        if self.pending_error < self.pending_warn or self.oldest_error < self.oldest_warn:
+            raise ValueError("outbound.backlog: the error thresholds must be >= the warn thresholds")
+        return self
+
+
+class OutboundPolicy(_Strict):
+    """The outbound chain (deal won -> Odoo order -> EasyPost label -> write-back); docs/ARCHITECTURE.md."""
+
+    enabled: bool = True
+    # What starts a chain: the HubSpot deal reaching closed-won, or the order's Stripe payment succeeding.
+    trigger: Literal["hubspot_deal_won", "stripe_payment_succeeded"] = "hubspot_deal_won"
+    # The label waits until a succeeded Stripe payment for the order exists.
+    require_payment: bool = False
+    # Won, reopened, won again: nothing new (ignore), or a second chain with its own order (new_order).
+    rewin: Literal["ignore", "new_order"] = "ignore"
+    # The won deal's amount differs from the order's: rewrite the order lines, or dead-letter for review.
+    amount_change: Literal["flag", "update"] = "flag"
+    # The order is cancelled after its label was bought: refund through EasyPost, or dead-letter for review.
+    cancel_after_label: Literal["refund", "review"] = "refund"
+    rate: RateChoice = RateChoice()
+    parcel: Parcel = Parcel()
+    from_address: FromAddress = _SANDBOX_FROM
+    # HubSpot hs_sku -> Odoo default_code, where they differ (a SKU not listed is looked up as is).
+    sku_map: Annotated[dict[str, str], BeforeValidator(_text_map)] = Field(default_factory=dict)
+    # HubSpot owner id -> Odoo user id (sale.order user_id); an owner not listed leaves user_id unset.
+    owner_map: Annotated[dict[str, int], BeforeValidator(_text_keys)] = Field(default_factory=dict)
+    concurrency: OutboundConcurrency = OutboundConcurrency()
+    attempts: OutboundAttempts = OutboundAttempts()
+    stuck: OutboundStuck = OutboundStuck()
+    backlog: OutboundBacklog = OutboundBacklog()
+
+    @model_validator(mode="after")
+    def _maps(self) -> OutboundPolicy:
+        for sku, code in self.sku_map.items():
+            if not sku.strip() or not code.strip():
+                raise ValueError("outbound.sku_map: empty SKU or product code")
+        return self
+
+    def odoo_code(self, sku: str) -> str:
+        """The Odoo product default_code for a HubSpot SKU."""
+        return self.sku_map.get(sku, sku)
+
+
 class _Layer(_Strict):
     """One level of overrides (defaults, a source, an entity): every section optional."""
 
@@ -314,6 +479,7 @@ class Policies(_Strict):
     connector_http_errors: HttpErrorPolicy = HttpErrorPolicy()
     retention: RetentionPolicy = RetentionPolicy()
     events: EventsPolicy = EventsPolicy()
+    outbound: OutboundPolicy = OutboundPolicy()
     path: str | None = None
 
     @model_validator(mode="after")

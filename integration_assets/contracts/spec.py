@@ -234,8 +234,16 @@ def contracts_root() -> Path:
     return get_settings().contracts_dir or CONTRACTS_DIR
 
 
+# The folder of the outbound contracts (contracts/outbound.py): under the same root, never a source system.
+OUTBOUND_DIR = "outbound"
+
+
 def _files(root: Path) -> tuple[tuple[str, int], ...]:
-    return tuple((str(p), p.stat().st_mtime_ns) for p in sorted(root.glob("*/*.v*.yaml")))
+    return tuple(
+        (str(p), p.stat().st_mtime_ns)
+        for p in sorted(root.glob("*/*.v*.yaml"))
+        if p.parent.name != OUTBOUND_DIR
+    )
 
 
 @functools.lru_cache(maxsize=8)

@@ -36,6 +36,9 @@ OWNERS: dict[str, set[str]] = {
     "reconciliation_mismatches": {"quality/mismatches.py"},
     "connector_http_stats": {"quality/connector_health.py"},
     "privacy_erasures": {"erasure/audit.py"},
+    "outbox": {"warehouse/outbox.py"},
+    "outbound_ledger": {"outbound/ledger.py"},
+    "outbound_chains": {"outbound/ledger.py"},
 }
 
 WRITE_METHODS = {"insert", "update", "delete"}

@@ -207,6 +207,65 @@ def write_event_dead_letters(conn: sa.Connection, items: Sequence[FailedEvent], 
     _upsert(conn, rows, _EVENT_REFRESH)
 
 
+def outbound_fingerprint(ledger_key: str) -> str:
+    """One dead-letter row per outbound write (``<step>:<chain>[:<sub>]``): failing again updates it."""
+    return hashlib.sha256(f"outbound\x1f{ledger_key}".encode()).hexdigest()
+
+
+_OUTBOUND_REFRESH = (
+    "stage",
+    "source_system",
+    "check_name",
+    "reason",
+    "column_name",
+    "errors",
+    "raw_record",
+    "headers",
+    "contract_version",
+)
+
+
+def write_outbound_dead_letters(conn: sa.Connection, items: Sequence[Mapping[str, Any]], /) -> None:
+    """Dead-letter outbound writes (stage ``outbound``) in the caller's transaction: the one that settles
+    the write's ledger row. Each item: ``ledger_key``, ``source_system`` (the target system), ``entity``
+    (the step), ``natural_key`` (the chain id), ``check_name``, ``reason`` (the target's message, naming the
+    field), ``column_name`` (the field), ``contract_version``, ``raw_record`` (the outbox message's JSON:
+    ids only), ``attempts`` and ``details`` (ids: outbox key, topic)."""
+    rows = []
+    for item in items:
+        details = dict(item.get("details") or {})
+        errors = [
+            {
+                "check": item["check_name"],
+                "reason": _truncate(item["reason"]),
+                "field": item.get("column_name"),
+                "attempts": item.get("attempts", 1),
+                **details,
+            }
+        ]
+        rows.append(
+            {
+                **_ROW_DEFAULTS,
+                "fingerprint": outbound_fingerprint(item["ledger_key"]),
+                "source_system": str(item["source_system"])[:32],
+                "entity": str(item["entity"])[:64],
+                "natural_key": str(item["natural_key"])[:255],
+                "stage": "outbound",
+                "check_name": str(item["check_name"])[:128],
+                "reason": _truncate(item["reason"]),
+                "column_name": item.get("column_name"),
+                "errors": json.dumps(errors, default=str, sort_keys=True),
+                "raw_record": item["raw_record"],
+                "headers": json.dumps(
+                    {"ledger_key": item["ledger_key"], **details}, default=str, sort_keys=True
+                ),
+                "contract_version": item.get("contract_version"),
+                "attempts": max(1, int(item.get("attempts") or 1)),
+            }
+        )
+    _upsert(conn, rows, _OUTBOUND_REFRESH)
+
+
 def _truncate(reason: str) -> str:
     reason = str(reason)
     return reason if len(reason) <= MAX_REASON_CHARS else reason[: MAX_REASON_CHARS - 1] + "…"

@@ -18,6 +18,7 @@ import pyarrow.csv as pacsv
 import sqlalchemy as sa
 from psycopg import sql as psql
 
+from integration_assets.warehouse import outbox
 from integration_assets.warehouse.schema import (
     CANONICAL_TABLES,
     LATE_COLUMNS,
@@ -261,6 +262,9 @@ class CanonicalStage:
     def merge(self, *, lock: bool = True) -> MergeCounts:
         """Merge the staged rows into the canonical table; returns what changed.
 
+        Then, in the same transaction, the outbox rows the merged rows cause (``warehouse.outbox.capture``:
+        a query only for the tables that trigger an outbound write).
+
         ``lock=False`` only when every staged key already exists and is locked by the caller (``SELECT …
         FOR UPDATE``): then nothing can be inserted, and no other merge can insert the same key.
 
@@ -268,6 +272,11 @@ class CanonicalStage:
         staged rows of erased records erased first (this layer knows no privacy rules)."""
         if self.staged == 0:
             return MergeCounts(0, 0, 0, 0, 0)
+        counts = self._merge(lock)
+        outbox.capture(self.conn, self.table.name, self.name)
+        return counts
+
+    def _merge(self, lock: bool) -> MergeCounts:
         c = self.conn
         t, s = _q(c, self.table.name), _q(c, self.name)
         cols = ", ".join(_q(c, x) for x in self.columns)

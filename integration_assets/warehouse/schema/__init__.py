@@ -26,6 +26,7 @@ from integration_assets.warehouse.schema.canonical import (
 from integration_assets.warehouse.schema.dead_letters import dead_letter_actions, dead_letters
 from integration_assets.warehouse.schema.events import processed_events
 from integration_assets.warehouse.schema.ledgers import loads, schema_drift
+from integration_assets.warehouse.schema.outbound import outbound_chains, outbound_ledger, outbox
 from integration_assets.warehouse.schema.privacy import privacy_erasures
 from integration_assets.warehouse.schema.quality import connector_http_stats, reconciliation_mismatches
 from integration_assets.warehouse.schema.queue import event_queue
@@ -51,6 +52,9 @@ __all__ = [
     "key_string",
     "loads",
     "metadata",
+    "outbound_chains",
+    "outbound_ledger",
+    "outbox",
     "payments",
     "privacy_erasures",
     "processed_events",

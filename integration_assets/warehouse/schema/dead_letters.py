@@ -17,7 +17,9 @@ dead_letters = sa.Table(
     sa.Column("source_system", sa.String(32), nullable=False),
     sa.Column("entity", sa.String(64), nullable=False),
     sa.Column("natural_key", sa.String(255)),
-    sa.Column("stage", sa.String(16), nullable=False),  # file | parse | map | validate | load | event
+    sa.Column(
+        "stage", sa.String(16), nullable=False
+    ),  # file | parse | map | validate | load | event | outbound
     sa.Column("check_name", sa.String(128), nullable=False),
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("column_name", sa.String(255)),

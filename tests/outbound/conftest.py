@@ -1,0 +1,119 @@
+"""Fixtures of the outbound framework tests: won deals merged through the real writer, a trivial step."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from integration_assets.outbound import runner
+from integration_assets.outbound.steps.base import OutboxMessage, StepContext, StepResult
+from integration_assets.warehouse.db import claim_writer
+from integration_assets.warehouse.writer import CanonicalStage
+
+T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+
+
+def deal_frame(deals: list[dict[str, Any]], load_id: str) -> pd.DataFrame:
+    """Mapped HubSpot deal rows, as the mapper hands them to the writer."""
+    rows = []
+    for i, d in enumerate(deals):
+        rows.append(
+            {
+                "source_system": "hubspot",
+                "source_id": str(d["id"]),
+                "source_updated_at": d.get("at", T0),
+                "mapping_version": "test.deals@v1",
+                "load_id": load_id,
+                "name": f"Deal {d['id']}",
+                "stage": "closedwon" if d.get("won", True) else "appointmentscheduled",
+                "pipeline": "default",
+                "amount": d.get("amount", 100.0),
+                "close_date": T0,
+                "company_id": "c1",
+                "is_closed_won": d.get("won", True),
+                "created_at": T0,
+                "archived_at": None,
+                "_pos": i,
+            }
+        )
+    frame = pd.DataFrame(rows)
+    frame["source_updated_at"] = pd.to_datetime(frame["source_updated_at"], utc=True)
+    for c in ("close_date", "created_at", "archived_at"):
+        frame[c] = pd.to_datetime(frame[c], utc=True)
+    frame["is_closed_won"] = frame["is_closed_won"].astype("boolean")
+    return frame
+
+
+def merge_deals(engine: sa.Engine, deals: list[dict[str, Any]], load_id: str = "ld_1") -> None:
+    """Merge HubSpot deals through ``CanonicalStage`` (the path every load, event and replay takes)."""
+    with engine.begin() as conn:
+        stage_deals(conn, deals, load_id)
+
+
+def stage_deals(conn: sa.Connection, deals: list[dict[str, Any]], load_id: str = "ld_1") -> None:
+    """Stage and merge ``deals`` inside the caller's transaction."""
+    claim_writer(conn)
+    stage = CanonicalStage(conn, "deals")
+    stage.add(deal_frame(deals, load_id), load_id)
+    stage.merge()
+
+
+@dataclass
+class EchoStep:
+    """A trivial step for the framework tests: "creates" one object per chain in an in-memory target,
+    looks it up first when asked to, and can be told to fail."""
+
+    name: str = "odoo_order"
+    target: str = "odoo"
+    created: dict[str, int] = field(default_factory=dict)  # chain -> how many creates reached the target
+    calls: list[tuple[str, int, bool]] = field(default_factory=list)  # (chain, attempt, looked up first)
+    fail: dict[str, list[BaseException]] = field(default_factory=dict)  # chain -> errors to raise, in order
+    follow_up: str | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def run(self, ctx: StepContext, msg: OutboxMessage, attempt: int) -> StepResult:
+        key = ctx.ledger_key(self.name, msg.chain_id)
+        lookup = attempt > 1 or ctx.previously_started(key)
+        with self.lock:
+            self.calls.append((msg.chain_id, attempt, lookup))
+            errors = self.fail.get(msg.chain_id)
+            if errors:
+                raise errors.pop(0)
+        if ctx.dry_run:
+            return StepResult("sent", preview=[{"client_order_ref": f"hubspot-deal:{msg.chain_id}"}])
+        with self.lock:
+            if lookup and self.created.get(msg.chain_id):
+                return StepResult("found", target_id=f"o{msg.chain_id}", chain_updates={"status": "ordered"})
+            self.created[msg.chain_id] = self.created.get(msg.chain_id, 0) + 1
+        follow = []
+        if self.follow_up:
+            follow = [
+                (
+                    "order.confirmed",
+                    self.follow_up,
+                    f"order.confirmed:{msg.chain_id}",
+                    {"deal_id": msg.chain_id},
+                )
+            ]
+        return StepResult(
+            "sent",
+            target_id=f"o{msg.chain_id}",
+            chain_updates={"status": "ordered", "order_id": f"o{msg.chain_id}", "amount_at_order": 100},
+            follow_ups=follow,
+            contract_version="test/order@v1",
+        )
+
+
+@pytest.fixture
+def echo() -> Iterator[EchoStep]:
+    step = EchoStep()
+    runner.register_step(step)
+    yield step
+    runner.unregister_step(step.name)

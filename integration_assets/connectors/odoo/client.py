@@ -16,17 +16,12 @@ used to page through more records with one ``write_date`` than a page holds. Onl
 ``account.move`` is limited to invoices, credit notes and receipts (the ``invoices`` table), not every journal
 entry.
 
-Errors arrive as HTTP 200 with a JSON-RPC ``error`` member (§2.4). Session expiry (code 100) and database
-concurrency errors are transient and retried by the shared HTTP layer; ``AccessDenied`` (wrong key),
-``AccessError`` (no right on the model), ``ValidationError``, ``UserError``, ``MissingError`` and anything
-else are terminal: :class:`OdooAccessDenied`, :class:`OdooAccessError`, :class:`OdooRpcError`. Messages name
-the user, database and model, never the key.
+Errors arrive as HTTP 200 with a JSON-RPC ``error`` member (§2.4); the transport and their classification are
+shared with the writer in :mod:`.rpc`.
 """
 
 from __future__ import annotations
 
-import functools
-import itertools
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -37,14 +32,15 @@ import httpx
 
 from integration_assets.connectors._http import DEFAULT_TIMEOUT, HttpClient, StatusRecorder
 from integration_assets.connectors._paging import ascending_pages
-from integration_assets.connectors._retry import (
-    HttpRetry,
-    RequestRejected,
-    RetryBudget,
-    Verdict,
-    classify_http,
-)
+from integration_assets.connectors._retry import HttpRetry, RetryBudget, classify_http
 from integration_assets.connectors.landing import Pull
+from integration_assets.connectors.odoo.rpc import (
+    OdooAccessDenied,
+    OdooAccessError,
+    OdooRpc,
+    OdooRpcError,
+    classify_rpc_error,
+)
 from integration_assets.contracts.spec import contracts_for
 
 SYSTEM = "odoo"
@@ -59,34 +55,6 @@ BASE_DOMAIN: dict[str, list[Any]] = {"account.move": [["move_type", "in", INVOIC
 # running meanwhile already saw. Re-read that much before the watermark.
 DEFAULT_OVERLAP = timedelta(minutes=5)
 
-SESSION_EXPIRED_CODE = 100  # "Odoo Session Expired" (odoo/http.py)
-TRANSIENT_ERROR_MARKERS = (
-    "SessionExpired",
-    "SerializationFailure",
-    "OperationalError",
-    "LockNotAvailable",
-    "TransactionRollbackError",
-    "DeadlockDetected",
-    "InterfaceError",
-)
-
-
-class OdooRpcError(RequestRejected):
-    """Odoo answered a call with a JSON-RPC ``error`` that retrying will not fix."""
-
-    def __init__(self, message: str, *, name: str = "", code: int | None = None) -> None:
-        super().__init__(message, status=200, code=name or None)
-        self.name = name
-        self.rpc_code = code
-
-
-class OdooAccessDenied(OdooRpcError):
-    """Wrong login or API key (``authenticate`` returned false, or ``odoo.exceptions.AccessDenied``)."""
-
-
-class OdooAccessError(OdooRpcError):
-    """The user may not read the model (``odoo.exceptions.AccessError``)."""
-
 
 def contract_fields(model: str) -> tuple[str, ...]:
     """The fields the contracts of ``model`` map, plus ``write_date`` (``id`` always comes back)."""
@@ -100,42 +68,6 @@ def odoo_time(ts: datetime) -> str:
     """A domain value for a datetime field: UTC, whole seconds (rounded down, so ``>=`` includes the second)."""
     ts = ts.astimezone(UTC) if ts.tzinfo else ts
     return ts.strftime(ODOO_DATETIME)
-
-
-def classify_rpc_error(error: dict[str, Any], *, what: str, username: str, db: str) -> Verdict:
-    """Transient or terminal, from the ``error`` member's ``code`` and ``data.name`` (docs/SOURCES.md §2.4)."""
-    code = error.get("code")
-    raw = error.get("data")
-    data: dict[str, Any] = raw if isinstance(raw, dict) else {}
-    name = str(data.get("name") or "")
-    message = " ".join(str(data.get("message") or error.get("message") or "").split())[:500]
-    short = name.rsplit(".", 1)[-1] or str(error.get("message") or "error")
-    if code == SESSION_EXPIRED_CODE or any(m in name for m in TRANSIENT_ERROR_MARKERS):
-        return Verdict("retry", reason=f"Odoo {what}: {short} (code {code}): {message}")
-    if short == "AccessDenied":
-        return Verdict(
-            "terminal",
-            error=OdooAccessDenied(
-                f"Odoo denied access for {what} to user {username!r} on database {db!r} (AccessDenied: {message}); "
-                f"check ODOO_USERNAME and ODOO_API_KEY (an API key belongs to its user)",
-                name=name,
-                code=code,
-            ),
-        )
-    if short == "AccessError":
-        return Verdict(
-            "terminal",
-            error=OdooAccessError(
-                f"Odoo user {username!r} may not {what} on database {db!r} (AccessError: {message}); give the "
-                f"integration user read access to the model",
-                name=name,
-                code=code,
-            ),
-        )
-    return Verdict(
-        "terminal",
-        error=OdooRpcError(f"Odoo rejected {what} ({short}, code {code}): {message}", name=name, code=code),
-    )
 
 
 class OdooClient:
@@ -192,8 +124,7 @@ class OdooClient:
             rng=rng or random.Random(),  # noqa: S311 - jitter
             secrets=(api_key,),
         )
-        self._ids = itertools.count(1)
-        self._uid: int | None = None
+        self.rpc = OdooRpc(self.http, url=self.url, db=db, username=username, api_key=api_key)
 
     def __repr__(self) -> str:
         return f"OdooClient(url={self.url!r}, db={self.db!r}, username={self.username!r})"
@@ -207,70 +138,22 @@ class OdooClient:
     def close(self) -> None:
         self.http.close()
 
-    # -- JSON-RPC ------------------------------------------------------------------------------------------
-    def _classify(self, what: str, response: httpx.Response, now: float) -> Verdict:
-        verdict = classify_http(response, now)
-        if verdict.action != "ok":
-            if response.status_code == 404:
-                return Verdict(
-                    "terminal",
-                    reason=f"no JSON-RPC endpoint at {self.url}/jsonrpc (HTTP 404): check ODOO_URL",
-                )
-            return verdict
-        try:
-            data = response.json()
-        except ValueError:
-            return Verdict(
-                "terminal",
-                reason=f"{self.url}/jsonrpc did not answer JSON (check ODOO_URL): {response.text[:120]!r}",
-            )
-        if not isinstance(data, dict) or ("result" not in data and "error" not in data):
-            return Verdict("terminal", reason=f"{self.url}/jsonrpc answered something that is not JSON-RPC")
-        if data.get("error") is not None:
-            error = data["error"] if isinstance(data["error"], dict) else {"message": str(data["error"])}
-            return classify_rpc_error(error, what=what, username=self.username, db=self.db)
-        return Verdict.ok()
-
+    # -- JSON-RPC (connectors/odoo/rpc.py) -----------------------------------------------------------------
     def call(self, service: str, method: str, args: Sequence[Any], *, what: str | None = None) -> Any:
-        """One JSON-RPC call; returns ``result`` (retries and errors as the module docstring says)."""
-        what = what or f"{service}.{method}"
-        payload = {
-            "jsonrpc": "2.0",
-            "method": "call",
-            "id": next(self._ids),
-            "params": {"service": service, "method": method, "args": list(args)},
-        }
-        response = self.http.request(
-            "POST", "/jsonrpc", json=payload, classify=functools.partial(self._classify, what)
-        )
-        return response.json().get("result")
+        """One JSON-RPC call; returns ``result``."""
+        return self.rpc.call(service, method, args, what=what)
 
     def version(self) -> dict[str, Any]:
         return dict(self.call("common", "version", []))
 
     def authenticate(self) -> int:
         """The uid of ``username`` (cached); :class:`OdooAccessDenied` for a wrong login or key."""
-        if self._uid is None:
-            uid = self.call("common", "authenticate", [self.db, self.username, self._api_key, {}])
-            if not uid or isinstance(uid, bool):
-                raise OdooAccessDenied(
-                    f"Odoo login failed for user {self.username!r} on database {self.db!r}: wrong ODOO_USERNAME or "
-                    f"ODOO_API_KEY, an archived user, or the wrong ODOO_DB",
-                    name="authenticate",
-                )
-            self._uid = int(uid)
-        return self._uid
+        return self.rpc.authenticate()
 
     def execute_kw(
         self, model: str, method: str, args: Sequence[Any], kwargs: dict[str, Any] | None = None
     ) -> Any:
-        uid = self.authenticate()
-        return self.call(
-            "object",
-            "execute_kw",
-            [self.db, uid, self._api_key, model, method, list(args), kwargs or {}],
-            what=f"{model}.{method}",
-        )
+        return self.rpc.execute_kw(model, method, args, kwargs)
 
     # -- reading -------------------------------------------------------------------------------------------
     def search_read_pages(
@@ -323,3 +206,15 @@ class OdooClient:
         if not value:
             return datetime(1970, 1, 1, tzinfo=UTC)
         return datetime.strptime(str(value)[:19], ODOO_DATETIME).replace(tzinfo=UTC)
+
+
+__all__ = [
+    "MODELS",
+    "OdooAccessDenied",
+    "OdooAccessError",
+    "OdooClient",
+    "OdooRpcError",
+    "classify_rpc_error",
+    "contract_fields",
+    "odoo_time",
+]

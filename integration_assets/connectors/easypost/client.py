@@ -225,7 +225,7 @@ class EasyPostClient:
             retry=policy,
             # A long-lived outbound client: each call is bounded by its attempts, and the queue retries later;
             # a run-wide budget would end up refusing every retry of a client that lives for hours.
-            budget=budget or RetryBudget(limit=1 << 62),
+            budget=budget or RetryBudget(limit=1_000_000),
             classify=functools.partial(classify_easypost, secrets=(api_key,)),
             recorder=recorder,
             sleep=sleep,

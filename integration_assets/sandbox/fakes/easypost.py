@@ -11,7 +11,7 @@ first, ``page_size`` ≤ 100, ``before_id``/``after_id``, ``start_datetime``/``e
 ``{"error": {"code", "message", "errors": [{"field", "message", "suggestion"}]}}``.
 
 Fault knobs (thread safe; the server answers concurrent calls): :meth:`FakeEasyPost.down` / :meth:`up` (every
-request 503: an outage), :meth:`rate_limit` (429 with ``Retry-After``), :meth:`fail_next` (5xx), :meth:`slow`
+request 503, at once or after a hold: an outage), :meth:`rate_limit` (429 with ``Retry-After``), :meth:`fail_next` (5xx), :meth:`slow`
 (a delay), :meth:`commit_then_drop` (perform the create/buy/refund, then never answer: the client times out),
 :meth:`reject_address` (the carrier rejects an address: verification fails and no carrier rates it),
 :meth:`no_rates`. Counters: :attr:`shipments_created`, :meth:`labels_bought` per reference,
@@ -25,7 +25,7 @@ import fnmatch
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -130,14 +130,16 @@ class FakeEasyPost(FakeServer):
         return self
 
     # -- knobs ------------------------------------------------------------------------------------------
-    def down(self, *, retry_after: float | None = None) -> None:
-        """An outage: every request answers 503 until :meth:`up`."""
+    def down(self, *, retry_after: float | None = None, hang: bool = False) -> None:
+        """An outage until :meth:`up`: every request answers 503 at once, or with ``hang`` only after
+        ``drop_hold`` seconds (a black hole: the client times out first)."""
         with self.lock:
             self._down = Fault(
                 503,
                 {"error": {"code": "SERVICE.UNAVAILABLE", "message": "Service Unavailable", "errors": []}},
                 retry_after=retry_after,
-                label="503 down",
+                delay=self.drop_hold if hang else 0.0,
+                label="down (hang)" if hang else "503 down",
             )
 
     def up(self) -> None:
@@ -227,7 +229,7 @@ class FakeEasyPost(FakeServer):
         with self.lock:
             delay = sum(s for p, s in self._slow if p is None or fnmatch.fnmatchcase(req.path, p))
             if self._down is not None:
-                return self._down
+                return replace(self._down, delay=self._down.delay + delay)
             for i, (pattern, method, fault) in enumerate(self._queued):
                 if (pattern is None or fnmatch.fnmatchcase(req.path, pattern)) and method in (
                     None,

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 
 from integration_assets.connectors._retry import RetriesExhausted
@@ -273,3 +274,26 @@ def test_created_after_bounds_the_walk(easypost: FakeEasyPost, make_client: Make
     _create(client, "chain-x")
     future = datetime.now(UTC) + timedelta(hours=1)
     assert client.find_shipment_by_reference("chain-x", created_after=future) is None
+
+
+def test_the_fake_speaks_the_wire_format(easypost: FakeEasyPost) -> None:
+    with httpx.Client(base_url=easypost.url, auth=(easypost.api_key, "")) as raw:  # Basic, key as user
+        page = raw.get("/v2/shipments", params={"page_size": 101})
+        assert page.status_code == 422 and page.json()["error"]["errors"][0]["field"] == "page_size"
+        missing = raw.post(
+            "/v2/shipments", json={"shipment": {"to_address": dict(TO), "from_address": dict(FROM)}}
+        )
+        assert missing.status_code == 422 and missing.json()["error"]["errors"][0]["field"] == "parcel.weight"
+        assert raw.get("/v2/shipments/shp_unknown").json()["error"]["code"] == "NOT_FOUND"
+        assert raw.get("/v2/shipments").json() == {"shipments": [], "has_more": False}
+    with httpx.Client(base_url=easypost.url) as anonymous:
+        assert anonymous.get("/v2/shipments").status_code == 401
+
+
+def test_a_hanging_outage_times_out(easypost: FakeEasyPost, make_client: MakeClient) -> None:
+    client = make_client(timeout=0.2, max_attempts=2)
+    easypost.down(hang=True)
+    with pytest.raises(RetriesExhausted, match="timed out"):
+        client.verify_address(dict(TO))
+    easypost.up()
+    assert client.verify_address(dict(TO))["id"]

@@ -35,7 +35,10 @@ def _filter_options(f):  # type: ignore[no-untyped-def]
             ),
             click.option("--source", help="Source system, e.g. hubspot."),
             click.option("--entity", help="Entity, e.g. contacts or sale.order."),
-            click.option("--stage", type=click.Choice(["file", "parse", "map", "validate", "load", "event"])),
+            click.option(
+                "--stage",
+                type=click.Choice(["file", "parse", "map", "validate", "load", "event", "outbound"]),
+            ),
             click.option("--check", help="Check name prefix, e.g. unknown_value or reference:."),
             click.option("--reason", help="Text contained in the reason."),
         ]
@@ -130,7 +133,8 @@ def replay_cmd(
     ids, use_filter, status, source, entity, stage, check, reason, contract_id, dry_run, as_json
 ) -> None:  # type: ignore[no-untyped-def]
     """Replay dead letters IDS (or --filter …) in a Dagster run of the replay_dead_letters job: rows and
-    rejected files through the current (or --contract) contract, events back onto the event queue."""
+    rejected files through the current (or --contract) contract, events back onto the event queue, outbound
+    writes through their step again (once the target, the contract or the data is fixed)."""
     if not ids and not use_filter:
         raise click.UsageError("give dead letter IDS, or --filter with filter options")
     # lazy: keeps Dagster and the code location out of the other dlq commands and --help, saves 2130 ms

@@ -1,7 +1,8 @@
 """The ``replay_dead_letters`` job: replay dead letters from the Dagster UI launchpad or ``dlq replay``.
 
 Rows and rejected files go back through the mapping and merge (``ingest.replay``); events go back on the
-event queue under the same id (``events.replay``), and the next drain applies them.
+event queue under the same id (``events.replay``), and the next drain applies them; outbound writes run their
+step again (``outbound.replay``).
 """
 
 from dataclasses import replace
@@ -14,6 +15,7 @@ from integration_assets.dead_letters import queries, store
 from integration_assets.dead_letters.queries import Filter
 from integration_assets.events.replay import replay_events
 from integration_assets.ingest.replay import ReplayOutcome, replay
+from integration_assets.outbound.replay import replay_outbound
 from integration_assets.queue import open_queue
 from integration_assets.resources import WarehouseResource
 from integration_assets.settings import Settings
@@ -30,18 +32,45 @@ def replay_all(
     settings: Settings,
     engine: sa.Engine,
 ) -> ReplayOutcome:
-    """Row, file and event dead letters selected by ``flt``, each through its own path, in one outcome."""
-    outcome = replay(
-        flt,
-        contract_id=contract_id,
-        dry_run=dry_run,
-        who=who,
-        run_id=run_id,
-        settings=settings,
-        engine=engine,
-    )
+    """Row, file, event and outbound dead letters selected by ``flt``, each through its own path, in one
+    outcome."""
+    with engine.connect() as conn:
+        matched = conn.execute(
+            sa.select(dead_letters.c.id, dead_letters.c.stage).where(*replace(flt, limit=None).where())
+        ).all()
+    outbound_ids = tuple(int(r.id) for r in matched if r.stage == "outbound")
+    others = tuple(int(r.id) for r in matched if r.stage != "outbound")
+    if outbound_ids and not others:
+        outcome = ReplayOutcome(dry_run=dry_run)
+    else:
+        # Outbound dead letters run their step again (outbound.replay), not through a load.
+        outcome = replay(
+            replace(flt, ids=others) if outbound_ids else flt,
+            contract_id=contract_id,
+            dry_run=dry_run,
+            who=who,
+            run_id=run_id,
+            settings=settings,
+            engine=engine,
+        )
+    _replay_events(flt, outcome, who=who, dry_run=dry_run, engine=engine)
+    if outbound_ids:
+        ob = replay_outbound(
+            engine, replace(flt, ids=outbound_ids, limit=None), who=who, dry_run=dry_run, run_id=run_id
+        )
+        outcome.selected += ob.selected
+        outcome.replayed.extend(ob.replayed)
+        outcome.still_failing.update(ob.still_failing)
+        outcome.skipped.update(ob.skipped)
+    return outcome
+
+
+def _replay_events(
+    flt: Filter, outcome: ReplayOutcome, *, who: str, dry_run: bool, engine: sa.Engine
+) -> None:
+    """Event dead letters the load path skipped go back on the event queue."""
     if flt.stage not in (None, "event"):
-        return outcome
+        return
     with engine.connect() as conn:
         rows = conn.execute(
             sa.select(dead_letters.c.id, dead_letters.c.status).where(
@@ -51,7 +80,7 @@ def replay_all(
         events = {int(r.id) for r in rows if r.status == "pending"}
     pending = [i for i in outcome.skipped if i in events]  # ingest.replay left them to this path
     if not pending:
-        return outcome  # no event among them: the queue is not opened
+        return  # no event among them: the queue is not opened
     with open_queue(dead_letter_sink=store.write_event_dead_letters) as queue:
         ev = replay_events(
             engine, queue, replace(flt, ids=tuple(pending), status="pending"), who=who, dry_run=dry_run
@@ -60,7 +89,6 @@ def replay_all(
         outcome.skipped.pop(i, None)
         outcome.replayed.append(i)
     outcome.skipped.update(ev.skipped)
-    return outcome
 
 
 class ReplayConfig(dg.Config):
@@ -80,7 +108,7 @@ class ReplayConfig(dg.Config):
 
 @dg.op(
     description="Re-map stored raw records and rejected files through the current (or a chosen) contract and "
-    "merge them; put dead-lettered events back on the event queue.",
+    "merge them; put dead-lettered events back on the event queue; run dead-lettered outbound steps again.",
     tags={"integration/kind": "replay"},
 )
 def replay_dead_letters_op(

@@ -565,15 +565,16 @@ def run_message(
     *,
     targets: Targets | None = None,
     policy: OutboundPolicy | None = None,
+    dry_run: bool = False,
 ) -> StepReport:
     """Run ``msg``'s step once, outside any queue (a dead-letter replay): the same ledger, chain and
-    dead-letter rules as a delivery from the queue."""
+    dead-letter rules as a delivery from the queue (``dry_run``: plan and render only, write nothing)."""
     from integration_assets.queue.base import Message
 
     the_step = get_step(msg.step)
     policy = policy or load_policies().outbound
     report = StepReport(msg.step)
-    ctx = StepContext(engine=engine, targets=targets or Targets(), policy=policy, dry_run=False, now=_now)
+    ctx = StepContext(engine=engine, targets=targets or Targets(), policy=policy, dry_run=dry_run, now=_now)
     runner = _Runner(engine, the_step, _NoQueue(), ctx, tx_ack=False, hook=None, report=report)
     message = Message(
         id=msg.key[:255],

@@ -37,7 +37,14 @@ from typing import Any
 import httpx
 
 from integration_assets.connectors._http import DEFAULT_TIMEOUT, HttpClient, StatusRecorder
-from integration_assets.connectors._retry import HttpRetry, RetriesExhausted, RetryBudget, Throttle
+from integration_assets.connectors._retry import (
+    Classifier,
+    HttpRetry,
+    RetriesExhausted,
+    RetryBudget,
+    Throttle,
+    Verdict,
+)
 from integration_assets.connectors.easypost.errors import (
     POSTAGE_EXISTS,
     EasyPostAuthError,
@@ -71,17 +78,28 @@ class _AlreadyCreated(Exception):  # noqa: N818 - a signal, not an error
 
 class _LookupBeforeRetry(Throttle):
     """The shared HTTP client calls ``wait()`` before every attempt of a request. From the second attempt of a
-    create on, this looks the reference up first: the attempt whose answer was lost may have created it."""
+    create on, this looks the reference up first: the attempt whose answer was lost may have created it.
 
-    def __init__(self, lookup: Callable[[], dict[str, Any] | None]) -> None:
+    Only a 429 proves nothing was created (EasyPost's limiter answers before the work); after a timeout, a
+    dropped connection or a 5xx the lookup runs. ``classify`` wraps the client's classifier to see the status.
+    """
+
+    def __init__(self, lookup: Callable[[], dict[str, Any] | None], classify: Classifier) -> None:
         super().__init__(0.0)
         self._lookup = lookup
+        self._classify = classify
         self.attempts = 0
+        self.answered: int | None = None  # the status of the last attempt; None when it got no answer
+
+    def classify(self, response: httpx.Response, now: float) -> Verdict:
+        self.answered = response.status_code
+        return self._classify(response, now)
 
     def wait(self) -> None:
         self.attempts += 1
-        if self.attempts > 1 and (found := self._lookup()) is not None:
+        if self.attempts > 1 and self.answered != 429 and (found := self._lookup()) is not None:
             raise _AlreadyCreated(found)
+        self.answered = None
 
 
 def _iso(ts: datetime) -> str:
@@ -299,9 +317,13 @@ class EasyPostClient:
         if options:
             body["options"] = options
         since = datetime.fromtimestamp(self.clock(), UTC) - LOOKUP_SKEW
-        guard = _LookupBeforeRetry(lambda: self.find_shipment_by_reference(reference, created_after=since))
+        guard = _LookupBeforeRetry(
+            lambda: self.find_shipment_by_reference(reference, created_after=since), self.http.classify
+        )
         try:
-            response = self.http.request("POST", "/v2/shipments", json={"shipment": body}, throttle=guard)
+            response = self.http.request(
+                "POST", "/v2/shipments", json={"shipment": body}, classify=guard.classify, throttle=guard
+            )
         except _AlreadyCreated as found:
             log.info(
                 "easypost: the lost create of %s had made shipment %s", reference, found.shipment.get("id")

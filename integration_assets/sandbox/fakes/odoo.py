@@ -122,6 +122,10 @@ COUNTRIES = {
     "GB": (231, "United Kingdom"),
     "CA": (38, "Canada"),
 }
+CONFIRMED_LINE_REMOVED = (
+    "Once a sales order is confirmed, you can't remove one of its lines (we need to track if something gets "
+    "invoiced or delivered).\nSet the quantity to 0 instead."
+)
 CURRENCIES = {"USD": 1, "EUR": 2, "GBP": 3, "CAD": 4}
 
 
@@ -1061,13 +1065,41 @@ class FakeOdoo(FakeServer):
 
     def _write_all(self, model: str, recs: list[dict[str, Any]], vals: Mapping[str, Any]) -> bool:
         self._check_vals(model, vals, creating=False)
+        if model == "sale.order":
+            for rec in recs:
+                self._check_order_edit(rec, vals)
         for rec in recs:
             rec.update(self._stored(model, vals), write_date=self.now())
             if "name" in vals and model not in ("sale.order",):
                 rec["display_name"] = vals["name"] or rec["display_name"]
             self._apply_commands(model, rec["id"], vals)
             self._recompute(model, rec["id"])
+            if model == "sale.order" and rec["state"] == "sale" and "order_line" in vals:
+                self._sync_delivery(rec)
         return True
+
+    def _check_order_edit(self, order: dict[str, Any], vals: Mapping[str, Any]) -> None:
+        """A confirmed order keeps its lines and their products (sale ``_unlink_except_confirmed``, ``write``)."""
+        if order["state"] != "sale" or not vals.get("order_line"):
+            return
+        lines = list(order["order_line"] or [])
+        for command in vals["order_line"]:
+            code = command[0]
+            removed = (
+                [command[1]]
+                if code in (2, 3)
+                else lines
+                if code == 5
+                else [i for i in lines if i not in command[2]]
+                if code == 6
+                else []
+            )
+            if any(not self.models["sale.order.line"][i]["display_type"] for i in removed):
+                raise _RpcFailure(USER_ERROR, CONFIRMED_LINE_REMOVED)
+            if code == 1 and "product_id" in command[2]:
+                current = _value(self.models["sale.order.line"][command[1]]["product_id"])
+                if command[2]["product_id"] != current:
+                    raise _RpcFailure(USER_ERROR, "You cannot modify the product of this order line.")
 
     def _apply_commands(self, model: str, rid: int, vals: Mapping[str, Any]) -> None:
         rec = self.models[model][rid]
@@ -1140,22 +1172,31 @@ class FakeOdoo(FakeServer):
             self._launch_delivery(order)
         return True
 
-    def _launch_delivery(self, order: dict[str, Any]) -> None:
+    def _stockable(self, order: dict[str, Any]) -> list[dict[str, Any]]:
         lines = [self.models["sale.order.line"][i] for i in order["order_line"] or []]
-        stockable = [
+        return [
             line
             for line in lines
             if (p := self.models["product.product"].get(_value(line["product_id"])))
             and p["type"] in ("consu", "product")
         ]
+
+    def _launch_delivery(self, order: dict[str, Any]) -> None:
+        """One outgoing picking, one move per consumable or storable line (services get none)."""
+        stockable = self._stockable(order)
         if not stockable:
             return  # services only: no delivery (delivery_status stays false)
+        picking = self._new_picking(order)
+        for line in stockable:
+            self._new_move(picking, line)
+        order["delivery_status"] = "pending"
+
+    def _new_picking(self, order: dict[str, Any]) -> dict[str, Any]:
         self._sequence["stock.picking"] += 1
-        name = f"WH/OUT/{self._sequence['stock.picking']:05d}"
-        picking = self.add(
+        pid = self.add(
             "stock.picking",
             {
-                "name": name,
+                "name": f"WH/OUT/{self._sequence['stock.picking']:05d}",
                 "origin": order["name"],
                 "sale_id": [order["id"], order["name"]],
                 "partner_id": order["partner_id"],
@@ -1166,20 +1207,68 @@ class FakeOdoo(FakeServer):
                 "scheduled_date": self.now(),
             },
         )
-        for line in stockable:
-            self.add(
-                "stock.move",
-                {
-                    "name": line["name"],
-                    "picking_id": [picking, name],
-                    "product_id": line["product_id"],
-                    "sale_line_id": [line["id"], line["name"]],
-                    "product_uom_qty": float(line["product_uom_qty"] or 0),
-                    "quantity": 0.0,
-                    "state": "confirmed",
-                },
-            )
-        order["delivery_status"] = "pending"
+        return self.models["stock.picking"][pid]
+
+    def _new_move(self, picking: dict[str, Any], line: dict[str, Any]) -> None:
+        self.add(
+            "stock.move",
+            {
+                "name": line["name"],
+                "picking_id": [picking["id"], picking["name"]],
+                "product_id": line["product_id"],
+                "sale_line_id": [line["id"], line["name"]],
+                "product_uom_qty": float(line["product_uom_qty"] or 0),
+                "quantity": 0.0,
+                "state": "confirmed",
+            },
+        )
+
+    def _sync_delivery(self, order: dict[str, Any]) -> None:
+        """Lines changed on a confirmed order: the open moves follow the ordered quantities (sale_stock)."""
+        open_pickings = [
+            self.models["stock.picking"][p]
+            for p in order["picking_ids"] or []
+            if self.models["stock.picking"][p]["state"] not in ("done", "cancel")
+        ]
+        moves = [
+            m
+            for m in self.models["stock.move"].values()
+            if m["state"] not in ("done", "cancel")
+            and _value(m["picking_id"]) in {p["id"] for p in open_pickings}
+        ]
+        for line in self._stockable(order):
+            mine = [m for m in moves if _value(m["sale_line_id"]) == line["id"]]
+            qty = float(line["product_uom_qty"] or 0)
+            if not mine:
+                if qty > 0:
+                    if not open_pickings:
+                        open_pickings.append(self._new_picking(order))
+                    self._new_move(open_pickings[0], line)
+                continue
+            move = mine[0]
+            move["product_uom_qty"] = qty
+            if float(move["quantity"] or 0) > qty:
+                surplus = float(move["quantity"]) - qty
+                product = _value(move["product_id"])
+                self.reserved[product] = max(0.0, self.reserved.get(product, 0.0) - surplus)
+                move["quantity"] = qty
+            self._move_state(move)
+        for picking in open_pickings:
+            self._picking_state(picking)
+
+    def _move_state(self, move: dict[str, Any]) -> None:
+        done, want = float(move["quantity"] or 0), float(move["product_uom_qty"] or 0)
+        move["state"] = "assigned" if done >= want else ("partially_available" if done > 0 else "confirmed")
+
+    def _picking_state(self, picking: dict[str, Any]) -> None:
+        states = {self.models["stock.move"][m]["state"] for m in picking["move_ids"] or []} - {"cancel"}
+        if states and states <= {"assigned"}:
+            picking["state"] = "assigned"
+        elif states & {"assigned", "partially_available"} and picking["move_type"] == "direct":
+            picking["state"] = "assigned"  # "as soon as possible": ready once anything is reserved
+        else:
+            picking["state"] = "confirmed"
+        picking["write_date"] = self.now()
 
     def _sale_order_action_cancel(self, orders: list[dict[str, Any]], kwargs: dict[str, Any]) -> Any:
         """Without ``disable_cancel_warning`` a confirmed order opens the cancel wizard instead (§2.6)."""
@@ -1237,19 +1326,9 @@ class FakeOdoo(FakeServer):
             if product["type"] == "product":
                 self.reserved[product["id"]] = self.reserved.get(product["id"], 0.0) + take
             move["quantity"] = float(move["quantity"] or 0) + take
-            full = move["quantity"] >= float(move["product_uom_qty"])
-            move["state"] = (
-                "assigned" if full else ("partially_available" if move["quantity"] > 0 else "confirmed")
-            )
+            self._move_state(move)
         for picking in pickings:
-            states = {self.models["stock.move"][m]["state"] for m in picking["move_ids"] or []} - {"cancel"}
-            if states and states <= {"assigned"}:
-                picking["state"] = "assigned"
-            elif states & {"assigned", "partially_available"} and picking["move_type"] == "direct":
-                picking["state"] = "assigned"  # "as soon as possible": ready once anything is reserved
-            else:
-                picking["state"] = "confirmed"
-            picking["write_date"] = self.now()
+            self._picking_state(picking)
         return True
 
 

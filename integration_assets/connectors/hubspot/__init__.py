@@ -6,7 +6,12 @@ from integration_assets.connectors.hubspot.client import (
     HubSpotClient,
     contract_fields,
 )
-from integration_assets.connectors.hubspot.errors import HubSpotAuthError, HubSpotDailyLimit, classify_hubspot
+from integration_assets.connectors.hubspot.errors import (
+    HubSpotAuthError,
+    HubSpotDailyLimit,
+    HubSpotRejected,
+    classify_hubspot,
+)
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -14,6 +19,7 @@ __all__ = [
     "HubSpotAuthError",
     "HubSpotClient",
     "HubSpotDailyLimit",
+    "HubSpotRejected",
     "classify_hubspot",
     "contract_fields",
 ]

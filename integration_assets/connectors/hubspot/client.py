@@ -24,9 +24,11 @@ from __future__ import annotations
 import itertools
 import random
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -38,9 +40,15 @@ from integration_assets.connectors._retry import (
     RetryBudget,
     Throttle,
 )
-from integration_assets.connectors.hubspot.errors import HubSpotAuthError, classify_hubspot, json_body
+from integration_assets.connectors.hubspot.errors import (
+    HubSpotAuthError,
+    classify_hubspot,
+    classify_hubspot_write,
+    json_body,
+)
 from integration_assets.connectors.landing import Pull
 from integration_assets.contracts.spec import contracts_for
+from integration_assets.settings import get_settings
 
 SYSTEM = "hubspot"
 DEFAULT_BASE_URL = "https://api.hubapi.com"
@@ -61,6 +69,18 @@ SEARCH_MIN_INTERVAL = 0.2  # search: 5 requests/s per account (docs/SOURCES.md �
 # The search index lags writes by seconds (docs/SOURCES.md §1.2): re-read that much before the watermark.
 DEFAULT_OVERLAP = timedelta(minutes=2)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Line item properties the outbound order reads (docs/SOURCES.md §1.8).
+LINE_ITEM_PROPERTIES = (
+    "hs_sku",
+    "name",
+    "quantity",
+    "price",
+    "amount",
+    "hs_line_item_currency_code",
+    "hs_product_id",
+)
+ASSOCIATIONS_PAGE_LIMIT = 500  # v4 associations: "Limit 500 per call" (docs/SOURCES.md §1.8)
+BATCH_READ_MAX = 100  # inputs per batch call (docs/SOURCES.md §1.7)
 
 
 def contract_fields(object_type: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -83,6 +103,21 @@ def to_ms(ts: datetime) -> int:
     """Epoch milliseconds (what search filters take), rounded down."""
     ts = ts if ts.tzinfo else ts.replace(tzinfo=UTC)
     return (ts - _EPOCH) // timedelta(milliseconds=1)
+
+
+def _decimal(value: Any) -> Decimal | None:
+    if value is None or str(value).strip() == "":
+        return None
+    try:
+        number = Decimal(str(value).strip())
+    except InvalidOperation:
+        return None
+    return number if number.is_finite() else None
+
+
+def _segment(value: str) -> str:
+    """One path segment (an id from a message is never trusted to hold no slash)."""
+    return quote(str(value), safe="")
 
 
 def parse_hubspot_time(value: Any) -> int | None:
@@ -145,6 +180,13 @@ class HubSpotClient:
             secrets=(access_token,),
         )
         self._search_throttle = Throttle(search_min_interval, clock=monotonic, sleep=sleep)
+
+    @classmethod
+    def from_settings(cls, **kw: Any) -> HubSpotClient:
+        """A client for HUBSPOT_ACCESS_TOKEN at HUBSPOT_BASE_URL; ``kw`` as for the constructor."""
+        settings = get_settings()
+        kw.setdefault("base_url", settings.hubspot_base_url)
+        return cls(settings.hubspot_access_token or "", **kw)
 
     def __enter__(self) -> HubSpotClient:
         return self
@@ -306,6 +348,107 @@ class HubSpotClient:
             items = found.get(str(r.get("id")))
             if items:
                 r.setdefault("associations", {})[to_type] = {"results": items}
+
+    # -- outbound: deal write-back and the deal's line items ------------------------------------------------
+    def update_deal(self, deal_id: str, properties: Mapping[str, str]) -> dict[str, Any]:
+        """``PATCH /crm/v3/objects/deals/{deal_id}`` with ``{"properties": …}``; the updated deal.
+
+        Values are sent as strings (an empty string clears a property in HubSpot, so callers leave out what
+        they do not mean to clear). Raises ``HubSpotRejected`` on a 400 VALIDATION_ERROR (permanent, with the
+        property named), ``RetriesExhausted`` when 429/5xx/timeouts outlast the retries."""
+        if not properties:
+            raise ValueError("update_deal needs at least one property")
+        body = {"properties": {str(k): "" if v is None else str(v) for k, v in properties.items()}}
+        path = f"/crm/v3/objects/deals/{_segment(deal_id)}"
+        return self._json(
+            self.http.request("PATCH", path, json=body, classify=classify_hubspot_write), "update deal"
+        )
+
+    def get_deal(
+        self, deal_id: str, properties: Sequence[str], *, associations: Sequence[str] = ()
+    ) -> dict[str, Any]:
+        """``GET /crm/v3/objects/deals/{deal_id}``: the deal with ``properties`` (and ``associations``, e.g.
+        ``("companies",)``), as HubSpot sends it (values are strings or null)."""
+        params: dict[str, Any] = {"archived": "false"}
+        if properties:
+            params["properties"] = ",".join(properties)
+        if associations:
+            params["associations"] = ",".join(associations)
+        return self._json(
+            self.http.request("GET", f"/crm/v3/objects/deals/{_segment(deal_id)}", params=params), "get deal"
+        )
+
+    def associated_ids(self, from_type: str, from_id: str, to_type: str) -> list[str]:
+        """Ids of the ``to_type`` objects associated with one object (v4 associations, every page)."""
+        ids: list[str] = []
+        after: str | None = None
+        while True:
+            params: dict[str, Any] = {"limit": ASSOCIATIONS_PAGE_LIMIT}
+            if after:
+                params["after"] = after
+            data = self._json(
+                self.http.request(
+                    "GET",
+                    f"/crm/v4/objects/{from_type}/{_segment(from_id)}/associations/{to_type}",
+                    params=params,
+                ),
+                f"associations {from_type}->{to_type}",
+            )
+            for item in data.get("results") or []:
+                # toObjectId is a string in the current model, a JSON number in older payloads (§1.8).
+                if isinstance(item, dict) and item.get("toObjectId") is not None:
+                    ids.append(str(item["toObjectId"]))
+            after = ((data.get("paging") or {}).get("next") or {}).get("after")
+            if not after:
+                return list(dict.fromkeys(ids))
+
+    def batch_read(
+        self, object_type: str, ids: Sequence[str], properties: Sequence[str]
+    ) -> dict[str, dict[str, Any]]:
+        """``{id: record}`` of ``POST /crm/v3/objects/{object_type}/batch/read`` (100 ids per call); ids HubSpot
+        does not return (deleted meanwhile: a 207 with errors) are absent."""
+        out: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(ids), BATCH_READ_MAX):
+            chunk = ids[start : start + BATCH_READ_MAX]
+            data = self._json(
+                self.http.request(
+                    "POST",
+                    f"/crm/v3/objects/{object_type}/batch/read",
+                    json={"properties": list(properties), "inputs": [{"id": str(i)} for i in chunk]},
+                ),
+                f"batch read {object_type}",
+            )
+            for rec in data.get("results") or []:
+                if isinstance(rec, dict) and rec.get("id") is not None:
+                    out[str(rec["id"])] = rec
+        return out
+
+    def deal_line_items(self, deal_id: str) -> list[dict[str, Any]]:
+        """The deal's line items in association order: ``{id, sku, name, quantity, price, amount, currency,
+        product_id}``; quantity, price and amount as Decimal (None when empty or not a number)."""
+        ids = self.associated_ids("deals", deal_id, "line_items")
+        if not ids:
+            return []
+        records = self.batch_read("line_items", ids, LINE_ITEM_PROPERTIES)
+        items = []
+        for i in ids:
+            rec = records.get(i)
+            if rec is None:
+                continue
+            props = rec.get("properties") or {}
+            items.append(
+                {
+                    "id": i,
+                    "sku": props.get("hs_sku") or None,
+                    "name": props.get("name") or None,
+                    "quantity": _decimal(props.get("quantity")),
+                    "price": _decimal(props.get("price")),
+                    "amount": _decimal(props.get("amount")),
+                    "currency": props.get("hs_line_item_currency_code") or None,
+                    "product_id": props.get("hs_product_id") or None,
+                }
+            )
+        return items
 
     # -- Source --------------------------------------------------------------------------------------------
     def pull(self, entity: str, since: datetime | None) -> Pull:

@@ -5,10 +5,16 @@ Rate limits (§1.4): a 429 whose body says ``policyName: TEN_SECONDLY_ROLLING`` 
 waits 1 s (as HubSpot's own Node client does); ``DAILY`` is not retried: :class:`HubSpotDailyLimit`
 (terminal) until the limit resets at midnight in the account's time zone, and the client refuses any further
 call in that run.
+
+Writes (docs/SOURCES.md §1.4, §1.7): a 400 ``VALIDATION_ERROR`` (an unknown, read-only or newly required
+property, a value outside an enumeration's options) is :class:`HubSpotRejected`, permanent, naming the
+property from ``errors[].context.propertyName`` or, in older bodies, from the JSON list inside ``message``.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 import httpx
@@ -33,6 +39,25 @@ class HubSpotDailyLimit(QuotaExhausted):
 
 class HubSpotAuthError(RequestRejected):
     """401/403: the token is wrong, expired or lacks a scope."""
+
+
+class HubSpotRejected(RequestRejected):
+    """400 VALIDATION_ERROR on a write: HubSpot refused a property value; retrying the same write fails the same
+    way. ``field`` is the (first) property named, ``code`` HubSpot's error code (``PROPERTY_DOESNT_EXIST``,
+    ``INVALID_OPTION``, ``READ_ONLY_VALUE``, …), ``problems`` every (property, code, message) of the body."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None,
+        status: int | None = 400,
+        code: str | None = None,
+        problems: tuple[tuple[str | None, str | None, str], ...] = (),
+    ) -> None:
+        super().__init__(message, status=status, code=code)
+        self.field = field
+        self.problems = problems
 
 
 def json_body(response: httpx.Response) -> dict[str, Any]:
@@ -87,10 +112,79 @@ def classify_hubspot(response: httpx.Response, now: float) -> Verdict:
                 "terminal",
                 error=HubSpotAuthError(
                     f"HubSpot refused the request ({detail}); check HUBSPOT_ACCESS_TOKEN and the private app's scopes "
-                    f"(crm.objects.contacts.read, crm.objects.companies.read, crm.objects.deals.read)",
+                    f"(crm.objects.contacts.read, crm.objects.companies.read, crm.objects.deals.read; the outbound "
+                    f"write-back also crm.objects.deals.write and crm.objects.line_items.read)",
                     status=status,
                     code=category or None,
                 ),
             )
         return Verdict("terminal", reason=detail)
     return classify_http(response, now)
+
+
+_PROPERTY_IN_TEXT = re.compile(r'[Pp]roperty \\?"([^"\\]+)\\?"')
+
+
+def _embedded_results(message: str) -> list[dict[str, Any]]:
+    """The ``[{"isValid":false,"message",…,"error":CODE,"name":PROPERTY}]`` list inside a
+    ``Property values were not valid: […]`` message (the body's only details in older answers)."""
+    start = message.find("[")
+    if start < 0:
+        return []
+    try:
+        data = json.loads(message[start:])
+    except ValueError:
+        return []
+    return [d for d in data if isinstance(d, dict)] if isinstance(data, list) else []
+
+
+def validation_problems(body: dict[str, Any]) -> list[tuple[str | None, str | None, str]]:
+    """(property, code, message) of each problem a VALIDATION_ERROR body names, most specific source first."""
+    out: list[tuple[str | None, str | None, str]] = []
+    for err in body.get("errors") or []:
+        if not isinstance(err, dict):
+            continue
+        names = (err.get("context") or {}).get("propertyName") or []
+        name = str(names[0]) if isinstance(names, list) and names else None
+        text = str(err.get("message") or "")
+        if name is None and (m := _PROPERTY_IN_TEXT.search(text)):
+            name = m.group(1)
+        out.append((name, str(err.get("code")) if err.get("code") else None, text))
+    if not out:
+        for item in _embedded_results(str(body.get("message") or "")):
+            name = item.get("name")
+            out.append(
+                (
+                    str(name) if name else None,
+                    str(item.get("error")) if item.get("error") else None,
+                    str(item.get("message") or ""),
+                )
+            )
+    return out
+
+
+def classify_hubspot_write(response: httpx.Response, now: float) -> Verdict:
+    """:func:`classify_hubspot`, plus a 400 VALIDATION_ERROR as :class:`HubSpotRejected` naming the property."""
+    if response.status_code == 400:
+        body = json_body(response)
+        if str(body.get("category") or "") == "VALIDATION_ERROR":
+            problems = validation_problems(body)
+            field = next((name for name, _, _ in problems if name), None)
+            code = next((c for _, c, _ in problems if c), None)
+            detail = (
+                "; ".join(
+                    f"{name or '?'}: {code or 'invalid'}: {text[:200]}" for name, code, text in problems
+                )
+                or str(body.get("message") or "")[:300]
+            )
+            return Verdict(
+                "terminal",
+                error=HubSpotRejected(
+                    f"HubSpot rejected the write (400 VALIDATION_ERROR): {detail}. "
+                    f"Correlation id {body.get('correlationId')}.",
+                    field=field,
+                    code=code,
+                    problems=tuple(problems),
+                ),
+            )
+    return classify_hubspot(response, now)

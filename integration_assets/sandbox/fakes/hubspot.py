@@ -7,32 +7,51 @@ one sort, limit ≤ 200, ``after`` an offset, 400 past ``search_cap`` results, `
 error body otherwise), ``X-HubSpot-RateLimit-*`` headers on every answer, property values as strings,
 requested-but-empty properties as ``null``, unknown requested properties omitted.
 
+The outbound write side (docs/SOURCES.md §1.4, §1.7, §1.8): ``GET`` and ``PATCH /crm/v3/objects/deals/{id}``
+(the PATCH validates every property first: unknown → ``PROPERTY_DOESNT_EXIST``, read-only →
+``READ_ONLY_VALUE``, outside an enumeration's options → ``INVALID_OPTION``, a property made required with
+:meth:`FakeHubSpot.require_property` left empty → ``REQUIRED``, all as HubSpot's 400 VALIDATION_ERROR body,
+and nothing is written), ``GET /crm/v4/objects/deals/{id}/associations/{line_items|companies}`` and
+``POST /crm/v3/objects/line_items/batch/read`` (207 for ids it does not have). Line items are seeded per deal
+(:meth:`FakeHubSpot.add_line_items`, :meth:`FakeHubSpot.add_deal`, ``seed(line_items=…)``). The deal
+properties of the write-back (odoo_order_name, tracking_number, shipment_status, label_url,
+shipment_status_updated_at) exist in the fake account as custom properties; :attr:`FakeHubSpot.deal_updates`
+logs every committed PATCH.
+
 Faults for tests: :func:`rate_limited` builds HubSpot's 429 bodies (``TEN_SECONDLY_ROLLING``, ``DAILY``,
 the search "secondly limit"), with ``Retry-After`` as seconds, an HTTP-date or absent; :func:`storm` answers
-a share of requests with them; ``latency`` makes it slow.
+a share of requests with them; ``latency`` makes it slow. Knobs for the next ``n`` matching requests:
+:meth:`FakeHubSpot.throttle_next` (429 with Retry-After and the rate-limit headers at 0 remaining),
+:meth:`~FakeHubSpot.fail_next` (5xx), :meth:`~FakeHubSpot.slow_next`, :meth:`~FakeHubSpot.commit_then_drop`
+(the PATCH is written, then the connection closes without an answer: the lost response), and
+:meth:`~FakeHubSpot.set_down` (every request 503 until it is up again). Setting ``fault`` replaces the knobs.
 """
 
 from __future__ import annotations
 
 import base64
+import json
 import random
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any, Literal
 
-from integration_assets.sandbox.fakes._server import FakeServer, Fault, LoggedRequest
+from integration_assets.sandbox.fakes._server import FakeServer, Fault, LoggedRequest, _Handler
 
 __all__ = ["FakeHubSpot", "rate_limited", "storm"]
 
-OBJECT_TYPES = ("contacts", "companies", "deals")
+OBJECT_TYPES = ("contacts", "companies", "deals", "line_items")
 MODIFIED = {
     "contacts": "lastmodifieddate",
     "companies": "hs_lastmodifieddate",
     "deals": "hs_lastmodifieddate",
+    "line_items": "hs_lastmodifieddate",
 }
-SINGULAR = {"contacts": "contact", "companies": "company", "deals": "deal"}
+SINGULAR = {"contacts": "contact", "companies": "company", "deals": "deal", "line_items": "line_item"}
 DEFAULT_PROPERTIES = {  # returned when a request names no properties (docs/SOURCES.md §1.2)
     "contacts": ("createdate", "email", "firstname", "hs_object_id", "lastmodifieddate", "lastname"),
     "companies": ("name", "domain", "createdate", "hs_lastmodifieddate", "hs_object_id"),
@@ -42,6 +61,15 @@ DEFAULT_PROPERTIES = {  # returned when a request names no properties (docs/SOUR
         "closedate",
         "pipeline",
         "dealstage",
+        "createdate",
+        "hs_lastmodifieddate",
+        "hs_object_id",
+    ),
+    "line_items": (
+        "name",
+        "price",
+        "quantity",
+        "hs_product_id",
         "createdate",
         "hs_lastmodifieddate",
         "hs_object_id",
@@ -63,6 +91,59 @@ STAGES = (
     "closedlost",
 )
 COUNTRIES = ("United States", "Germany", "France", "Netherlands")
+# EasyPost tracker statuses (docs/SOURCES.md §4.2): the options of the custom deal property shipment_status.
+SHIPMENT_STATUSES = (
+    "unknown",
+    "pre_transit",
+    "in_transit",
+    "out_for_delivery",
+    "delivered",
+    "available_for_pickup",
+    "return_to_sender",
+    "failure",
+    "cancelled",
+    "error",
+)
+SKUS = (("W-100", "Widget", "19.50"), ("G-200", "Gadget", "42.00"), ("S-300", "Sprocket", "7.25"))
+ASSOCIATION_TYPE_IDS = {("deals", "line_items"): 19, ("deals", "companies"): 5}  # docs/SOURCES.md §1.8
+PORTAL_ID = 62515
+
+
+@dataclass
+class PropertyDef:
+    """A property of the fake account: options for an enumeration, read-only, or required by a rule."""
+
+    name: str
+    options: tuple[str, ...] | None = None
+    read_only: bool = False
+    required: bool = False
+
+
+@dataclass
+class _Knob:
+    left: int
+    make: Callable[[], Fault]
+    method: str | None = None
+    path: str | None = None
+
+    def matches(self, req: LoggedRequest) -> bool:
+        return (self.method is None or req.method == self.method) and (
+            self.path is None or self.path in req.path
+        )
+
+
+@dataclass
+class _Drops:
+    left: int = 0
+    dropped: list[str] = field(default_factory=list)
+
+
+class _DroppedAfterCommit(Exception):
+    """Raised in a handler thread after the write: the server closes the connection without an answer."""
+
+
+class _PatchHandler(_Handler):
+    do_PATCH = _Handler.do_GET  # noqa: N815 - stdlib handler names
 
 
 def hs_time(ts: datetime) -> str:
@@ -82,6 +163,32 @@ def _ms(value: Any) -> int | None:
     except ValueError:
         return None
     return int((ts - datetime(1970, 1, 1, tzinfo=UTC)) / timedelta(milliseconds=1))
+
+
+def validation_error(problems: Sequence[tuple[str, str, str]]) -> dict[str, Any]:
+    """HubSpot's 400 VALIDATION_ERROR body for (property, code, message) problems (docs/SOURCES.md §1.4): the
+    details both as the JSON list inside ``message`` and as ``errors[].context.propertyName``."""
+    embedded = [
+        {
+            "isValid": False,
+            "message": msg,
+            "error": code,
+            "name": name,
+            "localizedErrorMessage": msg,
+            "portalId": PORTAL_ID,
+        }
+        for name, code, msg in problems
+    ]
+    return {
+        "status": "error",
+        "message": f"Property values were not valid: {json.dumps(embedded, separators=(',', ':'))}",
+        "correlationId": str(uuid.uuid4()),
+        "errors": [
+            {"message": msg, "code": code, "context": {"propertyName": [name]}}
+            for name, code, msg in problems
+        ],
+        "category": "VALIDATION_ERROR",
+    }
 
 
 def _error(status: int, message: str, category: str, **extra: Any) -> tuple[int, dict[str, str], Any]:
@@ -206,6 +313,134 @@ class FakeHubSpot(FakeServer):
         self.clock = clock
         self.objects: dict[str, dict[str, dict[str, Any]]] = {t: {} for t in OBJECT_TYPES}
         self._next_id = 1000
+        # deal id -> line item ids, in the order they were added
+        self.deal_line_item_ids: dict[str, list[str]] = {}
+        self.properties: dict[str, dict[str, PropertyDef]] = {t: {} for t in OBJECT_TYPES}
+        for object_type in OBJECT_TYPES:
+            for name in ("hs_object_id", "createdate", MODIFIED[object_type]):
+                self.define_property(name, object_type=object_type, read_only=True)
+        for name in ("odoo_order_name", "tracking_number", "label_url", "shipment_status_updated_at"):
+            self.define_property(name)
+        self.define_property("shipment_status", options=SHIPMENT_STATUSES)
+        self.define_property("dealstage", options=STAGES)
+        # every committed PATCH: {"deal_id", "properties", "at"}
+        self.deal_updates: list[dict[str, Any]] = []
+        self.rate_interval_ms = (
+            10_000  # X-HubSpot-RateLimit-Interval-Milliseconds (the client waits it on 429)
+        )
+        self._knobs: list[_Knob] = []
+        self._drops = _Drops()
+        self._down: int | None = None
+        self.fault = self._knob_fault
+
+    def start(self) -> FakeHubSpot:
+        super().start()
+        assert self._server is not None
+        # http.server dispatches on do_<METHOD>; the shared handler has no PATCH.
+        self._server.RequestHandlerClass = _PatchHandler
+        return self
+
+    # -- the account's properties -------------------------------------------------------------------------
+    def define_property(
+        self,
+        name: str,
+        *,
+        object_type: str = "deals",
+        options: Sequence[str] | None = None,
+        read_only: bool = False,
+    ) -> None:
+        """Create a (custom) property, e.g. an enumeration with its option values."""
+        with self.lock:
+            self.properties[object_type][name] = PropertyDef(
+                name, tuple(options) if options is not None else None, read_only
+            )
+
+    def require_property(self, name: str, *, object_type: str = "deals") -> None:
+        """A new validation rule: a write that leaves ``name`` empty is refused (400 VALIDATION_ERROR,
+        code REQUIRED). Defines the property if the account did not have it."""
+        with self.lock:
+            prop = self.properties[object_type].setdefault(name, PropertyDef(name))
+            prop.required = True
+
+    # -- fault knobs --------------------------------------------------------------------------------------
+    def _add_knob(self, n: int, make: Callable[[], Fault], method: str | None, path: str | None) -> None:
+        with self.lock:
+            self._knobs.append(_Knob(n, make, method.upper() if method else None, path))
+
+    def throttle_next(
+        self,
+        n: int = 1,
+        *,
+        retry_after: float | None = 1,
+        policy: Literal["TEN_SECONDLY_ROLLING", "SECONDLY"] | None = None,
+        method: str | None = None,
+        path: str | None = None,
+    ) -> None:
+        """The next ``n`` matching requests get a 429 with ``Retry-After`` (None: without) and the rate-limit
+        headers at 0 remaining. ``policy`` None is a throttle without ``policyName``, which the client waits
+        out by Retry-After; TEN_SECONDLY_ROLLING makes it wait ``rate_interval_ms``."""
+
+        def make() -> Fault:
+            if policy is not None:
+                f = rate_limited(policy, retry_after=retry_after)
+            else:
+                body = {
+                    "status": "error",
+                    "message": "Too many requests.",
+                    "errorType": "RATE_LIMIT",
+                    "correlationId": str(uuid.uuid4()),
+                }
+                f = Fault(429, body, {}, retry_after=retry_after, label="429")
+            f.headers.update({"X-HubSpot-RateLimit-Remaining": "0"})
+            return f
+
+        self._add_knob(n, make, method, path)
+
+    def fail_next(
+        self, n: int = 1, *, status: int = 502, method: str | None = None, path: str | None = None
+    ) -> None:
+        """The next ``n`` matching requests get a ``status`` (5xx) error and change nothing."""
+        body = {"status": "error", "message": "Internal error", "correlationId": str(uuid.uuid4())}
+        self._add_knob(n, lambda: Fault(status, body, {}, label=str(status)), method, path)
+
+    def slow_next(
+        self, n: int = 1, *, delay: float, method: str | None = None, path: str | None = None
+    ) -> None:
+        """The next ``n`` matching requests are answered after ``delay`` seconds (a client timeout shorter than
+        that sees a timeout; the request is still processed unless the fake stops)."""
+        self._add_knob(n, lambda: Fault(0, delay=delay, label=f"slow {delay}s"), method, path)
+
+    def commit_then_drop(self, n: int = 1) -> None:
+        """The next ``n`` deal PATCHes are written, then the connection is closed without an answer."""
+        with self.lock:
+            self._drops.left += n
+
+    @property
+    def dropped(self) -> list[str]:
+        """Deal ids whose PATCH was committed and then answered with a dropped connection."""
+        with self.lock:
+            return list(self._drops.dropped)
+
+    def set_down(self, down: bool = True, *, status: int = 503) -> None:
+        """Every request answered ``status`` (nothing changes) until ``set_down(False)``."""
+        with self.lock:
+            self._down = status if down else None
+
+    def _knob_fault(self, req: LoggedRequest) -> Fault | None:
+        with self.lock:
+            if self._down is not None:
+                body = {
+                    "status": "error",
+                    "message": "Service Unavailable",
+                    "correlationId": str(uuid.uuid4()),
+                }
+                return Fault(self._down, body, {}, label=f"down {self._down}")
+            for knob in self._knobs:
+                if knob.left > 0 and knob.matches(req):
+                    knob.left -= 1
+                    return knob.make()
+            self._knobs = [k for k in self._knobs if k.left > 0]
+        return None
 
     # -- data ----------------------------------------------------------------------------------------------
     def add(
@@ -273,8 +508,10 @@ class FakeHubSpot(FakeServer):
         seed: int = 1,
         start: datetime = datetime(2025, 1, 1, tzinfo=UTC),
         step: timedelta = timedelta(minutes=7),
+        line_items: int = 0,
     ) -> None:
-        """Deterministic records with values the ``*_api`` contracts accept; modified dates ``step`` apart."""
+        """Deterministic records with values the ``*_api`` contracts accept; modified dates ``step`` apart.
+        ``line_items``: that many line items (SKUs from ``SKUS``) on every deal."""
         rng = random.Random(seed)  # noqa: S311 - reproducible test data
         t = start
         company_ids = []
@@ -311,9 +548,10 @@ class FakeHubSpot(FakeServer):
                 modified=t,
                 created=t - timedelta(days=10),
             )
+        items_rng = random.Random(seed + 1)  # noqa: S311 - its own stream: the records above stay as they were
         for i in range(deals):
             t += step
-            self.add(
+            deal_id = self.add(
                 "deals",
                 {
                     "dealname": f"Deal {i:04d}",
@@ -326,6 +564,57 @@ class FakeHubSpot(FakeServer):
                 modified=t,
                 created=t - timedelta(days=5),
             )
+            if line_items:
+                picks = [SKUS[(i + k) % len(SKUS)] for k in range(line_items)]
+                self.add_line_items(
+                    deal_id,
+                    [
+                        {"sku": sku, "name": name, "quantity": items_rng.randint(1, 5), "price": price}
+                        for sku, name, price in picks
+                    ],
+                )
+
+    def add_line_items(self, deal_id: str, items: Iterable[Mapping[str, Any]]) -> list[str]:
+        """Line items associated with deal ``deal_id``: each ``{sku, name, quantity, price, currency}``
+        (currency default USD; any other key is stored as a HubSpot property as given). Returns their ids."""
+        ids = []
+        with self.lock:
+            for item in items:
+                props = {k: v for k, v in item.items() if k not in ("sku", "currency")}
+                if "sku" in item:
+                    props["hs_sku"] = item["sku"]
+                props["hs_line_item_currency_code"] = item.get("currency", "USD")
+                q, p = item.get("quantity"), item.get("price")
+                if q not in (None, "") and p not in (None, "") and "amount" not in props:
+                    props["amount"] = f"{Decimal(str(q)) * Decimal(str(p)):.2f}"
+                rid = self.add("line_items", props)
+                self.deal_line_item_ids.setdefault(str(deal_id), []).append(rid)
+                ids.append(rid)
+        return ids
+
+    def add_deal(
+        self,
+        properties: Mapping[str, Any] | None = None,
+        *,
+        company: str | None = None,
+        items: Iterable[Mapping[str, Any]] = (),
+        record_id: str | None = None,
+    ) -> str:
+        """A deal (closedwon unless ``properties`` say otherwise) associated with ``company``, with line items;
+        ``amount`` defaults to the items' total."""
+        items = list(items)
+        props: dict[str, Any] = {"dealname": "Deal", "dealstage": "closedwon", "pipeline": "default"}
+        props.update(properties or {})
+        if "amount" not in props and items:
+            total = sum(
+                Decimal(str(i.get("quantity") or 0)) * Decimal(str(i.get("price") or 0)) for i in items
+            )
+            props["amount"] = f"{total:.2f}"
+        with self.lock:
+            deal_id = self.add("deals", props, associations=[company] if company else [], record_id=record_id)
+            if items:
+                self.add_line_items(deal_id, items)
+        return deal_id
 
     # -- HTTP ----------------------------------------------------------------------------------------------
     def extra_headers(self, req: LoggedRequest, status: int) -> dict[str, str]:
@@ -334,7 +623,7 @@ class FakeHubSpot(FakeServer):
             "X-HubSpot-RateLimit-Daily-Remaining": str(max(0, self.daily_limit - self.daily_used)),
             "X-HubSpot-RateLimit-Max": "190",
             "X-HubSpot-RateLimit-Remaining": "189",
-            "X-HubSpot-RateLimit-Interval-Milliseconds": "10000",
+            "X-HubSpot-RateLimit-Interval-Milliseconds": str(self.rate_interval_ms),
         }
 
     def handle(self, req: LoggedRequest) -> tuple[int, dict[str, str], Any]:
@@ -354,6 +643,25 @@ class FakeHubSpot(FakeServer):
         with self.lock:
             if len(parts) == 4 and parts[:3] == ["crm", "v3", "objects"] and req.method == "GET":
                 return self._list(parts[3], req)
+            if len(parts) == 5 and parts[:3] == ["crm", "v3", "objects"] and parts[4] != "search":
+                if req.method == "GET":
+                    return self._get_one(parts[3], parts[4], req)
+                if req.method == "PATCH":
+                    return self._patch(parts[3], parts[4], req)
+            if (
+                len(parts) == 6
+                and parts[:3] == ["crm", "v3", "objects"]
+                and parts[4:] == ["batch", "read"]
+                and req.method == "POST"
+            ):
+                return self._batch_read(parts[3], req)
+            if (
+                len(parts) == 7
+                and parts[:3] == ["crm", "v4", "objects"]
+                and parts[5] == "associations"
+                and req.method == "GET"
+            ):
+                return self._associations_v4(parts[3], parts[4], parts[6], req)
             if (
                 len(parts) == 5
                 and parts[:3] == ["crm", "v3", "objects"]
@@ -401,10 +709,134 @@ class FakeHubSpot(FakeServer):
         return out
 
     def _known_properties(self, object_type: str) -> set[str]:
-        names: set[str] = set(DEFAULT_PROPERTIES[object_type])
+        names: set[str] = set(DEFAULT_PROPERTIES[object_type]) | set(self.properties[object_type])
         for rec in self.objects[object_type].values():
             names.update(rec["properties"])
         return names
+
+    def _not_found(self, object_type: str, rid: str) -> tuple[int, dict[str, str], Any]:
+        return _error(404, "resource not found", "OBJECT_NOT_FOUND", context={"id": [rid]})
+
+    def _live(self, object_type: str, rid: str) -> dict[str, Any] | None:
+        rec = self.objects.get(object_type, {}).get(rid)
+        return rec if rec is not None and not rec.get("archived") else None
+
+    def _get_one(self, object_type: str, rid: str, req: LoggedRequest) -> tuple[int, dict[str, str], Any]:
+        if object_type not in self.objects:
+            return _error(400, f"Unable to infer object type from: {object_type}", "VALIDATION_ERROR")
+        rec = self._live(object_type, rid)
+        if rec is None:
+            return self._not_found(object_type, rid)
+        props, assocs = self._csv(req.query.get("properties")), self._csv(req.query.get("associations"))
+        return 200, {}, self._shape(object_type, rec, props, assocs)
+
+    def _patch(self, object_type: str, rid: str, req: LoggedRequest) -> tuple[int, dict[str, str], Any]:
+        if object_type not in self.objects:
+            return _error(400, f"Unable to infer object type from: {object_type}", "VALIDATION_ERROR")
+        rec = self._live(object_type, rid)
+        if rec is None:
+            return self._not_found(object_type, rid)
+        body = req.body if isinstance(req.body, dict) else {}
+        given = body.get("properties")
+        if not isinstance(given, dict):
+            return _error(400, "Invalid input JSON: properties must be an object", "VALIDATION_ERROR")
+        known = self._known_properties(object_type)
+        defs = self.properties[object_type]
+        problems: list[tuple[str, str, str]] = []
+        for name, raw in given.items():
+            value = "" if raw is None else str(raw)
+            prop = defs.get(name)
+            if name not in known:
+                problems.append((name, "PROPERTY_DOESNT_EXIST", f'Property "{name}" does not exist'))
+            elif prop is not None and prop.read_only:
+                problems.append((name, "READ_ONLY_VALUE", f'Property "{name}" is a read only property'))
+            elif prop is not None and prop.options is not None and value and value not in prop.options:
+                allowed = ", ".join(prop.options)
+                problems.append(
+                    (name, "INVALID_OPTION", f"{value} was not one of the allowed options: [{allowed}]")
+                )
+        merged = {**rec["properties"], **{k: ("" if v is None else str(v)) for k, v in given.items()}}
+        for prop in defs.values():
+            if prop.required and not merged.get(prop.name):
+                problems.append((prop.name, "REQUIRED", f'Property "{prop.name}" is required'))
+        if problems:
+            return 400, {}, validation_error(problems)
+        when = hs_time(datetime.fromtimestamp(self.clock(), UTC))
+        # An empty string clears a property (docs/SOURCES.md §1.7).
+        rec["properties"].update({k: (None if v in (None, "") else str(v)) for k, v in given.items()})
+        rec["properties"][MODIFIED[object_type]] = when
+        rec["updatedAt"] = when
+        self.deal_updates.append(
+            {"object_type": object_type, "deal_id": rid, "properties": dict(given), "at": self.clock()}
+        )
+        if self._drops.left > 0:
+            self._drops.left -= 1
+            self._drops.dropped.append(rid)
+            req.fault = "commit_then_drop"
+            raise _DroppedAfterCommit(rid)
+        # Which properties the 200 echoes is not documented (§1.7): the defaults plus the ones written.
+        return 200, {}, self._shape(object_type, rec, [*DEFAULT_PROPERTIES[object_type], *given])
+
+    def _batch_read(self, object_type: str, req: LoggedRequest) -> tuple[int, dict[str, str], Any]:
+        if object_type not in self.objects:
+            return _error(400, f"Unable to infer object type from: {object_type}", "VALIDATION_ERROR")
+        body = req.body if isinstance(req.body, dict) else {}
+        inputs = body.get("inputs") or []
+        if len(inputs) > 100:
+            return _error(400, "Batch size must be at most 100", "VALIDATION_ERROR")
+        props = list(body.get("properties") or [])
+        results, missing = [], []
+        for item in inputs:
+            rid = str((item or {}).get("id"))
+            rec = self._live(object_type, rid)
+            if rec is None:
+                missing.append(rid)
+            else:
+                results.append(self._shape(object_type, rec, props))
+        now = hs_time(datetime.fromtimestamp(self.clock(), UTC))
+        out: dict[str, Any] = {"status": "COMPLETE", "results": results, "startedAt": now, "completedAt": now}
+        if missing:
+            out["numErrors"] = 1
+            out["errors"] = [
+                {
+                    "status": "error",
+                    "category": "OBJECT_NOT_FOUND",
+                    "message": f"Could not get some {object_type} objects, they may be deleted or not exist. "
+                    f"Check that ids are valid.",
+                    "context": {"ids": missing},
+                }
+            ]
+        return (207 if missing else 200), {}, out
+
+    def _associations_v4(
+        self, from_type: str, rid: str, to_type: str, req: LoggedRequest
+    ) -> tuple[int, dict[str, str], Any]:
+        if from_type != "deals" or to_type not in ("line_items", "companies"):
+            return _error(400, f"Unknown association {from_type} -> {to_type}", "VALIDATION_ERROR")
+        rec = self._live(from_type, rid)
+        if rec is None:
+            return self._not_found(from_type, rid)
+        limit = int((req.query.get("limit") or ["500"])[0])
+        if not 1 <= limit <= 500:
+            return _error(400, "limit must be between 1 and 500", "VALIDATION_ERROR")
+        ids = (
+            list(self.deal_line_item_ids.get(rid, [])) if to_type == "line_items" else list(rec["companies"])
+        )
+        start = int((req.query.get("after") or ["0"])[0] or 0)
+        page = ids[start : start + limit]
+        type_id = ASSOCIATION_TYPE_IDS[(from_type, to_type)]
+        body: dict[str, Any] = {
+            "results": [
+                {
+                    "toObjectId": i,
+                    "associationTypes": [{"category": "HUBSPOT_DEFINED", "typeId": type_id, "label": None}],
+                }
+                for i in page
+            ]
+        }
+        if start + limit < len(ids):
+            body["paging"] = {"next": {"after": str(start + limit), "link": f"?after={start + limit}"}}
+        return 200, {}, body
 
     @staticmethod
     def _csv(values: list[str] | None) -> list[str]:

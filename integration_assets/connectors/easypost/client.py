@@ -64,7 +64,7 @@ LIST_PAGE_SIZE = 100  # the list endpoints' maximum (docs/SOURCES.md §4.5)
 # A step call should not hold a worker for minutes: a few quick retries here, then the queue's backoff.
 DEFAULT_RETRY = HttpRetry(max_attempts=4, backoff_base=0.5, backoff_cap=8.0, max_wait=60.0)
 # Our clock and EasyPost's differ: a lookup starts this much before the first attempt of the create.
-LOOKUP_SKEW = timedelta(minutes=10)
+LOOKUP_SKEW = timedelta(minutes=5)
 REFUND_DONE = ("submitted", "refunded")
 
 

@@ -101,6 +101,8 @@ class FakeEasyPost(FakeServer):
         self.shipments: dict[str, dict[str, Any]] = {}
         self.addresses: dict[str, dict[str, Any]] = {}
         self._order: list[str] = []  # shipment ids, oldest first
+        self._created: list[float] = []  # their created_at (whole seconds), same order
+        self._pos: dict[str, int] = {}  # shipment id -> index in _order
         self._seq = 0
         # counters tests read
         self.shipments_created = 0
@@ -477,7 +479,9 @@ class FakeEasyPost(FakeServer):
             "is_return": bool(raw.get("is_return")),
         }
         self.shipments[shipment_id] = shipment
+        self._pos[shipment_id] = len(self._order)
         self._order.append(shipment_id)
+        self._created.append(_parse(now) or 0.0)
         self.shipments_created += 1
         return 201, {}, shipment
 
@@ -497,25 +501,27 @@ class FakeEasyPost(FakeServer):
                 "Invalid parameter.",
                 [field_error("page_size", f"must be between 1 and {MAX_PAGE_SIZE}")],
             )
-        ids = list(reversed(self._order))  # newest first
+        # Walk newest first from before_id (exclusive) down to after_id (exclusive), a page and one more: a
+        # page costs its size, not the account's size. Creation times never decrease along _order (the clock
+        # does not go back), so the walk stops at the first shipment older than start_datetime.
         before_id, after_id = one("before_id"), one("after_id")
-        if before_id:
-            ids = ids[ids.index(before_id) + 1 :] if before_id in ids else []
-        if after_id:
-            ids = ids[: ids.index(after_id)] if after_id in ids else []
+        hi = self._pos.get(before_id, -1) - 1 if before_id else len(self._order) - 1
+        lo = self._pos.get(after_id, len(self._order)) + 1 if after_id else 0
         start, end = _parse(one("start_datetime")), _parse(one("end_datetime"))
         purchased = one("purchased")
-        selected = []
-        for sid in ids:
-            s = self.shipments[sid]
-            created = _parse(s["created_at"]) or 0.0
+        selected: list[dict[str, Any]] = []
+        for i in range(hi, lo - 1, -1):
+            created = self._created[i]
             if start is not None and created < start:
-                continue
+                break
             if end is not None and created > end:
                 continue
+            s = self.shipments[self._order[i]]
             if purchased is not None and (purchased == "true") != (s["postage_label"] is not None):
                 continue
             selected.append(s)
+            if len(selected) > page_size:
+                break
         page = selected[:page_size]
         return 200, {}, {"shipments": page, "has_more": len(selected) > page_size}
 

@@ -304,3 +304,17 @@ def test_a_hanging_outage_times_out(easypost: FakeEasyPost, make_client: MakeCli
         client.verify_address(dict(TO))
     easypost.up()
     assert client.verify_address(dict(TO))["id"]
+
+
+def test_the_fake_lists_with_filters(easypost: FakeEasyPost, make_client: MakeClient) -> None:
+    client = make_client()
+    first, second, third = (_create(client, f"chain-{i}") for i in range(3))
+    client.buy(second["id"], select_rate(second)["id"])
+    assert [s["id"] for s in client.list_shipments(purchased=True)["shipments"]] == [second["id"]]
+    page = client.list_shipments(page_size=1)
+    assert [s["id"] for s in page["shipments"]] == [third["id"]] and page["has_more"] is True
+    rest = client.list_shipments(page_size=2, before_id=third["id"])
+    assert [s["id"] for s in rest["shipments"]] == [second["id"], first["id"]] and rest["has_more"] is False
+    with httpx.Client(base_url=easypost.url, headers={"Authorization": f"Bearer {easypost.api_key}"}) as raw:
+        newer = raw.get("/v2/shipments", params={"after_id": first["id"]}).json()["shipments"]
+        assert [s["id"] for s in newer] == [third["id"], second["id"]]

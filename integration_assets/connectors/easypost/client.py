@@ -68,7 +68,7 @@ LOOKUP_SKEW = timedelta(minutes=5)
 REFUND_DONE = ("submitted", "refunded")
 
 
-class _AlreadyCreated(Exception):  # noqa: N818 - a signal, not an error
+class _AlreadyCreated(Exception):  # a signal that ends the retries, not a failure
     """Stops the retries of a create: the lost attempt did create the shipment."""
 
     def __init__(self, shipment: dict[str, Any]) -> None:

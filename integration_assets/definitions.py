@@ -5,10 +5,13 @@ from __future__ import annotations
 import dagster as dg
 
 from integration_assets.assets.events import drain_events_job, queue_spec
+from integration_assets.assets.outbound import run_outbound_steps
 from integration_assets.checks.freshness import freshness_policy_for
+from integration_assets.checks.outbound import build_outbound_checks
 from integration_assets.jobs.files import build_core
 from integration_assets.jobs.housekeeping import housekeeping, housekeeping_schedule
 from integration_assets.jobs.inbox import tidy_inbox
+from integration_assets.jobs.outbound import build_outbound_checks_job, run_outbound
 from integration_assets.jobs.pull import pull_definitions
 from integration_assets.jobs.replay import replay_dead_letters
 from integration_assets.policies import load_policies
@@ -16,6 +19,7 @@ from integration_assets.resources import warehouse_resource
 from integration_assets.sensors.alerts import build_alert_sensors
 from integration_assets.sensors.events import build_events_sensor
 from integration_assets.sensors.inbox import build_inbox_sensor
+from integration_assets.sensors.outbound import build_outbound_sensor
 
 
 def build_definitions() -> dg.Definitions:
@@ -29,9 +33,15 @@ def build_definitions() -> dg.Definitions:
         ),
         core.assets,
     )
+    # The outbound chain: no freshness window (no won deal for a day is not staleness; a stalled chain is what
+    # the backlog and stuck-chain checks catch), its own checks job every 10 minutes, and the hourly run.
+    outbound_checks = build_outbound_checks(policies)
+    outbound_check_keys = [k for c in outbound_checks for k in c.check_keys]
+    outbound_checks_job, outbound_checks_schedule = build_outbound_checks_job(outbound_check_keys)
+    checks = [*checks, *outbound_checks]
     quality_job = dg.define_asset_job(
         "quality_checks",
-        selection=dg.AssetSelection.checks(*check_keys),
+        selection=dg.AssetSelection.checks(*check_keys, *outbound_check_keys),
         description="Every asset check on the warehouse, incl. the Great Expectations suites and reconciliations.",
     )
     quality_schedule = dg.ScheduleDefinition(
@@ -41,14 +51,24 @@ def build_definitions() -> dg.Definitions:
         description="Hourly: all checks (alerts come from the check sensor).",
     )
     return dg.Definitions(
-        assets=[*assets, queue_spec],  # the queue is observed, not materialized: no freshness window
+        assets=[*assets, queue_spec, run_outbound_steps],  # queue: observed, not materialized
         asset_checks=checks,
-        jobs=[*file_jobs, tidy_inbox, quality_job, replay_dead_letters, drain_events_job, housekeeping],
-        schedules=[quality_schedule, housekeeping_schedule],
+        jobs=[
+            *file_jobs,
+            tidy_inbox,
+            quality_job,
+            replay_dead_letters,
+            drain_events_job,
+            housekeeping,
+            run_outbound,
+            outbound_checks_job,
+        ],
+        schedules=[quality_schedule, housekeeping_schedule, outbound_checks_schedule],
         sensors=[
             build_inbox_sensor([*file_jobs, tidy_inbox]),
             build_events_sensor(drain_events_job),
-            *build_alert_sensors(assets, checks, policies),
+            build_outbound_sensor(run_outbound),
+            *build_alert_sensors(assets, checks, policies),  # checks incl. the outbound ones: they alert too
         ],
         resources={"warehouse": warehouse_resource()},
     )

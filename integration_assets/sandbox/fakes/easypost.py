@@ -120,17 +120,6 @@ class FakeEasyPost(FakeServer):
         self._no_rates = False
         self.fault = self._fault
 
-    def start(self) -> FakeEasyPost:
-        super().start()
-        assert self._server is not None
-        # Headers and body leave in two writes; with Nagle on, the body waits for the client's delayed ACK
-        # (~40 ms on Linux) and every call looks 40 ms slow. TCP_NODELAY answers at once.
-        handler = self._server.RequestHandlerClass
-        self._server.RequestHandlerClass = type(
-            "NoDelayHandler", (handler,), {"disable_nagle_algorithm": True}
-        )
-        return self
-
     # -- knobs ------------------------------------------------------------------------------------------
     def down(self, *, retry_after: float | None = None, hang: bool = False) -> None:
         """An outage until :meth:`up`: every request answers 503 at once, or with ``hang`` only after

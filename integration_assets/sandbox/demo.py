@@ -23,6 +23,7 @@ from integration_assets.cli.sync import (
 from integration_assets.events.drain import new_drain_id
 from integration_assets.queue import open_queue
 from integration_assets.sandbox.batch import generate_batch_samples
+from integration_assets.sandbox.demo_outbound import render_outbound_summary, run_demo_outbound
 from integration_assets.sandbox.events import generate_event_samples, post_events
 from integration_assets.settings import get_settings
 from integration_assets.warehouse.db import ensure_schema, get_engine
@@ -140,16 +141,21 @@ def render_events_summary(summary: dict[str, Any]) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def demo(seed: int, as_json: bool) -> None:
     """Generate HubSpot/Odoo sample exports (with duplicates, updates, bad rows, one drifted file) and load them;
-    then post signed Stripe/HubSpot/EasyPost sample webhooks to the receiver and drain them into the warehouse."""
+    then post signed Stripe/HubSpot/EasyPost sample webhooks to the receiver and drain them into the warehouse;
+    then win a handful of deals and carry them to Odoo orders, EasyPost labels and back, one of them held by a
+    field the demo's Odoo starts requiring."""
     settings = get_settings()
     result = run_demo(seed)
     events = run_demo_events(seed)
+    outbound = run_demo_outbound(seed)
     if as_json:
-        click.echo(json.dumps(result.as_dict() | {"events": events}, default=str))
+        click.echo(json.dumps(result.as_dict() | {"events": events, "outbound": outbound}, default=str))
         return
     render_summary(result, title="Demo: batch path (HubSpot + Odoo exports → warehouse)")
     click.echo()
     render_events_summary(events)
+    click.echo()
+    render_outbound_summary(outbound)
     click.echo(f"\nWarehouse: {settings.warehouse_url}")
     click.echo(
         "Quarantined rows: integration-assets dlq list   ·   Events: integration-assets events status   ·   "

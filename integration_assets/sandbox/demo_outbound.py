@@ -14,7 +14,7 @@ outbound benchmark (bench/outbound.py) builds its worlds with it too.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,6 +28,7 @@ DEMO_COMPANY_BASE = 42_000_000_000
 # The field the demo's Odoo starts requiring on sale.order (a Studio field an Odoo admin made mandatory),
 # and the contract line that supplies it.
 REQUIRED_FIELD = "x_studio_sales_channel"
+REQUIRED_LABEL = "Sales Channel"
 REQUIRED_VALUE = "hubspot"
 
 _CITIES = (
@@ -51,7 +52,6 @@ _PRODUCTS = (
     ("Acoustic panel", 120.0),
     ("Whiteboard", 160.0),
 )
-US = [233, "United States"]  # res.country id and name in a stock Odoo database
 
 
 @dataclass(frozen=True)
@@ -84,10 +84,7 @@ def seed_world(
     for i in range(products):
         name, price = _PRODUCTS[i % len(_PRODUCTS)]
         code = f"SKU-{i + 1:04d}"
-        odoo.add(
-            "product.product",
-            {"default_code": code, "name": name, "list_price": price, "type": "product", "active": True},
-        )
+        odoo.add_product(code, name=name, price=price, qty_available=10_000.0)
         codes.append((code, name, price))
     seeded: list[SeededDeal] = []
     company: tuple[str, int] | None = None
@@ -97,19 +94,16 @@ def seed_world(
             name = f"{_NAMES[k % len(_NAMES)]} {k + 1:04d}"
             street, city, state, zip_code = _CITIES[k % len(_CITIES)]
             domain = f"{name.lower().replace(' ', '-')}.example.com"
-            partner_id = odoo.add(
-                "res.partner",
-                {
-                    "name": f"{name} Inc.",
-                    "is_company": True,
-                    "street": street,
-                    "city": city,
-                    "zip": zip_code,
-                    "country_id": US,
-                    "email": f"shipping@{domain}",
-                    "phone": f"+1 415 555 {k % 10_000:04d}",
-                    "active": True,
-                },
+            partner_id = odoo.add_partner(
+                f"{name} Inc.",
+                email=f"shipping@{domain}",
+                phone=f"+1 415 555 {k % 10_000:04d}",
+                street=street,
+                city=city,
+                zip=zip_code,
+                country_code="US",
+                state_code=state,
+                website=f"https://{domain}",
             )
             company_id = hubspot.add(
                 "companies",
@@ -139,7 +133,6 @@ def seed_world(
                 "pipeline": "default",
                 "amount": f"{amount:.2f}",
                 "closedate": (modified + timedelta(days=14)).strftime("%Y-%m-%dT%H:%M:%S.000Z"),
-                "deal_currency_code": "USD",
             },
             associations=[company[0]],
             modified=modified,
@@ -157,7 +150,7 @@ def add_line_items(hubspot: Any, deal_id: str, items: Sequence[dict[str, Any]]) 
         deal_id,
         [
             {
-                "hs_sku": x["sku"],
+                "sku": x["sku"],
                 "name": x["name"],
                 "quantity": str(x["quantity"]),
                 "price": f"{x['price']:.2f}",
@@ -217,4 +210,229 @@ def drain_until_idle(engine: Any, rounds: int = 5) -> int:
     return applied
 
 
-Poster = Callable[[Sequence[Any]], Any]
+# --------------------------------------------------------------------------------------------------------
+# the demo run
+# --------------------------------------------------------------------------------------------------------
+@dataclass
+class DemoWorld:
+    """The demo's fakes, started for the run and stopped after it, and the clients pointed at them."""
+
+    hubspot: Any
+    odoo: Any
+    easypost: Any
+    deals: list[SeededDeal]
+
+    def targets(self) -> Any:
+        from integration_assets.connectors.easypost.client import EasyPostClient
+        from integration_assets.connectors.hubspot.client import HubSpotClient
+        from integration_assets.connectors.odoo.writer import OdooWriter
+        from integration_assets.outbound.targets import Targets
+
+        return Targets(
+            odoo=OdooWriter(self.odoo.url, self.odoo.db, self.odoo.login, self.odoo.api_key),
+            easypost=EasyPostClient(self.easypost.url, self.easypost.api_key),
+            hubspot=HubSpotClient(self.hubspot.token, self.hubspot.url),
+        )
+
+    def stop(self) -> None:
+        for fake in (self.hubspot, self.odoo, self.easypost):
+            fake.stop()
+
+
+def start_world(seed: int, n: int) -> DemoWorld:
+    """The three fakes on loopback ports, seeded with ``n`` open deals."""
+    from integration_assets.sandbox.fakes.easypost import FakeEasyPost
+    from integration_assets.sandbox.fakes.hubspot import FakeHubSpot
+    from integration_assets.sandbox.fakes.odoo import FakeOdoo
+
+    hubspot, odoo, easypost = FakeHubSpot().start(), FakeOdoo().start(), FakeEasyPost().start()
+    try:
+        deals = seed_world(hubspot, odoo, easypost, n=n, rng=random.Random(seed))  # noqa: S311 - sample data
+    except BaseException:
+        for fake in (hubspot, odoo, easypost):
+            fake.stop()
+        raise
+    return DemoWorld(hubspot, odoo, easypost, deals)
+
+
+def win(world: DemoWorld, deals: Sequence[SeededDeal], engine: Any, queue_url: str) -> dict[str, int]:
+    """Each deal reaches closed-won in HubSpot: its webhook goes to the receiver, the drain applies it (the
+    merge captures ``deal.won`` in the outbox), and the chain runs (relay, then each step until idle)."""
+    from integration_assets.outbound.runner import run_all
+    from integration_assets.queue import open_queue
+    from integration_assets.sandbox.events import post_events
+
+    for d in deals:
+        world.hubspot.touch("deals", [d.deal_id], dealstage=WON_STAGE)
+    http = post_events(won_events([d.deal_id for d in deals]), lambda: open_queue(queue_url))
+    drain_until_idle(engine)
+    reports = run_all(engine, targets=world.targets())
+    return {str(k): v for k, v in http.items()} | {
+        f"{name}:{field}": getattr(r, field)
+        for name, r in reports.items()
+        for field in ("sent", "dead_lettered")
+        if getattr(r, field)
+    }
+
+
+def run_demo_outbound(seed: int = 7, *, deals: int = 4) -> dict[str, Any]:
+    """``deals`` deals won and carried through the chain; then the demo's Odoo starts requiring
+    :data:`REQUIRED_FIELD` on sale orders and one more deal is won: its chain is held in the dead letters."""
+    from integration_assets.settings import get_settings
+    from integration_assets.warehouse.db import ensure_schema
+
+    settings = get_settings()
+    ensure_schema(settings.warehouse_url)
+    world = start_world(seed, deals + 1)
+    try:
+        return run_chains(world, settings, deals=deals)
+    finally:
+        world.stop()
+
+
+def run_chains(world: DemoWorld, settings: Any, *, deals: int) -> dict[str, Any]:
+    """The demo's chains in ``world`` (its fakes running): load the deals, win the first ``deals``, make Odoo
+    require a field, win the last one. Returns the summary (:func:`summarize`)."""
+    from integration_assets.warehouse.db import get_engine
+
+    engine = get_engine(settings.warehouse_url)
+    load_from_hubspot(world.hubspot.url, world.hubspot.token, settings, engine)
+    first, held = world.deals[:deals], world.deals[deals]
+    win(world, first, engine, settings.queue_url)
+    world.odoo.require_field("sale.order", REQUIRED_FIELD, REQUIRED_LABEL)
+    win(world, [held], engine, settings.queue_url)
+    return summarize(engine, world, held.deal_id)
+
+
+def summarize(engine: Any, world: DemoWorld, held_deal: str) -> dict[str, Any]:
+    """The chains as the warehouse and the fakes see them, and the held one with the command that fixes it."""
+    import sqlalchemy as sa
+
+    from integration_assets.mapping.outbound import load_outbound_contract
+    from integration_assets.warehouse.schema import dead_letters, outbound_chains
+
+    ids = [d.deal_id for d in world.deals]
+    c, dl = outbound_chains.c, dead_letters.c
+    with engine.connect() as conn:
+        chains = {
+            r["chain_id"]: dict(r)
+            for r in conn.execute(sa.select(outbound_chains).where(c.chain_id.in_(ids))).mappings()
+        }
+        letters = conn.execute(
+            sa.select(dl.id, dl.natural_key, dl.check_name, dl.reason, dl.entity)
+            .where(dl.stage == "outbound", dl.natural_key.in_(ids), dl.status == "pending")
+            .order_by(dl.id)
+        ).all()
+    rows = []
+    for d in world.deals:
+        chain = chains.get(d.deal_id) or {}
+        hs_props = world.hubspot.objects["deals"].get(d.deal_id, {}).get("properties", {})
+        pickings = [
+            p
+            for p in world.odoo.models.get("stock.picking", {}).values()
+            if chain.get("order_id") and str(_m2o(p.get("sale_id"))) == str(chain.get("order_id"))
+        ]
+        rows.append(
+            {
+                "deal_id": d.deal_id,
+                "amount": d.amount,
+                "status": chain.get("status") or "-",
+                "order": chain.get("order_name"),
+                "reserved": bool(pickings) and all(p.get("state") == "assigned" for p in pickings),
+                "tracking_code": chain.get("tracking_code"),
+                "label_url": chain.get("label_url"),
+                "picking_tracking": ", ".join(
+                    sorted(
+                        str(p.get("carrier_tracking_ref")) for p in pickings if p.get("carrier_tracking_ref")
+                    )
+                )
+                or None,
+                "hubspot_tracking": hs_props.get("tracking_number"),
+            }
+        )
+    contract = load_outbound_contract("odoo/sale_order")
+    held = [
+        {"id": i, "deal_id": k, "check": chk, "reason": reason, "entity": entity}
+        for i, k, chk, reason, entity in letters
+    ]
+    fix = None
+    if held:
+        path = Path(contract.path or "")
+        try:
+            shown = path.resolve().relative_to(Path.cwd())
+        except ValueError:
+            shown = path
+        fix = {
+            "deal_id": held_deal,
+            "field": REQUIRED_FIELD,
+            "contract": str(shown),
+            "contract_lines": [f"  {REQUIRED_FIELD}: {{value: {REQUIRED_VALUE}}}"],
+            "replay": f"integration-assets dlq replay {' '.join(str(h['id']) for h in held)}",
+            "resume": "integration-assets outbound run",
+        }
+    return {
+        "chains": rows,
+        "held": held,
+        "fix": fix,
+        "odoo_orders": len(world.odoo.models.get("sale.order", {})),
+        "labels": world.easypost.labels_bought(),
+    }
+
+
+def _m2o(value: Any) -> Any:
+    return value[0] if isinstance(value, list | tuple) and value else value
+
+
+def render_outbound_summary(summary: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(
+        title="Demo: outbound chain (deal won → Odoo order → EasyPost label → tracking written back)",
+        title_justify="left",
+        min_width=110,
+    )
+    for col in (
+        "deal",
+        "amount",
+        "Odoo order",
+        "stock",
+        "label (tracking)",
+        "Odoo picking",
+        "HubSpot deal",
+        "chain",
+    ):
+        table.add_column(col, justify="right" if col == "amount" else "left")
+    for r in summary["chains"]:
+        table.add_row(
+            r["deal_id"],
+            f"{r['amount']:,.2f}",
+            r["order"] or "-",
+            "reserved" if r["reserved"] else "-",
+            r["tracking_code"] or "-",
+            "✓" if r["picking_tracking"] and r["picking_tracking"] == r["tracking_code"] else "-",
+            "✓" if r["hubspot_tracking"] and r["hubspot_tracking"] == r["tracking_code"] else "-",
+            r["status"],
+        )
+    console = Console(width=max(Console().width, 120))
+    console.print(table)
+    console.print(f"Odoo sale orders: {summary['odoo_orders']}; EasyPost labels bought: {summary['labels']}")
+    for h in summary["held"]:
+        console.print(
+            f"[yellow]held[/] deal {h['deal_id']} at {h['entity']}: dead letter {h['id']} ({h['check']}): {h['reason']}"
+        )
+    fix = summary.get("fix")
+    if fix:
+        console.print(
+            f"To fix it: the demo's Odoo now requires {fix['field']} on sale orders. Add to [bold]{fix['contract']}[/], "
+            f"under fields:"
+        )
+        for line in fix["contract_lines"]:
+            console.print(line, markup=False, highlight=False)
+        console.print(
+            f"then replay the held write: [bold]{fix['replay']}[/], and let the chain go on: [bold]{fix['resume']}[/]"
+        )
+        console.print(
+            "(the replay writes to the Odoo in ODOO_URL: the demo's fake Odoo stopped with the demo; "
+            "tests/sandbox/test_demo_outbound.py runs the fix against it)"
+        )

@@ -405,6 +405,8 @@ class FakeOdoo(FakeServer):
         super().__init__()
         self.db, self.login, self.api_key, self.uid = db, login, api_key, uid
         self.clock = clock
+        # per instance: require_field / add_field add custom fields (x_studio_…) to this database only
+        self.MODEL_FIELDS = {m: tuple(fields) for m, fields in type(self).MODEL_FIELDS.items()}
         self.models: dict[str, dict[int, dict[str, Any]]] = {m: {} for m in self.MODEL_FIELDS}
         self._failures: list[tuple[Callable[[dict[str, Any]], bool], str, str]] = []
         self._required: dict[str, dict[str, tuple[str, str]]] = {}  # model → field → (label, style)
@@ -482,9 +484,18 @@ class FakeOdoo(FakeServer):
     ) -> None:
         """From now on ``create`` on ``model`` without ``field`` fails as Odoo does for a NOT NULL column
         (``style="not_null"``: odoo/service/model.py's ValidationError) or with the "Missing required value"
-        text (``style="missing_value"``)."""
+        text (``style="missing_value"``). A field the model does not have yet is added (a new custom field)."""
         with self.lock:
+            self.add_field(model, field)
             self._required.setdefault(model, {})[field] = (label, style)
+
+    def add_field(self, model: str, field: str) -> None:
+        """A custom field on ``model`` (as Studio adds ``x_studio_…``); existing records hold ``false``."""
+        with self.lock:
+            if field not in self.MODEL_FIELDS[model]:
+                self.MODEL_FIELDS[model] = (*self.MODEL_FIELDS[model], field)
+                for rec in self.models[model].values():
+                    rec.setdefault(field, False)
 
     def drop_requirement(self, model: str, field: str) -> None:
         with self.lock:
@@ -836,6 +847,10 @@ class FakeOdoo(FakeServer):
                 result = self._call(params)
             except _RpcFailure as exc:
                 return 200, {}, rpc_error(rid, exc.name, exc.message)
+            except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+                # A malformed call the checks above missed: Odoo answers these as builtins.* errors too.
+                # Never a dropped connection, which would look like commit_then_drop.
+                return 200, {}, rpc_error(rid, f"builtins.{type(exc).__name__}", str(exc))
             drop = self._take_drop(model, method)
         if drop is not None:
             req.fault = f"committed, then {drop.mode}"
@@ -902,9 +917,9 @@ class FakeOdoo(FakeServer):
             "builtins.AttributeError", f"The method '{method}' does not exist on the model '{model}'"
         )
 
-    def _browse(self, model: str, ids: Any) -> list[dict[str, Any]]:
+    def _browse(self, model: str, ids: Any, *, gone: set[int] | None = None) -> list[dict[str, Any]]:
         ids = [ids] if isinstance(ids, int) else list(ids or [])
-        missing = [i for i in ids if i not in self.models[model]]
+        missing = [i for i in ids if i not in self.models[model] or (gone and i in gone)]
         if missing:
             raise _RpcFailure(
                 MISSING,
@@ -986,6 +1001,7 @@ class FakeOdoo(FakeServer):
         for (parent, f), (comodel, inverse) in ONE2MANY.items():
             if parent != model or f not in vals:
                 continue
+            deleted: set[int] = set()  # commands apply in order: a line deleted earlier in the list is gone
             for command in vals[f] or []:
                 if not isinstance(command, list | tuple) or len(command) < 1 or command[0] not in range(7):
                     raise _RpcFailure("builtins.ValueError", f"Invalid command {command!r} for {model}.{f}")
@@ -993,11 +1009,13 @@ class FakeOdoo(FakeServer):
                 if code == 0:
                     self._check_vals(comodel, command[2], creating=True, parent_field=inverse)
                 elif code in (1, 2, 3, 4):
-                    self._browse(comodel, [command[1]])
+                    self._browse(comodel, [command[1]], gone=deleted)
                     if code == 1:
                         self._check_vals(comodel, command[2], creating=False)
+                    if code == 2:
+                        deleted.add(command[1])
                 elif code == 6:
-                    self._browse(comodel, command[2])
+                    self._browse(comodel, command[2], gone=deleted)
 
     def _m2o(self, model: str, field: str, value: Any) -> Any:
         """A many2one as Odoo reads it back: ``[id, display name]`` or ``false``."""

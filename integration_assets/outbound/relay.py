@@ -16,7 +16,7 @@ import contextlib
 import fcntl
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -102,11 +102,14 @@ def relay(
     queue_url: str | None = None,
     limit: int = 1000,
     queues: dict[str, Queue] | None = None,
+    hook: Callable[[str, list[int]], None] | None = None,
 ) -> RelayReport:
     """Publish every unsent outbox row (``limit`` per round) to its step's queue and mark it sent.
 
     ``queues``: step -> an open queue to publish to (default: ``runner.open_step_queue`` per step, closed at
-    the end). A failure to publish leaves the rows unsent (counted in ``attempts``) and raises."""
+    the end). A failure to publish leaves the rows unsent (counted in ``attempts``) and raises. ``hook`` is
+    called with ``"after_publish"`` and the published outbox ids before they are marked (tests raise from it
+    to simulate a crash there)."""
     from integration_assets.outbound.runner import open_step_queue  # the runner opens queues the same way
 
     report = RelayReport()
@@ -151,6 +154,8 @@ def relay(
                             report.marked_only += len(run)
                         marked.extend(r.id for r in run)
                     run = [row] if row is not None else []
+                if hook:
+                    hook("after_publish", marked)
                 with begin_write(engine) as conn:
                     outbox.mark_sent(conn, marked)
                 if len(rows) < limit:

@@ -74,9 +74,11 @@ _LEDGER_STATUS = {
     "waiting": "waiting",
     "compensated": "compensated",
 }
-# The queue's own limit is above the policy's: the runner dead-letters at the policy limit, the queue only
-# when consumers keep dying on a message (it is never settled).
-_QUEUE_ATTEMPTS_MARGIN = 5
+# The queue's own delivery limit (unless the URL sets one) is above any policy's (``attempts.max`` <= 100):
+# the runner dead-letters at the policy limit, counted in the ledger, also when earlier attempts died without
+# settling. Fixed rather than derived from the policy: a RabbitMQ queue cannot be redeclared with another
+# limit, so a policy edit must not change it.
+QUEUE_MAX_ATTEMPTS = 110
 
 _extra_steps: dict[str, Step] = {}
 
@@ -126,6 +128,7 @@ def step_queue_url(step: str, url: str | None = None, *, max_attempts: int | Non
     pairs = dict(parse_qsl(parts.query, keep_blank_values=True))
     if max_attempts is not None:
         pairs["max_attempts"] = str(max_attempts)
+    pairs.setdefault("max_attempts", str(QUEUE_MAX_ATTEMPTS))
     if parts.scheme in ("amqp", "amqps"):
         pairs["prefix"] = f"{pairs.get('prefix', 'integration')}.{QUEUE_PREFIX}{step}"
         return urlunsplit(parts._replace(query=urlencode(pairs)))
@@ -138,13 +141,11 @@ def open_step_queue(
     url: str | None = None,
     *,
     engine: sa.Engine | None = None,
-    policy: OutboundPolicy | None = None,
 ) -> Queue:
     """The queue of ``step`` (see ``step_queue_url``); its dead letters are outbound dead letters."""
-    policy = policy or load_policies().outbound
     warehouse_url = engine.url.render_as_string(hide_password=False) if engine is not None else None
     return open_queue(
-        step_queue_url(step, url, max_attempts=policy.attempts.max + _QUEUE_ATTEMPTS_MARGIN),
+        step_queue_url(step, url),
         warehouse_url=warehouse_url,
         dead_letter_sink=_queue_dead_letters,
     )
@@ -339,6 +340,13 @@ class _Runner:
             ledger.ensure_chain(conn, msg.chain_id, generation=msg.generation)
         ctx = replace(self.ctx, fresh_keys=frozenset({key}) if row is None else frozenset())
         attempt = started.attempts
+        if attempt > self.policy.attempts.max:
+            # Earlier attempts died before settling (a crash loop): no more calls.
+            return self._dead_letter(
+                d, msg, key, "delivery_limit",
+                f"{attempt - 1} attempt(s) started without settling (crash loop?)", None, None, attempt,
+                review=False,
+            )  # fmt: skip
         try:
             result = self.step.run(ctx, msg, attempt)
         except TransientError as exc:
@@ -517,7 +525,7 @@ def run_step(
     report = StepReport(step)
     ctx = StepContext(engine=engine, targets=targets, policy=policy, dry_run=dry_run, now=now)
     own = queue is None
-    q = queue if queue is not None else open_step_queue(step, queue_url, engine=engine, policy=policy)
+    q = queue if queue is not None else open_step_queue(step, queue_url, engine=engine)
     tx_ack = transactional_ack and not dry_run and q.supports_transactional_ack(engine)
     runner = _Runner(engine, the_step, q, ctx, tx_ack=tx_ack, hook=hook, report=report)
     workers = (

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -18,6 +20,36 @@ from integration_assets.warehouse.db import claim_writer
 from integration_assets.warehouse.writer import CanonicalStage
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite warehouse, copied per test: far cheaper than running the migrations every time."""
+    from integration_assets.warehouse import db
+
+    path = tmp_path_factory.mktemp("outbound_template") / "warehouse.db"
+    db.upgrade(f"sqlite:///{path}")
+    db._engine.cache_clear()  # release the file before it is copied
+    return path
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def warehouse_url(
+    request: pytest.FixtureRequest, isolated_env: Path, sqlite_template: Path, monkeypatch: pytest.MonkeyPatch
+) -> str:
+    """As tests/conftest.py's, with the SQLite warehouse copied from a migrated template."""
+    if request.param == "sqlite":
+        path = isolated_env / "warehouse.db"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(sqlite_template, path)
+        url = f"sqlite:///{path}"
+    else:
+        from tests.conftest import _truncate_all
+
+        url = request.getfixturevalue("pg_database")
+        _truncate_all(url)
+    monkeypatch.setenv("INTEGRATION_WAREHOUSE_URL", url)
+    return url
 
 
 def deal_frame(deals: list[dict[str, Any]], load_id: str) -> pd.DataFrame:
@@ -74,7 +106,9 @@ class EchoStep:
     target: str = "odoo"
     created: dict[str, int] = field(default_factory=dict)  # chain -> how many creates reached the target
     calls: list[tuple[str, int, bool]] = field(default_factory=list)  # (chain, attempt, looked up first)
-    fail: dict[str, list[BaseException]] = field(default_factory=dict)  # chain -> errors to raise, in order
+    seen: list[tuple[str, str, str, Any]] = field(default_factory=list)  # (chain, topic, key, payload n)
+    # chain -> errors to raise, in order (or callables making them: called at the moment of the failure)
+    fail: dict[str, list[Any]] = field(default_factory=dict)
     follow_up: str | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -83,9 +117,11 @@ class EchoStep:
         lookup = attempt > 1 or ctx.previously_started(key)
         with self.lock:
             self.calls.append((msg.chain_id, attempt, lookup))
+            self.seen.append((msg.chain_id, msg.topic, msg.key, msg.payload.get("n")))
             errors = self.fail.get(msg.chain_id)
             if errors:
-                raise errors.pop(0)
+                error = errors.pop(0)
+                raise error() if callable(error) and not isinstance(error, BaseException) else error
         if ctx.dry_run:
             return StepResult("sent", preview=[{"client_order_ref": f"hubspot-deal:{msg.chain_id}"}])
         with self.lock:

@@ -56,8 +56,15 @@ def test_won_deals_complete_on_sqlite_and_sql_queue(
 
 
 @pytest.mark.rabbitmq
+@pytest.mark.parametrize(
+    "warehouse_url", ["sqlite"], indirect=True
+)  # PostgreSQL + RabbitMQ: test_chain_faults
 def test_won_deals_complete_on_rabbitmq(
-    engine: sa.Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+    warehouse_url: str,
+    engine: sa.Engine,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
 ) -> None:
     url = queue_url_for("rabbitmq", request)
     with chain_world(engine, tmp_path, monkeypatch, queue_url=url) as world:

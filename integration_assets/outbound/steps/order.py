@@ -320,8 +320,8 @@ class OdooOrderStep:
         order = odoo.read_order(order_id)
         if order.get("state") not in _EDITABLE_STATES or chain.get("shipment_id"):
             raise NeedsReview(
-                f"{what}; the order is {order.get('state')}{' and shipped' if chain.get('shipment_id') else ''}, "
-                f"so it cannot be updated",
+                f"{what}; the order is {order.get('state')}"
+                f"{' and its label is bought' if chain.get('shipment_id') else ''}, so it cannot be updated",
                 check_name="amount_changed",
             )
         lines, currency = self._lines(ctx, deal_id)
@@ -332,8 +332,7 @@ class OdooOrderStep:
                 ctx, deal, int(order["partner_id"]), order_ref(deal_id, generation), lines, currency
             ),
         )
-        # Replace the lines on the same order: [5,0,0] clears, [0,0,vals] adds (docs/SOURCES.md §2.5).
-        values = {"order_line": [[5, 0, 0], *payload.values.get("order_line", [])]}
+        values = {"order_line": _line_commands(odoo, order, payload.values.get("order_line") or [])}
         if ctx.dry_run:
             return StepResult(
                 outcome="updated",
@@ -356,6 +355,31 @@ class OdooOrderStep:
             contract_version=payload.contract,
             chain_updates={"amount_at_order": new_amount},
         )
+
+
+def _line_commands(odoo: Any, order: Mapping[str, Any], rendered: Sequence[Any]) -> list[list[Any]]:
+    """x2many commands that make the order's lines the rendered ones without removing a line: Odoo refuses to
+    remove a line of a confirmed order and to change a line's product (docs/SOURCES.md §2.5-2.6), so a line of
+    the same product is updated in place (``[1, id, {qty, price}]``), a new product is added (``[0, 0, vals]``)
+    and a line that went away is set to quantity 0."""
+    existing = odoo.read("sale.order.line", list(order.get("order_line") or []), ["product_id"])
+    free: dict[int, list[int]] = {}
+    for row in existing:
+        product = row.get("product_id")
+        pid = product[0] if isinstance(product, list) and product else product
+        free.setdefault(int(pid), []).append(int(row["id"]))
+    commands: list[list[Any]] = []
+    for command in rendered:
+        vals = dict(command[2])
+        same = free.get(int(vals["product_id"])) or []
+        if same:
+            commands.append(
+                [1, same.pop(0), {k: vals[k] for k in ("product_uom_qty", "price_unit") if k in vals}]
+            )
+        else:
+            commands.append([0, 0, vals])
+    commands.extend([1, line_id, {"product_uom_qty": 0}] for ids in free.values() for line_id in ids)
+    return commands
 
 
 def _decimal(value: Any, what: str, field: str) -> Decimal:

@@ -153,3 +153,32 @@ def echo() -> Iterator[EchoStep]:
     runner.register_step(step)
     yield step
     runner.unregister_step(step.name)
+
+
+def merge_rows(engine: sa.Engine, table: str, rows: list[dict[str, Any]], load_id: str = "ld_rows") -> None:
+    """Merge canonical rows of any table through ``CanonicalStage``; unset columns are null, timestamps
+    default to ``T0``."""
+    from integration_assets.warehouse.schema import CANONICAL_TABLES
+
+    t = CANONICAL_TABLES[table]
+    full = []
+    for i, r in enumerate(rows):
+        row: dict[str, Any] = {c.name: None for c in t.columns if c.name != "row_hash"}
+        row.update({"source_updated_at": T0, "mapping_version": f"test.{table}@v1", "load_id": load_id, **r})
+        row["_pos"] = i
+        full.append(row)
+    frame = pd.DataFrame(full)
+    for c in t.columns:
+        if c.name not in frame:
+            continue
+        if isinstance(c.type, sa.DateTime):
+            frame[c.name] = pd.to_datetime(frame[c.name], utc=True)
+        elif isinstance(c.type, sa.Boolean):
+            frame[c.name] = frame[c.name].astype("boolean")
+        elif isinstance(c.type, sa.BigInteger | sa.Integer):
+            frame[c.name] = frame[c.name].astype("Int64")
+    with engine.begin() as conn:
+        claim_writer(conn)
+        stage = CanonicalStage(conn, table)
+        stage.add(frame, load_id)
+        stage.merge()

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from integration_assets.outbound import ledger
 from integration_assets.warehouse import outbox
 from integration_assets.warehouse.schema import outbox as outbox_table
-from tests.outbound.conftest import merge_deals
+from tests.outbound.conftest import merge_deals, merge_rows
 
 
 def _rows(engine: sa.Engine) -> list[tuple[str, str, str]]:
@@ -126,3 +126,81 @@ def test_a_merge_of_a_table_that_triggers_nothing_runs_no_capture_query(engine: 
     finally:
         sa.event.remove(engine, "before_cursor_execute", seen)
     assert not [s for s in statements if "outbox" in s or "outbound_chains" in s]
+
+
+def _chain(engine: sa.Engine, chain_id: str, **values: object) -> None:
+    with engine.begin() as conn:
+        ledger.update_chain(conn, chain_id, values)
+
+
+def test_a_chains_order_merged_as_cancelled_asks_for_compensation(engine: sa.Engine) -> None:
+    _chain(engine, "20", status="ordered", order_id="501")
+    merge_rows(engine, "sales_orders", [{"source_system": "odoo", "source_id": "501", "state": "sale"}])
+    merge_rows(engine, "sales_orders", [{"source_system": "odoo", "source_id": "777", "state": "cancel"}])
+    assert _rows(engine) == []  # not cancelled / not a chain's order
+    for load in ("c1", "c2"):  # cancelled, merged twice
+        merge_rows(
+            engine,
+            "sales_orders",
+            [
+                {
+                    "source_system": "odoo",
+                    "source_id": "501",
+                    "state": "cancel",
+                    "source_updated_at": "2026-12-02T00:00:00Z",
+                }
+            ],
+            load_id=load,
+        )
+    assert _rows(engine) == [("order.cancelled:20:1", "order.cancelled", "compensate")]
+
+
+def test_a_tracker_event_for_a_chains_code_goes_to_hubspot(engine: sa.Engine) -> None:
+    _chain(engine, "21", status="labelled", tracking_code="EZ1000000001")
+    event = {"source_system": "easypost", "tracking_code": "EZ1000000001", "status": "in_transit"}
+    merge_rows(engine, "shipment_events", [{**event, "source_id": "evt_1"}, {**event, "source_id": "evt_1"}])
+    merge_rows(engine, "shipment_events", [{**event, "source_id": "evt_1"}], load_id="again")
+    merge_rows(
+        engine, "shipment_events", [{**event, "source_id": "evt_2", "tracking_code": "EZ_OTHER"}], load_id="x"
+    )
+    assert _rows(engine) == [("tracking.updated:21:easypost:evt_1", "tracking.updated", "hubspot_tracking")]
+    with engine.connect() as conn:
+        payload = conn.execute(sa.select(outbox_table.c.payload)).scalar_one()
+    assert '"status": "in_transit"' in payload and '"tracking_code": "EZ1000000001"' in payload
+
+
+def test_a_succeeded_payment_releases_the_label_when_payment_is_required(
+    engine: sa.Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _chain(engine, "22", status="ordered", order_id="502")
+    pay = {"source_system": "stripe", "source_id": "pi_1", "order_id": "502", "status": "succeeded"}
+    merge_rows(engine, "payments", [pay])
+    assert _rows(engine) == []  # require_payment is off by default: the label does not wait
+    _policy(tmp_path, monkeypatch, "require_payment: false", "require_payment: true")
+    merge_rows(engine, "payments", [{**pay, "status": "processing", "source_id": "pi_2"}], load_id="p2")
+    merge_rows(engine, "payments", [pay, pay], load_id="p3")
+    merge_rows(engine, "payments", [pay], load_id="p4")
+    assert _rows(engine) == [("payment.succeeded:22:1", "payment.succeeded", "easypost_label")]
+
+
+def test_the_stripe_trigger_starts_the_chain_on_the_payment_not_the_deal(
+    engine: sa.Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _policy(tmp_path, monkeypatch, "trigger: hubspot_deal_won", "trigger: stripe_payment_succeeded")
+    merge_deals(engine, [{"id": 23}, {"id": 24}])
+    assert _rows(engine) == []
+    merge_rows(
+        engine,
+        "payments",
+        [{"source_system": "stripe", "source_id": "pi_9", "order_id": "23", "status": "succeeded"}],
+    )
+    assert _rows(engine) == [("deal.won:23", "deal.won", "odoo_order")]
+
+
+def _policy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, old: str, new: str) -> None:
+    src = Path(__file__).parents[2] / "integration_assets" / "policies.yaml"
+    text = src.read_text()
+    assert old in text
+    path = tmp_path / f"policies-{abs(hash(new))}.yaml"
+    path.write_text(text.replace(old, new))
+    monkeypatch.setenv("INTEGRATION_POLICIES_FILE", str(path))

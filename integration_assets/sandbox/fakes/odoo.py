@@ -982,7 +982,7 @@ class FakeOdoo(FakeServer):
                 text = missing_value_message if style == "missing_value" else not_null_message
                 raise _RpcFailure(VALIDATION, text(model, f, label))
         if creating and model == "res.partner" and not vals.get("name"):
-            raise _RpcFailure(VALIDATION, "The operation cannot be completed: Contacts require a name")
+            raise _RpcFailure(VALIDATION, "The operation cannot be completed: Contacts require a name.")
         if (
             creating
             and model == "sale.order.line"
@@ -1097,7 +1097,8 @@ class FakeOdoo(FakeServer):
         return True
 
     def _check_order_edit(self, order: dict[str, Any], vals: Mapping[str, Any]) -> None:
-        """A confirmed order keeps its lines and their products (sale ``_unlink_except_confirmed``, ``write``)."""
+        """A confirmed order keeps its lines (sale ``_unlink_except_confirmed``) and, once delivered or invoiced,
+        their products (``write``, ``product_updatable``)."""
         if order["state"] != "sale" or not vals.get("order_line"):
             return
         lines = list(order["order_line"] or [])
@@ -1115,8 +1116,10 @@ class FakeOdoo(FakeServer):
             if any(not self.models["sale.order.line"][i]["display_type"] for i in removed):
                 raise _RpcFailure(USER_ERROR, CONFIRMED_LINE_REMOVED)
             if code == 1 and "product_id" in command[2]:
-                current = _value(self.models["sale.order.line"][command[1]]["product_id"])
-                if command[2]["product_id"] != current:
+                # product_updatable: false on a confirmed line once something was delivered or invoiced
+                line = self.models["sale.order.line"][command[1]]
+                moved = float(line["qty_delivered"] or 0) > 0 or float(line["qty_invoiced"] or 0) > 0
+                if moved and command[2]["product_id"] != _value(line["product_id"]):
                     raise _RpcFailure(USER_ERROR, "You cannot modify the product of this order line.")
 
     def _apply_commands(self, model: str, rid: int, vals: Mapping[str, Any]) -> None:

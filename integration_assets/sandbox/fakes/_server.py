@@ -72,6 +72,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     do_POST = do_GET
     do_PUT = do_GET
+    do_PATCH = do_GET
     do_DELETE = do_GET
 
 

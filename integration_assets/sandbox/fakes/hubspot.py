@@ -40,7 +40,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
-from integration_assets.sandbox.fakes._server import FakeServer, Fault, LoggedRequest, _Handler
+from integration_assets.sandbox.fakes._server import FakeServer, Fault, LoggedRequest
 
 __all__ = ["FakeHubSpot", "rate_limited", "storm"]
 
@@ -140,10 +140,6 @@ class _Drops:
 
 class _DroppedAfterCommit(Exception):
     """Raised in a handler thread after the write: the server closes the connection without an answer."""
-
-
-class _PatchHandler(_Handler):
-    do_PATCH = _Handler.do_GET  # noqa: N815 - stdlib handler names
 
 
 def hs_time(ts: datetime) -> str:
@@ -332,13 +328,6 @@ class FakeHubSpot(FakeServer):
         self._drops = _Drops()
         self._down: int | None = None
         self.fault = self._knob_fault
-
-    def start(self) -> FakeHubSpot:
-        super().start()
-        assert self._server is not None
-        # http.server dispatches on do_<METHOD>; the shared handler has no PATCH.
-        self._server.RequestHandlerClass = _PatchHandler
-        return self
 
     # -- the account's properties -------------------------------------------------------------------------
     def define_property(

@@ -428,6 +428,9 @@ class OutboundPolicy(_Strict):
     amount_change: Literal["flag", "update"] = "flag"
     # The order is cancelled after its label was bought: refund through EasyPost, or dead-letter for review.
     cancel_after_label: Literal["refund", "review"] = "refund"
+    # A deal first seen already won (the first sync of a portal with history) starts a chain only when it was
+    # won this recently and no order references it yet, so the history is not ordered a second time.
+    first_seen_won_within: Duration = timedelta(days=2)
     rate: RateChoice = RateChoice()
     parcel: Parcel = Parcel()
     from_address: FromAddress = _SANDBOX_FROM

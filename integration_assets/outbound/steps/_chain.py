@@ -7,15 +7,18 @@ runner, from a step's ``StepResult``), the canonical tables by the merge.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
 
+from integration_assets.errors import TerminalError
 from integration_assets.outbound import ledger
+from integration_assets.outbound.errors import StepRejected
 from integration_assets.outbound.steps.base import OutboxMessage, Step, StepContext, ledger_sub
 from integration_assets.warehouse.schema import companies, deals
 
@@ -106,3 +109,17 @@ def money(value: Any) -> Decimal | None:
 def generation_sub(msg: OutboxMessage) -> str:
     """The ledger sub-key of a chain generation's one write per step: empty for the first."""
     return "" if msg.generation <= 1 else str(msg.generation)
+
+
+@contextlib.contextmanager
+def writing(contract: str | None) -> Iterator[None]:
+    """Around a write rendered by ``contract``: a target's refusal (Odoo's validation error, EasyPost's or
+    HubSpot's 4xx) is dead-lettered with the contract version that made the payload, the field the target
+    named and its message, so the fix (a contract edit) and the replay can be told apart from the cause."""
+    try:
+        yield
+    except StepRejected:
+        raise
+    except TerminalError as exc:
+        field = getattr(exc, "field", None)
+        raise StepRejected(str(exc), field=str(field) if field else None, contract=contract) from exc

@@ -27,6 +27,7 @@ from integration_assets.outbound.steps._chain import (
     order_ref,
     retrying,
     suffix,
+    writing,
 )
 from integration_assets.outbound.steps.base import OutboxMessage, StepContext, StepResult
 from integration_assets.warehouse.schema import payments
@@ -100,15 +101,19 @@ class EasyPostLabelStep:
             shipment = easypost.find_shipment_by_reference(reference, created_after=since - _LOOKUP_MARGIN)
         found = shipment is not None
         if shipment is None:
-            easypost.verify_address(dict(values["to_address"]))
-            shipment = easypost.create_shipment(**values)
+            with writing(payload.contract):
+                easypost.verify_address(dict(values["to_address"]))
+                shipment = easypost.create_shipment(**values)
         if not _bought(shipment):
             choice = ctx.policy.rate
             named = choice.choose == "named"
-            rate = select_rate(
-                shipment, carrier=choice.carrier if named else None, service=choice.service if named else None
-            )
-            shipment = easypost.buy(str(shipment["id"]), str(rate["id"]))
+            with writing(payload.contract):
+                rate = select_rate(
+                    shipment,
+                    carrier=choice.carrier if named else None,
+                    service=choice.service if named else None,
+                )
+                shipment = easypost.buy(str(shipment["id"]), str(rate["id"]))
         label = shipment.get("postage_label") or {}
         tracking_code = shipment.get("tracking_code")
         selected = shipment.get("selected_rate") or {}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from integration_assets.mapping.outbound import render
 from integration_assets.outbound.errors import BadInput
-from integration_assets.outbound.steps._chain import generation_sub, picking_ids
+from integration_assets.outbound.steps._chain import generation_sub, picking_ids, writing
 from integration_assets.outbound.steps.base import OutboxMessage, StepContext, StepResult
 
 
@@ -56,7 +56,8 @@ class OdooTrackingStep:
                     }
                 ],
             )
-        ctx.targets.odoo.write_picking_tracking(pickings, ref)
+        with writing(payload.contract):
+            ctx.targets.odoo.write_picking_tracking(pickings, ref)
         return StepResult(
             outcome="sent",
             target_id=",".join(str(p) for p in pickings),

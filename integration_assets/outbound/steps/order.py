@@ -31,6 +31,7 @@ from integration_assets.outbound.steps._chain import (
     partner_ref,
     retrying,
     suffix,
+    writing,
 )
 from integration_assets.outbound.steps.base import OutboxMessage, StepContext, StepResult
 
@@ -104,7 +105,8 @@ class OdooOrderStep:
                     }
                 )
                 return StepResult(outcome="sent", contract_version=contract, preview=previews)
-            order_id = odoo.create_order(payload.values)
+            with writing(contract):
+                order_id = odoo.create_order(payload.values)
             order = odoo.read_order(order_id)
         else:
             partner_id = int(order["partner_id"])
@@ -199,7 +201,8 @@ class OdooOrderStep:
                     "values": payload.values,
                 }
             ]
-        return ctx.targets.odoo.create_partner(payload.values), []
+        with writing(payload.contract):
+            return ctx.targets.odoo.create_partner(payload.values), []
 
     # -- lines ---------------------------------------------------------------------------------------------
     def _lines(self, ctx: StepContext, deal_id: str) -> tuple[list[_Line], str | None]:
@@ -346,7 +349,8 @@ class OdooOrderStep:
                     }
                 ],
             )
-        odoo.write_order(order_id, values)
+        with writing(payload.contract):
+            odoo.write_order(order_id, values)
         odoo.reserve_stock(order_id)
         return StepResult(
             outcome="updated",

@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from integration_assets.mapping.outbound import render
-from integration_assets.outbound.steps._chain import aware
+from integration_assets.outbound.steps._chain import aware, writing
 from integration_assets.outbound.steps.base import OutboxMessage, StepContext, StepResult
 from integration_assets.warehouse.schema import shipment_events
 
@@ -82,7 +82,8 @@ class HubSpotTrackingStep:
                     }
                 ],
             )
-        ctx.targets.hubspot.update_deal(deal_id, properties)
+        with writing(payload.contract):
+            ctx.targets.hubspot.update_deal(deal_id, properties)
         return StepResult(
             outcome="sent",
             target_id=deal_id,

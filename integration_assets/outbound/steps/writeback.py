@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from integration_assets.mapping.outbound import render
 from integration_assets.outbound.errors import BadInput
-from integration_assets.outbound.steps._chain import generation_sub
+from integration_assets.outbound.steps._chain import generation_sub, writing
 from integration_assets.outbound.steps.base import OutboxMessage, StepContext, StepResult
 
 
@@ -59,7 +59,8 @@ class HubSpotWritebackStep:
                     }
                 ],
             )
-        ctx.targets.hubspot.update_deal(deal_id, properties)
+        with writing(payload.contract):
+            ctx.targets.hubspot.update_deal(deal_id, properties)
         cancelled = chain.get("status") in ("cancelled", "refunded", "review")
         return StepResult(
             outcome="sent",

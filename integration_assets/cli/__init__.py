@@ -63,6 +63,11 @@ COMMAND_GROUPS: dict[str, tuple[str, str, str]] = {
         "events",
         "Webhook events: drain the queue into the warehouse, replay dead-lettered events.",
     ),
+    "outbound": (
+        "integration_assets.cli.outbound",
+        "outbound",
+        "The outbound chain: deal won -> Odoo order -> EasyPost label -> write-back (status, run, trace).",
+    ),
     "privacy": (
         "integration_assets.cli.privacy",
         "privacy",

@@ -21,6 +21,7 @@ from integration_assets.warehouse.db import ensure_schema, get_engine
 if TYPE_CHECKING:
     from integration_assets.outbound.queries import ChainTrace
 
+STEP_WIDTH = 17  # the longest step name (hubspot_writeback): never cut in a table
 EX_TEMPFAIL = 75  # sysexits.h: try again later (the warehouse, the queue or a target was unavailable)
 # The steps, in chain order (the runner's STEP_ORDER; repeated so that --help imports no runner).
 STEP_NAMES = (
@@ -84,7 +85,10 @@ def status_cmd(as_json: bool) -> None:
     console = Console()
     t = Table(title="Outbound backlog per step", title_justify="left")
     for col in ("step", "outbox unsent", "queued", "pending", "oldest"):
-        t.add_column(col, justify="left" if col == "step" else "right")
+        if col == "step":
+            t.add_column(col, no_wrap=True, min_width=STEP_WIDTH)
+        else:
+            t.add_column(col, justify="right")
     for r in rows:
         queued = "[red]unreadable[/]" if r.queue_error else str(r.queue_depth)
         t.add_row(r.step, str(r.outbox_unsent), queued, str(r.pending), _age(r.oldest_age_s))
@@ -144,10 +148,11 @@ def status_cmd(as_json: bool) -> None:
 def run_cmd(step: str | None, dry_run: bool, max_messages: int, as_json: bool) -> None:
     """Relay the outbox, then run each step once over its queue, in-process (what run_outbound's runs do).
 
-    With --dry-run nothing is relayed, called, written or acked: each message on the step queues is planned
-    and rendered through its contract and shown, then given back. Exit code 0 when the run went through
-    (dead letters included), 75 when the warehouse or the queue was unavailable."""
+    With --dry-run nothing is relayed, called, written or acked: each message on the step queues and each
+    outbox row not relayed yet is planned and rendered through its contract and shown. Exit code 0 when the
+    run went through (dead letters included), 75 when the warehouse or the queue was unavailable."""
     # lazy: the runner imports the steps, their contracts and the API clients, saves 1.6 s
+    from integration_assets.outbound.preview import preview_unsent
     from integration_assets.outbound.queries import outbox_state
     from integration_assets.outbound.relay import relay
     from integration_assets.outbound.runner import StepReport, run_step
@@ -161,7 +166,10 @@ def run_cmd(step: str | None, dry_run: bool, max_messages: int, as_json: bool) -
         for name in steps:
             if not dry_run:
                 relayed += relay(engine).published  # the previous step's follow-ups reach this step's queue
-            reports.append(run_step(engine, name, max_messages=max_messages, dry_run=dry_run))
+            report = run_step(engine, name, max_messages=max_messages, dry_run=dry_run)
+            if dry_run:
+                report.add(preview_unsent(engine, name))  # what the relay has not published yet
+            reports.append(report)
         unsent, _newest = outbox_state(engine)
     except (QueueError, sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
         click.echo(f"outbound run stopped: {type(exc).__name__}: {exc}", err=True)
@@ -188,14 +196,14 @@ def run_cmd(step: str | None, dry_run: bool, max_messages: int, as_json: bool) -
             )
             for payload in p.get("payloads") or []:
                 console.print_json(json.dumps(payload, default=str, sort_keys=True))
-        console.print(
-            f"dry run: {len(previews)} message(s) previewed, nothing sent"
-            + (f"; {unsent} outbox row(s) not relayed yet (not previewed)" if unsent else "")
-        )
+        console.print(f"dry run: {len(previews)} message(s) previewed, nothing sent")
     t = Table(title="Outbound run" + (" (dry run)" if dry_run else ""), title_justify="left")
     cols = ("step", "received", "sent", "found", "skipped", "dead-lettered", "retried", "p50 ms")
     for col in cols:
-        t.add_column(col, justify="left" if col == "step" else "right")
+        if col == "step":
+            t.add_column(col, no_wrap=True, min_width=STEP_WIDTH)
+        else:
+            t.add_column(col, justify="right")
     for r in reports:
         d = r.as_dict()
         t.add_row(
@@ -236,14 +244,17 @@ def render_trace(t: ChainTrace) -> None:
         console.print("chain: none (the deal never reached the outbox as won)")
     if t.outbox:
         ob = Table(title="Outbox messages", title_justify="left")
-        for col in ("id", "key", "step", "created", "relayed"):
-            ob.add_column(col)
+        ob.add_column("id", justify="right")
+        ob.add_column("key", overflow="fold")
+        ob.add_column("step", no_wrap=True, min_width=STEP_WIDTH)
+        ob.add_column("created (UTC)", no_wrap=True)
+        ob.add_column("relayed (UTC)", no_wrap=True)
         for m in t.outbox:
-            ob.add_row(str(m["id"]), m["key"], m["step"] or "-", _ts(m["created_at"]), _ts(m["sent_at"]))
+            ob.add_row(str(m["id"]), m["key"], m["step"] or "-", _when(m["created_at"]), _when(m["sent_at"]))
         console.print(ob)
     s = Table(title="Steps (outbound ledger)", title_justify="left")
-    s.add_column("step", no_wrap=True, min_width=max(len(n) for n in STEP_NAMES))
-    s.add_column("outcome", no_wrap=True, min_width=13)
+    s.add_column("step", no_wrap=True, min_width=STEP_WIDTH)
+    s.add_column("outcome", no_wrap=True)
     s.add_column("attempts", justify="right")
     s.add_column("done (UTC)", no_wrap=True, min_width=14)
     s.add_column("latency ms", justify="right")

@@ -14,6 +14,7 @@ from click.testing import CliRunner, Result
 
 from integration_assets.cli import main
 from integration_assets.cli.outbound import STEP_NAMES
+from integration_assets.outbound.relay import relay
 from integration_assets.outbound.runner import STEP_ORDER
 from integration_assets.quality.outcome import utcnow
 from integration_assets.sandbox.fakes._server import LoggedRequest
@@ -93,23 +94,20 @@ def test_dry_run_sends_nothing_then_run_sends_and_trace_shows_the_chain(
         point_settings_at(world, monkeypatch)
         deal = world.add_deal(1).deal_id
         world.pull_and_ingest()
-        seed_relay = outbound("run", "--step", "odoo_order", "--dry-run")
-        # Nothing relayed in a dry run: the won deal is still in the outbox, not previewed.
-        assert "0 message(s) previewed, nothing sent; 1 outbox row(s) not relayed yet" in seed_relay.output
-
-        from integration_assets.outbound.relay import relay
-
-        relay(engine)  # as the sensor's run would, before the step
+        # The won deal is still an outbox row: previewed without relaying it.
         dry = outbound("run", "--step", "odoo_order", "--dry-run", "--json")
         assert dry.exit_code == 0, dry.output
         data = json.loads(dry.output)
         [preview] = data["previews"]
         assert preview["chain_id"] == deal and preview["contract_version"]
         assert preview["payloads"], preview  # the payloads after the contract
+        assert data["outbox_unsent"] == 1  # nothing relayed
+        relay(engine)  # now on the step's queue: previewed from there, and given back
+        text = outbound("run", "--dry-run").output
+        assert "would be" in text and "1 message(s) previewed, nothing sent" in text
         assert sum(world.odoo_orders().values()) == 0
         assert odoo_writes(world.odoo.requests) == [] and world.easypost.shipments_created == 0
-        text = outbound("run", "--step", "odoo_order", "--dry-run").output
-        assert "would be" in text and "nothing sent" in text
+        assert world.deal_patches() == {}
 
         res = outbound("run")
         assert res.exit_code == 0, res.output

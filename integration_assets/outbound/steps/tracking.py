@@ -42,8 +42,8 @@ class HubSpotTrackingStep:
     target = "hubspot"
 
     def ledger_sub(self, msg: OutboxMessage) -> str:
-        """One write per tracker event (the event that enqueued the message)."""
-        return str(msg.payload.get("event_id") or msg.key)
+        """One write per tracking message (its outbox key: one per tracker event)."""
+        return msg.key
 
     def run(self, ctx: StepContext, msg: OutboxMessage, attempt: int) -> StepResult:
         chain = ctx.chain(msg.chain_id)

@@ -89,9 +89,16 @@ def test_run_outbound_materializes_each_hop_that_did_work(
 
 
 def test_a_subset_runs_only_its_steps(
-    engine: sa.Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    isolated_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """SQLite only: the selection is the same on both dialects (the full run above covers PostgreSQL)."""
     from integration_assets.definitions import defs
+    from integration_assets.warehouse import db
+
+    url = f"sqlite:///{isolated_env / 'warehouse.db'}"
+    db.upgrade(url)
+    monkeypatch.setenv("INTEGRATION_WAREHOUSE_URL", url)
+    engine = db.get_engine(url)
 
     with chain_world(engine, tmp_path, monkeypatch) as world:
         point_settings_at(world, monkeypatch)

@@ -17,8 +17,10 @@ from typing import Any
 
 import dagster as dg
 
+from integration_assets.alerts import runbook
 from integration_assets.assets.files import OWNERS, canonical_key
 from integration_assets.checks import dagster_internals
+from integration_assets.contracts.spec import known_entities
 from integration_assets.observability.logging import correlation
 from integration_assets.policies import CheckName, Policies
 from integration_assets.quality import expectations, integrity, ledger_checks, reconciliation
@@ -84,10 +86,23 @@ def _reconcile(fn: Callable[..., CheckOutcome]) -> Callable[..., CheckOutcome]:
     return run
 
 
-def _describe(policies: Policies, name: CheckName, text: str) -> str:
+def _sources(table: str) -> tuple[str | None, str | None]:
+    """(system, entity) feeding ``table`` when it is exactly one, for the runbook's placeholders."""
+    fed_by = {(s, e) for s, e, t in known_entities() if t == table}
+    return next(iter(fed_by)) if len(fed_by) == 1 else (None, None)
+
+
+def _describe(policies: Policies, name: CheckName, text: str, table: str) -> str:
+    """The check's description as the UI shows it (Markdown): what it checks, severity, and the runbook with
+    the table's source system and entity filled in."""
     p = policies.check(name)
     tier = f" (zero rows: {p.zero_rows_severity})" if p.zero_rows_severity else ""
-    return f"{text} Severity {p.severity}{tier}{', blocking' if p.blocking else ''}. Runbook: {p.runbook}"
+    system, entity = _sources(table)
+    steps = runbook.markdown(runbook.fill(p.runbook, system=system, entity=entity))
+    return (
+        f"{runbook.markdown(text)} Severity {p.severity}{tier}{', blocking' if p.blocking else ''}.\n\n"
+        f"**Runbook:** {steps}"
+    )
 
 
 def check_specs(
@@ -103,7 +118,7 @@ def check_specs(
             CheckSpec(
                 "volume",
                 table,
-                _describe(policies, "volume", ledger_checks.VOLUME_DESCRIPTION),
+                _describe(policies, "volume", ledger_checks.VOLUME_DESCRIPTION, table),
                 _in_tx(ledger_checks.volume, table),
             ),
             CheckSpec(
@@ -113,6 +128,7 @@ def check_specs(
                     policies,
                     "quarantine_rate",
                     "Share of rows the latest load(s) quarantined to dead_letters.",
+                    table,
                 ),
                 _in_tx(ledger_checks.quarantine_rate, table),
             ),
@@ -123,6 +139,7 @@ def check_specs(
                     policies,
                     "dead_letter_backlog",
                     "Pending dead letters of the source entity: count, oldest pending age, new since the last check.",
+                    table,
                 ),
                 _backlog(table),
             ),
@@ -134,6 +151,7 @@ def check_specs(
                     "drift",
                     "New/missing columns and unknown dropdown values recorded against the current "
                     "contract version(s) that the contract still does not handle.",
+                    table,
                 ),
                 _in_tx(ledger_checks.drift, table),
             ),
@@ -145,6 +163,7 @@ def check_specs(
                     "keys",
                     "Natural keys present and unique: (source_system, source_id), required "
                     "columns and business keys from policies.yaml.",
+                    table,
                 ),
                 _in_tx(integrity.keys, table),
             ),
@@ -156,6 +175,7 @@ def check_specs(
                     "gx_suite",
                     "Great Expectations 1.x suite: lineage not null, key unique, enum columns "
                     "within their contracts' vocabularies, amounts not negative, currency codes, date order.",
+                    table,
                 ),
                 _gx(table),
             ),
@@ -173,6 +193,7 @@ def check_specs(
                         "Every reference resolves: "
                         + ", ".join(f"{r.name} ({r.severity})" for r in refs)
                         + ".",
+                        table,
                     ),
                     _in_tx(integrity.referential, table),
                     parents,
@@ -188,6 +209,7 @@ def check_specs(
                     "reconcile_deals_orders",
                     "HubSpot closed-won deals vs Odoo confirmed orders (state sale/done), linked by "
                     "sales_orders.client_order_ref = deals.source_id; mismatches in reconciliation_mismatches.",
+                    "sales_orders",
                 ),
                 _reconcile(reconciliation.deals_orders),
                 tuple(t for t in ("deals",) if t in present),
@@ -203,6 +225,7 @@ def check_specs(
                     "reconcile_customers_companies",
                     "Odoo companies (is_company) vs HubSpot companies, linked by companies.odoo_partner_id = "
                     "customers.source_id, unmatched on either side; mismatches in reconciliation_mismatches.",
+                    "customers",
                 ),
                 _reconcile(reconciliation.customers_companies),
                 tuple(t for t in ("companies",) if t in present),
@@ -218,6 +241,7 @@ def check_specs(
                     "reconcile_invoices_payments",
                     "Posted Odoo invoices vs Stripe succeeded payments, totals per day and currency; not evaluated "
                     "(reported as such, never as a pass) until the payments table exists.",
+                    "invoices",
                 ),
                 _reconcile(reconciliation.invoices_payments),
                 ("payments",) if has_payments_asset else (),

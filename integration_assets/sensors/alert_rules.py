@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from integration_assets.alerts.incidents import Alert, Severity, list_incidents
 from integration_assets.alerts.notifier import Notifier
+from integration_assets.alerts.runbook import fill as fill_runbook
 from integration_assets.assets.files import ENTITY_TAG, canonical_key, raw_key
 from integration_assets.checks import dagster_internals
 from integration_assets.contracts.spec import known_entities
@@ -39,9 +40,7 @@ class Subject:
     entity: str | None = None
 
     def runbook(self, text: str) -> str:
-        return text.replace("<system>", self.system or "<system>").replace(
-            "<entity>", self.entity or "<entity>"
-        )
+        return fill_runbook(text, system=self.system, entity=self.entity)
 
 
 def subjects() -> dict[dg.AssetKey, Subject]:

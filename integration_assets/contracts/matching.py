@@ -111,20 +111,18 @@ def match_contract(system: str, entity: str, fmt: str, columns: list[str]) -> Co
             )
         return best_fit
     best = min(scored, key=lambda m: (len(m.missing_required), -m.contract.version))
-    hint = ""
-    for candidate in all_contracts():
-        if (
-            (candidate.system, candidate.entity) != (system, entity)
-            and fmt in candidate.formats
-            and candidate.delivery == "file"
-            and not column_drift(candidate, columns)[0]
-        ):
-            hint = (
-                f"; the columns match {candidate.id}: is the file in the wrong folder "
-                f"(expected {candidate.system}/{candidate.entity})?"
-            )
-            break
+    # What is missing comes first; a wrong folder is suggested only when another folder's contract fits the
+    # file as a whole (its required columns and most of its columns), not merely shares the required ones
+    # (Record ID and the dates are in every HubSpot export: a deals file without Deal Stage is a deals file).
+    other = _better_folder(system, entity, fmt, columns, 0.0)
+    hint = (
+        f" The file has {_coverage(other):.0%} of the columns of {other.contract.id}: is it in the wrong "
+        f"folder (expected {other.contract.system}/{other.contract.entity})?"
+        if other is not None
+        else ""
+    )
     raise FileRejected(
         "missing_required_columns",
-        f"required columns missing for {best.contract.id}: {best.missing_required}{hint}",
+        f"required column(s) missing for {best.contract.id}: "
+        f"{', '.join(repr(c) for c in best.missing_required)}.{hint}",
     )

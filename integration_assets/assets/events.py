@@ -5,7 +5,8 @@ batches, and reports:
 
 - a materialization of ``warehouse/payments`` / ``warehouse/shipment_events`` when the drain applied events
   to them (never when nothing arrived: freshness must mean "an event arrived"), and of the HubSpot tables
-  (``warehouse/contacts`` …) its property changes patched;
+  (``warehouse/contacts`` …) its property changes patched, each followed by the evaluations of every check
+  of that table (``checks.inrun``), so the UI's checks stay tied to the latest materialization;
 - an observation of ``events/queue`` on every run: events in, applied, duplicates suppressed, dead-lettered,
   retried, queue depth and oldest message age, so the queue's backlog is plotted over time;
 - the same figures as run tags (``integration/events_*``), visible in the runs list.
@@ -20,6 +21,7 @@ from typing import Any
 import dagster as dg
 
 from integration_assets.assets.files import OWNERS, canonical_key
+from integration_assets.checks.inrun import evaluate_checks
 from integration_assets.events.drain import (
     DEFAULT_BATCH,
     DEFAULT_MAX_EVENTS,
@@ -29,6 +31,7 @@ from integration_assets.events.drain import (
 )
 from integration_assets.providers.hubspot import HUBSPOT_PROPERTY_CHANGES
 from integration_assets.resources import WarehouseResource
+from integration_assets.warehouse.schema import CANONICAL_TABLES
 
 QUEUE_KEY = dg.AssetKey(["events", "queue"])
 DRAIN_JOB = "drain_events"
@@ -144,13 +147,13 @@ def drain_events(context: dg.AssetExecutionContext, config: DrainConfig, warehou
             )
         },
     )
-    for table in sorted(set(HUBSPOT_PROPERTY_CHANGES.values()) & set(report.totals.tables)):
-        context.log_event(
-            dg.AssetMaterialization(
-                asset_key=canonical_key(table),
-                description="HubSpot property changes applied by a queue drain",
-                metadata={"property_changes_applied": report.totals.tables[table], "drain_id": drain_id},
-            )
+    written = sorted(t for t, n in report.totals.tables.items() if n)
+    for table in sorted(set(HUBSPOT_PROPERTY_CHANGES.values()) & set(written)):
+        # Yielded, not logged: stored before the checks below, which are tied to it.
+        yield dg.AssetMaterialization(
+            asset_key=canonical_key(table),
+            description="HubSpot property changes applied by a queue drain",
+            metadata={"property_changes_applied": report.totals.tables[table], "drain_id": drain_id},
         )
     for table in EVENT_TABLES:
         if report.totals.tables.get(table):
@@ -158,6 +161,8 @@ def drain_events(context: dg.AssetExecutionContext, config: DrainConfig, warehou
                 asset_key=canonical_key(table),
                 metadata={"events_applied": report.totals.tables[table], **metadata},
             )
+    # Every materialization carries its checks' evaluations (checks.inrun): the same checks, in this run.
+    evaluate_checks(context, [t for t in written if t in CANONICAL_TABLES], warehouse)
     if report.outage:
         raise dg.Failure(description=f"drain {drain_id} stopped: {report.outage}", metadata=metadata)
 

@@ -8,9 +8,9 @@ validates, quarantines and merges them, and reports what each load did.
 import random
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import dagster as dg
 import sqlalchemy as sa
@@ -23,7 +23,7 @@ from integration_assets.ingest.replay import replay_deferred_references
 from integration_assets.resources import WarehouseResource
 from integration_assets.settings import get_settings
 from integration_assets.warehouse.ledger import LoadReport
-from integration_assets.warehouse.schema import CANONICAL_TABLES
+from integration_assets.warehouse.schema import CANONICAL_TABLES, loads
 
 OWNERS = ["team:data-integration"]
 
@@ -122,7 +122,45 @@ def referenced_tables() -> set[str]:
     return {ref.table for c in all_contracts() for ref in c.references.values()}
 
 
-def build_file_assets(system: str, entity: str, table: str) -> list[dg.AssetsDefinition]:
+class SettleChecks(Protocol):
+    """Evaluates the checks a run planned on ``tables`` but will not reach (``checks.inrun``), so a run that
+    materializes nothing leaves them showing their latest real result, not "skipped"."""
+
+    def __call__(
+        self,
+        context: dg.OpExecutionContext | dg.AssetExecutionContext,
+        tables: Iterable[str],
+        warehouse: WarehouseResource,
+        *,
+        planned_only: bool = ...,
+    ) -> object: ...
+
+
+def has_new_data(reports: list[LoadReport]) -> bool:
+    """Whether a run's loads brought data: a file loaded with rows. Duplicates, rejected or skipped files and
+    empty files do not count, so a source that stopped sending stays stale however often a run is started."""
+    return any(r.status == "succeeded" and r.rows_read > 0 for r in reports)
+
+
+def _loaded_lookup(warehouse: WarehouseResource) -> Callable[[str, str, str], bool]:
+    """``(system, entity, sha) -> already loaded?`` from the loads ledger; when the warehouse cannot answer
+    (down, not migrated yet) nothing counts as loaded and the load itself decides."""
+
+    def loaded(system: str, entity: str, sha: str) -> bool:
+        try:
+            with warehouse.engine().connect() as conn:
+                if not sa.inspect(conn).has_table(loads.name):
+                    return False
+                return inbox.already_loaded(conn, system, entity, sha) is not None
+        except sa.exc.SQLAlchemyError:
+            return False
+
+    return loaded
+
+
+def build_file_assets(
+    system: str, entity: str, table: str, settle: SettleChecks | None = None
+) -> list[dg.AssetsDefinition]:
     family = contracts_for(system, entity)
     versions = ", ".join(c.id for c in family)
     deps = sorted({canonical_key(ref.table) for c in family for ref in c.references.values()}, key=str)
@@ -135,10 +173,9 @@ def build_file_assets(system: str, entity: str, table: str) -> list[dg.AssetsDef
         description=f"The {system} {entity} export files a run picks from the inbox folder {system}/{entity}/ "
         f"(name, size, SHA-256, format): a list of what the load reads, not a copy. Contracts: {versions}.",
         op_tags={ENTITY_TAG: f"{system}.{entity}"},
+        output_required=False,  # nothing picked: no materialization, so freshness keeps counting
     )
-    def _raw(
-        context: dg.AssetExecutionContext, config: LandingConfig, warehouse: WarehouseResource
-    ) -> dg.Output[list[dict[str, Any]]]:
+    def _raw(context: dg.AssetExecutionContext, config: LandingConfig, warehouse: WarehouseResource):  # type: ignore[no-untyped-def]
         settings = warehouse.settings()
         if config.files:
             candidates = []
@@ -151,10 +188,16 @@ def build_file_assets(system: str, entity: str, table: str) -> list[dg.AssetsDef
         else:
             candidates = [f for f in inbox.scan(settings) if (f.system, f.entity) == (system, entity)]
         landed: list[dict[str, Any]] = []
+        copies: list[str] = []
+        loaded = _loaded_lookup(warehouse)
         for f in candidates:
             try:
                 sha = inbox.file_hash(f)
             except FileNotFoundError:
+                continue
+            if loaded(system, entity, sha):
+                # A copy of content already loaded is no new data: the inbox sensor's tidy run archives it.
+                copies.append(f.path.name)
                 continue
             landed.append(
                 {
@@ -165,8 +208,29 @@ def build_file_assets(system: str, entity: str, table: str) -> list[dg.AssetsDef
                     "format": f.path.suffix.lstrip(".").lower(),
                 }
             )
-        context.log.info("picked %d file(s) for %s/%s", len(landed), system, entity)
-        return dg.Output(
+        context.log.info(
+            "picked %d file(s) for %s/%s (%d copies of loaded content left)",
+            len(landed),
+            system,
+            entity,
+            len(copies),
+        )
+        if not landed:
+            context.log_event(
+                dg.AssetObservation(
+                    asset_key=raw_key(system, entity),
+                    description="checked the inbox: no new file",
+                    metadata={
+                        "files": 0,
+                        "folder": f"{system}/{entity}",
+                        "already_loaded": dg.MetadataValue.json(copies),
+                    },
+                )
+            )
+            if settle is not None:
+                settle(context, [table], warehouse, planned_only=True)
+            return
+        yield dg.Output(
             landed,
             metadata={
                 "files": len(landed),
@@ -185,10 +249,11 @@ def build_file_assets(system: str, entity: str, table: str) -> list[dg.AssetsDef
         description=f"Canonical `{table}` rows from {system} {entity}, mapped by {versions}, validated with the "
         f"pandera model and merged on (source_system, source_id); bad rows go to dead_letters.",
         op_tags={ENTITY_TAG: f"{system}.{entity}"},
+        output_required=False,  # nothing new loaded: no materialization (see has_new_data)
     )
-    def _canonical(
+    def _canonical(  # type: ignore[no-untyped-def]
         context: dg.AssetExecutionContext, landed: list[dict[str, Any]], warehouse: WarehouseResource
-    ) -> dg.MaterializeResult:
+    ):
         try:  # the warehouse may be down already: migrate (once per process) and clean up inside the retry
             warehouse.upgrade()
             settings, engine = warehouse.settings(), warehouse.engine()
@@ -244,46 +309,54 @@ def build_file_assets(system: str, entity: str, table: str) -> list[dg.AssetsDef
                 )
         with engine.connect() as conn:
             total = conn.execute(sa.select(sa.func.count()).select_from(CANONICAL_TABLES[table])).scalar_one()
-        return dg.MaterializeResult(
-            metadata={
-                "dagster/row_count": int(total),
-                **deferred,
-                **load_metadata(reports, time.perf_counter() - t0),
-            }
+        metadata = {
+            "dagster/row_count": int(total),
+            **deferred,
+            **load_metadata(reports, time.perf_counter() - t0),
+        }
+        if has_new_data(reports) or deferred.get("deferred_children_replayed"):
+            yield dg.MaterializeResult(metadata=metadata)
+            return
+        # Checked, nothing new: say so without a materialization (freshness must mean "data arrived"); the
+        # checks this run planned are evaluated here against the latest materialization.
+        context.log.info("nothing new loaded for %s: no materialization", table)
+        context.log_event(
+            dg.AssetObservation(
+                asset_key=canonical_key(table), description="checked, nothing new loaded", metadata=metadata
+            )
         )
+        if settle is not None:
+            settle(context, [table], warehouse, planned_only=True)
 
     return [_raw, _canonical]
 
 
-# Checks that judge a load itself run inside the ingest run (keys is blocking there); the expensive,
-# whole-table ones (Great Expectations, cross-system reconciliation) run in the scheduled quality job.
-IN_LOAD_CHECKS = frozenset(
-    {"volume", "quarantine_rate", "dead_letter_backlog", "drift", "keys", "referential_integrity"}
-)
-
-
-def build_assets() -> list[dg.AssetsDefinition]:
+def build_assets(settle: SettleChecks | None = None) -> list[dg.AssetsDefinition]:
     assets: list[dg.AssetsDefinition] = []
     for system, entity, table in known_entities():
-        assets.extend(build_file_assets(system, entity, table))
+        assets.extend(build_file_assets(system, entity, table, settle))
     return assets
 
 
 def build_jobs(check_keys: Iterable[dg.AssetCheckKey]) -> list[Any]:
-    """One ingest job per (system, entity): its raw and canonical assets plus the in-load checks."""
+    """One ingest job per (system, entity): its raw and canonical assets plus every check of the canonical
+    asset, so each materialization carries all its checks' evaluations (the UI shows a check evaluated
+    against an older materialization as "Not Evaluated"). The run is one process: a 6-row file should not
+    pay for a subprocess per step."""
     keys = list(check_keys)
     jobs = []
     for system, entity, table in known_entities():
         selection = dg.AssetSelection.assets(raw_key(system, entity), canonical_key(table)).without_checks()
-        in_load = [k for k in keys if k.asset_key == canonical_key(table) and k.name in IN_LOAD_CHECKS]
-        if in_load:
-            selection = selection | dg.AssetSelection.checks(*in_load)
+        own = [k for k in keys if k.asset_key == canonical_key(table)]
+        if own:
+            selection = selection | dg.AssetSelection.checks(*own)
         jobs.append(
             dg.define_asset_job(
                 job_name(system, entity),
                 selection=selection,
                 description=f"Land and load {system}/{entity} files from the inbox, then check the load.",
                 tags={ENTITY_TAG: f"{system}.{entity}"},
+                executor_def=dg.in_process_executor,
             )
         )
     return jobs

@@ -19,6 +19,9 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import dagster as dg
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationTargetMaterializationData,
+)
 from dagster._core.remote_origin import InProcessCodeLocationOrigin
 from dagster._core.storage.asset_check_execution_record import (
     COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES,
@@ -110,6 +113,72 @@ def latest_check_states(
             metadata,
         )
     return out
+
+
+def planned_in_run(
+    instance: dg.DagsterInstance, run_id: str, keys: Sequence[dg.AssetCheckKey]
+) -> list[dg.AssetCheckKey]:
+    """The checks among ``keys`` that run ``run_id`` planned and has not evaluated yet (their record is
+    PLANNED): a run that skips their step would leave them "skipped", hiding the last real evaluation."""
+    records = instance.event_log_storage.get_latest_asset_check_execution_by_key(list(keys))
+    return [k for k, rec in records.items() if rec.run_id == run_id and rec.status == RecordStatus.PLANNED]
+
+
+def evaluation(
+    instance: dg.DagsterInstance,
+    key: dg.AssetCheckKey,
+    *,
+    passed: bool,
+    severity: dg.AssetCheckSeverity,
+    description: str | None,
+    metadata: Mapping[str, Any],
+    blocking: bool,
+) -> dg.AssetCheckEvaluation:
+    """An evaluation of ``key`` tied to the asset's latest materialization (what the UI matches it against),
+    for an op that evaluates checks itself rather than in the check's own step."""
+    target = None
+    asset_records = instance.get_asset_records([key.asset_key])
+    latest = asset_records[0].asset_entry.last_materialization_record if asset_records else None
+    if latest is not None:  # the record the UI compares an evaluation with
+        target = AssetCheckEvaluationTargetMaterializationData(
+            storage_id=latest.storage_id,
+            run_id=latest.event_log_entry.run_id,
+            timestamp=latest.event_log_entry.timestamp,
+        )
+    return dg.AssetCheckEvaluation(
+        asset_key=key.asset_key,
+        check_name=key.name,
+        passed=passed,
+        metadata=dict(metadata),
+        target_materialization_data=target,
+        severity=severity,
+        description=description,
+        blocking=blocking,
+    )
+
+
+def last_evaluated(
+    instance: dg.DagsterInstance, keys: Sequence[dg.AssetCheckKey]
+) -> dict[dg.AssetCheckKey, float | None]:
+    """When each check's latest evaluation was recorded (epoch seconds); None when its latest record never
+    completed (planned, skipped, crashed). Checks never run are absent."""
+    records = instance.event_log_storage.get_latest_asset_check_execution_by_key(list(keys))
+    return {
+        k: (rec.event.timestamp if rec.event is not None and rec.status in _COMPLETED else None)
+        for k, rec in records.items()
+    }
+
+
+_COMPLETED = frozenset(COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES)  # succeeded or failed
+
+
+def last_materialized(instance: dg.DagsterInstance, keys: Sequence[dg.AssetKey]) -> dict[dg.AssetKey, float]:
+    """The latest materialization time of each asset that has one (epoch seconds), in one query."""
+    return {
+        r.asset_entry.asset_key: r.asset_entry.last_materialization_record.timestamp
+        for r in instance.get_asset_records(list(keys))
+        if r.asset_entry.last_materialization_record is not None
+    }
 
 
 def previous_evaluation_time(

@@ -14,6 +14,7 @@ import dagster as dg
 from integration_assets.assets.events import drain_events, queue_spec
 from integration_assets.assets.files import build_assets, build_jobs
 from integration_assets.checks import build_asset_checks
+from integration_assets.checks.inrun import evaluate_checks
 from integration_assets.policies import Policies, load_policies
 from integration_assets.resources import warehouse_resource
 
@@ -29,7 +30,7 @@ class Core:
 
 
 def build_core(policies: Policies) -> Core:
-    assets: Sequence[dg.AssetsDefinition] = [*build_assets(), drain_events]
+    assets: Sequence[dg.AssetsDefinition] = [*build_assets(settle=evaluate_checks), drain_events]
     checks = build_asset_checks([k for a in assets for k in a.keys], policies)
     check_keys = [k for c in checks for k in c.check_keys]
     return Core(assets, checks, check_keys, build_jobs(check_keys))

@@ -11,15 +11,17 @@ import dagster as dg
 import sqlalchemy as sa
 
 from integration_assets.assets.files import canonical_key
+from integration_assets.checks.inrun import evaluate_checks
 from integration_assets.dead_letters import queries, store
 from integration_assets.dead_letters.queries import Filter
 from integration_assets.events.replay import replay_events
 from integration_assets.ingest.replay import ReplayOutcome, replay
+from integration_assets.observability.redact import redact_text
 from integration_assets.outbound.replay import replay_outbound
 from integration_assets.queue import open_queue
 from integration_assets.resources import WarehouseResource
 from integration_assets.settings import Settings
-from integration_assets.warehouse.schema import dead_letters
+from integration_assets.warehouse.schema import CANONICAL_TABLES, dead_letters
 
 
 def replay_all(
@@ -102,18 +104,79 @@ class ReplayConfig(dg.Config):
     check: str | None = None
     reason: str | None = None
     contract_id: str | None = None  # default: the newest contract version that fits the records
-    dry_run: bool = False
+    # Safe by default: the launchpad shows what would happen, record by record; set false to replay.
+    dry_run: bool = True
     actor: str = "dagster-ui"
+
+
+RECORDS_SHOWN = 500  # rows of the per-record table; the counts cover every record
+
+
+def _records(engine: sa.Engine, outcome: ReplayOutcome, *, dry_run: bool) -> list[dg.TableRecord]:
+    """One row per selected dead letter: its key, what (would) happen, and why it would still fail."""
+    verdicts: dict[int, tuple[str, str]] = {
+        i: ("would load" if dry_run else "replayed", "") for i in outcome.replayed
+    }
+    verdicts |= {
+        i: ("would still fail" if dry_run else "still failing", r) for i, r in outcome.still_failing.items()
+    }
+    verdicts |= {i: ("skipped", r) for i, r in outcome.skipped.items()}
+    ids = sorted(verdicts)[:RECORDS_SHOWN]
+    with engine.connect() as conn:
+        rows = {
+            int(r.id): r
+            for r in conn.execute(
+                sa.select(
+                    dead_letters.c.id,
+                    dead_letters.c.source_system,
+                    dead_letters.c.entity,
+                    dead_letters.c.stage,
+                    dead_letters.c.natural_key,
+                ).where(dead_letters.c.id.in_(ids))
+            )
+        }
+    out = []
+    for i in ids:
+        row = rows.get(i)
+        what, reason = verdicts[i]
+        out.append(
+            dg.TableRecord(
+                {
+                    "id": i,
+                    "source": f"{row.source_system}/{row.entity}" if row else "",
+                    "stage": (row.stage or "") if row else "",
+                    "key": (row.natural_key or "")
+                    if row
+                    else "",  # ids and business keys, never personal data
+                    "outcome": what,
+                    "reason": redact_text(reason)[:500],
+                }
+            )
+        )
+    return out
+
+
+RECORDS_SCHEMA = dg.TableSchema(
+    columns=[
+        dg.TableColumn("id", "int", description="dead letter id (dlq show ID)"),
+        dg.TableColumn("source", "string"),
+        dg.TableColumn("stage", "string"),
+        dg.TableColumn("key", "string", description="the record's natural key"),
+        dg.TableColumn("outcome", "string", description="would load | would still fail | skipped (dry run)"),
+        dg.TableColumn("reason", "string", description="why it would still fail, or why it was skipped"),
+    ]
+)
 
 
 @dg.op(
     description="Re-map stored raw records and rejected files through the current (or a chosen) contract and "
-    "merge them; put dead-lettered events back on the event queue; run dead-lettered outbound steps again.",
+    "merge them; put dead-lettered events back on the event queue; run dead-lettered outbound steps again. "
+    "dry_run (the default) changes nothing and lists, per record, what would happen.",
     tags={"integration/kind": "replay"},
 )
 def replay_dead_letters_op(
     context: dg.OpExecutionContext, config: ReplayConfig, warehouse: WarehouseResource
-) -> dict:
+):  # type: ignore[no-untyped-def]
     flt = Filter(
         ids=tuple(config.ids),
         status=queries.status_of(config.status),
@@ -123,6 +186,7 @@ def replay_dead_letters_op(
         check=config.check,
         reason=config.reason,
     )
+    engine = warehouse.engine()
     outcome = replay_all(
         flt,
         contract_id=config.contract_id,
@@ -130,7 +194,7 @@ def replay_dead_letters_op(
         who=config.actor,
         run_id=context.run_id,
         settings=warehouse.settings(),
-        engine=warehouse.engine(),
+        engine=engine,
     )
     summary = outcome.as_dict()
     context.log.info(
@@ -144,19 +208,37 @@ def replay_dead_letters_op(
     )
     if not config.dry_run:
         for table in sorted(outcome.tables):
-            context.log_event(
-                dg.AssetMaterialization(
-                    asset_key=canonical_key(table),
-                    description="rows loaded by a dead-letter replay",
-                    metadata={"replayed": len(outcome.replayed), "still_failing": len(outcome.still_failing)},
-                )
+            # Yielded, not logged: stored before the checks below, which are tied to it.
+            yield dg.AssetMaterialization(
+                asset_key=canonical_key(table),
+                description="rows loaded by a dead-letter replay",
+                metadata={"replayed": len(outcome.replayed), "still_failing": len(outcome.still_failing)},
             )
-    return summary
+        # Every materialization carries its checks' evaluations, as after a load (checks.inrun).
+        evaluate_checks(context, [t for t in outcome.tables if t in CANONICAL_TABLES], warehouse)
+    records = _records(engine, outcome, dry_run=config.dry_run)
+    yield dg.Output(
+        summary,
+        metadata={
+            "dry_run": config.dry_run,
+            "selected": outcome.selected,
+            "would_load" if config.dry_run else "replayed": len(outcome.replayed),
+            "still_failing": len(outcome.still_failing),
+            "skipped": len(outcome.skipped),
+            "records": dg.MetadataValue.table(records, schema=RECORDS_SCHEMA),
+            **(
+                {"records_shown": f"first {RECORDS_SHOWN} of {outcome.selected}"}
+                if outcome.selected > RECORDS_SHOWN
+                else {}
+            ),
+        },
+    )
 
 
 @dg.job(
     name="replay_dead_letters",
-    description="Replay dead letters (see config: ids, filters, contract_id, dry_run).",
+    description="Replay dead letters (see config: ids, filters, contract_id, dry_run; a dry run by default).",
+    executor_def=dg.in_process_executor,  # one op: no second process for a run whose work is one query
 )
 def replay_dead_letters() -> None:
     replay_dead_letters_op()

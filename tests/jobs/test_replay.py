@@ -12,6 +12,7 @@ from integration_assets.dead_letters.queries import Filter
 from integration_assets.jobs.replay import replay_all
 from integration_assets.queue import QueueDeadLetter
 from integration_assets.settings import get_settings
+from integration_assets.warehouse.db import get_engine
 from integration_assets.warehouse.schema import dead_letters, event_queue
 
 
@@ -80,3 +81,27 @@ def test_dlq_replay_serves_event_dead_letters(engine: sa.Engine) -> None:
     assert (out["selected"], out["replayed"], out["skipped"]) == (1, 1, 0)
     with engine.connect() as conn:
         assert conn.execute(sa.select(event_queue.c.message_id)).scalars().all() == ["stripe:evt_3"]
+
+
+def test_the_launchpad_default_is_a_dry_run_that_lists_each_record() -> None:
+    """The replay job run with no config (the launchpad's pre-filled default) changes nothing and shows one
+    row per record: its key, what would happen, and why it would still fail."""
+    import dagster as dg
+
+    from integration_assets.definitions import defs
+    from tests.checks.support import drop, ingest
+
+    job = defs.resolve_job_def("replay_dead_letters")
+    with dg.instance_for_test() as instance:
+        assert ingest(defs, instance, [drop()]).success  # quarantines 2 contacts (bad e-mail, unknown stage)
+        res = job.execute_in_process(instance=instance)
+        assert not res.get_asset_materialization_events()
+    [output] = [e for e in res.all_events if e.event_type_value == "STEP_OUTPUT"]
+    metadata = output.event_specific_data.metadata
+    assert metadata["dry_run"].value is True
+    rows = [r.data for r in metadata["records"].value.records]
+    assert sorted(r["key"] for r in rows) == ["103", "104"]
+    assert {r["outcome"] for r in rows} == {"would still fail"}
+    assert all(r["reason"] and r["source"] == "hubspot/contacts" for r in rows)
+    with get_engine(get_settings().warehouse_url).connect() as conn:
+        assert set(conn.execute(sa.select(dead_letters.c.status)).scalars()) == {"pending"}

@@ -177,9 +177,9 @@ def test_a_create_committed_then_dropped_is_not_sent_again_and_is_found_by_key(
 def test_a_create_answered_too_late_is_not_sent_again(
     odoo: FakeOdoo, make_writer: Callable[..., OdooWriter], products: dict[str, int]
 ) -> None:
-    writer = make_writer(timeout=0.3)
+    writer = make_writer(timeout=0.5)
     partner = _partner(writer)
-    odoo.commit_then_drop("create", "sale.order", mode="timeout", delay=1.0)
+    odoo.commit_then_drop("create", "sale.order", mode="timeout", delay=1.5)
     with pytest.raises(OdooWriteUnconfirmed, match="ReadTimeout"):
         writer.create_order(_order_values(partner, products))
     assert len(odoo.orders(REF)) == 1 and writer.find_order(REF) is not None

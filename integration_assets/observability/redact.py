@@ -6,7 +6,9 @@ or an e-mail header. Alert details are built from payloads, exception texts and 
 outgoing alert and every log record passes through :func:`redact` (dicts, lists) or :func:`redact_text`.
 
 Redaction is by pattern (the value looks like an e-mail, a card number, a token ...) and by key (a dict
-entry called ``password`` or ``customer_email`` is masked whatever it contains). It is deterministic and
+entry called ``password``, ``customer_email``, ``last_name``, ``street`` or ``notes`` is masked whatever it
+contains). Ids and business keys are not personal data: under an id key (``id``, ``deal_id``,
+``natural_key`` ...) a value shaped like an id is kept as it is. It is deterministic and
 idempotent: redacting twice gives the same text, so the alert key of an incident stays stable.
 
 Known limits (documented, not hidden): national phone formats without a ``+`` or NANP shape, bare 9-digit
@@ -81,9 +83,15 @@ _SECRET_KEY = re.compile(
 )
 # Dict keys whose values are personal data (exact names, or a prefix like customer_email).
 _PII_KEY = re.compile(
-    r"^(?:.+_)?(?:email|e_mail|phone|mobile|fax|first_name|last_name|full_name|street|street2"
+    r"^(?:.+_)?(?:email|e_mail|phone|phone_number|mobile|mobilephone|fax|first_name|last_name|full_name"
+    r"|firstname|lastname|contact_name|customer_name|recipient_name|street|street1|street2|street3|address"
+    r"|address_line_?\d|city|zip|zip_code|postal_code|postcode|note|notes|comment|comments"
     r"|date_of_birth|dob|birthdate|birth_date)$"
 )
+# Dict keys whose values are ids or business keys: not personal data, kept as they are when they look like
+# one (digits, or a prefixed id such as pi_3Nx...), so a 16-digit record id is never masked as a card number.
+_ID_KEY = re.compile(r"^(?:id|ids|natural_key|business_key|.+_id|.+_ids|.+_key)$")
+_ID_VALUE = re.compile(r"^[A-Za-z]{0,8}_?[0-9A-Za-z]{1,64}$")
 
 MAX_DEPTH = 20
 
@@ -137,7 +145,18 @@ def _key_class(key: str) -> str | None:
         return "secret"
     if _PII_KEY.match(norm):
         return "pii"
+    if _ID_KEY.match(norm):
+        return "id"
     return None
+
+
+def _keep_id(value: Any) -> bool:
+    """An id under an id key: an integer, or a short token of letters, digits and one underscore."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return True
+    return isinstance(value, str) and bool(_ID_VALUE.match(value))
 
 
 def redact(value: Any, *, _depth: int = 0) -> Any:
@@ -164,6 +183,10 @@ def redact(value: Any, *, _depth: int = 0) -> Any:
                 out[key] = MASK
             elif kind == "pii" and v is not None and not isinstance(v, bool):
                 out[key] = MASK
+            elif kind == "id" and _keep_id(v):
+                out[key] = v  # ids and business keys are not personal data
+            elif kind == "id" and isinstance(v, list | tuple) and all(_keep_id(i) for i in v):
+                out[key] = list(v)
             else:
                 out[key] = redact(v, _depth=_depth + 1)
         return out

@@ -91,7 +91,7 @@ def test_dicts_are_walked_and_sensitive_keys_masked() -> None:
         "email_null_count": 3,
         "token": None,
         "is_company": True,
-        "rows": [{"first_name": MASK, "note": "mail [REDACTED:email]"}],
+        "rows": [{"first_name": MASK, "note": MASK}],  # free text: masked whatever it holds
         "[REDACTED:email]": "keys are redacted too",
         "value": "[REDACTED:pan]",
         "when": "2026-11-27T00:00:00+00:00",
@@ -107,3 +107,34 @@ def test_deep_nesting_is_cut_off() -> None:
         cursor["n"] = {}
         cursor = cursor["n"]  # type: ignore[assignment]
     assert "[TRUNCATED:depth]" in repr(redact(value))
+
+
+def test_ids_and_business_keys_are_kept_personal_data_is_not() -> None:
+    out = redact(
+        {
+            "deal_id": 4242424242424242,  # Luhn-valid, but an id under an id key
+            "natural_key": "48213377905",
+            "source_id": "pi_3NxAbc123",
+            "company_ids": [20488734571, 20488734572],
+            "order_key": "S00042",
+            "id": "ann@example.com",  # not shaped like an id: redacted as text
+            "Last Name": "Smithers",
+            "Phone Number": "0612345678",
+            "address": {"street1": "12 Elm Road", "city": "Leeds", "zip": "LS1 4AP"},
+            "notes": "called about the invoice",
+            "firstname": "Ann",
+        }
+    )
+    assert out == {
+        "deal_id": 4242424242424242,
+        "natural_key": "48213377905",
+        "source_id": "pi_3NxAbc123",
+        "company_ids": [20488734571, 20488734572],
+        "order_key": "S00042",
+        "id": "[REDACTED:email]",
+        "Last Name": MASK,
+        "Phone Number": MASK,
+        "address": MASK,
+        "notes": MASK,
+        "firstname": MASK,
+    }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -70,17 +71,42 @@ def dlq() -> None:
 @dlq.command("list")
 @_filter_options
 @click.option("--limit", type=int, default=200, show_default=True)
+@click.option(
+    "--wide", is_flag=True, help="One line per dead letter (nothing wrapped), for wide terminals and grep."
+)
 @click.option("--json", "as_json", is_flag=True)
-def list_(status, source, entity, stage, check, reason, limit, as_json) -> None:  # type: ignore[no-untyped-def]
+def list_(status, source, entity, stage, check, reason, limit, wide, as_json) -> None:  # type: ignore[no-untyped-def]
     """List dead letters (pending by default)."""
     with _engine().connect() as conn:
         rows = queries.select(conn, _flt((), status, source, entity, stage, check, reason, limit))
     if as_json:
         click.echo(json.dumps([dl_export.as_json_row(r) for r in rows], default=str))
         return
-    t = Table(title=f"{len(rows)} dead letter(s)", title_justify="left")
-    for col in ("id", "status", "source", "stage", "check", "key", "reason", "seen", "tries"):
-        t.add_column(col)
+    render_list(rows, wide=wide)
+
+
+def render_list(rows: list[dict], *, wide: bool = False, width: int | None = None) -> None:  # type: ignore[type-arg]
+    """The dead letters as a table. The reason is shown whole, what to do included: wrapped at word boundaries
+    in its column, or, ``wide``, on the row's one line (the table as wide as it needs)."""
+    t = Table(title=f"{len(rows)} dead letter(s)", title_justify="left", expand=False)
+    longest_key = max((len(str(r["natural_key"] or "")) for r in rows), default=3)
+    # Ids and keys stay whole; the reason gets the room and wraps at word boundaries; long check names
+    # (a pandera check with its pattern) and entities fold within a bounded column.
+    columns: dict[str, dict[str, Any]] = {
+        "id": {"no_wrap": True, "justify": "right"},
+        "status": {"max_width": 9},
+        "source": {"max_width": 18, "overflow": "fold"},
+        "stage": {"max_width": 8},
+        "check": {"max_width": 20, "overflow": "fold"},
+        "key": {"no_wrap": True, "min_width": min(longest_key, 40)},
+        "reason": {"min_width": 30, "overflow": "fold"},
+        "seen": {"max_width": 10},
+        "tries": {"no_wrap": True, "justify": "right"},
+    }
+    for name, opts in columns.items():
+        if wide:
+            opts = {"no_wrap": True, "justify": opts.get("justify", "left")}
+        t.add_column(name, **opts)
     for r in rows:
         t.add_row(
             str(r["id"]),
@@ -89,11 +115,15 @@ def list_(status, source, entity, stage, check, reason, limit, as_json) -> None:
             r["stage"],
             r["check_name"],
             str(r["natural_key"] or ""),
-            (r["reason"] or "")[:90],
+            " ".join((r["reason"] or "").split()),
             f"{r['last_seen']:%Y-%m-%d %H:%M}",
             str(r["attempts"]),
         )
-    Console(width=200).print(t)
+    if wide:
+        # As wide as the longest row: the terminal (or a pager, or grep) gets one line per dead letter.
+        Console(width=100_000, soft_wrap=True).print(t)
+    else:
+        Console(width=width or max(Console().width, 140)).print(t)
 
 
 @dlq.command("show")

@@ -8,6 +8,7 @@ from integration_assets.assets.events import drain_events_job, queue_spec
 from integration_assets.assets.outbound import run_outbound_steps
 from integration_assets.checks.freshness import freshness_policy_for
 from integration_assets.checks.outbound import build_outbound_checks
+from integration_assets.checks.scope import build_quality_schedule, check_inputs
 from integration_assets.jobs.files import build_core
 from integration_assets.jobs.housekeeping import housekeeping, housekeeping_schedule
 from integration_assets.jobs.inbox import tidy_inbox
@@ -33,8 +34,15 @@ def build_definitions() -> dg.Definitions:
         ),
         core.assets,
     )
-    # The outbound chain: no freshness window (no won deal for a day is not staleness; a stalled chain is what
-    # the backlog and stuck-chain checks catch), its own checks job every 10 minutes, and the hourly run.
+    # The outbound chain: the default freshness window (its assets materialize only when a hop moved a chain;
+    # no alert comes from it, a stalled chain is what the backlog and stuck-chain checks catch), its own checks
+    # job every 10 minutes, and the hourly quality run.
+    outbound_assets = dg.map_asset_specs(
+        lambda spec: dg.apply_freshness_policy(
+            spec, freshness_policy_for(spec.key, policies, spec.group_name), overwrite_existing=False
+        ),
+        [run_outbound_steps],
+    )
     outbound_checks = build_outbound_checks(policies)
     outbound_check_keys = [k for c in outbound_checks for k in c.check_keys]
     outbound_checks_job, outbound_checks_schedule = build_outbound_checks_job(outbound_check_keys)
@@ -43,15 +51,11 @@ def build_definitions() -> dg.Definitions:
         "quality_checks",
         selection=dg.AssetSelection.checks(*check_keys, *outbound_check_keys),
         description="Every asset check on the warehouse, incl. the Great Expectations suites and reconciliations.",
+        executor_def=dg.in_process_executor,  # SQL reads: one process, not one per check
     )
-    quality_schedule = dg.ScheduleDefinition(
-        job=quality_job,
-        cron_schedule="17 * * * *",
-        default_status=dg.DefaultScheduleStatus.RUNNING,
-        description="Hourly: all checks (alerts come from the check sensor).",
-    )
+    quality_schedule = build_quality_schedule(quality_job, check_inputs(checks))  # what changed, hourly
     return dg.Definitions(
-        assets=[*assets, queue_spec, run_outbound_steps],  # queue: observed, not materialized
+        assets=[*assets, queue_spec, *outbound_assets],  # queue: observed, not materialized
         asset_checks=checks,
         jobs=[
             *file_jobs,

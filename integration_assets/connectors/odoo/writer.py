@@ -409,34 +409,34 @@ class OdooWriter:
     def confirm_order(self, order_id: int) -> None:
         """``action_confirm`` (creates the delivery pickings); nothing to do if already confirmed.
 
-        A confirmation whose answer was lost is checked by reading the state again, so a retry never
-        confirms twice (Odoo refuses that with a UserError, docs/SOURCES.md §2.6).
+        Sent straight away (one call in the usual case). Odoo refuses to confirm a confirmed order with a
+        UserError (docs/SOURCES.md §2.6); then, and when the answer was lost, the state is read again: ``sale``
+        or ``done`` means confirmed, so a retry never confirms twice and never fails for it.
         """
-        if self.read_order(order_id)["state"] in CONFIRMED_STATES:
-            return
         try:
             with guarded("sale.order.action_confirm"):
                 self.rpc.execute_kw("sale.order", "action_confirm", [[int(order_id)]])
-        except OdooWriteUnconfirmed:
+        except (OdooWriteUnconfirmed, OdooRpcError) as exc:
+            if isinstance(exc, OdooRpcError) and not exc.name.endswith("UserError"):
+                raise
             if self.read_order(order_id)["state"] in CONFIRMED_STATES:
                 return
             raise
 
     def reserve_stock(self, order_id: int) -> list[int]:
-        """``action_assign`` on the order's delivery pickings that still wait for stock; their ids.
+        """``action_assign`` on the order's delivery pickings that still wait for stock; the ids of its pickings
+        that are not cancelled.
 
-        Not enough stock leaves a picking ``confirmed`` (Odoo's answer is still ``true``): the caller reads
-        the picking states when it needs them. Cancelled pickings are left out.
+        Not enough stock leaves a picking ``confirmed`` (Odoo's answer is still ``true``): the caller reads the
+        states (:meth:`picking_states`) when it needs them. ``stock.picking.sale_id`` comes with sale_stock.
         """
-        order = self.read_order(order_id)
-        ids = order["picking_ids"]
-        if not ids:
-            return []
-        pickings = self.read("stock.picking", ids, ["state"])
+        pickings = self.search_read(
+            "stock.picking", [["sale_id", "=", int(order_id)], ["state", "!=", "cancel"]], ["state"]
+        )
         todo = [int(p["id"]) for p in pickings if p.get("state") in ASSIGNABLE_STATES]
         if todo:
             self.rpc.execute_kw("stock.picking", "action_assign", [todo])
-        return [int(p["id"]) for p in pickings if p.get("state") != "cancel"]
+        return [int(p["id"]) for p in pickings]
 
     def picking_states(self, picking_ids: Sequence[int]) -> dict[int, str]:
         """State per picking (``confirmed`` = waiting for stock, ``assigned`` = ready)."""

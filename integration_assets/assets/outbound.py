@@ -15,7 +15,7 @@ latency p50/p99 (first attempt → done, ms), and the run's relay count.
 """
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,7 +92,6 @@ HOPS: tuple[Hop, ...] = (
         "status over a newer one).",
     ),
 )
-HOP_BY_KEY = {h.key: h for h in HOPS}
 
 
 class OutboundRunConfig(dg.Config):
@@ -191,14 +190,3 @@ def run_outbound_steps(  # type: ignore[no-untyped-def]
             yield dg.MaterializeResult(asset_key=hop.key, metadata=metadata)
         else:
             context.log_event(dg.AssetObservation(asset_key=hop.key, metadata=metadata))
-
-
-def outbound_asset_keys() -> list[dg.AssetKey]:
-    return [h.key for h in HOPS]
-
-
-def iter_steps(keys: Sequence[dg.AssetKey] | None = None) -> Iterator[str]:
-    """The steps the given assets (default: all) run, in chain order."""
-    for h in HOPS:
-        if keys is None or h.key in keys:
-            yield from h.steps

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from graphlib import TopologicalSorter
 from pathlib import Path
@@ -21,10 +23,13 @@ from rich.console import Console
 from rich.table import Table
 
 from integration_assets.ingest.archive import tidy
-from integration_assets.ingest.inbox import abandon_dead_loads
+from integration_assets.ingest.inbox import abandon_dead_loads, survey
 from integration_assets.settings import Settings, get_settings
 from integration_assets.warehouse.db import ensure_schema, get_engine
 from integration_assets.warehouse.schema import loads
+
+# Past the settle time by this much, so the file is surely settled when the inbox is read again.
+_SETTLE_MARGIN_S = 0.2
 
 ROW_FIELDS = (
     "rows_read",
@@ -44,6 +49,9 @@ class SyncResult:
         default_factory=list
     )  # running loads found dead at start and marked abandoned
     ignored: list[dict[str, Any]] = field(default_factory=list)  # temp names left alone for now (inbox rule)
+    # Files younger than the settle time even after waiting for them (still being written): the next sync.
+    not_settled: list[dict[str, Any]] = field(default_factory=list)
+    inbox: str = ""
 
     @property
     def ok(self) -> bool:
@@ -86,6 +94,7 @@ class SyncResult:
                     totals[k] += v
         out = {
             "ok": self.ok,
+            "inbox": self.inbox,
             "runs": self.runs,
             "entities": self.per_entity(),
             "totals": dict(totals),
@@ -95,6 +104,8 @@ class SyncResult:
             out["abandoned"] = self.abandoned
         if self.ignored:
             out["ignored"] = self.ignored
+        if self.not_settled:
+            out["not_settled"] = self.not_settled
         return out
 
 
@@ -137,11 +148,43 @@ def open_instance(settings: Settings) -> Any:
     return dg.DagsterInstance.from_config(str(ensure_dagster_home(settings)))
 
 
-def run_pending(settings: Settings | None = None, log_level: str = "WARNING") -> SyncResult:
-    """One in-process run per entity that has files waiting; returns what every load did."""
+def wait_for_settling(settings: Settings, on_wait: Callable[[int, float], None] | None = None) -> None:
+    """Wait until the files that just landed are older than the settle time (INTEGRATION_INBOX_SETTLE_SECONDS).
+
+    Bounded by the settle time itself: a file that is still being written after that stays younger and is
+    reported as not settled instead of waited for. ``on_wait(files, seconds)`` is told before the wait.
+    """
+    settling = survey(settings).settling
+    if not settling:
+        return
+    now = time.time()
+    seconds = min(
+        max(settings.inbox_settle_seconds - (now - f.mtime) for f in settling) + _SETTLE_MARGIN_S,
+        settings.inbox_settle_seconds + _SETTLE_MARGIN_S,
+    )
+    if seconds <= 0:
+        return
+    if on_wait is not None:
+        on_wait(len(settling), seconds)
+    time.sleep(seconds)
+
+
+def run_pending(
+    settings: Settings | None = None,
+    log_level: str = "WARNING",
+    *,
+    wait_settle: bool = False,
+    on_wait: Callable[[int, float], None] | None = None,
+) -> SyncResult:
+    """One in-process run per entity that has files waiting; returns what every load did.
+
+    ``wait_settle``: first wait out the settle time of files that just landed (bounded, see
+    :func:`wait_for_settling`), so a sync right after a drop loads them instead of skipping them."""
     settings = settings or get_settings()
     ensure_schema(settings.warehouse_url)
-    result = SyncResult()
+    result = SyncResult(inbox=str(settings.inbox_dir))
+    if wait_settle:
+        wait_for_settling(settings, on_wait)
     engine = get_engine(settings.warehouse_url)
     # Loads left 'running' by a process that died (kill -9, a lost container) are marked abandoned first, so
     # their files load again and the ledger says what happened.
@@ -153,6 +196,11 @@ def run_pending(settings: Settings | None = None, log_level: str = "WARNING") ->
     result.ignored = [
         {"file": str(f.path.relative_to(settings.inbox_dir)), "why": why}
         for f, why in decision.survey.ignored
+    ]
+    now = time.time()
+    result.not_settled = [
+        {"file": str(f.path.relative_to(settings.inbox_dir)), "age_s": round(max(now - f.mtime, 0.0), 1)}
+        for f in decision.survey.settling
     ]
     by_entity: dict[tuple[str, str], list[str]] = defaultdict(list)
     for f, _sha in decision.new:
@@ -208,7 +256,18 @@ def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def render_summary(result: SyncResult, title: str = "Sync summary") -> None:
-    table = Table(title=title, title_justify="left", min_width=110)
+    console = Console(width=max(Console().width, 120))
+    if not result.loads and not result.runs:
+        # A table of zeros says nothing: say where the inbox is and what it holds.
+        console.print(f"Nothing to load: no new files in the inbox {result.inbox}", highlight=False)
+        console.print(
+            "  drop exports in <inbox>/<system>/<entity>/ (integration-assets contracts list shows the folders)",
+            highlight=False,
+            markup=False,
+        )
+        _print_leftovers(console, result)
+        return
+    table = Table(title=f"{title} (inbox {result.inbox})", title_justify="left", min_width=110)
     for col in (
         "entity",
         "files",
@@ -240,7 +299,6 @@ def render_summary(result: SyncResult, title: str = "Sync summary") -> None:
         table.add_row(f"{e['system']}/{e['entity']}", *map(str, vals))
     table.add_section()
     table.add_row("total", *(str(totals[str(i)]) for i in range(9)), style="bold")
-    console = Console(width=max(Console().width, 120))
     console.print(table)
     rejected = [ld for ld in result.loads if ld["status"] == "rejected"]
     for ld in rejected:
@@ -254,12 +312,7 @@ def render_summary(result: SyncResult, title: str = "Sync summary") -> None:
                 "that process archives it",
                 highlight=False,
             )
-    for entry in result.ignored:
-        console.print(f"[dim]left in the inbox for now[/] {entry['file']}: {entry['why']}", highlight=False)
-    for load_id in result.abandoned:
-        console.print(
-            f"[yellow]abandoned[/] {load_id}: its process was gone; the file loads again", highlight=False
-        )
+    _print_leftovers(console, result)
     for r in result.runs:
         if r["crashed"]:
             console.print(f"[red]run failed[/] {r['job']} ({r['run_id']}); see the Dagster UI")
@@ -269,6 +322,22 @@ def render_summary(result: SyncResult, title: str = "Sync summary") -> None:
                 f"({r['run_id']}): the load is committed, what depends on it in that run was skipped",
                 highlight=False,
             )
+
+
+def _print_leftovers(console: Console, result: SyncResult) -> None:
+    """Files the sync left in the inbox on purpose, and why."""
+    for entry in result.ignored:
+        console.print(f"[dim]left in the inbox for now[/] {entry['file']}: {entry['why']}", highlight=False)
+    for entry in result.not_settled:
+        console.print(
+            f"[yellow]not settled yet[/] {entry['file']}: changed {entry['age_s']} s ago, still being written? "
+            "The next sync (or the sensor) loads it",
+            highlight=False,
+        )
+    for load_id in result.abandoned:
+        console.print(
+            f"[yellow]abandoned[/] {load_id}: its process was gone; the file loads again", highlight=False
+        )
 
 
 @click.command("sync")
@@ -281,7 +350,14 @@ def sync(as_json: bool) -> None:
     2, a run crashed: 1).
     """
     try:
-        result = run_pending()
+        result = run_pending(
+            wait_settle=True,
+            on_wait=lambda n, s: click.echo(
+                f"waiting {s:.1f} s for {n} file(s) that just landed to settle "
+                "(INTEGRATION_INBOX_SETTLE_SECONDS)",
+                err=True,
+            ),
+        )
     except (sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
         # The driver's message names the host and the reason, never the password.
         click.echo(

@@ -53,7 +53,8 @@ def test_sync_loads_then_archives_a_resent_copy_without_a_run(warehouse_url: str
 
 def test_sync_with_an_empty_inbox_runs_nothing(warehouse_url: str) -> None:
     out = _sync()
-    assert out == {"ok": True, "runs": [], "entities": [], "totals": {}, "loads": []}
+    inbox = str(get_settings().inbox_dir)
+    assert out == {"ok": True, "inbox": inbox, "runs": [], "entities": [], "totals": {}, "loads": []}
 
 
 def test_a_sync_hashes_the_file_once_and_its_snapshot_once(

@@ -7,6 +7,9 @@ from collections import Counter
 from pathlib import Path
 
 import click
+from rich import box
+from rich.console import Console
+from rich.table import Table
 
 from integration_assets.connectors.files.source import inspect
 from integration_assets.contracts.matching import column_drift, match_contract
@@ -25,8 +28,13 @@ def contracts() -> None:
 @contracts.command("list")
 def list_contracts() -> None:
     """Every contract version, with its inbox folder, formats and target table."""
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for col in ("contract", "inbox folder", "formats", "delivery", "table"):
+        table.add_column(col, no_wrap=True)
     for c in sorted(all_contracts(), key=lambda c: c.id):
-        click.echo(f"{c.id:45} {c.system}/{c.entity:22} {','.join(c.formats):12} -> {c.target}")
+        table.add_row(c.id, f"{c.system}/{c.entity}", ",".join(c.formats), c.delivery, c.target)
+    # As wide as the rows need (aligned columns, one line per contract), whatever the terminal says.
+    Console(width=1000, soft_wrap=True).print(table)
 
 
 def _guess_folder(path: Path) -> tuple[str, str] | None:

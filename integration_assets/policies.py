@@ -1,7 +1,8 @@
 """Quality, alerting and outbound policy, loaded from ``policies.yaml`` (or the file INTEGRATION_POLICIES_FILE names).
 
 One place for per-source freshness windows, volume / quarantine / dead-letter thresholds, check severities,
-blocking flags, runbook lines, sensor intervals and the outbound chain's choices (``outbound:``). Validated strictly on load (unknown keys, bad durations,
+blocking flags, runbook lines, sensor intervals, the outbound chain's choices (``outbound:``), the API request
+budgets (``api_budget:``) and the pull partitions (``partitions:``). Validated strictly on load (unknown keys, bad durations,
 warn >= fail are errors), so a typo cannot silently switch a threshold off. Plain Python: no Dagster import.
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import re
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -455,6 +456,75 @@ class OutboundPolicy(_Strict):
         return self.sku_map.get(sku, sku)
 
 
+_SYSTEM_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
+
+
+def _system_keys(section: str, keys: Any) -> None:
+    for key in keys:
+        if not _SYSTEM_NAME.fullmatch(str(key)):
+            raise ValueError(f"{section}: {key!r} is not a system name")
+
+
+class ApiBudgetPolicy(_Strict):
+    """One external API's request budget (per account), shared by every run and process through the warehouse
+    (``warehouse/api_budget.py``): at most ``per_window`` requests per ``window`` and ``daily`` per UTC day;
+    a backfill may take at most ``backfill_share`` of each window, so live pulls and the outbound chain never
+    wait longer than one window."""
+
+    per_window: int = Field(ge=1, le=100_000)
+    window: Duration
+    daily: int | None = Field(default=None, ge=1)
+    backfill_share: float = Field(default=0.5, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _sane(self) -> ApiBudgetPolicy:
+        if not timedelta(milliseconds=100) <= self.window <= timedelta(days=1):
+            raise ValueError("api_budget window must be between 0.1s and 1d")
+        if self.daily is not None and self.daily < self.per_window:
+            raise ValueError("api_budget daily must be at least per_window")
+        return self
+
+    @property
+    def backfill_per_window(self) -> int:
+        """Requests a backfill may send per window (at least one, so a backfill always moves)."""
+        return max(1, int(self.per_window * self.backfill_share))
+
+
+# HubSpot's documented burst limit for private apps (100 per 10 s) and the Professional daily limit;
+# Odoo and Stripe as configured in the shipped policies.yaml. Used when a file has no ``api_budget:``.
+DEFAULT_API_BUDGETS: dict[str, ApiBudgetPolicy] = {
+    "hubspot": ApiBudgetPolicy(per_window=100, window=timedelta(seconds=10), daily=250_000),
+    "odoo": ApiBudgetPolicy(per_window=50, window=timedelta(seconds=10)),
+    "stripe": ApiBudgetPolicy(per_window=100, window=timedelta(seconds=1)),
+}
+
+
+class PartitionSource(_Strict):
+    """A source's own partition settings (today: its first partition)."""
+
+    start: date | None = None
+
+
+class PartitionsPolicy(_Strict):
+    """Daily UTC partitions of the API-pull assets (issue 13): the first day, how many partitions one backfill
+    run takes (``BackfillPolicy.multi_run``) and how many earlier days a scheduled run re-reads."""
+
+    start: date = date(2026, 9, 1)
+    sources: dict[str, PartitionSource] = Field(default_factory=dict)
+    max_partitions_per_run: int = Field(default=10, ge=1, le=366)
+    late_edits: int = Field(default=1, ge=0, le=31)
+
+    @model_validator(mode="after")
+    def _names(self) -> PartitionsPolicy:
+        _system_keys("partitions.sources", self.sources)
+        return self
+
+    def start_for(self, system: str) -> date:
+        """The first daily partition (UTC) of ``system``'s pull assets."""
+        source = self.sources.get(system)
+        return source.start if source is not None and source.start is not None else self.start
+
+
 class _Layer(_Strict):
     """One level of overrides (defaults, a source, an entity): every section optional."""
 
@@ -483,10 +553,13 @@ class Policies(_Strict):
     retention: RetentionPolicy = RetentionPolicy()
     events: EventsPolicy = EventsPolicy()
     outbound: OutboundPolicy = OutboundPolicy()
+    api_budget: dict[str, ApiBudgetPolicy] = Field(default_factory=lambda: dict(DEFAULT_API_BUDGETS))
+    partitions: PartitionsPolicy = PartitionsPolicy()
     path: str | None = None
 
     @model_validator(mode="after")
     def _resolvable(self) -> Policies:
+        _system_keys("api_budget", self.api_budget)
         if not self.defaults.freshness:
             raise ValueError("defaults.freshness (fail, optional warn) is required")
         # Resolve every declared level once now, so a bad override fails at load time, not at run time.

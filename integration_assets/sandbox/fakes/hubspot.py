@@ -25,6 +25,9 @@ a share of requests with them; ``latency`` makes it slow. Knobs for the next ``n
 :meth:`~FakeHubSpot.fail_next` (5xx), :meth:`~FakeHubSpot.slow_next`, :meth:`~FakeHubSpot.commit_then_drop`
 (the PATCH is written, then the connection closes without an answer: the lost response), and
 :meth:`~FakeHubSpot.set_down` (every request 503 until it is up again). Setting ``fault`` replaces the knobs.
+:meth:`FakeHubSpot.enforce_rate_limit` makes the account keep a rolling burst limit as HubSpot does: at most
+``per_window`` answered requests in any ``window`` seconds (on the fake's ``clock``), 429
+``TEN_SECONDLY_ROLLING`` beyond it, and true ``X-HubSpot-RateLimit-Max`` / ``-Remaining`` headers.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import json
 import random
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -325,6 +329,10 @@ class FakeHubSpot(FakeServer):
             10_000  # X-HubSpot-RateLimit-Interval-Milliseconds (the client waits it on 429)
         )
         self._knobs: list[_Knob] = []
+        # enforce_rate_limit: (per_window, window seconds) and the clock times of the requests it let through
+        self._rate_limit: tuple[int, float] | None = None
+        self._rate_log: deque[float] = deque()
+        self._rate_retry_after: float | None = None
         self._drops = _Drops()
         self._down: int | None = None
         self.fault = self._knob_fault
@@ -409,6 +417,38 @@ class FakeHubSpot(FakeServer):
         """Deal ids whose PATCH was committed and then answered with a dropped connection."""
         with self.lock:
             return list(self._drops.dropped)
+
+    def enforce_rate_limit(
+        self, per_window: int | None = 100, window: float = 10.0, *, retry_after: float | None = None
+    ) -> None:
+        """Keep HubSpot's rolling burst limit: at most ``per_window`` requests in any ``window`` seconds are
+        answered, every further one gets a 429 ``TEN_SECONDLY_ROLLING`` with ``X-HubSpot-RateLimit-Remaining:
+        0`` (and ``Retry-After`` when given) and is not counted. ``None`` switches it off."""
+        with self.lock:
+            self._rate_limit = None if per_window is None else (per_window, window)
+            self.rate_interval_ms = int(window * 1000)
+            self._rate_log.clear()
+            self._rate_retry_after = retry_after
+
+    def _rate_used(self, now: float) -> int:
+        assert self._rate_limit is not None
+        while self._rate_log and self._rate_log[0] <= now - self._rate_limit[1]:
+            self._rate_log.popleft()
+        return len(self._rate_log)
+
+    def _over_rate_limit(self) -> Fault | None:
+        with self.lock:
+            if self._rate_limit is None:
+                return None
+            now = self.clock()
+            if self._rate_used(now) >= self._rate_limit[0]:
+                f = rate_limited("TEN_SECONDLY_ROLLING")
+                f.headers["X-HubSpot-RateLimit-Max"] = str(self._rate_limit[0])
+                if self._rate_retry_after is not None:  # answered by handle(): the header is set here
+                    f.headers["Retry-After"] = str(int(self._rate_retry_after))
+                return f
+            self._rate_log.append(now)
+        return None
 
     def set_down(self, down: bool = True, *, status: int = 503) -> None:
         """Every request answered ``status`` (nothing changes) until ``set_down(False)``."""
@@ -607,11 +647,16 @@ class FakeHubSpot(FakeServer):
 
     # -- HTTP ----------------------------------------------------------------------------------------------
     def extra_headers(self, req: LoggedRequest, status: int) -> dict[str, str]:
+        limit, remaining = 190, 189
+        with self.lock:
+            if self._rate_limit is not None:
+                limit = self._rate_limit[0]
+                remaining = max(0, limit - self._rate_used(self.clock()))
         return {
             "X-HubSpot-RateLimit-Daily": str(self.daily_limit),
             "X-HubSpot-RateLimit-Daily-Remaining": str(max(0, self.daily_limit - self.daily_used)),
-            "X-HubSpot-RateLimit-Max": "190",
-            "X-HubSpot-RateLimit-Remaining": "189",
+            "X-HubSpot-RateLimit-Max": str(limit),
+            "X-HubSpot-RateLimit-Remaining": str(remaining),
             "X-HubSpot-RateLimit-Interval-Milliseconds": str(self.rate_interval_ms),
         }
 
@@ -624,6 +669,8 @@ class FakeHubSpot(FakeServer):
                 "oauth-overview",
                 "INVALID_AUTHENTICATION",
             )
+        if (throttled := self._over_rate_limit()) is not None:
+            return 429, throttled.headers, throttled.body
         self.daily_used += 1
         if self.daily_used > self.daily_limit:
             f = rate_limited("DAILY")

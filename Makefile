@@ -27,8 +27,9 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 demo: install $(DAGSTER_HOME)/dagster.yaml ## Generate sample exports and events, run the pipeline on the embedded default, print a summary
 	$(BIN)/integration-assets demo
 
-dev: install $(DAGSTER_HOME)/dagster.yaml ## Open the Dagster UI (http://127.0.0.1:3000) on the demo's instance
-	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+DEV_PORT ?= 3000
+dev: install $(DAGSTER_HOME)/dagster.yaml ## Open the Dagster UI (http://127.0.0.1:3000) on the demo's instance; Ctrl-C (or SIGTERM) stops it
+	exec $(BIN)/python scripts/dagster_dev.py -h 127.0.0.1 -p $(DEV_PORT)
 
 services: ## Make sure PostgreSQL and RabbitMQ are up on loopback (starts them if down)
 	./scripts/ensure_services.sh

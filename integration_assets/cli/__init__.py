@@ -68,6 +68,11 @@ COMMAND_GROUPS: dict[str, tuple[str, str, str]] = {
         "outbound",
         "The outbound chain: deal won -> Odoo order -> EasyPost label -> write-back (status, run, trace).",
     ),
+    "sql": (
+        "integration_assets.cli.sql",
+        "sql",
+        "Run a read-only SQL query on the warehouse (SQLite or PostgreSQL) and print the rows.",
+    ),
     "privacy": (
         "integration_assets.cli.privacy",
         "privacy",

@@ -150,12 +150,14 @@ def run_cmd(step: str | None, dry_run: bool, max_messages: int, as_json: bool) -
 
     With --dry-run nothing is relayed, called, written or acked: each message on the step queues and each
     outbox row not relayed yet is planned and rendered through its contract and shown. Exit code 0 when the
-    run went through (dead letters included), 75 when the warehouse or the queue was unavailable."""
+    run went through (dead letters included), 75 when the warehouse or the queue was unavailable, 2 when a
+    target's settings are missing (e.g. EASYPOST_API_KEY)."""
     # lazy: the runner imports the steps, their contracts and the API clients, saves 1.6 s
     from integration_assets.outbound.preview import preview_unsent
     from integration_assets.outbound.queries import outbox_state
     from integration_assets.outbound.relay import relay
     from integration_assets.outbound.runner import StepReport, run_step
+    from integration_assets.outbound.targets import MissingTargetSettings
     from integration_assets.queue import QueueError
 
     engine = _engine()
@@ -174,6 +176,9 @@ def run_cmd(step: str | None, dry_run: bool, max_messages: int, as_json: bool) -
     except (QueueError, sa.exc.OperationalError, sa.exc.InterfaceError) as exc:
         click.echo(f"outbound run stopped: {type(exc).__name__}: {exc}", err=True)
         sys.exit(EX_TEMPFAIL)
+    except MissingTargetSettings as exc:  # the messages it held come back after their visibility timeout
+        click.echo(f"outbound run stopped: {exc}", err=True)
+        sys.exit(2)
     if as_json:
         _json(
             {
@@ -198,7 +203,7 @@ def run_cmd(step: str | None, dry_run: bool, max_messages: int, as_json: bool) -
                 console.print_json(json.dumps(payload, default=str, sort_keys=True))
         console.print(f"dry run: {len(previews)} message(s) previewed, nothing sent")
     t = Table(title="Outbound run" + (" (dry run)" if dry_run else ""), title_justify="left")
-    cols = ("step", "received", "sent", "found", "skipped", "dead-lettered", "retried", "p50 ms")
+    cols = ("step", "in", "sent", "found", "skipped", "dlq", "retried", "p50 ms")  # dlq: dead-lettered
     for col in cols:
         if col == "step":
             t.add_column(col, no_wrap=True, min_width=STEP_WIDTH)

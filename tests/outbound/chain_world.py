@@ -33,10 +33,12 @@ from integration_assets.connectors.odoo.writer import OdooWriter
 from integration_assets.events.drain import drain, open_drain_queue
 from integration_assets.ingest.inbox import scan
 from integration_assets.ingest.process import process
+from integration_assets.outbound import runner
 from integration_assets.outbound.runner import StepReport, open_step_queue, run_all, run_step
 from integration_assets.outbound.targets import Targets
 from integration_assets.policies import DEFAULT_POLICIES_FILE, load_policies
 from integration_assets.providers import PROVIDERS
+from integration_assets.queue.rabbitmq import RabbitMQQueue
 from integration_assets.queue.rabbitmq import consumer as rabbit_consumer
 from integration_assets.sandbox.fakes._server import FakeServer, LoggedRequest
 from integration_assets.sandbox.fakes.easypost import FakeEasyPost
@@ -164,6 +166,10 @@ class ChainWorld:
                 client.close()
         for fake in (self.odoo, self.easypost, self.hubspot):
             fake.stop()
+        if self.queue_url and self.queue_url.startswith("amqp"):
+            # Each step has its own quorum queues (main, retry tiers, dead letters): remove this test's.
+            for step in runner.STEP_ORDER:
+                RabbitMQQueue(runner.step_queue_url(step, self.queue_url)).delete_topology()
 
     def _seed_odoo_reference(self) -> None:
         for i, sku in enumerate(SKUS):

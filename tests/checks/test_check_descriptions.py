@@ -31,3 +31,11 @@ def test_commands_are_code_formatted() -> None:
         "`integration-assets dlq list --source hubspot --entity contacts`"
         in d[("contacts", "quarantine_rate")]
     )
+
+
+def test_reconciliation_runbooks_give_a_query_the_sql_command_runs() -> None:
+    d = _descriptions("sales_orders", "deals")
+    assert (
+        'integration-assets sql "SELECT * FROM reconciliation_mismatches WHERE check_name = '
+        "'reconcile_deals_orders'\""
+    ) in visible(d[("sales_orders", "reconcile_deals_orders")])

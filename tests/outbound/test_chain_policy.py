@@ -60,6 +60,19 @@ def test_named_rate_is_bought(
         assert float(shipment["selected_rate"]["rate"]) > cheapest  # not the cheapest: the named one
 
 
+def test_sku_map_names_the_odoo_product(
+    warehouse_url: str, engine: sa.Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HubSpot's SKU differs from Odoo's default_code: the policy's sku_map translates it."""
+    with chain_world(engine, tmp_path, monkeypatch, sku_map={"HS-DESK": "SKU-0002"}) as world:
+        deal = world.add_deal(1, lines=[("HS-DESK", 2, "30.00")]).deal_id
+        world.pull_and_ingest()
+        world.drain(steps=["odoo_order"])
+        order = world.odoo_order(deal)
+        [line] = [world.odoo.models["sale.order.line"][i] for i in order["order_line"]]
+        assert (line["product_id"][0], line["product_uom_qty"]) == (world.products["SKU-0002"], 2)
+
+
 def test_no_rates_is_dead_lettered(
     warehouse_url: str, engine: sa.Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -74,7 +74,8 @@ class OdooOrderStep:
         generation = generation_of(msg.payload, chain)
         if msg.topic == "deal.changed":
             return self._amount_changed(ctx, msg, chain, deal)
-        again = retrying(ctx, self, msg, attempt)
+        # A dry run looks up too (reads are allowed): its preview is the write a real run would make.
+        again = ctx.dry_run or retrying(ctx, self, msg, attempt)
         ref = order_ref(deal_id, generation)
         odoo = ctx.targets.odoo
 

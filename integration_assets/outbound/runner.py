@@ -21,6 +21,7 @@ a consumer crash loop lets the queue dead-letter a message first (recorded as an
 from __future__ import annotations
 
 import concurrent.futures as cf
+import copy
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -304,16 +305,19 @@ class _Runner:
         self.report = report
         self.policy = ctx.policy
 
-    def chain(self, deliveries: list[Delivery]) -> list[_Settle]:
-        """One chain's messages, in order; after a message that must wait, the rest wait too."""
+    def chain(self, deliveries: list[Delivery]) -> tuple[list[_Settle], StepReport]:
+        """One chain's messages, in order; after a message that must wait, the rest wait too. Counts go to
+        a report of the chain's own (chains run in parallel threads), added up by the caller."""
+        worker = copy.copy(self)
+        worker.report = StepReport(self.step.name)
         out: list[_Settle] = []
         for i, d in enumerate(deliveries):
-            s = self.one(d)
+            s = worker.one(d)
             out.append(s)
             if s.action in ("retry", "release"):
                 out.extend(_Settle(x, "release") for x in deliveries[i + 1 :])
                 break
-        return out
+        return out, worker.report
 
     def one(self, d: Delivery) -> _Settle:
         try:
@@ -555,7 +559,9 @@ def run_step(
                     if pending:
                         q.keepalive()  # AMQP heartbeats while the steps call their targets
                 for f in futures:
-                    settles.extend(f.result())  # a crash in a worker propagates here
+                    chain_settles, chain_report = f.result()  # a crash in a worker propagates here
+                    settles.extend(chain_settles)
+                    report.add(chain_report)
             _settle(q, settles, report)
             if dry_run:
                 break  # released messages are visible again at once: one pass shows each once

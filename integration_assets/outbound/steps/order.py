@@ -131,8 +131,9 @@ class OdooOrderStep:
                 outcome="found", target_id=str(order_id), target_ref=str(order.get("name") or "")
             )
         odoo.confirm_order(order_id)
-        pickings = odoo.reserve_stock(order_id)
-        order = odoo.read_order(order_id)
+        pickings = odoo.reserve_stock(
+            order_id
+        )  # the delivery exists once confirmed; the name was set at create
         fresh: dict[str, Any] = {}
         if chain is not None and int(chain.get("generation") or 1) != generation:
             # A new generation (rewin: new_order) starts with no label of its own.

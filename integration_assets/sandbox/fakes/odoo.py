@@ -260,135 +260,44 @@ def domain_matches(rec: dict[str, Any], domain: list[Any]) -> bool:
     return all(stack)
 
 
+def _fields(names: str) -> tuple[str, ...]:
+    return (*names.split(), "display_name", "create_date", "write_date")
+
+
 class FakeOdoo(FakeServer):
     """An Odoo database in memory: ``models[model][id] = record`` with Odoo wire values."""
 
+    # Fields per model as Odoo 17 names them (docs/SOURCES.md §2.3); create_date / write_date / display_name on all.
     MODEL_FIELDS: dict[str, tuple[str, ...]] = {
-        "res.partner": (
-            "name",
-            "ref",
-            "email",
-            "phone",
-            "mobile",
-            "is_company",
-            "parent_id",
-            "street",
-            "street2",
-            "city",
-            "zip",
-            "state_id",
-            "country_id",
-            "vat",
-            "website",
-            "company_id",
-            "active",
-            "display_name",
-            "create_date",
-            "write_date",
+        "res.partner": _fields(
+            "name ref email phone mobile is_company parent_id street street2 city zip state_id "
+            "country_id vat website company_id active"
         ),
-        "product.product": (
-            "default_code",
-            "name",
-            "barcode",
-            "list_price",
-            "standard_price",
-            "type",
-            "categ_id",
-            "qty_available",
-            "active",
-            "display_name",
-            "create_date",
-            "write_date",
+        "product.product": _fields(
+            "default_code name barcode list_price standard_price type categ_id qty_available active"
         ),
-        "sale.order": (
-            "name",
-            "partner_id",
-            "date_order",
-            "amount_untaxed",
-            "amount_tax",
-            "amount_total",
-            "currency_id",
-            "company_id",
-            "state",
-            "invoice_status",
-            "delivery_status",
-            "client_order_ref",
-            "origin",
-            "note",
-            "user_id",
-            "order_line",
-            "picking_ids",
-            "display_name",
-            "create_date",
-            "write_date",
+        "sale.order": _fields(
+            "name partner_id date_order amount_untaxed amount_tax amount_total currency_id company_id "
+            "state invoice_status delivery_status client_order_ref origin note user_id order_line "
+            "picking_ids"
         ),
-        "sale.order.line": (
-            "order_id",
-            "product_id",
-            "name",
-            "display_type",
-            "product_uom_qty",
-            "qty_delivered",
-            "qty_invoiced",
-            "price_unit",
-            "discount",
-            "price_subtotal",
-            "price_total",
-            "display_name",
-            "create_date",
-            "write_date",
+        "sale.order.line": _fields(
+            "order_id product_id name display_type product_uom_qty qty_delivered qty_invoiced "
+            "price_unit discount price_subtotal price_total"
         ),
-        "account.move": (
-            "name",
-            "move_type",
-            "state",
-            "payment_state",
-            "partner_id",
-            "invoice_date",
-            "invoice_date_due",
-            "amount_untaxed",
-            "amount_tax",
-            "amount_total",
-            "amount_residual",
-            "currency_id",
-            "invoice_origin",
-            "display_name",
-            "create_date",
-            "write_date",
+        "account.move": _fields(
+            "name move_type state payment_state partner_id invoice_date invoice_date_due "
+            "amount_untaxed amount_tax amount_total amount_residual currency_id invoice_origin"
         ),
-        "stock.picking": (
-            "name",
-            "origin",
-            "sale_id",
-            "partner_id",
-            "company_id",
-            "picking_type_code",
-            "move_type",
-            "state",
-            "scheduled_date",
-            "date_done",
-            "carrier_tracking_ref",
-            "move_ids",
-            "display_name",
-            "create_date",
-            "write_date",
+        "stock.picking": _fields(
+            "name origin sale_id partner_id company_id picking_type_code move_type state "
+            "scheduled_date date_done carrier_tracking_ref move_ids"
         ),
-        "stock.move": (
-            "name",
-            "picking_id",
-            "product_id",
-            "sale_line_id",
-            "product_uom_qty",
-            "quantity",
-            "state",
-            "display_name",
-            "create_date",
-            "write_date",
-        ),
-        "res.company": ("name", "currency_id", "display_name", "create_date", "write_date"),
-        "res.currency": ("name", "symbol", "active", "display_name", "create_date", "write_date"),
-        "res.country": ("name", "code", "display_name", "create_date", "write_date"),
-        "res.country.state": ("name", "code", "country_id", "display_name", "create_date", "write_date"),
+        "stock.move": _fields("name picking_id product_id sale_line_id product_uom_qty quantity state"),
+        "res.company": _fields("name currency_id"),
+        "res.currency": _fields("name symbol active"),
+        "res.country": _fields("name code"),
+        "res.country.state": _fields("name code country_id"),
     }
 
     def __init__(

@@ -70,6 +70,9 @@ WORK = BENCH / ".work"
 WON = "closedwon"
 DEAL_ID_BASE = 31_000_000_000  # HubSpot-sized ids, the same in every world so the two contenders match
 PATCH_PREFIX = "/crm/v3/objects/deals/"
+# An idle relay or step consumer looks again after this long (the SQL queue's own wait polls every 50 ms,
+# which for eight idle consumers cost half a core of the two).
+IDLE_POLL_S = 0.1
 
 
 def log(msg: str) -> None:
@@ -104,6 +107,8 @@ class Gate:
     calls: int = 0
     in_flight: int = 0
     peak: int = 0
+    queued_s: float = 0.0  # time calls waited for a free slot
+    served_s: float = 0.0  # arrival to answer, summed
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -114,8 +119,10 @@ def cap(fake: FakeServer, latency_s: float, in_flight: int, outage: Outage | Non
     handle = fake.handle
 
     def capped(req: LoggedRequest) -> tuple[int, dict[str, str], Any]:
+        t0 = time.monotonic()
         with sem:
             with gate.lock:
+                gate.queued_s += time.monotonic() - t0
                 gate.calls += 1
                 gate.in_flight += 1
                 gate.peak = max(gate.peak, gate.in_flight)
@@ -125,6 +132,7 @@ def cap(fake: FakeServer, latency_s: float, in_flight: int, outage: Outage | Non
             finally:
                 with gate.lock:
                     gate.in_flight -= 1
+                    gate.served_s += time.time() - req.at
 
     fake.handle = capped  # type: ignore[method-assign]
     if outage is not None:
@@ -189,6 +197,113 @@ def build_world(n: int, seed: int, latency_s: float, in_flight: int) -> World:
     return World(hs, odoo, ep, [d.deal_id for d in seeded], gates, outage)
 
 
+def _write_json(path: Path, doc: Any) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc, default=str))
+    tmp.replace(path)  # readers never see half a file
+
+
+def world_main(spec_path: str) -> None:
+    """Subprocess: one world's fakes, served from their own process (two worlds in one process slowed each
+    other's answers 2-3x through the GIL). Talks to the harness through files in the spec's directory:
+    writes ``env.json`` when serving; reads ``start.json`` (the clock's start and the outage window: calls
+    are counted from then); writes ``done.json`` (deal → write-back time) twice a second; on ``stop`` writes
+    ``result.json`` and exits."""
+    spec = json.loads(Path(spec_path).read_text())
+    d = Path(spec["dir"])
+    sys.setswitchinterval(0.0005)  # many handler threads, each mostly waiting: hand the GIL over quickly
+    world = build_world(spec["n"], spec["seed"], spec["latency"], spec["in_flight"])
+    try:
+        _write_json(d / "env.json", {"env": world.env(), "deals": world.deals})
+        started: float | None = None
+        while not (d / "stop").exists():
+            if started is None and (d / "start.json").exists():
+                start = json.loads((d / "start.json").read_text())
+                started = float(start["t0"])
+                for gate in world.gates.values():  # the seeding's calls are not part of the run
+                    with gate.lock:
+                        gate.calls = gate.peak = 0
+                        gate.queued_s = gate.served_s = 0.0
+                if start.get("outage"):
+                    begin, end = start["outage"]
+                    world.outage.schedule(float(begin), float(end) - float(begin))
+            _write_json(d / "done.json", written_back(world))
+            time.sleep(0.5)
+        gates = world.gates
+        _write_json(
+            d / "result.json",
+            {
+                "done": written_back(world),
+                "fakes": duplicates(world),
+                "calls": {k: g.calls for k, g in gates.items()},
+                "peak_in_flight": {k: g.peak for k, g in gates.items()},
+                "fake_ms_per_call": {
+                    k: {
+                        "queued": round(g.queued_s / g.calls * 1000, 1),
+                        "served": round(g.served_s / g.calls * 1000, 1),
+                    }
+                    for k, g in gates.items()
+                    if g.calls
+                },
+                "call_mix": call_mix(world, started or 0.0),
+            },
+        )
+    finally:
+        world.stop()
+
+
+class RemoteWorld:
+    """A world served by its own process (:func:`world_main`), seen from the harness."""
+
+    def __init__(self, args: argparse.Namespace, n: int, workdir: Path, name: str) -> None:
+        self.dir = workdir / f"world-{name}-{uuid.uuid4().hex[:6]}"
+        self.dir.mkdir(parents=True)
+        spec = {
+            "dir": str(self.dir),
+            "n": n,
+            "seed": args.seed,
+            "latency": args.latency,
+            "in_flight": args.in_flight,
+        }
+        (self.dir / "spec.json").write_text(json.dumps(spec))
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--_world", str(self.dir / "spec.json")], cwd=ROOT
+        )
+        deadline = time.monotonic() + 120
+        while not (self.dir / "env.json").exists():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the {name} world's fakes did not start")
+            time.sleep(0.1)
+        info = json.loads((self.dir / "env.json").read_text())
+        self._env: dict[str, str] = info["env"]
+        self.deals: list[str] = info["deals"]
+        self.result: dict[str, Any] = {}
+
+    def env(self) -> dict[str, str]:
+        return dict(self._env)
+
+    def start(self, t0: float, outage: tuple[float, float] | None = None) -> None:
+        _write_json(self.dir / "start.json", {"t0": t0, "outage": outage})
+
+    def done(self) -> dict[str, float]:
+        try:
+            return {k: float(v) for k, v in json.loads((self.dir / "done.json").read_text()).items()}
+        except (OSError, ValueError):
+            return {}
+
+    def stop(self) -> dict[str, Any]:
+        if self.proc.poll() is None:
+            (self.dir / "stop").touch()
+            try:
+                self.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        with contextlib.suppress(OSError, ValueError):
+            self.result = json.loads((self.dir / "result.json").read_text())
+        return self.result
+
+
 # --------------------------------------------------------------------------------------------------------
 # the warehouse: the same companies and deals, loaded the production way (an API pull, then the load)
 # --------------------------------------------------------------------------------------------------------
@@ -206,7 +321,7 @@ def environ(values: dict[str, str]) -> Iterator[None]:
                 os.environ[k] = v
 
 
-def seed_warehouse(world: World, url: str, data_dir: Path) -> dict[str, int]:
+def seed_warehouse(world: RemoteWorld, url: str, data_dir: Path) -> dict[str, int]:
     """Pull companies and deals from the HubSpot fake into an inbox (connectors/landing.py) and load the
     files (ingest/load.py): the warehouse knows each deal at stage contractsent before the clock starts."""
     from integration_assets.sandbox.demo_outbound import load_from_hubspot
@@ -214,15 +329,23 @@ def seed_warehouse(world: World, url: str, data_dir: Path) -> dict[str, int]:
     from integration_assets.warehouse import db
 
     with environ({"INTEGRATION_WAREHOUSE_URL": url, "INTEGRATION_DATA_DIR": str(data_dir)}):
-        return load_from_hubspot(world.hubspot.url, world.hubspot.token, get_settings(), db.get_engine(url))
+        env = world.env()
+        return load_from_hubspot(
+            env["HUBSPOT_BASE_URL"], env["HUBSPOT_ACCESS_TOKEN"], get_settings(), db.get_engine(url)
+        )
 
 
 # --------------------------------------------------------------------------------------------------------
 # processes: receiver, drainer, outbound workers (ours); the naive app
 # --------------------------------------------------------------------------------------------------------
-def worker_main(stop_file: str, steps: list[str], max_s: float, relay_too: bool) -> None:
-    """Subprocess: loop ``relay`` (if asked) and ``run_step`` for each of ``steps`` in threads until
-    ``stop_file`` exists or ``max_s`` passed. Prints the summed step reports as one JSON line."""
+def worker_main(
+    stop_file: str, steps: list[str], max_s: float, relay_too: bool, drain_pause: float | None
+) -> None:
+    """Subprocess: loop the drain (``drain_pause`` set: drain, pause, repeat, as ``integration-assets events
+    drain`` run in a loop), ``relay`` (``relay_too``) and ``run_step`` for each of ``steps``, each in its own
+    thread, until ``stop_file`` exists or ``max_s`` passed. Touches ``<stop_file>.ready.<pid>`` once set up;
+    prints its counts as one JSON line at the end."""
+    from integration_assets.events.drain import drain
     from integration_assets.outbound.relay import relay
     from integration_assets.outbound.runner import open_step_queue, run_step
     from integration_assets.outbound.targets import Targets
@@ -235,49 +358,79 @@ def worker_main(stop_file: str, steps: list[str], max_s: float, relay_too: bool)
     targets = Targets()  # one set of clients (connections, Odoo session) for every step of this process
     deadline = time.monotonic() + max_s
     totals: dict[str, Counter[str]] = {s: Counter() for s in steps}
-    relayed = Counter[str]()
+    counts = Counter[str]()
     errors: list[str] = []
 
     def running() -> bool:
         return not os.path.exists(stop_file) and time.monotonic() < deadline
 
-    def relay_loop() -> None:
+    def failed(what: str, exc: Exception) -> None:
+        errors.append(f"{what}: {type(exc).__name__}: {exc}"[:300])
+        time.sleep(0.5)
+
+    def drain_loop() -> None:
+        assert drain_pause is not None
         while running():
             try:
-                report = relay(engine)
+                report = drain(engine=engine)
             except Exception as exc:  # noqa: BLE001 - a bench loop reports and goes on
-                errors.append(f"relay: {type(exc).__name__}: {exc}"[:300])
-                time.sleep(0.5)
+                failed("drain", exc)
                 continue
-            relayed["published"] += report.published
-            if not report.published:
-                time.sleep(0.02)
+            counts["drained"] += report.totals.events_in
+            time.sleep(drain_pause)
 
-    def step_loop(step: str) -> None:
-        queue = open_step_queue(step, engine=engine, policy=policy)
+    def relay_loop() -> None:
+        from integration_assets.outbound.runner import known_steps
+
+        queues = {s: open_step_queue(s, engine=engine) for s in known_steps()}  # opened once, not per round
         try:
             while running():
                 try:
-                    report = run_step(engine, step, wait_s=0.2, targets=targets, policy=policy, queue=queue)
+                    report = relay(engine, queues=queues)
                 except Exception as exc:  # noqa: BLE001 - a bench loop reports and goes on
-                    errors.append(f"{step}: {type(exc).__name__}: {exc}"[:300])
-                    time.sleep(0.5)
+                    failed("relay", exc)
+                    continue
+                counts["relayed"] += report.published
+                if not report.published:
+                    time.sleep(IDLE_POLL_S)
+        finally:
+            for q in queues.values():
+                q.close()
+
+    def step_loop(step: str) -> None:
+        queue = open_step_queue(step, engine=engine)
+        try:
+            while running():
+                try:
+                    report = run_step(engine, step, targets=targets, policy=policy, queue=queue)
+                except Exception as exc:  # noqa: BLE001 - a bench loop reports and goes on
+                    failed(step, exc)
                     continue
                 for key in ("sent", "found", "skipped", "dead_lettered", "retried", "duplicates"):
                     totals[step][key] += int(getattr(report, key))
+                if not report.received:
+                    time.sleep(IDLE_POLL_S)
         finally:
             queue.close()
 
     threads = [threading.Thread(target=step_loop, args=(s,), name=f"step-{s}", daemon=True) for s in steps]
     if relay_too:
         threads.append(threading.Thread(target=relay_loop, name="relay", daemon=True))
+    if drain_pause is not None:
+        threads.append(threading.Thread(target=drain_loop, name="drain", daemon=True))
+    # Warm up before saying ready: the first drain loads the contracts, the first run of a step its code.
+    if drain_pause is not None:
+        drain(engine=engine)
+    for step in steps:
+        run_step(engine, step, max_messages=0, targets=targets, policy=policy)
     for t in threads:
         t.start()
+    Path(f"{stop_file}.ready.{os.getpid()}").touch()
     for t in threads:
         t.join()
     print(
         json.dumps(
-            {"steps": {s: dict(c) for s, c in totals.items()}, "relay": dict(relayed), "errors": errors[:20]}
+            {"steps": {s: dict(c) for s, c in totals.items()}, "counts": dict(counts), "errors": errors[:20]}
         ),
         flush=True,
     )
@@ -306,7 +459,7 @@ def stop(proc: subprocess.Popen[bytes] | None, timeout_s: float = 30) -> None:
 class Ours:
     """Our side for one world: receiver, drainer, relay and step consumers, on database ``url``."""
 
-    world: World
+    world: RemoteWorld
     url: str
     workdir: Path
     pause_s: float
@@ -331,7 +484,7 @@ class Ours:
         }
 
     def start(self) -> None:
-        from integration_assets.outbound.steps import STEPS
+        from integration_assets.outbound.runner import known_steps
 
         port = free_port()
         self.base_url = f"http://{HOST}:{port}"
@@ -339,20 +492,38 @@ class Ours:
         env = self.env()
         receiver = uvicorn("integration_assets.webhooks.app:create_app", port, env)
         self.procs.append(receiver)
-        wait_healthy(self.base_url, receiver)
-        drainer = [sys.executable, str(BENCH / "events_latency.py"), "--_drainer", str(self.stop_file)]
-        drainer += ["--pause", str(self.pause_s), "--seconds", str(self.budget_s)]
-        self.procs.append(subprocess.Popen(drainer, env=env, cwd=ROOT, stdout=subprocess.DEVNULL))
-        steps = list(STEPS)
-        groups = [[s] for s in steps] if self.layout == "processes" else [steps]
-        for i, group in enumerate(groups):
-            cmd = [sys.executable, __file__, "--_worker", str(self.stop_file), "--steps", ",".join(group)]
-            cmd += ["--seconds", str(self.budget_s)] + (["--relay"] if i == 0 else [])
+        steps = list(known_steps())
+        # The drain, the relay and each step: each its own process (or all threads of one).
+        roles: list[list[str]] = [["--drain", str(self.pause_s)], ["--relay"]] + [
+            ["--steps", s] for s in steps
+        ]
+        if self.layout == "threads":
+            roles = [["--drain", str(self.pause_s), "--relay", "--steps", ",".join(steps)]]
+        for role in roles:
+            cmd = [
+                sys.executable,
+                __file__,
+                "--_worker",
+                str(self.stop_file),
+                "--seconds",
+                str(self.budget_s),
+                *role,
+            ]
             self.workers.append(subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE))
+        wait_healthy(self.base_url, receiver)
+        deadline = time.monotonic() + 180
+        while len(list(self.workdir.glob(f"{self.stop_file.name}.ready.*"))) < len(self.workers):
+            if not self.alive() or time.monotonic() > deadline:
+                raise RuntimeError("an outbound worker did not start (see its stderr above)")
+            time.sleep(0.2)
+
+    def alive(self) -> bool:
+        """Every process of ours still running (a crashed consumer ends the wait)."""
+        return all(p.poll() is None for p in [*self.procs, *self.workers])
 
     def finish(self) -> dict[str, Any]:
         self.stop_file.touch()
-        reports: dict[str, Any] = {"steps": {}, "relay": {}, "errors": []}
+        reports: dict[str, Any] = {"steps": {}, "counts": {}, "errors": []}
         for w in self.workers:
             try:
                 out, _ = w.communicate(timeout=120)
@@ -363,7 +534,7 @@ class Ours:
             if lines:
                 r = json.loads(lines[-1])
                 reports["steps"].update(r["steps"])
-                reports["relay"].update(r["relay"])
+                reports["counts"].update(r["counts"])
                 reports["errors"] += r["errors"]
         for p in self.procs:
             stop(p)
@@ -489,6 +660,31 @@ def written_back(world: World) -> dict[str, float]:
     return done
 
 
+def call_mix(world: World, since: float) -> dict[str, dict[str, int]]:
+    """Calls per API after ``since``, by Odoo model.method or by HTTP method and path (ids masked)."""
+    import re
+
+    out: dict[str, dict[str, int]] = {}
+    for name in ("hubspot", "odoo", "easypost"):
+        fake = getattr(world, name)
+        with fake.lock:
+            reqs = [r for r in fake.requests if r.at >= since]
+        mix: Counter[str] = Counter()
+        for r in reqs:
+            if name == "odoo" and isinstance(r.body, dict):
+                args = (r.body.get("params") or {}).get("args") or []
+                what = (
+                    f"{args[3]}.{args[4]}"
+                    if len(args) > 4
+                    else str((r.body.get("params") or {}).get("method"))
+                )
+            else:
+                what = f"{r.method} {re.sub(r'/(shp|adr|rate)_[0-9a-f]+|/[0-9]{3,}', '/{id}', r.path)}"
+            mix[what] += 1
+        out[name] = dict(mix.most_common())
+    return out
+
+
 def duplicates(world: World) -> dict[str, int]:
     """Orders per deal and purchased labels per deal beyond one, as the fakes hold them."""
     orders = Counter(
@@ -505,13 +701,15 @@ def duplicates(world: World) -> dict[str, int]:
     }
 
 
-def wait_complete(world: World, expect: set[str], timeout_s: float, what: str) -> dict[str, float]:
+def wait_complete(
+    world: RemoteWorld, expect: set[str], timeout_s: float, what: str, alive: Callable[[], bool]
+) -> dict[str, float]:
     deadline = time.monotonic() + timeout_s
     last_log = 0.0
-    done = written_back(world)
-    while not expect <= set(done) and time.monotonic() < deadline:
+    done = world.done()
+    while not expect <= set(done) and time.monotonic() < deadline and alive():
         time.sleep(0.5)
-        done = written_back(world)
+        done = world.done()
         if time.monotonic() - last_log > 15:
             last_log = time.monotonic()
             log(f"{what}: {len(set(done) & expect)}/{len(expect)} chains complete")
@@ -528,28 +726,29 @@ def ms(values: list[float], p: float) -> float | None:
 # --------------------------------------------------------------------------------------------------------
 def throughput_run(args: argparse.Namespace, rep: int, tmp: Path) -> dict[str, Any]:
     name, url = pgdb.fresh_database("ia_bench_out")
-    world = build_world(args.chains, args.seed, args.latency, args.in_flight)
+    world = RemoteWorld(args, args.chains, tmp, f"throughput{rep}")
     ours: Ours | None = None
     try:
         seeded = seed_warehouse(world, url, tmp / f"seed-{rep}")
-        for gate in world.gates.values():  # the seeding's calls are not part of the run
-            gate.calls = gate.peak = 0
-        world.hubspot.clear_log()
         ours = Ours(world, url, tmp, args.pause, args.layout, budget_s=args.settle + 600)
         ours.start()
         log(
             f"rep {rep}: {len(world.deals)} deals seeded ({seeded}); posting won webhooks at {args.rate or 'max'}/s"
         )
-        [sent] = post_won([(ours.base_url, ours.secret)], world.deals, args.rate)
+        [sent] = post_won([(ours.base_url, ours.secret)], world.deals, args.rate, on_start=world.start)
         accepted = {s.deal_id for s in sent if s.status.startswith("2")}
-        done = wait_complete(world, accepted, args.settle, f"rep {rep}")
+        wait_complete(world, accepted, args.settle, f"rep {rep}", ours.alive)
         reports = ours.finish()
         ours = None
     finally:
         if ours is not None:
             ours.finish()
-        world.stop()
-        pgdb.drop_database(name)
+        result = world.stop()
+        if not args.keep_db:
+            pgdb.drop_database(name)
+        else:
+            log(f"kept database {name}")
+    done = result.get("done") or {}
     first = min(s.at for s in sent)
     lat = sorted(done[s.deal_id] - s.at for s in sent if s.deal_id in done)
     span = (max(done.values()) - first) if done else float("nan")
@@ -568,9 +767,7 @@ def throughput_run(args: argparse.Namespace, rep: int, tmp: Path) -> dict[str, A
         "p99_ms": ms(lat, 99),
         "max_ms": round(lat[-1] * 1000, 1) if lat else None,
         "webhook_p99_ms": ms(sorted(s.seconds for s in sent if s.seconds is not None), 99),
-        "calls": {k: g.calls for k, g in world.gates.items()},
-        "peak_in_flight": {k: g.peak for k, g in world.gates.items()},
-        "fakes": duplicates(world),
+        **{k: result.get(k) for k in ("calls", "peak_in_flight", "fake_ms_per_call", "fakes", "call_mix")},
         "workers": reports,
     }
 
@@ -578,10 +775,11 @@ def throughput_run(args: argparse.Namespace, rep: int, tmp: Path) -> dict[str, A
 def outage_run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     n = int(args.outage_rate * (args.outage_lead + args.outage + args.outage_tail))
     name, url = pgdb.fresh_database("ia_bench_outage")
-    ours_world = build_world(n, args.seed, args.latency, args.in_flight)
-    naive_world = build_world(n, args.seed, args.latency, args.in_flight)
+    ours_world = RemoteWorld(args, n, tmp, "ours")
+    naive_world = RemoteWorld(args, n, tmp, "naive")
     ours: Ours | None = None
     naive: subprocess.Popen[bytes] | None = None
+    window = (0.0, 0.0)
     try:
         seed_warehouse(ours_world, url, tmp / "seed-outage")
         ours = Ours(ours_world, url, tmp, args.pause, args.layout, budget_s=args.outage + args.settle + 900)
@@ -599,8 +797,10 @@ def outage_run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         wait_healthy(naive_url, naive)
 
         def schedule(t0: float) -> None:
+            nonlocal window
+            window = (t0 + args.outage_lead, t0 + args.outage_lead + args.outage)
             for w in (ours_world, naive_world):
-                w.outage.schedule(t0 + args.outage_lead, args.outage)
+                w.start(t0, window)
 
         log(
             f"outage: {n} won webhooks at {args.outage_rate}/s to both; EasyPost down from "
@@ -612,23 +812,25 @@ def outage_run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             args.outage_rate,
             on_start=schedule,
         )
-        window = (ours_world.outage.start, ours_world.outage.end)
         log("outage: load done; waiting for our chains to complete")
         accepted = {s.deal_id for s in sent_ours if s.status.startswith("2")}
         remaining = max(0.0, window[1] - time.time())
-        done_ours = wait_complete(ours_world, accepted, remaining + args.settle, "outage/ours")
-        done_naive = written_back(naive_world)
+        done_ours = wait_complete(ours_world, accepted, remaining + args.settle, "outage/ours", ours.alive)
         reports = ours.finish()
         ours = None
     finally:
         if ours is not None:
             ours.finish()
         stop(naive)
-        ours_world.stop()
-        naive_world.stop()
+        ours_result = ours_world.stop()
+        naive_result = naive_world.stop()
         pgdb.drop_database(name)
+    done_ours = ours_result.get("done") or {}
+    done_naive = naive_result.get("done") or {}
 
-    def summary(label: str, sent: list[Sent], done: dict[str, float], world: World) -> dict[str, Any]:
+    def summary(
+        label: str, sent: list[Sent], done: dict[str, float], result: dict[str, Any]
+    ) -> dict[str, Any]:
         during = [s for s in sent if window[0] <= s.at < window[1]]
         fast = [s for s in sent if s.status.startswith("2") and s.seconds is not None and s.seconds <= 1.0]
         durations = sorted(s.seconds for s in sent if s.seconds is not None)
@@ -645,7 +847,19 @@ def outage_run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             "complete_won_during_outage": sum(1 for s in during if s.deal_id in done),
             "complete_after_return": sum(1 for t in done.values() if t >= window[1]),
             "last_complete_after_return_s": round(max(done.values()) - window[1], 1) if done else None,
-            "fakes": duplicates(world),
+            "fakes": result.get("fakes"),
+            "fake_calls": result.get("calls"),
+            "fake_ms_per_call": result.get("fake_ms_per_call"),
+            # every request: seconds after the first, status, seconds to the answer, chain complete
+            "requests": [
+                [
+                    round(s.at - sent[0].at, 2),
+                    s.status,
+                    None if s.seconds is None else round(s.seconds, 2),
+                    s.deal_id in done,
+                ]
+                for s in sent
+            ],
         }
 
     return {
@@ -653,8 +867,8 @@ def outage_run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         "rate": args.outage_rate,
         "chains": n,
         "results": [
-            summary("ours: receiver → queue → outbox → steps", sent_ours, done_ours, ours_world),
-            summary("naive: the calls inside the webhook request", sent_naive, done_naive, naive_world),
+            summary("ours: receiver → queue → outbox → steps", sent_ours, done_ours, ours_result),
+            summary("naive: the calls inside the webhook request", sent_naive, done_naive, naive_result),
         ],
         "workers": reports,
     }
@@ -721,13 +935,21 @@ def main() -> None:
     parser.add_argument("--outage-lead", type=float, default=10.0, help="seconds of load before the outage")
     parser.add_argument("--outage-tail", type=float, default=10.0, help="seconds of load after it")
     parser.add_argument("--seed", type=int, default=12)
+    parser.add_argument("--keep-db", action="store_true", help="keep the bench databases for inspection")
     parser.add_argument("--_worker", help=argparse.SUPPRESS)
+    parser.add_argument("--_world", help=argparse.SUPPRESS)
     parser.add_argument("--steps", default="", help=argparse.SUPPRESS)
     parser.add_argument("--seconds", type=float, default=600.0, help=argparse.SUPPRESS)
     parser.add_argument("--relay", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--drain", type=float, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args._world:
+        world_main(args._world)
+        return
     if args._worker:
-        worker_main(args._worker, [s for s in args.steps.split(",") if s], args.seconds, args.relay)
+        worker_main(
+            args._worker, [s for s in args.steps.split(",") if s], args.seconds, args.relay, args.drain
+        )
         return
     only = {x.strip() for x in args.only.split(",") if x.strip()}
     if not only <= {"throughput", "outage"} or not only:
@@ -735,9 +957,12 @@ def main() -> None:
     if not (0 < args.chains <= 5000 and 0 <= args.rate <= 1000 and 0 < args.outage <= 600):
         parser.error("--chains in (0, 5000], --rate in [0, 1000], --outage in (0, 600]")
     WORK.mkdir(parents=True, exist_ok=True)
+    # This process serves every fake (two worlds in the outage scenario) from many threads: a short GIL
+    # switch interval keeps one busy handler thread from delaying the others' answers by 5 ms slices.
+    sys.setswitchinterval(0.0005)
     load_before = os.getloadavg()
     out: dict[str, Any] = {"benchmark": "outbound", "at": datetime.now(UTC).isoformat(), "params": {
-        k: v for k, v in vars(args).items() if not k.startswith("_") and k not in ("steps", "seconds", "relay")
+        k: v for k, v in vars(args).items() if not k.startswith("_") and k not in ("steps", "seconds", "relay", "drain")
     }}  # fmt: skip
     with tempfile.TemporaryDirectory(dir=WORK) as tmp:
         if "throughput" in only:

@@ -50,6 +50,18 @@ FROM_ADDRESS = {
     "phone": "4155555555",
 }
 PARCEL = {"length": 10, "width": 8, "height": 4, "weight": 16}
+ADDRESS_FIELDS = (
+    "name",
+    "company",
+    "street1",
+    "street2",
+    "city",
+    "state",
+    "zip",
+    "country",
+    "phone",
+    "email",
+)
 
 
 class ChainFailed(Exception):
@@ -130,11 +142,6 @@ class Naive:
 
     # -- the chain, in sequence ---------------------------------------------------------------------------
     async def chain(self, deal_id: str) -> str:
-        deal = await self.hs(
-            "GET",
-            f"/crm/v3/objects/deals/{deal_id}",
-            params={"properties": "dealname,amount,deal_currency_code"},
-        )
         companies = await self.hs("GET", f"/crm/v4/objects/deals/{deal_id}/associations/companies")
         company_id = str(companies["results"][0]["toObjectId"])
         company = await self.hs(
@@ -202,7 +209,7 @@ class Naive:
             "/v2/shipments",
             {
                 "shipment": {
-                    "to_address": {"id": verified["id"]},
+                    "to_address": {k: verified.get(k) for k in ADDRESS_FIELDS},
                     "from_address": FROM_ADDRESS,
                     "parcel": PARCEL,
                     "reference": f"hubspot-deal:{deal_id}",
@@ -219,14 +226,13 @@ class Naive:
             f"/crm/v3/objects/deals/{deal_id}",
             json={
                 "properties": {
-                    "odoo_order_ref": str(order["name"]),
+                    "odoo_order_name": str(order["name"]),
                     "tracking_number": tracking,
                     "shipment_status": "pre_transit",
                     "label_url": str(bought["postage_label"]["label_url"]),
                 }
             },
         )
-        del deal
         return tracking
 
 

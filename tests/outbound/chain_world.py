@@ -268,9 +268,9 @@ class ChainWorld:
             report = process(f, engine=self.engine)
             assert report.status in ("succeeded", "duplicate_file"), (f.path.name, report.status)
 
-    def deliver_events(self, provider: str, docs: list[dict[str, Any]]) -> None:
-        """Verified webhook events → the events queue (built by the receiver's own code) → a drain, whose merge
-        captures the outbox rows."""
+    def deliver_events(self, provider: str, docs: list[Any]) -> None:
+        """Verified webhook deliveries (an event, or HubSpot's array of events) → the events queue (messages
+        built by the receiver's own code) → a drain, whose merge captures the outbox rows."""
         headers = {"content-type": "application/json"}
         now = datetime.now(UTC)
         messages = [
@@ -284,7 +284,8 @@ class ChainWorld:
             report = drain(queue, engine=self.engine)
         finally:
             queue.close()
-        assert report.totals.applied + report.totals.stale == len(messages), report
+        assert report.balanced and report.totals.events_in == len(messages), report
+        assert report.totals.dead_lettered == report.totals.retried == 0, report
 
     # -- running -----------------------------------------------------------------------------------------
     def pending(self, steps: Sequence[str] = FORWARD) -> int:

@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from integration_assets.outbound.relay import relay
-from integration_assets.sandbox.events import tracker_event
+from integration_assets.sandbox.events import hubspot_change, tracker_event
 from integration_assets.warehouse.schema import outbox
 from tests.outbound.chain_world import FORWARD, SKUS, ChainWorld, chain_world
 
@@ -234,6 +234,28 @@ def test_duplicate_and_out_of_order_won_events(
         assert world.easypost.labels_bought() == 1
 
 
+def test_won_by_webhook_duplicate_and_out_of_order(
+    warehouse_url: str, engine: sa.Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The deal is won through HubSpot ``deal.propertyChange`` webhooks: the won change delivered twice, and an
+    older change back to an open stage delivered after it (stale, not a reopening): one chain, one order."""
+    with chain_world(engine, tmp_path, monkeypatch, rewin="new_order") as world:
+        d = world.add_deal(1, stage="contractsent")
+        world.pull_and_ingest()
+        t0 = datetime.now(UTC) + timedelta(minutes=1)  # after the pulled version
+        won = hubspot_change(
+            501, d.deal_id, "dealstage", "closedwon", t0 + timedelta(seconds=30), "deal.propertyChange"
+        )
+        older = hubspot_change(500, d.deal_id, "dealstage", "contractsent", t0, "deal.propertyChange")
+        world.deliver_events("hubspot", [[won]])
+        world.deliver_events("hubspot", [[won], [older]])
+        world.drain()
+        assert outbox_keys(world, "deal.won") == [f"deal.won:{d.deal_id}"]
+        assert outbox_keys(world, "deal.reopened") == []
+        assert world.odoo_orders() == {f"hubspot-deal:{d.deal_id}": 1}
+        assert world.chains()[d.deal_id]["status"] == "written_back"
+
+
 # -- permanent problems, named ---------------------------------------------------------------------------------
 def test_rejected_address_is_dead_lettered_naming_the_address(
     warehouse_url: str, engine: sa.Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -289,11 +311,6 @@ def test_bad_deals_are_dead_lettered_with_the_item_named(
 
 
 # -- tracking updates ------------------------------------------------------------------------------------------
-@pytest.mark.xfail(
-    strict=True,
-    reason="warehouse/outbox.py keys tracking.updated by tracker id, so a tracker's later statuses are dropped "
-    "(requested from core in /work/notes/interfaces.md)",
-)
 def test_tracking_updates_never_set_an_older_status(
     warehouse_url: str, engine: sa.Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

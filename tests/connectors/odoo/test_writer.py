@@ -416,3 +416,11 @@ def test_from_settings_reads_the_odoo_variables(odoo: FakeOdoo, monkeypatch: pyt
     with OdooWriter.from_settings() as w:
         assert w.company_currencies() == {"USD"}
         assert odoo.api_key not in repr(w)
+
+
+def test_a_slow_read_times_out_and_is_retried(odoo: FakeOdoo, make_writer: Callable[..., OdooWriter]) -> None:
+    writer = make_writer(timeout=0.5)
+    writer.company_currencies()  # logged in
+    odoo.slow_next(1.5, method="search_read")
+    assert writer.find_order(REF) is None  # a read may be sent again: the second attempt answers at once
+    assert [c[:2] for c in execute_calls(odoo)][-2:] == [("sale.order", "search_read")] * 2

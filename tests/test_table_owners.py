@@ -39,6 +39,7 @@ OWNERS: dict[str, set[str]] = {
     "outbox": {"warehouse/outbox.py"},
     "outbound_ledger": {"outbound/ledger.py"},
     "outbound_chains": {"outbound/ledger.py"},
+    "api_budget": {"warehouse/api_budget.py"},
 }
 
 WRITE_METHODS = {"insert", "update", "delete"}

@@ -10,7 +10,7 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import tenacity
@@ -28,6 +28,9 @@ from integration_assets.connectors._retry import (
     Throttle,
     classify_http,
 )
+
+if TYPE_CHECKING:
+    from integration_assets.warehouse.api_budget import ApiBudget, Priority
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +53,10 @@ class HttpClient:
 
     ``sleep`` and ``clock`` (wall clock, epoch seconds: ``Retry-After`` dates are absolute) and ``rng`` are
     injectable so tests keep provider windows (HubSpot's 10 s) short or merely assert them.
+
+    ``api_budget`` (``warehouse/api_budget.py``, shared by every process) is asked before each attempt, with
+    ``priority``, and told each answer's status and rate-limit headers; the seconds it made an attempt wait
+    add up in :attr:`budget_wait_s`. A wait longer than ``retry.max_wait`` fails as transient.
     """
 
     def __init__(
@@ -68,6 +75,8 @@ class HttpClient:
         clock: Clock = time.time,
         rng: random.Random | None = None,
         secrets: tuple[str, ...] = (),
+        api_budget: ApiBudget | None = None,
+        priority: Priority = "live",
     ) -> None:
         self.system = system
         self.base_url = base_url
@@ -80,6 +89,9 @@ class HttpClient:
         self.rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self.secrets = secrets
         self.calls = 0  # attempts sent, including retries
+        self.api_budget = api_budget
+        self.priority: Priority = priority
+        self.budget_wait_s = 0.0  # seconds the shared API budget made this client's attempts wait
         self._blocked: ConnectorError | None = None
         self._client = httpx.Client(
             base_url=base_url,
@@ -103,6 +115,10 @@ class HttpClient:
     def close(self) -> None:
         self._client.close()
 
+    def use_api_budget(self, budget: ApiBudget | None, priority: Priority = "live") -> None:
+        """Ask ``budget`` before every later attempt (a client built elsewhere: a resource, the targets)."""
+        self.api_budget, self.priority = budget, priority
+
     def scrub(self, text: str) -> str:
         """``text`` with every configured secret masked (messages may quote what a server echoed back)."""
         for secret in self.secrets:
@@ -125,6 +141,9 @@ class HttpClient:
             raise self._blocked
         if throttle is not None:
             throttle.wait()
+        if self.api_budget is not None:
+            # Right before the send: the grant time is what the budget's rolling window counts.
+            self.budget_wait_s += self.api_budget.acquire(self.priority, max_wait_s=self.retry.max_wait)
         self.calls += 1
         try:
             response = self._client.request(method, path, params=params, json=json)
@@ -136,6 +155,8 @@ class HttpClient:
             raise Retryable(
                 f"connection failed ({type(exc).__name__}: {self.scrub(str(exc))[:200]})"
             ) from exc
+        if self.api_budget is not None:
+            self.api_budget.observe(response.status_code, response.headers)
         verdict = classify(response, self.clock())
         if verdict.action == "ok":
             return response

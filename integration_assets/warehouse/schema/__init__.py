@@ -7,6 +7,7 @@ tables. Importing this package declares all of them, so ``metadata`` is always c
 from __future__ import annotations
 
 from integration_assets.warehouse.schema.alerts import KEY_LENGTH, alert_deliveries, alert_incidents
+from integration_assets.warehouse.schema.api_budget import api_budget
 from integration_assets.warehouse.schema.base import MONEY, TS, key_string, metadata
 from integration_assets.warehouse.schema.canonical import (
     CANONICAL_TABLES,
@@ -40,6 +41,7 @@ __all__ = [
     "TS",
     "alert_deliveries",
     "alert_incidents",
+    "api_budget",
     "companies",
     "connector_http_stats",
     "contacts",

@@ -11,6 +11,7 @@ Payloads hold ids only (deal, order, tracking code), never personal data: the st
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -144,13 +145,30 @@ def mark_attempt_failed(conn: sa.Connection, ids: Sequence[int]) -> None:
 
 
 # -- capture ------------------------------------------------------------------------------------------------
-def capture(conn: sa.Connection, table_name: str, stage_table: str) -> int:
+def before_merge(conn: sa.Connection, table_name: str, stage_table: str) -> dict[str, bool] | None:
+    """What ``capture`` needs to know from before the merge, read just before it (same transaction).
+
+    For ``deals``: whether each deal staged as won was already stored, and as won (id -> was won); a deal
+    absent from the dict is new to the warehouse. None for every other table (no query)."""
+    if table_name != "deals":
+        return None
+    q = conn.dialect.identifier_preparer.quote(stage_table)
+    sql = f"""
+        SELECT d.source_id, d.is_closed_won FROM deals d
+        WHERE d.source_system = 'hubspot' AND d.source_id IN (
+            SELECT s.source_id FROM {q} s WHERE s.source_system = 'hubspot' AND s.is_closed_won = :won)"""
+    return {str(i): bool(w) for i, w in conn.execute(sa.text(sql), {"won": True})}
+
+
+def capture(
+    conn: sa.Connection, table_name: str, stage_table: str, before: dict[str, bool] | None = None
+) -> int:
     """Insert the outbox rows a merge of ``table_name`` causes, in the merge's transaction; returns how many.
 
-    Called at the end of ``CanonicalStage.merge`` with the staging table's name. Only the trigger tables run
-    a query, and it reads the merged rows of the staged keys only (joined to the staging table), so a merge
-    of contacts costs nothing and a merge of deals costs one join over its own keys. The rules: see
-    docs/ARCHITECTURE.md, "The outbound flow"."""
+    Called at the end of ``CanonicalStage.merge`` with the staging table's name (and, for deals, what
+    ``before_merge`` read). Only the trigger tables run a query, and it reads the merged rows of the staged
+    keys only (joined to the staging table), so a merge of contacts costs nothing and a merge of deals costs
+    one join over its own keys. The rules: see docs/ARCHITECTURE.md, "The outbound flow"."""
     if table_name not in TRIGGER_TABLES:
         return 0
     policy = load_policies().outbound
@@ -158,7 +176,7 @@ def capture(conn: sa.Connection, table_name: str, stage_table: str) -> int:
         return 0
     rows: list[OutboxRow]
     if table_name == "deals":
-        rows = _deals(conn, stage_table, policy)
+        rows = _deals(conn, stage_table, policy, before or {})
     elif table_name == "sales_orders":
         rows = _cancelled_orders(conn, stage_table)
     elif table_name == "shipment_events":
@@ -168,64 +186,59 @@ def capture(conn: sa.Connection, table_name: str, stage_table: str) -> int:
     return enqueue(conn, rows)
 
 
-def _staged(conn: sa.Connection, stage_table: str) -> str:
+def _staged(conn: sa.Connection, stage_table: str, where: str = "") -> str:
     q = conn.dialect.identifier_preparer.quote(stage_table)
-    return f"(SELECT DISTINCT source_system, source_id FROM {q})"
+    return f"(SELECT DISTINCT source_system, source_id FROM {q} {where})"
 
 
-def _deals(conn: sa.Connection, stage_table: str, policy: OutboundPolicy) -> list[OutboxRow]:
-    """Won deals start a chain (trigger ``hubspot_deal_won``); a won deal whose amount differs from its
-    order's is a ``deal.changed``; with ``rewin: new_order`` a reopened deal leaves a marker, and winning it
-    again starts the next generation."""
-    rewin = policy.rewin == "new_order"
+def _deals(
+    conn: sa.Connection, stage_table: str, policy: OutboundPolicy, before: dict[str, bool]
+) -> list[OutboxRow]:
+    """Deals that became won start a chain (trigger ``hubspot_deal_won``); with ``rewin: new_order`` a
+    chain's deal won again after being reopened starts the next generation; a won deal whose amount differs
+    from its order's is a ``deal.changed``.
+
+    A deal new to the warehouse and already won (the first sync of a portal with history) starts a chain
+    only when no order references it yet and it was won within ``first_seen_won_within``: history is not
+    ordered a second time. A deal stored as won before this merge starts nothing (it was handled then)."""
     starts = policy.trigger == "hubspot_deal_won"
-    sql = f"""
-        SELECT d.source_id, d.amount, d.is_closed_won, c.generation, c.order_id, c.amount_at_order
-        FROM deals d
-        JOIN {_staged(conn, stage_table)} s ON s.source_system = d.source_system AND s.source_id = d.source_id
-        LEFT JOIN outbound_chains c ON c.chain_id = d.source_id
-        WHERE d.source_system = 'hubspot' AND d.archived_at IS NULL
-          AND (d.is_closed_won = :won OR c.chain_id IS NOT NULL)"""
+    rewin = policy.rewin == "new_order"
+    q = conn.dialect.identifier_preparer.quote(stage_table)
     out: list[OutboxRow] = []
-    reopened_keys: dict[str, str] = {}
-    found = conn.execute(sa.text(sql), {"won": True}).all()
-    if rewin:
-        # Which chains were reopened since their generation started (a marker row, see below).
-        keys = [f"deal.reopened:{r[0]}:{r[3]}" for r in found if r[3] is not None]
-        for start in range(0, len(keys), _CHUNK):
-            for (k,) in conn.execute(
-                sa.select(outbox.c.key).where(outbox.c.key.in_(keys[start : start + _CHUNK]))
-            ):
-                reopened_keys[k.split(":")[1]] = k
-    for deal_id, amount, won, generation, order_id, amount_at_order in found:
+    # Became won in this merge: staged as won, stored as won now (a staged row older than the stored one
+    # changes nothing), and not stored as won before.
+    sql = f"""
+        SELECT d.source_id, c.generation, COALESCE(d.close_date, d.source_updated_at) AS won_at
+        FROM deals d
+        JOIN {_staged(conn, stage_table, "WHERE is_closed_won = :won")} s
+          ON s.source_system = d.source_system AND s.source_id = d.source_id
+        LEFT JOIN outbound_chains c ON c.chain_id = d.source_id
+        WHERE d.source_system = 'hubspot' AND d.archived_at IS NULL AND d.is_closed_won = :won
+          -- written by this merge (an unchanged row keeps the load id that wrote it: nothing happened to it)
+          AND d.load_id IN (SELECT DISTINCT load_id FROM {q})"""
+    since = _now() - policy.first_seen_won_within
+    first_seen: list[str] = []
+    for deal_id, generation, won_at in conn.execute(sa.text(sql), {"won": True}).all():
         deal_id = str(deal_id)
-        if not won:
-            if rewin and generation is not None:
-                # The deal left closed-won after its chain started: remembered so that winning it again is a
-                # rewin, not a re-merge of the same won deal. Published to no step (the relay only marks it).
-                out.append(
-                    OutboxRow(
-                        f"deal.reopened:{deal_id}:{generation}",
-                        "deal.reopened",
-                        "",
-                        deal_id,
-                        {"deal_id": deal_id, "generation": generation},
-                    )
-                )
-            continue
+        if before.get(deal_id):
+            continue  # already won before this merge
         if generation is None:
-            if starts:
-                out.append(
-                    OutboxRow(
-                        won_key(deal_id),
-                        "deal.won",
-                        "odoo_order",
-                        deal_id,
-                        {"deal_id": deal_id, "generation": 1},
-                    )
+            if not starts:
+                continue
+            if deal_id not in before:  # new to the warehouse and already won: recently, or history?
+                if isinstance(won_at, str):
+                    won_at = datetime.fromisoformat(won_at)
+                if won_at is not None and won_at.tzinfo is None:
+                    won_at = won_at.replace(tzinfo=UTC)
+                if won_at is not None and won_at >= since:
+                    first_seen.append(deal_id)
+                continue
+            out.append(
+                OutboxRow(
+                    won_key(deal_id), "deal.won", "odoo_order", deal_id, {"deal_id": deal_id, "generation": 1}
                 )
-            continue
-        if rewin and deal_id in reopened_keys:
+            )
+        elif rewin and deal_id in before:  # stored not won before, won now: won again
             n = int(generation) + 1
             out.append(
                 OutboxRow(
@@ -236,20 +249,54 @@ def _deals(conn: sa.Connection, stage_table: str, policy: OutboundPolicy) -> lis
                     {"deal_id": deal_id, "generation": n},
                 )
             )
-            continue
-        if order_id is not None and amount is not None and amount_at_order is not None:
-            if Decimal(str(amount)) != Decimal(str(amount_at_order)):
-                text = money_text(amount)
-                out.append(
-                    OutboxRow(
-                        f"deal.changed:{deal_id}:{text}",
-                        "deal.changed",
-                        "odoo_order",
-                        deal_id,
-                        {"deal_id": deal_id, "generation": int(generation), "amount": text},
-                    )
+    ordered = _ordered_deals(conn, first_seen)
+    for deal_id in first_seen:
+        if deal_id not in ordered:
+            out.append(
+                OutboxRow(
+                    won_key(deal_id), "deal.won", "odoo_order", deal_id, {"deal_id": deal_id, "generation": 1}
                 )
+            )
+    # Amount changed after the order: every staged deal with an ordered chain (a partial row may keep the
+    # stage and carry only the amount).
+    sql = f"""
+        SELECT d.source_id, d.amount, c.generation, c.amount_at_order
+        FROM deals d
+        JOIN {_staged(conn, stage_table)} s ON s.source_system = d.source_system AND s.source_id = d.source_id
+        JOIN outbound_chains c ON c.chain_id = d.source_id
+        WHERE d.source_system = 'hubspot' AND d.is_closed_won = :won
+          AND c.order_id IS NOT NULL AND c.amount_at_order IS NOT NULL AND d.amount IS NOT NULL"""
+    for deal_id, amount, generation, amount_at_order in conn.execute(sa.text(sql), {"won": True}).all():
+        if Decimal(str(amount)) != Decimal(str(amount_at_order)):
+            text = money_text(amount)
+            out.append(
+                OutboxRow(
+                    f"deal.changed:{deal_id}:{text}",
+                    "deal.changed",
+                    "odoo_order",
+                    str(deal_id),
+                    {"deal_id": str(deal_id), "generation": int(generation), "amount": text},
+                )
+            )
     return out
+
+
+def _ordered_deals(conn: sa.Connection, deal_ids: list[str]) -> set[str]:
+    """Which of ``deal_ids`` an Odoo order already references (``client_order_ref`` = the deal id or
+    ``hubspot-deal:<id>``)."""
+    found: set[str] = set()
+    for start in range(0, len(deal_ids), _CHUNK):
+        part = deal_ids[start : start + _CHUNK]
+        refs = [*part, *(f"hubspot-deal:{d}" for d in part)]
+        rows = conn.execute(
+            sa.text(
+                "SELECT client_order_ref FROM sales_orders WHERE source_system = 'odoo' "
+                "AND client_order_ref IN :refs"
+            ).bindparams(sa.bindparam("refs", expanding=True)),
+            {"refs": refs},
+        )
+        found.update(str(r).removeprefix("hubspot-deal:") for (r,) in rows)
+    return found
 
 
 def _cancelled_orders(conn: sa.Connection, stage_table: str) -> list[OutboxRow]:
@@ -273,19 +320,29 @@ def _cancelled_orders(conn: sa.Connection, stage_table: str) -> list[OutboxRow]:
 
 
 def _tracking(conn: sa.Connection, stage_table: str) -> list[OutboxRow]:
-    """A tracker event for a chain's tracking code: the shipment status goes to HubSpot."""
+    """A tracker event for a chain's tracking code: the shipment status goes to HubSpot. One message per
+    version of the tracker (its row is keyed by the tracker id and updated by each event)."""
     sql = f"""
         SELECT c.chain_id, c.generation, e.source_system, e.source_id, e.tracking_code, e.status,
-               e.source_updated_at
+               e.source_updated_at, e.event_id
         FROM shipment_events e
         JOIN {_staged(conn, stage_table)} s ON s.source_system = e.source_system AND s.source_id = e.source_id
         JOIN outbound_chains c ON c.tracking_code = e.tracking_code
         WHERE e.tracking_code IS NOT NULL"""
     out = []
-    for chain, gen, system, event, code, status, at in conn.execute(sa.text(sql)).all():
+    for chain, gen, system, tracker, code, status, at, event_id in conn.execute(sa.text(sql)).all():
+        if isinstance(at, str):  # SQLite: text as SQLAlchemy stores it (UTC)
+            at = datetime.fromisoformat(at)
+        if isinstance(at, datetime) and at.tzinfo is None:
+            at = at.replace(tzinfo=UTC)
+        at_text = at.isoformat() if isinstance(at, datetime) else str(at)
+        version = str(event_id or at_text)
+        key = f"tracking.updated:{chain}:{system}:{tracker}:{version}"
+        if len(key) > 255:
+            key = f"tracking.updated:{chain}:{hashlib.sha256(key.encode()).hexdigest()}"
         out.append(
             OutboxRow(
-                f"tracking.updated:{chain}:{system}:{event}",
+                key,
                 "tracking.updated",
                 "hubspot_tracking",
                 chain,
@@ -294,8 +351,9 @@ def _tracking(conn: sa.Connection, stage_table: str) -> list[OutboxRow]:
                     "generation": int(gen),
                     "tracking_code": code,
                     "status": status,
-                    "event_id": f"{system}:{event}",
-                    "status_at": at.isoformat() if isinstance(at, datetime) else str(at),
+                    "tracker_id": f"{system}:{tracker}",
+                    "event_id": f"{system}:{tracker}:{version}",
+                    "status_at": at_text,
                 },
             )
         )

@@ -272,8 +272,9 @@ class CanonicalStage:
         staged rows of erased records erased first (this layer knows no privacy rules)."""
         if self.staged == 0:
             return MergeCounts(0, 0, 0, 0, 0)
+        before = outbox.before_merge(self.conn, self.table.name, self.name)
         counts = self._merge(lock)
-        outbox.capture(self.conn, self.table.name, self.name)
+        outbox.capture(self.conn, self.table.name, self.name, before)
         return counts
 
     def _merge(self, lock: bool) -> MergeCounts:

@@ -6,7 +6,7 @@ import shutil
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,9 @@ from integration_assets.warehouse.db import claim_writer
 from integration_assets.warehouse.writer import CanonicalStage
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+# Close dates of the test deals: recent, so a deal first seen already won starts its chain
+# (policy outbound.first_seen_won_within).
+RECENT = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
 
 
 @pytest.fixture(scope="session")
@@ -67,7 +70,7 @@ def deal_frame(deals: list[dict[str, Any]], load_id: str) -> pd.DataFrame:
                 "stage": "closedwon" if d.get("won", True) else "appointmentscheduled",
                 "pipeline": "default",
                 "amount": d.get("amount", 100.0),
-                "close_date": T0,
+                "close_date": d.get("close_date", RECENT),
                 "company_id": "c1",
                 "is_closed_won": d.get("won", True),
                 "created_at": T0,

@@ -3,6 +3,7 @@ key, relay order; on SQLite and PostgreSQL, through the real canonical writer.""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -94,9 +95,44 @@ def test_rewin_is_ignored_unless_the_policy_says_new_order(
     merge_deals(engine, [{"id": 9, "at": "2026-12-05T00:00:00Z"}], load_id="rewin2_again")
     assert _rows(engine) == [
         ("deal.won:9", "deal.won", "odoo_order"),
-        ("deal.reopened:9:1", "deal.reopened", ""),
         ("deal.won:9:2", "deal.won", "odoo_order"),
     ]
+
+
+def test_history_first_seen_already_won_starts_no_chain(engine: sa.Engine) -> None:
+    old = datetime.now(UTC) - timedelta(days=30)
+    merge_rows(
+        engine,
+        "sales_orders",
+        [
+            {"source_system": "odoo", "source_id": "900", "client_order_ref": "41", "state": "sale"},
+            {
+                "source_system": "odoo",
+                "source_id": "901",
+                "client_order_ref": "hubspot-deal:42",
+                "state": "sale",
+            },
+        ],
+    )
+    merge_deals(
+        engine,
+        [
+            {"id": 40, "close_date": old},  # won a month ago: history
+            {"id": 41},  # won an hour ago, but Odoo already has its order (ref = the deal id)
+            {"id": 42},  # ... (ref = hubspot-deal:<id>)
+            {"id": 43},  # won an hour ago, no order: a new chain
+        ],
+    )
+    assert [k for k, _, _ in _rows(engine)] == ["deal.won:43"]
+    # History stays history when it changes later (stored as won before: nothing happened to its stage).
+    merge_deals(
+        engine, [{"id": 40, "close_date": old, "amount": 5.0, "at": "2026-12-02T00:00:00Z"}], load_id="l2"
+    )
+    assert [k for k, _, _ in _rows(engine)] == ["deal.won:43"]
+    # A history deal reopened and won again is a deal won now.
+    merge_deals(engine, [{"id": 40, "won": False, "at": "2026-12-03T00:00:00Z"}], load_id="l3")
+    merge_deals(engine, [{"id": 40, "at": "2026-12-04T00:00:00Z"}], load_id="l4")
+    assert [k for k, _, _ in _rows(engine)] == ["deal.won:43", "deal.won:40"]
 
 
 def test_enqueue_is_insert_if_absent_and_claim_is_in_id_order(engine: sa.Engine) -> None:
@@ -155,18 +191,31 @@ def test_a_chains_order_merged_as_cancelled_asks_for_compensation(engine: sa.Eng
     assert _rows(engine) == [("order.cancelled:20:1", "order.cancelled", "compensate")]
 
 
-def test_a_tracker_event_for_a_chains_code_goes_to_hubspot(engine: sa.Engine) -> None:
+def test_each_tracker_event_for_a_chains_code_goes_to_hubspot_once(engine: sa.Engine) -> None:
     _chain(engine, "21", status="labelled", tracking_code="EZ1000000001")
-    event = {"source_system": "easypost", "tracking_code": "EZ1000000001", "status": "in_transit"}
-    merge_rows(engine, "shipment_events", [{**event, "source_id": "evt_1"}, {**event, "source_id": "evt_1"}])
-    merge_rows(engine, "shipment_events", [{**event, "source_id": "evt_1"}], load_id="again")
-    merge_rows(
-        engine, "shipment_events", [{**event, "source_id": "evt_2", "tracking_code": "EZ_OTHER"}], load_id="x"
-    )
-    assert _rows(engine) == [("tracking.updated:21:easypost:evt_1", "tracking.updated", "hubspot_tracking")]
+    tracker = {"source_system": "easypost", "source_id": "trk_1", "tracking_code": "EZ1000000001"}
+    transit = {**tracker, "status": "in_transit", "event_id": "easypost:evt_1"}
+    merge_rows(engine, "shipment_events", [transit, transit])
+    merge_rows(engine, "shipment_events", [transit], load_id="again")  # the same event delivered twice
+    other = {**transit, "source_id": "trk_2", "tracking_code": "EZ_OTHER", "event_id": "easypost:evt_9"}
+    merge_rows(engine, "shipment_events", [other], load_id="x")  # not a chain's code
+    delivered = {
+        **tracker,
+        "status": "delivered",
+        "event_id": "easypost:evt_2",
+        "source_updated_at": "2026-12-02T00:00:00Z",
+    }
+    merge_rows(engine, "shipment_events", [delivered], load_id="later")  # the same tracker's next status
+    assert _rows(engine) == [
+        ("tracking.updated:21:easypost:trk_1:easypost:evt_1", "tracking.updated", "hubspot_tracking"),
+        ("tracking.updated:21:easypost:trk_1:easypost:evt_2", "tracking.updated", "hubspot_tracking"),
+    ]
     with engine.connect() as conn:
-        payload = conn.execute(sa.select(outbox_table.c.payload)).scalar_one()
-    assert '"status": "in_transit"' in payload and '"tracking_code": "EZ1000000001"' in payload
+        payloads = list(conn.execute(sa.select(outbox_table.c.payload).order_by(outbox_table.c.id)).scalars())
+    assert '"status": "in_transit"' in payloads[0] and '"tracking_code": "EZ1000000001"' in payloads[0]
+    assert (
+        '"status": "delivered"' in payloads[1] and '"status_at": "2026-12-02T00:00:00+00:00"' in payloads[1]
+    )
 
 
 def test_a_succeeded_payment_releases_the_label_when_payment_is_required(

@@ -138,6 +138,12 @@ ENV_VARS: dict[str, tuple[str | None, str]] = {
         "EasyPost API key (EZTK… test or EZAK… production) for shipments and labels (a secret).",
     ),
     "EASYPOST_BASE_URL": ("https://api.easypost.com", "EasyPost API base URL (a local fake in tests)."),
+    "STRIPE_API_KEY": (
+        None,
+        "Stripe secret API key (sk_test_… or sk_live_…; a restricted rk_… key with read access to events, "
+        "PaymentIntents, charges and refunds is enough) for the events pull (a secret).",
+    ),
+    "STRIPE_BASE_URL": ("https://api.stripe.com", "Stripe API base URL (a local fake in tests)."),
     "INTEGRATION_CONNECTOR_STATE_DIR": (
         None,
         "Pull cursors (watermark per system/entity); default <data dir>/connectors.",

@@ -264,6 +264,14 @@ class Settings:
     def easypost_base_url(self) -> str:
         return (self.value("EASYPOST_BASE_URL") or "https://api.easypost.com").rstrip("/")
 
+    @property
+    def stripe_api_key(self) -> str | None:
+        return self.value("STRIPE_API_KEY")
+
+    @property
+    def stripe_base_url(self) -> str:
+        return (self.value("STRIPE_BASE_URL") or "https://api.stripe.com").rstrip("/")
+
 
 def env(name: str) -> str | None:
     """The value of a registered variable, or its default when unset or empty (KeyError if unregistered)."""

@@ -21,8 +21,10 @@ a consumer crash loop lets the queue dead-letter a message first (recorded as an
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import copy
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -82,6 +84,20 @@ _LEDGER_STATUS = {
 QUEUE_MAX_ATTEMPTS = 110
 
 _extra_steps: dict[str, Step] = {}
+# Calls in flight per target API in this process, across the steps that use it (policy.concurrency).
+_slots: dict[tuple[str, int], threading.BoundedSemaphore] = {}
+_slots_lock = threading.Lock()
+
+
+def _target_slots(
+    target: str, policy: OutboundPolicy
+) -> threading.BoundedSemaphore | contextlib.nullcontext[None]:
+    try:
+        limit = policy.concurrency[target]
+    except KeyError:
+        return contextlib.nullcontext()
+    with _slots_lock:
+        return _slots.setdefault((target, limit), threading.BoundedSemaphore(limit))
 
 
 # -- the step registry --------------------------------------------------------------------------------------
@@ -352,7 +368,8 @@ class _Runner:
                 review=False,
             )  # fmt: skip
         try:
-            result = self.step.run(ctx, msg, attempt)
+            with _target_slots(self.step.target, self.policy):
+                result = self.step.run(ctx, msg, attempt)
         except TransientError as exc:
             if attempt >= self.policy.attempts.max:
                 return self._dead_letter(
@@ -483,8 +500,7 @@ def _by_chain(deliveries: Iterable[Delivery]) -> list[list[Delivery]]:
     """Deliveries grouped by chain, each group in queue order (the chain id is in a message header)."""
     groups: dict[str, list[Delivery]] = {}
     for d in deliveries:
-        chain = d.message.headers.get("x-chain-id") or d.message.id
-        groups.setdefault(chain, []).append(d)
+        groups.setdefault(_chain_of(d), []).append(d)
     return list(groups.values())
 
 
@@ -538,39 +554,97 @@ def run_step(
         else 8
     )
     try:
-        first = True
-        while report.received < max_messages:
-            batch = q.receive_batch(
-                min(max_messages - report.received, 500),
-                visibility_timeout_s,
-                wait_s=wait_s if first else 0.0,
-            )
-            first = False
-            if not batch:
-                break
+        if dry_run:
+            # Released messages are visible again at once: one batch shows each once.
+            batch = q.receive_batch(min(max_messages, 500), visibility_timeout_s, wait_s=wait_s)
             report.received += len(batch)
-            groups = _by_chain(batch)
-            settles: list[_Settle] = []
-            with cf.ThreadPoolExecutor(max_workers=min(workers, len(groups))) as pool:
-                futures = [pool.submit(runner.chain, g) for g in groups]
-                pending = set(futures)
-                while pending:
-                    _done, pending = cf.wait(pending, timeout=1.0)
-                    if pending:
-                        q.keepalive()  # AMQP heartbeats while the steps call their targets
-                for f in futures:
-                    chain_settles, chain_report = f.result()  # a crash in a worker propagates here
-                    settles.extend(chain_settles)
-                    report.add(chain_report)
-            _settle(q, settles, report)
-            if dry_run:
-                break  # released messages are visible again at once: one pass shows each once
+            for group in _by_chain(batch):
+                chain_settles, chain_report = runner.chain(group)
+                report.add(chain_report)
+                _settle(q, chain_settles, report)
+        else:
+            _stream(runner, q, report, workers, max_messages, wait_s, visibility_timeout_s)
     finally:
         if own:
             q.close()
     if report.received:
         log.info("outbound step %s: %s", step, report.as_dict())
     return report
+
+
+def _stream(
+    runner: _Runner,
+    q: Queue,
+    report: StepReport,
+    workers: int,
+    max_messages: int,
+    wait_s: float,
+    visibility_timeout_s: float,
+) -> None:
+    """Keep up to ``workers`` chains running; receive more as slots free, settle each chain as it ends.
+
+    Only this thread talks to the queue (a RabbitMQ channel is not thread-safe); the workers write the
+    warehouse (and ack inside their transaction when the SQL queue can). A message for a chain that is
+    running waits for it: a chain's messages run one after the other, in queue order."""
+    running: dict[cf.Future[tuple[list[_Settle], StepReport]], str] = {}
+    busy: set[str] = set()
+    waiting: dict[str, list[Delivery]] = {}
+    first = True
+    drained = False
+    with cf.ThreadPoolExecutor(max_workers=workers) as pool:
+
+        def submit(chain: str, group: list[Delivery]) -> None:
+            busy.add(chain)
+            running[pool.submit(runner.chain, group)] = chain
+
+        while True:
+            room = workers - len(running)
+            if room > 0 and not drained and report.received < max_messages:
+                batch = q.receive_batch(
+                    min(max_messages - report.received, max(room * 2, 16)),
+                    visibility_timeout_s,
+                    wait_s=wait_s if first and not running else 0.0,
+                )
+                first = False
+                report.received += len(batch)
+                if not batch and not running and not waiting:
+                    break
+                drained = not batch
+                for group in _by_chain(batch):
+                    chain = _chain_of(group[0])
+                    if chain in busy:
+                        waiting.setdefault(chain, []).extend(group)
+                    else:
+                        submit(chain, group)
+            if not running:
+                if waiting:  # pragma: no cover - every waiting chain has one running
+                    chain, group = waiting.popitem()
+                    submit(chain, group)
+                    continue
+                if drained or report.received >= max_messages:
+                    break
+                continue
+            done, _ = cf.wait(list(running), timeout=1.0 if drained else 0.05, return_when=cf.FIRST_COMPLETED)
+            if not done:
+                q.keepalive()  # AMQP heartbeats while the steps call their targets
+                continue
+            for f in done:
+                chain = running.pop(f)
+                busy.discard(chain)
+                chain_settles, chain_report = f.result()  # a crash in a worker propagates here
+                report.add(chain_report)
+                _settle(q, chain_settles, report)
+                later = waiting.pop(chain, [])
+                if later:
+                    if any(s.action in ("retry", "release") for s in chain_settles):
+                        _settle(q, [_Settle(d, "release") for d in later], report)  # keep the order
+                    else:
+                        submit(chain, later)
+                drained = False  # a slot is free: look for more
+
+
+def _chain_of(d: Delivery) -> str:
+    return d.message.headers.get("x-chain-id") or d.message.id
 
 
 def run_message(

@@ -49,7 +49,8 @@ def queue_url(request: pytest.FixtureRequest) -> Iterator[str]:
 def _run(engine: sa.Engine, queue_url: str, **kw: Any) -> StepReport:
     kw.setdefault("policy", POLICY)
     kw.setdefault("wait_s", 0.3)
-    kw.setdefault("visibility_timeout_s", 0.3)
+    # A claim outlives any pass here; the crash tests pass a short one so the crashed claim comes back.
+    kw.setdefault("visibility_timeout_s", 30.0)
     return runner.run_step(engine, "odoo_order", queue_url=queue_url, **kw)
 
 
@@ -152,7 +153,7 @@ def test_a_crash_after_the_call_retries_through_the_lookup(
             raise Crash(point)
 
     with pytest.raises(Crash):
-        _run(engine, queue_url, hook=crash)
+        _run(engine, queue_url, hook=crash, visibility_timeout_s=0.3)
     assert echo.created == {deal: 1}  # the target committed...
     assert _table(engine, outbound_ledger, "status") == [("started",)]  # ...the ledger did not
     report = _run_until(engine, queue_url, lambda r: r.found == 1)
@@ -176,7 +177,7 @@ def test_a_crash_after_the_commit_is_a_counted_duplicate(
             raise Crash(point)
 
     with pytest.raises(Crash):
-        _run(engine, queue_url, hook=crash, transactional_ack=transactional_ack)
+        _run(engine, queue_url, hook=crash, transactional_ack=transactional_ack, visibility_timeout_s=0.3)
     assert _table(engine, outbound_ledger, "status") == [("done",)]
     acked_with_commit = queue_url == "sql" and transactional_ack
     if acked_with_commit:

@@ -105,6 +105,9 @@ class EasyPostLabelStep:
                 easypost.verify_address(dict(values["to_address"]))
                 shipment = easypost.create_shipment(**values)
         if not _bought(shipment):
+            if found and not shipment.get("rates"):
+                # A shipment found by reference may come without its rates (docs/SOURCES.md §4.6): rate it again.
+                shipment = {**shipment, "rates": easypost.rerate(str(shipment["id"]))}
             choice = ctx.policy.rate
             named = choice.choose == "named"
             with writing(payload.contract):

@@ -9,6 +9,7 @@ mark it ``abandoned``.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import os
 import socket
@@ -32,6 +33,25 @@ LEASE_VAR = "INTEGRATION_LOAD_LEASE_SECONDS"
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+# The partition key of the loads started in this context (a partitioned API pull loads its file inside
+# partition_scope): the ingest code stays unaware of partitions, its ledger rows still name them.
+_PARTITION: contextvars.ContextVar[str | None] = contextvars.ContextVar("load_partition_key", default=None)
+
+
+@contextlib.contextmanager
+def partition_scope(partition_key: str | None) -> Iterator[None]:
+    """Loads started inside the block record ``partition_key`` in their ledger row."""
+    token = _PARTITION.set(partition_key)
+    try:
+        yield
+    finally:
+        _PARTITION.reset(token)
+
+
+def current_partition() -> str | None:
+    return _PARTITION.get()
 
 
 def new_load_id() -> str:
@@ -67,6 +87,8 @@ class LoadReport:
     duration_ms: int | None = None
     # The bytes actually loaded when they were a snapshot of the inbox file (see inbox.process); not stored.
     loaded_path: str | None = None
+    # The daily partition of a partitioned API pull (partition_scope); None for exports, events and replays.
+    partition_key: str | None = field(default_factory=current_partition)
 
     @property
     def rows_loaded(self) -> int:
@@ -107,6 +129,7 @@ class LoadReport:
             "started_at": self.started_at,
             "finished_at": self.finished_at,
             "duration_ms": self.duration_ms,
+            "partition_key": self.partition_key,
         }
 
 

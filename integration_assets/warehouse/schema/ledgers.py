@@ -39,6 +39,9 @@ loads = sa.Table(
     sa.Column("owner_pid", sa.Integer),
     sa.Column("owner_started", sa.BigInteger),
     sa.Column("heartbeat_at", TS),
+    # The daily partition (YYYY-MM-DD) of a partitioned API pull this load belongs to; null otherwise (0012).
+    sa.Column("partition_key", sa.String(32)),
+    sa.Index("ix_loads_partition", "source_system", "entity", "partition_key"),
     # The claim: one running load per content (migration 0009).
     sa.Index(
         "uq_loads_running_content",

@@ -35,12 +35,12 @@ from integration_assets.ingest.inbox import scan
 from integration_assets.ingest.process import process
 from integration_assets.outbound import runner
 from integration_assets.outbound.runner import StepReport, open_step_queue, run_all, run_step
+from integration_assets.outbound.steps.base import OutboxMessage
 from integration_assets.outbound.targets import Targets
 from integration_assets.policies import DEFAULT_POLICIES_FILE, load_policies
 from integration_assets.providers import PROVIDERS
 from integration_assets.queue.rabbitmq import RabbitMQQueue
 from integration_assets.queue.rabbitmq import consumer as rabbit_consumer
-from integration_assets.sandbox.fakes._server import FakeServer, LoggedRequest
 from integration_assets.sandbox.fakes.easypost import FakeEasyPost
 from integration_assets.sandbox.fakes.hubspot import FakeHubSpot
 from integration_assets.sandbox.fakes.odoo import FakeOdoo
@@ -83,36 +83,19 @@ def write_policy(tmp: Path, monkeypatch: pytest.MonkeyPatch, **outbound: Any) ->
     return path
 
 
-def lose_answers(
-    fake: FakeServer, when: Callable[[LoggedRequest], bool], *, times: int = 1, hold_s: float = 2.5
-) -> list[LoggedRequest]:
-    """The next ``times`` requests matching ``when`` are performed by the fake, then their answer is held back
-    longer than the client waits: the target committed and the response was lost. Returns the requests hit."""
-    original = fake.handle
-    hit: list[LoggedRequest] = []
-
-    def handle(req: LoggedRequest) -> tuple[int, dict[str, str], Any]:
-        answer = original(req)
-        with fake.lock:
-            lose = len(hit) < times and when(req)
-            if lose:
-                hit.append(req)
-        if lose:
-            fake._stopping.wait(hold_s)
-        return answer
-
-    fake.handle = handle  # type: ignore[method-assign]
-    return hit
+class Crash(Exception):
+    """The consumer process dies at a kill point (nothing after it runs: no ledger commit, or no ack)."""
 
 
-def odoo_call(model: str, method: str) -> Callable[[LoggedRequest], bool]:
-    """Matches an ``execute_kw`` of ``model.method``."""
+def crash_once(point: str, fired: list[str]) -> Callable[[str, OutboxMessage], None]:
+    """A runner hook that kills the consumer the first time it reaches ``point`` (recorded in ``fired``)."""
 
-    def match(req: LoggedRequest) -> bool:
-        args = ((req.body or {}).get("params") or {}).get("args") or []
-        return len(args) >= 5 and args[3] == model and args[4] == method
+    def hook(where: str, msg: OutboxMessage) -> None:
+        if where == point and not fired:
+            fired.append(msg.key)
+            raise Crash(f"killed at {point} after {msg.key}")
 
-    return match
+    return hook
 
 
 @dataclass

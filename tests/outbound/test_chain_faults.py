@@ -15,24 +15,10 @@ import sqlalchemy as sa
 from integration_assets.outbound import queries
 from integration_assets.outbound.relay import relay, to_message
 from integration_assets.outbound.runner import open_step_queue
-from integration_assets.outbound.steps.base import OutboxMessage
 from integration_assets.queue import Message
 from integration_assets.warehouse import outbox
 from integration_assets.warehouse.schema import outbox as outbox_table
-from tests.outbound.chain_world import FORWARD, ChainWorld, chain_world, queue_url_for
-
-
-class Crash(Exception):
-    """The consumer process dies at a kill point (nothing after it runs: no ledger commit, or no ack)."""
-
-
-def crash_once(point: str, fired: list[str]):  # type: ignore[no-untyped-def]
-    def hook(where: str, msg: OutboxMessage) -> None:
-        if where == point and not fired:
-            fired.append(msg.key)
-            raise Crash(f"killed at {point} after {msg.key}")
-
-    return hook
+from tests.outbound.chain_world import FORWARD, ChainWorld, Crash, chain_world, crash_once, queue_url_for
 
 
 def kill_at_every_point(world: ChainWorld, step: str) -> None:

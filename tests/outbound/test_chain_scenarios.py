@@ -6,6 +6,7 @@ bad deals are dead-lettered with the problem named; tracking updates never set a
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -16,7 +17,7 @@ import sqlalchemy as sa
 from integration_assets.outbound.relay import relay
 from integration_assets.sandbox.events import hubspot_change, tracker_event
 from integration_assets.warehouse.schema import outbox
-from tests.outbound.chain_world import FORWARD, SKUS, ChainWorld, chain_world
+from tests.outbound.chain_world import FORWARD, SKUS, ChainWorld, Crash, chain_world, crash_once
 
 pytestmark = pytest.mark.parametrize("warehouse_url", ["sqlite"], indirect=True)
 
@@ -171,6 +172,33 @@ def test_label_step_reads_the_order_live_and_skips_a_cancelled_one(
         assert reports["easypost_label"].skipped == 1
         assert world.easypost.shipments_created == 0
         assert world.chains()[deal]["status"] == "cancelled"
+
+
+def test_label_bought_by_an_attempt_that_died_is_refunded_when_the_order_is_cancelled(
+    warehouse_url: str, engine: sa.Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The label step buys the label and dies before its ledger commit; the order is cancelled meanwhile. The
+    retry finds the bought label by its reference and records it, and compensation refunds it."""
+    with chain_world(engine, tmp_path, monkeypatch) as world:
+        deal = world.add_deal(1).deal_id
+        world.pull_and_ingest()
+        world.drain(steps=["odoo_order"])
+        relay(engine)
+        fired: list[str] = []
+        with pytest.raises(Crash):
+            world.run_step_once(
+                "easypost_label", hook=crash_once("after_call", fired), transactional_ack=False,
+                visibility_timeout_s=0.3,
+            )  # fmt: skip
+        assert world.easypost.labels_bought() == 1 and world.chains()[deal]["shipment_id"] is None
+        world.odoo.cancel_order(world.odoo_order(deal)["id"])
+        world.pull_odoo_orders()
+        time.sleep(0.35)  # the dead consumer's lease runs out
+        world.drain(steps=["easypost_label", "compensate"])
+        chain = world.chains()[deal]
+        assert chain["status"] == "refunded"
+        assert dict(world.easypost.refunds) == {chain["shipment_id"]: 1}
+        assert world.easypost.labels_bought() == 1 and world.dead_letters() == []
 
 
 @pytest.mark.parametrize("policy", ["refund", "review"])

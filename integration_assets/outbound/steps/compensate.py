@@ -8,17 +8,12 @@ a retry first reads the shipment's ``refund_status``, so a refund is asked once)
 
 from __future__ import annotations
 
-from integration_assets.errors import TransientError
-from integration_assets.outbound.errors import NeedsReview
+from integration_assets.outbound.errors import NeedsReview, StepUnavailable
 from integration_assets.outbound.steps._chain import generation_sub, ledger_status, retrying
 from integration_assets.outbound.steps.base import OutboxMessage, StepContext, StepResult
 
 # refund_status values after which asking again changes nothing (docs/SOURCES.md §4.5).
 _REFUND_ASKED = frozenset({"submitted", "refunded"})
-
-
-class LabelInFlight(TransientError):
-    """The label step is running for this chain: whether a label exists is not known yet."""
 
 
 class CompensateStep:
@@ -43,7 +38,10 @@ class CompensateStep:
         shipment_id = chain.get("shipment_id")
         if not shipment_id:
             if label_state == "started":
-                raise LabelInFlight(f"chain {msg.chain_id}: the label step is in flight; compensating later")
+                # Whether a label exists is not known yet: compensate once the label step has settled.
+                raise StepUnavailable(
+                    f"chain {msg.chain_id}: the label step is in flight; compensating later"
+                )
             return StepResult(
                 outcome="updated",
                 target_id=str(chain.get("order_id") or ""),

@@ -66,8 +66,9 @@ class EasyPostLabelStep:
         order_id = int(chain["order_id"])
         odoo = ctx.targets.odoo
         order = odoo.read_order(order_id)
+        reference = order_ref(str(chain.get("deal_id") or msg.chain_id), generation)
         if order.get("state") == "cancel":
-            return StepResult(outcome="skipped", target_id=None, chain_updates={"status": "cancelled"})
+            return self._cancelled(ctx, msg, attempt, chain, reference)
         if ctx.policy.require_payment and not self._paid(ctx, chain, order):
             return StepResult(outcome="waiting")
 
@@ -77,7 +78,6 @@ class EasyPostLabelStep:
                 f"Odoo partner {chain.get('partner_id')} of order {order.get('name')} is gone",
                 field="partner_id",
             )
-        reference = order_ref(str(chain.get("deal_id") or msg.chain_id), generation)
         payload = render("easypost/shipment", self._canonical(ctx, partner, reference))
         values = dict(payload.values)
         if ctx.dry_run:
@@ -95,10 +95,7 @@ class EasyPostLabelStep:
             )
 
         easypost = ctx.targets.easypost
-        shipment: dict[str, Any] | None = None
-        if retrying(ctx, self, msg, attempt):
-            since = aware(chain.get("won_at")) or aware(chain.get("updated_at")) or ctx.now()
-            shipment = easypost.find_shipment_by_reference(reference, created_after=since - _LOOKUP_MARGIN)
+        shipment = self._lookup(ctx, chain, reference) if retrying(ctx, self, msg, attempt) else None
         found = shipment is not None
         if shipment is None:
             with writing(payload.contract):
@@ -147,6 +144,34 @@ class EasyPostLabelStep:
                 ("label.bought", "hubspot_writeback", f"{key}:hubspot_writeback", ids),
             ],
         )
+
+    def _lookup(self, ctx: StepContext, chain: Mapping[str, Any], reference: str) -> dict[str, Any] | None:
+        """The chain's shipment, by reference (an earlier attempt may have created or bought it)."""
+        since = aware(chain.get("won_at")) or aware(chain.get("updated_at")) or ctx.now()
+        return ctx.targets.easypost.find_shipment_by_reference(
+            reference, created_after=since - _LOOKUP_MARGIN
+        )
+
+    def _cancelled(
+        self, ctx: StepContext, msg: OutboxMessage, attempt: int, chain: Mapping[str, Any], reference: str
+    ) -> StepResult:
+        """The order is cancelled: no label. Unless an earlier attempt bought one before the cancel was seen
+        (it died after the call): then the label is recorded, and compensation refunds it or holds it."""
+        if not ctx.dry_run and retrying(ctx, self, msg, attempt):
+            shipment = self._lookup(ctx, chain, reference)
+            if shipment is not None and _bought(shipment):
+                return StepResult(
+                    outcome="found",
+                    target_id=str(shipment["id"]),
+                    target_ref=str(shipment.get("tracking_code") or ""),
+                    chain_updates={
+                        "status": "labelled",
+                        "shipment_id": str(shipment["id"]),
+                        "tracking_code": shipment.get("tracking_code"),
+                        "label_url": (shipment.get("postage_label") or {}).get("label_url"),
+                    },
+                )
+        return StepResult(outcome="skipped", chain_updates={"status": "cancelled"})
 
     def _paid(self, ctx: StepContext, chain: Mapping[str, Any], order: Mapping[str, Any]) -> bool:
         """A succeeded Stripe payment carries the order in ``metadata.order_id``: its Odoo name, id or deal."""

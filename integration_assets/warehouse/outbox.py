@@ -20,7 +20,6 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from integration_assets.policies import OutboundPolicy, load_policies
 from integration_assets.warehouse.schema import outbox
@@ -70,11 +69,12 @@ def money_text(value: Any) -> str:
 def enqueue(conn: sa.Connection, rows: Sequence[OutboxRow | Mapping[str, Any]]) -> int:
     """Insert ``rows`` unless their key is already in the outbox (sent or not); returns how many were new.
 
-    In the caller's transaction: the outbox row commits with the change that caused it, or not at all."""
+    In the caller's transaction: the outbox row commits with the change that caused it, or not at all. One
+    statement per chunk, the rows passed as one JSON array (a capture of 20k won deals inserts in well under a
+    second; a bound row per parameter set took several), inserted in list order so ids keep that order."""
     if not rows:
         return 0
-    now = _now()
-    values = []
+    values: dict[str, dict[str, Any]] = {}
     for r in rows:
         d = (
             {"key": r.key, "topic": r.topic, "step": r.step, "chain_id": r.chain_id, "payload": r.payload}
@@ -82,26 +82,43 @@ def enqueue(conn: sa.Connection, rows: Sequence[OutboxRow | Mapping[str, Any]]) 
             else dict(r)
         )
         payload = d["payload"]
-        values.append(
+        values.setdefault(  # the first of a key wins, as a second statement would leave it
+            str(d["key"]),
             {
-                "key": d["key"],
-                "topic": d["topic"],
-                "step": d["step"],
+                "key": str(d["key"]),
+                "topic": str(d["topic"]),
+                "step": str(d["step"]),
                 "chain_id": str(d["chain_id"]),
                 "payload": payload
                 if isinstance(payload, str)
                 else json.dumps(payload, sort_keys=True, default=str),
-                "created_at": now,
-                "attempts": 0,
-            }
+            },
         )
-    values = list({v["key"]: v for v in values}.values())  # one statement must not conflict with itself
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    items = list(values.values())
+    if conn.dialect.name == "postgresql":
+        sql = """
+            INSERT INTO outbox (key, topic, step, chain_id, payload, created_at, attempts)
+            SELECT e.v->>'key', e.v->>'topic', e.v->>'step', e.v->>'chain_id', e.v->>'payload', :now, 0
+            FROM json_array_elements(CAST(:rows AS json)) WITH ORDINALITY AS e(v, n)
+            ORDER BY e.n
+            ON CONFLICT (key) DO NOTHING"""
+    else:
+        sql = """
+            INSERT INTO outbox (key, topic, step, chain_id, payload, created_at, attempts)
+            SELECT json_extract(value, '$.key'), json_extract(value, '$.topic'), json_extract(value, '$.step'),
+                   json_extract(value, '$.chain_id'), json_extract(value, '$.payload'), :now, 0
+            FROM json_each(:rows) WHERE true
+            ORDER BY json_each.key
+            ON CONFLICT (key) DO NOTHING"""
+    now = _now()
+    if conn.dialect.name != "postgresql":
+        now_param: Any = now.strftime("%Y-%m-%d %H:%M:%S.%f")  # SQLAlchemy's SQLite DateTime text
+    else:
+        now_param = now
     added = 0
-    for start in range(0, len(values), _CHUNK):
-        stmt = insert(outbox).on_conflict_do_nothing(index_elements=[outbox.c.key])
-        res = conn.execute(stmt.returning(outbox.c.id), values[start : start + _CHUNK])
-        added += len(res.all())
+    for start in range(0, len(items), _CHUNK * 10):
+        part = json.dumps(items[start : start + _CHUNK * 10])
+        added += int(conn.execute(sa.text(sql), {"rows": part, "now": now_param}).rowcount)
     return added
 
 
@@ -283,20 +300,22 @@ def _deals(
 
 def _ordered_deals(conn: sa.Connection, deal_ids: list[str]) -> set[str]:
     """Which of ``deal_ids`` an Odoo order already references (``client_order_ref`` = the deal id or
-    ``hubspot-deal:<id>``)."""
-    found: set[str] = set()
-    for start in range(0, len(deal_ids), _CHUNK):
-        part = deal_ids[start : start + _CHUNK]
-        refs = [*part, *(f"hubspot-deal:{d}" for d in part)]
-        rows = conn.execute(
-            sa.text(
-                "SELECT client_order_ref FROM sales_orders WHERE source_system = 'odoo' "
-                "AND client_order_ref IN :refs"
-            ).bindparams(sa.bindparam("refs", expanding=True)),
-            {"refs": refs},
-        )
-        found.update(str(r).removeprefix("hubspot-deal:") for (r,) in rows)
-    return found
+    ``hubspot-deal:<id>``): one statement, the refs passed as one JSON array."""
+    if not deal_ids:
+        return set()
+    refs = json.dumps([*deal_ids, *(f"hubspot-deal:{d}" for d in deal_ids)])
+    if conn.dialect.name == "postgresql":
+        wanted = "SELECT json_array_elements_text(CAST(:refs AS json))"
+    else:
+        wanted = "SELECT value FROM json_each(:refs)"
+    rows = conn.execute(
+        sa.text(
+            "SELECT DISTINCT client_order_ref FROM sales_orders WHERE source_system = 'odoo' "
+            f"AND client_order_ref IN ({wanted})"
+        ),
+        {"refs": refs},
+    )
+    return {str(r).removeprefix("hubspot-deal:") for (r,) in rows}
 
 
 def _cancelled_orders(conn: sa.Connection, stage_table: str) -> list[OutboxRow]:

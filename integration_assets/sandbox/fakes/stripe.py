@@ -85,6 +85,7 @@ class FakeStripe(FakeServer):
         self.objects: dict[str, dict[str, dict[str, Any]]] = {k: {} for k in _LISTS.values()}
         self._rng = random.Random(seed)  # noqa: S311 - ids, not secrets
         self._webhook_url: str | None = None
+        self._sender: httpx.Client | None = None  # one client for every delivery (a new one costs ~0.1 s)
         self.deliveries: list[Delivery] = []
         self._delivered: set[str] = set()  # events the receiver took (2xx)
         self.sloppy_window_s = 0
@@ -140,8 +141,12 @@ class FakeStripe(FakeServer):
             "User-Agent": "Stripe/1.0 (+https://stripe.com/docs/webhooks)",
         }
         status: int | None
+        with self.lock:
+            if self._sender is None:
+                self._sender = httpx.Client(timeout=10.0)
+            sender = self._sender
         try:
-            status = httpx.post(self._webhook_url, content=body, headers=headers, timeout=10.0).status_code
+            status = sender.post(self._webhook_url, content=body, headers=headers).status_code
         except httpx.HTTPError:
             status = None
         with self.lock:
@@ -149,6 +154,11 @@ class FakeStripe(FakeServer):
             if status is not None and 200 <= status < 300:
                 self._delivered.add(event["id"])
         return status
+
+    def stop(self) -> None:
+        super().stop()
+        if self._sender is not None:
+            self._sender.close()
 
     def pending(self) -> list[str]:
         """Ids of events whose deliveries all failed so far (Stripe would keep retrying them)."""

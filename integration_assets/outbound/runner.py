@@ -564,6 +564,9 @@ def run_step(
                 _settle(q, chain_settles, report)
         else:
             _stream(runner, q, report, workers, max_messages, wait_s, visibility_timeout_s)
+            # What the broker dead-lettered on its own (a consumer crash loop) into the warehouse, as outbound
+            # dead letters (a no-op for the SQL queue, which records them directly).
+            q.drain_dead_letters()
     finally:
         if own:
             q.close()

@@ -62,17 +62,11 @@ class Targets:
             if self._hubspot is None:
                 from integration_assets.connectors.hubspot.client import HubSpotClient
 
-                s = get_settings()
-                if not s.hubspot_access_token:
+                if not get_settings().hubspot_access_token:
                     raise MissingTargetSettings(
                         "HUBSPOT_ACCESS_TOKEN is not set (the HubSpot write-back needs it)"
                     )
-                factory: Any = getattr(HubSpotClient, "from_settings", None)
-                self._hubspot = (
-                    factory()
-                    if callable(factory)
-                    else HubSpotClient(s.hubspot_access_token, s.hubspot_base_url)
-                )
+                self._hubspot = HubSpotClient.from_settings()
             return self._hubspot
 
     def get(self, name: str) -> Any:

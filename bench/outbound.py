@@ -8,13 +8,14 @@ provider's concurrency limit. Our side allows 8 calls in flight per API too (pol
 **throughput**: ``--chains`` deals (default 300) exist in HubSpot and in the warehouse at stage
 ``contractsent``; a load generator posts signed HubSpot ``deal.propertyChange`` webhooks (dealstage →
 closedwon), one per deal, at ``--rate`` per second (0 = all at once) to the real receiver
-(``webhooks/``, under uvicorn), which enqueues them; a drainer process applies them to the ``deals`` table
+(``webhooks/``, under uvicorn), which enqueues them; a drain loop applies them to the ``deals`` table
 (the events path, as ``integration-assets events drain``), where the capture in the merge transaction
-writes ``deal.won`` to the outbox; the relay and one process per step (each looping ``run_step``) carry
-the chain on. A chain is complete when the HubSpot fake has answered the PATCH that writes the deal's
-tracking number. Reported: complete chains per second (chains ÷ time from the first webhook to the last
-write-back) and the latency of each chain from its webhook to that PATCH (p50/p95/p99/max), medians over
-``--repeat`` runs, plus duplicates found in the fakes (orders per deal, labels per deal).
+writes ``deal.won`` to the outbox; the relay and one consumer per step (each looping ``run_step``; one
+process each, or ``--layout threads``) carry the chain on. A chain is complete when the HubSpot fake has
+answered the PATCH that writes the deal's tracking number. Reported: complete chains per second (chains ÷
+time from the first webhook to the last write-back) and the latency of each chain from its webhook to that
+PATCH (p50/p95/p99/max), medians over ``--repeat`` runs, plus duplicates found in the fakes (orders per
+deal, labels per deal), the calls per API by kind, and the fakes' own time per call.
 
 **outage**: side by side, the same webhook stream (``--outage-rate`` per second) goes to our receiver and
 to a naive synchronous handler (``bench/outbound_naive.py``: the same calls in sequence inside the webhook
@@ -23,6 +24,9 @@ go down for ``--outage`` seconds (60 s for the documented figures): every call h
 and then gets a 503, so a client with a shorter timeout times out. Reported per contender: webhook requests
 answered with a 2xx within 1 s, status counts, chains complete at the end, and chains complete whose won
 event arrived while EasyPost was down (they can only complete after it returns).
+
+Each world's fakes run in a process of their own (:func:`world_main`; two worlds in one process slowed each
+other's answers through the GIL), the harness only sends webhooks and reads the results.
 
     .venv/bin/python bench/outbound.py                              # both scenarios (~6 min)
     .venv/bin/python bench/outbound.py --only throughput --chains 200 --repeat 1
@@ -576,7 +580,7 @@ def post_won(
     rate: float,
     *,
     timeout_s: float = 10.0,
-    workers: int = 32,
+    workers: int | None = None,
     on_start: Callable[[float], None] | None = None,
 ) -> list[list[Sent]]:
     """POST one won webhook per deal to each (base_url, secret) in ``targets``, deal i at t0 + i/rate
@@ -586,6 +590,9 @@ def post_won(
 
     from integration_assets.providers import hubspot
 
+    # Enough sender threads that a contender answering only at the timeout still gets its webhooks on
+    # schedule (HubSpot sends concurrently; a sender waiting for an answer must not delay the next event).
+    workers = workers or (int(rate * timeout_s) + 16 if rate > 0 else 32)
     t0 = time.time() + 0.3
     if on_start is not None:
         on_start(t0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -113,11 +114,21 @@ class EchoStep:
     # chain -> errors to raise, in order (or callables making them: called at the moment of the failure)
     fail: dict[str, list[Any]] = field(default_factory=dict)
     follow_up: str | None = None
+    pause_s: float = 0.0  # time each call spends "in the target"
+    in_flight: int = 0
+    max_in_flight: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def run(self, ctx: StepContext, msg: OutboxMessage, attempt: int) -> StepResult:
         key = ctx.ledger_key(self.name, msg.chain_id)
         lookup = attempt > 1 or ctx.previously_started(key)
+        if self.pause_s:
+            with self.lock:
+                self.in_flight += 1
+                self.max_in_flight = max(self.max_in_flight, self.in_flight)
+            time.sleep(self.pause_s)
+            with self.lock:
+                self.in_flight -= 1
         with self.lock:
             self.calls.append((msg.chain_id, attempt, lookup))
             self.seen.append((msg.chain_id, msg.topic, msg.key, msg.payload.get("n")))

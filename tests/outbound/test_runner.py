@@ -303,3 +303,33 @@ def test_a_dry_run_sends_nothing_and_writes_nothing(
         assert conn.execute(sa.select(sa.func.count()).select_from(outbox)).scalar_one() == before_outbox
     # The messages are still there for the real run.
     assert _run_until(engine, queue_url, lambda r: r.sent == 3).sent == 3
+
+
+def test_calls_in_flight_stay_within_the_targets_concurrency(engine: sa.Engine, echo: EchoStep) -> None:
+    ids = _won(engine, 8)
+    echo.pause_s = 0.05
+    relay_mod.relay(engine, queue_url="sql")
+    policy = POLICY.model_copy(update={"concurrency": POLICY.concurrency.model_copy(update={"odoo": 2})})
+    report = _run_until(engine, "sql", lambda r: r.sent == 8, policy=policy)
+    assert report.sent == 8 and echo.created == {i: 1 for i in ids}
+    assert 1 <= echo.max_in_flight <= 2
+
+
+def test_a_crash_loop_is_dead_lettered_at_the_attempt_limit_without_another_call(
+    engine: sa.Engine, echo: EchoStep
+) -> None:
+    (deal,) = _won(engine, 1)
+    relay_mod.relay(engine, queue_url="sql")
+
+    def crash(point: str, msg: object) -> None:
+        if point == "after_call":
+            raise Crash(point)
+
+    for _ in range(POLICY.attempts.max):  # the process dies on this message every time
+        with pytest.raises(Crash):
+            _run_until(engine, "sql", lambda r: False, hook=crash, visibility_timeout_s=0.3)
+    report = _run_until(engine, "sql", lambda r: r.dead_lettered == 1)
+    assert len(echo.calls) == POLICY.attempts.max  # no call after the limit
+    (dl,) = _dead(engine)
+    assert (dl["stage"], dl["check_name"], dl["natural_key"]) == ("outbound", "delivery_limit", deal)
+    assert report.sent == 0

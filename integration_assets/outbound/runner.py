@@ -603,11 +603,11 @@ def _stream(
         while True:
             room = workers - len(running)
             if room > 0 and not drained and report.received < max_messages:
-                batch = q.receive_batch(
-                    min(max_messages - report.received, max(room * 2, 16)),
-                    visibility_timeout_s,
-                    wait_s=wait_s if first and not running else 0.0,
-                )
+                want = min(max_messages - report.received, max(room * 2, 16))
+                if running:  # take what is there now: chains are waiting to be settled
+                    batch = q.receive(want, visibility_timeout_s, wait_s=0.0)
+                else:
+                    batch = q.receive_batch(want, visibility_timeout_s, wait_s=wait_s if first else 0.0)
                 first = False
                 report.received += len(batch)
                 if not batch and not running and not waiting:

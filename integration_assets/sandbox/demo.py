@@ -161,3 +161,7 @@ def demo(seed: int, as_json: bool) -> None:
         "Quarantined rows: integration-assets dlq list   ·   Events: integration-assets events status   ·   "
         "UI: make dev → http://127.0.0.1:3000"
     )
+    first = next((c["deal_id"] for c in outbound["chains"] if c["status"] == "written_back"), "<deal id>")
+    click.echo(
+        f"Outbound: integration-assets outbound status   ·   integration-assets outbound trace {first}"
+    )

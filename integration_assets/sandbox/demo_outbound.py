@@ -239,7 +239,29 @@ class DemoWorld:
             fake.stop()
 
 
-def start_world(seed: int, n: int) -> DemoWorld:
+def next_ids(engine: Any) -> tuple[int, int]:
+    """The first deal and company ids of this demo run: past those of earlier runs on the same warehouse, so
+    that running the demo again wins new deals (the old ones are won already) instead of replaying them."""
+    import sqlalchemy as sa
+
+    from integration_assets.warehouse.schema import companies, deals
+
+    out = []
+    for table, base in ((deals, DEMO_DEAL_BASE), (companies, DEMO_COMPANY_BASE)):
+        c = table.c
+        with engine.connect() as conn:
+            ids = conn.scalars(
+                sa.select(c.source_id).where(
+                    c.source_system == "hubspot", c.source_id.like(f"{str(base)[:2]}_________")
+                )
+            ).all()
+        out.append(max([base - 1, *(int(i) for i in ids if str(i).isdigit())]) + 1)
+    return out[0], out[1]
+
+
+def start_world(
+    seed: int, n: int, *, deal_id_base: int = DEMO_DEAL_BASE, company_id_base: int = DEMO_COMPANY_BASE
+) -> DemoWorld:
     """The three fakes on loopback ports, seeded with ``n`` open deals."""
     from integration_assets.sandbox.fakes.easypost import FakeEasyPost
     from integration_assets.sandbox.fakes.hubspot import FakeHubSpot
@@ -247,7 +269,15 @@ def start_world(seed: int, n: int) -> DemoWorld:
 
     hubspot, odoo, easypost = FakeHubSpot().start(), FakeOdoo().start(), FakeEasyPost().start()
     try:
-        deals = seed_world(hubspot, odoo, easypost, n=n, rng=random.Random(seed))  # noqa: S311 - sample data
+        deals = seed_world(
+            hubspot,
+            odoo,
+            easypost,
+            n=n,
+            rng=random.Random(seed),  # noqa: S311 - sample data
+            deal_id_base=deal_id_base,
+            company_id_base=company_id_base,
+        )
     except BaseException:
         for fake in (hubspot, odoo, easypost):
             fake.stop()
@@ -279,11 +309,12 @@ def run_demo_outbound(seed: int = 7, *, deals: int = 4) -> dict[str, Any]:
     """``deals`` deals won and carried through the chain; then the demo's Odoo starts requiring
     :data:`REQUIRED_FIELD` on sale orders and one more deal is won: its chain is held in the dead letters."""
     from integration_assets.settings import get_settings
-    from integration_assets.warehouse.db import ensure_schema
+    from integration_assets.warehouse.db import ensure_schema, get_engine
 
     settings = get_settings()
     ensure_schema(settings.warehouse_url)
-    world = start_world(seed, deals + 1)
+    deal_base, company_base = next_ids(get_engine(settings.warehouse_url))
+    world = start_world(seed, deals + 1, deal_id_base=deal_base, company_id_base=company_base)
     try:
         return run_chains(world, settings, deals=deals)
     finally:

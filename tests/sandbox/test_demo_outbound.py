@@ -14,9 +14,12 @@ from click.testing import CliRunner
 
 from integration_assets.cli import main
 from integration_assets.sandbox.demo_outbound import (
+    DEMO_COMPANY_BASE,
+    DEMO_DEAL_BASE,
     REQUIRED_FIELD,
     REQUIRED_VALUE,
     DemoWorld,
+    next_ids,
     run_chains,
     start_world,
 )
@@ -35,7 +38,10 @@ def world(warehouse_url: str) -> Iterator[DemoWorld]:
         w.stop()
 
 
-def test_won_deals_reach_odoo_easypost_and_hubspot_and_one_is_held(world: DemoWorld) -> None:
+def test_won_deals_reach_odoo_easypost_and_hubspot_and_one_is_held(
+    world: DemoWorld, engine: sa.Engine
+) -> None:
+    assert next_ids(engine) == (DEMO_DEAL_BASE, DEMO_COMPANY_BASE)
     summary = run_chains(world, get_settings(), deals=DEALS)
 
     done, [held] = summary["chains"][:DEALS], summary["chains"][DEALS:]
@@ -61,6 +67,8 @@ def test_won_deals_reach_odoo_easypost_and_hubspot_and_one_is_held(world: DemoWo
     assert fix["field"] == REQUIRED_FIELD and fix["contract"].endswith("outbound/odoo/sale_order.v1.yaml")
     assert Path(fix["contract"]).exists()
     assert fix["replay"] == f"integration-assets dlq replay {letter['id']}"
+    # Running the demo again on this warehouse wins new deals: its ids start past these.
+    assert next_ids(engine) == (DEMO_DEAL_BASE + DEALS + 1, DEMO_COMPANY_BASE + 2)
 
 
 def test_the_printed_fix_completes_the_held_chain(

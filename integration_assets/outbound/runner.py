@@ -212,6 +212,7 @@ class StepReport:
     retried: int = 0
     duplicates: int = 0  # redeliveries of a write already in the ledger: acked, nothing called
     released: int = 0  # given back untouched (dry run, or behind a retried message of the same chain)
+    deferred: int = 0  # given back because another consumer holds the write's lease (counted in released)
     latency_ms: list[int] = field(default_factory=list)
     previews: list[dict[str, Any]] = field(default_factory=list)  # dry run: what each message would send
     errors: list[dict[str, Any]] = field(default_factory=list)  # ids and reasons of what failed
@@ -219,7 +220,7 @@ class StepReport:
     def add(self, other: StepReport) -> None:
         for name in (
             "received", "sent", "found", "skipped", "updated", "flagged", "waiting", "dead_lettered",
-            "retried", "duplicates", "released",
+            "retried", "duplicates", "released", "deferred",
         ):  # fmt: skip
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.latency_ms.extend(other.latency_ms)
@@ -245,6 +246,7 @@ class StepReport:
             "retried": self.retried,
             "duplicates": self.duplicates,
             "released": self.released,
+            "deferred": self.deferred,
             "latency_p50_ms": lat[len(lat) // 2] if lat else None,
             "latency_max_ms": lat[-1] if lat else None,
         }
@@ -311,7 +313,9 @@ class _Runner:
         tx_ack: bool,
         hook: Hook | None,
         report: StepReport,
+        lease_s: float = 0.0,
     ) -> None:
+        self.lease_s = lease_s
         self.engine = engine
         self.step = step
         self.queue = queue
@@ -354,6 +358,14 @@ class _Runner:
                     self.queue.ack([d], connection=conn)
                     return _Settle(d, "done")
                 return _Settle(d, "ack")
+            if row is not None and row.status == "started" and self.lease_s > 0 and row.last_attempt_at:
+                age = (_now() - row.last_attempt_at).total_seconds()
+                if 0 <= age < self.lease_s:
+                    # Another consumer started this write moments ago and may be calling the target now: a
+                    # second call could miss the first one's object in its lookup. Come back when its lease
+                    # is over (not an attempt of this message).
+                    self.report.deferred += 1
+                    return _Settle(d, "release", delay_s=self.lease_s - age)
             started = ledger.start(
                 conn, key, step=self.step.name, chain_id=msg.chain_id, target_system=self.step.target
             )
@@ -508,9 +520,12 @@ def _settle(queue: Queue, settles: Sequence[_Settle], report: StepReport) -> Non
     acks = [s.delivery for s in settles if s.action == "ack"]
     if acks:
         queue.ack(acks)
-    releases = [s.delivery for s in settles if s.action == "release"]
-    if releases:
-        queue.release(releases)
+    by_delay: dict[float, list[Delivery]] = {}
+    for s in settles:
+        if s.action == "release":
+            by_delay.setdefault(round(s.delay_s, 1), []).append(s.delivery)
+    for delay, releases in by_delay.items():
+        queue.release(releases, delay)
         report.released += len(releases)
     for s in settles:
         if s.action == "retry":
@@ -533,12 +548,17 @@ def run_step(
     transactional_ack: bool = True,
     visibility_timeout_s: float = 300.0,
     now: Callable[[], datetime] = _now,
+    lease_s: float = 0.0,
 ) -> StepReport:
     """Consume up to ``max_messages`` messages of ``step``'s queue (waiting up to ``wait_s`` for the first).
 
     ``queue``: an open queue to use instead of ``open_step_queue``. ``hook``: called at the kill points
     (tests raise from it to simulate a crash; the exception propagates and nothing more is settled).
-    ``transactional_ack=False`` acks after the commit even when the SQL queue could ack inside it."""
+    ``transactional_ack=False`` acks after the commit even when the SQL queue could ack inside it.
+    ``lease_s`` (0: off): a write another consumer started less than this ago is left to it (the message
+    comes back after the lease), so two consumers of one step never call the target for one write at once
+    (RabbitMQ can hand two copies to two consumers); a crashed attempt is then retried once its lease is
+    over. Off by default: one consumer per step (the SQL queue stores a queued key once) needs none."""
     the_step = get_step(step)
     policy = policy or load_policies().outbound
     targets = targets or Targets()
@@ -547,7 +567,7 @@ def run_step(
     own = queue is None
     q = queue if queue is not None else open_step_queue(step, queue_url, engine=engine)
     tx_ack = transactional_ack and not dry_run and q.supports_transactional_ack(engine)
-    runner = _Runner(engine, the_step, q, ctx, tx_ack=tx_ack, hook=hook, report=report)
+    runner = _Runner(engine, the_step, q, ctx, tx_ack=tx_ack, hook=hook, report=report, lease_s=lease_s)
     workers = (
         max(1, policy.concurrency[the_step.target])
         if the_step.target in ("odoo", "easypost", "hubspot")

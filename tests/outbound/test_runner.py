@@ -49,6 +49,9 @@ def queue_url(request: pytest.FixtureRequest) -> Iterator[str]:
 def _run(engine: sa.Engine, queue_url: str, **kw: Any) -> StepReport:
     kw.setdefault("policy", POLICY)
     kw.setdefault("wait_s", 0.3)
+    kw.setdefault(
+        "lease_s", 0.0
+    )  # the crash tests retry at once (test_a_write_in_progress_elsewhere... sets one)
     # A claim outlives any pass here; the crash tests pass a short one so the crashed claim comes back.
     kw.setdefault("visibility_timeout_s", 30.0)
     return runner.run_step(engine, "odoo_order", queue_url=queue_url, **kw)
@@ -333,3 +336,16 @@ def test_a_crash_loop_is_dead_lettered_at_the_attempt_limit_without_another_call
     (dl,) = _dead(engine)
     assert (dl["stage"], dl["check_name"], dl["natural_key"]) == ("outbound", "delivery_limit", deal)
     assert report.sent == 0
+
+
+def test_a_write_in_progress_elsewhere_is_left_to_its_consumer(engine: sa.Engine, echo: EchoStep) -> None:
+    from integration_assets.outbound import ledger
+
+    (deal,) = _won(engine, 1)
+    relay_mod.relay(engine, queue_url="sql")
+    with engine.begin() as conn:  # another consumer has just started this write (its call may be under way)
+        ledger.start(conn, f"odoo_order:{deal}", step="odoo_order", chain_id=deal, target_system="odoo")
+    report = _run(engine, "sql", lease_s=30.0)
+    assert (report.deferred, report.released, echo.calls) == (1, 1, [])
+    with engine.connect() as conn:  # back in the queue, for after the lease
+        assert conn.execute(sa.text("SELECT count(*) FROM event_queue")).scalar_one() == 1

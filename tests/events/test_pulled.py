@@ -201,6 +201,7 @@ def test_a_pulled_copy_after_the_webhook_is_a_duplicate(
     assert after[late["data"]["object"]["id"]][1] == "canceled"
 
 
+@pytest.mark.parametrize("warehouse_url", ["sqlite"], indirect=True)  # the DB plays no part here
 def test_an_event_that_fails_its_contract_is_dead_lettered_once_whichever_copy_comes_first(
     fake: FakeStripe, warehouse_url: str, engine: sa.Engine, webhook_queue: str
 ) -> None:
@@ -223,6 +224,7 @@ def test_an_event_that_fails_its_contract_is_dead_lettered_once_whichever_copy_c
     assert [(r.natural_key, r.status) for r in rows] == [(f"stripe:{event['id']}", "pending")]
 
 
+@pytest.mark.parametrize("warehouse_url", ["sqlite"], indirect=True)  # the DB plays no part here
 def test_object_snapshots_for_a_range_past_the_event_retention(fake: FakeStripe, engine: sa.Engine) -> None:
     old = Window.day("2026-09-01")  # 86 days before the fake's now: no events left
     for n in range(4):

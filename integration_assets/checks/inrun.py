@@ -65,9 +65,16 @@ def evaluate_checks(
             specs = [s for s in specs if dg.AssetCheckKey(canonical_key(table), s.name) in planned]
         for spec in specs:
             key = dg.AssetCheckKey(canonical_key(table), spec.name)
-            with correlation(run_id=run_id, asset_key=key.asset_key.to_user_string(), check_name=spec.name):
-                # The checks read only the instance and the run id from their context, which an op has too.
-                outcome = spec.run(cast(dg.AssetCheckExecutionContext, context), warehouse, policies)
+            try:
+                with correlation(
+                    run_id=run_id, asset_key=key.asset_key.to_user_string(), check_name=spec.name
+                ):
+                    # The checks read only the instance and the run id from their context, which an op has too.
+                    outcome = spec.run(cast(dg.AssetCheckExecutionContext, context), warehouse, policies)
+            except Exception:  # noqa: BLE001 - the data is written; a check that crashes must not fail the write
+                # No evaluation is recorded, so the UI shows this check Not Evaluated: true, and visible.
+                context.log.exception("%s on %s could not be evaluated", spec.name, table)
+                continue
             result = to_result(outcome)
             evaluation = dagster_internals.evaluation(
                 instance,

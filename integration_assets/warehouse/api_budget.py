@@ -11,12 +11,13 @@ twice the limit across a boundary, which a rolling limit answers with 429s; a to
 exceeds a rolling limit gives away half of it. The wait is computed, not polled: the moment the oldest
 token of the window expires.
 
-Priorities: ``live`` and ``outbound`` before ``backfill``. While live or outbound requests were seen within
-the last window, a backfill holds at most ``backfill_share`` of the window, so a live pull gets the rest and
-never waits more than one window. A window with no live demand is lent to the backfill except a small
-reserve (5 %, at least one request), which a live pull that arrives gets at once; otherwise a backfill could
-use only its share of an idle API. The daily limit (``daily``) counts per UTC day; a backfill may spend at
-most ``backfill_share`` of it.
+Priorities: ``live`` and ``outbound`` before ``backfill``. A backfill may use what live, outbound (and
+foreign, see below) requests leave of the window minus a small reserve (5 %, at least one request, so a
+live pull that arrives is served at once), and never less than ``backfill_share``. While a live request has
+to wait, the backfill is held to ``backfill_share`` and every token that frees goes to live: a live pull
+never waits more than one window. (A fixed share would leave half of an idle API unused: the backfill of the
+benchmark would reach 50 % of the limit instead of ~95 %.) The daily limit (``daily``) counts per UTC day; a
+backfill may spend at most ``backfill_share`` of it.
 
 What the provider says overrides what we counted (:meth:`ApiBudget.observe`): a 429 pauses the API for every
 process until its ``Retry-After`` (else HubSpot's ``X-HubSpot-RateLimit-Interval-Milliseconds``, else one
@@ -123,7 +124,7 @@ class _State:
 
     grants: list[tuple[int, str]] = field(default_factory=list)
     paused_until: float | None = None
-    live_until: float | None = None
+    live_until: float | None = None  # a live or outbound request waits until then
     day: str | None = None
     day_used: int = 0
     day_backfill: int = 0
@@ -240,7 +241,7 @@ class ApiBudget:
         self.window_ms = int(round(self.window_s * 1000))
         n = policy.per_window
         self.backfill_cap = policy.backfill_per_window
-        self.lent_cap = max(self.backfill_cap, n - max(1, math.ceil(n * LIVE_RESERVE)))
+        self.reserve = max(1, math.ceil(n * LIVE_RESERVE))
         self.daily_backfill = None if policy.daily is None else int(policy.daily * policy.backfill_share)
         self._stats = BudgetStats(api)
         self._lock = threading.Lock()
@@ -311,16 +312,29 @@ class ApiBudget:
             oldest = state.grants[total + cost - n - 1][0]
             waits.append(((oldest + self.window_ms - now_ms) / 1000, "window full"))
         if priority == "backfill":
-            live = state.live_until is not None and state.live_until > now
-            cap = self.backfill_cap if live else self.lent_cap
-            mine = [t for t, k in state.grants if k == _BACKFILL]
-            if len(mine) + cost > cap:
-                wait = (mine[len(mine) + cost - cap - 1] + self.window_ms - now_ms) / 1000
-                if live and state.live_until is not None:
-                    wait = min(wait, state.live_until - now)  # the idle-window cap applies then
-                waits.append((wait, "backfill share"))
+            waits.append(self._backfill_wait(state, now, now_ms, cost))
         wait, reason = max(waits)
         return (max(wait, 0.001), reason) if wait > 0 else (0.0, "")
+
+    def _backfill_wait(self, state: _State, now: float, now_ms: int, cost: int) -> tuple[float, str]:
+        """The backfill's own limit: the window minus what live, outbound and foreign requests hold in it and
+        the reserve, never less than its share; only its share while a live request is waiting."""
+        n = self.policy.per_window
+        mine = [t for t, k in state.grants if k == _BACKFILL]
+        others = [t for t, k in state.grants if k != _BACKFILL]
+        waiting = state.live_until is not None and state.live_until > now
+        cap = self.backfill_cap if waiting else max(self.backfill_cap, n - len(others) - self.reserve)
+        if len(mine) + cost <= cap:
+            return 0.0, ""
+        # Until enough of our own grants leave the window ...
+        oldest = len(mine) + cost - cap - 1
+        wait = (mine[oldest] + self.window_ms - now_ms) / 1000 if oldest < len(mine) else self.window_s
+        if waiting and state.live_until is not None:
+            wait = min(wait, state.live_until - now)  # ... or the live request stops waiting ...
+        elif 0 < (excess := len(others) - (n - self.reserve - len(mine) - cost)) <= len(others):
+            # ... or enough live grants leave it for the lent part to cover the request.
+            wait = min(wait, (others[excess - 1] + self.window_ms - now_ms) / 1000)
+        return wait, "backfill share"
 
     def _try(self, priority: Priority, cost: int, waited: float) -> tuple[float, str]:
         """One transaction: grant now (returns 0) or say how long to wait (recording live demand)."""
@@ -330,11 +344,11 @@ class ApiBudget:
             state.prune(int(now * 1000), self.window_ms)
             state.roll_day(_utc_day(now))
             wait, reason = self._wait_for(state, now, priority, cost)
-            if priority != "backfill":
-                state.live_until = max(state.live_until or 0.0, now + self.window_s)
             c = table.c
             if wait > 0:
                 if priority != "backfill":
+                    # A live request is waiting: until it is served, freed tokens are not lent to a backfill.
+                    state.live_until = max(state.live_until or 0.0, now + wait + 0.05)
                     self._save(conn, state)
                 return wait, reason
             now_ms = int(now * 1000)

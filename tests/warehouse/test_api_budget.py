@@ -72,34 +72,32 @@ def test_a_rolling_window_never_grants_more_than_per_window_in_any_window(
         assert sum(1 for g in granted if t <= g < t + 10.2) <= POLICY.per_window
 
 
-def test_backfill_holds_its_share_while_live_demand_is_seen(engine: sa.Engine, clock: FakeClock) -> None:
+def test_backfill_takes_what_live_leaves_but_the_reserve(engine: sa.Engine, clock: FakeClock) -> None:
     live, backfill = budget(engine, clock), budget(engine, clock)
-    assert live.acquire("live") == 0.0
-    assert [backfill.acquire("backfill") for _ in range(2)] == [0.0, 0.0]  # 40 % of 5
-    clock.now += 0.1
-    # The backfill's third waits, although the window has room: that room is the live pull's.
+    assert [live.acquire("live"), live.acquire("outbound")] == [0.0, 0.0]
+    # 5 - 2 live - 1 reserve = 2 for the backfill (and never less than its share, 40 % of 5 = 2).
+    assert [backfill.acquire("backfill") for _ in range(2)] == [0.0, 0.0]
     with pytest.raises(BudgetExceeded, match="backfill share"):
         backfill.acquire("backfill", max_wait_s=1.0)
-    assert [live.acquire("outbound"), live.acquire("live")] == [0.0, 0.0]
+    assert live.acquire("live") == 0.0  # the reserve is live's
 
 
-def test_an_idle_window_is_lent_to_the_backfill_but_live_is_served_first(
+def test_an_idle_window_is_lent_to_the_backfill_and_a_waiting_live_request_goes_first(
     engine: sa.Engine, clock: FakeClock
 ) -> None:
     live, backfill = budget(engine, clock), budget(engine, clock)
-    # No live demand: the backfill takes all but the reserve (5 % of the window, at least one request).
-    assert [backfill.acquire("backfill") for _ in range(4)] == [0.0] * 4
+    for _ in range(4):  # no live demand: all but the reserve
+        assert backfill.acquire("backfill") == 0.0
+        clock.now += 1.0
     with pytest.raises(BudgetExceeded, match="backfill share"):
-        backfill.acquire("backfill", max_wait_s=1.0)
-    clock.now += 3.0
+        backfill.acquire("backfill", max_wait_s=0.5)
     assert live.acquire("live") == 0.0  # the reserve, at once
-    # The next live request waits for the oldest backfill grant to leave the window: less than a window.
-    wait = live.acquire("live")
-    assert 0 < wait <= 10.2
-    # Live demand seen: the backfill is back at its share (2) until a window passes without live requests.
-    assert [backfill.acquire("backfill") for _ in range(2)] == [0.0, 0.0]
+    # The window is full: live waits for the oldest backfill grant to leave it (less than one window) ...
+    assert live.acquire("live") == pytest.approx(10.2 - 4.0)
+    # ... and a token that frees next is not the backfill's: with live holding 2, it may hold 5 - 2 - 1.
+    clock.now += 1.0
     with pytest.raises(BudgetExceeded, match="backfill share"):
-        backfill.acquire("backfill", max_wait_s=5.0)
+        backfill.acquire("backfill", max_wait_s=0.5)
     assert live.acquire("live") == 0.0
 
 

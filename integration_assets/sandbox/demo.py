@@ -141,9 +141,10 @@ def render_events_summary(summary: dict[str, Any]) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def demo(seed: int, as_json: bool) -> None:
     """Generate HubSpot/Odoo sample exports (with duplicates, updates, bad rows, one drifted file) and load them;
-    then post signed Stripe/HubSpot/EasyPost sample webhooks to the receiver and drain them into the warehouse;
-    then win a handful of deals and carry them to Odoo orders, EasyPost labels and back, one of them held by a
-    field the demo's Odoo starts requiring."""
+    then post signed Stripe/HubSpot/EasyPost sample webhooks to the receiver and drain them into the warehouse.
+
+    Then win a handful of deals and carry them to Odoo orders, EasyPost labels and back (the outbound chain,
+    against fakes the demo starts), one of them held by a field the demo's Odoo starts requiring."""
     settings = get_settings()
     result = run_demo(seed)
     events = run_demo_events(seed)

@@ -23,6 +23,12 @@ from integration_assets.settings import get_settings
 # equal to each command's own). The demo lives in the sandbox, which runtime code never imports: it is named
 # here, imported only when asked for.
 COMMAND_GROUPS: dict[str, tuple[str, str, str]] = {
+    "backfill": (
+        "integration_assets.cli.backfill",
+        "backfill",
+        "Launch a Dagster backfill of SYSTEM ENTITY's daily API-pull partitions from --from to --to (UTC days, "
+        "both included), as the UI's Launch backfill does.",
+    ),
     "db": ("integration_assets.cli.db", "db", "Warehouse schema (Alembic migrations)."),
     "sync": (
         "integration_assets.cli.sync",

@@ -1,5 +1,6 @@
 """The receiver's metrics, declared on one ``prometheus_client`` registry; ``webhooks/metrics.py`` serves it
-on ``GET /metrics`` next to the gauges read from the warehouse.
+on ``GET /metrics`` next to the gauges read from the warehouse, and the shared API budget's counters per API
+(:class:`ApiBudgetCollector`: requests, waits, seconds waited, 429s, over every run and process).
 
 Per provider: requests received, accepted (2xx after a durable enqueue) and rejected by reason; events
 enqueued; enqueue latency. Per publish: batch size. The metrics are thread-safe (the publisher threads
@@ -10,11 +11,13 @@ scrape merges every worker's.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
-__all__ = ["BATCH_BUCKETS", "LATENCY_BUCKETS", "WebhookMetrics"]
+__all__ = ["BATCH_BUCKETS", "LATENCY_BUCKETS", "ApiBudgetCollector", "BudgetTotalsRow", "WebhookMetrics"]
 
 # No `<name>_created` series: the exposition stays the series it has always had.
 disable_created_metrics()
@@ -94,3 +97,43 @@ class WebhookMetrics:
     def batch_size_count(self) -> float:
         """How many publishes were observed."""
         return self.value("webhook_publish_batch_messages_count")
+
+
+# (api, account, requests, waits, wait seconds, 429s): the shared API budget's running totals, read from the
+# warehouse at scrape time (``warehouse.api_budget.totals``), so every run and process is counted.
+BudgetTotalsRow = tuple[str, str, int, int, float, int]
+
+
+class ApiBudgetCollector(Collector):
+    """Counters per external API and account from the shared API budget (issue 13): requests sent, requests
+    that waited for the budget, seconds waited, 429 answers. ``read`` returns the rows (none when the
+    warehouse does not answer: ``integration_pipeline_metrics_up`` says so)."""
+
+    def __init__(self, read: Callable[[], Iterable[BudgetTotalsRow]]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterator[Metric]:
+        rows = list(self._read())
+        if not rows:
+            return
+        labels = ["api", "account"]
+        requests = CounterMetricFamily(
+            "integration_api_requests", "Requests granted by the shared API budget.", labels=labels
+        )
+        waits = CounterMetricFamily(
+            "integration_api_budget_waits", "Requests that waited for the shared API budget.", labels=labels
+        )
+        wait_s = CounterMetricFamily(
+            "integration_api_budget_wait_seconds",
+            "Seconds requests waited for the shared API budget.",
+            labels=labels,
+        )
+        throttled = CounterMetricFamily(
+            "integration_api_throttled", "Answers 429 (rate limited) from the API.", labels=labels
+        )
+        for api, account, n, w, s, t in rows:
+            requests.add_metric([api, account], n)
+            waits.add_metric([api, account], w)
+            wait_s.add_metric([api, account], s)
+            throttled.add_metric([api, account], t)
+        yield from (requests, waits, wait_s, throttled)

@@ -23,8 +23,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from integration_assets.dead_letters import queries
-from integration_assets.observability.metrics import WebhookMetrics
+from integration_assets.observability.metrics import ApiBudgetCollector, BudgetTotalsRow, WebhookMetrics
 from integration_assets.settings import get_settings
+from integration_assets.warehouse import api_budget
 from integration_assets.warehouse.db import get_engine
 from integration_assets.warehouse.schema import dead_letters, loads, processed_events
 
@@ -168,7 +169,19 @@ def metrics_registry(metrics: WebhookMetrics, engine: EngineFactory = get_engine
         registry.register(metrics.registry)  # a registry is a collector of its own metrics
     registry.register(PipelineCollector(engine))
     registry.register(EventKeyCollector(engine))
+    registry.register(ApiBudgetCollector(lambda: _budget_totals(engine)))
     return registry
+
+
+def _budget_totals(engine: EngineFactory) -> list[BudgetTotalsRow]:
+    try:
+        with engine().connect() as conn:
+            return [
+                (t.api, t.account, t.requests, t.waits, t.wait_s, t.throttled)
+                for t in api_budget.totals(conn)
+            ]
+    except sa.exc.SQLAlchemyError:
+        return []
 
 
 def metrics_route(metrics: WebhookMetrics, engine: EngineFactory = get_engine) -> Route:

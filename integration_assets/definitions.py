@@ -5,7 +5,9 @@ from __future__ import annotations
 import dagster as dg
 
 from integration_assets.assets.events import drain_events_job, queue_spec
+from integration_assets.assets.files import canonical_key
 from integration_assets.assets.outbound import run_outbound_steps
+from integration_assets.assets.pull import API_TABLES, PARTITIONED_ASSETS
 from integration_assets.checks.freshness import freshness_policy_for
 from integration_assets.checks.outbound import build_outbound_checks
 from integration_assets.checks.scope import build_quality_schedule, check_inputs
@@ -23,6 +25,13 @@ from integration_assets.sensors.inbox import build_inbox_sensor
 from integration_assets.sensors.outbound import build_outbound_sensor
 
 
+def _with_api_upstream(spec: dg.AssetSpec) -> dg.AssetSpec:
+    upstream = [PARTITIONED_ASSETS[k] for k, t in API_TABLES.items() if canonical_key(t) == spec.key]
+    if not upstream:
+        return spec
+    return spec.replace_attributes(deps=[*spec.deps, *(dg.AssetDep(k) for k in upstream)])
+
+
 def build_definitions() -> dg.Definitions:
     policies = load_policies()  # policies.yaml, or INTEGRATION_POLICIES_FILE
     core = build_core(policies)
@@ -34,6 +43,8 @@ def build_definitions() -> dg.Definitions:
         ),
         core.assets,
     )
+    # The partitioned API pulls (jobs/pull.py) load into the canonical tables: each is upstream of its table.
+    assets = dg.map_asset_specs(_with_api_upstream, assets)
     # The outbound chain: the default freshness window (its assets materialize only when a hop moved a chain;
     # no alert comes from it, a stalled chain is what the backlog and stuck-chain checks catch), its own checks
     # job every 10 minutes, and the hourly quality run.

@@ -20,12 +20,18 @@ contracts (``hubspot.*.api@v1``, ``odoo.*.api@v1``) through the ``inbox_sensor``
 
 One pull per (system, entity) at a time: an advisory lock on the cursor file makes a second one fail as
 transient (the next schedule tick retries).
+
+**Partition windows** (:func:`pull_window`, the daily partitions of ``assets/pull.py``): no cursor; the records
+modified in ``[start, end)`` land as one file named with the partition key, written only when the window's
+pull completed (a pull failing halfway leaves no file, the retry pulls the window again). Records the API
+returns outside the window are counted and logged, not landed: they belong to another partition.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import json
 import logging
 import os
@@ -48,8 +54,11 @@ __all__ = [
     "PullReport",
     "Pull",
     "Source",
+    "WindowReport",
+    "WindowSource",
     "default_state_dir",
     "pull_entity",
+    "pull_window",
     "write_jsonl_atomic",
 ]
 
@@ -373,5 +382,112 @@ def pull_entity(
         report.skipped,
         report.watermark_before,
         report.watermark_after,
+    )
+    return report
+
+
+# --- partition windows --------------------------------------------------------------------------------------
+
+
+class WindowSource(Protocol):
+    """What a connector offers a partition pull: the records modified in a half-open time window."""
+
+    system: str
+
+    def pull_window(self, entity: str, start: datetime, end: datetime) -> Iterable[list[dict[str, Any]]]:
+        """Pages of the records modified in ``[start, end)`` (UTC, aware)."""
+
+    def record_id(self, entity: str, record: dict[str, Any]) -> str: ...
+
+    def version_of(self, entity: str, record: dict[str, Any]) -> datetime: ...
+
+
+@dataclass
+class WindowReport:
+    """What one partition window's pull did."""
+
+    system: str
+    entity: str
+    partition_key: str
+    start: str
+    end: str
+    pulled: int = 0  # records the API returned
+    records: int = 0  # landed: returned and inside the window
+    outside: int = 0  # returned but outside the window: not landed
+    pages: int = 0
+    file: str | None = None  # None when the window had no record
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# Ids of out-of-window records named in the log line (ids only: never field values).
+_OUTSIDE_LOGGED = 5
+
+
+def pull_window(
+    source: WindowSource,
+    entity: str,
+    partition_key: str,
+    start: datetime,
+    end: datetime,
+    *,
+    inbox_dir: Path | None = None,
+    clock: Callable[[], datetime] = utcnow,
+) -> WindowReport:
+    """Pull the records of ``entity`` modified in ``[start, end)`` into one file
+    ``<inbox>/<system>/<entity>/<entity>-<partition_key>-<time>-<id>.jsonl``.
+
+    The file is written through ``.part`` and renamed once the last page arrived: an error mid-way leaves
+    nothing in the inbox. A record whose version is outside the window is counted in ``outside`` and logged,
+    not landed. No record: no file."""
+    inbox_dir = Path(inbox_dir) if inbox_dir is not None else get_settings().inbox_dir
+    start, end = start.astimezone(UTC), end.astimezone(UTC)
+    report = WindowReport(source.system, entity, partition_key, _iso(start), _iso(end))
+    t0 = time.perf_counter()
+    outside_ids: list[str] = []
+
+    def in_window() -> Iterator[dict[str, Any]]:
+        for page in source.pull_window(entity, start, end):
+            report.pages += 1
+            for rec in page:
+                report.pulled += 1
+                v = source.version_of(entity, rec)
+                if not start <= v < end:
+                    report.outside += 1
+                    if len(outside_ids) < _OUTSIDE_LOGGED:
+                        outside_ids.append(f"{source.record_id(entity, rec)}@{_iso(v)}")
+                    continue
+                yield rec
+
+    folder = inbox_dir / source.system / entity
+    name = f"{entity}-{partition_key}-{clock():%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}.jsonl"
+    path = folder / name
+    records = in_window()
+    first = next(records, None)  # an empty window lands nothing (not even for a moment)
+    if first is not None:
+        report.records = write_jsonl_atomic(path, itertools.chain([first], records))
+        report.file = str(path)
+    report.seconds = round(time.perf_counter() - t0, 3)
+    if report.outside:
+        log.warning(
+            "%s/%s partition %s: the API returned %d record(s) outside [%s, %s), not landed (e.g. %s)",
+            source.system,
+            entity,
+            partition_key,
+            report.outside,
+            report.start,
+            report.end,
+            ", ".join(outside_ids),
+        )
+    log.info(
+        "%s/%s partition %s: pulled %d record(s) in %d page(s), landed %d",
+        source.system,
+        entity,
+        partition_key,
+        report.pulled,
+        report.pages,
+        report.records,
     )
     return report

@@ -14,29 +14,57 @@ The failure says which kind it was (``kind`` metadata: transient or terminal).
 
 The schedules are STOPPED by default: they need credentials (HUBSPOT_ACCESS_TOKEN; ODOO_URL, ODOO_DB,
 ODOO_USERNAME, ODOO_API_KEY), read through ``dg.EnvVar`` when a run starts.
+
+The daily partitions of the same APIs (``assets/pull.py``, jobs ``api_<system>`` and ``api_<system>_<entity>``)
+have their schedules here: ``api_<system>_schedule`` runs today's partition and ``partitions.late_edits``
+previous days on each tick, and the days of the last week that never ran (Dagster 1.13 does not catch up a
+schedule's missed ticks itself). They run by default when the source's credentials are set (the sandbox sets
+the fakes' ones), and stay STOPPED otherwise.
 """
 
-from collections.abc import Callable
-from datetime import UTC, datetime
-from typing import Any
+from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 import httpx
 
 from integration_assets.assets.files import ENTITY_TAG, raw_key
+from integration_assets.assets.pull import (
+    SOURCE_JOBS,
+    build_partition_jobs,
+    build_partitioned_assets,
+    parents_of,
+    partitioned_assets,
+    partitions_def_for,
+)
 from integration_assets.connectors._http import StatusRecorder
 from integration_assets.connectors._retry import RetryBudget
 from integration_assets.connectors.hubspot.client import DEFAULT_BASE_URL, OBJECT_TYPES, HubSpotClient
 from integration_assets.connectors.landing import RECORDS_PER_FILE, PullReport, Source, pull_entity
 from integration_assets.connectors.odoo.client import MODELS, OdooClient
-from integration_assets.contracts.spec import contracts_for, entity_slug
+from integration_assets.contracts.spec import entity_slug
 from integration_assets.errors import TerminalError, TransientError
 from integration_assets.observability.logging import correlation
+from integration_assets.policies import Policies, load_policies
 from integration_assets.quality.connector_health import warehouse_status_recorder
 from integration_assets.resources import WarehouseResource
-from integration_assets.settings import env
+from integration_assets.settings import Settings, env, get_settings
 
-__all__ = ["HubSpotResource", "OdooResource", "PullConfig", "build_pull_job", "pull_definitions"]
+if TYPE_CHECKING:
+    from integration_assets.assets.pull import AssetJob
+
+__all__ = [
+    "HubSpotResource",
+    "OdooResource",
+    "PullConfig",
+    "build_partition_schedule",
+    "build_pull_job",
+    "partitions_def_for",
+    "pull_definitions",
+    "scheduled_partition_keys",
+    "source_configured",
+]
 
 
 class HubSpotResource(dg.ConfigurableResource):
@@ -98,23 +126,6 @@ def parse_since(text: str | None) -> datetime | None:
 
 def op_name(system: str, entity: str) -> str:
     return f"pull_{system}__{entity_slug(entity)}"
-
-
-def _parents(system: str, entities: tuple[str, ...]) -> dict[str, list[str]]:
-    """Entity -> entities of the same system its contracts reference (sale.order.line -> sale.order)."""
-    table_of = {e: c.target for e in entities for c in contracts_for(system, e)}
-    entity_of = {t: e for e, t in table_of.items()}
-    return {
-        e: sorted(
-            {
-                entity_of[r.table]
-                for c in contracts_for(system, e)
-                for r in c.references.values()
-                if r.table in entity_of and entity_of[r.table] != e
-            }
-        )
-        for e in entities
-    }
 
 
 def run_pull(
@@ -183,7 +194,7 @@ def build_pull_job(
     system: str, entities: tuple[str, ...], resource_key: str, pool: str, description: str
 ) -> dg.JobDefinition:
     """``pull_<system>``: one op per entity in ``pool``, parents before the entities that reference them."""
-    parents = _parents(system, entities)
+    parents = parents_of(system, entities)
 
     def make_op(entity: str) -> dg.OpDefinition:
         def pull_op(context: dg.OpExecutionContext, config: PullConfig) -> None:
@@ -264,10 +275,100 @@ def odoo_resource() -> OdooResource:
     )
 
 
-def pull_definitions() -> dg.Definitions:
-    """The pull jobs, their schedules and the two API resources (the warehouse resource comes from the rest)."""
+# --- daily partitions (assets/pull.py): the schedules ------------------------------------------------------
+
+# Ticks of the partition schedules: today's partition (and ``late_edits`` previous days) every 30 min for
+# HubSpot, hourly for Odoo, as the incremental pulls did.
+PARTITION_CRONS = {"hubspot": "*/30 * * * *", "odoo": "15 * * * *"}
+# Days before the late-edit days that a tick also requests when they were never run: Dagster 1.13's scheduler
+# does not catch up missed ticks of a schedule (it runs only the latest one after the daemon was down; its
+# catch-up needs a partition set, which 1.13 no longer gives a schedule), so the schedule looks back itself.
+CATCH_UP_DAYS = 7
+
+
+def source_configured(system: str, settings: Settings | None = None) -> bool:
+    """Whether ``system``'s credentials are set (the sandbox sets the fakes' ones)."""
+    s = settings or get_settings()
+    if system == "hubspot":
+        return bool(s.hubspot_access_token)
+    if system == "odoo":
+        return all((s.odoo_url, s.odoo_db, s.odoo_username, s.odoo_api_key))
+    return False
+
+
+def scheduled_partition_keys(
+    start: date,
+    tick: datetime,
+    late_edits: int,
+    never_run: Callable[[str], bool],
+    catch_up_days: int = CATCH_UP_DAYS,
+) -> list[str]:
+    """The partitions one tick runs: the tick's day and ``late_edits`` days before it, then the
+    ``catch_up_days`` before those that ``never_run`` (missed while the scheduler was down); none before
+    ``start``. Newest first."""
+    day = tick.astimezone(UTC).date()
+    keys = []
+    for back in range(late_edits + 1 + catch_up_days):
+        d = day - timedelta(days=back)
+        if d < start:
+            break
+        key = d.isoformat()
+        if back <= late_edits or never_run(key):
+            keys.append(key)
+    return keys
+
+
+def build_partition_schedule(
+    system: str, job: "AssetJob", policies: Policies, *, running: bool
+) -> dg.ScheduleDefinition:
+    start = policies.partitions.start_for(system)
+    late = policies.partitions.late_edits
+    assets = partitioned_assets(system)
+
+    def never_run(context: dg.ScheduleEvaluationContext, key: str) -> bool:
+        instance = context.instance
+        if all(key in instance.get_materialized_partitions(a) for a in assets):
+            return False
+        runs = instance.get_run_records(
+            dg.RunsFilter(job_name=job.name, tags={"dagster/partition": key}), limit=1
+        )
+        return not runs
+
+    @dg.schedule(
+        name=f"{job.name}_schedule",
+        job=job,
+        cron_schedule=PARTITION_CRONS[system],
+        execution_timezone="UTC",
+        default_status=dg.DefaultScheduleStatus.RUNNING if running else dg.DefaultScheduleStatus.STOPPED,
+        description=f"Today's {system} partition and {late} previous day(s) (late edits) of every "
+        f"api/{system}/* asset, plus days of the last {CATCH_UP_DAYS} that never ran (ticks missed while the "
+        f"daemon was down). Runs by default once {system}'s credentials are set.",
+    )
+    def _schedule(context: dg.ScheduleEvaluationContext) -> Iterator[dg.RunRequest]:
+        tick = context.scheduled_execution_time or datetime.now(UTC)
+        for key in scheduled_partition_keys(start, tick, late, lambda k: never_run(context, k)):
+            yield dg.RunRequest(
+                partition_key=key,
+                run_key=f"{key}@{tick.astimezone(UTC):%Y-%m-%dT%H:%M}",
+                tags={"integration/priority": "live"},
+            )
+
+    return _schedule
+
+
+def pull_definitions(policies: Policies | None = None) -> dg.Definitions:
+    """The pull jobs, the partitioned pull assets with their jobs and schedules, and the two API resources (the
+    warehouse resource comes from the rest)."""
+    policies = policies or load_policies()
+    settings = get_settings()
+    jobs = build_partition_jobs(policies)
+    schedules = [
+        build_partition_schedule(system, jobs[name], policies, running=source_configured(system, settings))
+        for system, name in SOURCE_JOBS.items()
+    ]
     return dg.Definitions(
-        jobs=[pull_hubspot, pull_odoo],
-        schedules=[pull_hubspot_schedule, pull_odoo_schedule],
+        assets=build_partitioned_assets(policies),
+        jobs=[pull_hubspot, pull_odoo, *jobs.values()],
+        schedules=[pull_hubspot_schedule, pull_odoo_schedule, *schedules],
         resources={"hubspot": hubspot_resource(), "odoo": odoo_resource()},
     )

@@ -12,6 +12,9 @@ Wire format: docs/SOURCES.md §1. Two ways in:
   (one call per page; the v3 associations API, documented by HubSpot, not in docs/SOURCES.md). Search is
   limited to 5 requests/s per account, so search calls are spaced by at least 0.2 s. Errors and rate limits:
   ``errors.py``.
+- **Partition window** (:meth:`HubSpotClient.pull_window`): the same search with ``GTE`` start and ``LT`` end (a
+  record modified exactly at midnight belongs to the later day only); a window whose ``total`` passes the
+  10,000 cap is split in halves, recursively. Records archived in the window follow.
 
 ``properties`` are the ones the API contracts of the entity map (``properties.<name>`` fields) plus the
 modified date, and ``associations`` the ``associations.<type>.results`` fields: a contract edit that maps a
@@ -163,6 +166,7 @@ class HubSpotClient:
             raise HubSpotAuthError("no HubSpot access token: set HUBSPOT_ACCESS_TOKEN (a private app token)")
         self.page_limit = page_limit
         self.search_result_cap = search_result_cap
+        self.window_splits = 0  # windows split in halves because their search passed the result cap
         self.overlap = overlap
         self.http = HttpClient(
             SYSTEM,
@@ -265,6 +269,16 @@ class HubSpotClient:
             if keep:
                 yield keep
 
+    def iter_archived_between(
+        self, object_type: str, start_ms: int, end_ms: int, *, properties: Sequence[str]
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Deleted (archived) records whose ``archivedAt`` is in ``[start_ms, end_ms)`` (the list has no filter:
+        every archived record is listed and the window applies here)."""
+        for page in self.iter_all(object_type, properties=properties, archived=True):
+            keep = [r for r in page if start_ms <= (parse_hubspot_time(r.get("archivedAt")) or 0) < end_ms]
+            if keep:
+                yield keep
+
     # -- search (incremental pull) -----------------------------------------------------------------------
     def search_page(self, object_type: str, body: dict[str, Any]) -> dict[str, Any]:
         """One ``POST /crm/v3/objects/{object_type}/search`` (spaced to the 5 requests/s search limit)."""
@@ -320,6 +334,82 @@ class HubSpotClient:
             for to_type in associations:
                 self.attach_associations(object_type, to_type, page)
             yield page
+
+    def iter_modified_between(
+        self,
+        object_type: str,
+        start: datetime,
+        end: datetime,
+        *,
+        properties: Sequence[str],
+        associations: Sequence[str] = (),
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Records modified in the half-open window ``[start, end)`` (``GTE`` start, ``LT`` end), with their
+        associations; a record modified exactly at ``end`` belongs to the next window only.
+
+        A query whose ``total`` passes the search cap (10,000: paging further is a 400) is split in two halves,
+        recursively, down to one millisecond; each part is paged by modified date like
+        :meth:`iter_modified_since`. :attr:`window_splits` counts the splits."""
+        lo, hi = to_ms(start), to_ms(end)
+        if hi <= lo:
+            return
+        for page in self._window_pages(object_type, lo, hi, properties):
+            for to_type in associations:
+                self.attach_associations(object_type, to_type, page)
+            yield page
+
+    def _window_body(
+        self, object_type: str, lower: int, upper: int, properties: Sequence[str], token: str | None
+    ) -> dict[str, Any]:
+        prop = MODIFIED_PROPERTY[object_type]
+        body: dict[str, Any] = {
+            "filterGroups": [
+                {
+                    "filters": [
+                        {"propertyName": prop, "operator": "GTE", "value": str(lower)},
+                        {"propertyName": prop, "operator": "LT", "value": str(upper)},
+                    ]
+                }
+            ],
+            "sorts": [{"propertyName": prop, "direction": "ASCENDING"}],
+            "properties": list(properties),
+            "limit": self.page_limit,
+        }
+        if token is not None:
+            body["after"] = token
+        return body
+
+    def _window_pages(
+        self, object_type: str, lo: int, hi: int, properties: Sequence[str]
+    ) -> Iterator[list[dict[str, Any]]]:
+        first = self.search_page(object_type, self._window_body(object_type, lo, hi, properties, None))
+        total = int(first.get("total") or 0)
+        if total > self.search_result_cap and hi - lo > 1:
+            mid = lo + (hi - lo) // 2
+            self.window_splits += 1
+            yield from self._window_pages(object_type, lo, mid, properties)
+            yield from self._window_pages(object_type, mid, hi, properties)
+            return
+        cached: dict[str, Any] | None = first
+
+        def fetch(lower: int, token: str | None) -> tuple[list[dict[str, Any]], str | None]:
+            nonlocal cached
+            if cached is not None and lower == lo and token is None:
+                data, cached = cached, None  # the query that gave the total is the first page
+            else:
+                data = self.search_page(
+                    object_type, self._window_body(object_type, lower, hi, properties, token)
+                )
+            nxt = ((data.get("paging") or {}).get("next") or {}).get("after")
+            return list(data.get("results") or []), (str(nxt) if nxt is not None else None)
+
+        yield from ascending_pages(
+            fetch,
+            start=lo,
+            version=lambda r: self.modified_ms(object_type, r),
+            ident=lambda r: str(r.get("id")),
+            max_token=self.search_result_cap - self.page_limit + 1,
+        )
 
     def read_associations(
         self, from_type: str, to_type: str, ids: Sequence[str]
@@ -466,6 +556,17 @@ class HubSpotClient:
         else:
             live = self.iter_modified_since(entity, since, properties=properties, associations=associations)
         return Pull(itertools.chain(live, deleted), ordered=False)
+
+    def pull_window(self, entity: str, start: datetime, end: datetime) -> Iterator[list[dict[str, Any]]]:
+        """The pages of one partition window ``[start, end)``: records modified in it (search), then the records
+        deleted (archived) in it."""
+        if entity not in OBJECT_TYPES:
+            raise ValueError(f"unknown HubSpot object type {entity!r}; one of {', '.join(OBJECT_TYPES)}")
+        properties, associations = contract_fields(entity)
+        yield from self.iter_modified_between(
+            entity, start, end, properties=properties, associations=associations
+        )
+        yield from self.iter_archived_between(entity, to_ms(start), to_ms(end), properties=properties)
 
     def record_id(self, entity: str, record: dict[str, Any]) -> str:
         return str(record.get("id"))

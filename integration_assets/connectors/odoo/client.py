@@ -12,6 +12,9 @@ written during the pull moves ahead of the reader instead of shifting the offset
 used to page through more records with one ``write_date`` than a page holds. Only ``>=`` is used on
 ``write_date`` (never ``=``), so the pull is right whether the database keeps sub-second times or not.
 
+A partition window (:meth:`OdooClient.pull_window`) adds ``["write_date", "<", end]`` to the same query: the
+half-open ``[start, end)`` in Odoo's UTC ``YYYY-MM-DD HH:MM:SS``.
+
 ``context.active_test = false``: archived partners and products are read too (the contracts map ``active``).
 ``account.move`` is limited to invoices, credit notes and receipts (the ``invoices`` table), not every journal
 entry.
@@ -162,12 +165,15 @@ class OdooClient:
         *,
         fields: Sequence[str],
         since: datetime | None = None,
+        until: datetime | None = None,
     ) -> Iterator[list[dict[str, Any]]]:
-        """Records of ``model`` written at or after ``since`` (all when None), ascending by write_date and id."""
+        """Records of ``model`` written at or after ``since`` (all when None) and before ``until`` (no bound when
+        None), ascending by write_date and id."""
         base = BASE_DOMAIN.get(model, [])
+        upper = [["write_date", "<", odoo_time(until)]] if until is not None else []
 
         def fetch(lower: str | None, token: str | None) -> tuple[list[dict[str, Any]], str | None]:
-            domain = [*base, *([["write_date", ">=", lower]] if lower else [])]
+            domain = [*base, *([["write_date", ">=", lower]] if lower else []), *upper]
             offset = int(token or 0)
             rows = self.execute_kw(
                 model,
@@ -197,6 +203,12 @@ class OdooClient:
         if entity not in MODELS:
             raise ValueError(f"unknown Odoo model {entity!r}; one of {', '.join(MODELS)}")
         return Pull(self.search_read_pages(entity, fields=contract_fields(entity), since=since), ordered=True)
+
+    def pull_window(self, entity: str, start: datetime, end: datetime) -> Iterator[list[dict[str, Any]]]:
+        """The pages of one partition window: records with ``start <= write_date < end``."""
+        if entity not in MODELS:
+            raise ValueError(f"unknown Odoo model {entity!r}; one of {', '.join(MODELS)}")
+        return self.search_read_pages(entity, fields=contract_fields(entity), since=start, until=end)
 
     def record_id(self, entity: str, record: dict[str, Any]) -> str:
         return str(record.get("id"))

@@ -66,11 +66,15 @@ class EasyPostLabelStep:
         order_id = int(chain["order_id"])
         odoo = ctx.targets.odoo
         order = odoo.read_order(order_id)
+        # The order step does not read the order back after creating it: its name is recorded here.
+        named = {"order_name": order.get("name")} if order.get("name") else {}
         reference = order_ref(str(chain.get("deal_id") or msg.chain_id), generation)
         if order.get("state") == "cancel":
-            return self._cancelled(ctx, msg, attempt, chain, reference)
+            result = self._cancelled(ctx, msg, attempt, chain, reference)
+            result.chain_updates.update(named)
+            return result
         if ctx.policy.require_payment and not self._paid(ctx, chain, order):
-            return StepResult(outcome="waiting")
+            return StepResult(outcome="waiting", chain_updates=named)
 
         partner = odoo.find_partner(partner_id=int(chain.get("partner_id") or order["partner_id"]))
         if partner is None:
@@ -106,12 +110,12 @@ class EasyPostLabelStep:
                 # A shipment found by reference may come without its rates (docs/SOURCES.md §4.6): rate it again.
                 shipment = {**shipment, "rates": easypost.rerate(str(shipment["id"]))}
             choice = ctx.policy.rate
-            named = choice.choose == "named"
+            by_name = choice.choose == "named"
             with writing(payload.contract):
                 rate = select_rate(
                     shipment,
-                    carrier=choice.carrier if named else None,
-                    service=choice.service if named else None,
+                    carrier=choice.carrier if by_name else None,
+                    service=choice.service if by_name else None,
                 )
                 shipment = easypost.buy(str(shipment["id"]), str(rate["id"]))
         label = shipment.get("postage_label") or {}
@@ -138,6 +142,7 @@ class EasyPostLabelStep:
                 "tracking_code": tracking_code,
                 "label_url": label.get("label_url"),
                 "shipment_status": status,
+                **named,
             },
             follow_ups=[
                 ("label.bought", "odoo_tracking", f"{key}:odoo_tracking", ids),

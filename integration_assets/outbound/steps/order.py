@@ -21,6 +21,7 @@ from typing import Any
 
 from integration_assets.mapping.outbound import render
 from integration_assets.outbound.errors import BadInput, NeedsReview
+from integration_assets.outbound.steps import _reference as reference
 from integration_assets.outbound.steps._chain import (
     generation_of,
     generation_sub,
@@ -108,7 +109,8 @@ class OdooOrderStep:
                 return StepResult(outcome="sent", contract_version=contract, preview=previews)
             with writing(contract):
                 order_id = odoo.create_order(payload.values)
-            order = odoo.read_order(order_id)
+            # Not read back: the label step's live read of the order records its name (one Odoo call less).
+            order = {"id": order_id, "state": "draft", "name": None}
         else:
             partner_id = int(order["partner_id"])
             currency = order.get("currency")
@@ -149,7 +151,7 @@ class OdooOrderStep:
                 "deal_id": deal_id,
                 "partner_id": str(partner_id),
                 "order_id": str(order_id),
-                "order_name": order.get("name"),
+                **({"order_name": order["name"]} if order.get("name") else {}),
                 "picking_ids": sorted(int(p) for p in (pickings or order.get("picking_ids") or [])),
                 "amount_at_order": money(deal.get("amount")),
                 "currency": currency or order.get("currency"),
@@ -238,15 +240,15 @@ class OdooOrderStep:
         currency = next(iter(currencies), None)
         odoo = ctx.targets.odoo
         if currency is not None:
-            allowed = {c.upper() for c in odoo.company_currencies()}
-            if currency not in allowed:
+            used, allowed = reference.company_uses(odoo, currency)
+            if not used:
                 raise BadInput(
                     f"deal {deal_id} is in {currency}, a currency the Odoo company does not use "
                     f"({', '.join(sorted(allowed)) or 'none'})",
                     field="currency",
                 )
         codes = {sku: ctx.policy.odoo_code(sku) for _, sku, _, _ in parsed}
-        products = odoo.products_by_code(sorted(set(codes.values())))
+        products = reference.products_by_code(odoo, sorted(set(codes.values())))
         lines: list[_Line] = []
         for line_item, sku, quantity, price in parsed:
             code = codes[sku]

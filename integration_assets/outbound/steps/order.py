@@ -1,15 +1,17 @@
 """Step ``odoo_order``: a won deal becomes a confirmed Odoo sale order with its stock reserved.
 
 Partner: the company's stored link (``companies.odoo_partner_id``), else a partner this integration created
-(``ref`` = ``hubspot-company:<id>``), else one with the company's domain or VAT, else a new partner. Order:
-looked up by ``client_order_ref`` = ``hubspot-deal:<deal id>[:<n>]`` when the step runs again (the create
-may have committed in Odoo before its answer was lost), else created from the deal's HubSpot line items
-through the ``odoo/sale_order`` contract; then ``action_confirm`` (a no-op on a confirmed order) and
-``action_assign`` (reserving twice reserves nothing more). Every sub-write is therefore safe to repeat.
+(``ref`` = ``hubspot-company:<id>``, looked up before every create), else one with the company's VAT or
+domain, else a new partner. Order: looked up by ``client_order_ref`` = ``hubspot-deal:<deal id>[:<n>]`` when
+the step runs again (the create may have committed in Odoo before its answer was lost) and in a dry run, else
+created from the deal's HubSpot line items through the ``odoo/sale_order`` contract; then ``action_confirm``
+(a no-op on a confirmed order) and ``action_assign`` (reserving twice reserves nothing more). Every sub-write
+is therefore safe to repeat. Bad input (no company, no line items, an unknown SKU, a quantity not above zero,
+a currency the Odoo company does not use) is permanent and names the item.
 
 A ``deal.changed`` message (the won deal's amount moved after the order existed) never makes a second order:
-policy ``amount_change`` rewrites the lines of the same order (``update``, while it is not shipped) or holds
-the chain for review (``flag``). docs/ARCHITECTURE.md, "The outbound flow".
+policy ``amount_change`` rewrites the lines of the same order (``update``, while no label is bought) or holds
+it for review (``flag``). docs/ARCHITECTURE.md, "The outbound flow".
 """
 
 from __future__ import annotations

@@ -213,6 +213,7 @@ def build_partitioned_asset(system: str, entity: str, policies: Policies) -> dg.
         )
         source.http.use_api_budget(budget, priority)
         written = 0
+        used: dict[str, float | int] = {}
         try:
             for key in context.partition_keys:
                 tw = partitions_def.time_window_for_partition_key(key)
@@ -241,8 +242,10 @@ def build_partitioned_asset(system: str, entity: str, policies: Policies) -> dg.
                         # The file is in rejected/ with its reason (a dead letter): nothing of the day loaded.
                         raise _failure(system, entity, key, TerminalError(f"file rejected: {load.error}"))
                 metadata = _day_metadata(pulled, load, getattr(source, "window_splits", 0) - splits_before)
-                if budget is not None:
-                    metadata |= {f"api_budget_{k}": v for k, v in budget.stats().as_metadata().items()}
+                if budget is not None:  # this day's share of the run's budget use
+                    now_used = budget.stats().as_metadata()
+                    metadata |= {k: round(v - used.get(k, 0), 3) for k, v in now_used.items()}
+                    used = now_used
                     metadata["api_budget_priority"] = priority
                 context.log.info(
                     "%s/%s %s: pulled %d (outside the window %d), inserted %d, updated %d, unchanged %d, "

@@ -50,8 +50,12 @@ def _materialize(
     keys: tuple[str, str] | None = None,
 ) -> dg.ExecuteInProcessResult:
     tags = {}
-    if keys is not None:  # one run over a range, as a multi_run backfill launches it
-        tags = {"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[1]}
+    if keys is not None:  # one run over a range, as a multi_run backfill launches it (with its tag)
+        tags = {
+            "dagster/asset_partition_range_start": keys[0],
+            "dagster/asset_partition_range_end": keys[1],
+            "dagster/backfill": "testbackfill",
+        }
     return dg.materialize(
         [asset], partition_key=key, instance=instance, resources=resources, tags=tags, raise_on_error=False
     )
@@ -148,6 +152,7 @@ def test_one_partition_loads_exactly_its_window_and_the_boundary_record_once(
     assert _ids(engine, "companies") == {first, inside}
     day = _days(res, api_key("hubspot", "companies"))["2026-10-05"]
     assert (day["records_pulled"], day["records_outside_window"], day["rows_inserted"]) == (2, 0, 2)
+    assert day["api_budget_priority"] == "live"
     assert day["window_start"].startswith("2026-10-05T00:00:00") and day["file"].startswith(
         "companies-2026-10-05-"
     )
@@ -196,6 +201,9 @@ def test_a_backfill_of_three_partitions_reports_each_day(
         "2026-10-07": 1,
     }
     assert days["2026-10-06"]["load_status"] == "nothing modified"
+    # A backfill's requests take the backfill share of the shared API budget.
+    assert {v["api_budget_priority"] for v in days.values()} == {"backfill"}
+    assert days["2026-10-07"]["hubspot_api_requests"] > 0
     assert instance.get_materialized_partitions(api_key("hubspot", "companies")) == {
         "2026-10-05",
         "2026-10-06",

@@ -12,7 +12,7 @@ exceeds a rolling limit gives away half of it. The wait is computed, not polled:
 token of the window expires.
 
 Priorities: ``live`` and ``outbound`` before ``backfill``. A backfill may use what live, outbound (and
-foreign, see below) requests leave of the window minus a small reserve (5 %, at least one request, so a
+foreign, see below) requests leave of the window minus a small reserve (2 %, at least one request, so a
 live pull that arrives is served at once), and never less than ``backfill_share``. While a live request has
 to wait, the backfill is held to ``backfill_share`` and every token that frees goes to live: a live pull
 never waits more than one window. (A fixed share would leave half of an idle API unused: the backfill of the
@@ -69,7 +69,7 @@ Sleep = Callable[[float], None]
 
 # An idle window is lent to a backfill except this share (at least one request): a live pull that arrives
 # then gets its first requests at once instead of waiting for the oldest backfill grant to expire.
-LIVE_RESERVE = 0.05
+LIVE_RESERVE = 0.02
 # The tag a run carries when it is part of a backfill (Dagster sets it), and the project's own override.
 BACKFILL_TAG = "dagster/backfill"
 PRIORITY_TAG = "integration/priority"
@@ -212,7 +212,7 @@ class ApiBudget:
 
     ``clock`` is the wall clock (epoch seconds: the processes compare times through the database, and the
     daily limit resets at UTC midnight); ``clock`` and ``sleep`` are injectable so tests need not wait out
-    10 s windows. ``margin_s`` widens the window we count over the provider's (default 1.5 % + 50 ms).
+    10 s windows. ``margin_s`` widens the window we count over the provider's (default 1 % + 50 ms).
     """
 
     def __init__(
@@ -236,7 +236,7 @@ class ApiBudget:
         self.engine, self.api, self.account, self.policy = engine, api, account, policy
         self.clock, self.sleep = clock, sleep
         window_s = policy.window.total_seconds()
-        self.margin_s = min(0.5, 0.05 + 0.015 * window_s) if margin_s is None else margin_s
+        self.margin_s = min(0.5, 0.05 + 0.01 * window_s) if margin_s is None else margin_s
         self.window_s = window_s + self.margin_s
         self.window_ms = int(round(self.window_s * 1000))
         n = policy.per_window

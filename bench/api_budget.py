@@ -7,7 +7,8 @@ with ``classify_hubspot``) and one ``ApiBudget`` row in the warehouse:
 - the **backfill** (priority ``backfill``): 30 daily partitions of contacts, each a CRM search on
   ``lastmodifieddate`` in the partition's half-open window, 100 per page (300,000 contacts: 10,000 a day,
   100 pages a day, 3,000 requests);
-- the **live** pull (priority ``live``): every ``--live-every`` seconds, today's partition (3 pages).
+- the **live** pull (priority ``live``): every ``--live-every`` seconds, today's partition (``--live-pages``,
+  3 by default).
 
 Reported: the backfill's throughput as a share of the limit (every request answered while it ran, both
 processes, over its duration), the 429s (target 0), and the live pull's longest budget wait (target: at most
@@ -57,9 +58,9 @@ class SyntheticHubSpot(FakeHubSpot):
     contact ``i`` was last modified at ``DAY0 + i * step``; the search answers a modified-date window by
     arithmetic. Today's partition (``DAY0 + days``) has ``LIVE_PAGES`` pages of recent edits."""
 
-    def __init__(self, contacts: int, days: int) -> None:
+    def __init__(self, contacts: int, days: int, live_pages: int = LIVE_PAGES) -> None:
         super().__init__()
-        self.n, self.days = contacts, days
+        self.n, self.days, self.live_pages = contacts, days, live_pages
         self.step_ms = days * 86_400_000 / contacts
         self.start_ms = int(DAY0.timestamp() * 1000)
 
@@ -87,7 +88,7 @@ class SyntheticHubSpot(FakeHubSpot):
         lo, hi = filters["GTE"], filters["LT"]
         offset, limit = int(body.get("after") or 0), int(body.get("limit") or 10)
         if lo >= self.start_ms + self.days * 86_400_000:  # today: live edits, LIVE_PAGES pages
-            ids = list(range(LIVE_PAGES * PAGE))
+            ids = list(range(self.live_pages * PAGE))
             stamps = [lo + k for k in ids]
         else:
             first = min(self.n, max(0, math.ceil((lo - self.start_ms) / self.step_ms)))
@@ -224,7 +225,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with db.get_engine(url).begin() as conn:  # a clean budget row for this run
         conn.exec_driver_sql("DELETE FROM api_budget WHERE api = 'hubspot'")
     db.get_engine(url).dispose()
-    fake = SyntheticHubSpot(args.contacts, args.days)
+    fake = SyntheticHubSpot(args.contacts, args.days, args.live_pages)
     fake.enforce_rate_limit(args.per_window, args.window)
     fake.latency = args.latency
     ctx = multiprocessing.get_context("fork")
@@ -287,6 +288,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "backfill_records": bf["records"],
         "backfill_requests": bf["requests"],
         "live_requests": lv["requests"],
+        "live_pages_per_pull": args.live_pages,
         "requests_during_backfill": len(answered),
         "throughput_pct_of_limit": round(100 * len(answered) / (duration * limit_rate), 1),
         "backfill_only_pct_of_limit": round(100 * bf["requests"] / (duration * limit_rate), 1),
@@ -331,6 +333,7 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=10.0)
     parser.add_argument("--latency", type=float, default=0.030)
     parser.add_argument("--live-every", type=float, default=20.0, help="seconds between live pulls")
+    parser.add_argument("--live-pages", type=int, default=LIVE_PAGES, help="pages of today's partition")
     parser.add_argument(
         "--postgres", action="store_true", help="a throw-away PostgreSQL database (default: a SQLite file)"
     )

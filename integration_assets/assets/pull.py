@@ -236,6 +236,13 @@ def build_partitioned_asset(system: str, entity: str, policies: Policies) -> dg.
                                 )
                     except (TerminalError, TransientError) as exc:
                         raise _failure(system, entity, key, exc) from exc
+                    except FileNotFoundError as exc:  # another load (the inbox sensor's) took the file first
+                        raise _failure(
+                            system,
+                            entity,
+                            key,
+                            TransientError(f"the landed file was taken by another load: {exc}"),
+                        ) from exc
                     except sa.exc.OperationalError as exc:  # the warehouse went away: transient
                         raise _failure(system, entity, key, TransientError(type(exc).__name__)) from exc
                     if load is not None and load.status == "rejected":

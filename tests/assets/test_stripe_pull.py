@@ -25,11 +25,16 @@ from integration_assets.resources import WarehouseResource
 from integration_assets.sandbox.events import charge, payment_intent
 from integration_assets.sandbox.fakes.stripe import FakeStripe
 from integration_assets.warehouse.schema import payments, processed_events
+from tests.outbound import conftest as _outbound
+from tests.outbound.conftest import sqlite_template  # noqa: F401 - the fixture below needs it
 
 TODAY = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 RECENT = [(TODAY - timedelta(days=d)).strftime("%Y-%m-%d") for d in (3, 2)]  # inside the 30 days
 _FAST = HttpRetry(max_attempts=2, backoff_base=0.01, backoff_cap=0.02, max_wait=5.0)
 OLD = (TODAY - timedelta(days=40)).strftime("%Y-%m-%d")  # past Stripe's event retention
+
+# The SQLite warehouse copied from a migrated template (tests/outbound/conftest.py): no migrations per test.
+warehouse_url = _outbound.warehouse_url
 
 
 @pytest.fixture

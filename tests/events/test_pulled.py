@@ -31,7 +31,12 @@ from integration_assets.sandbox.fakes.stripe import FakeStripe
 from integration_assets.warehouse.schema import dead_letters, payments, processed_events
 from integration_assets.webhooks.app import create_app
 from integration_assets.webhooks.receive import WebhookConfig
+from tests.outbound import conftest as _outbound
+from tests.outbound.conftest import sqlite_template  # noqa: F401 - the fixture below needs it
 from tests.support.receiver import serving
+
+# The SQLite warehouse copied from a migrated template (tests/outbound/conftest.py): no migrations per test.
+warehouse_url = _outbound.warehouse_url
 
 SECRET = "whsec_gap_fill_test_secret"
 DAY = Window.day("2026-11-20")

@@ -12,8 +12,13 @@ from integration_assets.connectors.stripe import StripeAuthError, StripeClient, 
 from integration_assets.sandbox.events import payment_intent
 from integration_assets.sandbox.fakes.stripe import FakeStripe
 from tests.connectors.stripe.conftest import NOW, Clock
+from tests.outbound import conftest as _outbound
+from tests.outbound.conftest import sqlite_template  # noqa: F401 - the fixture below needs it
 
 DAY = Window.day("2026-09-09")
+
+# The SQLite warehouse copied from a migrated template (tests/outbound/conftest.py): no migrations per test.
+warehouse_url = _outbound.warehouse_url
 
 
 def _pi(fake: FakeStripe, created: int, status: str = "succeeded") -> dict[str, object]:

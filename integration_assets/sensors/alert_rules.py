@@ -16,7 +16,7 @@ from integration_assets.alerts.notifier import Notifier
 from integration_assets.alerts.runbook import fill as fill_runbook
 from integration_assets.assets.files import ENTITY_TAG, canonical_key, raw_key
 from integration_assets.checks import dagster_internals
-from integration_assets.contracts.spec import known_entities
+from integration_assets.contracts.spec import entity_slug, known_entities
 from integration_assets.policies import (
     CheckName,
     FreshnessWindow,
@@ -25,6 +25,7 @@ from integration_assets.policies import (
     human_age,
 )
 from integration_assets.quality.connector_health import http_error_health, prune
+from integration_assets.sensors.partitions import day_ranges, partition_health
 from integration_assets.warehouse.schema import dead_letters
 
 ALERT_SEVERITY: dict[str, Severity] = {"WARN": "warning", "ERROR": "error"}
@@ -359,6 +360,43 @@ def http_error_alerts(engine: sa.Engine, alerts: Notifier, policies: Policies) -
                 f"{h.source_system} API calls succeed again ({h.error_rate:.0%} errors "
                 f"in the last {format_duration(pol.window)}).",
             )
+            if out.action == "resolved":
+                actions.append(f"resolved {key}")
+    return actions
+
+
+# -- (f) failed partitions of the API pulls -----------------------------------------------------------------
+
+
+def partition_failure_alerts(
+    instance: dg.DagsterInstance, alerts: Notifier, policies: Policies, *, now: datetime | None = None
+) -> list[str]:
+    """A partitioned pull with days whose latest run failed -> fire per source entity, naming the days and the
+    backfill command that repairs them; no failed day left (a backfill or the schedule re-ran them) -> resolve."""
+    actions = []
+    for h in partition_health(instance, now=now, policies=policies):
+        key = f"partitions:{h.system}/{entity_slug(h.entity)}"
+        if h.failed:
+            days = ", ".join(a if a == b else f"{a}..{b}" for a, b in day_ranges(h.failed))
+            out = alerts.fire(
+                Alert(
+                    key=key,
+                    severity="error",
+                    title=f"{len(h.failed)} day(s) of {h.system}/{h.entity} failed to pull",
+                    summary=f"The latest runs of {h.asset_key.to_user_string()} failed for {days}: those days "
+                    "are missing from the warehouse until they are re-run.",
+                    source_system=h.system,
+                    entity=h.entity,
+                    check_name="partitions",
+                    runbook=f"Fix the cause (see the failed runs), then run `{h.command()}` or, in the UI, "
+                    "the asset → Materialize → the failed days → Launch backfill.",
+                    details={"failed": list(h.failed[:_DETAIL_LIST_ITEMS]), "failed_days": len(h.failed)},
+                )
+            )
+            if out.action != "deduplicated":
+                actions.append(f"{out.action} {key}")
+        else:
+            out = alerts.resolve(key, f"No failed day of {h.system}/{h.entity} is left.")
             if out.action == "resolved":
                 actions.append(f"resolved {key}")
     return actions

@@ -35,6 +35,7 @@ from integration_assets.sensors.alert_rules import (
     dead_letter_alerts,
     freshness_alerts,
     http_error_alerts,
+    partition_failure_alerts,
     run_failure_alert,
     run_recovered,
     subjects,
@@ -179,6 +180,20 @@ def build_alert_sensors(
             actions = http_error_alerts(get_engine(), alerts, policies)
         return _done(context, actions, None, "the connectors' HTTP error rates")
 
+    @dg.sensor(
+        name="partition_failure_alerts",
+        minimum_interval_seconds=interval("run_failure_alerts"),
+        default_status=running,
+        description="Alerts when days of a partitioned API pull failed (their latest run failed), with the "
+        "backfill command; resolves when no failed day is left.",
+    )
+    def partition_failure_alerts_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+        if skipped := _unmigrated():
+            return skipped
+        with notifier() as alerts:
+            actions = partition_failure_alerts(context.instance, alerts, policies)
+        return _done(context, actions, None, "the failed partitions of the API pulls")
+
     return [
         asset_check_alerts,
         freshness_alerts_sensor,
@@ -186,4 +201,5 @@ def build_alert_sensors(
         run_recovery_alerts,
         dead_letter_growth_alerts,
         connector_http_error_alerts,
+        partition_failure_alerts_sensor,
     ]

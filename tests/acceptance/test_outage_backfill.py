@@ -1,0 +1,212 @@
+"""Issue 13 acceptance: an API outage fails three days of scheduled pulls, an alert fires, the API comes back,
+one backfill of the failed days (launched by ``integration-assets backfill``, which makes the UI's GraphQL call
+``launchPartitionBackfill``) is run by the backfill daemon's own iteration, and afterwards every record is in
+the warehouse exactly once, no day is failed and the alert is resolved. Overlapping backfills and bad ranges
+are refused. The fake HubSpot over real HTTP, the real ingest path, SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner
+
+from integration_assets.alerts.incidents import list_incidents
+from integration_assets.alerts.notifier import Notifier
+from integration_assets.cli.backfill import backfill
+from integration_assets.policies import load_policies
+from integration_assets.sandbox.fakes._server import Fault, LoggedRequest
+from integration_assets.sandbox.fakes.hubspot import FakeHubSpot
+from integration_assets.sensors import partitions as p
+from integration_assets.sensors.alert_rules import partition_failure_alerts
+from integration_assets.warehouse.schema import CANONICAL_TABLES, loads
+from integration_assets.warehouse.schema.api_budget import api_budget
+
+DAYS = ["2026-10-01", "2026-10-02", "2026-10-03", "2026-10-04", "2026-10-05"]
+DOWN = DAYS[1:4]
+ASSET = dg.AssetKey(["api", "hubspot", "companies"])
+JOB = "api_hubspot_companies"
+# Runs submitted by the backfill are launched at once (no run queue daemon) and execute in this process,
+# synchronously (no run worker).
+SYNC_LAUNCHER = (
+    "telemetry: {enabled: false}\n"
+    "run_coordinator:\n"
+    "  module: dagster._core.run_coordinator.default_run_coordinator\n"
+    "  class: DefaultRunCoordinator\n"
+    "run_launcher:\n"
+    "  module: dagster._core.launcher.sync_in_memory_run_launcher\n"
+    "  class: SyncInMemoryRunLauncher\n"
+)
+
+
+@pytest.fixture
+def hubspot() -> Iterator[FakeHubSpot]:
+    fake = FakeHubSpot()
+    fake.start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def instance(
+    hubspot: FakeHubSpot, warehouse_url: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[dg.DagsterInstance]:
+    """DAGSTER_HOME's instance (the one the CLI opens), with the code location's resources pointed at the fake."""
+    monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", hubspot.token)
+    monkeypatch.setenv("HUBSPOT_BASE_URL", hubspot.url)
+    # The workspace imports integration_assets.definitions; build it again with the fake's base URL.
+    monkeypatch.delitem(sys.modules, "integration_assets.definitions", raising=False)
+    home = Path(__import__("os").environ["DAGSTER_HOME"])
+    (home / "dagster.yaml").write_text(SYNC_LAUNCHER, encoding="utf-8")
+    with dg.DagsterInstance.from_config(str(home)) as i:
+        yield i
+
+
+def _seed(fake: FakeHubSpot) -> dict[str, str]:
+    """Two companies modified on each day: id -> day."""
+    out = {}
+    for n, day in enumerate(DAYS):
+        start = datetime.fromisoformat(day).replace(tzinfo=UTC)
+        for h in (3, 15):
+            rid = fake.add(
+                "companies",
+                {"name": f"Company {n}-{h}", "domain": f"c{n}-{h}.example.com", "country": "Germany"},
+                modified=start + timedelta(hours=h),
+            )
+            out[rid] = day
+    return out
+
+
+def _outage(req: LoggedRequest) -> Fault | None:
+    # HubSpot down for maintenance: 503 with a Retry-After past what a run waits, so each run fails at once
+    # as transient instead of sleeping through its retries.
+    return Fault(503, {"status": "error", "message": "Service Unavailable"}, retry_after=3600)
+
+
+def _scheduled_run(instance: dg.DagsterInstance, day: str) -> bool:
+    """What the schedule's run of one day does: the partition job, in process."""
+    from integration_assets.definitions import defs
+
+    job = defs.resolve_job_def(JOB)
+    return job.execute_in_process(instance=instance, partition_key=day, raise_on_error=False).success
+
+
+def _outage_is_over(engine: sa.Engine) -> None:
+    """The hour HubSpot's Retry-After asked for has passed: the shared budget's pause is over."""
+    with engine.begin() as conn:
+        conn.execute(sa.update(api_budget).values(paused_until=None))
+
+
+def _run_backfill(instance: dg.DagsterInstance, backfill_id: str) -> None:
+    with p.workspace_for(instance) as process:
+        for _ in range(10):
+            p.run_backfills_once(process)
+            if p.backfill_status(instance, backfill_id) != "REQUESTED":
+                return
+    runs = instance.get_runs(dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
+    raise AssertionError(
+        f"backfill {backfill_id} still {p.backfill_status(instance, backfill_id)}: "
+        f"{[(r.run_id, r.status, r.tags) for r in runs]}"
+    )
+
+
+def _launched_id(output: str) -> str:
+    line = next(ln for ln in output.splitlines() if ln.startswith("Backfill "))
+    return line.split()[1]
+
+
+def test_an_outage_is_repaired_by_one_backfill_of_the_failed_days(
+    hubspot: FakeHubSpot, instance: dg.DagsterInstance, engine: sa.Engine
+) -> None:
+    companies = _seed(hubspot)
+    now = datetime(2026, 10, 6, 9, tzinfo=UTC)  # the morning after the last day
+    policies = load_policies()
+    for day in DAYS:
+        hubspot.fault = _outage if day in DOWN else None
+        if day not in DOWN:
+            _outage_is_over(engine)
+        assert _scheduled_run(instance, day) is (day not in DOWN)
+    hubspot.fault = None
+
+    health = p.partition_states(instance, "hubspot", "companies", now=now)
+    assert health.failed == tuple(DOWN)
+    assert health.command() is not None and "--only-failed" in health.command()  # type: ignore[operator]
+    with Notifier.from_env() as alerts:
+        assert "opened partitions:hubspot/companies" in partition_failure_alerts(
+            instance, alerts, policies, now=now
+        )
+        # a second tick while still failing: the same incident, not a second alert
+        assert partition_failure_alerts(instance, alerts, policies, now=now) == []
+    open_keys = [i.key for i in list_incidents("open", engine=engine)]
+    assert open_keys.count("partitions:hubspot/companies") == 1
+
+    # The API is back: one backfill of the failed days only, from the CLI (the UI's GraphQL call).
+    res = CliRunner().invoke(
+        backfill, ["hubspot", "companies", "--from", DAYS[0], "--to", DAYS[-1], "--only-failed"]
+    )
+    assert res.exit_code == 0, res.output
+    backfill_id = _launched_id(res.output)
+    assert f"/runs/b/{backfill_id}" in res.output and "integration-assets status" in res.output
+    target = instance.get_backfill(backfill_id)
+    assert target is not None and target.is_asset_backfill
+
+    # Launched again over an overlapping range while the first is still requested: refused, naming it.
+    again = CliRunner().invoke(backfill, ["hubspot", "companies", "--from", DAYS[3], "--to", DAYS[4]])
+    assert again.exit_code != 0
+    assert backfill_id in again.output and "2026-10-04" in again.output
+
+    _run_backfill(instance, backfill_id)
+    assert p.backfill_status(instance, backfill_id) == "COMPLETED_SUCCESS"
+    runs = instance.get_runs(dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
+    assert runs and all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)
+    # multi_run: the three days in as few runs as max_partitions_per_run allows
+    assert len(runs) == -(-len(DOWN) // policies.partitions.max_partitions_per_run)
+
+    table = CANONICAL_TABLES["companies"]
+    with engine.connect() as conn:
+        ids = [r[0] for r in conn.execute(sa.select(table.c.source_id))]
+        written = dict(
+            conn.execute(
+                sa.select(loads.c.partition_key, sa.func.sum(loads.c.rows_inserted + loads.c.rows_updated))
+                .where(loads.c.entity == "companies", loads.c.partition_key.is_not(None))
+                .group_by(loads.c.partition_key)
+            ).all()
+        )
+    assert sorted(ids) == sorted(companies)  # every record, exactly once
+    assert {k: int(v) for k, v in written.items()} == dict.fromkeys(DAYS, 2)
+
+    health = p.partition_states(instance, "hubspot", "companies", now=now)
+    assert health.failed == () and not set(DAYS) & set(health.missing)
+    with Notifier.from_env() as alerts:
+        assert partition_failure_alerts(instance, alerts, policies, now=now) == [
+            "resolved partitions:hubspot/companies"
+        ]
+    assert "partitions:hubspot/companies" not in [i.key for i in list_incidents("open", engine=engine)]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--from", "2026-08-01", "--to", "2026-09-03"], "before it"),
+        (["--from", "2026-10-03", "--to", "2026-10-01"], "is after --to"),
+        (["--from", "2026-10-01", "--to", "2099-01-01"], "in the future"),
+        (["--from", "2026-10-01", "--to", "nope"], "is not a day"),
+    ],
+)
+def test_bad_ranges_are_refused_with_a_clear_message(args: list[str], message: str) -> None:
+    res = CliRunner().invoke(backfill, ["hubspot", "companies", *args])
+    assert res.exit_code == 2 and message in res.output, res.output
+
+
+@pytest.mark.parametrize(
+    ("system", "entity", "message"),
+    [("shopify", "orders", "unknown source 'shopify'"), ("hubspot", "tickets", "unknown hubspot entity")],
+)
+def test_unknown_sources_and_entities_are_refused(system: str, entity: str, message: str) -> None:
+    res = CliRunner().invoke(backfill, [system, entity, "--from", "2026-10-01", "--to", "2026-10-02"])
+    assert res.exit_code == 2 and message in res.output, res.output

@@ -8,6 +8,11 @@ from integration_assets.assets.events import drain_events_job, queue_spec
 from integration_assets.assets.files import canonical_key
 from integration_assets.assets.outbound import run_outbound_steps
 from integration_assets.assets.pull import API_TABLES, PARTITIONED_ASSETS
+from integration_assets.assets.stripe_pull import (
+    STRIPE_EVENTS_KEY,
+    STRIPE_EVENTS_TABLE,
+    stripe_pull_definitions,
+)
 from integration_assets.checks.freshness import freshness_policy_for
 from integration_assets.checks.outbound import build_outbound_checks
 from integration_assets.checks.scope import build_quality_schedule, check_inputs
@@ -27,6 +32,8 @@ from integration_assets.sensors.outbound import build_outbound_sensor
 
 def _with_api_upstream(spec: dg.AssetSpec) -> dg.AssetSpec:
     upstream = [PARTITIONED_ASSETS[k] for k, t in API_TABLES.items() if canonical_key(t) == spec.key]
+    if spec.key == canonical_key(STRIPE_EVENTS_TABLE):  # the Stripe events pull applies events to payments
+        upstream.append(STRIPE_EVENTS_KEY)
     if not upstream:
         return spec
     return spec.replace_attributes(deps=[*spec.deps, *(dg.AssetDep(k) for k in upstream)])
@@ -89,4 +96,4 @@ def build_definitions() -> dg.Definitions:
     )
 
 
-defs = dg.Definitions.merge(build_definitions(), pull_definitions())
+defs = dg.Definitions.merge(build_definitions(), pull_definitions(), stripe_pull_definitions())

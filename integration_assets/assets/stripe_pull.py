@@ -23,6 +23,7 @@ priority ``backfill``.
 """
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
@@ -38,10 +39,12 @@ from integration_assets.events.pulled import (
     pull_queue_name,
     stripe_object_messages,
 )
+from integration_assets.jobs.pull import CATCH_UP_DAYS, scheduled_partition_keys
 from integration_assets.observability.logging import correlation
 from integration_assets.policies import Policies, load_policies
 from integration_assets.quality.connector_health import warehouse_status_recorder
 from integration_assets.resources import WarehouseResource
+from integration_assets.settings import get_settings
 from integration_assets.warehouse.api_budget import api_budget_for, priority_from_tags
 from integration_assets.warehouse.schema import payments
 
@@ -56,6 +59,8 @@ __all__ = [
     "STRIPE_EVENTS_TABLE",
     "build_stripe_events_asset",
     "build_stripe_events_job",
+    "build_stripe_events_schedule",
+    "stripe_pull_definitions",
     "stripe_partitions_def",
 ]
 
@@ -63,6 +68,9 @@ STRIPE_EVENTS_KEY = dg.AssetKey(["api", "stripe", "events"])
 STRIPE_EVENTS_JOB = "api_stripe_events"  # assets/pull.py's partition_job_name("stripe", "events")
 STRIPE_EVENTS_TABLE = "payments"  # the canonical table the events feed
 POOL = "stripe_api"
+# Hourly: today's and the late-edit days' events (Stripe retries a webhook for up to three days, so a missed
+# delivery is filled within the hour even while Stripe still retries it; the ledger makes both copies one).
+STRIPE_CRON = "20 * * * *"
 
 
 def stripe_partitions_def(policies: Policies | None = None) -> dg.DailyPartitionsDefinition:
@@ -229,4 +237,55 @@ def build_stripe_events_job(policies: Policies | None = None) -> "AssetJob":
         description="Pull Stripe's events for the partitions' UTC days and apply them through the event path.",
         tags={ENTITY_TAG: "stripe.events", "integration/kind": "pull"},
         executor_def=dg.in_process_executor,
+    )
+
+
+def build_stripe_events_schedule(
+    job: "AssetJob", policies: Policies | None = None, *, running: bool
+) -> dg.ScheduleDefinition:
+    """``api_stripe_events_schedule``: the tick's day and ``partitions.late_edits`` days before it, plus days
+    of the last week that never ran (as the other API pulls' schedules, jobs/pull.py)."""
+    policies = policies or load_policies()
+    start = policies.partitions.start_for("stripe")
+    late = policies.partitions.late_edits
+
+    def never_run(context: dg.ScheduleEvaluationContext, key: str) -> bool:
+        if key in context.instance.get_materialized_partitions(STRIPE_EVENTS_KEY):
+            return False
+        runs = context.instance.get_run_records(
+            dg.RunsFilter(job_name=job.name, tags={"dagster/partition": key}), limit=1
+        )
+        return not runs
+
+    @dg.schedule(
+        name=f"{job.name}_schedule",
+        job=job,
+        cron_schedule=STRIPE_CRON,
+        execution_timezone="UTC",
+        default_status=dg.DefaultScheduleStatus.RUNNING if running else dg.DefaultScheduleStatus.STOPPED,
+        description=f"Today's Stripe events partition and {late} previous day(s), plus days of the last "
+        f"{CATCH_UP_DAYS} that never ran (ticks missed while the daemon was down). Runs by default once "
+        "STRIPE_API_KEY is set.",
+    )
+    def _schedule(context: dg.ScheduleEvaluationContext) -> Iterator[dg.RunRequest]:
+        tick = context.scheduled_execution_time or datetime.now(UTC)
+        for key in scheduled_partition_keys(start, tick, late, lambda k: never_run(context, k)):
+            yield dg.RunRequest(
+                partition_key=key,
+                run_key=f"{key}@{tick.astimezone(UTC):%Y-%m-%dT%H:%M}",
+                tags={"integration/priority": "live"},
+            )
+
+    return _schedule
+
+
+def stripe_pull_definitions(policies: Policies | None = None) -> dg.Definitions:
+    """``api/stripe/events``, its job and its schedule (RUNNING once STRIPE_API_KEY is set)."""
+    policies = policies or load_policies()
+    job = build_stripe_events_job(policies)
+    running = bool(get_settings().stripe_api_key)
+    return dg.Definitions(
+        assets=[build_stripe_events_asset(policies)],
+        jobs=[job],
+        schedules=[build_stripe_events_schedule(job, policies, running=running)],
     )

@@ -17,6 +17,7 @@ from integration_assets.assets.stripe_pull import (
     build_stripe_events_asset,
     build_stripe_events_job,
     stripe_partitions_def,
+    stripe_pull_definitions,
 )
 from integration_assets.connectors._retry import HttpRetry
 from integration_assets.connectors.stripe import Window
@@ -96,6 +97,30 @@ def test_partitions_job_and_policy() -> None:
     asset = build_stripe_events_asset(policies)
     assert asset.backfill_policy == dg.BackfillPolicy.multi_run(policies.partitions.max_partitions_per_run)
     assert build_stripe_events_job(policies).name == "api_stripe_events"
+
+
+def _schedule(policies: Any) -> dg.ScheduleDefinition:
+    [schedule] = stripe_pull_definitions(policies).schedules or []
+    assert isinstance(schedule, dg.ScheduleDefinition)
+    return schedule
+
+
+def test_the_schedule_is_running_once_a_key_is_set_and_asks_today_late_edits_and_missed_days(
+    instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    policies = load_policies()
+    stopped = _schedule(policies)
+    assert stopped.default_status == dg.DefaultScheduleStatus.STOPPED
+    monkeypatch.setenv("STRIPE_API_KEY", "sk_test_configured")
+    schedule = _schedule(policies)
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+
+    ctx = dg.build_schedule_context(instance=instance, scheduled_execution_time=TODAY + timedelta(hours=5))
+    keys = [r.partition_key for r in schedule(ctx)]  # type: ignore[union-attr]
+
+    start = policies.partitions.start_for("stripe")
+    expected = [TODAY - timedelta(days=d) for d in range(1 + policies.partitions.late_edits + 7)]
+    assert keys == [d.strftime("%Y-%m-%d") for d in expected if d.date() >= start]  # nothing ran yet
 
 
 def test_a_range_run_applies_each_day_once_and_a_rerun_counts_duplicates(

@@ -126,6 +126,7 @@ def collect_status(
     states: dict[Any, Any] = {}
     checks: dict[Any, Any] = {}
     run_attempts = None
+    partitions: list[dict[str, Any]] | None = None
     if instance is not None:
         # lazy: keeps the Dagster layer out of --help and of a `status` without an instance, saves 1920 ms
         import dagster as dg
@@ -146,6 +147,7 @@ def collect_status(
             for spec in check_specs({t for _, _, t in entities}, policies)
         ]
         checks = dagster_internals.latest_check_states(instance, check_keys)
+        partitions = partition_section(instance, now)
 
     incidents = list_incidents("open", engine=engine)
     claimed: set[str] = set()
@@ -203,7 +205,16 @@ def collect_status(
         "other_open_alerts": [_incident(i) for i in incidents if i.key not in claimed],
         "events": event_status(engine, policies),
         "inbox": inbox_status(settings, engine, run_attempts),
+        "partitions": partitions,
     }
+
+
+def partition_section(instance: Any, now: datetime) -> list[dict[str, Any]]:
+    """Per partitioned API pull: failed and missing days up to yesterday, and the backfill command for them."""
+    # lazy: the partitioned assets and the asset status cache are Dagster; only read with an instance
+    from integration_assets.sensors.partitions import partition_health
+
+    return [h.as_dict() for h in partition_health(instance, now=now)]
 
 
 def render(status: dict[str, Any]) -> None:
@@ -245,6 +256,7 @@ def render(status: dict[str, Any]) -> None:
             f"(since {a['since'][:19]}Z)",
             highlight=False,
         )
+    _render_partitions(console, status.get("partitions"))
     _render_events(console, status.get("events"))
     render_inbox_status(console, status.get("inbox"))
     if not status["dagster_instance"]:
@@ -252,6 +264,37 @@ def render(status: dict[str, Any]) -> None:
             "[dim]No Dagster instance found (DAGSTER_HOME): freshness from the loads ledger, failing "
             "checks from open alerts.[/]"
         )
+
+
+def _days(keys: list[str], limit: int = 3) -> str:
+    from integration_assets.sensors.partitions import day_ranges
+
+    ranges = [a if a == b else f"{a}..{b}" for a, b in day_ranges(keys)]
+    return ", ".join(ranges[:limit]) + (
+        f" and {len(ranges) - limit} more range(s)" if len(ranges) > limit else ""
+    )
+
+
+def _render_partitions(console: Any, rows: list[dict[str, Any]] | None) -> None:
+    """The Partitions section: the daily API-pull partitions that failed or never ran, with the command."""
+    if rows is None:
+        return
+    bad = [r for r in rows if r["failed"] or r["missing"]]
+    done = sum(r["materialized"] for r in rows)
+    total = sum(r["partitions"] for r in rows)
+    console.print(
+        f"Partitions (daily API pulls, up to yesterday): {done} of {total} materialized; "
+        f"{len(bad)} of {len(rows)} pull(s) with failed or missing days",
+        highlight=False,
+    )
+    for r in bad:
+        parts = []
+        if r["failed"]:
+            parts.append(f"[red]{len(r['failed'])} failed[/] ({_days(r['failed'])})")
+        if r["missing"]:
+            parts.append(f"[yellow]{len(r['missing'])} missing[/] ({_days(r['missing'])})")
+        console.print(f"  {r['system']}/{r['entity']}: " + "; ".join(parts), highlight=False)
+        console.print(f"    {r['command']}", highlight=False, soft_wrap=True)
 
 
 def _jsonable(status: dict[str, Any]) -> dict[str, Any]:

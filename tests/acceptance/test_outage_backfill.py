@@ -19,6 +19,7 @@ from click.testing import CliRunner
 from integration_assets.alerts.incidents import list_incidents
 from integration_assets.alerts.notifier import Notifier
 from integration_assets.cli.backfill import backfill
+from integration_assets.cli.status import collect_status, render
 from integration_assets.policies import load_policies
 from integration_assets.sandbox.fakes._server import Fault, LoggedRequest
 from integration_assets.sandbox.fakes.hubspot import FakeHubSpot
@@ -136,6 +137,13 @@ def test_an_outage_is_repaired_by_one_backfill_of_the_failed_days(
     health = p.partition_states(instance, "hubspot", "companies", now=now)
     assert health.failed == tuple(DOWN)
     assert health.command() is not None and "--only-failed" in health.command()  # type: ignore[operator]
+    # `integration-assets status` lists them with the exact command that repairs them.
+    shown = {r["asset"]: r for r in collect_status(instance=instance, now=now)["partitions"]}
+    row = shown["api/hubspot/companies"]
+    assert row["failed"] == DOWN and row["missing"][-1] == "2026-09-30"  # never pulled before the 1st
+    assert row["command"] == (
+        "integration-assets backfill hubspot companies --from 2026-09-01 --to 2026-10-04 --only-failed --missing"
+    )
     with Notifier.from_env() as alerts:
         assert "opened partitions:hubspot/companies" in partition_failure_alerts(
             instance, alerts, policies, now=now
@@ -187,6 +195,10 @@ def test_an_outage_is_repaired_by_one_backfill_of_the_failed_days(
             "resolved partitions:hubspot/companies"
         ]
     assert "partitions:hubspot/companies" not in [i.key for i in list_incidents("open", engine=engine)]
+    after = collect_status(instance=instance, now=now)
+    row = next(r for r in after["partitions"] if r["asset"] == "api/hubspot/companies")
+    assert row["failed"] == [] and not set(DAYS) & set(row["missing"])
+    render(after)  # the screen draws the section
 
 
 @pytest.mark.parametrize(

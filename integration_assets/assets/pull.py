@@ -38,6 +38,7 @@ from integration_assets.assets.files import (
     canonical_key,
     referenced_tables,
 )
+from integration_assets.checks.inrun import evaluate_checks
 from integration_assets.connectors.hubspot.client import OBJECT_TYPES
 from integration_assets.connectors.landing import WindowReport, pull_window
 from integration_assets.connectors.odoo.client import MODELS
@@ -309,6 +310,8 @@ def _after_rows_written(
             },
         )
     )
+    # Every materialization carries its checks' evaluations, whichever path wrote it (checks.inrun).
+    evaluate_checks(context, [table], warehouse)
 
 
 def build_partitioned_assets(policies: Policies | None = None) -> list[dg.AssetsDefinition]:

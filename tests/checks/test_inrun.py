@@ -8,6 +8,7 @@ import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 from dagster._core.loader import LoadingContextForTest
@@ -18,8 +19,13 @@ from integration_assets.definitions import defs
 from integration_assets.providers import PROVIDERS
 from integration_assets.queue.sql import SqlQueue
 from integration_assets.sandbox.events import hubspot_change
+from integration_assets.sandbox.fakes.hubspot import FakeHubSpot
 from integration_assets.webhooks.receive import provider_messages
+from tests.assets.test_pull_partitions import D, _companies, _hubspot_asset, _materialize, hubspot_resources
 from tests.checks.support import FIXTURE, drop, ingest
+from tests.connectors.conftest import hubspot
+
+__all__ = ["hubspot", "hubspot_resources"]  # fixtures
 
 CONTACTS = dg.AssetKey(["warehouse", "contacts"])
 RAW_CONTACTS = dg.AssetKey(["raw", "hubspot", "contacts"])
@@ -149,3 +155,18 @@ def test_a_file_without_rows_is_no_new_data(tmp_path: Path) -> None:
         assert obs.description == "checked, nothing new loaded" and obs.metadata["rows_read"].value == 0
         assert _not_tied(instance, keys) == {}
         assert {e.check_name for e in run.get_asset_check_evaluations()} == {k.name for k in keys}
+
+
+def test_a_partition_pull_leaves_every_check_evaluated_on_the_latest_materialization(
+    hubspot: FakeHubSpot, hubspot_resources: dict[str, Any]
+) -> None:
+    """The backfill path: a day of the HubSpot companies pull writes rows and materializes warehouse/companies
+    in its own run; that run evaluates every check of the table."""
+    keys = _location_checks("companies")
+    _companies(hubspot, [D + timedelta(hours=1), D + timedelta(hours=2)])
+    with dg.instance_for_test() as instance:
+        res = _materialize(_hubspot_asset(), hubspot_resources, instance, key=D.strftime("%Y-%m-%d"))
+        assert res.success
+        latest = instance.get_latest_materialization_event(dg.AssetKey(["warehouse", "companies"]))
+        assert latest is not None and latest.run_id == res.run_id
+        assert _not_tied(instance, keys) == {}

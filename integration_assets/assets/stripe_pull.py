@@ -5,7 +5,9 @@ A partition run pulls the events *created* in its window ``[day 00:00, next day 
 ``GET /v1/events`` (``connectors/stripe``) and applies them through ``events.pulled``: published under the
 webhook's own key (``stripe:evt_…``) to a SQL queue of the partition in the warehouse and drained by the
 same drain as webhook deliveries, so the ``processed_events`` ledger applies an event once whichever copy,
-delivered or pulled, comes first. A day Stripe no longer keeps all events of (more than 30 days ago) is
+delivered or pulled, comes first. Only events of the objects with an event contract are taken (PaymentIntents, charges,
+refunds: what the webhook endpoint is subscribed to); the account's other events are counted
+(``other_objects_skipped``), not dead-lettered. A day Stripe no longer keeps all events of (more than 30 days ago) is
 pulled from the PaymentIntent, charge and refund lists instead: the objects created that day, in their
 current state (``stripe:pull:<id>:<digest>`` records dated at the listing).
 
@@ -31,6 +33,7 @@ import sqlalchemy as sa
 
 from integration_assets.assets.files import ENTITY_TAG, OWNERS, canonical_key
 from integration_assets.connectors.stripe import OBJECT_LISTS, StripeClient, Window
+from integration_assets.contracts.spec import all_contracts
 from integration_assets.errors import TerminalError, TransientError
 from integration_assets.events.pulled import (
     PulledReport,
@@ -92,15 +95,32 @@ def _failure(key: str, exc: Exception) -> dg.Failure:
     )
 
 
+def handled_objects() -> frozenset[str]:
+    """The Stripe object types with an event contract (``payment_intent``, ``charge``, ``refund``)."""
+    return frozenset(c.entity for c in all_contracts() if c.system == "stripe" and c.delivery == "event")
+
+
 def pull_day(
     client: StripeClient, engine: sa.Engine, key: str, *, drain_id: str | None = None
 ) -> tuple[PulledReport, dict[str, Any]]:
     """Pull one partition's window and apply it; returns the report and the day's metadata."""
     window = Window.day(key)
     outside_before, pages_before = client.outside_window, client.pages
+    skipped = 0
     if client.events_complete(window):
         source = "events"
-        messages = event_messages("stripe", client.events(window))
+        # /v1/events lists every event of the account; the webhook endpoint is subscribed to those of the
+        # objects we have event contracts for (contracts/stripe/<object>_event), so only those are pulled.
+        families = handled_objects()
+        wanted = []
+        for event in client.events(window):
+            data = event.get("data")
+            obj = data.get("object") if isinstance(data, dict) else None
+            if isinstance(obj, dict) and obj.get("object") not in families:
+                skipped += 1
+                continue
+            wanted.append(event)
+        messages = event_messages("stripe", wanted)
     else:
         source = "objects"
         as_of = int(client.clock())
@@ -116,6 +136,7 @@ def pull_day(
         "source": source,
         "events_pulled": report.pulled,
         "records_outside_window": client.outside_window - outside_before,
+        "other_objects_skipped": skipped,
         "pages": client.pages - pages_before,
         "applied": report.applied,
         "duplicates": report.duplicates,

@@ -127,17 +127,23 @@ def test_a_range_run_applies_each_day_once_and_a_rerun_counts_duplicates(
     fake: FakeStripe, warehouse_url: str, engine: sa.Engine, instance: dg.DagsterInstance
 ) -> None:
     made = {day: _sales(fake, day, n) for day, n in zip(RECENT, (3, 2), strict=True)}
+    customer = {
+        "id": fake.new_id("cus"),
+        "object": "customer",
+        "email": None,
+        "created": Window.day(RECENT[0]).gte,
+    }
+    fake.emit("customer.created", customer, created=Window.day(RECENT[0]).gte + 5)  # no contract: not pulled
 
     first = _run(instance, keys=(RECENT[0], RECENT[1]))
 
     assert first.success
     days = _days(first)
     assert {
-        d: (m["source"], m["events_pulled"], m["applied"], m["duplicates"]) for d, m in days.items() if d
-    } == {
-        RECENT[0]: ("events", 6, 6, 0),
-        RECENT[1]: ("events", 4, 4, 0),
-    }
+        d: (m["source"], m["events_pulled"], m["applied"], m["duplicates"], m["other_objects_skipped"])
+        for d, m in days.items()
+        if d
+    } == {RECENT[0]: ("events", 6, 6, 0, 1), RECENT[1]: ("events", 4, 4, 0, 0)}
     payments_mat = _days(first, canonical_key("payments"))
     assert payments_mat[None]["events_applied"] == 10 and payments_mat[None]["dagster/row_count"] == 10
     with engine.connect() as conn:

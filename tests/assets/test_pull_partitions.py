@@ -335,3 +335,35 @@ def test_an_odoo_partition_uses_the_write_date_window(
     ]
     assert ["write_date", "<", "2026-10-06 00:00:00"] in domains[0]
     assert ["write_date", ">=", "2026-10-05 00:00:00"] in domains[0]
+
+
+@pytest.mark.parametrize("warehouse_url", ["sqlite"], indirect=True)
+def test_the_source_job_pulls_every_entity_parents_first(
+    hubspot: FakeHubSpot,
+    warehouse_url: str,
+    instance: dg.DagsterInstance,
+    engine: sa.Engine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """api_hubspot as the schedule runs it: resources from the environment, companies before what points to them."""
+    from integration_assets.jobs.pull import pull_definitions
+
+    hubspot.seed(companies=3, contacts=4, deals=2, start=D + timedelta(hours=1), step=timedelta(minutes=5))
+    monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", hubspot.token)
+    monkeypatch.setenv("HUBSPOT_BASE_URL", hubspot.url)
+    defs = dg.Definitions.merge(
+        pull_definitions(), dg.Definitions(resources={"warehouse": WarehouseResource()})
+    )
+    res = defs.resolve_job_def("api_hubspot").execute_in_process(
+        instance=instance, partition_key="2026-10-05"
+    )
+    assert res.success
+    order = [
+        e.asset_key.path[-1] for e in res.get_asset_materialization_events() if e.asset_key.path[0] == "api"
+    ]
+    assert order.index("companies") < min(order.index("contacts"), order.index("deals"))
+    counts = {t: len(_ids(engine, t)) for t in ("companies", "contacts", "deals")}
+    assert counts == {"companies": 3, "contacts": 4, "deals": 2}
+    with engine.connect() as conn:
+        quarantined = conn.execute(sa.select(sa.func.sum(loads.c.rows_quarantined))).scalar_one()
+    assert not quarantined

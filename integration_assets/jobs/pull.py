@@ -50,6 +50,7 @@ from integration_assets.policies import Policies, load_policies
 from integration_assets.quality.connector_health import warehouse_status_recorder
 from integration_assets.resources import WarehouseResource
 from integration_assets.settings import Settings, env, get_settings
+from integration_assets.warehouse.api_budget import api_budget_for, priority_from_tags
 
 if TYPE_CHECKING:
     from integration_assets.assets.pull import AssetJob
@@ -138,9 +139,13 @@ def run_pull(
     """The body of a pull op: pull one entity, say in the run's log and metadata what landed."""
     warehouse: WarehouseResource = context.resources.warehouse
     recorder = warehouse_status_recorder(system, warehouse.engine())
+    # Every request asks the shared API budget at the run's priority (a backfill's runs: "backfill").
+    budget = api_budget_for(warehouse.engine(), system)
+    priority = priority_from_tags(context.run.tags)
     with correlation(run_id=context.run_id, source_system=system, entity=entity):
         try:
             source: Source = source_factory(recorder)
+            source.http.use_api_budget(budget, priority)  # type: ignore[attr-defined]
             try:
                 report = pull_entity(
                     source,
@@ -176,6 +181,9 @@ def run_pull(
         "file_names": dg.MetadataValue.json([f.rsplit("/", 1)[-1] for f in report.files]),
         "duration_s": report.seconds,
     }
+    if budget is not None:  # requests, waits, seconds waited and 429s of this op
+        metadata |= budget.stats().as_metadata()
+        metadata["api_budget_priority"] = priority
     context.log.info(
         "%s/%s: %s pull landed %d record(s) in %d file(s)",
         system,

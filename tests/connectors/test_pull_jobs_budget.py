@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import dagster as dg
 import sqlalchemy as sa
 
@@ -11,15 +13,15 @@ from integration_assets.sandbox.fakes.hubspot import FakeHubSpot
 from integration_assets.warehouse.db import get_engine
 
 
-def _observations(res: dg.ExecuteInProcessResult) -> dict[str, dict[str, object]]:
-    return {
-        e.asset_key.to_user_string(): {k: v.value for k, v in e.metadata.items()}
-        for e in (
-            ev.event_specific_data.asset_observation
-            for ev in res.all_events
-            if ev.event_type_value == "ASSET_OBSERVATION"
-        )
-    }
+def _observations(res: dg.ExecuteInProcessResult) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for ev in res.all_events:
+        if ev.event_type_value == "ASSET_OBSERVATION":
+            obs: Any = ev.event_specific_data
+            out[obs.asset_observation.asset_key.to_user_string()] = {
+                k: v.value for k, v in obs.asset_observation.metadata.items()
+            }
+    return out
 
 
 def test_pull_ops_report_budget_use_and_backfill_runs_ask_as_backfill(
@@ -36,7 +38,7 @@ def test_pull_ops_report_budget_use_and_backfill_runs_ask_as_backfill(
             instance=instance, resources=resources, tags={"dagster/backfill": "abcdefgh"}
         )
     contacts = _observations(live)["raw/hubspot/contacts"]
-    assert contacts["api_budget_priority"] == "live" and contacts["hubspot_api_requests"] >= 1  # type: ignore[operator]
+    assert contacts["api_budget_priority"] == "live" and contacts["hubspot_api_requests"] >= 1
     assert contacts["hubspot_api_429"] == 0
     assert _observations(backfill)["raw/hubspot/contacts"]["api_budget_priority"] == "backfill"
     with get_engine(sqlite_warehouse).connect() as conn:

@@ -252,3 +252,35 @@ def test_object_snapshots_for_a_range_past_the_event_retention(fake: FakeStripe,
         stripe_object_messages(objects, as_of=as_of + 3600), engine=engine, queue_name="pull.stripe.t1"
     )
     assert again.duplicates == 10 and again.applied == 0 and _payments(engine) == rows
+
+
+@pytest.mark.parametrize("warehouse_url", ["sqlite"], indirect=True)  # the DB plays no part here
+def test_a_run_that_died_after_publishing_is_completed_by_the_rerun(
+    fake: FakeStripe, warehouse_url: str, engine: sa.Engine
+) -> None:
+    for n in range(2):
+        _sale(fake, n, DAY.gte + 60 * n)
+    with StripeClient(fake.url, fake.api_key, clock=fake.clock) as client:
+        messages = event_messages("stripe", client.events(DAY))
+    name = pull_queue_name("stripe", "2026-11-20")
+    queue = open_queue(
+        f"sql?name={name}", warehouse_url=warehouse_url, dead_letter_sink=write_event_dead_letters
+    )
+    try:
+        queue.publish_many(messages)  # ... and the run died before its drain
+    finally:
+        queue.close()
+    assert _ledger(engine) == {}
+
+    rerun = apply_pulled(messages, engine=engine, queue_name=name)
+
+    n = len(messages)
+    assert n == 7  # two sales, the first refunded
+    assert (rerun.pulled, rerun.already_queued, rerun.applied + rerun.stale, rerun.left_in_queue) == (
+        n,
+        n,
+        n,
+        0,
+    )
+    assert rerun.drain.totals.events_in == n  # each event drained once
+    assert len(_ledger(engine)) == n

@@ -32,6 +32,7 @@ import dagster as dg
 import sqlalchemy as sa
 
 from integration_assets.assets.files import ENTITY_TAG, OWNERS, canonical_key
+from integration_assets.checks.inrun import evaluate_checks
 from integration_assets.connectors.stripe import OBJECT_LISTS, StripeClient, Window
 from integration_assets.contracts.spec import all_contracts
 from integration_assets.errors import TerminalError, TransientError
@@ -244,6 +245,8 @@ def build_stripe_events_asset(policies: Policies | None = None) -> dg.AssetsDefi
                     },
                 )
             )
+            # Every materialization carries its checks' evaluations, whichever path wrote it (checks.inrun).
+            evaluate_checks(context, [STRIPE_EVENTS_TABLE], warehouse)
         yield from ()  # every materialization was logged above, one per day
 
     return _api

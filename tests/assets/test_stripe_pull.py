@@ -146,6 +146,8 @@ def test_a_range_run_applies_each_day_once_and_a_rerun_counts_duplicates(
     } == {RECENT[0]: ("events", 6, 6, 0, 1), RECENT[1]: ("events", 4, 4, 0, 0)}
     payments_mat = _days(first, canonical_key("payments"))
     assert payments_mat[None]["events_applied"] == 10 and payments_mat[None]["dagster/row_count"] == 10
+    checked = {e.asset_key for e in first.get_asset_check_evaluations()}
+    assert checked == {canonical_key("payments")}  # its checks evaluated in the same run (checks.inrun)
     with engine.connect() as conn:
         ids = set(conn.scalars(sa.select(processed_events.c.event_id)))
     assert ids == {f"stripe:{e['id']}" for evs in made.values() for e in evs}

@@ -351,7 +351,7 @@ class ApiBudget:
                     state.live_until = max(state.live_until or 0.0, now + wait + 0.05)
                     self._save(conn, state)
                 return wait, reason
-            now_ms = int(now * 1000)
+            now_ms = math.ceil(now * 1000)  # rounded up: a grant never leaves the window early
             kind = _BACKFILL if priority == "backfill" else ""
             for _ in range(cost):
                 bisect.insort(state.grants, (now_ms, kind))
@@ -438,9 +438,9 @@ class ApiBudget:
         with begin_write(self.engine) as conn:
             state = self._locked(conn)
             now = self.clock()
-            now_ms = int(now * 1000)
-            state.prune(now_ms, self.window_ms)
+            state.prune(int(now * 1000), self.window_ms)
             state.roll_day(_utc_day(now))
+            now_ms = math.ceil(now * 1000)
             if pause is not None:
                 state.paused_until = max(state.paused_until or 0.0, pause)
             if left is not None:

@@ -6,10 +6,7 @@ are refused. The fake HubSpot over real HTTP, the real ingest path, SQLite and P
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -27,45 +24,12 @@ from integration_assets.sensors import partitions as p
 from integration_assets.sensors.alert_rules import partition_failure_alerts
 from integration_assets.warehouse.schema import CANONICAL_TABLES, loads
 from integration_assets.warehouse.schema.api_budget import api_budget
+from tests.acceptance.conftest import launched_id, run_backfill
 
 DAYS = ["2026-10-01", "2026-10-02", "2026-10-03", "2026-10-04", "2026-10-05"]
 DOWN = DAYS[1:4]
 ASSET = dg.AssetKey(["api", "hubspot", "companies"])
 JOB = "api_hubspot_companies"
-# Runs submitted by the backfill are launched at once (no run queue daemon) and execute in this process,
-# synchronously (no run worker).
-SYNC_LAUNCHER = (
-    "telemetry: {enabled: false}\n"
-    "run_coordinator:\n"
-    "  module: dagster._core.run_coordinator.default_run_coordinator\n"
-    "  class: DefaultRunCoordinator\n"
-    "run_launcher:\n"
-    "  module: dagster._core.launcher.sync_in_memory_run_launcher\n"
-    "  class: SyncInMemoryRunLauncher\n"
-)
-
-
-@pytest.fixture
-def hubspot() -> Iterator[FakeHubSpot]:
-    fake = FakeHubSpot()
-    fake.start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture
-def instance(
-    hubspot: FakeHubSpot, warehouse_url: str, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[dg.DagsterInstance]:
-    """DAGSTER_HOME's instance (the one the CLI opens), with the code location's resources pointed at the fake."""
-    monkeypatch.setenv("HUBSPOT_ACCESS_TOKEN", hubspot.token)
-    monkeypatch.setenv("HUBSPOT_BASE_URL", hubspot.url)
-    # The workspace imports integration_assets.definitions; build it again with the fake's base URL.
-    monkeypatch.delitem(sys.modules, "integration_assets.definitions", raising=False)
-    home = Path(__import__("os").environ["DAGSTER_HOME"])
-    (home / "dagster.yaml").write_text(SYNC_LAUNCHER, encoding="utf-8")
-    with dg.DagsterInstance.from_config(str(home)) as i:
-        yield i
 
 
 def _seed(fake: FakeHubSpot) -> dict[str, str]:
@@ -101,24 +65,6 @@ def _outage_is_over(engine: sa.Engine) -> None:
     """The hour HubSpot's Retry-After asked for has passed: the shared budget's pause is over."""
     with engine.begin() as conn:
         conn.execute(sa.update(api_budget).values(paused_until=None))
-
-
-def _run_backfill(instance: dg.DagsterInstance, backfill_id: str) -> None:
-    with p.workspace_for(instance) as process:
-        for _ in range(10):
-            p.run_backfills_once(process)
-            if p.backfill_status(instance, backfill_id) != "REQUESTED":
-                return
-    runs = instance.get_runs(dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
-    raise AssertionError(
-        f"backfill {backfill_id} still {p.backfill_status(instance, backfill_id)}: "
-        f"{[(r.run_id, r.status, r.tags) for r in runs]}"
-    )
-
-
-def _launched_id(output: str) -> str:
-    line = next(ln for ln in output.splitlines() if ln.startswith("Backfill "))
-    return line.split()[1]
 
 
 def test_an_outage_is_repaired_by_one_backfill_of_the_failed_days(
@@ -158,7 +104,7 @@ def test_an_outage_is_repaired_by_one_backfill_of_the_failed_days(
         backfill, ["hubspot", "companies", "--from", DAYS[0], "--to", DAYS[-1], "--only-failed"]
     )
     assert res.exit_code == 0, res.output
-    backfill_id = _launched_id(res.output)
+    backfill_id = launched_id(res.output)
     assert f"/runs/b/{backfill_id}" in res.output and "integration-assets status" in res.output
     target = instance.get_backfill(backfill_id)
     assert target is not None and target.is_asset_backfill
@@ -168,7 +114,7 @@ def test_an_outage_is_repaired_by_one_backfill_of_the_failed_days(
     assert again.exit_code != 0
     assert backfill_id in again.output and "2026-10-04" in again.output
 
-    _run_backfill(instance, backfill_id)
+    run_backfill(instance, backfill_id)
     assert p.backfill_status(instance, backfill_id) == "COMPLETED_SUCCESS"
     runs = instance.get_runs(dg.RunsFilter(tags={"dagster/backfill": backfill_id}))
     assert runs and all(r.status == dg.DagsterRunStatus.SUCCESS for r in runs)

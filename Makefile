@@ -48,13 +48,14 @@ lint: install ## ruff check, ruff format --check, and the import layers of docs/
 typecheck: install ## mypy on the package
 	$(BIN)/mypy integration_assets
 
-bench: install services ## Benchmarks: batch sync vs plain COPY+upsert vs dlt, then webhook receiver throughput, event drain throughput, end-to-end event latency and the outbound chain (throughput, and an EasyPost outage next to a naive handler), the shared API budget (a 30-day HubSpot backfill beside the live pull); see docs/BENCHMARKS.md
+bench: install services ## Benchmarks: batch sync vs plain COPY+upsert vs dlt, then webhook receiver throughput, event drain throughput, end-to-end event latency and the outbound chain (throughput, and an EasyPost outage next to a naive handler), the shared API budget (a 30-day HubSpot backfill beside the live pull), the per-partition overhead of the daily API pulls (a 90-day backfill on unchanged data); see docs/BENCHMARKS.md
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/events_receiver.py
 	$(BIN)/python bench/events_drain.py
 	$(BIN)/python bench/events_latency.py
 	$(BIN)/python bench/outbound.py
 	$(BIN)/python bench/api_budget.py
+	$(BIN)/python bench/partitions.py
 
 clean: ## Remove the local data dir (warehouse, inbox, Dagster instance)
 	rm -rf .data

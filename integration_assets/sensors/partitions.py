@@ -24,7 +24,9 @@ import dagster as dg
 from dagster._core.execution.backfill import BulkActionsFilter, BulkActionStatus
 from dagster._core.storage.partition_status_cache import get_and_update_asset_status_cache_value
 
-from integration_assets.assets.pull import PARTITIONED_ASSETS, partitions_def_for
+from integration_assets.assets.pull import PARTITIONED_ASSETS as PULL_ASSETS
+from integration_assets.assets.pull import partitions_def_for
+from integration_assets.assets.stripe_pull import STRIPE_EVENTS_KEY
 from integration_assets.checks import dagster_internals
 from integration_assets.contracts.spec import entity_slug
 from integration_assets.policies import Policies, load_policies
@@ -32,6 +34,12 @@ from integration_assets.policies import Policies, load_policies
 DAY = "%Y-%m-%d"
 # Backfills that may still launch runs: a second one over the same partitions would write them twice.
 ACTIVE = (BulkActionStatus.REQUESTED, BulkActionStatus.CANCELING)
+
+# (system, entity) -> every daily-partitioned pull asset: HubSpot and Odoo entities, and Stripe's events.
+PARTITIONED_ASSETS: dict[tuple[str, str], dg.AssetKey] = {
+    **PULL_ASSETS,
+    ("stripe", "events"): STRIPE_EVENTS_KEY,
+}
 
 LAUNCH_PARTITION_BACKFILL = """
 mutation LaunchPartitionBackfill($backfillParams: LaunchBackfillParams!) {

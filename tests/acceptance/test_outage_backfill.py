@@ -21,7 +21,7 @@ from integration_assets.policies import load_policies
 from integration_assets.sandbox.fakes._server import Fault, LoggedRequest
 from integration_assets.sandbox.fakes.hubspot import FakeHubSpot
 from integration_assets.sensors import partitions as p
-from integration_assets.sensors.alert_rules import partition_failure_alerts
+from integration_assets.sensors.alert_rules import partition_failure_alerts, run_failure_alert, run_recovered
 from integration_assets.warehouse.schema import CANONICAL_TABLES, loads
 from integration_assets.warehouse.schema.api_budget import api_budget
 from tests.acceptance.conftest import launched_id, run_backfill
@@ -53,12 +53,22 @@ def _outage(req: LoggedRequest) -> Fault | None:
     return Fault(503, {"status": "error", "message": "Service Unavailable"}, retry_after=3600)
 
 
-def _scheduled_run(instance: dg.DagsterInstance, day: str) -> bool:
-    """What the schedule's run of one day does: the partition job, in process."""
+def _scheduled_run(instance: dg.DagsterInstance, day: str) -> list[str]:
+    """What the schedule's run of one day does (the partition job, in process), then what the run-failure and
+    run-recovery sensors do with it. Returns their actions."""
     from integration_assets.definitions import defs
 
     job = defs.resolve_job_def(JOB)
-    return job.execute_in_process(instance=instance, partition_key=day, raise_on_error=False).success
+    res = job.execute_in_process(instance=instance, partition_key=day, raise_on_error=False)
+    with Notifier.from_env() as alerts:
+        if res.success:
+            return [run_recovered(res.dagster_run, alerts)]
+        failure = next(e for e in res.all_events if e.event_type_value == "STEP_FAILURE")
+        return [
+            run_failure_alert(
+                res.dagster_run, failure.message or "", [failure.step_key or ""], alerts, load_policies()
+            )
+        ]
 
 
 def _outage_is_over(engine: sa.Engine) -> None:
@@ -73,17 +83,27 @@ def test_an_outage_is_repaired_by_one_backfill_of_the_failed_days(
     companies = _seed(hubspot)
     now = datetime(2026, 10, 6, 9, tzinfo=UTC)  # the morning after the last day
     policies = load_policies()
-    for day in DAYS:
+    actions = []
+    for day in DAYS[:4]:
         hubspot.fault = _outage if day in DOWN else None
         if day not in DOWN:
             _outage_is_over(engine)
-        assert _scheduled_run(instance, day) is (day not in DOWN)
-    hubspot.fault = None
+        actions += _scheduled_run(instance, day)
+    # The run-failure alert fired once for the three failed runs (the same incident, seen three times).
+    assert actions.count(f"opened run:{JOB}") == 1 and actions.count(f"deduplicated run:{JOB}") == 2
+    run_incident = next(i for i in list_incidents("open", engine=engine) if i.key == f"run:{JOB}")
+    assert run_incident.fire_count == 3
 
     health = p.partition_states(instance, "hubspot", "companies", now=now)
     assert health.failed == tuple(DOWN)
     assert health.command() is not None and "--only-failed" in health.command()  # type: ignore[operator]
     # `integration-assets status` lists them with the exact command that repairs them.
+    # The API is back; the next scheduled run (the last day) succeeds and resolves the run-failure alert, but
+    # the three days stay failed, and that is what the partition alert is about.
+    hubspot.fault = None
+    _outage_is_over(engine)
+    assert _scheduled_run(instance, DAYS[4]) == [f"resolved run:{JOB}"]
+
     shown = {r["asset"]: r for r in collect_status(instance=instance, now=now)["partitions"]}
     row = shown["api/hubspot/companies"]
     assert row["failed"] == DOWN and row["missing"][-1] == "2026-09-30"  # never pulled before the 1st

@@ -188,3 +188,22 @@ def test_bad_ranges_are_refused_with_a_clear_message(args: list[str], message: s
 def test_unknown_sources_and_entities_are_refused(system: str, entity: str, message: str) -> None:
     res = CliRunner().invoke(backfill, [system, entity, "--from", "2026-10-01", "--to", "2026-10-02"])
     assert res.exit_code == 2 and message in res.output, res.output
+
+
+def test_only_failed_with_nothing_failed_launches_nothing_and_wait_gives_up_at_its_timeout(
+    instance: dg.DagsterInstance,
+) -> None:
+    res = CliRunner().invoke(
+        backfill, ["hubspot", "companies", "--from", DAYS[0], "--to", DAYS[-1], "--only-failed"]
+    )
+    assert res.exit_code == 0 and "nothing to backfill" in res.output, res.output
+    assert instance.get_backfills() == []
+
+    first = CliRunner().invoke(backfill, ["hubspot", "companies", "--from", DAYS[0], "--to", DAYS[1]])
+    assert first.exit_code == 0, first.output
+    waited = CliRunner().invoke(
+        backfill,
+        ["hubspot", "companies", "--from", DAYS[1], "--to", DAYS[2], "--wait", "--wait-timeout", "0"],
+    )
+    assert waited.exit_code == 1 and launched_id(first.output) in waited.output, waited.output
+    assert len(instance.get_backfills()) == 1

@@ -55,8 +55,9 @@ def ingest_file(
 ) -> LoadReport:
     """Load one file. Never raises for bad input: a rejected file comes back with status='rejected'.
 
-    ``force`` reloads content whose hash was already loaded (the merge then changes nothing unless the
-    contract changed). ``contract_id`` pins a contract version instead of choosing the newest that fits.
+    ``force`` reloads content whose hash was already loaded, and its rows win a tie: a stored row of the same
+    source version (``source_updated_at``) whose values differ is replaced (the contract changed since, e.g. a
+    fixed value map); unchanged rows stay unchanged and an older version never replaces a newer one. ``contract_id`` pins a contract version instead of choosing the newest that fits.
     ``snapshot_dir``: load a copy of the file made there (``report.loaded_path``), so that what was loaded is
     exactly the bytes hashed even if a writer still appends to the file (the inbox passes it).
     Content another live process is loading comes back with status='already_loading'. A missing file raises
@@ -160,7 +161,7 @@ def _ingest(
                         ledger.finish(conn, report)
                     return report
             try:
-                _load(src, system, entity, settings, engine, report, contract_id)
+                _load(src, system, entity, settings, engine, report, contract_id, force)
             except (
                 EncodingUnverified
             ) as exc:  # rolled back: read again, with the encoding decided on every byte
@@ -175,7 +176,7 @@ def _ingest(
                 src = inspect(
                     source, max_bytes=settings.max_file_bytes, fallback_encoding=settings.fallback_encoding
                 )
-                _load(src, system, entity, settings, engine, report, contract_id)
+                _load(src, system, entity, settings, engine, report, contract_id, force)
     except FileRejected as exc:
         report.status, report.reason_code, report.error = "rejected", exc.code, exc.message
         report.rows_inserted = report.rows_updated = report.rows_unchanged = report.rows_duplicate = 0
@@ -212,6 +213,7 @@ def _load(
     engine: sa.Engine,
     report: LoadReport,
     contract_id: str | None,
+    tie_wins: bool = False,
 ) -> None:
     chunks = src.chunks(settings.chunk_rows)
     first = next(chunks, None)
@@ -264,7 +266,7 @@ def _load(
             while (item := pending.result()) is not None:
                 pending = pool.submit(read_and_map)
                 handle(*item)
-        counts = merge_keeping_erased(stage)
+        counts = merge_keeping_erased(stage, tie_wins=tie_wins)
         report.rows_inserted, report.rows_updated = counts.inserted, counts.updated
         report.rows_unchanged, report.rows_duplicate = counts.unchanged, counts.duplicates
         report.rows_quarantined = quarantined

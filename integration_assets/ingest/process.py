@@ -33,8 +33,12 @@ def process(
     settings: Settings | None = None,
     engine: sa.Engine | None = None,
     run_id: str | None = None,
+    force: bool = False,
 ) -> LoadReport:
-    """Load one inbox file and move it to archive/ or rejected/. Transient errors propagate, file stays."""
+    """Load one inbox file and move it to archive/ or rejected/. Transient errors propagate, file stays.
+
+    ``force``: load content that was loaded before again, under the current contract (``ingest_file``), with a
+    new ledger row; the claim on the content still admits one load of it at a time."""
     settings = settings or get_settings()
     engine = engine or get_engine(settings.warehouse_url)
     known = {(s, e) for s, e, _ in known_entities()}
@@ -47,6 +51,7 @@ def process(
         settings=settings,
         engine=engine,
         run_id=run_id,
+        force=force,
         snapshot_dir=processing_dir(settings),
     )
     loaded = Path(report.loaded_path) if report.loaded_path else None

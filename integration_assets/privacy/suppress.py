@@ -96,12 +96,12 @@ def keep_erased_staged(conn: sa.Connection, table: str, stage: str, *, lock: boo
     return int(n or 0)
 
 
-def merge_keeping_erased(stage: CanonicalStage, *, lock: bool = True) -> MergeCounts:
-    """``stage.merge(lock=lock)`` with the staged rows of erased records kept erased first, in the same
-    transaction: how loads, events and replays merge into a canonical table."""
+def merge_keeping_erased(stage: CanonicalStage, *, lock: bool = True, tie_wins: bool = False) -> MergeCounts:
+    """``stage.merge(lock=lock, tie_wins=tie_wins)`` with the staged rows of erased records kept erased first,
+    in the same transaction: how loads, events and replays merge into a canonical table."""
     if stage.staged:
         keep_erased_staged(stage.conn, stage.table.name, stage.name, lock=lock)
-    return stage.merge(lock=lock)
+    return stage.merge(lock=lock, tie_wins=tie_wins)
 
 
 def _json(text: Any) -> Any:

@@ -259,8 +259,13 @@ class CanonicalStage:
             return f"src.{q}"
         return f"CASE WHEN src.{STAGE_KEEP} & {bit} <> 0 THEN {t}.{q} ELSE src.{q} END"
 
-    def merge(self, *, lock: bool = True) -> MergeCounts:
+    def merge(self, *, lock: bool = True, tie_wins: bool = False) -> MergeCounts:
         """Merge the staged rows into the canonical table; returns what changed.
+
+        A staged row replaces a stored one with an older ``source_updated_at``, never one with a newer. At an
+        equal ``source_updated_at`` (the same source version) it replaces it when its row hash is greater, so
+        loads in any order end with the same row; with ``tie_wins``, whenever the business values differ (a
+        forced re-load under a corrected contract: the newer load wins a tie; unchanged rows stay unchanged).
 
         Then, in the same transaction, the outbox rows the merged rows cause (``warehouse.outbox.capture``:
         a query only for the tables that trigger an outbound write).
@@ -273,19 +278,20 @@ class CanonicalStage:
         if self.staged == 0:
             return MergeCounts(0, 0, 0, 0, 0)
         before = outbox.before_merge(self.conn, self.table.name, self.name)
-        counts = self._merge(lock)
+        counts = self._merge(lock, tie_wins)
         outbox.capture(self.conn, self.table.name, self.name, before)
         return counts
 
-    def _merge(self, lock: bool) -> MergeCounts:
+    def _merge(self, lock: bool, tie_wins: bool) -> MergeCounts:
         c = self.conn
         t, s = _q(c, self.table.name), _q(c, self.name)
         cols = ", ".join(_q(c, x) for x in self.columns)
         keys = ("source_system", "source_id")
         sets = ", ".join(f"{_q(c, x)} = excluded.{_q(c, x)}" for x in self.columns if x not in keys)
+        tie = "<>" if tie_wins else ">"  # at an equal source_updated_at: any other content, or a greater hash
         newer = (
             f"excluded.source_updated_at > {t}.source_updated_at OR "
-            f"(excluded.source_updated_at = {t}.source_updated_at AND excluded.row_hash > {t}.row_hash)"
+            f"(excluded.source_updated_at = {t}.source_updated_at AND excluded.row_hash {tie} {t}.row_hash)"
         )
         if self.pg:
             # The in-file dedup sorts the staged rows: give it memory so it does not spill to disk.
@@ -340,7 +346,7 @@ class CanonicalStage:
                 )
                 src_newer = (
                     f"src.source_updated_at > {t}.source_updated_at OR (src.source_updated_at = "
-                    f"{t}.source_updated_at AND {merged_hash} > {t}.row_hash)"
+                    f"{t}.source_updated_at AND {merged_hash} {tie} {t}.row_hash)"
                 )
             same_key = "{a}.source_system = src.source_system AND {a}.source_id = src.source_id"
             # Every sub-statement sees the same snapshot: the UPDATE touches only keys that existed, the

@@ -2,8 +2,8 @@
 the default), on SQLite and Postgres; ``on_missing: null`` sets them to null (whole-record sources).
 
 The merged row (stored values for the columns the file lacks, the file's for the others) is what is compared
-and stored: newer wins, an equal timestamp goes to the larger hash of the merged row, an older partial row
-changes nothing, and the stored row hash is the hash of the stored row, so replays are "unchanged".
+and stored: newer wins, an equal timestamp goes to the larger hash of the merged row (a forced re-load wins
+any tie whose content differs), an older partial row changes nothing, and the stored row hash is the hash of the stored row, so replays are "unchanged".
 """
 
 from __future__ import annotations
@@ -112,9 +112,16 @@ def test_equal_timestamp_partial_file_never_erases(engine: sa.Engine, inbox: Pat
     assert first.rows_updated + first.rows_unchanged == 15
     rows = stored(engine)
     assert {r["email"] for r in rows.values()} == {f"c{i}@example.com" for i in IDS}
-    # The merged row's hash decides, so the same partial file again changes nothing.
+    # The same partial file again, forced (a re-load under the current contract): it wins the ties it lost.
+    lost = sum(r["first_name"] != "Cy" for r in rows.values())
+    assert 0 < lost < 15  # both outcomes of the unforced tie-break
     again = load(write(inbox, "no_email.csv", same, drop=("Email",)), force=True)
-    assert (again.rows_updated, again.rows_unchanged) == (0, 15)
+    assert (again.rows_updated, again.rows_unchanged) == (lost, 15 - lost)
+    rows = stored(engine)
+    assert {r["first_name"] for r in rows.values()} == {"Cy"}
+    assert {r["email"] for r in rows.values()} == {f"c{i}@example.com" for i in IDS}
+    # The stored hash is the merged row's, so once more changes nothing, forced or not.
+    assert (load(write(inbox, "no_email.csv", same, drop=("Email",)), force=True).rows_unchanged) == 15
     assert stored(engine) == rows
 
 

@@ -923,6 +923,21 @@ def outage_table(out: dict[str, Any]) -> str:
     return "\n".join([head, *rows])
 
 
+def bench_policies(tmp: Path) -> Path:
+    """The shipped policies without API rate budgets: the fakes enforce none (their limit is calls in flight,
+    as the issue's set-up asks), and the shipped budgets (e.g. Odoo 50 calls per 10 s) would cap the chain
+    at what a real account allows instead of measuring the pipeline. Inherited by every worker process."""
+    import yaml
+
+    from integration_assets.policies import DEFAULT_POLICIES_FILE
+
+    data = yaml.safe_load(DEFAULT_POLICIES_FILE.read_text())
+    data["api_budget"] = {}
+    path = tmp / "policies.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -972,6 +987,7 @@ def main() -> None:
         k: v for k, v in vars(args).items() if not k.startswith("_") and k not in ("steps", "seconds", "relay", "drain")
     }}  # fmt: skip
     with tempfile.TemporaryDirectory(dir=WORK) as tmp:
+        os.environ["INTEGRATION_POLICIES_FILE"] = str(bench_policies(Path(tmp)))
         if "throughput" in only:
             runs = []
             for rep in range(1, args.repeat + 1):

@@ -10,7 +10,7 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 import httpx
 import tenacity
@@ -258,3 +258,18 @@ class HttpClient:
                 attempts=outcome.attempts,
                 last_status=status,
             ) from last
+
+
+class HttpConnector:
+    """A connector that owns one :class:`HttpClient`: a context manager that closes it."""
+
+    http: HttpClient
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.http.close()

@@ -36,7 +36,7 @@ from typing import Any
 
 import httpx
 
-from integration_assets.connectors._http import DEFAULT_TIMEOUT, HttpClient, StatusRecorder
+from integration_assets.connectors._http import DEFAULT_TIMEOUT, HttpClient, HttpConnector, StatusRecorder
 from integration_assets.connectors._retry import (
     Classifier,
     HttpRetry,
@@ -162,7 +162,7 @@ def select_rate(
     return min(rates, key=key)
 
 
-class EasyPostClient:
+class EasyPostClient(HttpConnector):
     """The live EasyPost connector (one per step run or shared by its threads; close it, or use ``with``)."""
 
     system = SYSTEM
@@ -262,15 +262,6 @@ class EasyPostClient:
 
     def __repr__(self) -> str:  # never the key
         return f"EasyPostClient(base_url={self.http.base_url!r})"
-
-    def __enter__(self) -> EasyPostClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self.http.close()
 
     # -- plumbing -------------------------------------------------------------------------------------------
     def _json(self, response: httpx.Response, what: str) -> dict[str, Any]:

@@ -35,7 +35,7 @@ from urllib.parse import quote
 
 import httpx
 
-from integration_assets.connectors._http import DEFAULT_TIMEOUT, HttpClient, StatusRecorder
+from integration_assets.connectors._http import DEFAULT_TIMEOUT, HttpClient, HttpConnector, StatusRecorder
 from integration_assets.connectors._paging import ascending_pages
 from integration_assets.connectors._retry import (
     HttpRetry,
@@ -137,7 +137,7 @@ def parse_hubspot_time(value: Any) -> int | None:
     return to_ms(ts)
 
 
-class HubSpotClient:
+class HubSpotClient(HttpConnector):
     """The live HubSpot CRM v3 connector (one per run; close it, or use it as a context manager)."""
 
     system = SYSTEM
@@ -191,15 +191,6 @@ class HubSpotClient:
         settings = get_settings()
         kw.setdefault("base_url", settings.hubspot_base_url)
         return cls(settings.hubspot_access_token or "", **kw)
-
-    def __enter__(self) -> HubSpotClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self.http.close()
 
     def _json(self, response: httpx.Response, what: str) -> dict[str, Any]:
         data = json_body(response)

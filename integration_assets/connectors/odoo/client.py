@@ -33,7 +33,7 @@ from typing import Any
 
 import httpx
 
-from integration_assets.connectors._http import DEFAULT_TIMEOUT, HttpClient, StatusRecorder
+from integration_assets.connectors._http import DEFAULT_TIMEOUT, HttpClient, HttpConnector, StatusRecorder
 from integration_assets.connectors._paging import ascending_pages
 from integration_assets.connectors._retry import HttpRetry, RetryBudget, classify_http
 from integration_assets.connectors.landing import Pull
@@ -73,7 +73,7 @@ def odoo_time(ts: datetime) -> str:
     return ts.strftime(ODOO_DATETIME)
 
 
-class OdooClient:
+class OdooClient(HttpConnector):
     """The live Odoo JSON-RPC connector (one per run; close it, or use it as a context manager)."""
 
     system = SYSTEM
@@ -131,15 +131,6 @@ class OdooClient:
 
     def __repr__(self) -> str:
         return f"OdooClient(url={self.url!r}, db={self.db!r}, username={self.username!r})"
-
-    def __enter__(self) -> OdooClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self.http.close()
 
     # -- JSON-RPC (connectors/odoo/rpc.py) -----------------------------------------------------------------
     def call(self, service: str, method: str, args: Sequence[Any], *, what: str | None = None) -> Any:

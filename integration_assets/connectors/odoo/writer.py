@@ -27,7 +27,7 @@ from typing import Any
 
 import httpx
 
-from integration_assets.connectors._http import DEFAULT_TIMEOUT, HttpClient, StatusRecorder
+from integration_assets.connectors._http import DEFAULT_TIMEOUT, HttpClient, HttpConnector, StatusRecorder
 from integration_assets.connectors._retry import (
     HttpRetry,
     RequestRejected,
@@ -161,7 +161,7 @@ def check_domain(model: str, domain: Sequence[Any]) -> list[Any]:
     return [list(t) if isinstance(t, tuple) else t for t in domain]
 
 
-class OdooWriter:
+class OdooWriter(HttpConnector):
     """The Odoo side of the outbound chain (docs/SOURCES.md §2.5-2.9). Close it, or use it as a context manager."""
 
     system = SYSTEM
@@ -236,15 +236,6 @@ class OdooWriter:
 
     def __repr__(self) -> str:  # never the key
         return f"OdooWriter(url={self.url!r}, db={self.db!r}, login={self.login!r})"
-
-    def __enter__(self) -> OdooWriter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self.http.close()
 
     # -- generic calls (identifiers checked) ----------------------------------------------------------------
     def search_read(

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 
-from integration_assets.connectors._http import DEFAULT_TIMEOUT, HttpClient, StatusRecorder
+from integration_assets.connectors._http import DEFAULT_TIMEOUT, HttpClient, HttpConnector, StatusRecorder
 from integration_assets.connectors._retry import HttpRetry, RetriesExhausted, RetryBudget
 from integration_assets.connectors.stripe.errors import (
     StripeAuthError,
@@ -103,7 +103,7 @@ class Window:
         return cls(start, start + timedelta(days=1))
 
 
-class StripeClient:
+class StripeClient(HttpConnector):
     """The Stripe read connector (one per run; close it, or use ``with``)."""
 
     system = SYSTEM
@@ -166,15 +166,6 @@ class StripeClient:
 
     def __repr__(self) -> str:  # never the key
         return f"StripeClient(base_url={self.http.base_url!r})"
-
-    def __enter__(self) -> StripeClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self.http.close()
 
     # -- windows ----------------------------------------------------------------------------------------------
     def events_complete(self, window: Window, *, margin: timedelta = timedelta(hours=1)) -> bool:
